@@ -1,0 +1,80 @@
+package log
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Options configure Open.
+type Options struct {
+	// Dir is the log's directory: topic partitions live in Dir/<topic>-<n>/
+	// and topic metadata in Dir/topics.db.
+	Dir string
+	// FS is the filesystem seam; nil means OSFS.
+	FS FS
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+	// TopicDefaults override the built-in topic config defaults for every
+	// topic that does not set a key itself.
+	TopicDefaults map[string]string
+	// RetentionCheckInterval is how often retention runs; 0 means 1 minute,
+	// negative disables the background pass (EnforceRetention still works).
+	RetentionCheckInterval time.Duration
+	// LockTimeout bounds the wait for the metadata file lock held by another
+	// process; 0 means 1 second. Past it Open fails with ErrDataDirLocked.
+	LockTimeout time.Duration
+	// Now is the clock used for segment age and retention; nil means time.Now.
+	Now func() time.Time
+	// Guards are consulted by retention before deleting anything.
+	Guards []RetentionGuard
+}
+
+// RetentionGuard pins data against retention. The mirror uses one to keep
+// every segment it has not shipped yet.
+type RetentionGuard interface {
+	// RetainFrom returns the lowest offset of the partition that must be
+	// kept: retention deletes no segment holding this offset or any above
+	// it. math.MaxInt64 means no constraint.
+	RetainFrom(topic string, partition int32) int64
+}
+
+// TopicInfo describes a topic.
+type TopicInfo struct {
+	Name       string
+	ID         [16]byte // random, fixed at creation (Kafka's topic id)
+	Partitions int32
+	// Configs holds the keys set on this topic; others take the defaults.
+	Configs map[string]string
+}
+
+// AppendResult says where an appended batch landed.
+type AppendResult struct {
+	BaseOffset     int64 // offset of the batch's first record
+	LastOffset     int64 // offset of the batch's last record
+	LogStartOffset int64 // the partition's start offset after the append
+	Position       int64 // file position of the batch in its segment
+	Segment        int64 // base offset of the segment the batch went to
+}
+
+// ReadResult is a batch-aligned read.
+type ReadResult struct {
+	// Data holds whole RecordBatches exactly as stored. Its first batch
+	// contains the requested offset (and may start before it).
+	Data []byte
+	// StartOffset and EndOffset are the partition's log start offset and
+	// end offset (high watermark) when the read was served.
+	StartOffset int64
+	EndOffset   int64
+}
+
+// SegmentInfo describes one segment.
+type SegmentInfo struct {
+	BaseOffset int64
+	NextOffset int64 // one past the last offset, if known (-1 for an unopened sealed segment)
+	Size       int64
+	Path       string
+	Sealed     bool
+}
+
+var _ = context.Background

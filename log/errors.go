@@ -1,0 +1,52 @@
+package log
+
+import "errors"
+
+// Sentinel errors. Callers compare with errors.Is; the wrapped message adds the
+// topic, partition or offset concerned.
+var (
+	// ErrUnknownTopic is returned when a topic does not exist.
+	ErrUnknownTopic = errors.New("unknown topic")
+
+	// ErrTopicExists is returned by CreateTopic when the name is taken.
+	ErrTopicExists = errors.New("topic already exists")
+
+	// ErrInvalidTopic is returned when a topic name breaks Kafka's naming rules.
+	ErrInvalidTopic = errors.New("invalid topic name")
+
+	// ErrUnknownPartition is returned when a partition number is outside the topic.
+	ErrUnknownPartition = errors.New("unknown partition")
+
+	// ErrInvalidPartitions is returned when a partition count is not positive, or
+	// when AddPartitions is asked to shrink a topic.
+	ErrInvalidPartitions = errors.New("invalid partition count")
+
+	// ErrInvalidConfig is returned when a topic config key is unknown or its
+	// value is out of range.
+	ErrInvalidConfig = errors.New("invalid topic config")
+
+	// ErrOffsetOutOfRange is returned by reads below the log start offset or
+	// above the end offset.
+	ErrOffsetOutOfRange = errors.New("offset out of range")
+
+	// ErrCorruptBatch is returned by Append when a RecordBatch fails framing or
+	// CRC-32C validation. Nothing is written.
+	ErrCorruptBatch = errors.New("corrupt record batch")
+
+	// ErrBatchTooLarge is returned by Append when a batch exceeds the topic's
+	// max.message.bytes. Nothing is written.
+	ErrBatchTooLarge = errors.New("record batch larger than max.message.bytes")
+
+	// ErrCorruptSegment is returned by reads that touch a sealed segment whose
+	// contents failed validation. The segment is kept on disk untouched and
+	// reported in the log; other ranges of the partition stay readable.
+	ErrCorruptSegment = errors.New("corrupt segment")
+
+	// ErrClosed is returned by any operation on a closed Log or Partition, and
+	// by WaitDurable when the partition closes before the offset is durable.
+	ErrClosed = errors.New("log closed")
+
+	// ErrDataDirLocked is returned by Open when another process holds the data
+	// directory (a running broker, typically).
+	ErrDataDirLocked = errors.New("data directory in use by another process")
+)
