@@ -569,4 +569,3 @@ func parseTopicID(s string) ([16]byte, error) {
 	copy(id[:], b)
 	return id, nil
 }
-

@@ -667,4 +667,3 @@ func (p *Partition) searchTime(seg *segment, limit int64, entries []indexEntry, 
 		// MaxTimestamp said otherwise; trust the records and go on.
 	}
 }
-
