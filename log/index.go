@@ -36,6 +36,7 @@ type index struct {
 	entries []indexEntry
 	offFile File // nil once sealed and closed
 	tsFile  File
+	scratch [timeEntrySize]byte // encoding buffer for add, so appends do not allocate
 }
 
 // lookup returns the last entry whose batch starts at or before offset rel,
@@ -70,7 +71,7 @@ func (x *index) last() (indexEntry, bool) {
 // through the page cache and synced with the segment; an entry lost in a
 // crash is rebuilt by recovery.
 func (x *index) add(e indexEntry) error {
-	var b [timeEntrySize]byte
+	b := &x.scratch
 	n := int64(len(x.entries))
 	binary.BigEndian.PutUint32(b[0:], e.rel)
 	binary.BigEndian.PutUint32(b[4:], e.pos)
