@@ -50,3 +50,21 @@ var (
 	// directory (a running broker, typically).
 	ErrDataDirLocked = errors.New("data directory in use by another process")
 )
+
+// Errors of idempotent producers, checked by Append for batches that carry a
+// producer id (Kafka's semantics, per partition).
+var (
+	// ErrDuplicateSequence is returned when a batch repeats one of the
+	// producer's last five batches (a retry of something already stored).
+	// Nothing is written; the AppendResult holds the original offsets, and a
+	// Kafka front end answers success with them.
+	ErrDuplicateSequence = errors.New("duplicate sequence number")
+
+	// ErrOutOfOrderSequence is returned when a batch's base sequence is not
+	// the one after the producer's last batch. Nothing is written.
+	ErrOutOfOrderSequence = errors.New("out of order sequence number")
+
+	// ErrProducerFenced is returned when a batch carries an epoch older than
+	// the producer's current one. Nothing is written.
+	ErrProducerFenced = errors.New("producer epoch is older than the current one")
+)

@@ -36,8 +36,9 @@ type Partition struct {
 	active   *segment
 	unsynced []*segment    // sealed segments with bytes not yet fsynced
 	waitCh   chan struct{} // closed by the next append; nil if nobody waits
-	closed   bool
-	failed   error // a failed write or fsync: the partition accepts no more appends
+	closed    bool
+	failed    error         // a failed write or fsync: the partition accepts no more appends
+	producers producerState // idempotent producers' recent batches (producers.go)
 
 	// Lock-free views for hot readers.
 	startOff  atomic.Int64
@@ -132,6 +133,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 			}
 		case strings.HasSuffix(name, ".tmp"):
 			fsys.Remove(filepath.Join(dir, name))
+		case ext == "snapshot":
 		default:
 			p.logger.Warn("ignoring unexpected file in partition directory", "file", name)
 		}
@@ -171,8 +173,62 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 	p.startOff.Store(p.segs[0].base)
 	p.endOff.Store(p.active.next)
 	p.durable.Store(p.active.next)
+	if err := p.loadProducers(); err != nil {
+		for _, s := range p.segs {
+			s.release()
+		}
+		return nil, fmt.Errorf("rebuilding producer state: %w", err)
+	}
 	go p.flushLoop()
 	return p, nil
+}
+
+// loadProducers restores idempotent-producer state: the newest snapshot at
+// or below the end offset, then every batch after it.
+func (p *Partition) loadProducers() error {
+	end := p.active.next
+	ps, from, ok, err := loadSnapshot(p.fs, p.dir, end)
+	if err != nil {
+		return err
+	}
+	if !ok || from < p.segs[0].base {
+		ps, from = producerState{}, p.segs[0].base
+	}
+	p.producers = ps
+	if from == end {
+		return nil
+	}
+	p.logger.Info("replaying batches to rebuild producer state", "from_offset", from, "end_offset", end)
+	nowMs := p.now().UnixMilli()
+	for i, seg := range p.segs {
+		segEnd := seg.next
+		if i+1 < len(p.segs) {
+			segEnd = p.segs[i+1].base
+		}
+		if segEnd <= from {
+			continue
+		}
+		if seg != p.active {
+			if err := seg.load(segEnd, p.cfg.Load().IndexIntervalBytes, p.logger); err != nil {
+				return err
+			}
+		}
+		limit := seg.size
+		if seg.corruptAt >= 0 {
+			limit = seg.corruptAt
+		}
+		sc := newScanner(seg.log, 0, limit)
+		for {
+			_, h, _, ok := sc.next()
+			if !ok {
+				break
+			}
+			if h.BaseOffset >= from {
+				p.producers.record(h, nowMs)
+			}
+		}
+	}
+	return nil
 }
 
 // Append validates one RecordBatch (framing, CRC-32C, record count; see
@@ -198,6 +254,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	if p.failed != nil {
 		return AppendResult{}, p.failed
 	}
+	if h.ProducerID >= 0 {
+		if dup, err := p.producers.check(h); err != nil {
+			return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: p.startOff.Load()}, err
+		}
+	}
 	nowMs := p.now().UnixMilli()
 	a := p.active
 	if a.size > 0 && (a.size+int64(len(batch)) > cfg.SegmentBytes ||
@@ -221,6 +282,7 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		return AppendResult{}, p.undoWrite(a, pos, fmt.Errorf("indexing %s: %w", a.log.Name(), err))
 	}
 	a.synced = false
+	p.producers.record(h, nowMs)
 	p.totalSize.Add(int64(len(batch)))
 	p.endOff.Store(a.next)
 	if p.waitCh != nil {
@@ -270,6 +332,9 @@ func (p *Partition) rollLocked(nowMs int64) error {
 	p.segs = append(p.segs, s)
 	p.active = s
 	p.unsynced = append(p.unsynced, old)
+	if err := p.producers.writeSnapshot(p.fs, p.dir, s.base, nowMs); err != nil {
+		p.logger.Warn("writing producer-state snapshot", "offset", s.base, "err", err)
+	}
 	if err := p.fs.SyncDir(p.dir); err != nil {
 		p.logger.Warn("syncing directory after roll", "err", err)
 	}
@@ -461,6 +526,12 @@ func (p *Partition) close() error {
 	<-p.done
 	err := p.syncAll()
 	p.mu.Lock()
+	if err == nil {
+		// A snapshot at the end offset spares the next open any replay.
+		if serr := p.producers.writeSnapshot(p.fs, p.dir, p.active.next, p.now().UnixMilli()); serr != nil {
+			p.logger.Warn("writing producer-state snapshot", "err", serr)
+		}
+	}
 	if p.waitCh != nil {
 		close(p.waitCh)
 		p.waitCh = nil
