@@ -31,11 +31,11 @@ type Partition struct {
 	// mu guards the segment list, the active segment's mutable fields and
 	// the fields below it. Lock order: Log.mu before Partition.mu before
 	// segment.loadMu; dmu is a leaf.
-	mu       sync.RWMutex
-	segs     []*segment // by base offset; the last is the active segment
-	active   *segment
-	unsynced []*segment    // sealed segments with bytes not yet fsynced
-	waitCh   chan struct{} // closed by the next append; nil if nobody waits
+	mu        sync.RWMutex
+	segs      []*segment // by base offset; the last is the active segment
+	active    *segment
+	unsynced  []*segment    // sealed segments with bytes not yet fsynced
+	waitCh    chan struct{} // closed by the next append; nil if nobody waits
 	closed    bool
 	failed    error         // a failed write or fsync: the partition accepts no more appends
 	producers producerState // idempotent producers' recent batches (producers.go)

@@ -44,7 +44,7 @@ type producerBatch struct {
 type producerEntry struct {
 	ID      int64           `json:"id"`
 	Epoch   int16           `json:"epoch"`
-	Batches []producerBatch `json:"batches"` // oldest first, at most producerWindow
+	Batches []producerBatch `json:"batches"`      // oldest first, at most producerWindow
 	LastTs  int64           `json:"last_seen_ms"` // wall clock of the last append
 }
 
