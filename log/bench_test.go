@@ -222,7 +222,6 @@ func BenchmarkReopen(b *testing.B) {
 	if err := l.Close(); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(size)/(1<<30), "GiB")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		l, err := Open(Options{Dir: dir, RetentionCheckInterval: -1, Logger: quietLogger})
@@ -237,6 +236,7 @@ func BenchmarkReopen(b *testing.B) {
 		l.Close()
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(size)/(1<<30), "GiB")
 }
 
 var quietLogger = slog.New(slog.DiscardHandler)
