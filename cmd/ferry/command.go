@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// command is one node of the command tree: a group of subcommands, or a
+// leaf that parses its own flags and runs.
+type command struct {
+	name    string
+	args    string // argument synopsis for usage, e.g. "NAME"
+	summary string
+	example string
+	subs    []*command
+	// flags declares the leaf's flags on fs and returns its action, which
+	// receives the positional arguments.
+	flags func(fs *pflag.FlagSet) func(args []string, out io.Writer) error
+}
+
+// usageError marks a mistake in how a command was called (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+
+func isUsage(err error) bool {
+	var u usageError
+	return errors.As(err, &u) || errors.Is(err, pflag.ErrHelp)
+}
+
+func (c *command) dispatch(args []string, out io.Writer) error {
+	return c.dispatchPath(c.name, args, out)
+}
+
+func (c *command) dispatchPath(path string, args []string, out io.Writer) error {
+	if c.flags == nil {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+			c.printGroupUsage(path, out)
+			if len(args) == 0 {
+				return usagef("%s: missing subcommand", path)
+			}
+			return nil
+		}
+		for _, s := range c.subs {
+			if s.name == args[0] {
+				return s.dispatchPath(path+" "+s.name, args[1:], out)
+			}
+		}
+		return usagef("%s: unknown command %q (see '%s --help')", path, args[0], path)
+	}
+	fs := pflag.NewFlagSet(path, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	action := c.flags(fs)
+	fs.SortFlags = false
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			c.printLeafUsage(path, fs, out)
+			return nil
+		}
+		return usagef("%s: %v (see '%s --help')", path, err, path)
+	}
+	return action(fs.Args(), out)
+}
+
+func (c *command) printGroupUsage(path string, out io.Writer) {
+	fmt.Fprintf(out, "%s — %s\n\nUsage:\n  %s <command> [flags]\n\nCommands:\n", path, c.summary, path)
+	subs := append([]*command(nil), c.subs...)
+	sort.Slice(subs, func(i, j int) bool { return subs[i].name < subs[j].name })
+	for _, s := range subs {
+		fmt.Fprintf(out, "  %-10s %s\n", s.name, s.summary)
+	}
+	if c.example != "" {
+		fmt.Fprintf(out, "\nExample:\n  %s\n", c.example)
+	}
+	fmt.Fprintf(out, "\nRun '%s <command> --help' for a command's flags.\n", path)
+}
+
+func (c *command) printLeafUsage(path string, fs *pflag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, "%s — %s\n\nUsage:\n  %s", path, c.summary, path)
+	if c.args != "" {
+		fmt.Fprintf(out, " %s", c.args)
+	}
+	fmt.Fprintf(out, " [flags]\n\nFlags:\n%s", fs.FlagUsages())
+	if c.example != "" {
+		fmt.Fprintf(out, "\nExample:\n  %s\n", strings.ReplaceAll(c.example, "\n", "\n  "))
+	}
+}
+
+// exactArgs checks the number of positional arguments.
+func exactArgs(args []string, names ...string) error {
+	if len(args) != len(names) {
+		return usagef("want %d argument(s) (%s), got %d", len(names), strings.Join(names, " "), len(args))
+	}
+	return nil
+}

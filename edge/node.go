@@ -1,0 +1,143 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	flog "ferry/log"
+)
+
+// Options configure a Node.
+type Options struct {
+	// DataDir holds everything the node keeps: the log in DataDir/log.
+	DataDir string
+	// AdminAddr is the admin HTTP listener's address (":8080" by default
+	// in the binary; tests use "127.0.0.1:0").
+	AdminAddr string
+	// TopicDefaults override the log's built-in topic config defaults.
+	TopicDefaults map[string]string
+	// ShutdownTimeout bounds how long in-flight admin requests may take
+	// to finish on shutdown; 0 means 5 s.
+	ShutdownTimeout time.Duration
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running broker. Start it with Start, stop it with Close (or
+// run it with Run until a context ends).
+type Node struct {
+	opts   Options
+	logger *slog.Logger
+
+	log     *flog.Log
+	adminLn net.Listener
+	admin   *http.Server
+	ready   atomic.Bool
+
+	wg       sync.WaitGroup // the node's goroutines
+	closeErr error
+	once     sync.Once
+}
+
+// LogDir returns where the node keeps its log, under dataDir.
+func LogDir(dataDir string) string { return filepath.Join(dataDir, "log") }
+
+// Start opens the log and starts the listeners. On error everything that
+// was started is stopped again.
+func Start(opts Options) (*Node, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("edge: DataDir is empty")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ShutdownTimeout == 0 {
+		opts.ShutdownTimeout = 5 * time.Second
+	}
+	n := &Node{opts: opts, logger: opts.Logger}
+	var err error
+	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults})
+	if err != nil {
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	n.adminLn, err = net.Listen("tcp", opts.AdminAddr)
+	if err != nil {
+		n.log.Close()
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("admin listener stopped", "err", err)
+		}
+	}()
+	n.ready.Store(true)
+	n.logger.Info("ferry edge ready", "data_dir", opts.DataDir, "admin_addr", n.AdminAddr(), "topics", len(n.log.Topics()))
+	return n, nil
+}
+
+// AdminAddr is the bound address of the admin listener.
+func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
+
+// Log is the node's storage engine.
+func (n *Node) Log() *flog.Log { return n.log }
+
+// Run waits until ctx ends, then shuts the node down.
+func (n *Node) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return n.Close()
+}
+
+// Close shuts down in order: stop accepting (readiness off, listeners
+// closed, in-flight requests drained), then flush, fsync and close the log.
+func (n *Node) Close() error {
+	n.once.Do(func() {
+		n.ready.Store(false)
+		n.logger.Info("shutting down")
+		ctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)
+		defer cancel()
+		if err := n.admin.Shutdown(ctx); err != nil {
+			n.logger.Warn("admin listener did not drain in time", "err", err)
+			n.admin.Close()
+		}
+		n.wg.Wait()
+		if err := n.log.Close(); err != nil {
+			n.closeErr = fmt.Errorf("closing log: %w", err)
+			return
+		}
+		n.logger.Info("shutdown complete: log flushed, fsynced and closed")
+	})
+	return n.closeErr
+}
+
+func (n *Node) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !n.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(n.log.Topics())})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

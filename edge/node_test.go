@@ -1,0 +1,91 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+
+	flog "ferry/log"
+)
+
+func startTestNode(t *testing.T, dir string) *Node {
+	t.Helper()
+	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func getJSON(t *testing.T, url string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v in %q", url, err, b)
+	}
+	return resp.StatusCode, m
+}
+
+func TestNodeHealthAndReadiness(t *testing.T) {
+	n := startTestNode(t, t.TempDir())
+	if code, m := getJSON(t, "http://"+n.AdminAddr()+"/healthz"); code != 200 || m["status"] != "ok" {
+		t.Fatalf("healthz: %d %v", code, m)
+	}
+	if code, m := getJSON(t, "http://"+n.AdminAddr()+"/readyz"); code != 200 || m["status"] != "ready" {
+		t.Fatalf("readyz: %d %v", code, m)
+	}
+	// Not ready once shutdown begins; the handler answers 503 before the
+	// listener goes.
+	n.ready.Store(false)
+	if code, _ := getJSON(t, "http://"+n.AdminAddr()+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("readyz while stopping: %d", code)
+	}
+}
+
+func TestNodeCloseFlushesAndReleasesTheDataDir(t *testing.T) {
+	dir := t.TempDir()
+	n := startTestNode(t, dir)
+	if _, err := n.Log().CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := n.Log().Partition("t", 0)
+	if _, err := p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("v"), Timestamp: 1}})); err != nil {
+		t.Fatal(err)
+	}
+	addr := n.AdminAddr()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Fatal("admin listener still accepting after Close")
+	}
+	// The directory is free again and holds the record.
+	l, err := flog.Open(flog.Options{Dir: LogDir(dir), RetentionCheckInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p2, _ := l.Partition("t", 0)
+	if p2.EndOffset() != 1 {
+		t.Fatalf("end offset %d after restart", p2.EndOffset())
+	}
+}
+
+func TestNodeRefusesAHeldDataDir(t *testing.T) {
+	dir := t.TempDir()
+	startTestNode(t, dir)
+	_, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, flog.ErrDataDirLocked) {
+		t.Fatalf("second node on the same dir: %v", err)
+	}
+}
