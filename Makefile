@@ -1,0 +1,75 @@
+# ferry — the two commands a newcomer needs are `make run` and `make test`.
+
+GO        ?= go
+BIN       := bin/ferry
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
+
+.PHONY: all build run test deps fmt-check vet cross bench fuzz clean
+
+all: build
+
+## build: the ferry binary for this machine, static, in bin/
+build:
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -o $(BIN) ./cmd/ferry
+
+## run: an edge broker on embedded defaults (data in ./data, admin on :8080)
+run: build
+	./$(BIN) edge --data-dir ./data --admin-addr :8080
+
+## test: install what the tests need, then gofmt check, vet and every test with -race
+test: deps fmt-check vet
+	$(GO) test -race -timeout 20m ./...
+
+# deps installs the tools the tests use when they are missing. As root it
+# uses apt-get; otherwise it says what to install.
+DEBIAN_PKGS := qemu-user
+deps:
+	@missing=""; \
+	command -v qemu-aarch64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; \
+		fi; \
+	fi
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## cross: static linux/arm64 and linux/arm (v7) binaries, and the log tests on arm64 under qemu-user.
+# The crash tests re-execute the test binary as a child process, which
+# qemu-user cannot do without binfmt_misc (absent in containers), so the
+# emulated run skips them; they run natively in `make test`.
+cross: deps
+	mkdir -p dist
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_B) -o dist/ferry-linux-arm64 ./cmd/ferry
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(GOFLAGS_B) -o dist/ferry-linux-armv7 ./cmd/ferry
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -exec qemu-aarch64 -count=1 -skip 'TestCrash' ./log/
+	@ls -l dist/
+
+## bench: the storage engine's benchmarks, with the raw disk beside them (see testbed/BENCHMARKS.md)
+BENCH_DIR ?= $(CURDIR)/.bench
+bench:
+	mkdir -p $(BENCH_DIR)
+	dd if=/dev/zero of=$(BENCH_DIR)/dd.raw bs=1M count=1024 conv=fdatasync 2>&1 | tail -1; rm -f $(BENCH_DIR)/dd.raw
+	BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'BenchmarkAppend|BenchmarkRawDisk|BenchmarkRead$$|BenchmarkPartitionForKey' -benchmem ./log/
+	BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'BenchmarkReopen' -benchtime=20x ./log/
+	rmdir $(BENCH_DIR) 2>/dev/null || true
+
+## fuzz: each fuzz target for a while (FUZZTIME per target)
+FUZZTIME ?= 60s
+fuzz:
+	@for t in $$($(GO) test -list 'Fuzz.*' ./log/ | grep '^Fuzz'); do \
+		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./log/ || exit 1; \
+	done
+
+clean:
+	rm -rf bin dist .bench
