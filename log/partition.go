@@ -658,12 +658,15 @@ func (p *Partition) Read(offset int64, maxBytes int, dst []byte) (ReadResult, er
 	if _, err := seg.log.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
 		return res, fmt.Errorf("reading %s: %w", seg.log.Name(), err)
 	}
-	// Keep whole, intact batches only.
-	keep := 0
+	// Keep whole, intact batches with dense offsets only.
+	keep, expect := 0, h.BaseOffset
 	for keep+batchHeaderSize <= len(buf) {
 		bh, err := parseHeader(buf[keep:])
 		if err == nil && keep+int(bh.Length) > len(buf) {
 			break
+		}
+		if err == nil && bh.BaseOffset != expect {
+			err = fmt.Errorf("batch has base offset %d, expected %d", bh.BaseOffset, expect)
 		}
 		if err == nil {
 			err = checkCRC(buf[keep:], bh)
@@ -676,6 +679,7 @@ func (p *Partition) Read(offset int64, maxBytes int, dst []byte) (ReadResult, er
 			break
 		}
 		keep += int(bh.Length)
+		expect = bh.LastOffset() + 1
 	}
 	res.Data = buf[:keep]
 	return res, nil

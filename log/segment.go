@@ -415,15 +415,21 @@ func (s *segment) findBatch(entries []indexEntry, offset, limit int64) (int64, B
 		rel = math.MaxUint32
 	}
 	x := index{entries: entries}
+	expect := s.base
 	if e, ok := x.lookup(uint32(rel)); ok {
-		pos = int64(e.pos)
+		pos, expect = int64(e.pos), s.base+int64(e.rel)
 	}
+	// Base offsets lie outside the CRC: check that they continue densely
+	// from the index entry, so a damaged one is reported, not served.
 	var hb [batchHeaderSize]byte
 	for pos < limit {
 		if _, err := s.log.ReadAt(hb[:], pos); err != nil && !errors.Is(err, io.EOF) {
 			return 0, BatchHeader{}, err
 		}
 		h, err := parseHeader(hb[:])
+		if err == nil && h.BaseOffset != expect {
+			err = fmt.Errorf("batch has base offset %d, expected %d", h.BaseOffset, expect)
+		}
 		if err != nil {
 			return pos, h, s.corruptError(pos, err)
 		}
@@ -431,6 +437,7 @@ func (s *segment) findBatch(entries []indexEntry, offset, limit int64) (int64, B
 			return pos, h, nil
 		}
 		pos += int64(h.Length)
+		expect = h.LastOffset() + 1
 	}
 	return pos, BatchHeader{}, io.EOF
 }
