@@ -432,6 +432,13 @@ func (p *Partition) syncAll() error {
 		p.mu.Unlock()
 		return ErrClosed
 	}
+	if p.failed != nil {
+		// Never publish durability after a failure: what the failed fsync
+		// covered is unknown.
+		err := p.failed
+		p.mu.Unlock()
+		return err
+	}
 	act := p.active
 	end := act.next
 	syncActive := !act.synced
