@@ -1,0 +1,114 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// Produce: v3-11
+//
+// Behavior:
+//   - Each partition's records must be exactly one RecordBatch v2; the log
+//     validates framing, CRC-32C and record count (decompressing any of
+//     gzip, snappy, lz4, zstd) and stores the batch as sent, assigning its
+//     offsets. Errors per partition: UNKNOWN_TOPIC_OR_PARTITION,
+//     CORRUPT_MESSAGE, MESSAGE_TOO_LARGE (max.message.bytes),
+//     KAFKA_STORAGE_ERROR for I/O failures.
+//   - acks=0: no response is sent. acks=1: answered once the batch is
+//     appended (page cache; survives a crash of ferry, not of the machine).
+//     acks=-1: answered once every batch of the request is durable under its
+//     topic's flush.policy, or REQUEST_TIMED_OUT after TimeoutMillis.
+//   - Idempotent producers: the log checks producer id, epoch and sequence
+//     atomically with the append. A retry of one of the last five batches is
+//     answered with success and the original offsets, as Kafka does; a gap is
+//     OUT_OF_ORDER_SEQUENCE_NUMBER; an old epoch INVALID_PRODUCER_EPOCH.
+//   - Transactions are not supported (nor advertised): a transactional
+//     produce is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//   - Unknown topics are created first when auto-creation is on.
+//
+// Version notes:
+//   - v3: RecordBatch v2 only (v0-2 carried the old message formats)
+//   - v5: LogStartOffset; v8: ErrorRecords, ErrorMessage; v9: flexible
+//   - v10: CurrentLeader (tagged, left empty)
+
+func init() { register(0, 3, 11, serveProduce) }
+
+func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	type pending struct {
+		p      *flog.Partition
+		last   int64
+		ti, pi int // where the partition's answer is in resp
+	}
+	var waits []pending
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition, sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = rp.Partition, -1, -1, -1
+			if req.TransactionID != nil {
+				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			p, err := s.partitionForProduce(rt.Topic, rp.Partition)
+			var res flog.AppendResult
+			if err == nil {
+				res, err = p.Append(rp.Records)
+			}
+			switch {
+			case err == nil:
+				sp.BaseOffset, sp.LogStartOffset = res.BaseOffset, res.LogStartOffset
+				waits = append(waits, pending{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
+			case errors.Is(err, flog.ErrDuplicateSequence):
+				// Already stored: success with the original offsets.
+				sp.BaseOffset, sp.LogStartOffset = res.BaseOffset, res.LogStartOffset
+				waits = append(waits, pending{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
+			default:
+				sp.ErrorCode = errorCode(err)
+				if req.Version >= 8 {
+					sp.ErrorMessage = errorMessage(err)
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	switch req.Acks {
+	case 0:
+		return nil, nil
+	case -1:
+		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+		if timeout <= 0 {
+			timeout = 30 * time.Second
+		}
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		for _, w := range waits {
+			if err := w.p.WaitDurable(wctx, w.last); err != nil {
+				resp.Topics[w.ti].Partitions[w.pi].ErrorCode = errorCode(err)
+			}
+		}
+	}
+	return resp, nil
+}
+
+// partitionForProduce finds a partition, creating its topic first when
+// auto-creation is on.
+func (s *Server) partitionForProduce(topic string, partition int32) (*flog.Partition, error) {
+	p, err := s.log.Partition(topic, partition)
+	if errors.Is(err, flog.ErrUnknownTopic) && s.opts.AutoCreateTopics {
+		if _, err = s.createTopic(topic, s.opts.DefaultPartitions, nil); err == nil {
+			p, err = s.log.Partition(topic, partition)
+		}
+	}
+	return p, err
+}

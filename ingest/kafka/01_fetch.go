@@ -1,0 +1,130 @@
+package kafka
+
+import (
+	"context"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Fetch: v4-12
+//
+// Behavior:
+//   - Returns stored RecordBatches unchanged, whole: a fetch at an offset
+//     inside a batch returns that whole batch (consumers skip the records
+//     before their offset). Each partition gets at most PartitionMaxBytes
+//     and the response at most MaxBytes, except that the first batch of the
+//     response is always whole, so a consumer progresses past a batch larger
+//     than its limits (KIP-74).
+//   - Long poll: while fewer than MinBytes are available and no partition
+//     has an error, the request waits up to MaxWaitMillis and is woken by
+//     the next append to any partition it asks for (no polling loop).
+//   - OFFSET_OUT_OF_RANGE for an offset below the log start or past the end;
+//     UNKNOWN_TOPIC_OR_PARTITION for unknown topics; KAFKA_STORAGE_ERROR for
+//     a corrupt range (reads of other ranges keep working).
+//   - High watermark and last stable offset are the end offset (one node,
+//     no transactions); LogStartOffset is the partition's start offset.
+//   - Fetch sessions (KIP-227) are not kept: every response has session id
+//     0, which tells clients to send full requests; an incremental request
+//     for a session id we never gave gets FETCH_SESSION_ID_NOT_FOUND.
+//
+// Version notes:
+//   - v4: RecordBatch v2, LastStableOffset, IsolationLevel (ignored)
+//   - v5: LogStartOffset; v7: sessions; v11: RackID; v12: flexible
+
+func init() { register(1, 4, 12, serveFetch) }
+
+func serveFetch(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FetchRequest)
+	if req.Version >= 7 && req.SessionID != 0 {
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	}
+	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+	for {
+		resp, total, anyErr, waits := s.fetchOnce(req)
+		if total >= int(req.MinBytes) || anyErr || len(waits) == 0 || !time.Now().Before(deadline) {
+			return resp, nil
+		}
+		// Wait for an append to any asked-for partition, the deadline, or
+		// shutdown; then read again.
+		timer := time.NewTimer(time.Until(deadline))
+		cases := make([]reflect.SelectCase, 0, len(waits)+2)
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+		for _, w := range waits {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+		}
+		chosen, _, _ := reflect.Select(cases)
+		timer.Stop()
+		if chosen <= 1 {
+			resp, _, _, _ := s.fetchOnce(req)
+			return resp, nil
+		}
+	}
+}
+
+// fetchOnce reads every asked-for partition once. It returns the response,
+// the bytes in it, whether any partition had an error, and for each
+// partition a channel that an append closes, taken before the read so no
+// append is missed.
+func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	budget := int(req.MaxBytes)
+	if req.Version < 3 || budget <= 0 {
+		budget = 1 << 30
+	}
+	total, anyErr := 0, false
+	var waits []<-chan struct{}
+	for _, rt := range req.Topics {
+		name := rt.Topic
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = name, rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			p, err := s.log.Partition(name, rp.Partition)
+			if err != nil {
+				sp.ErrorCode, anyErr = errorCode(err), true
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			waits = append(waits, p.Wait())
+			max := int(rp.PartitionMaxBytes)
+			if max > budget {
+				max = budget
+			}
+			if total > 0 && max <= 0 {
+				// Out of budget: report offsets only.
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = p.EndOffset(), p.EndOffset(), p.StartOffset()
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			if total > 0 && max < 1 {
+				max = 1
+			}
+			r, err := p.Read(rp.FetchOffset, max, nil)
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.EndOffset, r.EndOffset, r.StartOffset
+			if err != nil {
+				sp.ErrorCode, anyErr = errorCode(err), true
+				if sp.ErrorCode != kerr.OffsetOutOfRange.Code {
+					s.logger.Warn("fetch failed", "topic", name, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err)
+				}
+			} else if total > 0 && len(r.Data) > max {
+				// Only the response's first batch may exceed the limits.
+			} else {
+				sp.RecordBatches = r.Data
+				total += len(r.Data)
+				budget -= len(r.Data)
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, anyErr, waits
+}

@@ -1,0 +1,50 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ListOffsets: v1-6
+//
+// Behavior:
+//   - Timestamp -2: the log start offset; -1: the end offset (the high
+//     watermark); otherwise the offset of the first record whose timestamp
+//     is at or after it, with that record's timestamp, or -1/-1 if none.
+//   - UNKNOWN_TOPIC_OR_PARTITION for unknown topics and partitions.
+//
+// Version notes:
+//   - v1: single offset (v0's OldStyleOffsets are not served)
+//   - v2: IsolationLevel (ignored: no transactions); v4: LeaderEpoch
+//   - v6: flexible. v7's max-timestamp query (-3) is not served.
+
+func init() { register(2, 1, 6, serveListOffsets) }
+
+func serveListOffsets(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition, sp.Timestamp, sp.Offset, sp.LeaderEpoch = rp.Partition, -1, -1, 0
+			p, err := s.log.Partition(rt.Topic, rp.Partition)
+			if err == nil {
+				switch rp.Timestamp {
+				case -2:
+					sp.Offset = p.StartOffset()
+				case -1:
+					sp.Offset = p.EndOffset()
+				default:
+					sp.Offset, sp.Timestamp, err = p.OffsetForTime(rp.Timestamp)
+				}
+			}
+			sp.ErrorCode = errorCode(err)
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

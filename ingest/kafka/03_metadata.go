@@ -1,0 +1,103 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// Metadata: v0-12
+//
+// Behavior:
+//   - One broker: this node, at the advertised host and port; it leads
+//     every partition, which has itself as the only replica and ISR.
+//   - Null topics (v1+), or an empty list at v0, means every topic.
+//   - An unknown topic is created when the server allows auto-creation and
+//     the request does (AllowAutoTopicCreation, v4+; always at v0-3), with
+//     the default partition count; otherwise UNKNOWN_TOPIC_OR_PARTITION.
+//     An invalid name is INVALID_TOPIC_EXCEPTION.
+//   - v10+: topics carry their ids; a topic asked for by id alone is found
+//     by id.
+//
+// Version notes:
+//   - v1: ControllerID, IsInternal; v2: ClusterID; v3: ThrottleMillis
+//   - v4: AllowAutoTopicCreation; v5: OfflineReplicas; v7: LeaderEpoch
+//   - v8: authorized operations (answered as not computed); v9: flexible
+//   - v10: topic ids; v11: cluster authorized operations removed
+
+func init() { register(3, 0, 12, serveMetadata) }
+
+func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	host, port := s.advertisedHostPort()
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = s.opts.NodeID, host, port
+	resp.Brokers = append(resp.Brokers, b)
+	resp.ClusterID = &s.opts.ClusterID
+	resp.ControllerID = s.opts.NodeID
+
+	var infos []flog.TopicInfo
+	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if all {
+		infos = s.log.Topics()
+	}
+	autoCreate := s.opts.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
+	for _, rt := range req.Topics {
+		name := ""
+		if rt.Topic != nil {
+			name = *rt.Topic
+		} else if rt.TopicID != [16]byte{} {
+			for _, t := range s.log.Topics() {
+				if t.ID == rt.TopicID {
+					name = t.Name
+				}
+			}
+			if name == "" {
+				mt := kmsg.NewMetadataResponseTopic()
+				mt.TopicID, mt.ErrorCode = rt.TopicID, kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, mt)
+				continue
+			}
+		}
+		info, err := s.log.Topic(name)
+		if errors.Is(err, flog.ErrUnknownTopic) && autoCreate {
+			info, err = s.createTopic(name, s.opts.DefaultPartitions, nil)
+		}
+		if err != nil {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.ErrorCode = kmsg.StringPtr(name), errorCode(err)
+			if errors.Is(err, flog.ErrUnknownTopic) {
+				mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
+		infos = append(infos, info)
+	}
+	for _, info := range infos {
+		mt := kmsg.NewMetadataResponseTopic()
+		mt.Topic, mt.TopicID = kmsg.StringPtr(info.Name), info.ID
+		for p := int32(0); p < info.Partitions; p++ {
+			mp := kmsg.NewMetadataResponseTopicPartition()
+			mp.Partition, mp.Leader, mp.LeaderEpoch = p, s.opts.NodeID, 0
+			mp.Replicas, mp.ISR = []int32{s.opts.NodeID}, []int32{s.opts.NodeID}
+			mt.Partitions = append(mt.Partitions, mp)
+		}
+		resp.Topics = append(resp.Topics, mt)
+	}
+	return resp, nil
+}
+
+// createTopic creates a topic for auto-creation and CreateTopics.
+func (s *Server) createTopic(name string, partitions int32, configs map[string]string) (flog.TopicInfo, error) {
+	info, err := s.log.CreateTopic(name, partitions, configs)
+	if errors.Is(err, flog.ErrTopicExists) { // raced with another creator
+		return s.log.Topic(name)
+	}
+	return info, err
+}

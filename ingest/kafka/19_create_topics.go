@@ -1,0 +1,106 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// CreateTopics: v0-7
+//
+// Behavior:
+//   - NumPartitions -1 means the server's default; ReplicationFactor must be
+//     -1 or 1 (one node), else INVALID_REPLICATION_FACTOR; manual replica
+//     assignments are INVALID_REQUEST.
+//   - Configs are ferry's topic configs (Kafka's names where Kafka has one);
+//     an unknown key or bad value is INVALID_CONFIG with a message.
+//   - ValidateOnly checks everything and creates nothing.
+//   - Errors per topic: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION,
+//     INVALID_PARTITIONS, INVALID_CONFIG.
+//
+// Version notes:
+//   - v1: ErrorMessage, ValidateOnly; v5: flexible, NumPartitions,
+//     ReplicationFactor and Configs in the response; v7: TopicID
+
+func init() { register(19, 0, 7, serveCreateTopics) }
+
+func serveCreateTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.CreateTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewCreateTopicsResponseTopic()
+		st.Topic, st.NumPartitions, st.ReplicationFactor = rt.Topic, -1, -1
+		fail := func(code int16, msg string) {
+			st.ErrorCode = code
+			if req.Version >= 1 {
+				st.ErrorMessage = &msg
+			}
+		}
+		parts := rt.NumPartitions
+		if parts == -1 {
+			parts = s.opts.DefaultPartitions
+		}
+		configs := map[string]string{}
+		for _, c := range rt.Configs {
+			if c.Value != nil {
+				configs[c.Name] = *c.Value
+			}
+		}
+		switch {
+		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
+			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: this cluster has one node", rt.ReplicationFactor))
+		case len(rt.ReplicaAssignment) > 0:
+			fail(kerr.InvalidRequest.Code, "manual replica assignment is not supported")
+		case req.ValidateOnly:
+			err := flog.ValidateTopicName(rt.Topic)
+			if err == nil && parts <= 0 {
+				err = fmt.Errorf("%w: %d", flog.ErrInvalidPartitions, parts)
+			}
+			if err == nil {
+				err = flog.ValidateConfigs(configs)
+			}
+			if err == nil {
+				if _, terr := s.log.Topic(rt.Topic); terr == nil {
+					err = fmt.Errorf("%w: %q", flog.ErrTopicExists, rt.Topic)
+				}
+			}
+			if err != nil {
+				fail(errorCode(err), err.Error())
+			}
+		default:
+			info, err := s.log.CreateTopic(rt.Topic, parts, configs)
+			if err != nil {
+				fail(errorCode(err), err.Error())
+			} else {
+				st.TopicID = info.ID
+			}
+		}
+		if st.ErrorCode == 0 {
+			st.NumPartitions, st.ReplicationFactor = parts, 1
+			if req.Version >= 5 {
+				vals, explicit, _ := s.log.EffectiveConfigs(rt.Topic)
+				if vals == nil { // validate-only: the topic does not exist
+					vals, explicit = flog.DefaultConfigs(), map[string]bool{}
+					for k, v := range configs {
+						vals[k], explicit[k] = v, true
+					}
+				}
+				for _, k := range flog.ConfigKeys() {
+					c := kmsg.NewCreateTopicsResponseTopicConfig()
+					c.Name, c.Value = k, kmsg.StringPtr(vals[k])
+					c.Source = int8(kmsg.ConfigSourceDefaultConfig)
+					if explicit[k] {
+						c.Source = int8(kmsg.ConfigSourceDynamicTopicConfig)
+					}
+					st.Configs = append(st.Configs, c)
+				}
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

@@ -1,0 +1,67 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DeleteTopics: v0-6
+//
+// Behavior:
+//   - Deletes each topic and all its data; UNKNOWN_TOPIC_OR_PARTITION for a
+//     topic that does not exist, UNKNOWN_TOPIC_ID for an unknown id (v6).
+//
+// Version notes:
+//   - v4: flexible; v5: ErrorMessage; v6: topics by name or id
+
+func init() { register(20, 0, 6, serveDeleteTopics) }
+
+func serveDeleteTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	type target struct {
+		name string
+		id   [16]byte
+	}
+	var targets []target
+	if req.Version >= 6 {
+		for _, t := range req.Topics {
+			tg := target{id: t.TopicID}
+			if t.Topic != nil {
+				tg.name = *t.Topic
+			}
+			targets = append(targets, tg)
+		}
+	} else {
+		for _, n := range req.TopicNames {
+			targets = append(targets, target{name: n})
+		}
+	}
+	for _, tg := range targets {
+		st := kmsg.NewDeleteTopicsResponseTopic()
+		st.TopicID = tg.id
+		if tg.name == "" && tg.id != [16]byte{} {
+			for _, t := range s.log.Topics() {
+				if t.ID == tg.id {
+					tg.name = t.Name
+				}
+			}
+			if tg.name == "" {
+				st.ErrorCode = kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, st)
+				continue
+			}
+		}
+		st.Topic = kmsg.StringPtr(tg.name)
+		if err := s.log.DeleteTopic(tg.name); err != nil {
+			st.ErrorCode = errorCode(err)
+			if req.Version >= 5 {
+				st.ErrorMessage = errorMessage(err)
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

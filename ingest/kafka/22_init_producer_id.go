@@ -1,0 +1,44 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// InitProducerId: v0-4 (registered only when the server has an allocator)
+//
+// Behavior:
+//   - Gives an idempotent producer a new producer id, never given before
+//     (see ProducerIDs), with epoch 0. A producer re-initialising (v3+,
+//     with its old id and epoch) gets a fresh id too, which Kafka permits
+//     for non-transactional producers.
+//   - Transactions are out of scope: a request with a transactional id is
+//     refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//
+// Version notes:
+//   - v2: flexible; v3: ProducerID/ProducerEpoch in the request
+
+func init() { register(22, 0, 4, serveInitProducerID) }
+
+func serveInitProducerID(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.InitProducerIDRequest)
+	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
+	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	switch {
+	case req.TransactionalID != nil:
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	case s.opts.ProducerIDs == nil:
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+	default:
+		id, err := s.opts.ProducerIDs.Next()
+		if err != nil {
+			s.logger.Error("allocating a producer id", "err", err)
+			resp.ErrorCode = kerr.KafkaStorageError.Code
+			break
+		}
+		resp.ProducerID, resp.ProducerEpoch = id, 0
+	}
+	return resp, nil
+}

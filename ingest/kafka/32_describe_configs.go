@@ -1,0 +1,72 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// DescribeConfigs: v0-4
+//
+// Behavior:
+//   - Topic resources: every ferry topic config (or those named), with its
+//     value, whether it is a default (source DEFAULT_CONFIG) or set on the
+//     topic (DYNAMIC_TOPIC_CONFIG), its type, and its documentation (v3+).
+//     None is read-only or sensitive. UNKNOWN_TOPIC_OR_PARTITION for an
+//     unknown topic.
+//   - Broker resources are answered with no configs (nothing is exposed
+//     yet); other resource types with INVALID_REQUEST.
+//
+// Version notes:
+//   - v1: Source, synonyms (none); v3: ConfigType, Documentation; v4: flexible
+
+func init() { register(32, 0, 4, serveDescribeConfigs) }
+
+func serveDescribeConfigs(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewDescribeConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeBroker:
+		case kmsg.ConfigResourceTypeTopic:
+			vals, explicit, err := s.log.EffectiveConfigs(rr.ResourceName)
+			if err != nil {
+				sr.ErrorCode, sr.ErrorMessage = errorCode(err), errorMessage(err)
+				break
+			}
+			names := rr.ConfigNames
+			if names == nil {
+				names = flog.ConfigKeys()
+			}
+			for _, k := range names {
+				v, ok := vals[k]
+				if !ok {
+					continue
+				}
+				c := kmsg.NewDescribeConfigsResponseResourceConfig()
+				c.Name, c.Value, c.IsDefault = k, kmsg.StringPtr(v), !explicit[k]
+				c.Source = kmsg.ConfigSourceDefaultConfig
+				if explicit[k] {
+					c.Source = kmsg.ConfigSourceDynamicTopicConfig
+				}
+				c.ConfigType = kmsg.ConfigTypeLong
+				if k == flog.ConfigFlushPolicy {
+					c.ConfigType = kmsg.ConfigTypeString
+				}
+				if _, doc, ok := flog.ConfigDefault(k); ok && req.IncludeDocumentation {
+					c.Documentation = kmsg.StringPtr(doc)
+				}
+				sr.Configs = append(sr.Configs, c)
+			}
+		default:
+			sr.ErrorCode = kerr.InvalidRequest.Code
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return resp, nil
+}

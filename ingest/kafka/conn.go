@@ -1,0 +1,196 @@
+package kafka
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// conn is one client connection. Like a Kafka broker, it handles one
+// request at a time and answers in request order; pipelined requests wait in
+// the socket and the read buffer. A malformed frame or request closes the
+// connection (and counts), never the process.
+type conn struct {
+	s      *Server
+	nc     net.Conn
+	logger *slog.Logger
+	out    []byte // response buffer, reused
+}
+
+const writeTimeout = 30 * time.Second
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{s: s, nc: nc, logger: s.logger.With("remote", nc.RemoteAddr().String())}
+}
+
+func (c *conn) serve() {
+	defer c.nc.Close()
+	r := bufio.NewReaderSize(c.nc, 64<<10)
+	var sizeBuf [4]byte
+	var body bytes.Buffer
+	for {
+		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.logger.Debug("connection read ended", "err", err)
+			}
+			return
+		}
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		if size < 8 || size > c.s.opts.MaxRequestBytes {
+			c.malformed("frame_size", "request frame size out of bounds", "size", size, "max", c.s.opts.MaxRequestBytes)
+			return
+		}
+		// Grow the buffer as bytes arrive, never from the declared size
+		// alone: a client cannot make the broker allocate what it does not
+		// send.
+		body.Reset()
+		if _, err := io.CopyN(&body, r, int64(size)); err != nil {
+			c.logger.Debug("connection closed mid-request", "err", err)
+			return
+		}
+		c.s.metrics.bytesIn.Add(float64(size + 4))
+		if !c.handle(body.Bytes()) {
+			return
+		}
+	}
+}
+
+// headerReader reads the request header; it implements kmsg.TagReader so
+// kmsg can skip the header's tagged fields.
+type headerReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *headerReader) Uvarint() uint32 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 || v > math.MaxUint32 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return uint32(v)
+}
+
+func (r *headerReader) Span(n int) []byte {
+	if n < 0 || n > len(r.b) {
+		r.bad, r.b = true, nil
+		return nil
+	}
+	s := r.b[:n]
+	r.b = r.b[n:]
+	return s
+}
+
+func (r *headerReader) int16() int16 {
+	s := r.Span(2)
+	if s == nil {
+		return 0
+	}
+	return int16(binary.BigEndian.Uint16(s))
+}
+
+func (r *headerReader) int32() int32 {
+	s := r.Span(4)
+	if s == nil {
+		return 0
+	}
+	return int32(binary.BigEndian.Uint32(s))
+}
+
+// request is one decoded request with its header fields.
+type request struct {
+	key, version int16
+	corr         int32
+	clientID     string
+}
+
+// handle decodes, serves and answers one request. false closes the
+// connection.
+func (c *conn) handle(frame []byte) bool {
+	hr := &headerReader{b: frame}
+	rq := request{key: hr.int16(), version: hr.int16(), corr: hr.int32()}
+	if n := hr.int16(); n > 0 {
+		rq.clientID = string(hr.Span(int(n)))
+	}
+	if hr.bad {
+		c.malformed("header", "truncated request header")
+		return false
+	}
+	h, ok := handlers[rq.key]
+	if rq.key == 18 && ok && rq.version > h.max {
+		// KIP-511: answer an ApiVersions we cannot parse with a v0
+		// response listing our range, so the client retries within it.
+		resp := kmsg.NewPtrApiVersionsResponse()
+		resp.Version = 0
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
+		k := kmsg.NewApiVersionsResponseApiKey()
+		k.ApiKey, k.MinVersion, k.MaxVersion = 18, h.min, h.max
+		resp.ApiKeys = append(resp.ApiKeys, k)
+		return c.write(rq, resp)
+	}
+	if !ok || rq.version < h.min || rq.version > h.max {
+		c.malformed("unsupported", "unsupported API key or version", "api_key", rq.key, "version", rq.version, "client_id", rq.clientID)
+		return false
+	}
+	req := kmsg.RequestForKey(rq.key)
+	req.SetVersion(rq.version)
+	if req.IsFlexible() {
+		kmsg.SkipTags(hr)
+		if hr.bad {
+			c.malformed("header", "bad tagged fields in request header")
+			return false
+		}
+	}
+	if err := req.ReadFrom(hr.b); err != nil {
+		c.malformed("body", "request does not decode", "api_key", rq.key, "version", rq.version, "err", err)
+		return false
+	}
+	c.s.metrics.requests.WithLabelValues(kmsg.NameForKey(rq.key)).Inc()
+	resp, err := h.serve(c.s, c.s.ctx, c, req)
+	if err != nil {
+		c.logger.Info("closing connection", "api", kmsg.NameForKey(rq.key), "err", err)
+		return false
+	}
+	if resp == nil { // acks=0 produce: no response at all
+		return true
+	}
+	return c.write(rq, resp)
+}
+
+// write sends resp, whose version is already set (ResponseKind sets the
+// request's; the ApiVersions fallback sets 0).
+func (c *conn) write(rq request, resp kmsg.Response) bool {
+	b := append(c.out[:0], 0, 0, 0, 0)
+	b = binary.BigEndian.AppendUint32(b, uint32(rq.corr))
+	if resp.IsFlexible() && rq.key != 18 { // ApiVersions always uses response header v0
+		b = append(b, 0)
+	}
+	b = resp.AppendTo(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	c.out = b
+	if len(c.out) > 1<<20 {
+		c.out = nil // do not keep a large fetch's buffer per idle connection
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := c.nc.Write(b); err != nil {
+		c.logger.Debug("write failed", "err", err)
+		return false
+	}
+	c.s.metrics.bytesOut.Add(float64(len(b)))
+	return true
+}
+
+func (c *conn) malformed(reason, msg string, args ...any) {
+	c.s.metrics.malformed.WithLabelValues(reason).Inc()
+	c.logger.Warn("closing connection: "+msg, args...)
+}

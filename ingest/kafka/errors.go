@@ -1,0 +1,57 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	flog "ferry/log"
+)
+
+// errorCode maps a log error to the Kafka error code a client understands.
+func errorCode(err error) int16 {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flog.ErrUnknownTopic), errors.Is(err, flog.ErrUnknownPartition):
+		return kerr.UnknownTopicOrPartition.Code
+	case errors.Is(err, flog.ErrOffsetOutOfRange):
+		return kerr.OffsetOutOfRange.Code
+	case errors.Is(err, flog.ErrCorruptBatch):
+		return kerr.CorruptMessage.Code
+	case errors.Is(err, flog.ErrBatchTooLarge):
+		return kerr.MessageTooLarge.Code
+	case errors.Is(err, flog.ErrOutOfOrderSequence):
+		return kerr.OutOfOrderSequenceNumber.Code
+	case errors.Is(err, flog.ErrDuplicateSequence):
+		return kerr.DuplicateSequenceNumber.Code
+	case errors.Is(err, flog.ErrProducerFenced):
+		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, flog.ErrInvalidTopic):
+		return kerr.InvalidTopicException.Code
+	case errors.Is(err, flog.ErrTopicExists):
+		return kerr.TopicAlreadyExists.Code
+	case errors.Is(err, flog.ErrInvalidPartitions):
+		return kerr.InvalidPartitions.Code
+	case errors.Is(err, flog.ErrInvalidConfig):
+		return kerr.InvalidConfig.Code
+	case errors.Is(err, flog.ErrClosed):
+		// Shutting down: a retriable error sends the client elsewhere or
+		// back later.
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, context.DeadlineExceeded):
+		return kerr.RequestTimedOut.Code
+	default: // I/O errors, a corrupt segment, a disabled partition
+		return kerr.KafkaStorageError.Code
+	}
+}
+
+// errorMessage is the message for responses that carry one.
+func errorMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	return &s
+}

@@ -1,0 +1,218 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Log is the storage engine requests are served from.
+	Log *flog.Log
+	// Advertised is the host:port given to clients in Metadata; empty
+	// means the listener's own address.
+	Advertised string
+	// MaxRequestBytes caps one request's size; larger frames close the
+	// connection before anything is allocated. 0 means 100 MiB.
+	MaxRequestBytes int32
+	// AutoCreateTopics lets Metadata and Produce create unknown topics
+	// with DefaultPartitions partitions (0 means 1).
+	AutoCreateTopics  bool
+	DefaultPartitions int32
+	// ProducerIDs allocates idempotent producer ids; nil disables
+	// InitProducerId.
+	ProducerIDs *ProducerIDs
+	// Registerer receives the server's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+	// NodeID is this broker's id in Metadata.
+	NodeID int32
+	// ClusterID is reported in Metadata.
+	ClusterID string
+}
+
+// Server serves the Kafka protocol. Start it with Serve; Close stops it.
+type Server struct {
+	opts    Options
+	log     *flog.Log
+	logger  *slog.Logger
+	metrics *metrics
+
+	ctx    context.Context // cancelled by Close: wakes long polls
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[*conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewServer makes a server; it does not listen until Serve.
+func NewServer(opts Options) (*Server, error) {
+	if opts.Log == nil {
+		return nil, errors.New("kafka: Options.Log is nil")
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = 100 << 20
+	}
+	if opts.DefaultPartitions <= 0 {
+		opts.DefaultPartitions = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.ClusterID == "" {
+		opts.ClusterID = "ferry"
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		opts: opts, log: opts.Log, logger: opts.Logger.With("component", "kafka"), metrics: m,
+		ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{},
+	}, nil
+}
+
+// Serve accepts connections on ln until Close. It returns nil after Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.wg.Add(1) // Serve itself, so Close waits for the accept loop
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.logger.Info("kafka listener started", "addr", ln.Addr().String(), "advertised", s.advertised())
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("kafka listener: %w", err)
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		s.metrics.connections.Inc()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			s.metrics.connections.Dec()
+		}()
+	}
+}
+
+// Addr is the listener's address (nil before Serve).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Close stops accepting, wakes and closes every connection, and waits for
+// every goroutine of the server to end.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.ln != nil {
+		err = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return err
+}
+
+// advertised returns the host and port clients should connect to.
+func (s *Server) advertised() string {
+	if s.opts.Advertised != "" {
+		return s.opts.Advertised
+	}
+	if a := s.Addr(); a != nil {
+		return a.String()
+	}
+	return "127.0.0.1:9092"
+}
+
+func (s *Server) advertisedHostPort() (string, int32) {
+	host, port, err := net.SplitHostPort(s.advertised())
+	if err != nil {
+		return s.advertised(), 9092
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+// handler serves one API key.
+type handler struct {
+	min, max int16
+	serve    func(s *Server, ctx context.Context, c *conn, req kmsg.Request) (kmsg.Response, error)
+}
+
+// handlers is filled by each API file's init: the single source of what
+// ApiVersions advertises.
+var handlers = map[int16]handler{}
+
+func register(key, min, max int16, fn func(*Server, context.Context, *conn, kmsg.Request) (kmsg.Response, error)) {
+	handlers[key] = handler{min: min, max: max, serve: fn}
+}
+
+// supportedKeys lists the registered API keys in order.
+func supportedKeys() []int16 {
+	keys := make([]int16, 0, len(handlers))
+	for k := range handlers {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	return keys
+}
