@@ -13,6 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"ferry/ingest/kafka"
 	flog "ferry/log"
 )
 
@@ -23,6 +28,16 @@ type Options struct {
 	// AdminAddr is the admin HTTP listener's address (":8080" by default
 	// in the binary; tests use "127.0.0.1:0").
 	AdminAddr string
+	// KafkaAddr is the Kafka protocol listener's address (":9092" in the
+	// binary); empty disables it.
+	KafkaAddr string
+	// KafkaAdvertised is the host:port given to Kafka clients in Metadata;
+	// empty means the listener's address.
+	KafkaAdvertised string
+	// AutoCreateTopics lets Kafka clients create topics by using them,
+	// with DefaultPartitions partitions (0 means 1).
+	AutoCreateTopics  bool
+	DefaultPartitions int32
 	// TopicDefaults override the log's built-in topic config defaults.
 	TopicDefaults map[string]string
 	// ShutdownTimeout bounds how long in-flight admin requests may take
@@ -38,10 +53,14 @@ type Node struct {
 	opts   Options
 	logger *slog.Logger
 
-	log     *flog.Log
-	adminLn net.Listener
-	admin   *http.Server
-	ready   atomic.Bool
+	log      *flog.Log
+	registry *prometheus.Registry
+	ids      *kafka.ProducerIDs
+	kafka    *kafka.Server
+	kafkaLn  net.Listener
+	adminLn  net.Listener
+	admin    *http.Server
+	ready    atomic.Bool
 
 	wg       sync.WaitGroup // the node's goroutines
 	closeErr error
@@ -63,16 +82,53 @@ func Start(opts Options) (*Node, error) {
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 5 * time.Second
 	}
-	n := &Node{opts: opts, logger: opts.Logger}
+	n := &Node{opts: opts, logger: opts.Logger, registry: prometheus.NewRegistry()}
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := n.start(); err != nil {
+		n.stop()
+		return nil, err
+	}
+	n.ready.Store(true)
+	args := []any{"data_dir", opts.DataDir, "admin_addr", n.AdminAddr(), "topics", len(n.log.Topics())}
+	if n.kafkaLn != nil {
+		args = append(args, "kafka_addr", n.KafkaAddr())
+	}
+	n.logger.Info("ferry edge ready", args...)
+	return n, nil
+}
+
+// start opens everything in order; stop undoes whatever start did.
+func (n *Node) start() error {
+	opts := n.opts
 	var err error
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults})
 	if err != nil {
-		return nil, fmt.Errorf("opening log: %w", err)
+		return fmt.Errorf("opening log: %w", err)
 	}
-	n.adminLn, err = net.Listen("tcp", opts.AdminAddr)
-	if err != nil {
-		n.log.Close()
-		return nil, fmt.Errorf("admin listener: %w", err)
+	if opts.KafkaAddr != "" {
+		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
+			return err
+		}
+		n.kafka, err = kafka.NewServer(kafka.Options{
+			Log: n.log, Advertised: opts.KafkaAdvertised, AutoCreateTopics: opts.AutoCreateTopics,
+			DefaultPartitions: opts.DefaultPartitions, ProducerIDs: n.ids, Registerer: n.registry, Logger: opts.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		if n.kafkaLn, err = net.Listen("tcp", opts.KafkaAddr); err != nil {
+			return fmt.Errorf("kafka listener: %w", err)
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.kafka.Serve(n.kafkaLn); err != nil {
+				n.logger.Error("kafka listener stopped", "err", err)
+			}
+		}()
+	}
+	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
+		return fmt.Errorf("admin listener: %w", err)
 	}
 	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
@@ -82,9 +138,15 @@ func Start(opts Options) (*Node, error) {
 			n.logger.Error("admin listener stopped", "err", err)
 		}
 	}()
-	n.ready.Store(true)
-	n.logger.Info("ferry edge ready", "data_dir", opts.DataDir, "admin_addr", n.AdminAddr(), "topics", len(n.log.Topics()))
-	return n, nil
+	return nil
+}
+
+// KafkaAddr is the bound address of the Kafka listener ("" when disabled).
+func (n *Node) KafkaAddr() string {
+	if n.kafkaLn == nil {
+		return ""
+	}
+	return n.kafkaLn.Addr().String()
 }
 
 // AdminAddr is the bound address of the admin listener.
@@ -105,24 +167,46 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.ready.Store(false)
 		n.logger.Info("shutting down")
+		n.closeErr = n.stop()
+		if n.closeErr == nil {
+			n.logger.Info("shutdown complete: log flushed, fsynced and closed")
+		}
+	})
+	return n.closeErr
+}
+
+// stop closes in reverse order of start: protocol listeners first (stop
+// accepting, drop connections, wake long polls), then the admin listener,
+// then the log (flush, fsync, close).
+func (n *Node) stop() error {
+	if n.kafka != nil {
+		n.kafka.Close()
+	}
+	if n.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)
 		defer cancel()
 		if err := n.admin.Shutdown(ctx); err != nil {
 			n.logger.Warn("admin listener did not drain in time", "err", err)
 			n.admin.Close()
 		}
-		n.wg.Wait()
+	} else if n.adminLn != nil {
+		n.adminLn.Close()
+	}
+	n.wg.Wait()
+	if n.ids != nil {
+		n.ids.Close()
+	}
+	if n.log != nil {
 		if err := n.log.Close(); err != nil {
-			n.closeErr = fmt.Errorf("closing log: %w", err)
-			return
+			return fmt.Errorf("closing log: %w", err)
 		}
-		n.logger.Info("shutdown complete: log flushed, fsynced and closed")
-	})
-	return n.closeErr
+	}
+	return nil
 }
 
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

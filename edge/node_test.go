@@ -1,7 +1,13 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"errors"
 	"io"
 	"log/slog"
@@ -13,12 +19,42 @@ import (
 
 func startTestNode(t *testing.T, dir string) *Node {
 	t.Helper()
-	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", AutoCreateTopics: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
 	return n
+}
+
+// TestNodeServesKafka produces and consumes through the node's Kafka
+// listener, and finds the traffic in /metrics.
+func TestNodeServesKafka(t *testing.T) {
+	n := startTestNode(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()), kgo.DefaultProduceTopic("edge-events"), kgo.AllowAutoTopicCreation(),
+		kgo.ConsumeTopics("edge-events"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte("dev1"), Value: []byte("21.5")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	fs := cl.PollFetches(ctx)
+	if recs := fs.Records(); len(recs) != 1 || string(recs[0].Value) != "21.5" {
+		t.Fatalf("consumed %v, errors %v", recs, fs.Errors())
+	}
+	resp, err := http.Get("http://" + n.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `ferry_kafka_requests_total{api="Produce"} 1`) {
+		t.Fatalf("/metrics lacks the produce request:\n%s", body)
+	}
 }
 
 func getJSON(t *testing.T, url string) (int, map[string]any) {
