@@ -24,10 +24,10 @@ test: deps fmt-check vet
 
 # deps installs the tools the tests use when they are missing. As root it
 # uses apt-get; otherwise it says what to install.
-DEBIAN_PKGS := qemu-user
 deps:
 	@missing=""; \
 	command -v qemu-aarch64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
+	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \

@@ -87,6 +87,8 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
+			// Empty, not null: librdkafka rejects a null record set.
+			sp.RecordBatches = []byte{}
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			p, err := s.log.Partition(name, rp.Partition)
 			if err != nil {
@@ -117,7 +119,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 				}
 			} else if total > 0 && len(r.Data) > max {
 				// Only the response's first batch may exceed the limits.
-			} else {
+			} else if len(r.Data) > 0 {
 				sp.RecordBatches = r.Data
 				total += len(r.Data)
 				budget -= len(r.Data)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -114,17 +115,18 @@ type request struct {
 	clientID     string
 }
 
-// handle decodes, serves and answers one request. false closes the
-// connection.
-func (c *conn) handle(frame []byte) bool {
+// decodeRequest parses a request frame (without its size prefix): header,
+// then body at the header's version. It returns a ready response instead of
+// a request for an ApiVersions at a version above ours, and on failure the
+// reason for the malformed-request counter.
+func decodeRequest(frame []byte) (rq request, req kmsg.Request, early kmsg.Response, reason string, err error) {
 	hr := &headerReader{b: frame}
-	rq := request{key: hr.int16(), version: hr.int16(), corr: hr.int32()}
+	rq = request{key: hr.int16(), version: hr.int16(), corr: hr.int32()}
 	if n := hr.int16(); n > 0 {
 		rq.clientID = string(hr.Span(int(n)))
 	}
 	if hr.bad {
-		c.malformed("header", "truncated request header")
-		return false
+		return rq, nil, nil, "header", errors.New("truncated request header")
 	}
 	h, ok := handlers[rq.key]
 	if rq.key == 18 && ok && rq.version > h.max {
@@ -136,27 +138,38 @@ func (c *conn) handle(frame []byte) bool {
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = 18, h.min, h.max
 		resp.ApiKeys = append(resp.ApiKeys, k)
-		return c.write(rq, resp)
+		return rq, nil, resp, "", nil
 	}
 	if !ok || rq.version < h.min || rq.version > h.max {
-		c.malformed("unsupported", "unsupported API key or version", "api_key", rq.key, "version", rq.version, "client_id", rq.clientID)
-		return false
+		return rq, nil, nil, "unsupported", fmt.Errorf("unsupported API key %d version %d", rq.key, rq.version)
 	}
-	req := kmsg.RequestForKey(rq.key)
+	req = kmsg.RequestForKey(rq.key)
 	req.SetVersion(rq.version)
 	if req.IsFlexible() {
 		kmsg.SkipTags(hr)
 		if hr.bad {
-			c.malformed("header", "bad tagged fields in request header")
-			return false
+			return rq, nil, nil, "header", errors.New("bad tagged fields in request header")
 		}
 	}
 	if err := req.ReadFrom(hr.b); err != nil {
-		c.malformed("body", "request does not decode", "api_key", rq.key, "version", rq.version, "err", err)
+		return rq, nil, nil, "body", fmt.Errorf("%s v%d does not decode: %w", kmsg.NameForKey(rq.key), rq.version, err)
+	}
+	return rq, req, nil, "", nil
+}
+
+// handle decodes, serves and answers one request. false closes the
+// connection.
+func (c *conn) handle(frame []byte) bool {
+	rq, req, early, reason, err := decodeRequest(frame)
+	if err != nil {
+		c.malformed(reason, "malformed request", "err", err, "client_id", rq.clientID)
 		return false
 	}
+	if early != nil {
+		return c.write(rq, early)
+	}
 	c.s.metrics.requests.WithLabelValues(kmsg.NameForKey(rq.key)).Inc()
-	resp, err := h.serve(c.s, c.s.ctx, c, req)
+	resp, err := handlers[rq.key].serve(c.s, c.s.ctx, c, req)
 	if err != nil {
 		c.logger.Info("closing connection", "api", kmsg.NameForKey(rq.key), "err", err)
 		return false
@@ -167,8 +180,6 @@ func (c *conn) handle(frame []byte) bool {
 	return c.write(rq, resp)
 }
 
-// write sends resp, whose version is already set (ResponseKind sets the
-// request's; the ApiVersions fallback sets 0).
 func (c *conn) write(rq request, resp kmsg.Response) bool {
 	b := append(c.out[:0], 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(rq.corr))
