@@ -56,6 +56,7 @@ type Node struct {
 	log      *flog.Log
 	registry *prometheus.Registry
 	ids      *kafka.ProducerIDs
+	groups   *kafka.Groups
 	kafka    *kafka.Server
 	kafkaLn  net.Listener
 	adminLn  net.Listener
@@ -109,9 +110,12 @@ func (n *Node) start() error {
 		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
 			return err
 		}
+		if n.groups, err = kafka.OpenGroups(filepath.Join(opts.DataDir, "kafka-groups.db"), opts.Logger); err != nil {
+			return err
+		}
 		n.kafka, err = kafka.NewServer(kafka.Options{
 			Log: n.log, Advertised: opts.KafkaAdvertised, AutoCreateTopics: opts.AutoCreateTopics,
-			DefaultPartitions: opts.DefaultPartitions, ProducerIDs: n.ids, Registerer: n.registry, Logger: opts.Logger,
+			DefaultPartitions: opts.DefaultPartitions, ProducerIDs: n.ids, Groups: n.groups, Registerer: n.registry, Logger: opts.Logger,
 		})
 		if err != nil {
 			return err
@@ -193,6 +197,9 @@ func (n *Node) stop() error {
 		n.adminLn.Close()
 	}
 	n.wg.Wait()
+	if n.groups != nil {
+		n.groups.Close()
+	}
 	if n.ids != nil {
 		n.ids.Close()
 	}

@@ -24,7 +24,7 @@ func init() { register(18, 0, 3, serveApiVersions) }
 func serveApiVersions(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ApiVersionsRequest)
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
-	for _, key := range supportedKeys() {
+	for _, key := range s.supportedKeys() {
 		h := handlers[key]
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = key, h.min, h.max

@@ -21,10 +21,11 @@ import (
 // the socket and the read buffer. A malformed frame or request closes the
 // connection (and counts), never the process.
 type conn struct {
-	s      *Server
-	nc     net.Conn
-	logger *slog.Logger
-	out    []byte // response buffer, reused
+	s        *Server
+	nc       net.Conn
+	logger   *slog.Logger
+	out      []byte // response buffer, reused
+	clientID string // of the request being served
 }
 
 const writeTimeout = 30 * time.Second
@@ -168,6 +169,11 @@ func (c *conn) handle(frame []byte) bool {
 	if early != nil {
 		return c.write(rq, early)
 	}
+	if !c.s.serves(rq.key) {
+		c.malformed("unsupported", "API not served by this broker", "api_key", rq.key)
+		return false
+	}
+	c.clientID = rq.clientID
 	c.s.metrics.requests.WithLabelValues(kmsg.NameForKey(rq.key)).Inc()
 	resp, err := handlers[rq.key].serve(c.s, c.s.ctx, c, req)
 	if err != nil {

@@ -33,6 +33,9 @@ type Options struct {
 	// ProducerIDs allocates idempotent producer ids; nil disables
 	// InitProducerId.
 	ProducerIDs *ProducerIDs
+	// Groups coordinates consumer groups; nil leaves the group APIs
+	// unadvertised and unserved.
+	Groups *Groups
 	// Registerer receives the server's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 	// Logger receives structured logs; nil means slog.Default().
@@ -203,15 +206,31 @@ type handler struct {
 // ApiVersions advertises.
 var handlers = map[int16]handler{}
 
+// groupAPIs are the keys served only when the server has a coordinator.
+var groupAPIs = map[int16]bool{}
+
 func register(key, min, max int16, fn func(*Server, context.Context, *conn, kmsg.Request) (kmsg.Response, error)) {
 	handlers[key] = handler{min: min, max: max, serve: fn}
 }
 
-// supportedKeys lists the registered API keys in order.
-func supportedKeys() []int16 {
+func registerGroupAPI(key, min, max int16, fn func(*Server, context.Context, *conn, kmsg.Request) (kmsg.Response, error)) {
+	register(key, min, max, fn)
+	groupAPIs[key] = true
+}
+
+// serves reports whether this server handles an API key.
+func (s *Server) serves(key int16) bool {
+	_, ok := handlers[key]
+	return ok && (!groupAPIs[key] || s.opts.Groups != nil)
+}
+
+// supportedKeys lists the API keys this server handles, in order.
+func (s *Server) supportedKeys() []int16 {
 	keys := make([]int16, 0, len(handlers))
 	for k := range handlers {
-		keys = append(keys, k)
+		if s.serves(k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	return keys

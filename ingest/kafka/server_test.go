@@ -28,6 +28,7 @@ type testBroker struct {
 	log  *flog.Log
 	addr string
 	reg  *prometheus.Registry
+	dir  string
 }
 
 // startBroker runs a Server on 127.0.0.1 over a log in a temporary directory.
@@ -42,8 +43,12 @@ func startBroker(t *testing.T, mod func(*Options)) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	groups, err := OpenGroups(filepath.Join(dir, "groups.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
-	opts := Options{Log: l, ProducerIDs: ids, AutoCreateTopics: true, DefaultPartitions: 3, Registerer: reg, Logger: slog.New(slog.DiscardHandler)}
+	opts := Options{Log: l, ProducerIDs: ids, Groups: groups, AutoCreateTopics: true, DefaultPartitions: 3, Registerer: reg, Logger: slog.New(slog.DiscardHandler)}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -63,9 +68,10 @@ func startBroker(t *testing.T, mod func(*Options)) *testBroker {
 			t.Errorf("Serve: %v", err)
 		}
 		ids.Close()
+		srv.opts.Groups.Close()
 		l.Close()
 	})
-	return &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg}
+	return &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg, dir: dir}
 }
 
 func (b *testBroker) client(t *testing.T, opts ...kgo.Opt) *kgo.Client {

@@ -1,0 +1,34 @@
+package kafka
+
+import (
+	"context"
+	"net"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// JoinGroup: v0-7
+//
+// Behavior:
+//   - Classic group protocol. A join starts (or joins) a rebalance and
+//     waits until every member has rejoined, or the rebalance timeout has
+//     removed those that did not; then every joiner gets the new generation,
+//     the chosen protocol and the leader, and the leader gets every member's
+//     metadata to compute assignments.
+//   - v4+: a join without a member id gets MEMBER_ID_REQUIRED with an id to
+//     rejoin with (KIP-394). An unknown member id is UNKNOWN_MEMBER_ID.
+//   - INVALID_SESSION_TIMEOUT outside 1 s..30 min; INCONSISTENT_GROUP_PROTOCOL
+//     when the protocol type differs or no protocol is shared.
+//   - Static membership (group.instance.id) is accepted but treated as
+//     dynamic membership.
+//
+// Version notes:
+//   - v1: RebalanceTimeout; v5: InstanceID; v6: flexible; v7: protocol type
+//     and name in the response
+
+func init() { registerGroupAPI(11, 0, 7, serveJoinGroup) }
+
+func serveJoinGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
+	return s.opts.Groups.join(ctx, kreq.(*kmsg.JoinGroupRequest), c.clientID, "/"+host), nil
+}

@@ -1,0 +1,25 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Heartbeat: v0-4
+//
+// Behavior:
+//   - Keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to
+//     rejoin; UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION for stale members.
+//
+// Version notes:
+//   - v3: InstanceID; v4: flexible
+
+func init() { registerGroupAPI(12, 0, 4, serveHeartbeat) }
+
+func serveHeartbeat(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.HeartbeatRequest)
+	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	resp.ErrorCode = s.opts.Groups.heartbeat(req)
+	return resp, nil
+}

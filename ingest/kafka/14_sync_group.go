@@ -1,0 +1,24 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SyncGroup: v0-5
+//
+// Behavior:
+//   - The leader's SyncGroup carries every member's assignment and makes the
+//     group Stable; followers wait for it and then get their own. During a
+//     rebalance: REBALANCE_IN_PROGRESS; wrong member or generation:
+//     UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION.
+//
+// Version notes:
+//   - v3: InstanceID; v4: flexible; v5: protocol type and name
+
+func init() { registerGroupAPI(14, 0, 5, serveSyncGroup) }
+
+func serveSyncGroup(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	return s.opts.Groups.sync(ctx, kreq.(*kmsg.SyncGroupRequest)), nil
+}

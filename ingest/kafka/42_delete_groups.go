@@ -1,0 +1,30 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// DeleteGroups: v0-2
+//
+// Behavior:
+//   - Deletes a group with no members and its committed offsets;
+//     NON_EMPTY_GROUP while it has members; GROUP_ID_NOT_FOUND for a group
+//     that does not exist.
+//
+// Version notes:
+//   - v2: flexible
+
+func init() { registerGroupAPI(42, 0, 2, serveDeleteGroups) }
+
+func serveDeleteGroups(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, name := range req.Groups {
+		g := kmsg.NewDeleteGroupsResponseGroup()
+		g.Group, g.ErrorCode = name, s.opts.Groups.deleteGroup(name)
+		resp.Groups = append(resp.Groups, g)
+	}
+	return resp, nil
+}
