@@ -22,12 +22,15 @@ run: build
 test: deps fmt-check vet
 	$(GO) test -race -timeout 20m ./...
 
-# deps installs the tools the tests use when they are missing. As root it
-# uses apt-get; otherwise it says what to install.
+# deps installs the tools the tests use when they are missing: qemu-user
+# (make cross), kcat and Node.js (end-to-end tests with clients we did not
+# write) from Debian, kafkajs from npm. As root it uses apt-get; otherwise it
+# says what to install.
 deps:
 	@missing=""; \
 	command -v qemu-aarch64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \
@@ -36,6 +39,8 @@ deps:
 			echo "missing Debian packages:$$missing (sudo apt-get install$$missing)"; exit 1; \
 		fi; \
 	fi
+	@# kafkajs for the tutorial test, pinned by testbed/kafkajs/package-lock.json
+	@[ -d testbed/kafkajs/node_modules/kafkajs ] || (cd testbed/kafkajs && npm ci --no-audit --no-fund --loglevel=error)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
