@@ -60,7 +60,7 @@ cross: deps
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -exec qemu-aarch64 -count=1 -skip 'TestCrash' ./log/
 	@ls -l dist/
 
-## bench: the storage engine's benchmarks, with the raw disk beside them (see testbed/BENCHMARKS.md)
+## bench: the benchmarks, with the peers beside them: the raw disk (dd), nats-server JetStream (see testbed/BENCHMARKS.md)
 BENCH_DIR ?= $(CURDIR)/.bench
 bench:
 	mkdir -p $(BENCH_DIR)
@@ -68,6 +68,9 @@ bench:
 	BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'BenchmarkAppend|BenchmarkRawDisk|BenchmarkRead$$|BenchmarkPartitionForKey' -benchmem ./log/
 	BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'BenchmarkReopen' -benchtime=20x ./log/
 	rmdir $(BENCH_DIR) 2>/dev/null || true
+	@command -v nats-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null)
+	$(GO) test -run '^$$' -bench 'BenchmarkProduce|BenchmarkConsume' -benchtime=2000000x ./ingest/kafka
+	$(GO) test -run '^$$' -bench 'BenchmarkJetStreamPublish' -benchtime=2000000x ./testbed
 
 ## fuzz: each fuzz target for a while (FUZZTIME per target)
 FUZZTIME ?= 60s

@@ -32,7 +32,7 @@ type testBroker struct {
 }
 
 // startBroker runs a Server on 127.0.0.1 over a log in a temporary directory.
-func startBroker(t *testing.T, mod func(*Options)) *testBroker {
+func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 	t.Helper()
 	dir := t.TempDir()
 	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler)})
@@ -495,3 +495,5 @@ func TestCloseWakesLongPolls(t *testing.T) {
 	cancel()
 	wg.Wait()
 }
+
+func startBenchBroker(b *testing.B) *testBroker { return startBroker(b, nil) }
