@@ -6,7 +6,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build run test deps fmt-check vet cross bench fuzz clean
+.PHONY: all build run test deps fmt-check vet cross bench fuzz conformance conformance-ci clean
 
 all: build
 
@@ -72,11 +72,22 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkProduce|BenchmarkConsume' -benchtime=2000000x ./ingest/kafka
 	$(GO) test -run '^$$' -bench 'BenchmarkJetStreamPublish' -benchtime=2000000x ./testbed
 
+## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
+conformance:
+	bash testbed/conformance/kgo.sh
+
+# The subset CI runs: the suite's produce, consume, group and admin paths (~1 min).
+KGO_CI_SUBSET := TestGroupETL|TestGroupSimple|TestConsumeTopicRetrieval$$|TestIssue325|TestAddRemovePartitions|TestLookbackMilli|TestPing|TestDirectPartitionPurge
+conformance-ci:
+	KGO_RUN='$(KGO_CI_SUBSET)' bash testbed/conformance/kgo.sh
+
 ## fuzz: each fuzz target for a while (FUZZTIME per target)
 FUZZTIME ?= 60s
 fuzz:
-	@for t in $$($(GO) test -list 'Fuzz.*' ./log/ | grep '^Fuzz'); do \
-		echo "== $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./log/ || exit 1; \
+	@for pkg in ./log/ ./ingest/kafka/; do \
+		for t in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
 	done
 
 clean:
