@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// InitProducerId: v0-4 (registered only when the server has an allocator)
+// InitProducerId: v0-4 (advertised only when the server has a ProducerIDs allocator)
 //
 // Behavior:
 //   - Gives an idempotent producer a new producer id, never given before
@@ -20,7 +20,10 @@ import (
 // Version notes:
 //   - v2: flexible; v3: ProducerID/ProducerEpoch in the request
 
-func init() { register(22, 0, 4, serveInitProducerID) }
+func init() {
+	register(22, 0, 4, serveInitProducerID)
+	needs[22] = func(s *Server) bool { return s.opts.ProducerIDs != nil }
+}
 
 func serveInitProducerID(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
@@ -29,8 +32,6 @@ func serveInitProducerID(s *Server, _ context.Context, _ *conn, kreq kmsg.Reques
 	switch {
 	case req.TransactionalID != nil:
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
-	case s.opts.ProducerIDs == nil:
-		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 	default:
 		id, err := s.opts.ProducerIDs.Next()
 		if err != nil {

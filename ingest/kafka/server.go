@@ -206,22 +206,27 @@ type handler struct {
 // ApiVersions advertises.
 var handlers = map[int16]handler{}
 
-// groupAPIs are the keys served only when the server has a coordinator.
-var groupAPIs = map[int16]bool{}
-
 func register(key, min, max int16, fn func(*Server, context.Context, *conn, kmsg.Request) (kmsg.Response, error)) {
 	handlers[key] = handler{min: min, max: max, serve: fn}
 }
 
+// needs holds, for API keys that depend on an optional part of the server
+// (the group coordinator, the producer-id allocator), whether this server
+// has it; such keys are neither advertised nor served without it.
+var needs = map[int16]func(*Server) bool{}
+
 func registerGroupAPI(key, min, max int16, fn func(*Server, context.Context, *conn, kmsg.Request) (kmsg.Response, error)) {
 	register(key, min, max, fn)
-	groupAPIs[key] = true
+	needs[key] = func(s *Server) bool { return s.opts.Groups != nil }
 }
 
 // serves reports whether this server handles an API key.
 func (s *Server) serves(key int16) bool {
-	_, ok := handlers[key]
-	return ok && (!groupAPIs[key] || s.opts.Groups != nil)
+	if _, ok := handlers[key]; !ok {
+		return false
+	}
+	need, ok := needs[key]
+	return !ok || need(s)
 }
 
 // supportedKeys lists the API keys this server handles, in order.

@@ -68,7 +68,7 @@ func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 			t.Errorf("Serve: %v", err)
 		}
 		ids.Close()
-		srv.opts.Groups.Close()
+		groups.Close()
 		l.Close()
 	})
 	return &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg, dir: dir}
