@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"errors"
@@ -123,5 +124,46 @@ func TestNodeRefusesAHeldDataDir(t *testing.T) {
 	_, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
 	if !errors.Is(err, flog.ErrDataDirLocked) {
 		t.Fatalf("second node on the same dir: %v", err)
+	}
+}
+
+// TestCommittedOffsetsSurviveANodeRestart commits a group's offsets through
+// the Kafka listener, restarts the node on the same data directory, and
+// reads them back.
+func TestCommittedOffsetsSurviveANodeRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := startTestNode(t, dir)
+	n.Log().CreateTopic("orders", 2, nil)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := kadm.Offsets{}
+	offs.AddOffset("orders", 0, 17, -1)
+	offs.AddOffset("orders", 1, 4, -1)
+	if resp, err := kadm.NewClient(cl).CommitOffsets(ctx, "billing", offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", resp, err)
+	}
+	cl.Close()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n2 := startTestNode(t, dir)
+	cl2, err := kgo.NewClient(kgo.SeedBrokers(n2.KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl2.Close()
+	got, err := kadm.NewClient(cl2).FetchOffsets(ctx, "billing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := got.Lookup("orders", 0); o.At != 17 {
+		t.Fatalf("orders-0 committed %d after restart, want 17", o.At)
+	}
+	if o, _ := got.Lookup("orders", 1); o.At != 4 {
+		t.Fatalf("orders-1 committed %d after restart, want 4", o.At)
 	}
 }

@@ -110,6 +110,32 @@ func endOffsets(t *testing.T, b *testBroker, topic string, parts int32) map[int3
 	return out
 }
 
+// checkExclusiveAssignment decodes the members' assignments of a Stable
+// group: every partition of topic is owned by exactly one member, so no
+// record is processed by two members at once.
+func checkExclusiveAssignment(t *testing.T, b *testBroker, group, topic string, parts int32) {
+	t.Helper()
+	_, _, _, members := b.srv.opts.Groups.describe(group)
+	owner := map[int32]string{}
+	for _, m := range members {
+		var a kmsg.ConsumerMemberAssignment
+		if err := a.ReadFrom(m.MemberAssignment); err != nil {
+			t.Fatalf("member %s assignment: %v", m.MemberID, err)
+		}
+		for _, tp := range a.Topics {
+			for _, p := range tp.Partitions {
+				if prev, ok := owner[p]; ok {
+					t.Fatalf("partition %d assigned to both %s and %s", p, prev, m.MemberID)
+				}
+				owner[p] = m.MemberID
+			}
+		}
+	}
+	if int32(len(owner)) != parts {
+		t.Fatalf("%d of %d partitions assigned: %v", len(owner), parts, owner)
+	}
+}
+
 func describeMembers(t *testing.T, b *testBroker, group string) (string, int) {
 	t.Helper()
 	state, _, _, members := b.srv.opts.Groups.describe(group)
@@ -126,12 +152,14 @@ func TestConsumerGroupRebalances(t *testing.T) {
 	members := []*groupConsumer{startGroupConsumer(t, b, "g1", "grp"), startGroupConsumer(t, b, "g1", "grp"), startGroupConsumer(t, b, "g1", "grp")}
 	waitConsumed(t, members, endOffsets(t, b, "grp", 6))
 	waitStable(t, b, "g1", 3)
+	waitExclusive(t, b, "g1", "grp", 6)
 
 	// One member leaves cleanly (LeaveGroup): the other two take over its
 	// partitions from its committed offsets. What it consumed before
 	// leaving still counts, so the union runs over all three.
 	members[2].close()
 	waitStable(t, b, "g1", 2)
+	waitExclusive(t, b, "g1", "grp", 6)
 	produceN(t, b, "grp", 300, "b")
 	waitConsumed(t, members, endOffsets(t, b, "grp", 6))
 	_, n := describeMembers(t, b, "g1")
@@ -150,6 +178,7 @@ func TestConsumerGroupRebalances(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	waitStable(t, b, "g1", 2)
+	waitExclusive(t, b, "g1", "grp", 6)
 	produceN(t, b, "grp", 120, "c")
 	waitConsumed(t, members, endOffsets(t, b, "grp", 6))
 }
@@ -317,5 +346,34 @@ func TestKcatGroupConsume(t *testing.T) {
 	}
 	if got != 40 {
 		t.Fatalf("kcat -G consumed %d of 40 records:\n%s", got, out)
+	}
+}
+
+// waitExclusive waits for a cooperative rebalance to settle (members give up
+// partitions in a second round) and checks ownership is exclusive and total.
+func waitExclusive(t *testing.T, b *testBroker, group, topic string, parts int32) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		state, _, _, members := b.srv.opts.Groups.describe(group)
+		assigned := map[int32]int{}
+		for _, m := range members {
+			var a kmsg.ConsumerMemberAssignment
+			if a.ReadFrom(m.MemberAssignment) == nil {
+				for _, tp := range a.Topics {
+					for _, p := range tp.Partitions {
+						assigned[p]++
+					}
+				}
+			}
+		}
+		if state == stateStable && int32(len(assigned)) == parts {
+			checkExclusiveAssignment(t, b, group, topic, parts)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s never settled with all %d partitions assigned (%s, %v)", group, parts, state, assigned)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
