@@ -1,0 +1,94 @@
+package testbed
+
+import (
+	"bufio"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// buildFerry builds the ferry binary once per test binary.
+var (
+	buildOnce sync.Once
+	ferryBin  string
+	buildErr  error
+)
+
+func ferryBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := filepath.Abs("../bin-test")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		ferryBin = filepath.Join(dir, "ferry")
+		out, err := exec.Command("go", "build", "-o", ferryBin, "../cmd/ferry").CombinedOutput()
+		if err != nil {
+			buildErr = &buildError{err, string(out)}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return ferryBin
+}
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
+
+// ferryProc is a running `ferry edge` on 127.0.0.1 ports it chose itself.
+type ferryProc struct {
+	cmd       *exec.Cmd
+	kafkaAddr string
+	adminAddr string
+	exited    chan error
+}
+
+// startEdge starts `ferry edge` on dataDir and waits for its ready line.
+func startEdge(t *testing.T, dataDir string, extra ...string) *ferryProc {
+	t.Helper()
+	args := append([]string{"edge", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	cmd := exec.Command(ferryBinary(t), args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &ferryProc{cmd: cmd, exited: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct {
+				Msg   string `json:"msg"`
+				Kafka string `json:"kafka_addr"`
+				Admin string `json:"admin_addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "ferry edge ready" {
+				p.kafkaAddr, p.adminAddr = line.Kafka, line.Admin
+				close(ready)
+			}
+		}
+	}()
+	go func() { p.exited <- cmd.Wait() }()
+	select {
+	case <-ready:
+	case err := <-p.exited:
+		t.Fatalf("ferry edge exited before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("ferry edge not ready within 30 s")
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return p
+}
