@@ -9,7 +9,8 @@ import (
 // FuzzRequest feeds arbitrary frames through request decoding: it must never
 // panic, and a frame that decodes must decode again identically after being
 // re-encoded by kmsg. The seed corpus holds requests as real clients encode
-// them (testdata/fuzz/FuzzRequest).
+// them: frames captured from franz-go and kcat by TestCaptureClientRequests
+// (testdata/fuzz/FuzzRequest/client-*).
 func FuzzRequest(f *testing.F) {
 	for _, req := range []kmsg.Request{
 		kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest(), kmsg.NewPtrFetchRequest(),
