@@ -205,12 +205,7 @@ func rawJoin(t *testing.T, b *testBroker, group string) string {
 	t.Helper()
 	cl := b.client(t)
 	ctx := ctxT(t)
-	join := kmsg.NewPtrJoinGroupRequest()
-	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis, join.ProtocolType = group, 1000, 5000, "consumer"
-	proto := kmsg.NewJoinGroupRequestProtocol()
-	proto.Name = "cooperative-sticky"
-	join.Protocols = append(join.Protocols, proto)
-	join.SetVersion(7)
+	join := joinRequest(group, 1000, "cooperative-sticky")
 	resp, err := join.RequestWith(ctx, cl)
 	if err != nil || resp.ErrorCode != kerr.MemberIDRequired.Code {
 		t.Fatalf("first join: %+v %v", resp, err)
@@ -299,11 +294,7 @@ func TestGroupErrors(t *testing.T) {
 func rawMember(t *testing.T, b *testBroker, group string) string {
 	cl := b.client(t)
 	ctx := ctxT(t)
-	join := kmsg.NewPtrJoinGroupRequest()
-	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis, join.ProtocolType = group, 30000, 5000, "consumer"
-	proto := kmsg.NewJoinGroupRequestProtocol()
-	proto.Name = "range"
-	join.Protocols = append(join.Protocols, proto)
+	join := joinRequest(group, 30000, "range")
 	r, err := join.RequestWith(ctx, cl)
 	if err == nil && r.ErrorCode == kerr.MemberIDRequired.Code {
 		join.MemberID = r.MemberID // KIP-394: rejoin with the id handed out
@@ -376,4 +367,15 @@ func waitExclusive(t *testing.T, b *testBroker, group, topic string, parts int32
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// joinRequest builds a consumer JoinGroup with one protocol, as a client
+// joining by hand sends it.
+func joinRequest(group string, sessionMs int32, protocol string) *kmsg.JoinGroupRequest {
+	join := kmsg.NewPtrJoinGroupRequest()
+	join.Group, join.SessionTimeoutMillis, join.RebalanceTimeoutMillis, join.ProtocolType = group, sessionMs, 5000, "consumer"
+	proto := kmsg.NewJoinGroupRequestProtocol()
+	proto.Name = protocol
+	join.Protocols = append(join.Protocols, proto)
+	return join
 }
