@@ -74,6 +74,7 @@ func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (k
 				waits = append(waits, pending{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
 			default:
 				sp.ErrorCode = errorCode(err)
+				s.metrics.partitionError("Produce", sp.ErrorCode)
 				if req.Version >= 8 {
 					sp.ErrorMessage = errorMessage(err)
 				}
@@ -95,6 +96,7 @@ func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (k
 		for _, w := range waits {
 			if err := w.p.WaitDurable(wctx, w.last); err != nil {
 				resp.Topics[w.ti].Partitions[w.pi].ErrorCode = errorCode(err)
+				s.metrics.partitionError("Produce", errorCode(err))
 			}
 		}
 	}

@@ -93,6 +93,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			p, err := s.log.Partition(name, rp.Partition)
 			if err != nil {
 				sp.ErrorCode, anyErr = errorCode(err), true
+				s.metrics.partitionError("Fetch", sp.ErrorCode)
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
@@ -114,6 +115,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bo
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.EndOffset, r.EndOffset, r.StartOffset
 			if err != nil {
 				sp.ErrorCode, anyErr = errorCode(err), true
+				s.metrics.partitionError("Fetch", sp.ErrorCode)
 				if sp.ErrorCode != kerr.OffsetOutOfRange.Code {
 					s.logger.Warn("fetch failed", "topic", name, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err)
 				}

@@ -317,6 +317,9 @@ func TestFetchErrorsAndListOffsets(t *testing.T) {
 	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.OffsetOutOfRange.Code || resp.Topics[0].Partitions[0].HighWatermark != 5 {
 		t.Fatalf("fetch past the end: %+v %v", resp, err)
 	}
+	if got := testutil.ToFloat64(b.srv.metrics.partErrors.WithLabelValues("Fetch", "OFFSET_OUT_OF_RANGE")); got != 1 {
+		t.Fatalf("fetch OFFSET_OUT_OF_RANGE counted %v times, want 1", got)
+	}
 	// A fetch inside a batch returns the whole batch.
 	p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}))
 	req.Topics[0].Partitions[0].FetchOffset = 6
@@ -497,3 +500,30 @@ func TestCloseWakesLongPolls(t *testing.T) {
 }
 
 func startBenchBroker(b *testing.B) *testBroker { return startBroker(b, nil) }
+
+// TestCorruptBatchIsRefusedAndCounted produces a batch with a flipped byte:
+// CORRUPT_MESSAGE, nothing stored, and the error counted.
+func TestCorruptBatchIsRefusedAndCounted(t *testing.T) {
+	b := startBroker(t, nil)
+	b.log.CreateTopic("bad", 1, nil)
+	batch := flog.AppendBatch(nil, []flog.Record{{Value: []byte("payload"), Timestamp: time.Now().UnixMilli()}})
+	batch[len(batch)-2] ^= 0xff
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = 1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "bad"
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), b.client(t))
+	if err != nil || resp.Topics[0].Partitions[0].ErrorCode != kerr.CorruptMessage.Code {
+		t.Fatalf("corrupt batch: %+v %v", resp, err)
+	}
+	if p, _ := b.log.Partition("bad", 0); p.EndOffset() != 0 {
+		t.Fatalf("a corrupt batch was stored")
+	}
+	if got := testutil.ToFloat64(b.srv.metrics.partErrors.WithLabelValues("Produce", "CORRUPT_MESSAGE")); got != 1 {
+		t.Fatalf("CORRUPT_MESSAGE counted %v times", got)
+	}
+}
