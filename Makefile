@@ -70,6 +70,7 @@ bench:
 	rmdir $(BENCH_DIR) 2>/dev/null || true
 	@command -v nats-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null)
 	$(GO) test -run '^$$' -bench 'BenchmarkProduce|BenchmarkConsume' -benchtime=2000000x ./ingest/kafka
+	$(GO) test -run '^$$' -bench 'BenchmarkEndToEndLatency' -benchtime=1x ./ingest/kafka
 	$(GO) test -run '^$$' -bench 'BenchmarkJetStreamPublish' -benchtime=2000000x ./testbed
 
 ## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
