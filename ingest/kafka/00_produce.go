@@ -31,6 +31,8 @@ import (
 //   - Transactions are not supported (nor advertised): a transactional
 //     produce is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 //   - Unknown topics are created first when auto-creation is on.
+//   - __consumer_offsets is internal: INVALID_TOPIC_EXCEPTION, as Kafka
+//     refuses appends to internal topics from clients.
 //
 // Version notes:
 //   - v3: RecordBatch v2 only (v0-2 carried the old message formats)
@@ -106,6 +108,9 @@ func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (k
 // partitionForProduce finds a partition, creating its topic first when
 // auto-creation is on.
 func (s *Server) partitionForProduce(topic string, partition int32) (*flog.Partition, error) {
+	if topic == offsetsTopic { // Kafka refuses appends to internal topics
+		return nil, errOffsetsTopic
+	}
 	p, err := s.log.Partition(topic, partition)
 	if errors.Is(err, flog.ErrUnknownTopic) && s.opts.AutoCreateTopics {
 		if _, err = s.createTopic(topic, s.opts.DefaultPartitions, nil); err == nil {

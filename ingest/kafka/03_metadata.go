@@ -22,6 +22,9 @@ import (
 //     An invalid name is INVALID_TOPIC_EXCEPTION.
 //   - v10+: topics carry their ids; a topic asked for by id alone is found
 //     by id.
+//   - With a group coordinator, __consumer_offsets is reported as an
+//     internal topic with no partitions (committed offsets live in bbolt;
+//     see internal.go); it is never auto-created.
 //
 // Version notes:
 //   - v1: ControllerID, IsInternal; v2: ClusterID; v3: ThrottleMillis
@@ -45,6 +48,9 @@ func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (km
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
 		infos = s.log.Topics()
+		if s.virtualOffsetsTopic(offsetsTopic) {
+			infos = append(infos, offsetsTopicInfo())
+		}
 	}
 	autoCreate := s.opts.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
 	for _, rt := range req.Topics {
@@ -65,6 +71,9 @@ func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (km
 			}
 		}
 		info, err := s.log.Topic(name)
+		if errors.Is(err, flog.ErrUnknownTopic) && s.isInternalTopic(name) {
+			info, err = offsetsTopicInfo(), nil
+		}
 		if errors.Is(err, flog.ErrUnknownTopic) && autoCreate {
 			info, err = s.createTopic(name, s.opts.DefaultPartitions, nil)
 		}
@@ -82,6 +91,7 @@ func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (km
 	for _, info := range infos {
 		mt := kmsg.NewMetadataResponseTopic()
 		mt.Topic, mt.TopicID = kmsg.StringPtr(info.Name), info.ID
+		mt.IsInternal = s.isInternalTopic(info.Name)
 		for p := int32(0); p < info.Partitions; p++ {
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition, mp.Leader, mp.LeaderEpoch = p, s.opts.NodeID, 0
@@ -95,6 +105,9 @@ func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (km
 
 // createTopic creates a topic for auto-creation and CreateTopics.
 func (s *Server) createTopic(name string, partitions int32, configs map[string]string) (flog.TopicInfo, error) {
+	if err := s.refuseCreate(name); err != nil {
+		return flog.TopicInfo{}, err
+	}
 	info, err := s.log.CreateTopic(name, partitions, configs)
 	if errors.Is(err, flog.ErrTopicExists) { // raced with another creator
 		return s.log.Topic(name)

@@ -20,7 +20,9 @@ import (
 //     an unknown key or bad value is INVALID_CONFIG with a message.
 //   - ValidateOnly checks everything and creates nothing.
 //   - Errors per topic: TOPIC_ALREADY_EXISTS, INVALID_TOPIC_EXCEPTION,
-//     INVALID_PARTITIONS, INVALID_CONFIG.
+//     INVALID_PARTITIONS, INVALID_CONFIG. __consumer_offsets already exists
+//     (internal, see internal.go) with a group coordinator, and is a
+//     reserved name without one.
 //
 // Version notes:
 //   - v1: ErrorMessage, ValidateOnly; v5: flexible, NumPartitions,
@@ -55,6 +57,9 @@ func serveCreateTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request)
 			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: this cluster has one node", rt.ReplicationFactor))
 		case len(rt.ReplicaAssignment) > 0:
 			fail(kerr.InvalidRequest.Code, "manual replica assignment is not supported")
+		case s.refuseCreate(rt.Topic) != nil:
+			err := s.refuseCreate(rt.Topic)
+			fail(errorCode(err), err.Error())
 		case req.ValidateOnly:
 			err := flog.ValidateTopicName(rt.Topic)
 			if err == nil && parts <= 0 {

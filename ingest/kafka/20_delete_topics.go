@@ -12,6 +12,8 @@ import (
 // Behavior:
 //   - Deletes each topic and all its data; UNKNOWN_TOPIC_OR_PARTITION for a
 //     topic that does not exist, UNKNOWN_TOPIC_ID for an unknown id (v6).
+//   - The internal __consumer_offsets (internal.go) is not deleted:
+//     INVALID_TOPIC_EXCEPTION.
 //
 // Version notes:
 //   - v4: flexible; v5: ErrorMessage; v6: topics by name or id
@@ -55,7 +57,11 @@ func serveDeleteTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request)
 			}
 		}
 		st.Topic = kmsg.StringPtr(tg.name)
-		if err := s.log.DeleteTopic(tg.name); err != nil {
+		err := errOffsetsTopic
+		if !s.virtualOffsetsTopic(tg.name) {
+			err = s.log.DeleteTopic(tg.name)
+		}
+		if err != nil {
 			st.ErrorCode = errorCode(err)
 			if req.Version >= 5 {
 				st.ErrorMessage = errorMessage(err)

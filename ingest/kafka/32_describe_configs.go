@@ -16,7 +16,8 @@ import (
 //     value, whether it is a default (source DEFAULT_CONFIG) or set on the
 //     topic (DYNAMIC_TOPIC_CONFIG), its type, and its documentation (v3+).
 //     None is read-only or sensitive. UNKNOWN_TOPIC_OR_PARTITION for an
-//     unknown topic.
+//     unknown topic. The internal __consumer_offsets (internal.go) is
+//     described with no configs: it is not a log topic.
 //   - Broker resources are answered with no configs (nothing is exposed
 //     yet); other resource types with INVALID_REQUEST.
 //
@@ -34,6 +35,9 @@ func serveDescribeConfigs(s *Server, _ context.Context, _ *conn, kreq kmsg.Reque
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeBroker:
 		case kmsg.ConfigResourceTypeTopic:
+			if s.virtualOffsetsTopic(rr.ResourceName) {
+				break // exists, with no log and so no topic configs
+			}
 			vals, explicit, err := s.log.EffectiveConfigs(rr.ResourceName)
 			if err != nil {
 				sr.ErrorCode, sr.ErrorMessage = errorCode(err), errorMessage(err)

@@ -12,7 +12,8 @@ import (
 // Behavior:
 //   - Grows a topic to Count partitions; INVALID_PARTITIONS for a count not
 //     above the current one; manual assignments are INVALID_REQUEST;
-//     ValidateOnly changes nothing.
+//     ValidateOnly changes nothing. The internal __consumer_offsets
+//     (internal.go) has no partitions to grow: INVALID_TOPIC_EXCEPTION.
 //
 // Version notes:
 //   - v2: flexible
@@ -26,6 +27,9 @@ func serveCreatePartitions(s *Server, _ context.Context, _ *conn, kreq kmsg.Requ
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
 		info, err := s.log.Topic(rt.Topic)
+		if s.virtualOffsetsTopic(rt.Topic) {
+			err = errOffsetsTopic
+		}
 		switch {
 		case err != nil:
 			st.ErrorCode, st.ErrorMessage = errorCode(err), errorMessage(err)

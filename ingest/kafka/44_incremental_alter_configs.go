@@ -17,6 +17,8 @@ import (
 //     live). APPEND and SUBTRACT (list configs) are INVALID_REQUEST; an
 //     unknown key or bad value INVALID_CONFIG; ValidateOnly changes nothing.
 //   - Broker resources: INVALID_REQUEST (nothing is alterable yet).
+//   - The internal __consumer_offsets (internal.go) has no configs to
+//     alter: INVALID_TOPIC_EXCEPTION.
 //
 // Version notes:
 //   - v1: flexible
@@ -51,7 +53,9 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, _ *conn, kreq km
 		}
 		if sr.ErrorCode == 0 {
 			var err error
-			if req.ValidateOnly {
+			if s.virtualOffsetsTopic(rr.ResourceName) {
+				err = errOffsetsTopic
+			} else if req.ValidateOnly {
 				if _, err = s.log.Topic(rr.ResourceName); err == nil {
 					err = flog.ValidateConfigs(set)
 				}
