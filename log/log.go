@@ -414,6 +414,18 @@ func (l *Log) Topics() []TopicInfo {
 	return out
 }
 
+// PartitionCount returns how many partitions a topic has, without copying
+// its description; front ends call it on every record they route.
+func (l *Log) PartitionCount(topic string) (int32, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	t, ok := l.topics[topic]
+	if !ok {
+		return 0, fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
+	}
+	return int32(len(t.parts)), nil
+}
+
 // Partition returns one partition of a topic.
 func (l *Log) Partition(topic string, partition int32) (*Partition, error) {
 	l.mu.RLock()

@@ -1,0 +1,158 @@
+package mqtt
+
+import (
+	"context"
+	"time"
+
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	flog "ferry/log"
+)
+
+// conn is ferry's state for one connected client: who it is, and the
+// acknowledgements it is owed, in the order its publishes arrived.
+//
+// A QoS 1/2 publish is appended at once and its acknowledgement queued;
+// the connection goes on reading. A drain goroutine, running only while
+// acknowledgements are queued, waits for each one's record to be durable
+// and writes it, so acknowledgements leave in publish order (MQTT requires
+// that for QoS 1) and one slow fsync never holds up the next append.
+type conn struct {
+	s        *Server
+	cl       *mqtt.Client
+	device   string
+	username string
+	v5       bool
+	ctx      context.Context // ends when the connection does
+	cancel   context.CancelFunc
+
+	mu      sync.Mutex
+	queue   []pendingAck
+	running bool          // a drain goroutine owns the queue's head
+	space   chan struct{} // closed and replaced when the queue shrinks
+}
+
+// pendingAck is one acknowledgement to send: PUBACK (QoS 1) or PUBREC
+// (QoS 2) with code, once part is durable up to offset (part nil: at once).
+type pendingAck struct {
+	id       uint16
+	qos      byte
+	code     packets.Code
+	part     *flog.Partition
+	offset   int64
+	appended time.Time
+}
+
+func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{s: s, cl: cl, device: device, username: username, v5: cl.Properties.ProtocolVersion == 5,
+		ctx: ctx, cancel: cancel, space: make(chan struct{})}
+}
+
+// enqueue queues an acknowledgement. When the client already has
+// ReceiveMaximum of them outstanding, an MQTT 5 client has broken the limit
+// it was given and is disconnected (reason 0x93); an MQTT 3.1.1 client,
+// which was given none, is made to wait (its reads stop: back-pressure).
+func (c *conn) enqueue(a pendingAck) bool {
+	limit := int(c.s.opts.ReceiveMaximum)
+	c.mu.Lock()
+	for len(c.queue) >= limit {
+		if c.v5 {
+			c.mu.Unlock()
+			c.s.broker.DisconnectClient(c.cl, packets.ErrReceiveMaximum)
+			return false
+		}
+		space := c.space
+		c.mu.Unlock()
+		select {
+		case <-space:
+		case <-c.ctx.Done():
+			return false
+		}
+		c.mu.Lock()
+	}
+	c.queue = append(c.queue, a)
+	start := !c.running
+	c.running = true
+	c.mu.Unlock()
+	if start {
+		c.s.acks.Add(1)
+		go c.drain()
+	}
+	return true
+}
+
+// outstanding returns how many acknowledgements are queued.
+func (c *conn) outstanding() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// drain sends queued acknowledgements in order, each once its record is
+// durable, and exits when the queue is empty or the connection ends
+// (unsent acknowledgements are then retransmitted by the client and
+// recognised as duplicates).
+func (c *conn) drain() {
+	defer c.s.acks.Done()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.ctx.Err() != nil {
+			c.queue = nil
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		a := c.queue[0]
+		c.mu.Unlock()
+
+		if a.part != nil {
+			if err := a.part.WaitDurable(c.ctx, a.offset); err != nil {
+				if c.ctx.Err() == nil {
+					// The partition could not be made durable: no
+					// acknowledgement may claim it was. Closing the
+					// connection makes the client retransmit.
+					c.s.logger.Error("mqtt: record not durable; closing the connection so the client retransmits",
+						"client", c.cl.ID, "topic", a.part.Topic(), "partition", a.part.ID(), "err", err)
+					c.s.broker.DisconnectClient(c.cl, packets.ErrUnspecifiedError)
+					c.cancel()
+				}
+				continue
+			}
+			c.s.metrics.ackWait.Observe(time.Since(a.appended).Seconds())
+		}
+		c.send(a)
+
+		c.mu.Lock()
+		c.queue = c.queue[1:]
+		close(c.space)
+		c.space = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+// send writes one acknowledgement. A successful PUBREC is recorded in the
+// client's inflight state first, so mochi answers the PUBREL with PUBCOMP.
+func (c *conn) send(a pendingAck) {
+	typ := packets.Puback
+	if a.qos == 2 {
+		typ = packets.Pubrec
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: typ},
+		PacketID:    a.id,
+		ReasonCode:  a.code.Code,
+		Created:     time.Now().Unix(),
+	}
+	if a.code.Code >= packets.ErrUnspecifiedError.Code {
+		pk.Properties.ReasonString = a.code.Reason
+	} else if a.qos == 2 {
+		c.cl.State.Inflight.Set(pk)
+	}
+	if err := c.cl.WritePacket(pk); err != nil {
+		c.s.logger.Debug("mqtt: acknowledgement not sent", "client", c.cl.ID, "packet_id", a.id, "err", err)
+	}
+}

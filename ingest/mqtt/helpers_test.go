@@ -1,0 +1,197 @@
+package mqtt
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	flog "ferry/log"
+)
+
+type testBroker struct {
+	srv  *Server
+	log  *flog.Log
+	addr string
+	reg  *prometheus.Registry
+	dir  string
+	opts Options
+}
+
+var telemetryRule = Rule{Filter: "factory/+site/+device/telemetry", Topic: "telemetry", Key: "{device}", Partitions: 4}
+
+// startBroker runs a Server on 127.0.0.1 over a log in dir (a new
+// temporary directory when empty).
+func startBroker(t testing.TB, dir string, mod func(*Options)) *testBroker {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	l, err := flog.Open(flog.Options{Dir: filepath.Join(dir, "log"), RetentionCheckInterval: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	opts := Options{Log: l, Rules: []Rule{telemetryRule}, DefaultTopic: "mqtt", Registerer: reg, Logger: quiet,
+		SessionDB: filepath.Join(dir, "mqtt-sessions.db")}
+	if mod != nil {
+		mod(&opts)
+	}
+	srv, err := New(opts)
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	b := &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg, dir: dir, opts: opts}
+	t.Cleanup(func() { b.stop(t, done) })
+	return b
+}
+
+func (b *testBroker) stop(t testing.TB, done chan error) {
+	if b.srv == nil {
+		return
+	}
+	b.srv.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if err := b.log.Close(); err != nil {
+		t.Errorf("closing log: %v", err)
+	}
+	b.srv = nil
+}
+
+// connect makes an MQTT 5 client connection with paho.
+func (b *testBroker) connect(t testing.TB, cp *paho.Connect, conf func(*paho.ClientConfig)) *paho.Client {
+	t.Helper()
+	c, ack, err := b.tryConnect(cp, conf)
+	if err != nil {
+		t.Fatalf("connect %s: %v (connack %+v)", cp.ClientID, err, ack)
+	}
+	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
+	return c
+}
+
+func (b *testBroker) tryConnect(cp *paho.Connect, conf func(*paho.ClientConfig)) (*paho.Client, *paho.Connack, error) {
+	nc, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	cc := paho.ClientConfig{Conn: nc}
+	if conf != nil {
+		conf(&cc)
+	}
+	c := paho.NewClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if cp.KeepAlive == 0 {
+		cp.KeepAlive = 30
+	}
+	ack, err := c.Connect(ctx, cp)
+	if err != nil {
+		nc.Close()
+		return nil, ack, err
+	}
+	return c, ack, nil
+}
+
+// records reads every record of a topic, partition by partition.
+func (b *testBroker) records(t testing.TB, topic string) map[int32][]flog.DecodedRecord {
+	t.Helper()
+	n, err := b.log.PartitionCount(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32][]flog.DecodedRecord{}
+	for p := int32(0); p < n; p++ {
+		part, err := b.log.Partition(topic, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := part.StartOffset(); off < part.EndOffset(); {
+			rr, err := part.Read(off, 1<<20, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := rr.Data
+			for len(data) > 0 {
+				h, err := flog.ParseBatch(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				size := int(h.Length)
+				_, recs, err := flog.DecodeRecords(data[:size])
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					if r.Offset >= off {
+						out[p] = append(out[p], r)
+					}
+				}
+				off = h.LastOffset() + 1
+				data = data[size:]
+			}
+		}
+	}
+	return out
+}
+
+func (b *testBroker) count(topic string) int64 {
+	n, _ := b.log.PartitionCount(topic)
+	var total int64
+	for p := int32(0); p < n; p++ {
+		part, _ := b.log.Partition(topic, p)
+		total += part.EndOffset() - part.StartOffset()
+	}
+	return total
+}
+
+func (b *testBroker) publishes(qos, result string) float64 {
+	return testutil.ToFloat64(b.srv.metrics.publishes.WithLabelValues(qos, result))
+}
+
+func header(r flog.DecodedRecord, key string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+// waitFor polls cond until it holds or the deadline passes; for state
+// that the broker changes asynchronously and exposes no event for.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func (b *testBroker) clientByID(t testing.TB, id string) *mqtt.Client {
+	t.Helper()
+	cl, ok := b.srv.broker.Clients.Get(id)
+	if !ok {
+		t.Fatalf("no client %q", id)
+	}
+	return cl
+}

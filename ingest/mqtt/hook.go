@@ -1,0 +1,391 @@
+package mqtt
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	flog "ferry/log"
+)
+
+// hook is ferry's extension of the broker: authentication and ACLs through
+// the Authenticator, and every publish appended to the log.
+type hook struct {
+	mqtt.HookBase
+	s *Server
+}
+
+func (h *hook) ID() string { return "ferry" }
+
+func (h *hook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+// OnConnect authenticates the client. A refusal is answered here with the
+// CONNACK reason that says why, and the error ends the connection.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	s := h.s
+	username := string(pk.Connect.Username)
+	device := username
+	if device == "" {
+		device = cl.ID
+	}
+	if s.opts.Auth != nil {
+		var err error
+		device, err = s.opts.Auth.Authenticate(username, pk.Connect.Password, peerCN(cl.Net.Conn))
+		code, result := packets.Code{}, ""
+		switch {
+		case errors.Is(err, ErrNotAuthorized):
+			code, result = packets.ErrNotAuthorized, "not_authorized"
+		case err != nil:
+			code, result = packets.ErrBadUsernameOrPassword, "bad_credentials"
+		case pk.Connect.ClientIdentifier != "" && pk.Connect.ClientIdentifier != device:
+			// A device may only use its own id as client id: another
+			// client id could take over someone else's session.
+			code, result = packets.ErrClientIdentifierNotValid, "bad_client_id"
+		}
+		if result != "" {
+			s.metrics.connects.WithLabelValues(result).Inc()
+			s.logger.Info("mqtt: connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
+				"remote", cl.Net.Remote, "reason", code.Reason)
+			s.broker.SendConnack(cl, code, false, nil)
+			return code
+		}
+	}
+	s.conns.Store(cl, newConn(s, cl, device, username))
+	return nil
+}
+
+func peerCN(c net.Conn) string {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return ""
+	}
+	st := tc.ConnectionState()
+	if len(st.PeerCertificates) == 0 {
+		return ""
+	}
+	return st.PeerCertificates[0].Subject.CommonName
+}
+
+// OnConnectAuthenticate accepts what OnConnect let through.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	_, ok := h.s.conns.Load(cl)
+	return ok
+}
+
+// OnSessionEstablished: a clean start begins a new session, whose packet
+// ids owe nothing to the old one's.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	s := h.s
+	if pk.Connect.Clean {
+		s.dedupe.forget(cl.ID)
+	}
+	s.metrics.connects.WithLabelValues("accepted").Inc()
+	s.metrics.connections.Inc()
+	c := s.conn(cl)
+	if c == nil {
+		return
+	}
+	now := time.Now()
+	if s.opts.Presence != nil {
+		s.opts.Presence.Connected(c.device, cl.Net.Remote, now)
+	}
+	s.presenceEvent("connect", c, now, "")
+}
+
+// OnDisconnect forgets the connection; its queued acknowledgements are
+// abandoned (the client retransmits them). When the session ends with the
+// connection, so does its retransmission memory.
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	s := h.s
+	s.metrics.connections.Dec()
+	s.metrics.disconnects.WithLabelValues(disconnectReason(err)).Inc()
+	v, ok := s.conns.LoadAndDelete(cl)
+	if expire && !cl.IsTakenOver() {
+		s.dedupe.forget(cl.ID)
+	}
+	if !ok {
+		return
+	}
+	c := v.(*conn)
+	c.cancel()
+	now := time.Now()
+	if s.opts.Presence != nil {
+		s.opts.Presence.Disconnected(c.device, now)
+	}
+	reason := ""
+	if err != nil {
+		reason = err.Error()
+	}
+	s.presenceEvent("disconnect", c, now, reason)
+}
+
+// OnClientExpired: a persistent session expired.
+func (h *hook) OnClientExpired(cl *mqtt.Client) { h.s.dedupe.forget(cl.ID) }
+
+func disconnectReason(err error) string {
+	var code packets.Code
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "normal"
+	case errors.As(err, &code):
+		return code.Reason
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		return "closed"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	}
+	return "network error"
+}
+
+// OnACLCheck answers for subscriptions and deliveries; publishes are
+// checked in OnPublish, which can then answer the way each protocol
+// version allows.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write || h.s.opts.Auth == nil {
+		return true
+	}
+	return h.s.opts.Auth.CanSubscribe(h.s.deviceOf(cl), topic)
+}
+
+func (s *Server) conn(cl *mqtt.Client) *conn {
+	v, ok := s.conns.Load(cl)
+	if !ok {
+		return nil
+	}
+	return v.(*conn)
+}
+
+// deviceOf is the device behind a client; a session restored from the
+// store whose client is not connected is its client id.
+func (s *Server) deviceOf(cl *mqtt.Client) string {
+	if c := s.conn(cl); c != nil {
+		return c.device
+	}
+	return cl.ID
+}
+
+// OnPublish appends the publish to the log. QoS 0 goes on to subscribers
+// through the broker as usual. QoS 1 and 2 are taken over: delivered to
+// subscribers here, and acknowledged by the connection's drain once
+// durable; the broker is told to do nothing more (ErrRejectPacket).
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // our own re-injection for delivery
+	}
+	s := h.s
+	s.pubMu.RLock()
+	defer s.pubMu.RUnlock()
+	qos := pk.FixedHeader.Qos
+	c := s.conn(cl)
+	if c == nil || s.closing.Load() {
+		s.metrics.publish(qos, resultRejected)
+		if qos > 0 && c != nil && c.v5 {
+			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.ErrServerShuttingDown})
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	if s.opts.Auth != nil && !s.opts.Auth.CanPublish(c.device, pk.TopicName) {
+		s.metrics.publish(qos, resultNotAuthorized)
+		if qos > 0 {
+			// MQTT 5 is told; MQTT 3.1.1 has no way to say it, and gets
+			// the positive acknowledgement its spec asks for, the message
+			// dropped.
+			code := packets.ErrNotAuthorized
+			if !c.v5 {
+				code = packets.QosCodes[qos]
+			}
+			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: code})
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	if s.opts.Auth != nil && !s.opts.Auth.Allow(c.device) {
+		s.metrics.publish(qos, resultRateLimited)
+		if qos == 0 {
+			return pk, packets.ErrRejectPacket
+		}
+		if c.v5 {
+			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.ErrQuotaExceeded})
+			return pk, packets.ErrRejectPacket
+		}
+		// MQTT 3.1.1 cannot be told "quota exceeded", and an
+		// acknowledged message must not be dropped: take it; the
+		// limit is applied as a pause in reading instead.
+		s.pauseForRate(c)
+	}
+	var hash uint64
+	if qos > 0 {
+		hash = contentHash(pk.TopicName, pk.Payload)
+		if pk.FixedHeader.Dup {
+			if st, ok := s.dedupe.lookup(cl.ID, pk.PacketID, hash); ok {
+				s.metrics.publish(qos, resultDuplicate)
+				c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.QosCodes[qos], part: st.part, offset: st.offset, appended: time.Now()})
+				return pk, packets.ErrRejectPacket
+			}
+		}
+	}
+	part, res, code, err := s.appendPublish(c, &pk)
+	if err != nil {
+		s.metrics.publish(qos, resultError)
+		s.logger.Warn("mqtt: publish not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
+		if qos == 0 {
+			return pk, packets.ErrRejectPacket
+		}
+		if c.v5 {
+			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: code})
+		} else {
+			// No way to refuse under 3.1.1 but closing: the client
+			// retransmits later.
+			s.broker.DisconnectClient(cl, code)
+		}
+		return pk, packets.ErrRejectPacket
+	}
+	if part == nil { // no rule, no default topic
+		s.metrics.publish(qos, resultUnmatched)
+	} else {
+		s.metrics.publish(qos, resultStored)
+		s.metrics.bytesIn.Add(float64(len(pk.Payload)))
+		if s.opts.Presence != nil {
+			s.opts.Presence.CountIn(c.device, 1, uint64(len(pk.Payload)))
+		}
+	}
+	if qos == 0 {
+		return pk, nil
+	}
+	if part != nil {
+		s.dedupe.remember(cl.ID, pk.PacketID, hash, part, res.LastOffset)
+	}
+	s.deliver(pk)
+	a := pendingAck{id: pk.PacketID, qos: qos, code: packets.QosCodes[qos], appended: time.Now()}
+	if part != nil {
+		a.part, a.offset = part, res.LastOffset
+	}
+	c.enqueue(a)
+	return pk, packets.ErrRejectPacket
+}
+
+// pauseForRate waits, reading nothing more from the client, until its
+// device is within its rate again (or the connection ends).
+func (s *Server) pauseForRate(c *conn) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !s.opts.Auth.Allow(c.device) {
+		select {
+		case <-t.C:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// deliver hands a QoS 1/2 publish to the broker for subscribers and the
+// retained store, as the broker would have had it not been taken over.
+func (s *Server) deliver(pk packets.Packet) {
+	out := pk.Copy(false)
+	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
+	if err := s.broker.InjectPacket(s.inline, out); err != nil {
+		s.logger.Warn("mqtt: delivering to subscribers failed", "topic", pk.TopicName, "err", err)
+	}
+}
+
+// appendPublish maps the publish to its record and appends it. It returns
+// a nil partition when the publish matches no rule (and is dropped), and
+// on error the MQTT 5 reason code to answer with.
+func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+	var valsBuf [8]string
+	vals := valsBuf[:]
+	if s.router.maxCaptures > len(vals) {
+		vals = make([]string, s.router.maxCaptures)
+	}
+	rule := s.router.route(pk.TopicName, vals)
+	if rule == nil {
+		return nil, flog.AppendResult{}, packets.Code{}, nil
+	}
+	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
+		ClientID: c.cl.ID, Username: c.username, Device: c.device}
+	if c.v5 {
+		info.Props = &pk.Properties
+	}
+	rec := rule.record(&info, vals, time.Now().UnixMilli())
+	n, err := s.log.PartitionCount(rule.Topic)
+	if err != nil {
+		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err
+	}
+	part, err := s.log.Partition(rule.Topic, partitionFor(rec.Key, n))
+	if err != nil {
+		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err
+	}
+	res, err := s.appendRecord(part, rec)
+	if err != nil {
+		code := packets.ErrImplementationSpecificError
+		if errors.Is(err, flog.ErrBatchTooLarge) {
+			code = packets.ErrPacketTooLarge
+		}
+		return nil, res, code, err
+	}
+	return part, res, packets.Code{}, nil
+}
+
+func (s *Server) appendRecord(part *flog.Partition, rec flog.Record) (flog.AppendResult, error) {
+	bp, _ := s.bufPool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	batch := flog.AppendBatch((*bp)[:0], []flog.Record{rec})
+	res, err := part.Append(batch)
+	*bp = batch
+	s.bufPool.Put(bp)
+	return res, err
+}
+
+// presenceEvent appends a connect or disconnect event to the presence
+// topic, keyed by device, without waiting for durability.
+func (s *Server) presenceEvent(event string, c *conn, at time.Time, reason string) {
+	if s.opts.PresenceTopic == "" {
+		return
+	}
+	ev := struct {
+		Event    string `json:"event"`
+		Device   string `json:"device"`
+		ClientID string `json:"client_id"`
+		Remote   string `json:"remote,omitempty"`
+		Protocol byte   `json:"protocol"`
+		Time     string `json:"time"`
+		Reason   string `json:"reason,omitempty"`
+	}{event, c.device, c.cl.ID, c.cl.Net.Remote, c.cl.Properties.ProtocolVersion, at.UTC().Format(time.RFC3339Nano), reason}
+	var buf bytes.Buffer
+	json.NewEncoder(&buf).Encode(ev)
+	val := bytes.TrimSpace(buf.Bytes())
+	err := func() error {
+		n, err := s.log.PartitionCount(s.opts.PresenceTopic)
+		if err != nil {
+			return err
+		}
+		key := []byte(c.device)
+		part, err := s.log.Partition(s.opts.PresenceTopic, partitionFor(key, n))
+		if err != nil {
+			return err
+		}
+		_, err = s.appendRecord(part, flog.Record{Key: key, Value: val, Timestamp: at.UnixMilli()})
+		return err
+	}()
+	if err != nil {
+		s.metrics.presenceErrs.Inc()
+		s.logger.Warn("mqtt: presence event not stored", "event", event, "device", c.device, "err", err)
+	}
+}

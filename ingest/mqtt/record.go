@@ -1,0 +1,143 @@
+package mqtt
+
+import (
+	"hash/fnv"
+	"strconv"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// Header keys of the records an MQTT publish becomes. MQTT 5 user
+// properties are added as headers under their own names, after these.
+const (
+	HeaderTopic           = "mqtt.topic"
+	HeaderQoS             = "mqtt.qos"
+	HeaderRetain          = "mqtt.retain"
+	HeaderClientID        = "mqtt.client_id"
+	HeaderContentType     = "mqtt.content_type"
+	HeaderResponseTopic   = "mqtt.response_topic"
+	HeaderCorrelationData = "mqtt.correlation_data"
+	HeaderPayloadFormat   = "mqtt.payload_format"
+)
+
+// publishInfo is what the mapping needs of a publish and its sender.
+type publishInfo struct {
+	Topic    string
+	Payload  []byte
+	QoS      byte
+	Retain   bool
+	ClientID string
+	Username string
+	Device   string
+	Props    *packets.Properties // nil for MQTT 3.1.1
+}
+
+// route is where a publish goes: the first rule that matches, else the
+// default rule (nil when unmatched publishes are dropped).
+type router struct {
+	rules []*compiledRule
+	def   *compiledRule
+	maxCaptures int
+}
+
+func newRouter(rules []Rule, defaultTopic, defaultKey string, defaultPartitions int32) (*router, error) {
+	r := &router{}
+	for _, rule := range rules {
+		c, err := compileRule(rule)
+		if err != nil {
+			return nil, err
+		}
+		if len(c.captures) > r.maxCaptures {
+			r.maxCaptures = len(c.captures)
+		}
+		r.rules = append(r.rules, c)
+	}
+	if defaultTopic != "" {
+		c, err := compileRule(Rule{Filter: "#", Topic: defaultTopic, Key: defaultKey, Partitions: defaultPartitions})
+		if err != nil {
+			return nil, err
+		}
+		if len(c.captures) > r.maxCaptures {
+			r.maxCaptures = len(c.captures)
+		}
+		r.def = c
+	}
+	return r, nil
+}
+
+// route finds the rule for topic and the values of its captures. A '$'
+// topic falls through to the default rule only if a rule names it.
+func (r *router) route(topic string, vals []string) *compiledRule {
+	for _, c := range r.rules {
+		if c.match(topic, vals) {
+			return c
+		}
+	}
+	if r.def != nil && !(len(topic) > 0 && topic[0] == '$') {
+		r.def.match(topic, vals)
+		return r.def
+	}
+	return nil
+}
+
+// record builds the log record of a publish under rule c, whose captures
+// are in vals. now is the receive time in Unix milliseconds.
+func (c *compiledRule) record(p *publishInfo, vals []string, now int64) flog.Record {
+	rec := flog.Record{Value: p.Payload, Timestamp: now}
+	if rec.Value == nil {
+		rec.Value = []byte{}
+	}
+	rec.Key = c.renderKey(make([]byte, 0, 32), vals, p.ClientID, p.Username, p.Device, p.Topic)
+	h := make([]kmsg.Header, 0, 4+extraHeaders(p.Props))
+	h = append(h,
+		kmsg.Header{Key: HeaderTopic, Value: []byte(p.Topic)},
+		kmsg.Header{Key: HeaderQoS, Value: []byte(qosLabel[p.QoS%3])},
+		kmsg.Header{Key: HeaderRetain, Value: []byte(strconv.FormatBool(p.Retain))},
+		kmsg.Header{Key: HeaderClientID, Value: []byte(p.ClientID)},
+	)
+	if pr := p.Props; pr != nil {
+		if pr.ContentType != "" {
+			h = append(h, kmsg.Header{Key: HeaderContentType, Value: []byte(pr.ContentType)})
+		}
+		if pr.ResponseTopic != "" {
+			h = append(h, kmsg.Header{Key: HeaderResponseTopic, Value: []byte(pr.ResponseTopic)})
+		}
+		if pr.CorrelationData != nil {
+			h = append(h, kmsg.Header{Key: HeaderCorrelationData, Value: pr.CorrelationData})
+		}
+		if pr.PayloadFormatFlag {
+			h = append(h, kmsg.Header{Key: HeaderPayloadFormat, Value: []byte{'0' + pr.PayloadFormat}})
+		}
+		for _, u := range pr.User {
+			h = append(h, kmsg.Header{Key: u.Key, Value: []byte(u.Val)})
+		}
+	}
+	rec.Headers = h
+	return rec
+}
+
+func extraHeaders(p *packets.Properties) int {
+	if p == nil {
+		return 0
+	}
+	return 4 + len(p.User)
+}
+
+// partitionFor is Kafka's partitioner over the record key, so a Kafka
+// client producing with the same key lands on the same partition.
+func partitionFor(key []byte, partitions int32) int32 {
+	return flog.PartitionForKey(key, partitions)
+}
+
+// contentHash identifies a publish's content for recognising a
+// retransmission: the topic and the payload.
+func contentHash(topic string, payload []byte) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(topic))
+	h.Write([]byte{0})
+	h.Write(payload)
+	return h.Sum64()
+}

@@ -1,0 +1,330 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
+
+	flog "ferry/log"
+)
+
+// Authenticator identifies devices and decides what they may do. The edge
+// node backs it with the device registry; nil in Options accepts everyone.
+type Authenticator interface {
+	// Authenticate identifies a connecting client from its user name and
+	// password or, under mutual TLS, its certificate's common name, and
+	// returns its device id. It returns an error wrapping
+	// ErrBadCredentials or ErrNotAuthorized to refuse it.
+	Authenticate(username string, password []byte, certCN string) (device string, err error)
+	// CanPublish reports whether device may publish to topic.
+	CanPublish(device, topic string) bool
+	// CanSubscribe reports whether device may subscribe to filter (and
+	// receive a publish on a topic, asked with that topic as the filter).
+	CanSubscribe(device, filter string) bool
+	// Allow reports whether device is within its publish rate; it takes
+	// one token when it is.
+	Allow(device string) bool
+}
+
+// Presence is told when devices come and go and what they send. Calls are
+// on the publish path: they must not block on disk.
+type Presence interface {
+	Connected(device, remoteAddr string, at time.Time)
+	Disconnected(device string, at time.Time)
+	CountIn(device string, msgs, bytes uint64)
+}
+
+var (
+	// ErrBadCredentials is what an Authenticator wraps for an unknown
+	// device or a wrong password (CONNACK "bad user name or password").
+	ErrBadCredentials = errors.New("bad user name or password")
+	// ErrNotAuthorized is what an Authenticator wraps for a known device
+	// that may not connect, e.g. a disabled one (CONNACK "not authorized").
+	ErrNotAuthorized = errors.New("not authorized")
+)
+
+// Options configure a Server.
+type Options struct {
+	// Log is where publishes are appended.
+	Log *flog.Log
+	// Rules route publishes to log topics; the first match wins.
+	Rules []Rule
+	// DefaultTopic receives publishes no rule matches, keyed by
+	// DefaultKey (empty: the client id); "" drops them (counted in
+	// ferry_mqtt_publishes_total{result="unmatched"}).
+	DefaultTopic string
+	DefaultKey   string
+	// DefaultPartitions is the partition count of topics created for rules
+	// that do not give one; 0 means 1.
+	DefaultPartitions int32
+	// SessionDB is the bbolt file holding persistent sessions,
+	// subscriptions, retained messages and queued outbound messages
+	// across restarts; "" keeps them in memory.
+	SessionDB string
+	// Auth authenticates devices and checks ACLs; nil accepts every
+	// client and allows everything (logged as a warning).
+	Auth Authenticator
+	// Presence is told of connects, disconnects and traffic; may be nil.
+	Presence Presence
+	// PresenceTopic, when set, receives a JSON record for every connect
+	// and disconnect, keyed by device id.
+	PresenceTopic string
+	// MaxPacketSize caps one MQTT packet; larger ones close the
+	// connection. 0 means 1 MiB.
+	MaxPacketSize uint32
+	// ReceiveMaximum is the number of QoS 1/2 publishes a client may have
+	// unacknowledged (advertised to MQTT 5 clients); 0 means 1024.
+	ReceiveMaximum uint16
+	// MaxConnections caps connected clients (CONNACK "server busy" past
+	// it); 0 means no cap.
+	MaxConnections int64
+	// ConnectTimeout closes connections that do not send CONNECT in time;
+	// 0 means 10 s.
+	ConnectTimeout time.Duration
+	// Registerer receives the server's metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Server is the MQTT broker and ingest front end. Make it with New, give
+// it listeners with Serve, stop it with Close.
+type Server struct {
+	opts    Options
+	log     *flog.Log
+	logger  *slog.Logger
+	metrics *metrics
+	router  *router
+	dedupe  *dedupe
+	broker  *mqtt.Server
+	inline  *mqtt.Client // re-injects stored QoS 1/2 publishes for delivery
+
+	conns   sync.Map // *mqtt.Client → *conn
+	closing atomic.Bool
+	pubMu   sync.RWMutex   // held shared by publishes in flight, exclusively by Close
+	acks    sync.WaitGroup // acknowledgement drains
+	done    chan struct{}
+	once    sync.Once
+	lnMu    sync.Mutex
+	lnSeq   int
+	bufPool sync.Pool
+}
+
+// New validates the rules, creates the topics they name, opens the
+// session store and starts the broker without listeners.
+func New(opts Options) (*Server, error) {
+	if opts.Log == nil {
+		return nil, errors.New("mqtt: Options.Log is nil")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.DefaultPartitions <= 0 {
+		opts.DefaultPartitions = 1
+	}
+	if opts.MaxPacketSize == 0 {
+		opts.MaxPacketSize = 1 << 20
+	}
+	if opts.ReceiveMaximum == 0 {
+		opts.ReceiveMaximum = 1024
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
+	}
+	r, err := newRouter(opts.Rules, opts.DefaultTopic, opts.DefaultKey, opts.DefaultPartitions)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, metrics: m, router: r,
+		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{})}
+	if err := s.ensureTopics(); err != nil {
+		return nil, err
+	}
+	if opts.Auth == nil {
+		s.logger.Warn("mqtt: no authentication configured: every client may connect, publish and subscribe (auth mode none)")
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = opts.MaxPacketSize
+	caps.ReceiveMaximum = opts.ReceiveMaximum
+	if opts.MaxConnections > 0 {
+		caps.MaximumClients = opts.MaxConnections
+	}
+	// Each client gets a buffered outbound queue of this many packets;
+	// mochi's default (8192) costs 64 KiB per idle device.
+	caps.MaximumClientWritesPending = 256
+	s.broker = mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		Logger:                   opts.Logger.With("component", "mqtt"),
+		ClientNetWriteBufferSize: 2048,
+		ClientNetReadBufferSize:  1024,
+		SysTopicResendInterval:   10,
+	})
+	s.inline = s.broker.NewClient(nil, "local", "ferry-ingest", true)
+	if err := s.broker.AddHook(&hook{s: s}, nil); err != nil {
+		return nil, err
+	}
+	if opts.SessionDB != "" {
+		store := &bolt.Hook{}
+		if err := s.broker.AddHook(store, &bolt.Options{Path: opts.SessionDB, Bucket: "mochi",
+			Options: &bbolt.Options{Timeout: time.Second}}); err != nil {
+			return nil, fmt.Errorf("mqtt: opening session store %s: %w", opts.SessionDB, err)
+		}
+	}
+	if err := s.broker.Serve(); err != nil {
+		s.broker.Close()
+		return nil, fmt.Errorf("mqtt: starting broker: %w", err)
+	}
+	return s, nil
+}
+
+// ensureTopics creates the topics the rules name that do not exist yet.
+func (s *Server) ensureTopics() error {
+	want := map[string]int32{}
+	for _, c := range s.router.rules {
+		if _, ok := want[c.Topic]; !ok || c.Partitions > want[c.Topic] {
+			want[c.Topic] = c.Partitions
+		}
+	}
+	if s.router.def != nil {
+		want[s.router.def.Topic] = max(want[s.router.def.Topic], 0)
+	}
+	if s.opts.PresenceTopic != "" {
+		want[s.opts.PresenceTopic] = max(want[s.opts.PresenceTopic], 0)
+	}
+	for name, n := range want {
+		if n == 0 {
+			n = s.opts.DefaultPartitions
+		}
+		have, err := s.log.PartitionCount(name)
+		if err == nil {
+			if have != n && n != s.opts.DefaultPartitions {
+				s.logger.Warn("mqtt: rule topic exists with another partition count; keeping it", "topic", name, "partitions", have, "rule_partitions", n)
+			}
+			continue
+		}
+		if !errors.Is(err, flog.ErrUnknownTopic) {
+			return err
+		}
+		if _, err := s.log.CreateTopic(name, n, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
+			return fmt.Errorf("mqtt: creating topic %q for the ingest rules: %w", name, err)
+		}
+		s.logger.Info("mqtt: created topic for the ingest rules", "topic", name, "partitions", n)
+	}
+	return nil
+}
+
+// Serve accepts MQTT connections on ln until Close. It returns nil after
+// Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	s.lnSeq++
+	id := fmt.Sprintf("%s-%d", ln.Addr().Network(), s.lnSeq)
+	s.lnMu.Unlock()
+	l := &listener{id: id, ln: ln, connectTimeout: s.opts.ConnectTimeout, done: make(chan struct{})}
+	if s.closing.Load() {
+		ln.Close()
+		return nil
+	}
+	if err := s.broker.AddListener(l); err != nil {
+		return err
+	}
+	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
+	<-l.done
+	return nil
+}
+
+// Close stops the broker: publishes in progress finish and new ones are
+// refused, acknowledgements waiting for durability are sent, then the
+// listeners and every connection are closed and the session store is
+// written and closed. The log stays open (its owner closes it).
+func (s *Server) Close() error {
+	s.once.Do(func() {
+		s.closing.Store(true)
+		s.pubMu.Lock() // wait for publishes being handled
+		s.pubMu.Unlock()
+		waitTimeout(&s.acks, 10*time.Second)
+		s.broker.Close()
+		s.broker.Listeners.ClientsWg.Wait()
+		close(s.done)
+	})
+	return nil
+}
+
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// listener adapts a net.Listener to mochi's listener interface, closing
+// connections that do not send CONNECT within connectTimeout (mochi's
+// CONNECT read has no deadline; after CONNECT the keepalive sets one).
+type listener struct {
+	id             string
+	ln             net.Listener
+	connectTimeout time.Duration
+	log            *slog.Logger
+	closed         atomic.Bool
+	done           chan struct{}
+	closeOnce      sync.Once
+}
+
+func (l *listener) Init(log *slog.Logger) error { l.log = log; return nil }
+func (l *listener) ID() string                  { return l.id }
+func (l *listener) Address() string             { return l.ln.Addr().String() }
+func (l *listener) Protocol() string            { return l.ln.Addr().Network() }
+
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	defer l.closeOnce.Do(func() { close(l.done) })
+	var backoff time.Duration
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if l.closed.Load() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			l.log.Error("mqtt listener stopped", "err", err)
+			return
+		}
+		backoff = 0
+		c.SetDeadline(time.Now().Add(l.connectTimeout))
+		go func() {
+			if err := establish(l.id, c); err != nil {
+				l.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.closed.Store(true)
+	l.ln.Close()
+	closeClients(l.id)
+}
+
