@@ -38,8 +38,8 @@ type publishInfo struct {
 // route is where a publish goes: the first rule that matches, else the
 // default rule (nil when unmatched publishes are dropped).
 type router struct {
-	rules []*compiledRule
-	def   *compiledRule
+	rules       []*compiledRule
+	def         *compiledRule
 	maxCaptures int
 }
 

@@ -327,4 +327,3 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.ln.Close()
 	closeClients(l.id)
 }
-
