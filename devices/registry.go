@@ -136,7 +136,8 @@ type Registry struct {
 	isShut atomic.Bool       // set by Close; read by the in-memory readers
 
 	authKey   []byte // HMAC key for the verification cache, drawn at Open
-	dummyHash []byte // compared against when there is no hash to compare with
+	dummyOnce sync.Once
+	dummyHash []byte // compared against when there is no hash to compare with; made on first use
 	compares  atomic.Int64
 
 	stop chan struct{} // closed by Close to stop the flusher
@@ -176,12 +177,6 @@ func Open(path string, opts Options) (*Registry, error) {
 		authKey: make([]byte, 32), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	rand.Read(r.authKey)
-	dummy := make([]byte, 16)
-	rand.Read(dummy)
-	if r.dummyHash, err = bcrypt.GenerateFromPassword(dummy, opts.BcryptCost); err != nil {
-		db.Close()
-		return nil, err
-	}
 	if err := db.Update(r.load); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("loading device registry %s: %w", path, err)

@@ -96,6 +96,9 @@ func TestAddGetListPersist(t *testing.T) {
 	if bcrypt.CompareHashAndPassword(got.PasswordHash, []byte("s3cret")) != nil {
 		t.Fatal("stored hash is not the password's bcrypt hash")
 	}
+	if cost, _ := bcrypt.Cost(got.PasswordHash); cost != bcrypt.MinCost {
+		t.Fatalf("hash cost %d, want Options.BcryptCost %d", cost, bcrypt.MinCost)
+	}
 	if !reflect.DeepEqual(got.ACL, d.ACL) {
 		t.Fatalf("ACL %+v, want %+v", got.ACL, d.ACL)
 	}
@@ -242,6 +245,20 @@ func TestOpenLockedAndClosed(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	r2.Close()
+}
+
+func TestDefaultOptions(t *testing.T) {
+	r, err := Open(filepath.Join(t.TempDir(), FileName), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.opts.BcryptCost != bcrypt.DefaultCost || r.opts.PresenceFlushInterval != 5*time.Second || r.opts.LockTimeout != time.Second {
+		t.Fatalf("zero Options became %+v", r.opts)
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), FileName), Options{BcryptCost: 99}); err == nil {
+		t.Fatal("Open accepted bcrypt cost 99")
+	}
 }
 
 // TestConcurrentUse runs the hot-path calls against changes; -race checks it.
