@@ -1,11 +1,13 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -173,7 +175,7 @@ func (g *Groups) join(ctx context.Context, req *kmsg.JoinGroupRequest, clientID,
 		return fail(kerr.UnknownMemberID)
 	}
 	m.clientID, m.clientHost, m.instanceID = clientID, host, req.InstanceID
-	m.protocols, m.session, m.rebalanceTO = req.Protocols, session, rebalanceTO
+	m.protocols, m.session, m.rebalanceTO = cloneProtocols(req.Protocols), session, rebalanceTO
 	if m.joinCh != nil { // a duplicate join replaces the older one
 		g.failWaiters(gr, m, kerr.UnknownMemberID.Code)
 	}
@@ -194,6 +196,17 @@ func (g *Groups) join(ctx context.Context, req *kmsg.JoinGroupRequest, clientID,
 	case <-ctx.Done():
 		return fail(kerr.CoordinatorNotAvailable)
 	}
+}
+
+// cloneProtocols copies a join's protocols: decoded byte fields point into
+// the connection's read buffer, which the next request overwrites, and a
+// member's metadata is kept for the next rebalance and DescribeGroups.
+func cloneProtocols(ps []kmsg.JoinGroupRequestProtocol) []kmsg.JoinGroupRequestProtocol {
+	out := slices.Clone(ps)
+	for i := range out {
+		out[i].Metadata = bytes.Clone(out[i].Metadata)
+	}
+	return out
 }
 
 // sharesProtocol reports whether the group's members and the joiner have a
@@ -415,7 +428,7 @@ func (g *Groups) sync(ctx context.Context, req *kmsg.SyncGroupRequest) *kmsg.Syn
 	if m.id == gr.leader {
 		for _, a := range req.GroupAssignment {
 			if o := gr.members[a.MemberID]; o != nil {
-				o.assignment = a.MemberAssignment
+				o.assignment = bytes.Clone(a.MemberAssignment) // a's bytes are the connection's buffer
 			}
 		}
 		gr.state = stateStable

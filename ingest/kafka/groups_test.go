@@ -379,3 +379,34 @@ func joinRequest(group string, sessionMs int32, protocol string) *kmsg.JoinGroup
 	join.Protocols = append(join.Protocols, proto)
 	return join
 }
+
+// TestGroupsKeepTheirOwnCopies: a request's byte fields point into the
+// connection's read buffer, which the next request on that connection
+// overwrites; the coordinator must copy the member metadata and
+// assignments it keeps.
+func TestGroupsKeepTheirOwnCopies(t *testing.T) {
+	b := startBroker(t, nil)
+	g := b.srv.opts.Groups
+	join := joinRequest("copies", 30000, "range")
+	join.Version = 3 // no MEMBER_ID_REQUIRED round trip
+	join.Protocols[0].Metadata = []byte("metadata")
+	jr := g.join(ctxT(t), join, "client", "/127.0.0.1")
+	if jr.ErrorCode != 0 {
+		t.Fatalf("join: %+v", jr)
+	}
+	sync := kmsg.NewPtrSyncGroupRequest()
+	sync.Group, sync.MemberID, sync.Generation = "copies", jr.MemberID, jr.Generation
+	a := kmsg.NewSyncGroupRequestGroupAssignment()
+	a.MemberID, a.MemberAssignment = jr.MemberID, []byte("assignment")
+	sync.GroupAssignment = append(sync.GroupAssignment, a)
+	if sr := g.sync(ctxT(t), sync); sr.ErrorCode != 0 {
+		t.Fatalf("sync: %+v", sr)
+	}
+	// The next request lands in the same buffer.
+	copy(join.Protocols[0].Metadata, "XXXXXXXX")
+	copy(sync.GroupAssignment[0].MemberAssignment, "XXXXXXXXXX")
+	_, _, _, members := g.describe("copies")
+	if len(members) != 1 || string(members[0].ProtocolMetadata) != "metadata" || string(members[0].MemberAssignment) != "assignment" {
+		t.Fatalf("described after the buffer was reused: %q %q", members[0].ProtocolMetadata, members[0].MemberAssignment)
+	}
+}
