@@ -14,7 +14,7 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -o $(BIN) ./cmd/ferry
 
-## run: an edge broker on embedded defaults (data in ./data, admin on :8080)
+## run: an edge broker on embedded defaults (data in ./data, admin on :8080, Kafka on :9092, MQTT on :1883)
 run: build
 	./$(BIN) edge --data-dir ./data --admin-addr :8080
 
@@ -23,14 +23,17 @@ test: deps fmt-check vet
 	$(GO) test -race -timeout 20m ./...
 
 # deps installs the tools the tests use when they are missing: qemu-user
-# (make cross), kcat and Node.js (end-to-end tests with clients we did not
-# write) from Debian, kafkajs from npm. As root it uses apt-get; otherwise it
+# (make cross), kcat, mosquitto clients, the mosquitto broker (bridge-in
+# tests, MQTT benchmarks) and Node.js (end-to-end tests with clients we did
+# not write) from Debian, kafkajs from npm. As root it uses apt-get; otherwise it
 # says what to install.
 deps:
 	@missing=""; \
 	command -v qemu-aarch64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	command -v mosquitto_pub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \

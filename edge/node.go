@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ferry/ingest/kafka"
+	"ferry/ingest/mqtt"
 	flog "ferry/log"
 )
 
@@ -40,6 +42,16 @@ type Options struct {
 	DefaultPartitions int32
 	// TopicDefaults override the log's built-in topic config defaults.
 	TopicDefaults map[string]string
+	// MQTTAddr is the MQTT listener's address (":1883" in the binary);
+	// empty disables MQTT. MQTTTLSAddr serves MQTT over TLS (":8883")
+	// with MQTTTLS, which must then be set.
+	MQTTAddr    string
+	MQTTTLSAddr string
+	MQTTTLS     *tls.Config
+	// MQTT configures the MQTT front end: ingest rules, default topic,
+	// limits. Log, SessionDB, Registerer and Logger are filled in by the
+	// node.
+	MQTT mqtt.Options
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
@@ -59,6 +71,8 @@ type Node struct {
 	groups   *kafka.Groups
 	kafka    *kafka.Server
 	kafkaLn  net.Listener
+	mqtt     *mqtt.Server
+	mqttLns  []net.Listener
 	adminLn  net.Listener
 	admin    *http.Server
 	ready    atomic.Bool
@@ -93,6 +107,9 @@ func Start(opts Options) (*Node, error) {
 	args := []any{"data_dir", opts.DataDir, "admin_addr", n.AdminAddr(), "topics", len(n.log.Topics())}
 	if n.kafkaLn != nil {
 		args = append(args, "kafka_addr", n.KafkaAddr())
+	}
+	if len(n.mqttLns) > 0 {
+		args = append(args, "mqtt_addrs", n.MQTTAddrs())
 	}
 	n.logger.Info("ferry edge ready", args...)
 	return n, nil
@@ -131,6 +148,9 @@ func (n *Node) start() error {
 			}
 		}()
 	}
+	if err := n.startMQTT(); err != nil {
+		return err
+	}
 	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
@@ -143,6 +163,59 @@ func (n *Node) start() error {
 		}
 	}()
 	return nil
+}
+
+// startMQTT starts the MQTT front end and its listeners, when configured.
+func (n *Node) startMQTT() error {
+	opts := n.opts
+	if opts.MQTTAddr == "" && opts.MQTTTLSAddr == "" {
+		return nil
+	}
+	mo := opts.MQTT
+	mo.Log, mo.Registerer, mo.Logger = n.log, n.registry, opts.Logger
+	if mo.SessionDB == "" {
+		mo.SessionDB = filepath.Join(opts.DataDir, "mqtt-sessions.db")
+	}
+	var err error
+	if n.mqtt, err = mqtt.New(mo); err != nil {
+		return err
+	}
+	if opts.MQTTAddr != "" {
+		ln, err := net.Listen("tcp", opts.MQTTAddr)
+		if err != nil {
+			return fmt.Errorf("mqtt listener: %w", err)
+		}
+		n.mqttLns = append(n.mqttLns, ln)
+	}
+	if opts.MQTTTLSAddr != "" {
+		if opts.MQTTTLS == nil {
+			return errors.New("mqtt TLS listener: no certificate configured")
+		}
+		ln, err := net.Listen("tcp", opts.MQTTTLSAddr)
+		if err != nil {
+			return fmt.Errorf("mqtt TLS listener: %w", err)
+		}
+		n.mqttLns = append(n.mqttLns, tls.NewListener(ln, opts.MQTTTLS))
+	}
+	for _, ln := range n.mqttLns {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.mqtt.Serve(ln); err != nil {
+				n.logger.Error("mqtt listener stopped", "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// MQTTAddrs are the bound addresses of the MQTT listeners (plain first).
+func (n *Node) MQTTAddrs() []string {
+	var out []string
+	for _, ln := range n.mqttLns {
+		out = append(out, ln.Addr().String())
+	}
+	return out
 }
 
 // KafkaAddr is the bound address of the Kafka listener ("" when disabled).
@@ -185,6 +258,12 @@ func (n *Node) Close() error {
 func (n *Node) stop() error {
 	if n.kafka != nil {
 		n.kafka.Close()
+	}
+	if n.mqtt != nil {
+		n.mqtt.Close()
+	}
+	for _, ln := range n.mqttLns {
+		ln.Close() // those Serve never took
 	}
 	if n.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)

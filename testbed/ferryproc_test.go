@@ -49,13 +49,14 @@ type ferryProc struct {
 	cmd       *exec.Cmd
 	kafkaAddr string
 	adminAddr string
+	mqttAddr  string
 	exited    chan error
 }
 
 // startEdge starts `ferry edge` on dataDir and waits for its ready line.
 func startEdge(t *testing.T, dataDir string, extra ...string) *ferryProc {
 	t.Helper()
-	args := append([]string{"edge", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	args := append([]string{"edge", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	cmd := exec.Command(ferryBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -70,12 +71,16 @@ func startEdge(t *testing.T, dataDir string, extra ...string) *ferryProc {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			var line struct {
-				Msg   string `json:"msg"`
-				Kafka string `json:"kafka_addr"`
-				Admin string `json:"admin_addr"`
+				Msg   string   `json:"msg"`
+				Kafka string   `json:"kafka_addr"`
+				Admin string   `json:"admin_addr"`
+				MQTT  []string `json:"mqtt_addrs"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "ferry edge ready" {
 				p.kafkaAddr, p.adminAddr = line.Kafka, line.Admin
+				if len(line.MQTT) > 0 {
+					p.mqttAddr = line.MQTT[0]
+				}
 				close(ready)
 			}
 		}

@@ -2,15 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"ferry/edge"
+	"ferry/ingest/mqtt"
 )
 
 func edgeCommand() *command {
@@ -25,6 +30,18 @@ func edgeCommand() *command {
 			advertised := fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)")
 			autoCreate := fs.Bool("auto-create-topics", true, "let Kafka clients create topics by producing to or asking for them")
 			defaultParts := fs.Int32("default-partitions", 1, "partitions of auto-created topics")
+			mqttAddr := fs.String("mqtt-addr", ":1883", "MQTT listen address; empty disables MQTT")
+			mqttTLSAddr := fs.String("mqtt-tls-addr", ":8883", "MQTT over TLS listen address, served when --mqtt-tls-cert is set")
+			mqttCert := fs.String("mqtt-tls-cert", "", "PEM certificate (chain) for MQTT over TLS")
+			mqttKey := fs.String("mqtt-tls-key", "", "PEM private key for --mqtt-tls-cert")
+			mqttClientCA := fs.String("mqtt-tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
+			rules := fs.StringArray("mqtt-rule", []string{defaultMQTTRule}, "ingest rule 'FILTER -> TOPIC [key=TEMPLATE] [partitions=N]'; repeat for more, first match wins")
+			defaultTopic := fs.String("mqtt-default-topic", "mqtt", "log topic for publishes no rule matches (keyed by client id); empty drops them")
+			maxPacket := fs.Uint32("mqtt-max-packet-size", 1<<20, "largest MQTT packet accepted, bytes")
+			recvMax := fs.Uint16("mqtt-receive-maximum", 1024, "QoS 1/2 publishes a client may have unacknowledged")
+			maxConns := fs.Int64("mqtt-max-connections", 0, "connected MQTT clients at most (0: no cap)")
+			connectTimeout := fs.Duration("mqtt-connect-timeout", 10*time.Second, "close connections that send no CONNECT within this time")
+			presenceTopic := fs.String("presence-topic", "__devices", "log topic receiving device connect/disconnect events; empty disables them")
 			level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 			format := fs.String("log-format", "text", "log format: text or json")
 			return func(args []string, out io.Writer) error {
@@ -35,11 +52,31 @@ func edgeCommand() *command {
 				if err != nil {
 					return err
 				}
+				mo := mqtt.Options{DefaultTopic: *defaultTopic, MaxPacketSize: *maxPacket, ReceiveMaximum: *recvMax,
+					MaxConnections: *maxConns, ConnectTimeout: *connectTimeout, PresenceTopic: *presenceTopic}
+				for _, r := range *rules {
+					if r == "" {
+						continue
+					}
+					rule, err := mqtt.ParseRule(r)
+					if err != nil {
+						return usagef("--mqtt-rule: %v", err)
+					}
+					mo.Rules = append(mo.Rules, rule)
+				}
+				tlsConf, err := serverTLS(*mqttCert, *mqttKey, *mqttClientCA)
+				if err != nil {
+					return err
+				}
+				if tlsConf == nil {
+					*mqttTLSAddr = ""
+				}
 				ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 				defer stop()
 				n, err := edge.Start(edge.Options{
 					DataDir: *dataDir, AdminAddr: *adminAddr, Logger: logger,
 					KafkaAddr: *kafkaAddr, KafkaAdvertised: *advertised, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
+					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTT: mo,
 				})
 				if err != nil {
 					return err
@@ -48,6 +85,39 @@ func edgeCommand() *command {
 			}
 		},
 	}
+}
+
+// defaultMQTTRule routes the usual factory telemetry layout to a keyed
+// topic, so a fresh broker turns factory/SITE/DEVICE/telemetry into records
+// keyed by device.
+const defaultMQTTRule = "factory/+site/+device/telemetry -> telemetry key={device}"
+
+// serverTLS loads a listener's certificate; with clientCA, client
+// certificates signed by it are required. No certificate: nil.
+func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		if clientCA != "" {
+			return nil, usagef("--mqtt-tls-client-ca needs --mqtt-tls-cert and --mqtt-tls-key")
+		}
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", clientCA)
+		}
+		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -208,7 +208,7 @@ func TestEdgeShutsDownCleanlyOnSIGTERM(t *testing.T) {
 	if out, err := exec.Command(bin, "topics", "create", "events", "--partitions", "2", "--data-dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("topics create: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "edge", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--log-format", "json")
+	cmd := exec.Command(bin, "edge", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-format", "json")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

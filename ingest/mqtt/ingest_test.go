@@ -178,3 +178,56 @@ func TestQoS0Stored(t *testing.T) {
 		t.Errorf("QoS 0 records out of order or missing: %v", got)
 	}
 }
+
+// The broker stays a broker: live subscribers get QoS 0, 1 and 2
+// publishes with their properties, and a retained QoS 1 message reaches a
+// later subscriber.
+func TestSubscribersReceivePublishes(t *testing.T) {
+	b := startBroker(t, "", nil)
+	got := make(chan *paho.Publish, 10)
+	sub := b.connect(t, &paho.Connect{ClientID: "watcher", CleanStart: true}, func(cc *paho.ClientConfig) {
+		cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			got <- pr.Packet
+			return true, nil
+		}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "factory/#", QoS: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	c := b.connect(t, &paho.Connect{ClientID: "dev4", CleanStart: true}, nil)
+	for q := byte(0); q <= 2; q++ {
+		pub(t, c, &paho.Publish{Topic: "factory/a/dev4/telemetry", QoS: q, Payload: []byte{'0' + q},
+			Properties: &paho.PublishProperties{ContentType: "text/plain"}})
+		select {
+		case p := <-got:
+			if string(p.Payload) != string([]byte{'0' + q}) || p.QoS != q || p.Properties.ContentType != "text/plain" {
+				t.Fatalf("subscriber got %q qos %d props %+v for a QoS %d publish", p.Payload, p.QoS, p.Properties, q)
+			}
+		case <-ctx.Done():
+			t.Fatalf("subscriber did not receive the QoS %d publish", q)
+		}
+	}
+
+	pub(t, c, &paho.Publish{Topic: "factory/a/dev4/status", QoS: 1, Retain: true, Payload: []byte("online")})
+	<-got
+	late := make(chan *paho.Publish, 1)
+	sub2 := b.connect(t, &paho.Connect{ClientID: "late", CleanStart: true}, func(cc *paho.ClientConfig) {
+		cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			late <- pr.Packet
+			return true, nil
+		}}
+	})
+	if _, err := sub2.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "factory/+/dev4/status", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-late:
+		if string(p.Payload) != "online" || !p.Retain {
+			t.Fatalf("late subscriber got %q retain=%v", p.Payload, p.Retain)
+		}
+	case <-ctx.Done():
+		t.Fatal("retained message not delivered to a later subscriber")
+	}
+}
