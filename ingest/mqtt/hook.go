@@ -296,7 +296,7 @@ func (s *Server) pauseForRate(c *conn) {
 // deliver hands a QoS 1/2 publish to the broker for subscribers and the
 // retained store, as the broker would have had it not been taken over.
 func (s *Server) deliver(pk packets.Packet) {
-	out := pk.Copy(false) // what a subscriber may see of it
+	out := pk.Copy(false)      // what a subscriber may see of it
 	out.PacketID = pk.PacketID // validated on injection; each delivery gets its own
 	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
 	if err := s.broker.InjectPacket(s.inline, out); err != nil {
