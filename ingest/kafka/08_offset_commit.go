@@ -13,7 +13,9 @@ import (
 //     commit with their generation (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
 //     REBALANCE_IN_PROGRESS while assignments are being synced); a simple
 //     commit (generation -1, no member) is allowed while the group has no
-//     members, as Kafka allows it for admin tools.
+//     members, as Kafka allows it for admin tools. A commit with an
+//     instance id (v7+) is a member's: FENCED_INSTANCE_ID for a static
+//     member's replaced member id (static.go).
 //
 // Version notes:
 //   - v1: generation, member; v2-4: retention time (ignored); v6: leader

@@ -19,8 +19,10 @@ import (
 //     rejoin with (KIP-394). An unknown member id is UNKNOWN_MEMBER_ID.
 //   - INVALID_SESSION_TIMEOUT outside 1 s..30 min; INCONSISTENT_GROUP_PROTOCOL
 //     when the protocol type differs or no protocol is shared.
-//   - Static membership (group.instance.id) is accepted but treated as
-//     dynamic membership.
+//   - v5+ static membership (group.instance.id, KIP-345; see static.go):
+//     no MEMBER_ID_REQUIRED; a restarted instance replaces its old member
+//     id, which is then FENCED_INSTANCE_ID, and keeps its assignment with no
+//     rebalance while the group is Stable and its protocols are unchanged.
 //
 // Version notes:
 //   - v1: RebalanceTimeout; v5: InstanceID; v6: flexible; v7: protocol type

@@ -10,7 +10,8 @@ import (
 //
 // Behavior:
 //   - Keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to
-//     rejoin; UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION for stale members.
+//     rejoin; UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION for stale members;
+//     FENCED_INSTANCE_ID for a static member's replaced member id (v3+).
 //
 // Version notes:
 //   - v3: InstanceID; v4: flexible

@@ -11,6 +11,9 @@ import (
 // Behavior:
 //   - Removes the member(s); the rest rebalance. UNKNOWN_MEMBER_ID for a
 //     member not in the group (per member from v3).
+//   - v3+: a static member (static.go) is removed by its instance id with
+//     an empty member id, or by member id; a member id that is not the
+//     instance id's current one is FENCED_INSTANCE_ID.
 //
 // Version notes:
 //   - v3: batched Members; v4: flexible
@@ -21,13 +24,13 @@ func serveLeaveGroup(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (
 	req := kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
 	if req.Version < 3 {
-		resp.ErrorCode = s.opts.Groups.leave(req.Group, req.MemberID)
+		resp.ErrorCode = s.opts.Groups.leave(req.Group, req.MemberID, nil)
 		return resp, nil
 	}
 	for _, m := range req.Members {
 		rm := kmsg.NewLeaveGroupResponseMember()
 		rm.MemberID, rm.InstanceID = m.MemberID, m.InstanceID
-		rm.ErrorCode = s.opts.Groups.leave(req.Group, m.MemberID)
+		rm.ErrorCode = s.opts.Groups.leave(req.Group, m.MemberID, m.InstanceID)
 		resp.Members = append(resp.Members, rm)
 	}
 	return resp, nil

@@ -12,7 +12,9 @@ import (
 //   - The leader's SyncGroup carries every member's assignment and makes the
 //     group Stable; followers wait for it and then get their own. During a
 //     rebalance: REBALANCE_IN_PROGRESS; wrong member or generation:
-//     UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION.
+//     UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION; FENCED_INSTANCE_ID for a
+//     static member's replaced member id (v3+, static.go). A static member
+//     that rejoined without a rebalance gets its assignment back.
 //
 // Version notes:
 //   - v3: InstanceID; v4: flexible; v5: protocol type and name

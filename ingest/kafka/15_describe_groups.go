@@ -10,8 +10,9 @@ import (
 //
 // Behavior:
 //   - State, protocol type and name, and members with their client ids,
-//     hosts, metadata and assignments. A group that does not exist is
-//     described as Empty with no members, as Kafka does.
+//     hosts, instance ids (static members, v4+), metadata and assignments.
+//     A group that does not exist is described as Empty with no members,
+//     as Kafka does.
 //
 // Version notes:
 //   - v3: authorized operations (not computed); v4: InstanceID; v5: flexible

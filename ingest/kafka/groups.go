@@ -51,8 +51,9 @@ type group struct {
 	protocol     string
 	leader       string
 	members      map[string]*member
-	pending      map[string]bool // member ids handed out by MEMBER_ID_REQUIRED, not yet joined
-	rebalance    *time.Timer     // ends PreparingRebalance for members that do not rejoin
+	pending      map[string]bool   // member ids handed out by MEMBER_ID_REQUIRED, not yet joined
+	static       map[string]string // group.instance.id -> member id of static members (KIP-345)
+	rebalance    *time.Timer       // ends PreparingRebalance for members that do not rejoin
 }
 
 type member struct {
@@ -64,6 +65,7 @@ type member struct {
 	joinCh                   chan *kmsg.JoinGroupResponse // set while a JoinGroup waits
 	syncCh                   chan *kmsg.SyncGroupResponse // set while a SyncGroup waits
 	expiry                   *time.Timer
+	expirySeq                uint64 // which expiry timer is current; an older one that fired does nothing
 }
 
 const (
@@ -149,15 +151,26 @@ func (g *Groups) join(ctx context.Context, req *kmsg.JoinGroupRequest, clientID,
 	}
 	gr := g.groups[req.Group]
 	if gr == nil {
-		gr = &group{name: req.Group, state: stateEmpty, members: map[string]*member{}, pending: map[string]bool{}}
+		gr = &group{name: req.Group, state: stateEmpty, members: map[string]*member{}, pending: map[string]bool{}, static: map[string]string{}}
 		g.groups[req.Group] = gr
 	}
 	if len(gr.members) > 0 && gr.protocolType != req.ProtocolType || !gr.sharesProtocol(req.Protocols) {
 		g.mu.Unlock()
 		return fail(kerr.InconsistentGroupProtocol)
 	}
-	m := gr.members[req.MemberID]
+	var m *member
+	var rejoined *kmsg.JoinGroupResponse // a static member's restart, answered without a rebalance
+	if req.InstanceID != nil {
+		var kerrv *kerr.Error
+		if m, rejoined, kerrv = g.joinStatic(gr, req); kerrv != nil {
+			g.mu.Unlock()
+			return fail(kerrv)
+		}
+	} else {
+		m = gr.members[req.MemberID]
+	}
 	switch {
+	case m != nil:
 	case req.MemberID == "" && req.Version >= 4:
 		// KIP-394: hand out an id; the client rejoins with it.
 		id := clientID + "-" + nuid.Next()
@@ -174,8 +187,14 @@ func (g *Groups) join(ctx context.Context, req *kmsg.JoinGroupRequest, clientID,
 		g.mu.Unlock()
 		return fail(kerr.UnknownMemberID)
 	}
-	m.clientID, m.clientHost, m.instanceID = clientID, host, req.InstanceID
+	m.clientID, m.clientHost = clientID, host
 	m.protocols, m.session, m.rebalanceTO = cloneProtocols(req.Protocols), session, rebalanceTO
+	if rejoined != nil {
+		g.touch(gr, m)
+		g.mu.Unlock()
+		rejoined.Version = req.Version
+		return rejoined
+	}
 	if m.joinCh != nil { // a duplicate join replaces the older one
 		g.failWaiters(gr, m, kerr.UnknownMemberID.Code)
 	}
@@ -351,11 +370,15 @@ func (g *Groups) touch(gr *group, m *member) {
 	if m.expiry != nil {
 		m.expiry.Stop()
 	}
+	m.expirySeq++
+	seq := m.expirySeq
 	m.expiry = time.AfterFunc(m.session, func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		if g.closed || gr.members[m.id] != m || m.joinCh != nil {
-			return // gone already, or waiting in a join (bounded by the rebalance timeout)
+		if g.closed || gr.members[m.id] != m || m.joinCh != nil || m.expirySeq != seq {
+			// Gone already, waiting in a join (bounded by the rebalance
+			// timeout), or touched while this timer fired.
+			return
 		}
 		g.logger.Info("member session expired", "group", gr.name, "member", m.id)
 		g.removeMember(gr, m)
@@ -369,6 +392,9 @@ func (g *Groups) removeMember(gr *group, m *member) {
 	}
 	g.failWaiters(gr, m, kerr.UnknownMemberID.Code)
 	delete(gr.members, m.id)
+	if m.instanceID != nil && gr.static[*m.instanceID] == m.id {
+		delete(gr.static, *m.instanceID)
+	}
 	if gr.leader == m.id {
 		gr.leader = ""
 	}
@@ -386,15 +412,16 @@ func (g *Groups) rebalanceAfterRemoval(gr *group) {
 	}
 }
 
-// check validates a member and generation for sync, heartbeat and commit.
-func (g *Groups) check(groupID, memberID string, generation int32) (*group, *member, *kerr.Error) {
+// check validates a member (and its instance id, for static members) and
+// generation for sync, heartbeat and commit.
+func (g *Groups) check(groupID, memberID string, instanceID *string, generation int32) (*group, *member, *kerr.Error) {
 	gr := g.groups[groupID]
 	if gr == nil {
 		return nil, nil, kerr.UnknownMemberID
 	}
-	m := gr.members[memberID]
-	if m == nil {
-		return gr, nil, kerr.UnknownMemberID
+	m, kerrv := gr.currentMember(memberID, instanceID)
+	if kerrv != nil {
+		return gr, nil, kerrv
 	}
 	if generation != gr.generation {
 		return gr, m, kerr.IllegalGeneration
@@ -407,7 +434,7 @@ func (g *Groups) check(groupID, memberID string, generation int32) (*group, *mem
 func (g *Groups) sync(ctx context.Context, req *kmsg.SyncGroupRequest) *kmsg.SyncGroupResponse {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
 	g.mu.Lock()
-	gr, m, kerrv := g.check(req.Group, req.MemberID, req.Generation)
+	gr, m, kerrv := g.check(req.Group, req.MemberID, req.InstanceID, req.Generation)
 	if kerrv != nil {
 		g.mu.Unlock()
 		resp.ErrorCode = kerrv.Code
@@ -463,7 +490,7 @@ func (g *Groups) sync(ctx context.Context, req *kmsg.SyncGroupRequest) *kmsg.Syn
 func (g *Groups) heartbeat(req *kmsg.HeartbeatRequest) int16 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	gr, m, kerrv := g.check(req.Group, req.MemberID, req.Generation)
+	gr, m, kerrv := g.check(req.Group, req.MemberID, req.InstanceID, req.Generation)
 	if kerrv != nil {
 		return kerrv.Code
 	}
@@ -471,18 +498,6 @@ func (g *Groups) heartbeat(req *kmsg.HeartbeatRequest) int16 {
 	if gr.state == statePreparingRebalance {
 		return kerr.RebalanceInProgress.Code
 	}
-	return 0
-}
-
-func (g *Groups) leave(groupID, memberID string) int16 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	gr := g.groups[groupID]
-	if gr == nil || gr.members[memberID] == nil {
-		return kerr.UnknownMemberID.Code
-	}
-	g.removeMember(gr, gr.members[memberID])
-	g.rebalanceAfterRemoval(gr)
 	return 0
 }
 
@@ -525,14 +540,14 @@ func (g *Groups) commit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitRespons
 	switch {
 	case req.Group == "":
 		code = kerr.InvalidGroupID.Code
-	case req.Generation < 0 && req.MemberID == "":
+	case req.Generation < 0 && req.MemberID == "" && req.InstanceID == nil:
 		// A simple commit (an admin tool or a consumer outside a group):
 		// allowed while the group has no members.
 		if gr != nil && len(gr.members) > 0 {
 			code = kerr.UnknownMemberID.Code
 		}
 	default:
-		gr2, m, kerrv := g.check(req.Group, req.MemberID, req.Generation)
+		gr2, m, kerrv := g.check(req.Group, req.MemberID, req.InstanceID, req.Generation)
 		switch {
 		case kerrv != nil:
 			code = kerrv.Code
