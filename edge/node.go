@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"ferry/devices"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
 	flog "ferry/log"
@@ -52,6 +53,8 @@ type Options struct {
 	// limits. Log, SessionDB, Registerer and Logger are filled in by the
 	// node.
 	MQTT mqtt.Options
+	// AuthMode is AuthNone (default) or AuthRegistry.
+	AuthMode string
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
@@ -72,6 +75,7 @@ type Node struct {
 	kafka    *kafka.Server
 	kafkaLn  net.Listener
 	mqtt     *mqtt.Server
+	devices  *devices.Registry
 	mqttLns  []net.Listener
 	adminLn  net.Listener
 	admin    *http.Server
@@ -173,10 +177,23 @@ func (n *Node) startMQTT() error {
 	}
 	mo := opts.MQTT
 	mo.Log, mo.Registerer, mo.Logger = n.log, n.registry, opts.Logger
+	dopts := devices.DefaultOptions()
+	dopts.Logger = opts.Logger
+	var err error
+	if n.devices, err = devices.Open(filepath.Join(opts.DataDir, devices.FileName), dopts); err != nil {
+		return fmt.Errorf("opening device registry: %w", err)
+	}
+	mo.Presence = n.devices
+	switch opts.AuthMode {
+	case "", AuthNone:
+	case AuthRegistry:
+		mo.Auth = registryAuth{n.devices}
+	default:
+		return fmt.Errorf("auth mode %q: want %q or %q", opts.AuthMode, AuthNone, AuthRegistry)
+	}
 	if mo.SessionDB == "" {
 		mo.SessionDB = filepath.Join(opts.DataDir, "mqtt-sessions.db")
 	}
-	var err error
 	if n.mqtt, err = mqtt.New(mo); err != nil {
 		return err
 	}
@@ -278,6 +295,11 @@ func (n *Node) stop() error {
 	n.wg.Wait()
 	if n.groups != nil {
 		n.groups.Close()
+	}
+	if n.devices != nil {
+		if err := n.devices.Close(); err != nil {
+			n.logger.Error("closing device registry", "err", err)
+		}
 	}
 	if n.ids != nil {
 		n.ids.Close()

@@ -41,6 +41,7 @@ func edgeCommand() *command {
 			recvMax := fs.Uint16("mqtt-receive-maximum", 1024, "QoS 1/2 publishes a client may have unacknowledged")
 			maxConns := fs.Int64("mqtt-max-connections", 0, "connected MQTT clients at most (0: no cap)")
 			connectTimeout := fs.Duration("mqtt-connect-timeout", 10*time.Second, "close connections that send no CONNECT within this time")
+			authMode := fs.String("auth", "none", "MQTT authentication: none (anyone may connect; warned) or registry (devices added with 'ferry devices add')")
 			presenceTopic := fs.String("presence-topic", "__devices", "log topic receiving device connect/disconnect events; empty disables them")
 			level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 			format := fs.String("log-format", "text", "log format: text or json")
@@ -76,7 +77,7 @@ func edgeCommand() *command {
 				n, err := edge.Start(edge.Options{
 					DataDir: *dataDir, AdminAddr: *adminAddr, Logger: logger,
 					KafkaAddr: *kafkaAddr, KafkaAdvertised: *advertised, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
-					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTT: mo,
+					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTT: mo, AuthMode: *authMode,
 				})
 				if err != nil {
 					return err

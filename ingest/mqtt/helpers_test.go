@@ -195,3 +195,5 @@ func (b *testBroker) clientByID(t testing.TB, id string) *mqtt.Client {
 	}
 	return cl
 }
+
+func testutilToFloat(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }

@@ -28,7 +28,7 @@ func (h *hook) ID() string { return "ferry" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired:
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired, mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -61,12 +61,30 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			s.metrics.connects.WithLabelValues(result).Inc()
 			s.logger.Info("mqtt: connection refused", "client", pk.Connect.ClientIdentifier, "username", username,
 				"remote", cl.Net.Remote, "reason", code.Reason)
-			s.broker.SendConnack(cl, code, false, nil)
+			s.broker.SendConnack(cl, connackCode(cl, code), false, nil)
 			return code
 		}
 	}
 	s.conns.Store(cl, newConn(s, cl, device, username))
 	return nil
+}
+
+// connackCode gives MQTT 3.1.1 clients their own return codes: mochi maps
+// "bad user name or password" to 3.1.1's "not authorized" and leaves
+// "not authorized" unmapped.
+func connackCode(cl *mqtt.Client, code packets.Code) packets.Code {
+	if cl.Properties.ProtocolVersion >= 5 {
+		return code
+	}
+	switch code {
+	case packets.ErrBadUsernameOrPassword:
+		return packets.ErrMalformedUsernameOrPassword // 0x04, "bad user name or password" in 3.1.1
+	case packets.ErrNotAuthorized:
+		return packets.Err3NotAuthorized
+	case packets.ErrClientIdentifierNotValid:
+		return packets.Err3ClientIdentifierNotValid
+	}
+	return code
 }
 
 func peerCN(c net.Conn) string {
@@ -79,6 +97,21 @@ func peerCN(c net.Conn) string {
 		return ""
 	}
 	return st.PeerCertificates[0].Subject.CommonName
+}
+
+// OnPacketRead lets a QoS 2 retransmission through to OnPublish. A client
+// that did not receive its PUBREC resends the PUBLISH with DUP; the spec
+// wants PUBREC again, but mochi answers "packet identifier in use" when it
+// holds the PUBREC. Dropping that inflight entry hands the retransmission
+// to OnPublish, whose dedupe recognises it and acknowledges it again
+// without storing it twice.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && pk.FixedHeader.Dup {
+		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
+			cl.State.Inflight.Delete(pk.PacketID)
+		}
+	}
+	return pk, nil
 }
 
 // OnConnectAuthenticate accepts what OnConnect let through.

@@ -1,0 +1,124 @@
+package mqtt
+
+import (
+	"bytes"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+func disconnects(b *testBroker, reason string) float64 {
+	return testutilToFloat(b.srv.metrics.disconnects.WithLabelValues(reason))
+}
+
+// Bad input and broken limits end only the offending connection, with the
+// MQTT 5 reason where the protocol has one, and are counted; the broker
+// keeps serving.
+func TestLimitsAndBadInput(t *testing.T) {
+	b := startBroker(t, "", func(o *Options) {
+		o.MaxPacketSize = 1024
+		o.ConnectTimeout = 200 * time.Millisecond
+		o.ReceiveMaximum = 2
+		o.MaxConnections = 20
+	})
+
+	t.Run("oversized packet", func(t *testing.T) {
+		rc := dialRaw(t, b.addr, 5)
+		rc.connect(connectOpts{id: "big", clean: true})
+		rc.publish("factory/a/big/telemetry", bytes.Repeat([]byte("x"), 4096), 1, 1, false)
+		if _, closed := rc.closed(); !closed {
+			t.Fatal("connection left open after an oversized packet")
+		}
+		waitFor(t, "the disconnect to be counted", func() bool { return disconnects(b, packets.ErrPacketTooLarge.Reason) == 1 })
+	})
+
+	t.Run("no CONNECT", func(t *testing.T) {
+		c, err := net.Dial("tcp", b.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("the broker sent something to a silent connection")
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("idle connection closed only after %v", d)
+		}
+	})
+
+	t.Run("wildcard in a publish topic", func(t *testing.T) {
+		rc := dialRaw(t, b.addr, 5)
+		rc.connect(connectOpts{id: "wild", clean: true})
+		rc.publish("factory/+/wild/telemetry", []byte("x"), 1, 1, false)
+		last, closed := rc.closed()
+		if !closed || last == nil || last.FixedHeader.Type != packets.Disconnect || last.ReasonCode != packets.ErrProtocolViolationSurplusWildcard.Code {
+			t.Fatalf("closed=%v last packet %+v, want DISCONNECT %#x", closed, last, packets.ErrProtocolViolationSurplusWildcard.Code)
+		}
+		waitFor(t, "the disconnect to be counted", func() bool {
+			return disconnects(b, packets.ErrProtocolViolationSurplusWildcard.Reason) == 1
+		})
+	})
+
+	t.Run("receive maximum exceeded", func(t *testing.T) {
+		if err := b.log.AlterConfigs("telemetry", map[string]string{"flush.ms": "1000"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		defer b.log.AlterConfigs("telemetry", nil, []string{"flush.ms"})
+		rc := dialRaw(t, b.addr, 5)
+		ack := rc.connect(connectOpts{id: "greedy", clean: true})
+		if ack.Properties.ReceiveMaximum != 2 {
+			t.Fatalf("CONNACK advertises receive maximum %d, want 2", ack.Properties.ReceiveMaximum)
+		}
+		// The first publish's fsync makes the next ones wait a whole
+		// flush interval for theirs: three stay unacknowledged.
+		for i := uint16(1); i <= 4; i++ {
+			rc.publish("factory/a/greedy/telemetry", []byte{byte(i)}, 1, i, false)
+		}
+		var last *packets.Packet
+		for {
+			pk, err := rc.tryRead(10 * time.Second)
+			if err != nil {
+				break
+			}
+			last = &pk
+		}
+		if last == nil || last.FixedHeader.Type != packets.Disconnect || last.ReasonCode != packets.ErrReceiveMaximum.Code {
+			t.Fatalf("last packet %+v, want DISCONNECT receive maximum exceeded", last)
+		}
+	})
+
+	t.Run("too many connections", func(t *testing.T) {
+		var open []*rawClient
+		for i := 0; ; i++ {
+			rc := dialRaw(t, b.addr, 5)
+			ack := rc.connect(connectOpts{id: "c" + string(rune('a'+i)), clean: true})
+			if ack.ReasonCode == packets.ErrServerBusy.Code {
+				break
+			}
+			if ack.ReasonCode != 0 || i > 40 {
+				t.Fatalf("connection %d: CONNACK %#x", i, ack.ReasonCode)
+			}
+			open = append(open, rc)
+		}
+		if len(open) != 20 {
+			t.Errorf("%d connections accepted, want 20", len(open))
+		}
+		for _, rc := range open {
+			rc.c.Close()
+		}
+	})
+
+	// After all that the broker still ingests.
+	waitFor(t, "connections to drain", func() bool { return atomic.LoadInt64(&b.srv.broker.Info.ClientsConnected) == 0 })
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "after", clean: true})
+	rc.publish("factory/a/after/telemetry", []byte("ok"), 1, 1, false)
+	if ack := rc.expect(packets.Puback); ack.ReasonCode != 0 {
+		t.Fatalf("PUBACK %#x after the bad input", ack.ReasonCode)
+	}
+}
