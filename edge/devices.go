@@ -50,6 +50,8 @@ func mapAuthErr(err error) error {
 	return fmt.Errorf("%w: %v", mqtt.ErrBadCredentials, err)
 }
 
-func (a registryAuth) CanPublish(device, topic string) bool    { return a.r.CanPublish(device, topic) }
-func (a registryAuth) CanSubscribe(device, filter string) bool { return a.r.CanSubscribe(device, filter) }
-func (a registryAuth) Allow(device string) bool                { return a.r.Allow(device) }
+func (a registryAuth) CanPublish(device, topic string) bool { return a.r.CanPublish(device, topic) }
+func (a registryAuth) CanSubscribe(device, filter string) bool {
+	return a.r.CanSubscribe(device, filter)
+}
+func (a registryAuth) Allow(device string) bool { return a.r.Allow(device) }
