@@ -23,6 +23,7 @@ type testBroker struct {
 	reg  *prometheus.Registry
 	dir  string
 	opts Options
+	done chan error
 }
 
 var telemetryRule = Rule{Filter: "factory/+site/+device/telemetry", Topic: "telemetry", Key: "{device}", Partitions: 4}
@@ -56,17 +57,17 @@ func startBroker(t testing.TB, dir string, mod func(*Options)) *testBroker {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
-	b := &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg, dir: dir, opts: opts}
+	b := &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg, dir: dir, opts: opts, done: done}
 	t.Cleanup(func() { b.stop(t, done) })
 	return b
 }
 
-func (b *testBroker) stop(t testing.TB, done chan error) {
+func (b *testBroker) stop(t testing.TB, _ chan error) {
 	if b.srv == nil {
 		return
 	}
 	b.srv.Close()
-	if err := <-done; err != nil {
+	if err := <-b.done; err != nil {
 		t.Errorf("Serve: %v", err)
 	}
 	if err := b.log.Close(); err != nil {

@@ -1,0 +1,135 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+
+	"ferry/devices"
+	"ferry/ingest/mqtt"
+	flog "ferry/log"
+)
+
+func mqttConnect(t *testing.T, addr string, cp *paho.Connect) (*paho.Client, *paho.Connack, error) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: nc})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cp.KeepAlive = 30
+	ack, err := c.Connect(ctx, cp)
+	if err != nil {
+		nc.Close()
+		return nil, ack, err
+	}
+	return c, ack, nil
+}
+
+// TestMQTTWithDeviceRegistry runs the node with --auth registry over a
+// registry made beforehand (as `ferry devices add` does): passwords,
+// disabled devices and {device} ACLs are enforced, and presence is kept in
+// the registry and appended to the presence topic.
+func TestMQTTWithDeviceRegistry(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := devices.Open(filepath.Join(dir, devices.FileName), devices.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	acl := devices.ACL{Publish: []string{"factory/+/{device}/#"}, Subscribe: []string{"factory/+/{device}/#"}}
+	for _, d := range []devices.Device{{ID: "dev1", Enabled: true, ACL: acl}, {ID: "dev2", Enabled: false, ACL: acl}} {
+		if err := reg.Add(d, "secret-"+d.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg.Close()
+
+	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", AuthMode: AuthRegistry,
+		MQTT: mqtt.Options{Rules: []mqtt.Rule{{Filter: "factory/+site/+device/telemetry", Topic: "telemetry", Key: "{device}"}},
+			PresenceTopic: "__devices"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	addr := n.MQTTAddrs()[0]
+
+	for _, tc := range []struct {
+		user, pass string
+		reason     byte
+	}{{"dev1", "wrong", 0x86}, {"nobody", "secret-dev1", 0x86}, {"dev2", "secret-dev2", 0x87}} {
+		if _, ack, err := mqttConnect(t, addr, &paho.Connect{ClientID: tc.user, Username: tc.user, UsernameFlag: true,
+			Password: []byte(tc.pass), PasswordFlag: true, CleanStart: true}); err == nil || ack == nil || ack.ReasonCode != tc.reason {
+			t.Errorf("%s/%s: connack %+v err %v, want reason %#x", tc.user, tc.pass, ack, err, tc.reason)
+		}
+	}
+
+	c, _, err := mqttConnect(t, addr, &paho.Connect{ClientID: "dev1", Username: "dev1", UsernameFlag: true,
+		Password: []byte("secret-dev1"), PasswordFlag: true, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "factory/lyon/dev1/telemetry", QoS: 1, Payload: []byte("21.5")}); err != nil {
+		t.Fatalf("own topic: %v", err)
+	}
+	if resp, err := c.Publish(ctx, &paho.Publish{Topic: "factory/lyon/dev2/telemetry", QoS: 1, Payload: []byte("spoof")}); err == nil || resp == nil || resp.ReasonCode != 0x87 {
+		t.Errorf("another device's topic: %+v %v, want PUBACK 0x87", resp, err)
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "factory/#", QoS: 1}}}); err == nil {
+		t.Error("subscription to factory/# allowed by an ACL of factory/+/{device}/#")
+	}
+	p, err := n.devices.Presence("dev1")
+	if err != nil || !p.Online || p.MessagesIn != 1 || p.BytesIn != 4 {
+		t.Errorf("presence while connected: %+v %v", p, err)
+	}
+	c.Disconnect(&paho.Disconnect{})
+	waitUntil(t, "dev1 offline", func() bool { p, _ := n.devices.Presence("dev1"); return !p.Online })
+
+	part, err := n.Log().Partition("__devices", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := part.Read(0, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for data := rr.Data; len(data) > 0; {
+		h, err := flog.ParseBatch(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, recs, _ := flog.DecodeRecords(data[:h.Length])
+		for _, r := range recs {
+			var ev struct{ Event, Device string }
+			if err := json.Unmarshal(r.Value, &ev); err != nil || string(r.Key) != ev.Device {
+				t.Fatalf("presence record %s key %s: %v", r.Value, r.Key, err)
+			}
+			events = append(events, ev.Event+" "+ev.Device)
+		}
+		data = data[h.Length:]
+	}
+	if len(events) != 2 || events[0] != "connect dev1" || events[1] != "disconnect dev1" {
+		t.Errorf("presence topic holds %v, want connect and disconnect of dev1", events)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
