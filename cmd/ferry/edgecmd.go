@@ -36,6 +36,7 @@ func edgeCommand() *command {
 			mqttKey := fs.String("mqtt-tls-key", "", "PEM private key for --mqtt-tls-cert")
 			mqttClientCA := fs.String("mqtt-tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
 			rules := fs.StringArray("mqtt-rule", []string{defaultMQTTRule}, "ingest rule 'FILTER -> TOPIC [key=TEMPLATE] [partitions=N]'; repeat for more, first match wins")
+			bridges := fs.StringArray("mqtt-bridge", nil, "bridge-in from another MQTT broker: 'name=N url=mqtt://host:port filter=F [filter=F...] [username=U password=P client_id=C]'; repeat for more")
 			defaultTopic := fs.String("mqtt-default-topic", "mqtt", "log topic for publishes no rule matches (keyed by client id); empty drops them")
 			maxPacket := fs.Uint32("mqtt-max-packet-size", 1<<20, "largest MQTT packet accepted, bytes")
 			recvMax := fs.Uint16("mqtt-receive-maximum", 1024, "QoS 1/2 publishes a client may have unacknowledged")
@@ -64,6 +65,13 @@ func edgeCommand() *command {
 						return usagef("--mqtt-rule: %v", err)
 					}
 					mo.Rules = append(mo.Rules, rule)
+				}
+				for _, b := range *bridges {
+					bridge, err := mqtt.ParseBridge(b)
+					if err != nil {
+						return usagef("--mqtt-bridge: %v", err)
+					}
+					mo.Bridges = append(mo.Bridges, bridge)
 				}
 				tlsConf, err := serverTLS(*mqttCert, *mqttKey, *mqttClientCA)
 				if err != nil {

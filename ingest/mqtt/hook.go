@@ -337,25 +337,30 @@ func (s *Server) deliver(pk packets.Packet) {
 	}
 }
 
-// appendPublish maps the publish to its record and appends it. It returns
-// a nil partition when the publish matches no rule (and is dropped), and
-// on error the MQTT 5 reason code to answer with.
+// appendPublish maps a client's publish to its record and appends it.
 func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, flog.AppendResult, packets.Code, error) {
-	var valsBuf [8]string
-	vals := valsBuf[:]
-	if s.router.maxCaptures > len(vals) {
-		vals = make([]string, s.router.maxCaptures)
-	}
-	rule := s.router.route(pk.TopicName, vals)
-	if rule == nil {
-		return nil, flog.AppendResult{}, packets.Code{}, nil
-	}
 	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		ClientID: c.cl.ID, Username: c.username, Device: c.device}
 	if c.v5 {
 		info.Props = &pk.Properties
 	}
-	rec := rule.record(&info, vals, time.Now().UnixMilli())
+	return s.ingest(&info)
+}
+
+// ingest routes a publish to its rule, builds its record and appends it.
+// It returns a nil partition when the publish matches no rule (and is
+// dropped), and on error the MQTT 5 reason code to answer with.
+func (s *Server) ingest(info *publishInfo) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+	var valsBuf [8]string
+	vals := valsBuf[:]
+	if s.router.maxCaptures > len(vals) {
+		vals = make([]string, s.router.maxCaptures)
+	}
+	rule := s.router.route(info.Topic, vals)
+	if rule == nil {
+		return nil, flog.AppendResult{}, packets.Code{}, nil
+	}
+	rec := rule.record(info, vals, time.Now().UnixMilli())
 	n, err := s.log.PartitionCount(rule.Topic)
 	if err != nil {
 		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err

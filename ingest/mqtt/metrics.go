@@ -24,6 +24,7 @@ type metrics struct {
 	bytesIn      prometheus.Counter
 	ackWait      prometheus.Histogram
 	presenceErrs prometheus.Counter
+	bridgeUp     *prometheus.GaugeVec // by bridge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -39,10 +40,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		ackWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ferry_mqtt_ack_wait_seconds",
 			Help:    "Time from a QoS 1/2 publish's append to its acknowledgement (the wait for durability).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		bridgeUp:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_mqtt_bridge_up", Help: "1 while an MQTT bridge-in is connected to its broker, by bridge."}, []string{"bridge"}),
 		presenceErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_presence_event_errors_total", Help: "Presence events that could not be appended to the presence topic."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs} {
+		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -91,6 +91,9 @@ type Options struct {
 	// ConnectTimeout closes connections that do not send CONNECT in time;
 	// 0 means 10 s.
 	ConnectTimeout time.Duration
+	// Bridges subscribe to other MQTT brokers and ingest what they
+	// receive through the same rules.
+	Bridges []Bridge
 	// Registerer receives the server's metrics; nil keeps them private.
 	Registerer prometheus.Registerer
 	// Logger receives structured logs; nil means slog.Default().
@@ -113,6 +116,7 @@ type Server struct {
 	closing atomic.Bool
 	pubMu   sync.RWMutex   // held shared by publishes in flight, exclusively by Close
 	acks    sync.WaitGroup // acknowledgement drains
+	bridges []*bridge
 	done    chan struct{}
 	once    sync.Once
 	lnMu    sync.Mutex
@@ -189,6 +193,14 @@ func New(opts Options) (*Server, error) {
 		s.broker.Close()
 		return nil, fmt.Errorf("mqtt: starting broker: %w", err)
 	}
+	for _, bc := range opts.Bridges {
+		b, err := s.startBridge(bc)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("mqtt: %w", err)
+		}
+		s.bridges = append(s.bridges, b)
+	}
 	return s, nil
 }
 
@@ -255,6 +267,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.closing.Store(true)
+		for _, b := range s.bridges {
+			b.stop()
+		}
 		s.pubMu.Lock() // wait for publishes being handled
 		s.pubMu.Unlock()
 		waitTimeout(&s.acks, 10*time.Second)
