@@ -88,7 +88,7 @@ conformance-ci:
 ## fuzz: each fuzz target for a while (FUZZTIME per target)
 FUZZTIME ?= 60s
 fuzz:
-	@for pkg in ./log/ ./ingest/kafka/; do \
+	@for pkg in ./log/ ./ingest/kafka/ ./ingest/mqtt/ ./devices/; do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \

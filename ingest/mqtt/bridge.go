@@ -165,7 +165,7 @@ func (s *Server) startBridge(cfg Bridge) (*bridge, error) {
 // goroutine, so messages are handled in the order they arrive.
 func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 	pb := pr.Packet
-	info := publishInfo{Topic: pb.Topic, Payload: pb.Payload, QoS: pb.QoS, Retain: pb.Retain, ClientID: b.client, Device: b.client}
+	info := publishInfo{Topic: pb.Topic, Payload: pb.Payload, QoS: pb.QoS, Retain: pb.Retain, ClientID: b.client, Device: b.client, PacketID: pb.PacketID}
 	if pb.Properties != nil {
 		info.Props = pahoProps(pb.Properties)
 	}

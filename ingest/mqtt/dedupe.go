@@ -1,7 +1,9 @@
 package mqtt
 
 import (
+	"strconv"
 	"sync"
+	"time"
 
 	flog "ferry/log"
 )
@@ -93,4 +95,104 @@ func (d *dedupe) sessions() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.bySess)
+}
+
+// recoverDedupe refills the dedupe table from the log after a restart. A
+// publish whose acknowledgement a crash (or a restart) prevented was
+// appended shortly before it: its acknowledgement was due within the
+// topic's flush interval. So the records of the last window before each
+// partition's newest one are read again, and those of QoS 1/2 publishes
+// (they carry their packet id) are remembered for their sessions.
+func (s *Server) recoverDedupe(window time.Duration) (int, error) {
+	topics := map[string]bool{}
+	for _, c := range s.router.rules {
+		topics[c.Topic] = true
+	}
+	if s.router.def != nil {
+		topics[s.router.def.Topic] = true
+	}
+	n := 0
+	for topic := range topics {
+		parts, err := s.log.PartitionCount(topic)
+		if err != nil {
+			return n, err
+		}
+		for p := int32(0); p < parts; p++ {
+			part, err := s.log.Partition(topic, p)
+			if err != nil {
+				return n, err
+			}
+			end := part.EndOffset()
+			if end <= part.StartOffset() {
+				continue
+			}
+			rr, err := part.Read(end-1, 1, nil)
+			if err != nil {
+				return n, err
+			}
+			h, err := flog.ParseBatch(rr.Data)
+			if err != nil {
+				return n, err
+			}
+			from, _, err := part.OffsetForTime(h.MaxTimestamp - window.Milliseconds())
+			if err != nil || from < 0 {
+				return n, err
+			}
+			err = forEachRecord(part, from, func(r flog.DecodedRecord) {
+				var client, topic, id string
+				for _, h := range r.Headers {
+					switch h.Key {
+					case HeaderClientID:
+						client = string(h.Value)
+					case HeaderTopic:
+						topic = string(h.Value)
+					case HeaderPacketID:
+						id = string(h.Value)
+					}
+				}
+				pid, err := strconv.ParseUint(id, 10, 16)
+				if client == "" || err != nil || pid == 0 {
+					return
+				}
+				s.dedupe.remember(client, uint16(pid), contentHash(topic, r.Value), part, r.Offset)
+				n++
+			})
+			if err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// forEachRecord calls fn for every record of part from offset from to the
+// partition's end.
+func forEachRecord(part *flog.Partition, from int64, fn func(flog.DecodedRecord)) error {
+	for off := max(from, part.StartOffset()); off < part.EndOffset(); {
+		rr, err := part.Read(off, 1<<20, nil)
+		if err != nil {
+			return err
+		}
+		if len(rr.Data) == 0 {
+			return nil
+		}
+		for data := rr.Data; len(data) > 0; {
+			h, err := flog.ParseBatch(data)
+			if err != nil {
+				return err
+			}
+			_, recs, err := flog.DecodeRecords(data[:h.Length])
+			if err != nil {
+				return err
+			}
+			for _, r := range recs {
+				if r.Offset >= off {
+					fn(r)
+				}
+			}
+			off = h.LastOffset() + 1
+			data = data[h.Length:]
+		}
+	}
+	return nil
 }

@@ -107,3 +107,39 @@ func TestDedupeWindow(t *testing.T) {
 		t.Error("forget left the session")
 	}
 }
+
+// The broker restarts (or crashes) between storing a publish and sending
+// its PUBACK: the device retransmits to the restarted broker, which reads
+// recent publishes back from the log and does not store it twice.
+func TestRetransmissionAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	a := startBroker(t, dir, nil)
+	sess := connectOpts{id: "gw7", clean: false, sessionExpiry: 3600}
+	rc := dialRaw(t, a.addr, 5)
+	rc.connect(sess)
+	rc.publish("factory/a/gw7/telemetry", []byte("21.5"), 1, 5, false)
+	rc.publish("factory/a/gw7/telemetry", []byte("21.6"), 2, 6, false)
+	waitFor(t, "both publishes to be stored", func() bool { return a.count("telemetry") == 2 })
+	rc.c.Close() // the acknowledgements are lost
+	a.stop(t, nil)
+
+	b := startBroker(t, dir, nil)
+	rc2 := dialRaw(t, b.addr, 5)
+	if ack := rc2.connect(sess); !ack.SessionPresent {
+		t.Fatal("session not restored")
+	}
+	rc2.publish("factory/a/gw7/telemetry", []byte("21.5"), 1, 5, true)
+	if ack := rc2.expect(packets.Puback); ack.PacketID != 5 || ack.ReasonCode != 0 {
+		t.Fatalf("PUBACK %+v", ack)
+	}
+	rc2.publish("factory/a/gw7/telemetry", []byte("21.6"), 2, 6, true)
+	if rec := rc2.expect(packets.Pubrec); rec.PacketID != 6 || rec.ReasonCode != 0 {
+		t.Fatalf("PUBREC %+v", rec)
+	}
+	if got := b.count("telemetry"); got != 2 {
+		t.Fatalf("%d records after the retransmissions, want 2", got)
+	}
+	if got := b.publishes("1", resultDuplicate) + b.publishes("2", resultDuplicate); got != 2 {
+		t.Errorf("duplicates = %v, want 2", got)
+	}
+}

@@ -123,30 +123,8 @@ func (b *testBroker) records(t testing.TB, topic string) map[int32][]flog.Decode
 		if err != nil {
 			t.Fatal(err)
 		}
-		for off := part.StartOffset(); off < part.EndOffset(); {
-			rr, err := part.Read(off, 1<<20, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data := rr.Data
-			for len(data) > 0 {
-				h, err := flog.ParseBatch(data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				size := int(h.Length)
-				_, recs, err := flog.DecodeRecords(data[:size])
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, r := range recs {
-					if r.Offset >= off {
-						out[p] = append(out[p], r)
-					}
-				}
-				off = h.LastOffset() + 1
-				data = data[size:]
-			}
+		if err := forEachRecord(part, 0, func(r flog.DecodedRecord) { out[p] = append(out[p], r) }); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return out

@@ -27,7 +27,7 @@ func (h *hook) ID() string { return "ferry" }
 
 func (h *hook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
 		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired, mqtt.OnPacketRead:
 		return true
 	}
@@ -120,6 +120,11 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return ok
 }
 
+// OnSessionEstablish counts the accepted connection (before its CONNACK).
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	h.s.metrics.connects.WithLabelValues("accepted").Inc()
+}
+
 // OnSessionEstablished: a clean start begins a new session, whose packet
 // ids owe nothing to the old one's.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
@@ -127,8 +132,6 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if pk.Connect.Clean {
 		s.dedupe.forget(cl.ID)
 	}
-	s.metrics.connects.WithLabelValues("accepted").Inc()
-	s.metrics.connections.Inc()
 	c := s.conn(cl)
 	if c == nil {
 		return
@@ -145,7 +148,6 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 // connection, so does its retransmission memory.
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	s := h.s
-	s.metrics.connections.Dec()
 	s.metrics.disconnects.WithLabelValues(disconnectReason(err)).Inc()
 	v, ok := s.conns.LoadAndDelete(cl)
 	if expire && !cl.IsTakenOver() {
@@ -340,7 +342,7 @@ func (s *Server) deliver(pk packets.Packet) {
 // appendPublish maps a client's publish to its record and appends it.
 func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, flog.AppendResult, packets.Code, error) {
 	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
-		ClientID: c.cl.ID, Username: c.username, Device: c.device}
+		ClientID: c.cl.ID, Username: c.username, Device: c.device, PacketID: pk.PacketID}
 	if c.v5 {
 		info.Props = &pk.Properties
 	}

@@ -17,7 +17,7 @@ const (
 )
 
 type metrics struct {
-	connections  prometheus.Gauge
+	connections  prometheus.GaugeFunc
 	connects     *prometheus.CounterVec // by result
 	disconnects  *prometheus.CounterVec // by reason
 	publishes    *prometheus.CounterVec // by qos and result
@@ -27,9 +27,9 @@ type metrics struct {
 	bridgeUp     *prometheus.GaugeVec // by bridge
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, connected func() float64) (*metrics, error) {
 	m := &metrics{
-		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mqtt_connections", Help: "Connected MQTT clients."}),
+		connections: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mqtt_connections", Help: "Connected MQTT clients."}, connected),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_connects_total",
 			Help: "MQTT CONNECT attempts, by result (accepted, bad_credentials, not_authorized, bad_client_id, server_busy)."}, []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_disconnects_total",

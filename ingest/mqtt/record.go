@@ -21,6 +21,9 @@ const (
 	HeaderResponseTopic   = "mqtt.response_topic"
 	HeaderCorrelationData = "mqtt.correlation_data"
 	HeaderPayloadFormat   = "mqtt.payload_format"
+	// HeaderPacketID is the packet id of a QoS 1/2 publish, kept so that a
+	// restarted broker still recognises a retransmission of it.
+	HeaderPacketID = "mqtt.packet_id"
 )
 
 // publishInfo is what the mapping needs of a publish and its sender.
@@ -33,6 +36,7 @@ type publishInfo struct {
 	Username string
 	Device   string
 	Props    *packets.Properties // nil for MQTT 3.1.1
+	PacketID uint16              // for QoS 1/2
 }
 
 // route is where a publish goes: the first rule that matches, else the
@@ -91,13 +95,16 @@ func (c *compiledRule) record(p *publishInfo, vals []string, now int64) flog.Rec
 		rec.Value = []byte{}
 	}
 	rec.Key = c.renderKey(make([]byte, 0, 32), vals, p.ClientID, p.Username, p.Device, p.Topic)
-	h := make([]kmsg.Header, 0, 4+extraHeaders(p.Props))
+	h := make([]kmsg.Header, 0, 5+extraHeaders(p.Props))
 	h = append(h,
 		kmsg.Header{Key: HeaderTopic, Value: []byte(p.Topic)},
 		kmsg.Header{Key: HeaderQoS, Value: []byte(qosLabel[p.QoS%3])},
 		kmsg.Header{Key: HeaderRetain, Value: []byte(strconv.FormatBool(p.Retain))},
 		kmsg.Header{Key: HeaderClientID, Value: []byte(p.ClientID)},
 	)
+	if p.QoS > 0 && p.PacketID != 0 {
+		h = append(h, kmsg.Header{Key: HeaderPacketID, Value: strconv.AppendUint(nil, uint64(p.PacketID), 10)})
+	}
 	if pr := p.Props; pr != nil {
 		if pr.ContentType != "" {
 			h = append(h, kmsg.Header{Key: HeaderContentType, Value: []byte(pr.ContentType)})

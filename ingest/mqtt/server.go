@@ -100,6 +100,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// dedupeRecovery is how far back before each partition's newest record a
+// restart reads publishes whose acknowledgement it may have cut off.
+const dedupeRecovery = 30 * time.Second
+
 // Server is the MQTT broker and ingest front end. Make it with New, give
 // it listeners with Serve, stop it with Close.
 type Server struct {
@@ -149,14 +153,25 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
-	m, err := newMetrics(opts.Registerer)
+	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, router: r,
+		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{})}
+	m, err := newMetrics(opts.Registerer, func() float64 {
+		if s.broker == nil {
+			return 0
+		}
+		return float64(atomic.LoadInt64(&s.broker.Info.ClientsConnected))
+	})
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, metrics: m, router: r,
-		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{})}
+	s.metrics = m
 	if err := s.ensureTopics(); err != nil {
 		return nil, err
+	}
+	if n, err := s.recoverDedupe(dedupeRecovery); err != nil {
+		return nil, fmt.Errorf("mqtt: reading back recent publishes: %w", err)
+	} else if n > 0 {
+		s.logger.Info("mqtt: recent QoS 1/2 publishes read back, so retransmissions after the restart are not stored twice", "publishes", n)
 	}
 	if opts.Auth == nil {
 		s.logger.Warn("mqtt: no authentication configured: every client may connect, publish and subscribe (auth mode none)")
