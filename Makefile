@@ -75,6 +75,9 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkProduce|BenchmarkConsume' -benchtime=2000000x ./ingest/kafka
 	$(GO) test -run '^$$' -bench 'BenchmarkEndToEndLatency' -benchtime=1x ./ingest/kafka
 	$(GO) test -run '^$$' -bench 'BenchmarkJetStreamPublish' -benchtime=2000000x ./testbed
+	@[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null)
+	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIngest' -benchtime=1x -timeout 10m ./testbed
+	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIdleMemory' -benchtime=1x -timeout 10m ./testbed
 
 ## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
 conformance:
