@@ -202,7 +202,7 @@ func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 		b.s.metrics.publish(pb.QoS, resultStored)
 		b.s.metrics.bytesIn.Add(float64(len(pb.Payload)))
 	}
-	b.s.deliver(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: pb.QoS, Retain: pb.Retain},
+	b.s.deliver(b.s.inline, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: pb.QoS, Retain: pb.Retain},
 		TopicName: pb.Topic, Payload: pb.Payload, PacketID: max(pb.PacketID, 1), Properties: propsOrEmpty(info.Props)})
 	if pb.QoS > 0 {
 		if part != nil {

@@ -28,6 +28,7 @@ type conn struct {
 	v5       bool
 	ctx      context.Context // ends when the connection does
 	cancel   context.CancelFunc
+	inline   *mqtt.Client // made on the first QoS 1/2 publish; see Server.deliver
 
 	mu      sync.Mutex
 	queue   []pendingAck
@@ -50,6 +51,15 @@ func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{s: s, cl: cl, device: device, username: username, v5: cl.Properties.ProtocolVersion == 5,
 		ctx: ctx, cancel: cancel, space: make(chan struct{})}
+}
+
+// inlineClient returns the inline client that delivers this connection's
+// QoS 1/2 publishes. It is used only from the connection's read goroutine.
+func (c *conn) inlineClient() *mqtt.Client {
+	if c.inline == nil {
+		c.inline = c.s.broker.NewClient(nil, "local", c.cl.ID, true)
+	}
+	return c.inline
 }
 
 // enqueue queues an acknowledgement. When the client already has

@@ -221,7 +221,7 @@ func (s *Server) deviceOf(cl *mqtt.Client) string {
 // durable; the broker is told to do nothing more (ErrRejectPacket).
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
-		return pk, nil // our own re-injection for delivery
+		return pk, nil // our own re-injection for delivery (or an inline publish)
 	}
 	s := h.s
 	s.pubMu.RLock()
@@ -305,7 +305,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if part != nil {
 		s.dedupe.remember(cl.ID, pk.PacketID, hash, part, res.LastOffset)
 	}
-	s.deliver(pk)
+	s.deliver(c.inlineClient(), pk)
 	a := pendingAck{id: pk.PacketID, qos: qos, code: packets.QosCodes[qos], appended: time.Now()}
 	if part != nil {
 		a.part, a.offset = part, res.LastOffset
@@ -329,12 +329,14 @@ func (s *Server) pauseForRate(c *conn) {
 }
 
 // deliver hands a QoS 1/2 publish to the broker for subscribers and the
-// retained store, as the broker would have had it not been taken over.
-func (s *Server) deliver(pk packets.Packet) {
+// retained store, as the broker would have had it not been taken over. from
+// is an inline client with the publisher's client id, so MQTT 5 No Local
+// subscriptions of the publisher itself are honoured.
+func (s *Server) deliver(from *mqtt.Client, pk packets.Packet) {
 	out := pk.Copy(false)      // what a subscriber may see of it
 	out.PacketID = pk.PacketID // validated on injection; each delivery gets its own
 	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false
-	if err := s.broker.InjectPacket(s.inline, out); err != nil {
+	if err := s.broker.InjectPacket(from, out); err != nil {
 		s.logger.Warn("mqtt: delivering to subscribers failed", "topic", pk.TopicName, "err", err)
 	}
 }

@@ -231,3 +231,45 @@ func TestSubscribersReceivePublishes(t *testing.T) {
 		t.Fatal("retained message not delivered to a later subscriber")
 	}
 }
+
+// MQTT 5 No Local: a client subscribed with No Local does not get its own
+// QoS 1 publishes back, though another subscriber does.
+func TestNoLocal(t *testing.T) {
+	b := startBroker(t, "", nil)
+	own := make(chan *paho.Publish, 4)
+	c := b.connect(t, &paho.Connect{ClientID: "echo", CleanStart: true}, func(cc *paho.ClientConfig) {
+		cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			own <- pr.Packet
+			return true, nil
+		}}
+	})
+	other := make(chan *paho.Publish, 4)
+	o := b.connect(t, &paho.Connect{ClientID: "other", CleanStart: true}, func(cc *paho.ClientConfig) {
+		cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			other <- pr.Packet
+			return true, nil
+		}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, cl := range []*paho.Client{c, o} {
+		if _, err := cl.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "factory/#", QoS: 1, NoLocal: true}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub(t, c, &paho.Publish{Topic: "factory/a/echo/telemetry", QoS: 1, Payload: []byte("1")})
+	select {
+	case <-other:
+	case <-ctx.Done():
+		t.Fatal("the other subscriber got nothing")
+	}
+	pub(t, o, &paho.Publish{Topic: "factory/a/other/telemetry", QoS: 1, Payload: []byte("2")})
+	select {
+	case p := <-own:
+		if string(p.Payload) != "2" {
+			t.Fatalf("No Local subscriber got its own publish %q", p.Payload)
+		}
+	case <-ctx.Done():
+		t.Fatal("echo got nothing")
+	}
+}
