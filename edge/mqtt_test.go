@@ -2,13 +2,23 @@ package edge
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"ferry/devices"
@@ -133,3 +143,139 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate for one common name.
+type testPKI struct {
+	pool   *x509.CertPool
+	server tls.Certificate
+	client tls.Certificate
+}
+
+func newTestPKI(t *testing.T, clientCN string) testPKI {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ferry test CA"}, IsCA: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) tls.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return testPKI{pool: pool, server: leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth), client: leaf(3, clientCN, x509.ExtKeyUsageClientAuth)}
+}
+
+// TestMQTTOverMutualTLS: a device registered by certificate connects over
+// TLS with its client certificate and no password; its identity (and so
+// its ACL) is the certificate's. A client without a certificate is refused
+// at the handshake.
+func TestMQTTOverMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	pki := newTestPKI(t, "sensor-42.example")
+	reg, err := devices.Open(filepath.Join(dir, devices.FileName), devices.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Add(devices.Device{ID: "sensor42", Enabled: true, CertCN: "sensor-42.example",
+		ACL: devices.ACL{Publish: []string{"factory/+/{device}/#"}}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	reg.Close()
+	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", MQTTTLSAddr: "127.0.0.1:0", AuthMode: AuthRegistry,
+		MQTTTLS: &tls.Config{Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool, ClientAuth: tls.RequireAndVerifyClientCert},
+		Logger:  slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	addr := n.MQTTAddrs()[0]
+
+	dial := func(certs []tls.Certificate) (*paho.Client, error) {
+		tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pki.pool, Certificates: certs, ServerName: "127.0.0.1"})
+		if err != nil {
+			return nil, err
+		}
+		c := paho.NewClient(paho.ClientConfig{Conn: packetsThreadSafe(tc)})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := c.Connect(ctx, &paho.Connect{ClientID: "sensor42", CleanStart: true, KeepAlive: 30}); err != nil {
+			tc.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+	c, err := dial([]tls.Certificate{pki.client})
+	if err != nil {
+		t.Fatalf("device with its certificate: %v", err)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "factory/x/sensor42/telemetry", QoS: 1, Payload: []byte("1")}); err != nil {
+		t.Fatalf("publish under the certificate's identity: %v", err)
+	}
+	if resp, err := c.Publish(ctx, &paho.Publish{Topic: "factory/x/other/telemetry", QoS: 1, Payload: []byte("1")}); err == nil || resp.ReasonCode != 0x87 {
+		t.Errorf("publish outside the ACL: %+v %v", resp, err)
+	}
+	if _, err := dial(nil); err == nil {
+		t.Error("a client without a certificate was accepted")
+	}
+}
+
+// TestMQTTOverWebSocket publishes through the WebSocket listener with
+// autopaho's ws:// transport.
+func TestMQTTOverWebSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsAddr := ln.Addr().String()
+	ln.Close() // mochi's WebSocket listener binds the address itself
+	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", MQTTWSAddr: wsAddr, Logger: slog.New(slog.DiscardHandler),
+		MQTT: mqtt.Options{Rules: []mqtt.Rule{{Filter: "factory/+site/+device/telemetry", Topic: "telemetry", Key: "{device}"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	u, _ := url.Parse("ws://" + wsAddr + "/mqtt")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 30,
+		CleanStartOnInitialConnection: true, ReconnectBackoff: autopaho.NewConstantBackoff(100 * time.Millisecond),
+		ClientConfig: paho.ClientConfig{ClientID: "wsdev"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cm.Disconnect(context.Background())
+	if err := cm.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: "factory/x/wsdev/telemetry", QoS: 1, Payload: []byte("via ws")}); err != nil {
+		t.Fatal(err)
+	}
+	part, err := n.Log().Partition("telemetry", 0)
+	if err != nil {
+		t.Fatalf("no telemetry topic: %v", err)
+	}
+	if part.EndOffset() != 1 {
+		t.Fatalf("%d records, want 1", part.EndOffset())
+	}
+}
+
+// packetsThreadSafe: paho writes from several goroutines, which a
+// tls.Conn does not allow.
+func packetsThreadSafe(c net.Conn) net.Conn { return packets.NewThreadSafeConn(c) }

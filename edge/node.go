@@ -49,6 +49,8 @@ type Options struct {
 	MQTTAddr    string
 	MQTTTLSAddr string
 	MQTTTLS     *tls.Config
+	// MQTTWSAddr serves MQTT over WebSocket; empty disables it.
+	MQTTWSAddr string
 	// MQTT configures the MQTT front end: ingest rules, default topic,
 	// limits. Log, SessionDB, Registerer and Logger are filled in by the
 	// node.
@@ -172,7 +174,7 @@ func (n *Node) start() error {
 // startMQTT starts the MQTT front end and its listeners, when configured.
 func (n *Node) startMQTT() error {
 	opts := n.opts
-	if opts.MQTTAddr == "" && opts.MQTTTLSAddr == "" {
+	if opts.MQTTAddr == "" && opts.MQTTTLSAddr == "" && opts.MQTTWSAddr == "" {
 		return nil
 	}
 	mo := opts.MQTT
@@ -220,6 +222,15 @@ func (n *Node) startMQTT() error {
 			defer n.wg.Done()
 			if err := n.mqtt.Serve(ln); err != nil {
 				n.logger.Error("mqtt listener stopped", "err", err)
+			}
+		}()
+	}
+	if opts.MQTTWSAddr != "" {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.mqtt.ServeWebsocket(opts.MQTTWSAddr, nil); err != nil {
+				n.logger.Error("mqtt websocket listener stopped", "err", err)
 			}
 		}()
 	}

@@ -32,6 +32,7 @@ func edgeCommand() *command {
 			defaultParts := fs.Int32("default-partitions", 1, "partitions of auto-created topics")
 			mqttAddr := fs.String("mqtt-addr", ":1883", "MQTT listen address; empty disables MQTT")
 			mqttTLSAddr := fs.String("mqtt-tls-addr", ":8883", "MQTT over TLS listen address, served when --mqtt-tls-cert is set")
+			mqttWS := fs.String("mqtt-ws-addr", "", "MQTT over WebSocket listen address (e.g. :8083); empty disables it")
 			mqttCert := fs.String("mqtt-tls-cert", "", "PEM certificate (chain) for MQTT over TLS")
 			mqttKey := fs.String("mqtt-tls-key", "", "PEM private key for --mqtt-tls-cert")
 			mqttClientCA := fs.String("mqtt-tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
@@ -85,7 +86,7 @@ func edgeCommand() *command {
 				n, err := edge.Start(edge.Options{
 					DataDir: *dataDir, AdminAddr: *adminAddr, Logger: logger,
 					KafkaAddr: *kafkaAddr, KafkaAdvertised: *advertised, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
-					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTT: mo, AuthMode: *authMode,
+					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 				})
 				if err != nil {
 					return err

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -272,6 +273,25 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
 	<-l.done
+	return nil
+}
+
+// ServeWebsocket serves MQTT over WebSocket (subprotocol "mqtt") on addr,
+// with TLS when tlsConf is set, until Close. mochi's listener binds the
+// address itself.
+func (s *Server) ServeWebsocket(addr string, tlsConf *tls.Config) error {
+	s.lnMu.Lock()
+	s.lnSeq++
+	id := fmt.Sprintf("ws-%d", s.lnSeq)
+	s.lnMu.Unlock()
+	if s.closing.Load() {
+		return nil
+	}
+	if err := s.broker.AddListener(listeners.NewWebsocket(listeners.Config{ID: id, Address: addr, TLSConfig: tlsConf})); err != nil {
+		return err
+	}
+	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
+	<-s.done
 	return nil
 }
 
