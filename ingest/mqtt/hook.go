@@ -28,7 +28,7 @@ func (h *hook) ID() string { return "ferry" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired, mqtt.OnPacketRead:
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnWillSent:
 		return true
 	}
 	return false
@@ -56,6 +56,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			// A device may only use its own id as client id: another
 			// client id could take over someone else's session.
 			code, result = packets.ErrClientIdentifierNotValid, "bad_client_id"
+		case pk.Connect.WillFlag && !s.opts.Auth.CanPublish(device, pk.Connect.WillTopic):
+			// The will is published on the device's behalf: its ACL
+			// applies, checked now since the will cannot be refused later.
+			code, result = packets.ErrNotAuthorized, "not_authorized"
 		}
 		if result != "" {
 			s.metrics.connects.WithLabelValues(result).Inc()
@@ -167,6 +171,28 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		reason = err.Error()
 	}
 	s.presenceEvent("disconnect", c, now, reason)
+}
+
+// OnWillSent ingests a last will the broker has just published for a
+// client that went away, like any QoS 0 publish of it (the will's ACL was
+// checked at CONNECT).
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	s := h.s
+	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
+		ClientID: cl.ID, Username: string(cl.Properties.Username), Device: s.deviceOf(cl)}
+	if cl.Properties.ProtocolVersion == 5 {
+		info.Props = &pk.Properties
+	}
+	part, _, _, err := s.ingest(&info)
+	switch {
+	case err != nil:
+		s.metrics.publish(info.QoS, resultError)
+		s.logger.Warn("mqtt: will not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
+	case part == nil:
+		s.metrics.publish(info.QoS, resultUnmatched)
+	default:
+		s.metrics.publish(info.QoS, resultStored)
+	}
 }
 
 // OnClientExpired: a persistent session expired.
