@@ -91,61 +91,87 @@ func recordHeader(r *kgo.Record, key string) string {
 }
 
 // TestMQTTFleetToKafka: 20 simulated devices publish 10,000 QoS 1 messages
-// to a real `ferry edge` over MQTT 5; a franz-go consumer reads the log
-// topic over Kafka. Every message is there once, in order per device, on
-// the partition murmur2(device) picks, with its MQTT headers.
+// to a real `ferry edge`: paho.golang devices over MQTT 5, then Debian's
+// mosquitto_pub over 3.1.1 and 5 (one process per device, a message per
+// stdin line). A franz-go consumer reads the log topic over Kafka: every
+// message is there once, in order per device, on the partition
+// murmur2(device) picks, with its MQTT headers.
 func TestMQTTFleetToKafka(t *testing.T) {
-	dir := t.TempDir()
-	p := startEdge(t, dir, "--mqtt-rule", "factory/+site/+device/telemetry -> telemetry key={device} partitions=4")
-	const devices, each = 20, 500
-	var wg sync.WaitGroup
-	errs := make(chan error, devices)
-	for d := 0; d < devices; d++ {
-		id := fmt.Sprintf("dev%02d", d)
-		c := device(t, p.mqttAddr, id, true)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			for i := 0; i < each; i++ {
-				if _, err := c.Publish(ctx, &paho.Publish{Topic: "factory/site" + id[3:] + "/" + id + "/telemetry", QoS: 1,
-					Payload: fmt.Appendf(nil, `{"device":%q,"seq":%d}`, id, i)}); err != nil {
-					errs <- fmt.Errorf("%s publish %d: %w", id, i, err)
-					return
+	for _, client := range []string{"paho", "mosquitto_pub"} {
+		t.Run(client, func(t *testing.T) {
+			var mpub string
+			if client == "mosquitto_pub" {
+				mpub = requireTool(t, "mosquitto_pub")
+			}
+			p := startEdge(t, t.TempDir(), "--mqtt-rule", "factory/+site/+device/telemetry -> telemetry key={device} partitions=4")
+			const devices, each = 20, 500
+			payload := func(id string, i int) string { return fmt.Sprintf(`{"device":%q,"seq":%d}`, id, i) }
+			var wg sync.WaitGroup
+			errs := make(chan error, devices)
+			for d := 0; d < devices; d++ {
+				id := fmt.Sprintf("dev%02d", d)
+				topic := "factory/site" + id[3:] + "/" + id + "/telemetry"
+				wg.Add(1)
+				if client == "paho" {
+					c := device(t, p.mqttAddr, id, true)
+					go func() {
+						defer wg.Done()
+						ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+						defer cancel()
+						for i := 0; i < each; i++ {
+							if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload(id, i))}); err != nil {
+								errs <- fmt.Errorf("%s publish %d: %w", id, i, err)
+								return
+							}
+						}
+					}()
+					continue
+				}
+				version := []string{"mqttv311", "mqttv5"}[d%2]
+				host, port, _ := net.SplitHostPort(p.mqttAddr)
+				go func() {
+					defer wg.Done()
+					var lines strings.Builder
+					for i := 0; i < each; i++ {
+						lines.WriteString(payload(id, i) + "\n")
+					}
+					cmd := exec.Command(mpub, "-h", host, "-p", port, "-V", version, "-q", "1", "-i", id, "-t", topic, "-l")
+					cmd.Stdin = strings.NewReader(lines.String())
+					if out, err := cmd.CombinedOutput(); err != nil {
+						errs <- fmt.Errorf("%s: mosquitto_pub: %v %s", id, err, out)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			recs := consumeAll(t, p.kafkaAddr, "telemetry")
+			if len(recs) != devices*each {
+				t.Fatalf("%d records, want %d", len(recs), devices*each)
+			}
+			next := map[string]int{}
+			for _, r := range recs {
+				id := string(r.Key)
+				if want := flog.PartitionForKey(r.Key, 4); r.Partition != want {
+					t.Fatalf("%s on partition %d, murmur2 picks %d", id, r.Partition, want)
+				}
+				if string(r.Value) != payload(id, next[id]) {
+					t.Fatalf("%s: got %s, want %s (lost, duplicated or reordered)", id, r.Value, payload(id, next[id]))
+				}
+				next[id]++
+				if recordHeader(r, "mqtt.client_id") != id || recordHeader(r, "mqtt.qos") != "1" ||
+					recordHeader(r, "mqtt.topic") != "factory/site"+id[3:]+"/"+id+"/telemetry" {
+					t.Fatalf("headers %v", r.Headers)
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	recs := consumeAll(t, p.kafkaAddr, "telemetry")
-	if len(recs) != devices*each {
-		t.Fatalf("%d records, want %d", len(recs), devices*each)
-	}
-	next := map[string]int{}
-	for _, r := range recs {
-		id := string(r.Key)
-		if want := flog.PartitionForKey(r.Key, 4); r.Partition != want {
-			t.Fatalf("%s on partition %d, murmur2 picks %d", id, r.Partition, want)
-		}
-		want := fmt.Sprintf(`{"device":%q,"seq":%d}`, id, next[id])
-		if string(r.Value) != want {
-			t.Fatalf("%s: got %s, want %s (lost, duplicated or reordered)", id, r.Value, want)
-		}
-		next[id]++
-		if recordHeader(r, "mqtt.client_id") != id || recordHeader(r, "mqtt.qos") != "1" ||
-			recordHeader(r, "mqtt.topic") != "factory/site"+id[3:]+"/"+id+"/telemetry" {
-			t.Fatalf("headers %v", r.Headers)
-		}
-	}
-	for d := 0; d < devices; d++ {
-		if id := fmt.Sprintf("dev%02d", d); next[id] != each {
-			t.Fatalf("%s: %d records, want %d", id, next[id], each)
-		}
+			for d := 0; d < devices; d++ {
+				if id := fmt.Sprintf("dev%02d", d); next[id] != each {
+					t.Fatalf("%s: %d records, want %d", id, next[id], each)
+				}
+			}
+		})
 	}
 }
 
