@@ -6,7 +6,7 @@ package testbed
 //	go test -run '^$' -bench 'BenchmarkMQTTIngest' -benchtime=1x ./testbed
 //	go test -run '^$' -bench 'BenchmarkMQTTIdleMemory' -benchtime=1x ./testbed
 //
-// MQTT_BENCH_SECONDS sets the load time of each ingest case (default 8),
+// MQTT_BENCH_SECONDS sets the load time of each ingest case (default 6),
 // MQTT_BENCH_IDLE the number of idle devices (default 10000). Results and
 // how to read them: BENCHMARKS.md, "MQTT ingest".
 
@@ -62,7 +62,7 @@ func BenchmarkMQTTIngest(b *testing.B) {
 	mosq := mosquittoBinary(b)
 	raiseNofile(b)
 	rows := roomClimateRows(b)
-	dur := time.Duration(envInt("MQTT_BENCH_SECONDS", 8)) * time.Second
+	dur := time.Duration(envInt("MQTT_BENCH_SECONDS", 6)) * time.Second
 	for _, qos := range []byte{0, 1} {
 		for _, n := range []int{100, 1000} {
 			for _, broker := range []string{"ferry", "mosquitto"} {
