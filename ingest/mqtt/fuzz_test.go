@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	flog "ferry/log"
 )
 
 // refMatch is MQTT topic matching written the obvious way, as an oracle.
@@ -32,9 +34,10 @@ func refMatch(filter, topic string) bool {
 	return len(f) == len(tl)
 }
 
-// FuzzRoute feeds arbitrary filters and topics through rule compilation
-// and matching: matching agrees with the oracle, and the captured levels
-// put back into the filter give the topic again.
+// FuzzRoute feeds arbitrary filters and topics through the ingest mapping:
+// rule compilation and matching agree with the oracle, the captured levels
+// put back into the filter give the topic again, and the record built
+// from the publish is a valid batch that decodes to what went in.
 func FuzzRoute(f *testing.F) {
 	for _, s := range [][2]string{
 		{"factory/+site/+device/telemetry", "factory/lyon/dev1/telemetry"},
@@ -86,6 +89,29 @@ func FuzzRoute(f *testing.F) {
 		}
 		if key := string(c.renderKey(nil, vals, "cid", "user", "dev", topic)); key != topic {
 			t.Fatalf("key {topic} rendered %q", key)
+		}
+
+		// The record it becomes is a valid batch that decodes to the
+		// publish: key, payload, and every header in order.
+		info := publishInfo{Topic: topic, Payload: []byte(filter), QoS: 1, Retain: true, ClientID: "cid", PacketID: 7,
+			Props: &packets.Properties{ContentType: filter, User: []packets.UserProperty{{Key: filter, Val: topic}}}}
+		rec := c.record(&info, vals, 1700000000000)
+		batch := flog.AppendBatch(nil, []flog.Record{rec})
+		if _, err := flog.ValidateBatch(batch); err != nil {
+			t.Fatalf("record batch invalid: %v", err)
+		}
+		_, recs, err := flog.DecodeRecords(batch)
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("decode: %v %d", err, len(recs))
+		}
+		r := recs[0]
+		if string(r.Key) != topic || string(r.Value) != filter || r.Timestamp != 1700000000000 || len(r.Headers) != len(rec.Headers) {
+			t.Fatalf("record round trip: %+v", r)
+		}
+		for i, h := range r.Headers {
+			if h.Key != rec.Headers[i].Key || string(h.Value) != string(rec.Headers[i].Value) {
+				t.Fatalf("header %d: %q=%q, want %q=%q", i, h.Key, h.Value, rec.Headers[i].Key, rec.Headers[i].Value)
+			}
 		}
 	})
 }
