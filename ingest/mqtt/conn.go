@@ -1,10 +1,10 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
-	"time"
-
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -105,9 +105,13 @@ func (c *conn) outstanding() int {
 // drain sends queued acknowledgements in order, each once its record is
 // durable, and exits when the queue is empty or the connection ends
 // (unsent acknowledgements are then retransmitted by the client and
-// recognised as duplicates).
+// recognised as duplicates). Every acknowledgement that is ready when the
+// head becomes durable (one fsync usually covers many) leaves in the same
+// write.
 func (c *conn) drain() {
 	defer c.s.acks.Done()
+	var batch []pendingAck
+	var buf bytes.Buffer
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.ctx.Err() != nil {
@@ -116,53 +120,82 @@ func (c *conn) drain() {
 			c.mu.Unlock()
 			return
 		}
-		a := c.queue[0]
+		head := c.queue[0]
 		c.mu.Unlock()
 
-		if a.part != nil {
-			if err := a.part.WaitDurable(c.ctx, a.offset); err != nil {
+		if head.part != nil {
+			if err := head.part.WaitDurable(c.ctx, head.offset); err != nil {
 				if c.ctx.Err() == nil {
 					// The partition could not be made durable: no
 					// acknowledgement may claim it was. Closing the
 					// connection makes the client retransmit.
 					c.s.logger.Error("mqtt: record not durable; closing the connection so the client retransmits",
-						"client", c.cl.ID, "topic", a.part.Topic(), "partition", a.part.ID(), "err", err)
+						"client", c.cl.ID, "topic", head.part.Topic(), "partition", head.part.ID(), "err", err)
 					c.s.broker.DisconnectClient(c.cl, packets.ErrUnspecifiedError)
 					c.cancel()
 				}
 				continue
 			}
-			c.s.metrics.ackWait.Observe(time.Since(a.appended).Seconds())
 		}
-		c.send(a)
+		c.mu.Lock()
+		batch = batch[:0]
+		for _, a := range c.queue {
+			if len(batch) == maxAckBatch || (a.part != nil && a.part.DurableOffset() <= a.offset) {
+				break
+			}
+			batch = append(batch, a)
+		}
+		c.mu.Unlock()
+
+		c.send(batch, &buf)
 
 		c.mu.Lock()
-		c.queue = c.queue[1:]
+		c.queue = c.queue[len(batch):]
 		close(c.space)
 		c.space = make(chan struct{})
 		c.mu.Unlock()
 	}
 }
 
-// send writes one acknowledgement. A successful PUBREC is recorded in the
-// client's inflight state first, so mochi answers the PUBREL with PUBCOMP.
-func (c *conn) send(a pendingAck) {
-	typ := packets.Puback
-	if a.qos == 2 {
-		typ = packets.Pubrec
+// maxAckBatch bounds the acknowledgements written at once.
+const maxAckBatch = 256
+
+// send writes acknowledgements in one write: PUBACK (QoS 1) or PUBREC
+// (QoS 2). A successful PUBREC is recorded in the client's inflight state
+// first, so mochi answers the PUBREL with PUBCOMP. The write takes the
+// client's lock, as mochi's own writes do.
+func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
+	buf.Reset()
+	now := time.Now()
+	for _, a := range batch {
+		typ := packets.Puback
+		if a.qos == 2 {
+			typ = packets.Pubrec
+		}
+		pk := packets.Packet{
+			FixedHeader:     packets.FixedHeader{Type: typ},
+			PacketID:        a.id,
+			ReasonCode:      a.code.Code,
+			ProtocolVersion: c.cl.Properties.ProtocolVersion,
+			Created:         now.Unix(),
+		}
+		if a.code.Code >= packets.ErrUnspecifiedError.Code {
+			pk.Properties.ReasonString = a.code.Reason
+		} else if a.qos == 2 {
+			c.cl.State.Inflight.Set(pk)
+		}
+		pk.PubackEncode(buf) // the same encoding serves PUBREC
+		if !a.appended.IsZero() {
+			c.s.metrics.ackWait.Observe(now.Sub(a.appended).Seconds())
+		}
 	}
-	pk := packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: typ},
-		PacketID:    a.id,
-		ReasonCode:  a.code.Code,
-		Created:     time.Now().Unix(),
+	if c.cl.Closed() || c.cl.Net.Conn == nil {
+		return
 	}
-	if a.code.Code >= packets.ErrUnspecifiedError.Code {
-		pk.Properties.ReasonString = a.code.Reason
-	} else if a.qos == 2 {
-		c.cl.State.Inflight.Set(pk)
-	}
-	if err := c.cl.WritePacket(pk); err != nil {
-		c.s.logger.Debug("mqtt: acknowledgement not sent", "client", c.cl.ID, "packet_id", a.id, "err", err)
+	c.cl.Lock()
+	_, err := c.cl.Net.Conn.Write(buf.Bytes())
+	c.cl.Unlock()
+	if err != nil {
+		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
 	}
 }

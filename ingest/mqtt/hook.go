@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -359,6 +360,9 @@ func (s *Server) pauseForRate(c *conn) {
 // is an inline client with the publisher's client id, so MQTT 5 No Local
 // subscriptions of the publisher itself are honoured.
 func (s *Server) deliver(from *mqtt.Client, pk packets.Packet) {
+	if !pk.FixedHeader.Retain && atomic.LoadInt64(&s.broker.Info.Subscriptions) == 0 {
+		return // nobody to deliver to: the usual case of an ingest gateway
+	}
 	out := pk.Copy(false)      // what a subscriber may see of it
 	out.PacketID = pk.PacketID // validated on injection; each delivery gets its own
 	out.Properties.TopicAlias, out.Properties.TopicAliasFlag = 0, false

@@ -209,6 +209,14 @@ func New(opts Options) (*Server, error) {
 		s.broker.Close()
 		return nil, fmt.Errorf("mqtt: starting broker: %w", err)
 	}
+	// mochi restores its subscription count from a $SYS snapshot taken
+	// every few seconds, not from the subscriptions it restored; deliver
+	// relies on the count, so it is recounted from the sessions.
+	var subs int64
+	for _, cl := range s.broker.Clients.GetAll() {
+		subs += int64(cl.State.Subscriptions.Len())
+	}
+	atomic.StoreInt64(&s.broker.Info.Subscriptions, subs)
 	for _, bc := range opts.Bridges {
 		b, err := s.startBridge(bc)
 		if err != nil {

@@ -1,0 +1,80 @@
+package mqtt
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// BenchmarkQoS1Ingest measures the broker's side of QoS 1 ingest: devices
+// connections each keep window publishes in flight, written as pre-encoded
+// packets so the client costs little, and every PUBACK waits for the
+// record's fsync (flush.policy=interval). Profile it with -cpuprofile.
+//
+//	go test -run '^$' -bench BenchmarkQoS1Ingest -benchtime 200000x ./ingest/mqtt
+func BenchmarkQoS1Ingest(b *testing.B) {
+	for _, devices := range []int{100} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			br := startBroker(b, "", nil)
+			const window = 16
+			payload := []byte(`{"device":"d0042","ts":1458031648545,"temperature":20.48,"humidity":42.332,"light1":185.71}`)
+			var sent atomic.Int64
+			var wg sync.WaitGroup
+			conns := make([]net.Conn, devices)
+			for d := range conns {
+				rc := dialRaw(b, br.addr, 5)
+				rc.connect(connectOpts{id: fmt.Sprintf("d%04d", d), clean: true})
+				conns[d] = rc.c
+			}
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			for d, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					topic := fmt.Sprintf("factory/s1/d%04d/telemetry", d)
+					pkt := func(id uint16) []byte {
+						return encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+							TopicName: topic, Payload: payload, PacketID: id}, (*packets.Packet).PublishEncode)
+					}
+					bufs := make([][]byte, window+1)
+					for id := 1; id <= window; id++ {
+						bufs[id] = pkt(uint16(id))
+					}
+					inflight := 0
+					for id := 1; id <= window && sent.Add(1) <= int64(b.N); id++ {
+						c.Write(bufs[id])
+						inflight++
+					}
+					r := bufio.NewReader(c)
+					ack := make([]byte, 4)
+					for inflight > 0 {
+						// PUBACK v5 with reason 0 and no properties: 4 bytes.
+						if _, err := io.ReadFull(r, ack); err != nil {
+							b.Error(err)
+							return
+						}
+						inflight--
+						id := int(ack[2])<<8 | int(ack[3])
+						if sent.Add(1) <= int64(b.N) {
+							c.Write(bufs[id])
+							inflight++
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			if got := br.count("telemetry"); got != int64(b.N) {
+				b.Fatalf("%d records, want %d", got, b.N)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
