@@ -166,8 +166,10 @@ func (s *Server) startBridge(cfg Bridge) (*bridge, error) {
 func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 	pb := pr.Packet
 	info := publishInfo{Topic: pb.Topic, Payload: pb.Payload, QoS: pb.QoS, Retain: pb.Retain, ClientID: b.client, Device: b.client, PacketID: pb.PacketID}
+	var props packets.Properties
 	if pb.Properties != nil {
-		info.Props = pahoProps(pb.Properties)
+		props = pahoProps(pb.Properties)
+		info.V5, info.Props = true, propsOf(&props)
 	}
 	hash := contentHash(pb.Topic, pb.Payload)
 	if pb.QoS > 0 && pb.Duplicate() {
@@ -203,7 +205,7 @@ func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 		b.s.metrics.bytesIn.Add(float64(len(pb.Payload)))
 	}
 	b.s.deliver(b.s.inline, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: pb.QoS, Retain: pb.Retain},
-		TopicName: pb.Topic, Payload: pb.Payload, PacketID: max(pb.PacketID, 1), Properties: propsOrEmpty(info.Props)})
+		TopicName: pb.Topic, Payload: pb.Payload, PacketID: max(pb.PacketID, 1), Properties: props})
 	if pb.QoS > 0 {
 		if part != nil {
 			b.s.dedupe.remember(b.client, pb.PacketID, hash, part, res.LastOffset)
@@ -255,8 +257,8 @@ func (b *bridge) stop() {
 	<-b.cm.Done()
 }
 
-func pahoProps(p *paho.PublishProperties) *packets.Properties {
-	out := &packets.Properties{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
+func pahoProps(p *paho.PublishProperties) packets.Properties {
+	out := packets.Properties{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData}
 	if p.PayloadFormat != nil {
 		out.PayloadFormat, out.PayloadFormatFlag = *p.PayloadFormat, true
 	}
@@ -264,11 +266,4 @@ func pahoProps(p *paho.PublishProperties) *packets.Properties {
 		out.User = append(out.User, packets.UserProperty{Key: u.Key, Val: u.Value})
 	}
 	return out
-}
-
-func propsOrEmpty(p *packets.Properties) packets.Properties {
-	if p == nil {
-		return packets.Properties{}
-	}
-	return *p
 }

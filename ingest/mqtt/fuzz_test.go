@@ -94,7 +94,7 @@ func FuzzRoute(f *testing.F) {
 		// The record it becomes is a valid batch that decodes to the
 		// publish: key, payload, and every header in order.
 		info := publishInfo{Topic: topic, Payload: []byte(filter), QoS: 1, Retain: true, ClientID: "cid", PacketID: 7,
-			Props: &packets.Properties{ContentType: filter, User: []packets.UserProperty{{Key: filter, Val: topic}}}}
+			V5: true, Props: publishProps{ContentType: filter, User: []packets.UserProperty{{Key: filter, Val: topic}}}}
 		rec := c.record(&info, vals, 1700000000000)
 		batch := flog.AppendBatch(nil, []flog.Record{rec})
 		if _, err := flog.ValidateBatch(batch); err != nil {

@@ -17,6 +17,10 @@ import (
 	flog "ferry/log"
 )
 
+// errReject tells mochi a publish is taken care of (boxed once: returning
+// the packets.Code itself as an error allocates on every publish).
+var errReject error = packets.ErrRejectPacket
+
 // hook is ferry's extension of the broker: authentication and ACLs through
 // the Authenticator, and every publish appended to the log.
 type hook struct {
@@ -182,7 +186,7 @@ func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		ClientID: cl.ID, Username: string(cl.Properties.Username), Device: s.deviceOf(cl)}
 	if cl.Properties.ProtocolVersion == 5 {
-		info.Props = &pk.Properties
+		info.V5, info.Props = true, propsOf(&pk.Properties)
 	}
 	part, _, _, err := s.ingest(&info)
 	switch {
@@ -260,7 +264,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		if qos > 0 && c != nil && c.v5 {
 			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.ErrServerShuttingDown})
 		}
-		return pk, packets.ErrRejectPacket
+		return pk, errReject
 	}
 	if s.opts.Auth != nil && !s.opts.Auth.CanPublish(c.device, pk.TopicName) {
 		s.metrics.publish(qos, resultNotAuthorized)
@@ -274,16 +278,16 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			}
 			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: code})
 		}
-		return pk, packets.ErrRejectPacket
+		return pk, errReject
 	}
 	if s.opts.Auth != nil && !s.opts.Auth.Allow(c.device) {
 		s.metrics.publish(qos, resultRateLimited)
 		if qos == 0 {
-			return pk, packets.ErrRejectPacket
+			return pk, errReject
 		}
 		if c.v5 {
 			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.ErrQuotaExceeded})
-			return pk, packets.ErrRejectPacket
+			return pk, errReject
 		}
 		// MQTT 3.1.1 cannot be told "quota exceeded", and an
 		// acknowledged message must not be dropped: take it; the
@@ -297,7 +301,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			if st, ok := s.dedupe.lookup(cl.ID, pk.PacketID, hash); ok {
 				s.metrics.publish(qos, resultDuplicate)
 				c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.QosCodes[qos], part: st.part, offset: st.offset, appended: time.Now()})
-				return pk, packets.ErrRejectPacket
+				return pk, errReject
 			}
 		}
 	}
@@ -306,7 +310,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		s.metrics.publish(qos, resultError)
 		s.logger.Warn("mqtt: publish not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
 		if qos == 0 {
-			return pk, packets.ErrRejectPacket
+			return pk, errReject
 		}
 		if c.v5 {
 			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: code})
@@ -315,7 +319,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			// retransmits later.
 			s.broker.DisconnectClient(cl, code)
 		}
-		return pk, packets.ErrRejectPacket
+		return pk, errReject
 	}
 	if part == nil { // no rule, no default topic
 		s.metrics.publish(qos, resultUnmatched)
@@ -338,7 +342,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		a.part, a.offset = part, res.LastOffset
 	}
 	c.enqueue(a)
-	return pk, packets.ErrRejectPacket
+	return pk, errReject
 }
 
 // pauseForRate waits, reading nothing more from the client, until its
@@ -376,7 +380,7 @@ func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, fl
 	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		ClientID: c.cl.ID, Username: c.username, Device: c.device, PacketID: pk.PacketID}
 	if c.v5 {
-		info.Props = &pk.Properties
+		info.V5, info.Props = true, propsOf(&pk.Properties)
 	}
 	return s.ingest(&info)
 }

@@ -35,8 +35,25 @@ type publishInfo struct {
 	ClientID string
 	Username string
 	Device   string
-	Props    *packets.Properties // nil for MQTT 3.1.1
-	PacketID uint16              // for QoS 1/2
+	V5       bool         // Props are MQTT 5 properties
+	Props    publishProps // the properties a record keeps
+	PacketID uint16       // for QoS 1/2
+}
+
+// publishProps are the MQTT 5 publish properties a record keeps, copied
+// out of mochi's packet so the packet itself need not escape to the heap.
+type publishProps struct {
+	ContentType       string
+	ResponseTopic     string
+	CorrelationData   []byte
+	PayloadFormat     byte
+	PayloadFormatFlag bool
+	User              []packets.UserProperty
+}
+
+func propsOf(p *packets.Properties) publishProps {
+	return publishProps{ContentType: p.ContentType, ResponseTopic: p.ResponseTopic, CorrelationData: p.CorrelationData,
+		PayloadFormat: p.PayloadFormat, PayloadFormatFlag: p.PayloadFormatFlag, User: p.User}
 }
 
 // route is where a publish goes: the first rule that matches, else the
@@ -95,7 +112,7 @@ func (c *compiledRule) record(p *publishInfo, vals []string, now int64) flog.Rec
 		rec.Value = []byte{}
 	}
 	rec.Key = c.renderKey(make([]byte, 0, 32), vals, p.ClientID, p.Username, p.Device, p.Topic)
-	h := make([]kmsg.Header, 0, 5+extraHeaders(p.Props))
+	h := make([]kmsg.Header, 0, 5+extraHeaders(p))
 	h = append(h,
 		kmsg.Header{Key: HeaderTopic, Value: []byte(p.Topic)},
 		kmsg.Header{Key: HeaderQoS, Value: []byte(qosLabel[p.QoS%3])},
@@ -105,7 +122,8 @@ func (c *compiledRule) record(p *publishInfo, vals []string, now int64) flog.Rec
 	if p.QoS > 0 && p.PacketID != 0 {
 		h = append(h, kmsg.Header{Key: HeaderPacketID, Value: strconv.AppendUint(nil, uint64(p.PacketID), 10)})
 	}
-	if pr := p.Props; pr != nil {
+	if p.V5 {
+		pr := &p.Props
 		if pr.ContentType != "" {
 			h = append(h, kmsg.Header{Key: HeaderContentType, Value: []byte(pr.ContentType)})
 		}
@@ -126,11 +144,11 @@ func (c *compiledRule) record(p *publishInfo, vals []string, now int64) flog.Rec
 	return rec
 }
 
-func extraHeaders(p *packets.Properties) int {
-	if p == nil {
+func extraHeaders(p *publishInfo) int {
+	if !p.V5 {
 		return 0
 	}
-	return 4 + len(p.User)
+	return 4 + len(p.Props.User)
 }
 
 // partitionFor is Kafka's partitioner over the record key, so a Kafka
