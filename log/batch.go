@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -202,6 +203,9 @@ type Record struct {
 	Timestamp int64
 }
 
+// batchScratch holds AppendBatch's working buffers between calls.
+var batchScratch = sync.Pool{New: func() any { return new([2][]byte) }}
+
 // AppendBatch encodes recs as one uncompressed RecordBatch (base offset 0,
 // no producer id) appended to dst. It is how ferry's own front ends and tools
 // build batches; Kafka clients bring their own.
@@ -218,7 +222,9 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 			max = r.Timestamp
 		}
 	}
-	var body, scratch []byte
+	bufs := batchScratch.Get().(*[2][]byte)
+	defer batchScratch.Put(bufs)
+	body, scratch := bufs[0][:0], bufs[1][:0]
 	for i, r := range recs {
 		kr := kmsg.Record{
 			TimestampDelta64: r.Timestamp - first,
@@ -233,6 +239,7 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 		body = binary.AppendVarint(body, int64(len(scratch)-1))
 		body = append(body, scratch[1:]...)
 	}
+	bufs[0], bufs[1] = body, scratch
 	rb := kmsg.RecordBatch{
 		FirstOffset:     0,
 		Length:          int32(batchHeaderSize - batchLogOverhead + len(body)),

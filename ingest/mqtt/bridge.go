@@ -91,6 +91,8 @@ type bridge struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	// scratch builds records; onPublish runs on paho's one receive goroutine.
+	scratch recordScratch
 }
 
 type bridgeAck struct {
@@ -183,7 +185,7 @@ func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 	var res flog.AppendResult
 	for attempt := 0; ; attempt++ {
 		var err error
-		part, res, _, err = b.s.ingest(&info)
+		part, res, _, err = b.s.ingest(&info, &b.scratch)
 		if err == nil {
 			break
 		}

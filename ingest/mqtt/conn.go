@@ -28,7 +28,8 @@ type conn struct {
 	v5       bool
 	ctx      context.Context // ends when the connection does
 	cancel   context.CancelFunc
-	inline   *mqtt.Client // made on the first QoS 1/2 publish; see Server.deliver
+	inline   *mqtt.Client  // made on the first QoS 1/2 publish; see Server.deliver
+	scratch  recordScratch // builds this connection's records (its read goroutine only)
 
 	mu      sync.Mutex
 	queue   []pendingAck

@@ -95,7 +95,7 @@ func FuzzRoute(f *testing.F) {
 		// publish: key, payload, and every header in order.
 		info := publishInfo{Topic: topic, Payload: []byte(filter), QoS: 1, Retain: true, ClientID: "cid", PacketID: 7,
 			V5: true, Props: publishProps{ContentType: filter, User: []packets.UserProperty{{Key: filter, Val: topic}}}}
-		rec := c.record(&info, vals, 1700000000000)
+		rec := c.record(&info, vals, 1700000000000, nil)
 		batch := flog.AppendBatch(nil, []flog.Record{rec})
 		if _, err := flog.ValidateBatch(batch); err != nil {
 			t.Fatalf("record batch invalid: %v", err)

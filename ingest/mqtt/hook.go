@@ -188,7 +188,7 @@ func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Properties.ProtocolVersion == 5 {
 		info.V5, info.Props = true, propsOf(&pk.Properties)
 	}
-	part, _, _, err := s.ingest(&info)
+	part, _, _, err := s.ingest(&info, nil)
 	switch {
 	case err != nil:
 		s.metrics.publish(info.QoS, resultError)
@@ -382,13 +382,13 @@ func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, fl
 	if c.v5 {
 		info.V5, info.Props = true, propsOf(&pk.Properties)
 	}
-	return s.ingest(&info)
+	return s.ingest(&info, &c.scratch)
 }
 
 // ingest routes a publish to its rule, builds its record and appends it.
 // It returns a nil partition when the publish matches no rule (and is
 // dropped), and on error the MQTT 5 reason code to answer with.
-func (s *Server) ingest(info *publishInfo) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, flog.AppendResult, packets.Code, error) {
 	var valsBuf [8]string
 	vals := valsBuf[:]
 	if s.router.maxCaptures > len(vals) {
@@ -398,7 +398,7 @@ func (s *Server) ingest(info *publishInfo) (*flog.Partition, flog.AppendResult, 
 	if rule == nil {
 		return nil, flog.AppendResult{}, packets.Code{}, nil
 	}
-	rec := rule.record(info, vals, time.Now().UnixMilli())
+	rec := rule.record(info, vals, time.Now().UnixMilli(), sc)
 	n, err := s.log.PartitionCount(rule.Topic)
 	if err != nil {
 		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err

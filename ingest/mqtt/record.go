@@ -106,49 +106,71 @@ func (r *router) route(topic string, vals []string) *compiledRule {
 
 // record builds the log record of a publish under rule c, whose captures
 // are in vals. now is the receive time in Unix milliseconds.
-func (c *compiledRule) record(p *publishInfo, vals []string, now int64) flog.Record {
+func (c *compiledRule) record(p *publishInfo, vals []string, now int64, sc *recordScratch) flog.Record {
+	if sc == nil {
+		sc = new(recordScratch)
+	}
+	sc.reset()
 	rec := flog.Record{Value: p.Payload, Timestamp: now}
 	if rec.Value == nil {
 		rec.Value = []byte{}
 	}
-	rec.Key = c.renderKey(make([]byte, 0, 32), vals, p.ClientID, p.Username, p.Device, p.Topic)
-	h := make([]kmsg.Header, 0, 5+extraHeaders(p))
-	h = append(h,
-		kmsg.Header{Key: HeaderTopic, Value: []byte(p.Topic)},
-		kmsg.Header{Key: HeaderQoS, Value: []byte(qosLabel[p.QoS%3])},
-		kmsg.Header{Key: HeaderRetain, Value: []byte(strconv.FormatBool(p.Retain))},
-		kmsg.Header{Key: HeaderClientID, Value: []byte(p.ClientID)},
-	)
+	keyStart := len(sc.bytes)
+	sc.bytes = c.renderKey(sc.bytes, vals, p.ClientID, p.Username, p.Device, p.Topic)
+	rec.Key = sc.bytes[keyStart:len(sc.bytes):len(sc.bytes)]
+	sc.header(HeaderTopic, p.Topic)
+	sc.header(HeaderQoS, qosLabel[p.QoS%3])
+	sc.header(HeaderRetain, strconv.FormatBool(p.Retain))
+	sc.header(HeaderClientID, p.ClientID)
 	if p.QoS > 0 && p.PacketID != 0 {
-		h = append(h, kmsg.Header{Key: HeaderPacketID, Value: strconv.AppendUint(nil, uint64(p.PacketID), 10)})
+		start := len(sc.bytes)
+		sc.bytes = strconv.AppendUint(sc.bytes, uint64(p.PacketID), 10)
+		sc.headers = append(sc.headers, kmsg.Header{Key: HeaderPacketID, Value: sc.bytes[start:len(sc.bytes):len(sc.bytes)]})
 	}
 	if p.V5 {
 		pr := &p.Props
 		if pr.ContentType != "" {
-			h = append(h, kmsg.Header{Key: HeaderContentType, Value: []byte(pr.ContentType)})
+			sc.header(HeaderContentType, pr.ContentType)
 		}
 		if pr.ResponseTopic != "" {
-			h = append(h, kmsg.Header{Key: HeaderResponseTopic, Value: []byte(pr.ResponseTopic)})
+			sc.header(HeaderResponseTopic, pr.ResponseTopic)
 		}
 		if pr.CorrelationData != nil {
-			h = append(h, kmsg.Header{Key: HeaderCorrelationData, Value: pr.CorrelationData})
+			sc.headers = append(sc.headers, kmsg.Header{Key: HeaderCorrelationData, Value: pr.CorrelationData})
 		}
 		if pr.PayloadFormatFlag {
-			h = append(h, kmsg.Header{Key: HeaderPayloadFormat, Value: []byte{'0' + pr.PayloadFormat}})
+			sc.header(HeaderPayloadFormat, string('0'+pr.PayloadFormat))
 		}
 		for _, u := range pr.User {
-			h = append(h, kmsg.Header{Key: u.Key, Value: []byte(u.Val)})
+			sc.header(u.Key, u.Val)
 		}
 	}
-	rec.Headers = h
+	rec.Headers = sc.headers
 	return rec
 }
 
-func extraHeaders(p *publishInfo) int {
-	if !p.V5 {
-		return 0
+// recordScratch is reused memory for building one record at a time: the
+// record only lives until it is encoded into its batch. Each connection
+// has one (publishes of a connection are handled one after another).
+type recordScratch struct {
+	headers []kmsg.Header
+	bytes   []byte // header values and the key; only appended to while a record is built
+}
+
+func (sc *recordScratch) reset() {
+	sc.headers = sc.headers[:0]
+	if cap(sc.bytes) > 64<<10 {
+		sc.bytes = nil // do not keep a huge one around
 	}
-	return 4 + len(p.Props.User)
+	sc.bytes = sc.bytes[:0]
+}
+
+// header adds a header whose value is a copy of v in the scratch bytes.
+// Earlier values stay valid if the bytes grow: they keep the old array.
+func (sc *recordScratch) header(k, v string) {
+	start := len(sc.bytes)
+	sc.bytes = append(sc.bytes, v...)
+	sc.headers = append(sc.headers, kmsg.Header{Key: k, Value: sc.bytes[start:len(sc.bytes):len(sc.bytes)]})
 }
 
 // partitionFor is Kafka's partitioner over the record key, so a Kafka
