@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -158,6 +159,21 @@ func (c *conn) drain() {
 	}
 }
 
+// successAcks are mochi's encodings of a successful PUBACK (index 1) and
+// PUBREC (index 2) with packet id 0: two header bytes and the id. They are
+// the same under MQTT 3.1.1 and 5 (reason 0 and no properties are left out).
+var successAcks = func() (t [3][4]byte) {
+	for qos, typ := range map[int]byte{1: packets.Puback, 2: packets.Pubrec} {
+		var buf bytes.Buffer
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, ProtocolVersion: 5}
+		if err := pk.PubackEncode(&buf); err != nil || buf.Len() != 4 {
+			panic(fmt.Sprintf("mqtt: unexpected acknowledgement encoding %x (%v)", buf.Bytes(), err))
+		}
+		copy(t[qos][:], buf.Bytes())
+	}
+	return t
+}()
+
 // maxAckBatch bounds the acknowledgements written at once.
 const maxAckBatch = 256
 
@@ -169,6 +185,9 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
 	buf.Reset()
 	now := time.Now()
 	for _, a := range batch {
+		if !a.appended.IsZero() {
+			c.s.metrics.ackWait.Observe(now.Sub(a.appended).Seconds())
+		}
 		typ := packets.Puback
 		if a.qos == 2 {
 			typ = packets.Pubrec
@@ -182,13 +201,19 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
 		}
 		if a.code.Code >= packets.ErrUnspecifiedError.Code {
 			pk.Properties.ReasonString = a.code.Reason
-		} else if a.qos == 2 {
+			pk.PubackEncode(buf) // the same encoding serves PUBREC
+			continue
+		}
+		if a.qos == 2 {
 			c.cl.State.Inflight.Set(pk)
 		}
-		pk.PubackEncode(buf) // the same encoding serves PUBREC
-		if !a.appended.IsZero() {
-			c.s.metrics.ackWait.Observe(now.Sub(a.appended).Seconds())
-		}
+		// A successful acknowledgement is the same bytes but for its
+		// packet id: mochi's encoding of it, with the id put in.
+		t := &successAcks[a.qos&3]
+		n := len(buf.Bytes())
+		buf.Write(t[:])
+		b := buf.Bytes()[n:]
+		b[2], b[3] = byte(a.id>>8), byte(a.id)
 	}
 	if c.cl.Closed() || c.cl.Net.Conn == nil {
 		return
