@@ -1,0 +1,136 @@
+package testbed
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// BenchmarkMQTTIngestLight is BenchmarkMQTTIngest's QoS 1 case with a
+// client that costs next to nothing: each device is a raw connection
+// (mochi's packets package encodes its CONNECT and its publishes once, up
+// front) that keeps mqttBenchWindow publishes in flight and re-sends a
+// packet id as soon as its PUBACK arrives. paho spends more CPU than
+// either broker, so with it both brokers wait on the client; this measures
+// the brokers. Same payloads, window and brokers as BenchmarkMQTTIngest.
+//
+//	go test -run '^$' -bench BenchmarkMQTTIngestLight -benchtime=1x ./testbed
+func BenchmarkMQTTIngestLight(b *testing.B) {
+	mosq := mosquittoBinary(b)
+	raiseNofile(b)
+	rows := roomClimateRows(b)
+	dur := time.Duration(envInt("MQTT_BENCH_SECONDS", 6)) * time.Second
+	for _, n := range []int{100, 1000} {
+		for _, broker := range []string{"ferry", "mosquitto"} {
+			b.Run(fmt.Sprintf("qos=1/devices=%d/broker=%s", n, broker), func(b *testing.B) {
+				logLoad(b)
+				var addr string
+				var pid int
+				var fp *ferryProc
+				if broker == "ferry" {
+					fp = mqttbenchEdge(b, b.TempDir())
+					addr, pid = fp.mqttAddr, fp.cmd.Process.Pid
+				} else {
+					mp := startMosquitto(b, mosq)
+					addr, pid = mp.addr, mp.cmd.Process.Pid
+				}
+				acked := make([]atomic.Int64, n)
+				var stop atomic.Bool
+				var wg sync.WaitGroup
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				conns := make([]*idleClient, n)
+				for d := range conns {
+					c, err := dialIdle(ctx, addr, deviceID(d), 60)
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer c.c.Close()
+					conns[d] = c
+				}
+				cpu0, start := procCPU(b, pid), time.Now()
+				for d, c := range conns {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						payloads := sensorPayloads(rows, deviceID(d), d, mqttBenchWindow)
+						pkts := make([][]byte, mqttBenchWindow+1)
+						for id := 1; id <= mqttBenchWindow; id++ {
+							var buf bytes.Buffer
+							pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+								TopicName: "factory/s1/" + deviceID(d) + "/telemetry", Payload: payloads[id-1], PacketID: uint16(id)}
+							if err := pk.PublishEncode(&buf); err != nil {
+								b.Error(err)
+								return
+							}
+							pkts[id] = buf.Bytes()
+						}
+						w := bufio.NewWriter(c.c)
+						for id := 1; id <= mqttBenchWindow; id++ {
+							w.Write(pkts[id])
+						}
+						w.Flush()
+						r := bufio.NewReader(c.c)
+						inflight := mqttBenchWindow
+						ack := make([]byte, 4) // PUBACK: 0x40 0x02 and the packet id
+						for inflight > 0 {
+							c.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+							if _, err := io.ReadFull(r, ack); err != nil {
+								b.Errorf("%s: %v", deviceID(d), err)
+								return
+							}
+							if ack[0] != 0x40 {
+								b.Errorf("%s: got %x, want a PUBACK", deviceID(d), ack)
+								return
+							}
+							inflight--
+							acked[d].Add(1)
+							if !stop.Load() {
+								id := int(ack[2])<<8 | int(ack[3])
+								// Write everything acknowledged so far at once.
+								w.Write(pkts[id])
+								inflight++
+								if r.Buffered() < 4 {
+									w.Flush()
+								}
+							} else {
+								w.Flush()
+							}
+						}
+					}()
+				}
+				time.Sleep(dur) // the measurement window: load runs meanwhile
+				stop.Store(true)
+				wg.Wait()
+				elapsed, cpu := time.Since(start), procCPU(b, pid)-cpu0
+				var total int64
+				for d := range acked {
+					total += acked[d].Load()
+				}
+				rate := float64(total) / elapsed.Seconds()
+				b.ReportMetric(rate, "msgs/s")
+				b.ReportMetric(1e6*cpu/float64(total), "broker-cpu-µs/msg")
+				b.ReportMetric(100*cpu/elapsed.Seconds(), "broker-cpu-%")
+				b.Logf("%s: %d devices: %d PUBACKs in %.2fs = %.0f msgs/s; broker CPU %.2fs (%.1f µs/msg)",
+					broker, n, total, elapsed.Seconds(), rate, cpu, 1e6*cpu/float64(total))
+				if fp == nil {
+					return
+				}
+				got := logRecordsByKey(b, fp.kafkaAddr, "telemetry")
+				for d := range acked {
+					if id := deviceID(d); got[id] < acked[d].Load() {
+						b.Errorf("%s: %d records in the log, %d PUBACKed", id, got[id], acked[d].Load())
+					}
+				}
+			})
+		}
+	}
+}
