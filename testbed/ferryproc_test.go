@@ -3,6 +3,9 @@ package testbed
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -17,7 +20,7 @@ var (
 	buildErr  error
 )
 
-func ferryBinary(t *testing.T) string {
+func ferryBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := filepath.Abs("../bin-test")
@@ -54,7 +57,9 @@ type ferryProc struct {
 }
 
 // startEdge starts `ferry edge` on dataDir and waits for its ready line.
-func startEdge(t *testing.T, dataDir string, extra ...string) *ferryProc {
+// Its warnings and errors are copied to stderr: under load they are part
+// of the result. It is killed when the test or benchmark ends.
+func startEdge(t testing.TB, dataDir string, extra ...string) *ferryProc {
 	t.Helper()
 	args := append([]string{"edge", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	cmd := exec.Command(ferryBinary(t), args...)
@@ -69,21 +74,30 @@ func startEdge(t *testing.T, dataDir string, extra ...string) *ferryProc {
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var line struct {
 				Msg   string   `json:"msg"`
+				Level string   `json:"level"`
 				Kafka string   `json:"kafka_addr"`
 				Admin string   `json:"admin_addr"`
 				MQTT  []string `json:"mqtt_addrs"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "ferry edge ready" {
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch {
+			case line.Msg == "ferry edge ready":
 				p.kafkaAddr, p.adminAddr = line.Kafka, line.Admin
 				if len(line.MQTT) > 0 {
 					p.mqttAddr = line.MQTT[0]
 				}
 				close(ready)
+			case line.Level == "WARN" || line.Level == "ERROR":
+				fmt.Fprintf(os.Stderr, "ferry: %s\n", sc.Bytes())
 			}
 		}
+		io.Copy(io.Discard, stderr)
 	}()
 	go func() { p.exited <- cmd.Wait() }()
 	select {
@@ -94,6 +108,9 @@ func startEdge(t *testing.T, dataDir string, extra ...string) *ferryProc {
 		cmd.Process.Kill()
 		t.Fatal("ferry edge not ready within 30 s")
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.exited
+	})
 	return p
 }

@@ -89,32 +89,13 @@ func TestKafkaAcksAllSurviveKill9(t *testing.T) {
 	t.Logf("%d acknowledged records checked over 3 kill -9 cycles", len(acked))
 }
 
-// readAll consumes a topic from the start to its end offsets.
+// readAll consumes a topic from the start to its end offsets, by
+// "partition/offset".
 func readAll(t *testing.T, addr, topic string) map[string]string {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	ends := endOffsets(t, cl, topic)
 	got := map[string]string{}
-	remaining := 0
-	for _, e := range ends {
-		remaining += int(e)
-	}
-	for remaining > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d records, %d missing", len(got), remaining)
-		}
-		for _, r := range fs.Records() {
-			got[fmt.Sprintf("%d/%d", r.Partition, r.Offset)] = string(r.Value)
-			remaining--
-		}
+	for _, r := range consumeAll(t, addr, topic) {
+		got[fmt.Sprintf("%d/%d", r.Partition, r.Offset)] = string(r.Value)
 	}
 	return got
 }

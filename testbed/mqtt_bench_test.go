@@ -68,16 +68,7 @@ func BenchmarkMQTTIngest(b *testing.B) {
 			for _, broker := range []string{"ferry", "mosquitto"} {
 				b.Run(fmt.Sprintf("qos=%d/devices=%d/broker=%s", qos, n, broker), func(b *testing.B) {
 					logLoad(b)
-					var addr string
-					var pid int
-					var fp *ferryProc
-					if broker == "ferry" {
-						fp = mqttbenchEdge(b, b.TempDir())
-						addr, pid = fp.mqttAddr, fp.cmd.Process.Pid
-					} else {
-						mp := startMosquitto(b, mosq)
-						addr, pid = mp.addr, mp.cmd.Process.Pid
-					}
+					addr, pid, fp := startBenchBroker(b, broker, mosq)
 					r := runIngest(b, addr, pid, rows, n, qos, dur)
 					b.ReportMetric(r.rate(), "msgs/s")
 					b.ReportMetric(float64(r.payloadBytes)/float64(r.msgs), "B/payload")
@@ -362,16 +353,7 @@ func BenchmarkMQTTIdleMemory(b *testing.B) {
 	for _, broker := range []string{"ferry", "mosquitto"} {
 		b.Run("broker="+broker, func(b *testing.B) {
 			logLoad(b)
-			var addr string
-			var pid int
-			var fp *ferryProc
-			if broker == "ferry" {
-				fp = mqttbenchEdge(b, b.TempDir())
-				addr, pid = fp.mqttAddr, fp.cmd.Process.Pid
-			} else {
-				mp := startMosquitto(b, mosq)
-				addr, pid = mp.addr, mp.cmd.Process.Pid
-			}
+			addr, pid, fp := startBenchBroker(b, broker, mosq)
 			time.Sleep(time.Second)
 			rss0 := rssBytes(b, pid)
 

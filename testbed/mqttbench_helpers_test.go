@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -26,87 +25,17 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// mqttbenchFerryBinary is ferryBinary for benchmarks (testing.TB); it
-// shares the test binary's single build.
-func mqttbenchFerryBinary(tb testing.TB) string {
+// startBenchBroker starts the broker named ("ferry" or "mosquitto") and
+// returns its MQTT address and process id; fp is ferry's process, nil for
+// mosquitto.
+func startBenchBroker(tb testing.TB, broker, mosquitto string) (addr string, pid int, fp *ferryProc) {
 	tb.Helper()
-	buildOnce.Do(func() {
-		dir, err := filepath.Abs("../bin-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ferryBin = filepath.Join(dir, "ferry")
-		out, err := exec.Command("go", "build", "-o", ferryBin, "../cmd/ferry").CombinedOutput()
-		if err != nil {
-			buildErr = &buildError{err, string(out)}
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
+	if broker == "ferry" {
+		fp = startEdge(tb, tb.TempDir())
+		return fp.mqttAddr, fp.cmd.Process.Pid, fp
 	}
-	return ferryBin
-}
-
-// mqttbenchEdge is startEdge for benchmarks: `ferry edge` on 127.0.0.1
-// ports of its choosing, once it has logged that it is ready. It is killed
-// at the end of the benchmark.
-func mqttbenchEdge(tb testing.TB, dataDir string, extra ...string) *ferryProc {
-	tb.Helper()
-	args := append([]string{"edge", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0",
-		"--mqtt-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	cmd := exec.Command(mqttbenchFerryBinary(tb), args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	p := &ferryProc{cmd: cmd, exited: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg   string   `json:"msg"`
-				Level string   `json:"level"`
-				Kafka string   `json:"kafka_addr"`
-				Admin string   `json:"admin_addr"`
-				MQTT  []string `json:"mqtt_addrs"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
-			switch {
-			case line.Msg == "ferry edge ready":
-				p.kafkaAddr, p.adminAddr = line.Kafka, line.Admin
-				if len(line.MQTT) > 0 {
-					p.mqttAddr = line.MQTT[0]
-				}
-				close(ready)
-			case line.Level == "WARN" || line.Level == "ERROR":
-				// Warnings under load are part of the result.
-				fmt.Fprintf(os.Stderr, "ferry: %s\n", sc.Bytes())
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	go func() { p.exited <- cmd.Wait() }()
-	select {
-	case <-ready:
-	case err := <-p.exited:
-		tb.Fatalf("ferry edge exited before it was ready: %v", err)
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		tb.Fatal("ferry edge not ready within 30 s")
-	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		<-p.exited
-	})
-	return p
+	mp := startMosquitto(tb, mosquitto)
+	return mp.addr, mp.cmd.Process.Pid, nil
 }
 
 // mosquittoBinary is Debian's mosquitto broker; the benchmark is skipped

@@ -32,16 +32,7 @@ func BenchmarkMQTTIngestLight(b *testing.B) {
 		for _, broker := range []string{"ferry", "mosquitto"} {
 			b.Run(fmt.Sprintf("qos=1/devices=%d/broker=%s", n, broker), func(b *testing.B) {
 				logLoad(b)
-				var addr string
-				var pid int
-				var fp *ferryProc
-				if broker == "ferry" {
-					fp = mqttbenchEdge(b, b.TempDir())
-					addr, pid = fp.mqttAddr, fp.cmd.Process.Pid
-				} else {
-					mp := startMosquitto(b, mosq)
-					addr, pid = mp.addr, mp.cmd.Process.Pid
-				}
+				addr, pid, fp := startBenchBroker(b, broker, mosq)
 				acked := make([]atomic.Int64, n)
 				var stop atomic.Bool
 				var wg sync.WaitGroup
