@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -189,7 +190,7 @@ func New(opts Options) (*Server, error) {
 	caps.MaximumClientWritesPending = 256
 	s.broker = mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
-		Logger:                   opts.Logger.With("component", "mqtt"),
+		Logger:                   slog.New(quietStore{opts.Logger.Handler()}).With("component", "mqtt"),
 		ClientNetWriteBufferSize: 2048,
 		ClientNetReadBufferSize:  1024,
 		SysTopicResendInterval:   10,
@@ -322,6 +323,32 @@ func (s *Server) Close() error {
 	})
 	return nil
 }
+
+// quietStore passes mochi's log on, except the error its bbolt session
+// store logs on every first start, when it looks for a $SYS snapshot that
+// was never written: it is not one.
+type quietStore struct{ slog.Handler }
+
+func (q quietStore) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "failed to get data" && r.Level == slog.LevelError {
+		missing := false
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "key" && a.Value.String() == "SYS" {
+				missing = true
+			}
+			return !missing
+		})
+		if missing {
+			return nil
+		}
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietStore) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietStore{q.Handler.WithAttrs(as)}
+}
+func (q quietStore) WithGroup(g string) slog.Handler { return quietStore{q.Handler.WithGroup(g)} }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	ch := make(chan struct{})
