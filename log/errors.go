@@ -67,4 +67,9 @@ var (
 	// ErrProducerFenced is returned when a batch carries an epoch older than
 	// the producer's current one. Nothing is written.
 	ErrProducerFenced = errors.New("producer epoch is older than the current one")
+
+	// ErrOffsetMismatch is returned by AppendAt when a batch's base offset
+	// is not the partition's end offset (nor, for an empty partition, past
+	// it): the copy would have a gap or overlap.
+	ErrOffsetMismatch = errors.New("batch offset does not continue the partition")
 )

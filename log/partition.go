@@ -259,6 +259,12 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 			return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: p.startOff.Load()}, err
 		}
 	}
+	return p.writeLocked(batch, h, cfg)
+}
+
+// writeLocked writes a validated batch at the partition's end offset,
+// rolling the active segment first when it is due. p.mu is held.
+func (p *Partition) writeLocked(batch []byte, h BatchHeader, cfg *TopicConfig) (AppendResult, error) {
 	nowMs := p.now().UnixMilli()
 	a := p.active
 	if a.size > 0 && (a.size+int64(len(batch)) > cfg.SegmentBytes ||

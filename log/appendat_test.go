@@ -1,0 +1,65 @@
+package log
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"testing"
+)
+
+// withBase returns a copy of batch carrying base offset base.
+func withBase(batch []byte, base int64) []byte {
+	b := append([]byte(nil), batch...)
+	binary.BigEndian.PutUint64(b[offBaseOffset:], uint64(base))
+	return b
+}
+
+// A copy made with AppendAt keeps the source's offsets, may start where the
+// source's log starts, refuses gaps and overlaps, and reopens as it was.
+func TestAppendAtKeepsOffsets(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, Options{Dir: dir})
+	if _, err := l.CreateTopic("copy", 1, map[string]string{ConfigFlushPolicy: "always"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("copy", 0)
+	// The source's log starts at 500 (older segments deleted).
+	res, err := p.AppendAt(withBase(testBatch(3, 1000, "a"), 500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BaseOffset != 500 || res.LastOffset != 502 || p.StartOffset() != 500 || p.EndOffset() != 503 {
+		t.Fatalf("first copy: %+v start %d end %d", res, p.StartOffset(), p.EndOffset())
+	}
+	if _, err := p.AppendAt(withBase(testBatch(2, 1001, "b"), 503)); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []int64{501, 503, 506, 0} { // overlap, replay, gap, the past
+		if _, err := p.AppendAt(withBase(testBatch(1, 1002, "x"), bad)); !errors.Is(err, ErrOffsetMismatch) {
+			t.Errorf("batch at %d: %v, want ErrOffsetMismatch", bad, err)
+		}
+	}
+	if err := p.WaitDurable(context.Background(), 504); err != nil {
+		t.Fatal(err)
+	}
+	// A plain append goes on from there.
+	if res, err := p.Append(testBatch(1, 1003, "c")); err != nil || res.BaseOffset != 505 {
+		t.Fatalf("append after the copy: %+v %v", res, err)
+	}
+	l.Close()
+
+	l2 := openTestLog(t, Options{Dir: dir})
+	p2, _ := l2.Partition("copy", 0)
+	if p2.StartOffset() != 500 || p2.EndOffset() != 506 {
+		t.Fatalf("reopened: start %d end %d, want 500 and 506", p2.StartOffset(), p2.EndOffset())
+	}
+	rr, err := p2.Read(503, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recs, err := DecodeRecords(rr.Data)
+	if err != nil || recs[0].Offset != 503 || !bytes.Equal(recs[0].Value, []byte("b-0")) {
+		t.Fatalf("read 503: %+v %v", recs, err)
+	}
+}
