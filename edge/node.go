@@ -21,6 +21,7 @@ import (
 	"ferry/devices"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
+	"ferry/mirror"
 	flog "ferry/log"
 )
 
@@ -57,6 +58,17 @@ type Options struct {
 	MQTT mqtt.Options
 	// AuthMode is AuthNone (default) or AuthRegistry.
 	AuthMode string
+	// Mode names the node in its logs: "edge" (default) or "full".
+	Mode string
+	// MirrorAddr is the mirror receiver's listen address (a full node's
+	// ":9393"); empty disables it. MirrorReceiver configures it (Log,
+	// Registerer and Logger are filled in); MirrorTLS secures it.
+	MirrorAddr     string
+	MirrorReceiver mirror.ReceiverOptions
+	MirrorTLS      *tls.Config
+	// MirrorTo ships this node's log to a center when its Center is set
+	// (Log, StatePath, Registerer and Logger are filled in).
+	MirrorTo mirror.SenderOptions
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
@@ -78,6 +90,10 @@ type Node struct {
 	kafkaLn  net.Listener
 	mqtt     *mqtt.Server
 	devices  *devices.Registry
+	receiver *mirror.Receiver
+	mirrorLn net.Listener
+	sender   *mirror.Sender
+	stopSend context.CancelFunc
 	mqttLns  []net.Listener
 	adminLn  net.Listener
 	admin    *http.Server
@@ -117,7 +133,17 @@ func Start(opts Options) (*Node, error) {
 	if len(n.mqttLns) > 0 {
 		args = append(args, "mqtt_addrs", n.MQTTAddrs())
 	}
-	n.logger.Info("ferry edge ready", args...)
+	if n.mirrorLn != nil {
+		args = append(args, "mirror_addr", n.MirrorAddr())
+	}
+	if n.sender != nil {
+		args = append(args, "mirror_to", opts.MirrorTo.Center, "edge_id", n.sender.EdgeID())
+	}
+	mode := opts.Mode
+	if mode == "" {
+		mode = "edge"
+	}
+	n.logger.Info("ferry "+mode+" ready", args...)
 	return n, nil
 }
 
@@ -155,6 +181,9 @@ func (n *Node) start() error {
 		}()
 	}
 	if err := n.startMQTT(); err != nil {
+		return err
+	}
+	if err := n.startMirror(); err != nil {
 		return err
 	}
 	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
@@ -237,6 +266,63 @@ func (n *Node) startMQTT() error {
 	return nil
 }
 
+// startMirror starts the mirror receiver and sender, when configured.
+func (n *Node) startMirror() error {
+	opts := n.opts
+	if opts.MirrorAddr != "" {
+		ro := opts.MirrorReceiver
+		ro.Log, ro.Registerer, ro.Logger = n.log, n.registry, opts.Logger
+		var err error
+		if n.receiver, err = mirror.NewReceiver(ro); err != nil {
+			return err
+		}
+		if n.mirrorLn, err = net.Listen("tcp", opts.MirrorAddr); err != nil {
+			return fmt.Errorf("mirror listener: %w", err)
+		}
+		ln := n.mirrorLn
+		if opts.MirrorTLS != nil {
+			ln = tls.NewListener(ln, opts.MirrorTLS)
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.receiver.Serve(ln); err != nil {
+				n.logger.Error("mirror listener stopped", "err", err)
+			}
+		}()
+	}
+	if opts.MirrorTo.Center != "" {
+		so := opts.MirrorTo
+		so.Log, so.Registerer, so.Logger = n.log, n.registry, opts.Logger
+		if so.StatePath == "" {
+			so.StatePath = filepath.Join(opts.DataDir, "mirror.db")
+		}
+		var err error
+		if n.sender, err = mirror.NewSender(so); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n.stopSend = cancel
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.sender.Run(ctx)
+		}()
+	}
+	return nil
+}
+
+// MirrorAddr is the bound address of the mirror receiver ("" when off).
+func (n *Node) MirrorAddr() string {
+	if n.mirrorLn == nil {
+		return ""
+	}
+	return n.mirrorLn.Addr().String()
+}
+
+// Sender is the node's mirror sender (nil when it mirrors nothing).
+func (n *Node) Sender() *mirror.Sender { return n.sender }
+
 // MQTTAddrs are the bound addresses of the MQTT listeners (plain first).
 func (n *Node) MQTTAddrs() []string {
 	var out []string
@@ -289,6 +375,14 @@ func (n *Node) stop() error {
 	}
 	if n.mqtt != nil {
 		n.mqtt.Close()
+	}
+	if n.stopSend != nil {
+		n.stopSend() // Run saves the checkpoints and returns; wg waits for it
+	}
+	if n.receiver != nil {
+		n.receiver.Close()
+	} else if n.mirrorLn != nil {
+		n.mirrorLn.Close()
 	}
 	for _, ln := range n.mqttLns {
 		ln.Close() // those Serve never took

@@ -1,8 +1,19 @@
-// Package mirror will own segment shipping from an edge to a full-mode
-// center: the sender that reads durable, batch-aligned ranges of the log and
-// ships them zstd-compressed, the receiver that verifies and appends them
-// with the edge's offsets, the wire format and the checkpoints (in bbolt).
+// Package mirror owns shipping an edge's log to a full-mode center: the
+// sender that reads durable, batch-aligned ranges of each mirrored
+// partition and ships them zstd-compressed and pipelined, the receiver that
+// verifies every chunk (its CRC-32C, every RecordBatch's CRC, offsets that
+// run on without gaps) and appends the batches with the edge's offsets
+// (log.Partition.AppendAt) into a namespaced topic ({edge}.{topic}),
+// acknowledging each chunk once durable; the wire format (wire.go); and the
+// edge's checkpoints and edge id (bbolt, checkpoint.go).
 //
-// It reads the log through its public API only, never a front end; it never
-// deletes data itself, it only pins what is not yet shipped.
+// The center is the authority on where shipping resumes: on every
+// connection it tells the edge the durable end of its copy of each
+// partition, so nothing is shipped twice into the log and nothing is
+// skipped, after any cut, restart or crash on either side. The sender pins
+// what the center has not acknowledged against retention (it is a
+// log.RetentionGuard).
+//
+// It reads and writes logs through their public API only, never a front
+// end; it never deletes data.
 package mirror

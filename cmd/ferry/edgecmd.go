@@ -12,10 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/spf13/pflag"
 
 	"ferry/edge"
 	"ferry/ingest/mqtt"
+	"ferry/mirror"
 )
 
 func edgeCommand() *command {
@@ -45,6 +47,11 @@ func edgeCommand() *command {
 			connectTimeout := fs.Duration("mqtt-connect-timeout", 10*time.Second, "close connections that send no CONNECT within this time")
 			authMode := fs.String("auth", "none", "MQTT authentication: none (anyone may connect; warned) or registry (devices added with 'ferry devices add')")
 			presenceTopic := fs.String("presence-topic", "__devices", "log topic receiving device connect/disconnect events; empty disables them")
+			mirrorTo := fs.String("mirror-to", "", "host:port of the center's mirror receiver (ferry full); empty: no mirroring")
+			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: generated once and kept in the data directory)")
+			mirrorToken := fs.String("mirror-token", "", "this edge's token at the center")
+			mirrorTopics := fs.StringSlice("mirror-topics", nil, "topics to mirror, as glob patterns (default: all but __*)")
+			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
 			level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 			format := fs.String("log-format", "text", "log format: text or json")
 			return func(args []string, out io.Writer) error {
@@ -74,6 +81,10 @@ func edgeCommand() *command {
 					}
 					mo.Bridges = append(mo.Bridges, bridge)
 				}
+				ok, zl := zstd.EncoderLevelFromString(*mirrorLevel)
+				if !ok {
+					return usagef("--mirror-zstd-level %q: want fastest, default, better or best", *mirrorLevel)
+				}
 				tlsConf, err := serverTLS(*mqttCert, *mqttKey, *mqttClientCA)
 				if err != nil {
 					return err
@@ -87,6 +98,7 @@ func edgeCommand() *command {
 					DataDir: *dataDir, AdminAddr: *adminAddr, Logger: logger,
 					KafkaAddr: *kafkaAddr, KafkaAdvertised: *advertised, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
+					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl},
 				})
 				if err != nil {
 					return err

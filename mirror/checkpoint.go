@@ -1,0 +1,105 @@
+package mirror
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nuid"
+	bolt "go.etcd.io/bbolt"
+)
+
+// checkpoints is the edge's mirror state in bbolt: its edge id and, per
+// partition, the offset up to which the center has acknowledged (the next
+// one it needs). The center is the authority on where shipping resumes; the
+// checkpoint is what retention must keep until the center has it.
+type checkpoints struct {
+	db *bolt.DB
+}
+
+var (
+	bucketMeta  = []byte("meta")
+	bucketAcked = []byte("acked")
+	keyEdgeID   = []byte("edge_id")
+)
+
+func openCheckpoints(path string) (*checkpoints, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("mirror: opening %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketAcked} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &checkpoints{db: db}, nil
+}
+
+func (c *checkpoints) close() error { return c.db.Close() }
+
+// edgeID returns the configured id, or the one generated on first start.
+func (c *checkpoints) edgeID(configured string) (string, error) {
+	var id string
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketMeta)
+		stored := string(b.Get(keyEdgeID))
+		switch {
+		case configured != "":
+			id = configured
+		case stored != "":
+			id = stored
+		default:
+			id = nuid.Next()
+		}
+		if id != stored {
+			return b.Put(keyEdgeID, []byte(id))
+		}
+		return nil
+	})
+	return id, err
+}
+
+func ackKey(topic string, partition int32) []byte {
+	return []byte(topic + "/" + strconv.Itoa(int(partition)))
+}
+
+// load returns every partition's acknowledged offset.
+func (c *checkpoints) load() (map[partKey]int64, error) {
+	out := map[partKey]int64{}
+	err := c.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
+			i := strings.LastIndexByte(string(k), '/')
+			p, err := strconv.Atoi(string(k[i+1:]))
+			if i < 0 || err != nil || len(v) != 8 {
+				return errors.New("mirror: damaged checkpoint entry " + string(k))
+			}
+			out[partKey{string(k[:i]), int32(p)}] = int64(binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	return out, err
+}
+
+// save stores acknowledged offsets (one fsynced transaction).
+func (c *checkpoints) save(acked map[partKey]int64) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAcked)
+		for k, v := range acked {
+			if err := b.Put(ackKey(k.topic, k.partition), binary.BigEndian.AppendUint64(nil, uint64(v))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

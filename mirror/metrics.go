@@ -1,0 +1,66 @@
+package mirror
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type receiverMetrics struct {
+	edges     prometheus.Gauge
+	rejected  *prometheus.CounterVec // by reason
+	chunks    prometheus.Counter
+	acks      prometheus.Counter
+	wireBytes prometheus.Counter
+	rawBytes  prometheus.Counter
+	trimmed   prometheus.Counter
+}
+
+func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
+	m := &receiverMetrics{
+		edges: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mirror_receiver_edges", Help: "Edges connected to the mirror receiver."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_receiver_rejected_total",
+			Help: "Edge connections ended by the receiver, by reason (auth, bad hello, malformed, protocol, chunk)."}, []string{"reason"}),
+		chunks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_chunks_total", Help: "Chunks received and stored."}),
+		acks:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_acks_total", Help: "Chunks acknowledged once durable."}),
+		wireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_wire_bytes_total", Help: "Chunk bytes as received (compressed)."}),
+		rawBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_raw_bytes_total", Help: "Chunk bytes uncompressed."}),
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_trimmed_bytes_total",
+			Help: "Bytes of resent chunks the center already had, not stored again."}),
+	}
+	return m, register(reg, m.edges, m.rejected, m.chunks, m.acks, m.wireBytes, m.rawBytes, m.trimmed)
+}
+
+type senderMetrics struct {
+	linkUp    prometheus.Gauge
+	chunks    prometheus.Counter
+	acked     prometheus.Counter
+	wireBytes prometheus.Counter
+	rawBytes  prometheus.Counter
+	reconnect prometheus.Counter
+	backlog   *prometheus.GaugeVec // records not yet acknowledged, by topic and partition
+	lastAck   prometheus.Gauge
+}
+
+func newSenderMetrics(reg prometheus.Registerer) (*senderMetrics, error) {
+	m := &senderMetrics{
+		linkUp:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mirror_link_up", Help: "1 while the mirror is connected to the center."}),
+		chunks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_chunks_sent_total", Help: "Chunks sent to the center."}),
+		acked:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_chunks_acked_total", Help: "Chunks the center acknowledged as durable."}),
+		wireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_wire_bytes_total", Help: "Chunk bytes sent on the link (compressed)."}),
+		rawBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_raw_bytes_total", Help: "Chunk bytes before compression."}),
+		reconnect: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_connects_total", Help: "Connections made to the center (the first and every reconnection)."}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_mirror_backlog_records",
+			Help: "Records of a partition the center has not acknowledged."}, []string{"topic", "partition"}),
+		lastAck: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mirror_last_ack_timestamp_seconds", Help: "When the center last acknowledged a chunk."}),
+	}
+	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.backlog, m.lastAck)
+}
+
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,394 @@
+package mirror
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	flog "ferry/log"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func openLog(t testing.TB, dir string) *flog.Log {
+	t.Helper()
+	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// center is a receiver over its own log on 127.0.0.1.
+type center struct {
+	log  *flog.Log
+	recv *Receiver
+	addr string
+	done chan error
+}
+
+func startCenter(t testing.TB, l *flog.Log, addr string) *center {
+	t.Helper()
+	if l == nil {
+		l = openLog(t, t.TempDir())
+	}
+	r, err := NewReceiver(ReceiverOptions{Log: l, Tokens: map[string]string{"gw1": "s3cret"}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &center{log: l, recv: r, addr: ln.Addr().String(), done: make(chan error, 1)}
+	go func() { c.done <- r.Serve(ln) }()
+	t.Cleanup(c.stop)
+	return c
+}
+
+func (c *center) stop() {
+	if c.recv != nil {
+		c.recv.Close()
+		<-c.done
+		c.recv = nil
+	}
+}
+
+// edgeNode is a log with a sender running against a center.
+type edgeNode struct {
+	log    *flog.Log
+	sender *Sender
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startSender(t testing.TB, l *flog.Log, dir, centerAddr string) *edgeNode {
+	t.Helper()
+	s, err := NewSender(SenderOptions{Log: l, StatePath: filepath.Join(dir, "mirror.db"), Center: centerAddr, EdgeID: "gw1",
+		Token: "s3cret", ChunkBytes: 64 << 10, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(e.done); s.Run(ctx) }()
+	t.Cleanup(e.stop)
+	return e
+}
+
+func (e *edgeNode) stop() {
+	if e.cancel != nil {
+		e.cancel()
+		<-e.done
+		e.cancel = nil
+	}
+}
+
+// produce appends n batches of 10 sensor-like records to a partition.
+func produce(t testing.TB, l *flog.Log, topic string, partition int32, n int, tag string) {
+	t.Helper()
+	p, err := l.Partition(topic, partition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		recs := make([]flog.Record, 10)
+		for j := range recs {
+			recs[j] = flog.Record{Key: []byte(fmt.Sprintf("dev%d", j)),
+				Value: []byte(fmt.Sprintf(`{"device":"dev%d","seq":"%s-%d","temperature":%.2f}`, j, tag, i, 20+float64(i%50)/10)),
+				Timestamp: time.Now().UnixMilli()}
+		}
+		if _, err := p.Append(flog.AppendBatch(nil, recs)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitCopied waits until the center's copy of every partition of topic
+// ends where the edge's does, then checks it holds the same bytes at the
+// same offsets.
+func waitCopied(t testing.TB, edgeLog, centerLog *flog.Log, topic string) {
+	t.Helper()
+	n, err := edgeLog.PartitionCount(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for p := int32(0); p < n; p++ {
+		src, _ := edgeLog.Partition(topic, p)
+		var dst *flog.Partition
+		for {
+			dst, err = centerLog.Partition("gw1."+topic, p)
+			if err == nil && dst.DurableOffset() >= src.EndOffset() {
+				break
+			}
+			if time.Now().After(deadline) {
+				end := int64(-1)
+				if dst != nil {
+					end = dst.EndOffset()
+				}
+				t.Fatalf("%s-%d: center at %d, edge at %d after 30 s", topic, p, end, src.EndOffset())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if dst.StartOffset() != src.StartOffset() || dst.EndOffset() != src.EndOffset() {
+			t.Fatalf("%s-%d: center [%d, %d), edge [%d, %d)", topic, p, dst.StartOffset(), dst.EndOffset(), src.StartOffset(), src.EndOffset())
+		}
+		for off := src.StartOffset(); off < src.EndOffset(); {
+			a, err := src.Read(off, 1<<20, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := dst.Read(off, 1<<20, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := min(len(a.Data), len(b.Data))
+			if m == 0 || !bytes.Equal(a.Data[:m], b.Data[:m]) {
+				t.Fatalf("%s-%d at %d: the center's bytes differ from the edge's", topic, p, off)
+			}
+			h, _ := flog.ParseBatch(a.Data)
+			off = h.LastOffset() + 1
+		}
+	}
+}
+
+// The mirror ships every partition to the center, where it lands with the
+// edge's offsets and bytes, compressed on the wire; the sender records what
+// the center acknowledged and pins the rest against retention.
+func TestMirrorShipsWithOffsets(t *testing.T) {
+	edgeLog := openLog(t, t.TempDir())
+	if _, err := edgeLog.CreateTopic("telemetry", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := edgeLog.CreateTopic("__internal", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < 3; p++ {
+		produce(t, edgeLog, "telemetry", p, 50+int(p)*10, "a")
+	}
+	c := startCenter(t, nil, "")
+	e := startSender(t, edgeLog, t.TempDir(), c.addr)
+	waitCopied(t, edgeLog, c.log, "telemetry")
+	produce(t, edgeLog, "telemetry", 1, 20, "b") // live tail
+	waitCopied(t, edgeLog, c.log, "telemetry")
+	if _, err := c.log.PartitionCount("gw1.__internal"); err == nil {
+		t.Error("a __ topic was mirrored by default")
+	}
+	waitFor(t, "acknowledgements", func() bool { return e.sender.Acked("telemetry", 1) == 800 })
+	if got := e.sender.RetainFrom("telemetry", 1); got != 800 {
+		t.Errorf("RetainFrom = %d, want 800", got)
+	}
+	wire := testutilValue(e.sender.metrics.wireBytes)
+	raw := testutilValue(e.sender.metrics.rawBytes)
+	if wire <= 0 || raw/wire < 3 {
+		t.Errorf("%.0f bytes on the wire for %.0f raw: compression ratio %.1f", wire, raw, raw/wire)
+	}
+}
+
+// The link drops and the center restarts; the edge keeps appending. The
+// center ends with every record once, at the edge's offsets. A sender
+// restarted on the same state resumes where the center's copy ends.
+func TestMirrorResumesAfterCuts(t *testing.T) {
+	edgeDir, centerDir := t.TempDir(), t.TempDir()
+	edgeLog := openLog(t, edgeDir)
+	if _, err := edgeLog.CreateTopic("telemetry", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, edgeLog, "telemetry", 0, 30, "a")
+	centerLog := openLog(t, centerDir)
+	c := startCenter(t, centerLog, "")
+	e := startSender(t, edgeLog, edgeDir, c.addr)
+	waitCopied(t, edgeLog, centerLog, "telemetry")
+
+	c.stop() // the link goes down
+	produce(t, edgeLog, "telemetry", 0, 30, "b")
+	produce(t, edgeLog, "telemetry", 1, 30, "b")
+	c2 := startCenter(t, centerLog, c.addr)
+	waitCopied(t, edgeLog, c2.log, "telemetry")
+
+	e.stop() // the edge restarts
+	produce(t, edgeLog, "telemetry", 1, 10, "c")
+	e2 := startSender(t, edgeLog, edgeDir, c2.addr)
+	waitCopied(t, edgeLog, c2.log, "telemetry")
+	if e2.sender.EdgeID() != "gw1" {
+		t.Errorf("edge id %q", e2.sender.EdgeID())
+	}
+}
+
+// rawEdge speaks the protocol frame by frame.
+type rawEdge struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialCenter(t *testing.T, addr string) *rawEdge {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawEdge{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (r *rawEdge) send(b []byte) { r.c.Write(b) }
+
+func (r *rawEdge) read() any {
+	r.t.Helper()
+	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, _, err := readFrame(r.br, nil)
+	if err != nil {
+		r.t.Fatalf("reading from the center: %v", err)
+	}
+	return m
+}
+
+// Bad input at the receiver is refused with a clear error and stores
+// nothing: wrong token, unknown edge, a corrupt chunk, a CRC mismatch,
+// offsets going backwards or leaving a gap.
+func TestReceiverRefusesBadInput(t *testing.T) {
+	c := startCenter(t, nil, "")
+	parts := []partRef{{Topic: "telemetry", Partition: 0, Partitions: 1}}
+	for _, tc := range []struct{ edge, token, want string }{
+		{"gw1", "nope", "wrong token"},
+		{"gw9", "s3cret", "unknown edge"},
+	} {
+		r := dialCenter(t, c.addr)
+		r.send((&hello{Version: protocolVersion, Edge: tc.edge, Token: tc.token, Parts: parts}).encode(nil))
+		if m, ok := r.read().(*errorFrame); !ok || !strings.Contains(m.Message, tc.want) {
+			t.Errorf("%s/%s: got %+v, want an error saying %q", tc.edge, tc.token, m, tc.want)
+		}
+	}
+
+	batch := func(base int64, n int) []byte {
+		recs := make([]flog.Record, n)
+		for i := range recs {
+			recs[i] = flog.Record{Value: []byte(fmt.Sprint(base + int64(i))), Timestamp: 1}
+		}
+		b := flog.AppendBatch(nil, recs)
+		be := b[0:8]
+		for i := 0; i < 8; i++ {
+			be[i] = byte(uint64(base) >> (56 - 8*i))
+		}
+		return b
+	}
+	mk := func(base, last int64, raw []byte) *chunk {
+		return &chunk{Topic: "telemetry", Partition: 0, Base: base, Last: last, RawLen: uint32(len(raw)), CRC: crc32.Checksum(raw, castagnoli), Data: raw}
+	}
+	good := batch(0, 5)
+	corrupt := append([]byte(nil), good...)
+	corrupt[len(corrupt)-1] ^= 0xff // a record byte: the batch CRC no longer holds
+	badCRC := mk(0, 4, good)
+	badCRC.CRC++
+	for _, tc := range []struct {
+		name string
+		ch   *chunk
+		want string
+	}{
+		{"corrupt batch", mk(0, 4, corrupt), "CRC"},
+		{"chunk checksum mismatch", badCRC, "checksum mismatch"},
+		{"offsets going backwards", mk(0, 6, append(append([]byte(nil), batch(0, 5)...), batch(3, 2)...)), "where 5 was due"},
+		{"gap", mk(10, 14, batch(10, 5)), "does not continue the partition"},
+		{"header lies", mk(0, 9, good), "header says 9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// "gap": the center's copy is not empty, so a chunk past its end
+			// cannot be stored.
+			r := dialCenter(t, c.addr)
+			r.send((&hello{Version: protocolVersion, Edge: "gw1", Token: "s3cret", Parts: parts}).encode(nil))
+			if _, ok := r.read().(*welcome); !ok {
+				t.Fatal("no welcome")
+			}
+			if tc.name == "gap" {
+				r.send(mk(0, 4, batch(0, 5)).encode(nil))
+				if a, ok := r.read().(*ack); !ok || a.Next != 5 {
+					t.Fatalf("first chunk: %+v", a)
+				}
+			}
+			before := partEnd(t, c.log)
+			r.send(tc.ch.encode(nil))
+			m, ok := r.read().(*errorFrame)
+			if !ok || !strings.Contains(m.Message, tc.want) {
+				t.Fatalf("got %+v, want an error saying %q", m, tc.want)
+			}
+			if after := partEnd(t, c.log); after != before {
+				t.Fatalf("a refused chunk stored records: end %d → %d", before, after)
+			}
+		})
+	}
+}
+
+func partEnd(t *testing.T, l *flog.Log) int64 {
+	p, err := l.Partition("gw1.telemetry", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.EndOffset()
+}
+
+// A chunk resent after its acknowledgement was lost overlaps what the
+// center has: it is trimmed, not stored twice.
+func TestResentChunkIsTrimmed(t *testing.T) {
+	c := startCenter(t, nil, "")
+	r := dialCenter(t, c.addr)
+	r.send((&hello{Version: protocolVersion, Edge: "gw1", Token: "s3cret", Parts: []partRef{{Topic: "t", Partition: 0, Partitions: 1}}}).encode(nil))
+	r.read()
+	var raw []byte
+	for base := int64(0); base < 20; base += 5 {
+		recs := make([]flog.Record, 5)
+		for i := range recs {
+			recs[i] = flog.Record{Value: []byte{byte(base) + byte(i)}, Timestamp: 1}
+		}
+		b := flog.AppendBatch(nil, recs)
+		for i := 0; i < 8; i++ {
+			b[i] = byte(uint64(base) >> (56 - 8*i))
+		}
+		raw = append(raw, b...)
+	}
+	half := len(raw) / 2 // two batches of four
+	send := func(base, last int64, data []byte) int64 {
+		r.send((&chunk{Topic: "t", Partition: 0, Base: base, Last: last, RawLen: uint32(len(data)), CRC: crc32.Checksum(data, castagnoli), Data: data}).encode(nil))
+		a, ok := r.read().(*ack)
+		if !ok {
+			t.Fatal("no ack")
+		}
+		return a.Next
+	}
+	if next := send(0, 9, raw[:half]); next != 10 {
+		t.Fatalf("ack %d", next)
+	}
+	if next := send(0, 19, raw); next != 20 { // resent from 0
+		t.Fatalf("ack %d", next)
+	}
+	p, _ := c.log.Partition("gw1.t", 0)
+	if p.EndOffset() != 20 {
+		t.Fatalf("end %d after an overlapping resend, want 20", p.EndOffset())
+	}
+	if got := testutilValue(c.recv.metrics.trimmed); got != float64(half) {
+		t.Errorf("trimmed %v bytes, want %d", got, half)
+	}
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

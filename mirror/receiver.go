@@ -1,0 +1,460 @@
+package mirror
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+
+	flog "ferry/log"
+)
+
+// Target is what the receiver needs of the center's storage: topics it can
+// create and partitions it can append to at given offsets. *log.Log is one;
+// a replicated log can sit behind the same narrow interface later.
+type Target interface {
+	PartitionCount(topic string) (int32, error)
+	CreateTopic(name string, partitions int32, configs map[string]string) (flog.TopicInfo, error)
+	AddPartitions(name string, total int32) error
+	Partition(topic string, partition int32) (*flog.Partition, error)
+}
+
+// ReceiverOptions configure a Receiver.
+type ReceiverOptions struct {
+	Log Target
+	// Tokens maps each edge id allowed to connect to its token.
+	Tokens map[string]string
+	// TopicTemplate names an edge's topic at the center: {edge} and
+	// {topic} are replaced. Empty means "{edge}.{topic}".
+	TopicTemplate string
+	Registerer    prometheus.Registerer
+	Logger        *slog.Logger
+}
+
+// Receiver is the center's end of the mirror: it authenticates edges,
+// tells each where its partitions resume, and appends the chunks they send
+// with the edge's offsets, acknowledging each once durable.
+type Receiver struct {
+	opts    ReceiverOptions
+	logger  *slog.Logger
+	metrics *receiverMetrics
+	dec     *zstd.Decoder
+
+	mu     sync.Mutex
+	ln     []net.Listener
+	conns  map[net.Conn]struct{}
+	closed bool
+	wg     sync.WaitGroup
+	edges  map[string]net.Conn // the connection serving each edge
+}
+
+// NewReceiver makes a receiver; it serves nothing until Serve.
+func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
+	if opts.Log == nil {
+		return nil, errors.New("mirror: ReceiverOptions.Log is nil")
+	}
+	if opts.TopicTemplate == "" {
+		opts.TopicTemplate = "{edge}.{topic}"
+	}
+	if !strings.Contains(opts.TopicTemplate, "{topic}") {
+		return nil, fmt.Errorf("mirror: topic template %q lacks {topic}", opts.TopicTemplate)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	for edge := range opts.Tokens {
+		if err := flog.ValidateTopicName(edge); err != nil {
+			return nil, fmt.Errorf("mirror: edge id %q: %w", edge, err)
+		}
+	}
+	m, err := newReceiverMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxFrame*4), zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		return nil, err
+	}
+	return &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]net.Conn{}}, nil
+}
+
+// Serve accepts edges on ln until Close; it returns nil after Close.
+func (r *Receiver) Serve(ln net.Listener) error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	r.ln = append(r.ln, ln)
+	r.mu.Unlock()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			r.mu.Lock()
+			closed := r.closed
+			r.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			c.Close()
+			return nil
+		}
+		r.conns[c] = struct{}{}
+		r.wg.Add(1)
+		r.mu.Unlock()
+		go func() {
+			defer r.wg.Done()
+			r.serveConn(c)
+			r.mu.Lock()
+			delete(r.conns, c)
+			r.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, ends every edge's connection (unacknowledged
+// chunks are resent on reconnection) and waits for them.
+func (r *Receiver) Close() error {
+	r.mu.Lock()
+	r.closed = true
+	for _, ln := range r.ln {
+		ln.Close()
+	}
+	for c := range r.conns {
+		c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+	r.dec.Close()
+	return nil
+}
+
+// rejectError is a refusal to tell the edge before closing.
+type rejectError struct{ msg string }
+
+func (e rejectError) Error() string { return e.msg }
+
+func rejectf(format string, a ...any) error { return rejectError{fmt.Sprintf(format, a...)} }
+
+// edgeConn is one connected edge.
+type edgeConn struct {
+	r      *Receiver
+	c      net.Conn
+	edge   string
+	logger *slog.Logger
+	wmu    sync.Mutex // serialises writes: acks and the final error
+	acks   chan pendingAck
+	parts  map[partKey]*flog.Partition
+}
+
+type partKey struct {
+	topic     string // the edge's topic name
+	partition int32
+}
+
+type pendingAck struct {
+	key  partKey
+	part *flog.Partition
+	next int64 // durable up to here (exclusive) before acknowledging
+}
+
+func (r *Receiver) serveConn(c net.Conn) {
+	defer c.Close()
+	logger := r.logger.With("remote", c.RemoteAddr().String())
+	br := bufio.NewReaderSize(c, 64<<10)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	msg, buf, err := readFrame(br, nil)
+	if err != nil {
+		r.metrics.rejected.WithLabelValues("malformed").Inc()
+		logger.Warn("mirror: bad hello", "err", err)
+		return
+	}
+	h, ok := msg.(*hello)
+	if !ok {
+		r.refuse(c, logger, "protocol", rejectf("expected hello, got %T", msg))
+		return
+	}
+	e := &edgeConn{r: r, c: c, edge: h.Edge, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{}}
+	w, err := r.handshake(e, h)
+	if err != nil {
+		reason := "bad hello"
+		if strings.Contains(err.Error(), "token") || strings.Contains(err.Error(), "unknown edge") {
+			reason = "auth"
+		}
+		r.refuse(c, e.logger, reason, err)
+		return
+	}
+	if err := e.write(w.encode(nil)); err != nil {
+		return
+	}
+	e.logger.Info("mirror: edge connected", "partitions", len(h.Parts))
+	r.metrics.edges.Inc()
+	defer r.metrics.edges.Dec()
+	ctx, cancel := context.WithCancel(context.Background())
+	var ackers sync.WaitGroup
+	ackers.Add(1)
+	go func() { defer ackers.Done(); e.ackLoop(ctx) }()
+	err = e.readChunks(br, buf)
+	close(e.acks)
+	if err != nil {
+		var rej rejectError
+		if errors.As(err, &rej) {
+			r.metrics.rejected.WithLabelValues("chunk").Inc()
+			e.logger.Error("mirror: chunk refused; closing the edge's connection", "err", err)
+			e.write((&errorFrame{Message: err.Error()}).encode(nil))
+		} else {
+			e.logger.Info("mirror: edge disconnected", "err", err)
+		}
+		cancel()
+	}
+	ackers.Wait()
+	cancel()
+	r.mu.Lock()
+	if r.edges[e.edge] == c {
+		delete(r.edges, e.edge)
+	}
+	r.mu.Unlock()
+}
+
+func (r *Receiver) refuse(c net.Conn, logger *slog.Logger, reason string, err error) {
+	r.metrics.rejected.WithLabelValues(reason).Inc()
+	logger.Warn("mirror: edge refused", "reason", reason, "err", err)
+	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.Write((&errorFrame{Message: err.Error()}).encode(nil))
+}
+
+// handshake authenticates the edge, makes sure its topics exist at the
+// center and answers where each partition resumes: at the center's durable
+// end of its copy.
+func (r *Receiver) handshake(e *edgeConn, h *hello) (*welcome, error) {
+	if h.Version != protocolVersion {
+		return nil, rejectf("protocol version %d not supported (want %d)", h.Version, protocolVersion)
+	}
+	want, ok := r.opts.Tokens[h.Edge]
+	if !ok {
+		return nil, rejectf("unknown edge %q", h.Edge)
+	}
+	if subtle.ConstantTimeCompare([]byte(want), []byte(h.Token)) != 1 {
+		return nil, rejectf("wrong token for edge %q", h.Edge)
+	}
+	// One connection per edge: a new one replaces the old (a reconnect
+	// after a cut the center has not noticed yet).
+	r.mu.Lock()
+	if old, ok := r.edges[h.Edge]; ok {
+		old.Close()
+	}
+	r.edges[h.Edge] = e.c
+	r.mu.Unlock()
+
+	counts := map[string]int32{}
+	for _, p := range h.Parts {
+		if err := flog.ValidateTopicName(p.Topic); err != nil {
+			return nil, rejectf("topic %q: %v", p.Topic, err)
+		}
+		if p.Partition < 0 || p.Partition >= p.Partitions {
+			return nil, rejectf("partition %d of %q outside its %d partitions", p.Partition, p.Topic, p.Partitions)
+		}
+		counts[p.Topic] = max(counts[p.Topic], p.Partitions)
+	}
+	for topic, n := range counts {
+		name := r.centerTopic(h.Edge, topic)
+		have, err := r.opts.Log.PartitionCount(name)
+		switch {
+		case errors.Is(err, flog.ErrUnknownTopic):
+			if _, err := r.opts.Log.CreateTopic(name, n, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
+				return nil, fmt.Errorf("creating %q: %w", name, err)
+			}
+		case err != nil:
+			return nil, err
+		case have < n:
+			if err := r.opts.Log.AddPartitions(name, n); err != nil {
+				return nil, fmt.Errorf("growing %q to %d partitions: %w", name, n, err)
+			}
+		}
+	}
+	w := &welcome{}
+	for _, p := range h.Parts {
+		part, err := r.opts.Log.Partition(r.centerTopic(h.Edge, p.Topic), p.Partition)
+		if err != nil {
+			return nil, err
+		}
+		e.parts[partKey{p.Topic, p.Partition}] = part
+		next := part.DurableOffset()
+		if part.EndOffset() == part.StartOffset() && part.Size() == 0 {
+			next = -1 // empty: the edge starts from its own log start
+		}
+		w.Resume = append(w.Resume, resume{Topic: p.Topic, Partition: p.Partition, Next: next})
+	}
+	return w, nil
+}
+
+func (r *Receiver) centerTopic(edge, topic string) string {
+	return strings.NewReplacer("{edge}", edge, "{topic}", topic).Replace(r.opts.TopicTemplate)
+}
+
+func (e *edgeConn) write(b []byte) error {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	e.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	_, err := e.c.Write(b)
+	return err
+}
+
+// readChunks appends every chunk the edge sends until the connection ends
+// or a chunk is refused (a rejectError: nothing of it was stored).
+func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
+	var raw []byte
+	for {
+		e.c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		msg, b, err := readFrame(br, buf)
+		buf = b
+		if err != nil {
+			if errors.Is(err, ErrMalformed) {
+				return rejectError{err.Error()}
+			}
+			return err
+		}
+		ch, ok := msg.(*chunk)
+		if !ok {
+			return rejectf("expected a chunk, got %T", msg)
+		}
+		raw, err = e.r.unpack(ch, raw)
+		if err != nil {
+			return err
+		}
+		key := partKey{ch.Topic, ch.Partition}
+		part, ok := e.parts[key]
+		if !ok {
+			return rejectf("chunk for %s-%d, which the edge did not announce", ch.Topic, ch.Partition)
+		}
+		stored, err := appendChunk(part, ch, raw)
+		if err != nil {
+			return err
+		}
+		e.r.metrics.chunks.Inc()
+		e.r.metrics.wireBytes.Add(float64(len(ch.Data)))
+		e.r.metrics.rawBytes.Add(float64(len(raw)))
+		e.r.metrics.trimmed.Add(float64(len(raw) - stored))
+		e.acks <- pendingAck{key: key, part: part, next: ch.Last + 1}
+	}
+}
+
+// unpack decompresses a chunk and checks it against its CRC.
+func (r *Receiver) unpack(ch *chunk, dst []byte) ([]byte, error) {
+	if ch.RawLen > maxFrame*4 {
+		return dst, rejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, maxFrame*4)
+	}
+	raw := ch.Data
+	switch ch.Codec {
+	case codecNone:
+	case codecZstd:
+		var err error
+		raw, err = r.dec.DecodeAll(ch.Data, dst[:0])
+		if err != nil {
+			return dst, rejectf("chunk %s-%d at %d: zstd: %v", ch.Topic, ch.Partition, ch.Base, err)
+		}
+		dst = raw
+	default:
+		return dst, rejectf("chunk codec %d unknown", ch.Codec)
+	}
+	if uint32(len(raw)) != ch.RawLen {
+		return dst, rejectf("chunk %s-%d at %d: %d bytes, header says %d", ch.Topic, ch.Partition, ch.Base, len(raw), ch.RawLen)
+	}
+	if crc32.Checksum(raw, castagnoli) != ch.CRC {
+		return dst, rejectf("chunk %s-%d at %d: checksum mismatch", ch.Topic, ch.Partition, ch.Base)
+	}
+	return raw, nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// appendChunk checks a chunk's batches (each one's CRC, offsets that run
+// from Base to Last without gaps or going back) before storing any, then
+// appends those the center does not have yet with their offsets: a chunk
+// overlapping the center's end is trimmed, not stored twice. It returns the
+// bytes stored.
+func appendChunk(part *flog.Partition, ch *chunk, raw []byte) (int, error) {
+	type span struct{ from, to int }
+	var spans []span
+	var lasts []int64
+	next := ch.Base
+	for pos := 0; pos < len(raw); {
+		h, err := flog.ParseBatch(raw[pos:])
+		if err != nil || int(h.Length) > len(raw)-pos {
+			return 0, rejectf("chunk %s-%d at %d: batch at byte %d: %v", ch.Topic, ch.Partition, ch.Base, pos, err)
+		}
+		b := raw[pos : pos+int(h.Length)]
+		if _, err := flog.ValidateBatch(b); err != nil {
+			return 0, rejectf("chunk %s-%d: batch at offset %d: %v", ch.Topic, ch.Partition, h.BaseOffset, err)
+		}
+		if h.BaseOffset != next {
+			return 0, rejectf("chunk %s-%d: batch at offset %d where %d was due (offsets must run on without gaps)", ch.Topic, ch.Partition, h.BaseOffset, next)
+		}
+		next = h.LastOffset() + 1
+		spans = append(spans, span{pos, pos + int(h.Length)})
+		lasts = append(lasts, h.LastOffset())
+		pos += int(h.Length)
+	}
+	if len(spans) == 0 || next != ch.Last+1 {
+		return 0, rejectf("chunk %s-%d: batches end at %d, header says %d", ch.Topic, ch.Partition, next-1, ch.Last)
+	}
+	stored := 0
+	for i, s := range spans {
+		if lasts[i] < part.EndOffset() {
+			continue // the center has it: a resent chunk overlapping what was acknowledged
+		}
+		if _, err := part.AppendAt(raw[s.from:s.to]); err != nil {
+			if errors.Is(err, flog.ErrOffsetMismatch) {
+				return stored, rejectf("chunk %s-%d: %v", ch.Topic, ch.Partition, err)
+			}
+			return stored, err
+		}
+		stored += s.to - s.from
+	}
+	return stored, nil
+}
+
+// ackLoop acknowledges chunks in order, each once the center's copy is
+// durable up to its end.
+func (e *edgeConn) ackLoop(ctx context.Context) {
+	var buf []byte
+	for a := range e.acks {
+		if err := a.part.WaitDurable(ctx, a.next-1); err != nil {
+			if ctx.Err() == nil {
+				e.logger.Error("mirror: copy not durable; not acknowledging", "topic", a.key.topic, "partition", a.key.partition, "err", err)
+				e.c.Close()
+			}
+			for range e.acks {
+			}
+			return
+		}
+		buf = (&ack{Topic: a.key.topic, Partition: a.key.partition, Next: a.next}).encode(buf)
+		if err := e.write(buf); err != nil {
+			e.c.Close()
+			for range e.acks {
+			}
+			return
+		}
+		e.r.metrics.acks.Inc()
+	}
+}

@@ -1,0 +1,505 @@
+package mirror
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/prometheus/client_golang/prometheus"
+
+	flog "ferry/log"
+)
+
+// SenderOptions configure a Sender.
+type SenderOptions struct {
+	Log *flog.Log
+	// StatePath is the bbolt file holding the edge id and checkpoints.
+	StatePath string
+	// Center is the receiver's host:port; TLS, when set, secures the link.
+	Center string
+	TLS    *tls.Config
+	// EdgeID names this edge at the center; empty means an id generated
+	// once and kept in StatePath. Token authenticates it.
+	EdgeID string
+	Token  string
+	// Topics are the topics mirrored, as path.Match patterns; empty means
+	// every topic except those starting with "__".
+	Topics []string
+	// Level is the zstd level of chunks; 0 means zstd.SpeedDefault.
+	Level zstd.EncoderLevel
+	// Window is how many chunks may await the center's acknowledgement;
+	// 0 means 8. ChunkBytes bounds a chunk before compression; 0 means
+	// 1 MiB.
+	Window     int
+	ChunkBytes int
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// Sender ships the edge's log to the center: durable, batch-aligned ranges
+// read from each mirrored partition, zstd-compressed, pipelined, resumed
+// where the center's copy ends after any cut or restart. It pins what the
+// center has not acknowledged against retention.
+type Sender struct {
+	opts    SenderOptions
+	logger  *slog.Logger
+	metrics *senderMetrics
+	cp      *checkpoints
+	edge    string
+	enc     *zstd.Encoder
+
+	mu    sync.Mutex
+	acked map[partKey]int64 // next offset the center needs, per partition
+	dirty bool
+}
+
+// NewSender opens the checkpoints and registers the sender as a retention
+// guard of the log. Run ships.
+func NewSender(opts SenderOptions) (*Sender, error) {
+	if opts.Log == nil || opts.StatePath == "" || opts.Center == "" {
+		return nil, errors.New("mirror: SenderOptions needs Log, StatePath and Center")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Window <= 0 {
+		opts.Window = 8
+	}
+	if opts.ChunkBytes <= 0 {
+		opts.ChunkBytes = 1 << 20
+	}
+	if opts.Level == 0 {
+		opts.Level = zstd.SpeedDefault
+	}
+	for _, pat := range opts.Topics {
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("mirror: topic pattern %q: %w", pat, err)
+		}
+	}
+	m, err := newSenderMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := openCheckpoints(opts.StatePath)
+	if err != nil {
+		return nil, err
+	}
+	edge, err := cp.edgeID(opts.EdgeID)
+	if err == nil {
+		err = flog.ValidateTopicName(edge)
+	}
+	if err != nil {
+		cp.close()
+		return nil, fmt.Errorf("mirror: edge id: %w", err)
+	}
+	acked, err := cp.load()
+	if err != nil {
+		cp.close()
+		return nil, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		cp.close()
+		return nil, err
+	}
+	s := &Sender{opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
+		metrics: m, cp: cp, edge: edge, enc: enc, acked: acked}
+	opts.Log.AddRetentionGuard(s)
+	return s, nil
+}
+
+// EdgeID is the id this edge has at the center.
+func (s *Sender) EdgeID() string { return s.edge }
+
+// mirrored reports whether a topic is shipped.
+func (s *Sender) mirrored(topic string) bool {
+	if len(s.opts.Topics) == 0 {
+		return !strings.HasPrefix(topic, "__")
+	}
+	for _, pat := range s.opts.Topics {
+		if ok, _ := path.Match(pat, topic); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// RetainFrom keeps every segment holding a record the center has not
+// acknowledged.
+func (s *Sender) RetainFrom(topic string, partition int32) int64 {
+	if !s.mirrored(topic) {
+		return math.MaxInt64
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked[partKey{topic, partition}] // 0 until acknowledged: all of it
+}
+
+// Acked returns the next offset the center needs for a partition.
+func (s *Sender) Acked(topic string, partition int32) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked[partKey{topic, partition}]
+}
+
+// Run ships until ctx ends, reconnecting with jittered exponential backoff
+// after every failure, then saves the checkpoints and closes.
+func (s *Sender) Run(ctx context.Context) error {
+	defer s.close()
+	saver := time.NewTicker(time.Second)
+	defer saver.Stop()
+	saveDone := make(chan struct{})
+	go func() {
+		defer close(saveDone)
+		for {
+			select {
+			case <-saver.C:
+				s.saveCheckpoints()
+				s.updateBacklog()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() { <-saveDone }()
+	var attempt int
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := s.session(ctx)
+		s.metrics.linkUp.Set(0)
+		if ctx.Err() != nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			attempt = 0 // a session that lasted: start the backoff afresh
+		}
+		attempt++
+		wait := backoff(attempt)
+		s.logger.Warn("mirror: link down; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// backoff is jittered exponential: 200 ms doubling to 30 s, each wait
+// drawn between half and all of it.
+func backoff(attempt int) time.Duration {
+	d := 200 * time.Millisecond << min(attempt-1, 8)
+	d = min(d, 30*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func (s *Sender) close() {
+	s.saveCheckpoints()
+	s.enc.Close()
+	s.cp.close()
+}
+
+func (s *Sender) saveCheckpoints() {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return
+	}
+	snap := make(map[partKey]int64, len(s.acked))
+	for k, v := range s.acked {
+		snap[k] = v
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	if err := s.cp.save(snap); err != nil {
+		s.logger.Error("mirror: saving checkpoints", "err", err)
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+	}
+}
+
+func (s *Sender) updateBacklog() {
+	for _, t := range s.opts.Log.Topics() {
+		if !s.mirrored(t.Name) {
+			continue
+		}
+		for p := int32(0); p < t.Partitions; p++ {
+			part, err := s.opts.Log.Partition(t.Name, p)
+			if err != nil {
+				continue
+			}
+			back := part.EndOffset() - max(s.Acked(t.Name, p), part.StartOffset())
+			s.metrics.backlog.WithLabelValues(t.Name, strconv.Itoa(int(p))).Set(float64(max(back, 0)))
+		}
+	}
+}
+
+// sentChunk is a chunk awaiting its acknowledgement.
+type sentChunk struct {
+	key  partKey
+	next int64
+}
+
+// link is one connection to the center.
+type link struct {
+	s       *Sender
+	c       net.Conn
+	wmu     sync.Mutex
+	window  chan struct{}
+	fifoMu  sync.Mutex
+	fifo    []sentChunk
+	topicsV string // the mirrored partitions the session announced
+}
+
+// session connects, shakes hands and ships until the link fails or ctx
+// ends.
+func (s *Sender) session(ctx context.Context) error {
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
+	var c net.Conn
+	var err error
+	if s.opts.TLS != nil {
+		c, err = tls.DialWithDialer(&d, "tcp", s.opts.Center, s.opts.TLS)
+	} else {
+		c, err = d.DialContext(ctx, "tcp", s.opts.Center)
+	}
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s.metrics.reconnect.Inc()
+
+	parts, version := s.partitions()
+	h := &hello{Version: protocolVersion, Edge: s.edge, Token: s.opts.Token, Parts: parts}
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(h.encode(nil)); err != nil {
+		return err
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	msg, _, err := readFrame(br, nil)
+	if err != nil {
+		return fmt.Errorf("reading welcome: %w", err)
+	}
+	var w *welcome
+	switch m := msg.(type) {
+	case *welcome:
+		w = m
+	case *errorFrame:
+		return fmt.Errorf("center refused: %s", m.Message)
+	default:
+		return fmt.Errorf("expected welcome, got %T", msg)
+	}
+	c.SetDeadline(time.Time{})
+	s.metrics.linkUp.Set(1)
+	s.logger.Info("mirror: connected to the center", "partitions", len(parts))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l := &link{s: s, c: c, window: make(chan struct{}, s.opts.Window), topicsV: version}
+	errc := make(chan error, len(w.Resume)+2)
+	var wg sync.WaitGroup
+	for _, r := range w.Resume {
+		part, err := s.opts.Log.Partition(r.Topic, r.Partition)
+		if err != nil {
+			return err
+		}
+		next := r.Next
+		if next < 0 {
+			next = part.StartOffset()
+		}
+		if next < part.StartOffset() {
+			s.logger.Error("mirror: the center needs records this edge no longer has", "topic", r.Topic, "partition", r.Partition,
+				"center_end", next, "edge_start", part.StartOffset())
+		}
+		s.mu.Lock()
+		if next > s.acked[partKey{r.Topic, r.Partition}] {
+			s.acked[partKey{r.Topic, r.Partition}], s.dirty = next, true
+		}
+		s.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- l.ship(ctx, partKey{r.Topic, r.Partition}, part, next)
+		}()
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- l.readAcks(br) }()
+	go func() { defer wg.Done(); errc <- l.watchTopics(ctx) }()
+	err = <-errc
+	cancel()
+	c.Close()
+	wg.Wait()
+	return err
+}
+
+// partitions lists the mirrored partitions, and a string that changes
+// when the set does.
+func (s *Sender) partitions() ([]partRef, string) {
+	var out []partRef
+	var v strings.Builder
+	for _, t := range s.opts.Log.Topics() {
+		if !s.mirrored(t.Name) {
+			continue
+		}
+		fmt.Fprintf(&v, "%s/%d,", t.Name, t.Partitions)
+		for p := int32(0); p < t.Partitions; p++ {
+			out = append(out, partRef{Topic: t.Name, Partition: p, Partitions: t.Partitions})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Topic != out[j].Topic {
+			return out[i].Topic < out[j].Topic
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out, v.String()
+}
+
+// errTopicsChanged ends a session so the next one announces the new set.
+var errTopicsChanged = errors.New("mirrored topics changed")
+
+// watchTopics ends the session when a mirrored topic appears, goes or
+// grows, so the next session announces it.
+func (l *link) watchTopics(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			if _, v := l.s.partitions(); v != l.topicsV {
+				return errTopicsChanged
+			}
+		}
+	}
+}
+
+// ship sends one partition from next on: each chunk is whole batches that
+// are durable at the edge.
+func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next int64) error {
+	s := l.s
+	var buf, packed, frameBuf []byte
+	for {
+		if err := part.WaitDurable(ctx, next); err != nil {
+			return err
+		}
+		durable := part.DurableOffset()
+		rr, err := part.Read(next, s.opts.ChunkBytes, buf)
+		if err != nil {
+			return fmt.Errorf("reading %s-%d at %d: %w", key.topic, key.partition, next, err)
+		}
+		buf = rr.Data[:0]
+		raw, last, compressed, err := wholeBatches(rr.Data, next, durable)
+		if err != nil {
+			return fmt.Errorf("%s-%d at %d: %w", key.topic, key.partition, next, err)
+		}
+		ch := chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, RawLen: uint32(len(raw)),
+			CRC: crc32.Checksum(raw, castagnoli), Data: raw}
+		if !compressed {
+			packed = s.enc.EncodeAll(raw, packed[:0])
+			ch.Codec, ch.Data = codecZstd, packed
+		}
+		select {
+		case l.window <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		l.fifoMu.Lock()
+		l.fifo = append(l.fifo, sentChunk{key: key, next: last + 1})
+		l.fifoMu.Unlock()
+		frameBuf = ch.encode(frameBuf)
+		l.wmu.Lock()
+		_, err = l.c.Write(frameBuf)
+		l.wmu.Unlock()
+		if err != nil {
+			return err
+		}
+		s.metrics.chunks.Inc()
+		s.metrics.wireBytes.Add(float64(len(ch.Data)))
+		s.metrics.rawBytes.Add(float64(len(raw)))
+		next = last + 1
+	}
+}
+
+// wholeBatches keeps the batches of data that start at next and end below
+// durable. compressed says every batch is already compressed by its
+// producer (sent as it is).
+func wholeBatches(data []byte, next, durable int64) (raw []byte, last int64, compressed bool, err error) {
+	compressed, last = true, -1
+	pos := 0
+	for pos < len(data) {
+		h, err := flog.ParseBatch(data[pos:])
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if pos == 0 && h.BaseOffset != next {
+			return nil, 0, false, fmt.Errorf("read starts at batch %d, not at %d", h.BaseOffset, next)
+		}
+		if h.LastOffset() >= durable || int(h.Length) > len(data)-pos {
+			break
+		}
+		if h.Codec() == 0 {
+			compressed = false
+		}
+		last = h.LastOffset()
+		pos += int(h.Length)
+	}
+	if pos == 0 {
+		return nil, 0, false, fmt.Errorf("no whole durable batch at %d (durable to %d)", next, durable)
+	}
+	return data[:pos], last, compressed, nil
+}
+
+// readAcks applies the center's acknowledgements, which come in the order
+// the chunks were sent.
+func (l *link) readAcks(br *bufio.Reader) error {
+	var buf []byte
+	for {
+		msg, b, err := readFrame(br, buf)
+		buf = b
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *ack:
+			l.fifoMu.Lock()
+			if len(l.fifo) == 0 {
+				l.fifoMu.Unlock()
+				return fmt.Errorf("acknowledgement of %s-%d to %d for nothing sent", m.Topic, m.Partition, m.Next)
+			}
+			want := l.fifo[0]
+			l.fifo = l.fifo[1:]
+			l.fifoMu.Unlock()
+			if want.key != (partKey{m.Topic, m.Partition}) || want.next != m.Next {
+				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
+					want.key.topic, want.key.partition, want.next)
+			}
+			l.s.mu.Lock()
+			if m.Next > l.s.acked[want.key] {
+				l.s.acked[want.key], l.s.dirty = m.Next, true
+			}
+			l.s.mu.Unlock()
+			<-l.window
+			l.s.metrics.acked.Inc()
+			l.s.metrics.lastAck.SetToCurrentTime()
+		case *errorFrame:
+			return fmt.Errorf("center: %s", m.Message)
+		default:
+			return fmt.Errorf("unexpected %T from the center", msg)
+		}
+	}
+}
