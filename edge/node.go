@@ -21,8 +21,8 @@ import (
 	"ferry/devices"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
-	"ferry/mirror"
 	flog "ferry/log"
+	"ferry/mirror"
 )
 
 // Options configure a Node.

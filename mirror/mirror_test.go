@@ -107,7 +107,7 @@ func produce(t testing.TB, l *flog.Log, topic string, partition int32, n int, ta
 		recs := make([]flog.Record, 10)
 		for j := range recs {
 			recs[j] = flog.Record{Key: []byte(fmt.Sprintf("dev%d", j)),
-				Value: []byte(fmt.Sprintf(`{"device":"dev%d","seq":"%s-%d","temperature":%.2f}`, j, tag, i, 20+float64(i%50)/10)),
+				Value:     []byte(fmt.Sprintf(`{"device":"dev%d","seq":"%s-%d","temperature":%.2f}`, j, tag, i, 20+float64(i%50)/10)),
 				Timestamp: time.Now().UnixMilli()}
 		}
 		if _, err := p.Append(flog.AppendBatch(nil, recs)); err != nil {
