@@ -47,13 +47,16 @@ type buildError struct {
 
 func (e *buildError) Error() string { return e.err.Error() + "\n" + e.out }
 
-// ferryProc is a running `ferry edge` on 127.0.0.1 ports it chose itself.
+// ferryProc is a running `ferry edge` or `ferry full` on 127.0.0.1 ports
+// it chose itself.
 type ferryProc struct {
-	cmd       *exec.Cmd
-	kafkaAddr string
-	adminAddr string
-	mqttAddr  string
-	exited    chan error
+	cmd        *exec.Cmd
+	kafkaAddr  string
+	adminAddr  string
+	mqttAddr   string
+	mirrorAddr string
+	exited     chan error    // receives the exit status once
+	done       chan struct{} // closed once the process has exited
 }
 
 // startEdge starts `ferry edge` on dataDir and waits for its ready line.
@@ -61,7 +64,22 @@ type ferryProc struct {
 // of the result. It is killed when the test or benchmark ends.
 func startEdge(t testing.TB, dataDir string, extra ...string) *ferryProc {
 	t.Helper()
-	args := append([]string{"edge", "--data-dir", dataDir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
+	return startFerry(t, "edge", append([]string{"--data-dir", dataDir, "--mqtt-addr", "127.0.0.1:0"}, extra...))
+}
+
+// startFull starts `ferry full` on dataDir, its mirror receiver on
+// mirrorAddr ("127.0.0.1:0" when empty).
+func startFull(t testing.TB, dataDir, mirrorAddr string, extra ...string) *ferryProc {
+	t.Helper()
+	if mirrorAddr == "" {
+		mirrorAddr = "127.0.0.1:0"
+	}
+	return startFerry(t, "full", append([]string{"--data-dir", dataDir, "--mirror-addr", mirrorAddr}, extra...))
+}
+
+func startFerry(t testing.TB, mode string, extra []string) *ferryProc {
+	t.Helper()
+	args := append([]string{mode, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	cmd := exec.Command(ferryBinary(t), args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -70,25 +88,26 @@ func startEdge(t testing.TB, dataDir string, extra ...string) *ferryProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &ferryProc{cmd: cmd, exited: make(chan error, 1)}
+	p := &ferryProc{cmd: cmd, exited: make(chan error, 1), done: make(chan struct{})}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var line struct {
-				Msg   string   `json:"msg"`
-				Level string   `json:"level"`
-				Kafka string   `json:"kafka_addr"`
-				Admin string   `json:"admin_addr"`
-				MQTT  []string `json:"mqtt_addrs"`
+				Msg    string   `json:"msg"`
+				Level  string   `json:"level"`
+				Kafka  string   `json:"kafka_addr"`
+				Admin  string   `json:"admin_addr"`
+				MQTT   []string `json:"mqtt_addrs"`
+				Mirror string   `json:"mirror_addr"`
 			}
 			if json.Unmarshal(sc.Bytes(), &line) != nil {
 				continue
 			}
 			switch {
-			case line.Msg == "ferry edge ready":
-				p.kafkaAddr, p.adminAddr = line.Kafka, line.Admin
+			case line.Msg == "ferry "+mode+" ready":
+				p.kafkaAddr, p.adminAddr, p.mirrorAddr = line.Kafka, line.Admin, line.Mirror
 				if len(line.MQTT) > 0 {
 					p.mqttAddr = line.MQTT[0]
 				}
@@ -99,18 +118,21 @@ func startEdge(t testing.TB, dataDir string, extra ...string) *ferryProc {
 		}
 		io.Copy(io.Discard, stderr)
 	}()
-	go func() { p.exited <- cmd.Wait() }()
+	go func() {
+		p.exited <- cmd.Wait()
+		close(p.done)
+	}()
 	select {
 	case <-ready:
 	case err := <-p.exited:
-		t.Fatalf("ferry edge exited before it was ready: %v", err)
+		t.Fatalf("ferry %s exited before it was ready: %v", mode, err)
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
-		t.Fatal("ferry edge not ready within 30 s")
+		t.Fatalf("ferry %s not ready within 30 s", mode)
 	}
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		<-p.exited
+		<-p.done
 	})
 	return p
 }
