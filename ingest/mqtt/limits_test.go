@@ -93,6 +93,8 @@ func TestLimitsAndBadInput(t *testing.T) {
 	})
 
 	t.Run("too many connections", func(t *testing.T) {
+		// The earlier subtests' connections must be gone from the count.
+		waitFor(t, "connections to drain", func() bool { return atomic.LoadInt64(&b.srv.broker.Info.ClientsConnected) == 0 })
 		var open []*rawClient
 		for i := 0; ; i++ {
 			rc := dialRaw(t, b.addr, 5)
