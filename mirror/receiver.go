@@ -325,7 +325,7 @@ func (e *edgeConn) write(b []byte) error {
 func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 	var raw []byte
 	for {
-		e.c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		e.c.SetReadDeadline(time.Now().Add(2 * pingEvery))
 		msg, b, err := readFrame(br, buf)
 		buf = b
 		if err != nil {
@@ -333,6 +333,9 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 				return rejectError{err.Error()}
 			}
 			return err
+		}
+		if _, ok := msg.(*ping); ok {
+			continue
 		}
 		ch, ok := msg.(*chunk)
 		if !ok {

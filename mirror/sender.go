@@ -46,6 +46,13 @@ type SenderOptions struct {
 	// 1 MiB.
 	Window     int
 	ChunkBytes int
+	// AckTimeout ends a connection on which chunks await acknowledgement
+	// and none has come for this long plus the time the bytes in flight
+	// take at MinRate (a half-open link, say); 0 means 2 minutes.
+	// MinRate is the slowest link rate, bytes/s, the mirror must work
+	// over; 0 means 8 KiB/s.
+	AckTimeout time.Duration
+	MinRate    int
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -81,6 +88,12 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 	}
 	if opts.ChunkBytes <= 0 {
 		opts.ChunkBytes = 1 << 20
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = 2 * time.Minute
+	}
+	if opts.MinRate <= 0 {
+		opts.MinRate = 8 << 10
 	}
 	if opts.Level == 0 {
 		opts.Level = zstd.SpeedDefault
@@ -252,6 +265,7 @@ func (s *Sender) updateBacklog() {
 type sentChunk struct {
 	key  partKey
 	next int64
+	wire int // bytes on the link
 }
 
 // link is one connection to the center.
@@ -262,6 +276,7 @@ type link struct {
 	window  chan struct{}
 	fifoMu  sync.Mutex
 	fifo    []sentChunk
+	inWire  int    // bytes of the chunks in fifo
 	topicsV string // the mirrored partitions the session announced
 }
 
@@ -335,9 +350,10 @@ func (s *Sender) session(ctx context.Context) error {
 			errc <- l.ship(ctx, partKey{r.Topic, r.Partition}, part, next)
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); errc <- l.readAcks(br) }()
 	go func() { defer wg.Done(); errc <- l.watchTopics(ctx) }()
+	go func() { defer wg.Done(); errc <- l.pinger(ctx) }()
 	err = <-errc
 	cancel()
 	c.Close()
@@ -366,6 +382,30 @@ func (s *Sender) partitions() ([]partRef, string) {
 		return out[i].Partition < out[j].Partition
 	})
 	return out, v.String()
+}
+
+// pingEvery is how often an idle edge tells the center it is still there;
+// the center gives up on an edge silent for twice as long.
+const pingEvery = 30 * time.Second
+
+// pinger keeps an idle link alive.
+func (l *link) pinger(ctx context.Context) error {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	frame := (&ping{}).encode(nil)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			l.wmu.Lock()
+			_, err := l.c.Write(frame)
+			l.wmu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // errTopicsChanged ends a session so the next one announces the new set.
@@ -418,11 +458,15 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		l.fifoMu.Lock()
-		l.fifo = append(l.fifo, sentChunk{key: key, next: last + 1})
-		l.fifoMu.Unlock()
 		frameBuf = ch.encode(frameBuf)
+		// The center acknowledges in the order chunks arrive: queue and
+		// write under one lock, so the queue has the link's order.
 		l.wmu.Lock()
+		l.fifoMu.Lock()
+		l.fifo = append(l.fifo, sentChunk{key: key, next: last + 1, wire: len(ch.Data)})
+		l.inWire += len(ch.Data)
+		l.armAckDeadline()
+		l.fifoMu.Unlock()
 		_, err = l.c.Write(frameBuf)
 		l.wmu.Unlock()
 		if err != nil {
@@ -464,6 +508,18 @@ func wholeBatches(data []byte, next, durable int64) (raw []byte, last int64, com
 	return data[:pos], last, compressed, nil
 }
 
+// armAckDeadline gives the next acknowledgement AckTimeout plus the time
+// the bytes in flight take at MinRate; with nothing in flight the link may
+// be silent (the pinger keeps it alive). fifoMu is held.
+func (l *link) armAckDeadline() {
+	if len(l.fifo) == 0 {
+		l.c.SetReadDeadline(time.Time{})
+		return
+	}
+	transfer := time.Duration(float64(l.inWire) / float64(l.s.opts.MinRate) * float64(time.Second))
+	l.c.SetReadDeadline(time.Now().Add(l.s.opts.AckTimeout + transfer))
+}
+
 // readAcks applies the center's acknowledgements, which come in the order
 // the chunks were sent.
 func (l *link) readAcks(br *bufio.Reader) error {
@@ -483,6 +539,8 @@ func (l *link) readAcks(br *bufio.Reader) error {
 			}
 			want := l.fifo[0]
 			l.fifo = l.fifo[1:]
+			l.inWire -= want.wire
+			l.armAckDeadline()
 			l.fifoMu.Unlock()
 			if want.key != (partKey{m.Topic, m.Partition}) || want.next != m.Next {
 				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,

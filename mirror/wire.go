@@ -24,6 +24,7 @@ const (
 	frameChunk   = 3 // edge → center: whole record batches of one partition
 	frameAck     = 4 // center → edge: a partition is durable up to Next
 	frameError   = 5 // either way: why the connection ends
+	framePing    = 6 // edge → center: still here (the link is idle)
 
 	protocolVersion = 1
 	// maxFrame bounds a frame; a larger length ends the connection before
@@ -87,6 +88,8 @@ type ack struct {
 type errorFrame struct {
 	Message string
 }
+
+type ping struct{}
 
 // encoder appends fields to a frame.
 type encoder struct{ b []byte }
@@ -161,6 +164,8 @@ func (m *ack) encode(dst []byte) []byte {
 	e.i64(m.Next)
 	return e.finish()
 }
+
+func (m *ping) encode(dst []byte) []byte { return frame(dst, framePing).finish() }
 
 func (m *errorFrame) encode(dst []byte) []byte {
 	e := frame(dst, frameError)
@@ -264,6 +269,8 @@ func decodeFrame(t uint8, payload []byte) (any, error) {
 	case frameError:
 		m := &errorFrame{Message: d.str()}
 		return m, d.done()
+	case framePing:
+		return &ping{}, d.done()
 	}
 	return nil, fmt.Errorf("%w: unknown frame type %d", ErrMalformed, t)
 }

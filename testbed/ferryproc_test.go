@@ -112,7 +112,7 @@ func startFerry(t testing.TB, mode string, extra []string) *ferryProc {
 					p.mqttAddr = line.MQTT[0]
 				}
 				close(ready)
-			case line.Level == "WARN" || line.Level == "ERROR":
+			case line.Level == "WARN" || line.Level == "ERROR" || os.Getenv("FERRY_TEST_LOG") != "":
 				fmt.Fprintf(os.Stderr, "ferry: %s\n", sc.Bytes())
 			}
 		}

@@ -51,6 +51,9 @@ func edgeCommand() *command {
 			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: generated once and kept in the data directory)")
 			mirrorToken := fs.String("mirror-token", "", "this edge's token at the center")
 			mirrorTopics := fs.StringSlice("mirror-topics", nil, "topics to mirror, as glob patterns (default: all but __*)")
+			mirrorChunk := fs.Int("mirror-chunk-bytes", 1<<20, "largest chunk shipped, before compression; smaller loses less to a reset on a bad link")
+			mirrorAckTimeout := fs.Duration("mirror-ack-timeout", 2*time.Minute, "reconnect when chunks in flight get no acknowledgement for this long")
+			mirrorMinRate := fs.Int("mirror-min-rate", 8<<10, "slowest link rate (bytes/s) the mirror must work over: in-flight chunks get this long to be acknowledged")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
 			level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 			format := fs.String("log-format", "text", "log format: text or json")
@@ -98,7 +101,7 @@ func edgeCommand() *command {
 					DataDir: *dataDir, AdminAddr: *adminAddr, Logger: logger,
 					KafkaAddr: *kafkaAddr, KafkaAdvertised: *advertised, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
-					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl},
+					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate},
 				})
 				if err != nil {
 					return err
