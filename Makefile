@@ -78,6 +78,7 @@ bench:
 	@[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null)
 	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIngest' -benchtime=1x -timeout 10m ./testbed
 	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIdleMemory' -benchtime=1x -timeout 10m ./testbed
+	MIRROR_BENCH_RECORDS=2000000 $(GO) test -run '^$$' -bench 'BenchmarkMirror$$' -benchtime=1x -timeout 15m ./testbed
 
 ## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
 conformance:

@@ -1,0 +1,184 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// topicEnd is the sum of a topic's end offsets (-1 when it is unknown).
+func topicEnd(tb testing.TB, addr, topic string) int64 {
+	tb.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	lo, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return -1
+	}
+	var sum int64
+	found := false
+	lo.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			sum += o.Offset
+			found = true
+		}
+	})
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+// sensorStream replays the real room-climate readings of
+// testdata/room-climate-full in recorded order, one device per location
+// and node, as JSON; past the end it replays them again an hour of
+// timestamps later. It returns n (key, value) pairs.
+func sensorStream(tb testing.TB, n int) (keys, values [][]byte) {
+	tb.Helper()
+	files, err := filepath.Glob("testdata/room-climate-full/*.csv")
+	if err != nil || len(files) == 0 {
+		tb.Fatalf("room-climate data missing: %v", err)
+	}
+	type line struct {
+		loc  string
+		rec  []string
+		absT int64
+	}
+	var lines []line
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r := csv.NewReader(bytes.NewReader(b))
+		r.TrimLeadingSpace = true
+		recs, err := r.ReadAll()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		loc := strings.TrimPrefix(strings.SplitN(filepath.Base(f), "-", 2)[0], "location_")
+		for _, rec := range recs {
+			ts, _ := strconv.ParseInt(rec[1], 10, 64)
+			lines = append(lines, line{loc, rec, ts})
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].absT < lines[j].absT })
+	for i := 0; i < n; i++ {
+		l := lines[i%len(lines)]
+		pass := int64(i / len(lines))
+		dev := "room-" + l.loc + "-" + l.rec[3]
+		keys = append(keys, []byte(dev))
+		values = append(values, fmt.Appendf(nil, `{"device":%q,"ts":%d,"temperature":%s,"humidity":%s,"light1":%s,"light2":%s}`,
+			dev, l.absT+pass*3_600_000, l.rec[4], l.rec[5], l.rec[6], l.rec[7]))
+	}
+	return keys, values
+}
+
+// produceSensorBacklog produces n real sensor readings to topic,
+// uncompressed by the producer so that the mirror's compression is what is
+// measured, and returns their payload bytes.
+func produceSensorBacklog(tb testing.TB, addr, topic string, n int) int64 {
+	tb.Helper()
+	keys, values := sensorStream(tb, n)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var total int64
+	errc := make(chan error, 1)
+	for i := range values {
+		total += int64(len(values[i]))
+		cl.Produce(ctx, &kgo.Record{Key: keys[i], Value: values[i]}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		tb.Fatal(err)
+	default:
+	}
+	return total
+}
+
+// BenchmarkMirror measures the mirror between a real `ferry edge` and a
+// real `ferry full` on loopback: a backlog of real sensor readings
+// (testdata/room-climate-full, keyed by device) built while
+// the edge mirrors nothing is shipped when the edge restarts with
+// --mirror-to, at three zstd levels. It reports the bytes on the wire per
+// record against the records' own bytes (the compression ratio) and the
+// catch-up rate in MB/s of records.
+//
+//	go test -run '^$' -bench BenchmarkMirror -benchtime=1x ./testbed
+func BenchmarkMirror(b *testing.B) {
+	n := envInt("MIRROR_BENCH_RECORDS", 1_000_000)
+	for _, level := range []string{"fastest", "default", "better"} {
+		b.Run("zstd="+level, func(b *testing.B) {
+			edgeDir := b.TempDir()
+			edge := startEdge(b, edgeDir, "--default-partitions", "4")
+			payload := produceSensorBacklog(b, edge.kafkaAddr, "telemetry", n)
+			edge.cmd.Process.Signal(syscall.SIGTERM)
+			<-edge.done
+
+			center := startFull(b, b.TempDir(), "", "--mirror-token", "gw1=s3cret")
+			start := time.Now()
+			edge = startEdge(b, edgeDir, "--mirror-to", center.mirrorAddr, "--mirror-edge-id", "gw1", "--mirror-token", "s3cret",
+				"--mirror-topics", "telemetry", "--mirror-zstd-level", level)
+			want := topicEnd(b, edge.kafkaAddr, "telemetry")
+			lastLog := time.Now()
+			for {
+				got := topicEnd(b, center.kafkaAddr, "gw1.telemetry")
+				if got == want {
+					break
+				}
+				if time.Since(start) > 5*time.Minute {
+					b.Fatalf("the center has %d of %d records after 5 minutes", got, want)
+				}
+				if time.Since(lastLog) > time.Second {
+					b.Logf("zstd %s: %d/%d records at the center after %.1fs", level, got, want, time.Since(start).Seconds())
+					lastLog = time.Now()
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			elapsed := time.Since(start)
+			m := ferryMetrics(b, edge.adminAddr, "ferry_mirror_wire_bytes_total", "ferry_mirror_raw_bytes_total")
+			wire, raw := m["ferry_mirror_wire_bytes_total"], m["ferry_mirror_raw_bytes_total"]
+			b.ReportMetric(float64(payload)/float64(want), "payload-B/record")
+			b.ReportMetric(raw/float64(want), "stored-B/record")
+			b.ReportMetric(wire/float64(want), "wire-B/record")
+			b.ReportMetric(raw/wire, "ratio-vs-stored")
+			b.ReportMetric(float64(payload)/wire, "ratio-vs-payload")
+			b.ReportMetric(raw/1e6/elapsed.Seconds(), "MB/s")
+			b.Logf("zstd %s: %d records (%.1f MB stored, %.1f MB of payload) shipped in %.2fs: %.1f MB on the wire, %.2f B/record, %.1f MB/s",
+				level, want, raw/1e6, float64(payload)/1e6, elapsed.Seconds(), wire/1e6, wire/float64(want), raw/1e6/elapsed.Seconds())
+		})
+	}
+}
