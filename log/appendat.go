@@ -15,21 +15,14 @@ import (
 // It returns ErrOffsetMismatch when the base offset is not where the copy
 // can continue.
 func (p *Partition) AppendAt(batch []byte) (AppendResult, error) {
-	cfg := p.cfg.Load()
-	if len(batch) > int(cfg.MaxMessageBytes) {
-		return AppendResult{}, fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxMessageBytes)
-	}
-	h, err := ValidateBatch(batch)
+	h, cfg, err := p.checkBatch(batch)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return AppendResult{}, ErrClosed
-	}
-	if p.failed != nil {
-		return AppendResult{}, p.failed
+	if err := p.writableLocked(); err != nil {
+		return AppendResult{}, err
 	}
 	end := p.active.next
 	switch {

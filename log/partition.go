@@ -238,21 +238,14 @@ func (p *Partition) loadProducers() error {
 // the process; WaitDurable waits for the topic's flush policy. batch must be
 // exactly one batch; the caller keeps ownership of its bytes.
 func (p *Partition) Append(batch []byte) (AppendResult, error) {
-	cfg := p.cfg.Load()
-	if len(batch) > int(cfg.MaxMessageBytes) {
-		return AppendResult{}, fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxMessageBytes)
-	}
-	h, err := ValidateBatch(batch)
+	h, cfg, err := p.checkBatch(batch)
 	if err != nil {
 		return AppendResult{}, err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return AppendResult{}, ErrClosed
-	}
-	if p.failed != nil {
-		return AppendResult{}, p.failed
+	if err := p.writableLocked(); err != nil {
+		return AppendResult{}, err
 	}
 	if h.ProducerID >= 0 {
 		if dup, err := p.producers.check(h); err != nil {
@@ -260,6 +253,26 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		}
 	}
 	return p.writeLocked(batch, h, cfg)
+}
+
+// checkBatch validates a batch for appending: its size under the topic's
+// max.message.bytes, and its framing, CRC and records (ValidateBatch).
+func (p *Partition) checkBatch(batch []byte) (BatchHeader, *TopicConfig, error) {
+	cfg := p.cfg.Load()
+	if len(batch) > int(cfg.MaxMessageBytes) {
+		return BatchHeader{}, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxMessageBytes)
+	}
+	h, err := ValidateBatch(batch)
+	return h, cfg, err
+}
+
+// writableLocked says why the partition takes no appends, if it does not.
+// p.mu is held.
+func (p *Partition) writableLocked() error {
+	if p.closed {
+		return ErrClosed
+	}
+	return p.failed
 }
 
 // writeLocked writes a validated batch at the partition's end offset,

@@ -26,10 +26,7 @@ func edgeCommand() *command {
 		summary: "run an edge broker node until SIGTERM or SIGINT",
 		example: "ferry edge --data-dir ./data --admin-addr :8080 --kafka-addr :9092\n  curl http://localhost:8080/readyz\n  kcat -b localhost:9092 -L",
 		flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-			dataDir := fs.String("data-dir", "./data", "directory for the log and all node state")
-			adminAddr := fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics)")
-			kafkaAddr := fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it")
-			advertised := fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)")
+			node := addNodeFlags(fs)
 			autoCreate := fs.Bool("auto-create-topics", true, "let Kafka clients create topics by producing to or asking for them")
 			defaultParts := fs.Int32("default-partitions", 1, "partitions of auto-created topics")
 			mqttAddr := fs.String("mqtt-addr", ":1883", "MQTT listen address; empty disables MQTT")
@@ -55,13 +52,11 @@ func edgeCommand() *command {
 			mirrorAckTimeout := fs.Duration("mirror-ack-timeout", 2*time.Minute, "reconnect when chunks in flight get no acknowledgement for this long")
 			mirrorMinRate := fs.Int("mirror-min-rate", 8<<10, "slowest link rate (bytes/s) the mirror must work over: in-flight chunks get this long to be acknowledged")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
-			level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-			format := fs.String("log-format", "text", "log format: text or json")
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
 					return err
 				}
-				logger, err := newLogger(os.Stderr, *level, *format)
+				logger, err := node.logger()
 				if err != nil {
 					return err
 				}
@@ -95,18 +90,11 @@ func edgeCommand() *command {
 				if tlsConf == nil {
 					*mqttTLSAddr = ""
 				}
-				ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-				defer stop()
-				n, err := edge.Start(edge.Options{
-					DataDir: *dataDir, AdminAddr: *adminAddr, Logger: logger,
-					KafkaAddr: *kafkaAddr, KafkaAdvertised: *advertised, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
+				return node.run(edge.Options{
+					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate},
 				})
-				if err != nil {
-					return err
-				}
-				return n.Run(ctx)
 			}
 		},
 	}
@@ -143,6 +131,37 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return conf, nil
+}
+
+// nodeFlags are the flags every node command has.
+type nodeFlags struct {
+	dataDir, adminAddr, kafkaAddr, advertised, level, format *string
+}
+
+func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
+	return &nodeFlags{
+		dataDir:    fs.String("data-dir", "./data", "directory for the log and all node state"),
+		adminAddr:  fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics)"),
+		kafkaAddr:  fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
+		advertised: fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)"),
+		level:      fs.String("log-level", "info", "log level: debug, info, warn, error"),
+		format:     fs.String("log-format", "text", "log format: text or json"),
+	}
+}
+
+func (f *nodeFlags) logger() (*slog.Logger, error) { return newLogger(os.Stderr, *f.level, *f.format) }
+
+// run starts a node with these flags filled into opts and runs it until
+// SIGTERM or SIGINT.
+func (f *nodeFlags) run(opts edge.Options) error {
+	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	n, err := edge.Start(opts)
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
