@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -51,6 +52,7 @@ func edgeCommand() *command {
 			mirrorChunk := fs.Int("mirror-chunk-bytes", 1<<20, "largest chunk shipped, before compression; smaller loses less to a reset on a bad link")
 			mirrorAckTimeout := fs.Duration("mirror-ack-timeout", 2*time.Minute, "reconnect when chunks in flight get no acknowledgement for this long")
 			mirrorMinRate := fs.Int("mirror-min-rate", 8<<10, "slowest link rate (bytes/s) the mirror must work over: in-flight chunks get this long to be acknowledged")
+			mirrorCA := fs.String("mirror-tls-ca", "", "PEM CA bundle: connect to the center over TLS and verify its certificate with it")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
@@ -83,6 +85,10 @@ func edgeCommand() *command {
 				if !ok {
 					return usagef("--mirror-zstd-level %q: want fastest, default, better or best", *mirrorLevel)
 				}
+				mirrorTLS, err := clientTLS(*mirrorCA, *mirrorTo)
+				if err != nil {
+					return err
+				}
 				tlsConf, err := serverTLS(*mqttCert, *mqttKey, *mqttClientCA)
 				if err != nil {
 					return err
@@ -93,7 +99,7 @@ func edgeCommand() *command {
 				return node.run(edge.Options{
 					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
-					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate},
+					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS},
 				})
 			}
 		},
@@ -131,6 +137,27 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return conf, nil
+}
+
+// clientTLS is the TLS configuration for dialing addr with the CA bundle
+// in caFile; none without one.
+func clientTLS(caFile, addr string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, usagef("--mirror-to %q: want host:port", addr)
+	}
+	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}, nil
 }
 
 // nodeFlags are the flags every node command has.

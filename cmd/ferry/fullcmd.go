@@ -20,6 +20,8 @@ func fullCommand() *command {
 			node := addNodeFlags(fs)
 			mirrorAddr := fs.String("mirror-addr", ":9393", "mirror receiver listen address (edges dial it)")
 			tokens := fs.StringArray("mirror-token", nil, "EDGE=TOKEN: an edge allowed to ship here and its token; repeat for more")
+			tlsCert := fs.String("mirror-tls-cert", "", "PEM certificate (chain) for the mirror receiver: edges then connect over TLS")
+			tlsKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
 			template := fs.String("mirror-topic-template", "{edge}.{topic}", "name of an edge's topic at the center")
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
@@ -40,8 +42,13 @@ func fullCommand() *command {
 				if len(tok) == 0 {
 					logger.Warn("no --mirror-token given: no edge can ship here")
 				}
+				tlsConf, err := serverTLS(*tlsCert, *tlsKey, "")
+				if err != nil {
+					return err
+				}
 				return node.run(edge.Options{
-					Mode: "full", Logger: logger, AutoCreateTopics: true, DefaultPartitions: 1,
+					MirrorTLS: tlsConf,
+					Mode:      "full", Logger: logger, AutoCreateTopics: true, DefaultPartitions: 1,
 					MirrorAddr: *mirrorAddr, MirrorReceiver: mirror.ReceiverOptions{Tokens: tok, TopicTemplate: *template},
 				})
 			}
