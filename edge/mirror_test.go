@@ -2,6 +2,8 @@ package edge
 
 import (
 	"crypto/tls"
+	"encoding/json"
+	"net/http"
 	"log/slog"
 	"testing"
 	"time"
@@ -43,11 +45,16 @@ func TestMirrorOverTLS(t *testing.T) {
 		return n
 	}
 
-	start(t, "gw1", &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
+	trusting := start(t, "gw1", &tls.Config{RootCAs: pki.pool, ServerName: "127.0.0.1"})
 	waitUntil(t, "the records at the center", func() bool {
 		p, err := center.Log().Partition("gw1.telemetry", 0)
 		return err == nil && p.DurableOffset() == 5
 	})
+	waitUntil(t, "the acknowledgement at the edge", func() bool { return trusting.Sender().Acked("telemetry", 0) == 5 })
+	if st := mirrorStatus(t, trusting); !st.LinkUp || len(st.Partitions) != 1 || st.Partitions[0].Acked != 5 ||
+		st.Partitions[0].BacklogRecords != 0 || st.LastAck == nil || st.WireBytes <= 0 {
+		t.Errorf("status of a caught-up edge: %+v", st)
+	}
 
 	untrusting := start(t, "gw2", &tls.Config{ServerName: "127.0.0.1"}) // system roots only
 	deadline := time.Now().Add(time.Second)
@@ -60,4 +67,30 @@ func TestMirrorOverTLS(t *testing.T) {
 	if got := untrusting.Sender().Acked("telemetry", 0); got != 0 {
 		t.Fatalf("acknowledged %d without a trusted link", got)
 	}
+	if st := mirrorStatus(t, untrusting); st.LinkUp || st.Partitions[0].BacklogRecords != 5 || st.Partitions[0].BacklogBytes <= 0 ||
+		st.Partitions[0].OldestUnshippedAge < 0 || st.LastAck != nil {
+		t.Errorf("status of an edge that cannot ship: %+v", st)
+	}
+	resp, err := http.Get("http://" + center.AdminAddr() + "/api/mirror")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/api/mirror of a node that mirrors nothing: %s", resp.Status)
+	}
+}
+
+func mirrorStatus(t *testing.T, n *Node) mirror.Status {
+	t.Helper()
+	resp, err := http.Get("http://" + n.AdminAddr() + "/api/mirror")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st mirror.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

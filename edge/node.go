@@ -420,6 +420,13 @@ func (n *Node) stop() error {
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/mirror", func(w http.ResponseWriter, r *http.Request) {
+		if n.sender == nil {
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, n.sender.Status())
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

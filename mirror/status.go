@@ -1,0 +1,96 @@
+package mirror
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	flog "ferry/log"
+)
+
+// Status is what the mirror of an edge is doing, for operators
+// (`ferry mirror status`, the admin API).
+type Status struct {
+	EdgeID     string            `json:"edge_id"`
+	Center     string            `json:"center"`
+	LinkUp     bool              `json:"link_up"`
+	LastAck    *time.Time        `json:"last_ack,omitempty"`
+	WireBytes  float64           `json:"wire_bytes"`
+	RawBytes   float64           `json:"raw_bytes"`
+	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// PartitionStatus is one mirrored partition: where the edge's log ends,
+// how far the center has acknowledged, and what is still to ship.
+type PartitionStatus struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	EndOffset int64  `json:"end_offset"`
+	Acked     int64  `json:"acked"`
+	// BacklogRecords and BacklogBytes are what the center has not
+	// acknowledged; bytes are counted in whole segments past the one
+	// holding the first unshipped record, plus that one from its start
+	// (an upper bound). OldestUnshippedAge is the age of the first
+	// unshipped record's batch.
+	BacklogRecords     int64   `json:"backlog_records"`
+	BacklogBytes       int64   `json:"backlog_bytes"`
+	OldestUnshippedAge float64 `json:"oldest_unshipped_age_seconds,omitempty"`
+}
+
+func gaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if g.Write(&m) != nil || m.Gauge == nil {
+		return 0
+	}
+	return m.Gauge.GetValue()
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if c.Write(&m) != nil || m.Counter == nil {
+		return 0
+	}
+	return m.Counter.GetValue()
+}
+
+// Status reports the mirror's state now.
+func (s *Sender) Status() Status {
+	st := Status{EdgeID: s.edge, Center: s.opts.Center, LinkUp: gaugeValue(s.metrics.linkUp) == 1,
+		WireBytes: counterValue(s.metrics.wireBytes), RawBytes: counterValue(s.metrics.rawBytes)}
+	if t := gaugeValue(s.metrics.lastAck); t > 0 {
+		at := time.Unix(0, int64(t*1e9))
+		st.LastAck = &at
+	}
+	now := time.Now()
+	for _, t := range s.opts.Log.Topics() {
+		if !s.mirrored(t.Name) {
+			continue
+		}
+		for p := int32(0); p < t.Partitions; p++ {
+			part, err := s.opts.Log.Partition(t.Name, p)
+			if err != nil {
+				continue
+			}
+			ps := PartitionStatus{Topic: t.Name, Partition: p, EndOffset: part.EndOffset(), Acked: s.Acked(t.Name, p)}
+			from := max(ps.Acked, part.StartOffset())
+			ps.BacklogRecords = max(ps.EndOffset-from, 0)
+			if ps.BacklogRecords > 0 {
+				segs := part.Segments()
+				for i, sg := range segs {
+					if i+1 < len(segs) && segs[i+1].BaseOffset <= from {
+						continue // wholly shipped
+					}
+					ps.BacklogBytes += sg.Size
+				}
+				if rr, err := part.Read(from, 1, nil); err == nil {
+					if h, err := flog.ParseBatch(rr.Data); err == nil {
+						ps.OldestUnshippedAge = now.Sub(time.UnixMilli(h.FirstTimestamp)).Seconds()
+					}
+				}
+			}
+			st.Partitions = append(st.Partitions, ps)
+		}
+	}
+	return st
+}
