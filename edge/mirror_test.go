@@ -3,8 +3,8 @@ package edge
 import (
 	"crypto/tls"
 	"encoding/json"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"testing"
 	"time"
 
