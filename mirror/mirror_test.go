@@ -76,8 +76,15 @@ type edgeNode struct {
 
 func startSender(t testing.TB, l *flog.Log, dir, centerAddr string) *edgeNode {
 	t.Helper()
-	s, err := NewSender(SenderOptions{Log: l, StatePath: filepath.Join(dir, "mirror.db"), Center: centerAddr, EdgeID: "gw1",
-		Token: "s3cret", ChunkBytes: 64 << 10, Logger: quiet})
+	return startSenderWith(t, SenderOptions{Log: l, StatePath: filepath.Join(dir, "mirror.db"), Center: centerAddr, ChunkBytes: 64 << 10})
+}
+
+// startSenderWith runs a sender as edge gw1 with opts.
+func startSenderWith(t testing.TB, opts SenderOptions) *edgeNode {
+	t.Helper()
+	opts.EdgeID, opts.Token, opts.Logger = "gw1", "s3cret", quiet
+	l := opts.Log
+	s, err := NewSender(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

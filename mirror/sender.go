@@ -43,7 +43,9 @@ type SenderOptions struct {
 	Level zstd.EncoderLevel
 	// Window is how many chunks may await the center's acknowledgement;
 	// 0 means 8. ChunkBytes bounds a chunk before compression; 0 means
-	// 1 MiB.
+	// 1 MiB. A chunk is whole batches, at least one: a batch larger than
+	// ChunkBytes (a Kafka producer's may reach 1 MB) is one chunk, and a
+	// cut link resends it whole.
 	Window     int
 	ChunkBytes int
 	// AckTimeout ends a connection on which chunks await acknowledgement

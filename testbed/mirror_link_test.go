@@ -55,9 +55,10 @@ func (l *flakyLink) remove(name string) {
 // produceKafka produces n records of about size bytes to topic at addr
 // with acks=all and returns once all are acknowledged. Sensor-like JSON,
 // padded with random hex so that compression cannot make a slow link fast.
-func produceKafka(t *testing.T, addr, topic string, n, size int, tag string) {
+// opts are added to the producer's (kgo.ProducerBatchMaxBytes, say).
+func produceKafka(t *testing.T, addr, topic string, n, size int, tag string, opts ...kgo.Opt) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation())
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +103,11 @@ func TestMirrorOverFlakyLink(t *testing.T) {
 	}
 	waitMirrored(t, edge, center, "orders")
 
-	// 2. Slow, far and reset mid-chunk.
+	// 2. Slow and far.
 	link.toxic("bw", "bandwidth", `"rate":64`)
 	link.toxic("far", "latency", `"latency":200`)
-	produceKafka(t, edge.kafkaAddr, "orders", 3000, 200, "slow") // ~400 KiB on the wire: 6 s at 64 KiB/s
+	// ~470 KB on the wire, in one batch (so one chunk) per partition: 7 s at 64 KiB/s.
+	produceKafka(t, edge.kafkaAddr, "orders", 3000, 200, "slow")
 	n := waitMirrored(t, edge, center, "orders")
 	t.Logf("%d records identical at the center after an outage and over a 64 KiB/s, 200 ms link", n)
 }
