@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"path"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -126,7 +127,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		cp.close()
 		return nil, err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(1))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		cp.close()
 		return nil, err

@@ -49,7 +49,7 @@ func edgeCommand() *command {
 			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: generated once and kept in the data directory)")
 			mirrorToken := fs.String("mirror-token", "", "this edge's token at the center")
 			mirrorTopics := fs.StringSlice("mirror-topics", nil, "topics to mirror, as glob patterns (default: all but __*)")
-			mirrorChunk := fs.Int("mirror-chunk-bytes", 1<<20, "largest chunk shipped, before compression; smaller loses less to a reset on a bad link")
+			mirrorChunk := fs.Int("mirror-chunk-bytes", 1<<20, "chunk size to aim for, before compression (a larger record batch is one chunk); smaller loses less to a reset on a bad link")
 			mirrorAckTimeout := fs.Duration("mirror-ack-timeout", 2*time.Minute, "reconnect when chunks in flight get no acknowledgement for this long")
 			mirrorMinRate := fs.Int("mirror-min-rate", 8<<10, "slowest link rate (bytes/s) the mirror must work over: in-flight chunks get this long to be acknowledged")
 			mirrorCA := fs.String("mirror-tls-ca", "", "PEM CA bundle: connect to the center over TLS and verify its certificate with it")
