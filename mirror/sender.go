@@ -56,8 +56,12 @@ type SenderOptions struct {
 	// over; 0 means 8 KiB/s.
 	AckTimeout time.Duration
 	MinRate    int
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	// RateLimit caps the link in bytes/s (0: uncapped); RateSchedule
+	// overrides it by time of day.
+	RateLimit    int
+	RateSchedule Schedule
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
 }
 
 // Sender ships the edge's log to the center: durable, batch-aligned ranges
@@ -71,6 +75,7 @@ type Sender struct {
 	cp      *checkpoints
 	edge    string
 	enc     *zstd.Encoder
+	limiter *linkLimiter
 
 	mu    sync.Mutex
 	acked map[partKey]int64 // next offset the center needs, per partition
@@ -132,7 +137,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		cp.close()
 		return nil, err
 	}
-	s := &Sender{opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
+	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
 		metrics: m, cp: cp, edge: edge, enc: enc, acked: acked}
 	opts.Log.AddRetentionGuard(s)
 	return s, nil
@@ -462,6 +467,10 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 			return ctx.Err()
 		}
 		frameBuf = ch.encode(frameBuf)
+		if err := s.limiter.wait(ctx, len(frameBuf)); err != nil {
+			<-l.window
+			return err
+		}
 		// The center acknowledges in the order chunks arrive: queue and
 		// write under one lock, so the queue has the link's order.
 		l.wmu.Lock()
@@ -519,7 +528,11 @@ func (l *link) armAckDeadline() {
 		l.c.SetReadDeadline(time.Time{})
 		return
 	}
-	transfer := time.Duration(float64(l.inWire) / float64(l.s.opts.MinRate) * float64(time.Second))
+	slowest := l.s.opts.MinRate
+	if r, _ := l.s.limiter.rate(); r > 0 && r < slowest {
+		slowest = r // capped below the assumed slowest link
+	}
+	transfer := time.Duration(float64(l.inWire) / float64(slowest) * float64(time.Second))
 	l.c.SetReadDeadline(time.Now().Add(l.s.opts.AckTimeout + transfer))
 }
 

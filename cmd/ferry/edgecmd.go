@@ -52,6 +52,8 @@ func edgeCommand() *command {
 			mirrorChunk := fs.Int("mirror-chunk-bytes", 1<<20, "chunk size to aim for, before compression (a larger record batch is one chunk); smaller loses less to a reset on a bad link")
 			mirrorAckTimeout := fs.Duration("mirror-ack-timeout", 2*time.Minute, "reconnect when chunks in flight get no acknowledgement for this long")
 			mirrorMinRate := fs.Int("mirror-min-rate", 8<<10, "slowest link rate (bytes/s) the mirror must work over: in-flight chunks get this long to be acknowledged")
+			mirrorRate := fs.Int("mirror-rate", 0, "cap on the link to the center, bytes/s (0: uncapped)")
+			mirrorSchedule := fs.String("mirror-rate-schedule", "", "rates by time of day, e.g. '08:00-20:00=8192,20:00-08:00=0' (0: uncapped); outside its windows --mirror-rate applies")
 			mirrorCA := fs.String("mirror-tls-ca", "", "PEM CA bundle: connect to the center over TLS and verify its certificate with it")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
 			return func(args []string, out io.Writer) error {
@@ -85,6 +87,10 @@ func edgeCommand() *command {
 				if !ok {
 					return usagef("--mirror-zstd-level %q: want fastest, default, better or best", *mirrorLevel)
 				}
+				schedule, err := mirror.ParseSchedule(*mirrorSchedule)
+				if err != nil {
+					return usagef("--mirror-rate-schedule: %v", err)
+				}
 				mirrorTLS, err := clientTLS(*mirrorCA, *mirrorTo)
 				if err != nil {
 					return err
@@ -99,7 +105,8 @@ func edgeCommand() *command {
 				return node.run(edge.Options{
 					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
-					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS},
+					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS,
+						RateLimit: *mirrorRate, RateSchedule: schedule},
 				})
 			}
 		},
