@@ -79,6 +79,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIngest' -benchtime=1x -timeout 10m ./testbed
 	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIdleMemory' -benchtime=1x -timeout 10m ./testbed
 	MIRROR_BENCH_RECORDS=2000000 $(GO) test -run '^$$' -bench 'BenchmarkMirror$$' -benchtime=1x -timeout 15m ./testbed
+	$(GO) test -run '^$$' -bench 'BenchmarkMirrorCappedLink' -benchtime=1x -timeout 10m ./testbed
 
 ## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
 conformance:

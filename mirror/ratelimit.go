@@ -100,7 +100,9 @@ func (l *linkLimiter) rate() (int, *rate.Limiter) {
 	defer l.mu.Unlock()
 	if r != l.cur || l.lim == nil {
 		l.cur = r
-		burst := max(r, 4096)
+		// A tenth of a second of traffic: a full bucket lets little more
+		// than the rate through.
+		burst := max(r/10, 4096)
 		if l.lim == nil {
 			l.lim = rate.NewLimiter(rate.Limit(r), burst)
 		} else {

@@ -190,3 +190,54 @@ func BenchmarkMirror(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMirrorCappedLink ships a backlog of real sensor readings over a
+// link capped at 1 MiB/s (--mirror-rate) with 200 ms of latency (toxiproxy,
+// edge → center), and reports the share of the cap that carried chunk
+// bytes: the window of chunks in flight must keep a long link full.
+//
+//	go test -run '^$' -bench BenchmarkMirrorCappedLink -benchtime=1x ./testbed
+func BenchmarkMirrorCappedLink(b *testing.B) {
+	const capBytes = 1 << 20
+	n := envInt("MIRROR_CAPPED_RECORDS", 400_000)
+	edgeDir := b.TempDir()
+	edge := startEdge(b, edgeDir, "--default-partitions", "4")
+	produceSensorBacklog(b, edge.kafkaAddr, "telemetry", n)
+	edge.cmd.Process.Signal(syscall.SIGTERM)
+	<-edge.done
+
+	center := startFull(b, b.TempDir(), "", "--mirror-token", "gw1=s3cret")
+	link := newFlakyLink(b, center.mirrorAddr)
+	link.toxic("far", "latency", `"latency":200`)
+	edge = startEdge(b, edgeDir, "--mirror-to", link.addr(), "--mirror-edge-id", "gw1", "--mirror-token", "s3cret",
+		"--mirror-topics", "telemetry", "--mirror-rate", fmt.Sprint(capBytes))
+	want := topicEnd(b, edge.kafkaAddr, "telemetry")
+	var start time.Time
+	lastLog := time.Now()
+	for {
+		got := topicEnd(b, center.kafkaAddr, "gw1.telemetry")
+		if got > 0 && start.IsZero() {
+			start = time.Now()
+		}
+		if got == want {
+			break
+		}
+		if time.Since(lastLog) > time.Second {
+			b.Logf("%d/%d records at the center", got, want)
+			lastLog = time.Now()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	m := ferryMetrics(b, edge.adminAddr, "ferry_mirror_wire_bytes_total", "ferry_mirror_chunks_sent_total")
+	wire := m["ferry_mirror_wire_bytes_total"]
+	// The first chunk's bytes were on the link before the first records
+	// reached the center; the clock starts there, so count them out.
+	chunks := m["ferry_mirror_chunks_sent_total"]
+	perChunk := wire / chunks
+	use := (wire - perChunk) / (elapsed.Seconds() * capBytes)
+	b.ReportMetric(100*use, "%-of-cap")
+	b.ReportMetric(wire/1e6, "wire-MB")
+	b.Logf("%.1f MB of chunks in %d chunks over a 1 MiB/s, 200 ms link in %.2fs after the first arrived: %.1f%% of the cap carried records",
+		wire/1e6, int(chunks), elapsed.Seconds(), 100*use)
+}

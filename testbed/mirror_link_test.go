@@ -18,11 +18,11 @@ import (
 // flakyLink is a toxiproxy proxy, embedded in the test, between the edge
 // and the center's mirror receiver.
 type flakyLink struct {
-	t     *testing.T
+	t     testing.TB
 	proxy *toxiproxy.Proxy
 }
 
-func newFlakyLink(t *testing.T, upstream string) *flakyLink {
+func newFlakyLink(t testing.TB, upstream string) *flakyLink {
 	t.Helper()
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	p := toxiproxy.NewProxy(srv, "mirror", "127.0.0.1:0", upstream)
