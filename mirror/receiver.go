@@ -56,7 +56,7 @@ type Receiver struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
-	edges  map[string]net.Conn // the connection serving each edge
+	edges  map[string]*edgeSlot // the connection serving each edge
 }
 
 // NewReceiver makes a receiver; it serves nothing until Serve.
@@ -86,7 +86,7 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]net.Conn{}}, nil
+	return &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]*edgeSlot{}}, nil
 }
 
 // Serve accepts edges on ln until Close; it returns nil after Close.
@@ -150,6 +150,13 @@ func (r *Receiver) Close() error {
 	return nil
 }
 
+// edgeSlot is the connection serving an edge; done is closed when its
+// serving goroutine has finished (nothing more of it gets stored).
+type edgeSlot struct {
+	c    net.Conn
+	done chan struct{}
+}
+
 // rejectError is a refusal to tell the edge before closing.
 type rejectError struct{ msg string }
 
@@ -166,6 +173,7 @@ type edgeConn struct {
 	wmu    sync.Mutex // serialises writes: acks and the final error
 	acks   chan pendingAck
 	parts  map[partKey]*flog.Partition
+	slot   *edgeSlot
 }
 
 type partKey struct {
@@ -195,7 +203,16 @@ func (r *Receiver) serveConn(c net.Conn) {
 		r.refuse(c, logger, "protocol", rejectf("expected hello, got %T", msg))
 		return
 	}
-	e := &edgeConn{r: r, c: c, edge: h.Edge, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{}}
+	e := &edgeConn{r: r, c: c, edge: h.Edge, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{},
+		slot: &edgeSlot{c: c, done: make(chan struct{})}}
+	defer func() {
+		r.mu.Lock()
+		if r.edges[e.edge] == e.slot {
+			delete(r.edges, e.edge)
+		}
+		r.mu.Unlock()
+		close(e.slot.done)
+	}()
 	w, err := r.handshake(e, h)
 	if err != nil {
 		reason := "bad hello"
@@ -230,11 +247,6 @@ func (r *Receiver) serveConn(c net.Conn) {
 	}
 	ackers.Wait()
 	cancel()
-	r.mu.Lock()
-	if r.edges[e.edge] == c {
-		delete(r.edges, e.edge)
-	}
-	r.mu.Unlock()
 }
 
 func (r *Receiver) refuse(c net.Conn, logger *slog.Logger, reason string, err error) {
@@ -259,13 +271,20 @@ func (r *Receiver) handshake(e *edgeConn, h *hello) (*welcome, error) {
 		return nil, rejectf("wrong token for edge %q", h.Edge)
 	}
 	// One connection per edge: a new one replaces the old (a reconnect
-	// after a cut the center has not noticed yet).
+	// after a cut the center has not noticed yet), once the old one has
+	// stopped storing, so the resume points below are final.
 	r.mu.Lock()
-	if old, ok := r.edges[h.Edge]; ok {
-		old.Close()
-	}
-	r.edges[h.Edge] = e.c
+	old := r.edges[h.Edge]
+	r.edges[h.Edge] = e.slot
 	r.mu.Unlock()
+	if old != nil {
+		old.c.Close()
+		select {
+		case <-old.done:
+		case <-time.After(30 * time.Second):
+			return nil, fmt.Errorf("edge %q: its previous connection did not end", h.Edge)
+		}
+	}
 
 	counts := map[string]int32{}
 	for _, p := range h.Parts {
