@@ -60,8 +60,11 @@ type SenderOptions struct {
 	// overrides it by time of day.
 	RateLimit    int
 	RateSchedule Schedule
-	Registerer   prometheus.Registerer
-	Logger       *slog.Logger
+	// Classes give topics priority classes on the link (0 first; default
+	// 1).
+	Classes    []Class
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Sender ships the edge's log to the center: durable, batch-aligned ranges
@@ -281,7 +284,7 @@ type link struct {
 	s       *Sender
 	c       net.Conn
 	wmu     sync.Mutex
-	window  chan struct{}
+	window  *gate
 	fifoMu  sync.Mutex
 	fifo    []sentChunk
 	inWire  int    // bytes of the chunks in fifo
@@ -331,7 +334,7 @@ func (s *Sender) session(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	l := &link{s: s, c: c, window: make(chan struct{}, s.opts.Window), topicsV: version}
+	l := &link{s: s, c: c, window: newGate(s.opts.Window), topicsV: version}
 	errc := make(chan error, len(w.Resume)+2)
 	var wg sync.WaitGroup
 	for _, r := range w.Resume {
@@ -440,6 +443,7 @@ func (l *link) watchTopics(ctx context.Context) error {
 // are durable at the edge.
 func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next int64) error {
 	s := l.s
+	class := classOf(s.opts.Classes, key.topic)
 	var buf, packed, frameBuf []byte
 	for {
 		if err := part.WaitDurable(ctx, next); err != nil {
@@ -461,14 +465,12 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 			packed = s.enc.EncodeAll(raw, packed[:0])
 			ch.Codec, ch.Data = codecZstd, packed
 		}
-		select {
-		case l.window <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := l.window.acquire(ctx, class); err != nil {
+			return err
 		}
 		frameBuf = ch.encode(frameBuf)
 		if err := s.limiter.wait(ctx, len(frameBuf)); err != nil {
-			<-l.window
+			l.window.release()
 			return err
 		}
 		// The center acknowledges in the order chunks arrive: queue and
@@ -567,7 +569,7 @@ func (l *link) readAcks(br *bufio.Reader) error {
 				l.s.acked[want.key], l.s.dirty = m.Next, true
 			}
 			l.s.mu.Unlock()
-			<-l.window
+			l.window.release()
 			l.s.metrics.acked.Inc()
 			l.s.metrics.lastAck.SetToCurrentTime()
 		case *errorFrame:

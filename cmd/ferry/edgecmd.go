@@ -54,6 +54,7 @@ func edgeCommand() *command {
 			mirrorMinRate := fs.Int("mirror-min-rate", 8<<10, "slowest link rate (bytes/s) the mirror must work over: in-flight chunks get this long to be acknowledged")
 			mirrorRate := fs.Int("mirror-rate", 0, "cap on the link to the center, bytes/s (0: uncapped)")
 			mirrorSchedule := fs.String("mirror-rate-schedule", "", "rates by time of day, e.g. '08:00-20:00=8192,20:00-08:00=0' (0: uncapped); outside its windows --mirror-rate applies")
+			mirrorPriority := fs.String("mirror-priority", "", "priority classes on the link, e.g. 'alarms*=0,telemetry=2' (0 goes first; other topics are class 1)")
 			mirrorCA := fs.String("mirror-tls-ca", "", "PEM CA bundle: connect to the center over TLS and verify its certificate with it")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
 			return func(args []string, out io.Writer) error {
@@ -91,6 +92,10 @@ func edgeCommand() *command {
 				if err != nil {
 					return usagef("--mirror-rate-schedule: %v", err)
 				}
+				classes, err := mirror.ParseClasses(*mirrorPriority)
+				if err != nil {
+					return usagef("--mirror-priority: %v", err)
+				}
 				mirrorTLS, err := clientTLS(*mirrorCA, *mirrorTo)
 				if err != nil {
 					return err
@@ -106,7 +111,7 @@ func edgeCommand() *command {
 					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS,
-						RateLimit: *mirrorRate, RateSchedule: schedule},
+						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes},
 				})
 			}
 		},
