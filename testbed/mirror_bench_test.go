@@ -1,15 +1,9 @@
 package testbed
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,41 +46,15 @@ func topicEnd(tb testing.TB, addr, topic string) int64 {
 // timestamps later. It returns n (key, value) pairs.
 func sensorStream(tb testing.TB, n int) (keys, values [][]byte) {
 	tb.Helper()
-	files, err := filepath.Glob("testdata/room-climate-full/*.csv")
-	if err != nil || len(files) == 0 {
-		tb.Fatalf("room-climate data missing: %v", err)
-	}
-	type line struct {
-		loc  string
-		rec  []string
-		absT int64
-	}
-	var lines []line
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r := csv.NewReader(bytes.NewReader(b))
-		r.TrimLeadingSpace = true
-		recs, err := r.ReadAll()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		loc := strings.TrimPrefix(strings.SplitN(filepath.Base(f), "-", 2)[0], "location_")
-		for _, rec := range recs {
-			ts, _ := strconv.ParseInt(rec[1], 10, 64)
-			lines = append(lines, line{loc, rec, ts})
-		}
-	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].absT < lines[j].absT })
+	rows := readClimate(tb, "testdata/room-climate-full")
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].ts < rows[j].ts })
 	for i := 0; i < n; i++ {
-		l := lines[i%len(lines)]
-		pass := int64(i / len(lines))
-		dev := "room-" + l.loc + "-" + l.rec[3]
+		r := rows[i%len(rows)]
+		pass := int64(i / len(rows))
+		dev := "room-" + r.loc + "-" + r.node
 		keys = append(keys, []byte(dev))
 		values = append(values, fmt.Appendf(nil, `{"device":%q,"ts":%d,"temperature":%s,"humidity":%s,"light1":%s,"light2":%s}`,
-			dev, l.absT+pass*3_600_000, l.rec[4], l.rec[5], l.rec[6], l.rec[7]))
+			dev, r.ts+pass*3_600_000, r.temp, r.hum, r.light1, r.light2))
 	}
 	return keys, values
 }

@@ -189,16 +189,21 @@ func ferryMetrics(tb testing.TB, adminAddr string, prefixes ...string) map[strin
 
 // climateRow is one reading of the room-climate sample.
 type climateRow struct {
+	loc, node                 string // location (A, B, C) and sensor node id
 	ts                        int64
 	temp, hum, light1, light2 string // as written in the CSV
 }
 
 // roomClimateRows reads testdata/room-climate/*.csv.
-func roomClimateRows(tb testing.TB) []climateRow {
+func roomClimateRows(tb testing.TB) []climateRow { return readClimate(tb, "testdata/room-climate") }
+
+// readClimate reads every room-climate CSV in dir (files named
+// location_X-...), in file order.
+func readClimate(tb testing.TB, dir string) []climateRow {
 	tb.Helper()
-	files, err := filepath.Glob("testdata/room-climate/*.csv")
+	files, err := filepath.Glob(filepath.Join(dir, "*.csv"))
 	if err != nil || len(files) == 0 {
-		tb.Fatalf("room-climate sample missing: %v", err)
+		tb.Fatalf("room-climate data missing in %s: %v", dir, err)
 	}
 	var rows []climateRow
 	for _, f := range files {
@@ -212,6 +217,7 @@ func roomClimateRows(tb testing.TB) []climateRow {
 		if err != nil {
 			tb.Fatalf("%s: %v", f, err)
 		}
+		loc := strings.TrimPrefix(strings.SplitN(filepath.Base(f), "-", 2)[0], "location_")
 		for _, rec := range recs {
 			if len(rec) < 8 {
 				tb.Fatalf("%s: short line %v", f, rec)
@@ -220,7 +226,7 @@ func roomClimateRows(tb testing.TB) []climateRow {
 			if err != nil {
 				tb.Fatalf("%s: %v", f, err)
 			}
-			rows = append(rows, climateRow{ts: ts, temp: rec[4], hum: rec[5], light1: rec[6], light2: rec[7]})
+			rows = append(rows, climateRow{loc: loc, node: rec[3], ts: ts, temp: rec[4], hum: rec[5], light1: rec[6], light2: rec[7]})
 		}
 	}
 	return rows
