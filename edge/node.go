@@ -58,6 +58,9 @@ type Options struct {
 	MQTT mqtt.Options
 	// AuthMode is AuthNone (default) or AuthRegistry.
 	AuthMode string
+	// MaxDiskBytes is the data-disk budget of the log (0: none); past it,
+	// appends are refused while what is left is not yet mirrored.
+	MaxDiskBytes int64
 	// Mode names the node in its logs: "edge" (default) or "full".
 	Mode string
 	// MirrorAddr is the mirror receiver's listen address (a full node's
@@ -151,7 +154,8 @@ func Start(opts Options) (*Node, error) {
 func (n *Node) start() error {
 	opts := n.opts
 	var err error
-	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults})
+	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
+		MaxDiskBytes: opts.MaxDiskBytes})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
@@ -186,6 +190,7 @@ func (n *Node) start() error {
 	if err := n.startMirror(); err != nil {
 		return err
 	}
+	n.log.ArmBudget() // every retention guard (the mirror's) is in place
 	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}

@@ -28,6 +28,12 @@ type Options struct {
 	Now func() time.Time
 	// Guards are consulted by retention before deleting anything.
 	Guards []RetentionGuard
+	// MaxDiskBytes is the data-disk budget (max.disk.bytes); 0 means none.
+	// Past it the oldest segments no guard pins are deleted, oldest first;
+	// if that is not enough, appends are refused with ErrDiskBudget (the
+	// block policy) until space is freed. Checked every second once
+	// Log.ArmBudget has been called.
+	MaxDiskBytes int64
 }
 
 // RetentionGuard pins data against retention. The mirror uses one to keep

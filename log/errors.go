@@ -72,4 +72,10 @@ var (
 	// is not the partition's end offset (nor, for an empty partition, past
 	// it): the copy would have a gap or overlap.
 	ErrOffsetMismatch = errors.New("batch offset does not continue the partition")
+
+	// ErrDiskBudget is returned by appends while the log is over its
+	// data-disk budget (Options.MaxDiskBytes) and every segment that could
+	// go is pinned by a guard (the mirror has not shipped it). Retriable:
+	// it clears once space is freed.
+	ErrDiskBudget = errors.New("data-disk budget reached: appends are blocked until space is freed")
 )

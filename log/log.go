@@ -37,6 +37,10 @@ type Log struct {
 	guards   []RetentionGuard
 	closed   bool
 
+	maxDisk    int64       // Options.MaxDiskBytes
+	overBudget atomic.Bool // appends are refused (ErrDiskBudget) while set
+	armed      atomic.Bool // ArmBudget was called: the guards are in place
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -93,7 +97,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
-		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards,
+		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := l.load(); err != nil {
@@ -175,6 +179,9 @@ func (l *Log) openTopic(name string, r topicRecord) (*topic, error) {
 	t.cfg.Store(&cfg)
 	for i := int32(0); i < r.Partitions; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
+		if err == nil && l.maxDisk > 0 {
+			p.overBudget = &l.overBudget
+		}
 		if err != nil {
 			for _, q := range t.parts {
 				q.close()
@@ -297,6 +304,9 @@ func (l *Log) AddPartitions(name string, total int32) error {
 	var added []*Partition
 	for i := t.info.Partitions; i < total; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
+		if err == nil && l.maxDisk > 0 {
+			p.overBudget = &l.overBudget
+		}
 		if err != nil {
 			for _, q := range added {
 				q.close()
@@ -498,6 +508,12 @@ func (l *Log) retentionLoop(every time.Duration) {
 	defer close(l.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var budget <-chan time.Time
+	if l.maxDisk > 0 {
+		bt := time.NewTicker(budgetCheckInterval)
+		defer bt.Stop()
+		budget = bt.C
+	}
 	for {
 		select {
 		case <-l.stop:
@@ -506,6 +522,8 @@ func (l *Log) retentionLoop(every time.Duration) {
 			if _, err := l.EnforceRetention(); err != nil {
 				l.logger.Error("retention pass failed", "err", err)
 			}
+		case <-budget:
+			l.EnforceBudget()
 		}
 	}
 }

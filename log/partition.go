@@ -39,6 +39,9 @@ type Partition struct {
 	closed    bool
 	failed    error         // a failed write or fsync: the partition accepts no more appends
 	producers producerState // idempotent producers' recent batches (producers.go)
+	// overBudget is the log's flag (nil without a disk budget): set, appends
+	// are refused with ErrDiskBudget.
+	overBudget *atomic.Bool
 
 	// Lock-free views for hot readers.
 	startOff  atomic.Int64
@@ -272,7 +275,13 @@ func (p *Partition) writableLocked() error {
 	if p.closed {
 		return ErrClosed
 	}
-	return p.failed
+	if p.failed != nil {
+		return p.failed
+	}
+	if p.overBudget != nil && p.overBudget.Load() {
+		return ErrDiskBudget
+	}
+	return nil
 }
 
 // writeLocked writes a validated batch at the partition's end offset,

@@ -67,26 +67,14 @@ func (p *Partition) enforceRetention(nowMs, floor int64) (RetentionResult, error
 				return res, err
 			}
 		}
-		p.segs = p.segs[1:]
-		for i, s := range p.unsynced {
-			if s == head {
-				p.unsynced = append(p.unsynced[:i], p.unsynced[i+1:]...)
-				break
-			}
-		}
-		p.totalSize.Add(-head.size)
-		p.startOff.Store(p.segs[0].base)
+		p.detachHeadLocked(head)
 		p.mu.Unlock()
 
 		reason := "retention.ms"
 		if !expired {
 			reason = "retention.bytes"
 		}
-		p.logger.Info("deleting segment by retention", "base_offset", head.base, "next_offset", end,
-			"bytes", head.size, "reason", reason)
-		err = head.remove()
-		head.release()
-		if err != nil {
+		if err := p.deleteSegment(head, end, reason); err != nil {
 			return res, err
 		}
 		res.Segments++
@@ -99,6 +87,51 @@ func (p *Partition) enforceRetention(nowMs, floor int64) (RetentionResult, error
 	}
 	res.NewStart = p.startOff.Load()
 	return res, nil
+}
+
+// detachHeadLocked takes the head segment out of the partition. p.mu is
+// held; deleteSegment removes its files afterwards.
+func (p *Partition) detachHeadLocked(head *segment) {
+	p.segs = p.segs[1:]
+	for i, s := range p.unsynced {
+		if s == head {
+			p.unsynced = append(p.unsynced[:i], p.unsynced[i+1:]...)
+			break
+		}
+	}
+	p.totalSize.Add(-head.size)
+	p.startOff.Store(p.segs[0].base)
+}
+
+// deleteSegment removes a detached segment's files (readers holding it
+// keep reading) and says why.
+func (p *Partition) deleteSegment(head *segment, end int64, reason string) error {
+	p.logger.Info("deleting segment", "base_offset", head.base, "next_offset", end, "bytes", head.size, "reason", reason)
+	err := head.remove()
+	head.release()
+	return err
+}
+
+// dropHeadForBudget deletes the oldest segment if it is sealed and no
+// guard pins it (its records are all below floor), returning the bytes
+// freed: 0 when it may not.
+func (p *Partition) dropHeadForBudget(floor int64) (int64, error) {
+	p.mu.Lock()
+	if p.closed || len(p.segs) < 2 {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	head, end := p.segs[0], p.segs[1].base
+	if end > floor || head.size == 0 {
+		p.mu.Unlock()
+		return 0, nil
+	}
+	p.detachHeadLocked(head)
+	p.mu.Unlock()
+	if err := p.deleteSegment(head, end, "max.disk.bytes"); err != nil {
+		return head.size, err
+	}
+	return head.size, p.fs.SyncDir(p.dir)
 }
 
 // noFloor is the guard value that pins nothing.

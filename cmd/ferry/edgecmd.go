@@ -45,6 +45,7 @@ func edgeCommand() *command {
 			connectTimeout := fs.Duration("mqtt-connect-timeout", 10*time.Second, "close connections that send no CONNECT within this time")
 			authMode := fs.String("auth", "none", "MQTT authentication: none (anyone may connect; warned) or registry (devices added with 'ferry devices add')")
 			presenceTopic := fs.String("presence-topic", "__devices", "log topic receiving device connect/disconnect events; empty disables them")
+			maxDisk := fs.Int64("max-disk-bytes", 0, "data-disk budget of the log (0: none): past it the oldest mirrored segments go, and if everything left is unshipped, producers get back-pressure (Kafka THROTTLING_QUOTA_EXCEEDED, MQTT 5 PUBACK quota exceeded)")
 			mirrorTo := fs.String("mirror-to", "", "host:port of the center's mirror receiver (ferry full); empty: no mirroring")
 			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: generated once and kept in the data directory)")
 			mirrorToken := fs.String("mirror-token", "", "this edge's token at the center")
@@ -108,7 +109,7 @@ func edgeCommand() *command {
 					*mqttTLSAddr = ""
 				}
 				return node.run(edge.Options{
-					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts,
+					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts, MaxDiskBytes: *maxDisk,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS,
 						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes},

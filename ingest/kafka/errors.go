@@ -36,6 +36,10 @@ func errorCode(err error) int16 {
 		return kerr.InvalidPartitions.Code
 	case errors.Is(err, flog.ErrInvalidConfig):
 		return kerr.InvalidConfig.Code
+	case errors.Is(err, flog.ErrDiskBudget):
+		// The edge's disk budget is full of records not yet mirrored:
+		// retriable back-pressure, as the mirror issue asks.
+		return kerr.ThrottlingQuotaExceeded.Code
 	case errors.Is(err, flog.ErrClosed):
 		// Shutting down: a retriable error sends the client elsewhere or
 		// back later.

@@ -410,8 +410,11 @@ func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, 
 	res, err := s.appendRecord(part, rec)
 	if err != nil {
 		code := packets.ErrImplementationSpecificError
-		if errors.Is(err, flog.ErrBatchTooLarge) {
+		switch {
+		case errors.Is(err, flog.ErrBatchTooLarge):
 			code = packets.ErrPacketTooLarge
+		case errors.Is(err, flog.ErrDiskBudget):
+			code = packets.ErrQuotaExceeded // back-pressure: the disk budget is full of unshipped records
 		}
 		return nil, res, code, err
 	}
