@@ -1,6 +1,10 @@
 package mirror
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type receiverMetrics struct {
 	edges     prometheus.Gauge
@@ -27,28 +31,46 @@ func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
 	return m, register(reg, m.edges, m.rejected, m.chunks, m.acks, m.wireBytes, m.rawBytes, m.trimmed)
 }
 
-type senderMetrics struct {
-	linkUp    prometheus.Gauge
-	chunks    prometheus.Counter
-	acked     prometheus.Counter
-	wireBytes prometheus.Counter
-	rawBytes  prometheus.Counter
-	reconnect prometheus.Counter
-	backlog   *prometheus.GaugeVec // records not yet acknowledged, by topic and partition
-	lastAck   prometheus.Gauge
+// linkState is what the sender knows of its link; Status and the
+// metrics below both read it.
+type linkState struct {
+	up        atomic.Bool
+	lastAckNs atomic.Int64 // when the center last acknowledged, Unix ns; 0: never
+	wireBytes atomic.Int64 // chunk bytes sent, compressed
+	rawBytes  atomic.Int64 // the same before compression
 }
 
-func newSenderMetrics(reg prometheus.Registerer) (*senderMetrics, error) {
+type senderMetrics struct {
+	linkUp    prometheus.GaugeFunc
+	chunks    prometheus.Counter
+	acked     prometheus.Counter
+	wireBytes prometheus.CounterFunc
+	rawBytes  prometheus.CounterFunc
+	reconnect prometheus.Counter
+	backlog   *prometheus.GaugeVec // records not yet acknowledged, by topic and partition
+	lastAck   prometheus.GaugeFunc
+}
+
+func newSenderMetrics(reg prometheus.Registerer, st *linkState) (*senderMetrics, error) {
 	m := &senderMetrics{
-		linkUp:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mirror_link_up", Help: "1 while the mirror is connected to the center."}),
-		chunks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_chunks_sent_total", Help: "Chunks sent to the center."}),
-		acked:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_chunks_acked_total", Help: "Chunks the center acknowledged as durable."}),
-		wireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_wire_bytes_total", Help: "Chunk bytes sent on the link (compressed)."}),
-		rawBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_raw_bytes_total", Help: "Chunk bytes before compression."}),
+		linkUp: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mirror_link_up", Help: "1 while the mirror is connected to the center."},
+			func() float64 {
+				if st.up.Load() {
+					return 1
+				}
+				return 0
+			}),
+		chunks: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_chunks_sent_total", Help: "Chunks sent to the center."}),
+		acked:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_chunks_acked_total", Help: "Chunks the center acknowledged as durable."}),
+		wireBytes: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_mirror_wire_bytes_total", Help: "Chunk bytes sent on the link (compressed)."},
+			func() float64 { return float64(st.wireBytes.Load()) }),
+		rawBytes: prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_mirror_raw_bytes_total", Help: "Chunk bytes before compression."},
+			func() float64 { return float64(st.rawBytes.Load()) }),
 		reconnect: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_connects_total", Help: "Connections made to the center (the first and every reconnection)."}),
 		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_mirror_backlog_records",
 			Help: "Records of a partition the center has not acknowledged."}, []string{"topic", "partition"}),
-		lastAck: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mirror_last_ack_timestamp_seconds", Help: "When the center last acknowledged a chunk."}),
+		lastAck: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mirror_last_ack_timestamp_seconds", Help: "When the center last acknowledged a chunk."},
+			func() float64 { return float64(st.lastAckNs.Load()) / 1e9 }),
 	}
 	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.backlog, m.lastAck)
 }

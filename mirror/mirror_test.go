@@ -279,6 +279,9 @@ func TestReceiverRefusesBadInput(t *testing.T) {
 			t.Errorf("%s/%s: got %+v, want an error saying %q", tc.edge, tc.token, m, tc.want)
 		}
 	}
+	if got := testutilValue(c.recv.metrics.rejected.WithLabelValues("auth")); got != 2 {
+		t.Errorf("rejected{reason=auth} = %v, want 2", got)
+	}
 
 	batch := func(base int64, n int) []byte {
 		recs := make([]flog.Record, n)

@@ -157,12 +157,19 @@ type edgeSlot struct {
 	done chan struct{}
 }
 
-// rejectError is a refusal to tell the edge before closing.
-type rejectError struct{ msg string }
+// rejectError is a refusal to tell the edge before closing; reason labels
+// ferry_mirror_receiver_rejected_total.
+type rejectError struct{ reason, msg string }
 
 func (e rejectError) Error() string { return e.msg }
 
-func rejectf(format string, a ...any) error { return rejectError{fmt.Sprintf(format, a...)} }
+func rejectf(format string, a ...any) error {
+	return rejectError{"protocol", fmt.Sprintf(format, a...)}
+}
+
+func authRejectf(format string, a ...any) error {
+	return rejectError{"auth", fmt.Sprintf(format, a...)}
+}
 
 // edgeConn is one connected edge.
 type edgeConn struct {
@@ -216,7 +223,7 @@ func (r *Receiver) serveConn(c net.Conn) {
 	w, err := r.handshake(e, h)
 	if err != nil {
 		reason := "bad hello"
-		if strings.Contains(err.Error(), "token") || strings.Contains(err.Error(), "unknown edge") {
+		if rej := (rejectError{}); errors.As(err, &rej) && rej.reason == "auth" {
 			reason = "auth"
 		}
 		r.refuse(c, e.logger, reason, err)
@@ -265,10 +272,10 @@ func (r *Receiver) handshake(e *edgeConn, h *hello) (*welcome, error) {
 	}
 	want, ok := r.opts.Tokens[h.Edge]
 	if !ok {
-		return nil, rejectf("unknown edge %q", h.Edge)
+		return nil, authRejectf("unknown edge %q", h.Edge)
 	}
 	if subtle.ConstantTimeCompare([]byte(want), []byte(h.Token)) != 1 {
-		return nil, rejectf("wrong token for edge %q", h.Edge)
+		return nil, authRejectf("wrong token for edge %q", h.Edge)
 	}
 	// One connection per edge: a new one replaces the old (a reconnect
 	// after a cut the center has not noticed yet), once the old one has
@@ -350,7 +357,7 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		buf = b
 		if err != nil {
 			if errors.Is(err, ErrMalformed) {
-				return rejectError{err.Error()}
+				return rejectError{"malformed", err.Error()}
 			}
 			return err
 		}
@@ -411,43 +418,43 @@ func (r *Receiver) unpack(ch *chunk, dst []byte) ([]byte, error) {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// appendChunk checks a chunk's batches (each one's CRC, offsets that run
-// from Base to Last without gaps or going back) before storing any, then
-// appends those the center does not have yet with their offsets: a chunk
-// overlapping the center's end is trimmed, not stored twice. It returns the
+// appendChunk checks a chunk's framing before storing any of it: whole
+// batches, each with a good CRC (ParseBatch), offsets running from Base to
+// Last without gaps or going back. It then appends the batches the center
+// does not have yet with their offsets (AppendAt, which validates each
+// batch's records once more, as every append does): a chunk overlapping the
+// center's end is trimmed, not stored twice. A batch the log refuses ends
+// the chunk there; the batches before it are valid and stay. It returns the
 // bytes stored.
 func appendChunk(part *flog.Partition, ch *chunk, raw []byte) (int, error) {
-	type span struct{ from, to int }
+	type span struct {
+		from, to int
+		last     int64
+	}
 	var spans []span
-	var lasts []int64
 	next := ch.Base
 	for pos := 0; pos < len(raw); {
 		h, err := flog.ParseBatch(raw[pos:])
 		if err != nil || int(h.Length) > len(raw)-pos {
 			return 0, rejectf("chunk %s-%d at %d: batch at byte %d: %v", ch.Topic, ch.Partition, ch.Base, pos, err)
 		}
-		b := raw[pos : pos+int(h.Length)]
-		if _, err := flog.ValidateBatch(b); err != nil {
-			return 0, rejectf("chunk %s-%d: batch at offset %d: %v", ch.Topic, ch.Partition, h.BaseOffset, err)
-		}
 		if h.BaseOffset != next {
 			return 0, rejectf("chunk %s-%d: batch at offset %d where %d was due (offsets must run on without gaps)", ch.Topic, ch.Partition, h.BaseOffset, next)
 		}
 		next = h.LastOffset() + 1
-		spans = append(spans, span{pos, pos + int(h.Length)})
-		lasts = append(lasts, h.LastOffset())
+		spans = append(spans, span{pos, pos + int(h.Length), h.LastOffset()})
 		pos += int(h.Length)
 	}
 	if len(spans) == 0 || next != ch.Last+1 {
 		return 0, rejectf("chunk %s-%d: batches end at %d, header says %d", ch.Topic, ch.Partition, next-1, ch.Last)
 	}
 	stored := 0
-	for i, s := range spans {
-		if lasts[i] < part.EndOffset() {
+	for _, s := range spans {
+		if s.last < part.EndOffset() {
 			continue // the center has it: a resent chunk overlapping what was acknowledged
 		}
 		if _, err := part.AppendAt(raw[s.from:s.to]); err != nil {
-			if errors.Is(err, flog.ErrOffsetMismatch) {
+			if errors.Is(err, flog.ErrOffsetMismatch) || errors.Is(err, flog.ErrCorruptBatch) || errors.Is(err, flog.ErrBatchTooLarge) {
 				return stored, rejectf("chunk %s-%d: %v", ch.Topic, ch.Partition, err)
 			}
 			return stored, err

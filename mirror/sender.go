@@ -79,6 +79,7 @@ type Sender struct {
 	edge    string
 	enc     *zstd.Encoder
 	limiter *linkLimiter
+	state   *linkState
 
 	mu    sync.Mutex
 	acked map[partKey]int64 // next offset the center needs, per partition
@@ -114,7 +115,8 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 			return nil, fmt.Errorf("mirror: topic pattern %q: %w", pat, err)
 		}
 	}
-	m, err := newSenderMetrics(opts.Registerer)
+	state := new(linkState)
+	m, err := newSenderMetrics(opts.Registerer, state)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +143,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		return nil, err
 	}
 	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
-		metrics: m, cp: cp, edge: edge, enc: enc, acked: acked}
+		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked}
 	opts.Log.AddRetentionGuard(s)
 	return s, nil
 }
@@ -204,7 +206,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := s.session(ctx)
-		s.metrics.linkUp.Set(0)
+		s.state.up.Store(false)
 		if ctx.Err() != nil {
 			break
 		}
@@ -329,7 +331,7 @@ func (s *Sender) session(ctx context.Context) error {
 		return fmt.Errorf("expected welcome, got %T", msg)
 	}
 	c.SetDeadline(time.Time{})
-	s.metrics.linkUp.Set(1)
+	s.state.up.Store(true)
 	s.logger.Info("mirror: connected to the center", "partitions", len(parts))
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -487,8 +489,8 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 			return err
 		}
 		s.metrics.chunks.Inc()
-		s.metrics.wireBytes.Add(float64(len(ch.Data)))
-		s.metrics.rawBytes.Add(float64(len(raw)))
+		s.state.wireBytes.Add(int64(len(ch.Data)))
+		s.state.rawBytes.Add(int64(len(raw)))
 		next = last + 1
 	}
 }
@@ -571,7 +573,7 @@ func (l *link) readAcks(br *bufio.Reader) error {
 			l.s.mu.Unlock()
 			l.window.release()
 			l.s.metrics.acked.Inc()
-			l.s.metrics.lastAck.SetToCurrentTime()
+			l.s.state.lastAckNs.Store(time.Now().UnixNano())
 		case *errorFrame:
 			return fmt.Errorf("center: %s", m.Message)
 		default:

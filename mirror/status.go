@@ -3,9 +3,6 @@ package mirror
 import (
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-
 	flog "ferry/log"
 )
 
@@ -38,28 +35,12 @@ type PartitionStatus struct {
 	OldestUnshippedAge float64 `json:"oldest_unshipped_age_seconds,omitempty"`
 }
 
-func gaugeValue(g prometheus.Gauge) float64 {
-	var m dto.Metric
-	if g.Write(&m) != nil || m.Gauge == nil {
-		return 0
-	}
-	return m.Gauge.GetValue()
-}
-
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if c.Write(&m) != nil || m.Counter == nil {
-		return 0
-	}
-	return m.Counter.GetValue()
-}
-
 // Status reports the mirror's state now.
 func (s *Sender) Status() Status {
-	st := Status{EdgeID: s.edge, Center: s.opts.Center, LinkUp: gaugeValue(s.metrics.linkUp) == 1,
-		WireBytes: counterValue(s.metrics.wireBytes), RawBytes: counterValue(s.metrics.rawBytes)}
-	if t := gaugeValue(s.metrics.lastAck); t > 0 {
-		at := time.Unix(0, int64(t*1e9))
+	st := Status{EdgeID: s.edge, Center: s.opts.Center, LinkUp: s.state.up.Load(),
+		WireBytes: float64(s.state.wireBytes.Load()), RawBytes: float64(s.state.rawBytes.Load())}
+	if ns := s.state.lastAckNs.Load(); ns > 0 {
+		at := time.Unix(0, ns)
 		st.LastAck = &at
 	}
 	now := time.Now()
