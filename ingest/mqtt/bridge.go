@@ -192,19 +192,12 @@ func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 		// Not acknowledged upstream, and paho acknowledges in order:
 		// retry rather than skip, which holds the link (back-pressure)
 		// while the log refuses appends (a full disk, say).
-		b.s.metrics.publish(pb.QoS, resultError)
 		b.s.logger.Error("mqtt bridge: message not stored; retrying", "bridge", b.cfg.Name, "topic", pb.Topic, "err", err)
 		select {
 		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second)):
 		case <-b.ctx.Done():
 			return true, nil
 		}
-	}
-	if part == nil {
-		b.s.metrics.publish(pb.QoS, resultUnmatched)
-	} else {
-		b.s.metrics.publish(pb.QoS, resultStored)
-		b.s.metrics.bytesIn.Add(float64(len(pb.Payload)))
 	}
 	b.s.deliver(b.s.inline, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: pb.QoS, Retain: pb.Retain},
 		TopicName: pb.Topic, Payload: pb.Payload, PacketID: max(pb.PacketID, 1), Properties: props})

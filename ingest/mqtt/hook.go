@@ -188,15 +188,8 @@ func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	if cl.Properties.ProtocolVersion == 5 {
 		info.V5, info.Props = true, propsOf(&pk.Properties)
 	}
-	part, _, _, err := s.ingest(&info, nil)
-	switch {
-	case err != nil:
-		s.metrics.publish(info.QoS, resultError)
+	if _, _, _, err := s.ingest(&info, nil); err != nil {
 		s.logger.Warn("mqtt: will not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
-	case part == nil:
-		s.metrics.publish(info.QoS, resultUnmatched)
-	default:
-		s.metrics.publish(info.QoS, resultStored)
 	}
 }
 
@@ -307,7 +300,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	part, res, code, err := s.appendPublish(c, &pk)
 	if err != nil {
-		s.metrics.publish(qos, resultError)
 		s.logger.Warn("mqtt: publish not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
 		if qos == 0 {
 			return pk, errReject
@@ -320,15 +312,6 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			s.broker.DisconnectClient(cl, code)
 		}
 		return pk, errReject
-	}
-	if part == nil { // no rule, no default topic
-		s.metrics.publish(qos, resultUnmatched)
-	} else {
-		s.metrics.publish(qos, resultStored)
-		s.metrics.bytesIn.Add(float64(len(pk.Payload)))
-		if s.opts.Presence != nil {
-			s.opts.Presence.CountIn(c.device, 1, uint64(len(pk.Payload)))
-		}
 	}
 	if qos == 0 {
 		return pk, nil
@@ -385,10 +368,29 @@ func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, fl
 	return s.ingest(&info, &c.scratch)
 }
 
-// ingest routes a publish to its rule, builds its record and appends it.
-// It returns a nil partition when the publish matches no rule (and is
-// dropped), and on error the MQTT 5 reason code to answer with.
+// ingest routes a publish to its rule, builds its record and appends it,
+// counting the result (stored, unmatched or error) and the device's
+// traffic. It returns a nil partition when the publish matches no rule
+// (and is dropped), and on error the MQTT 5 reason code to answer with.
 func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+	part, res, code, err := s.route(info, sc)
+	switch {
+	case err != nil:
+		s.metrics.publish(info.QoS, resultError)
+	case part == nil:
+		s.metrics.publish(info.QoS, resultUnmatched)
+	default:
+		s.metrics.publish(info.QoS, resultStored)
+		s.metrics.bytesIn.Add(float64(len(info.Payload)))
+		if s.opts.Presence != nil {
+			s.opts.Presence.CountIn(info.Device, 1, uint64(len(info.Payload)))
+		}
+	}
+	return part, res, code, err
+}
+
+// route finds a publish's rule and appends its record.
+func (s *Server) route(info *publishInfo, sc *recordScratch) (*flog.Partition, flog.AppendResult, packets.Code, error) {
 	var valsBuf [8]string
 	vals := valsBuf[:]
 	if s.router.maxCaptures > len(vals) {
@@ -399,11 +401,7 @@ func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, 
 		return nil, flog.AppendResult{}, packets.Code{}, nil
 	}
 	rec := rule.record(info, vals, time.Now().UnixMilli(), sc)
-	n, err := s.log.PartitionCount(rule.Topic)
-	if err != nil {
-		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err
-	}
-	part, err := s.log.Partition(rule.Topic, partitionFor(rec.Key, n))
+	part, err := s.partitionForKey(rule.Topic, rec.Key)
 	if err != nil {
 		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err
 	}
@@ -419,6 +417,16 @@ func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, 
 		return nil, res, code, err
 	}
 	return part, res, packets.Code{}, nil
+}
+
+// partitionForKey is the partition of topic Kafka's partitioner picks for
+// key, so a Kafka client producing with the same key lands on the same one.
+func (s *Server) partitionForKey(topic string, key []byte) (*flog.Partition, error) {
+	n, err := s.log.PartitionCount(topic)
+	if err != nil {
+		return nil, err
+	}
+	return s.log.Partition(topic, flog.PartitionForKey(key, n))
 }
 
 func (s *Server) appendRecord(part *flog.Partition, rec flog.Record) (flog.AppendResult, error) {
@@ -451,19 +459,11 @@ func (s *Server) presenceEvent(event string, c *conn, at time.Time, reason strin
 	var buf bytes.Buffer
 	json.NewEncoder(&buf).Encode(ev)
 	val := bytes.TrimSpace(buf.Bytes())
-	err := func() error {
-		n, err := s.log.PartitionCount(s.opts.PresenceTopic)
-		if err != nil {
-			return err
-		}
-		key := []byte(c.device)
-		part, err := s.log.Partition(s.opts.PresenceTopic, partitionFor(key, n))
-		if err != nil {
-			return err
-		}
+	key := []byte(c.device)
+	part, err := s.partitionForKey(s.opts.PresenceTopic, key)
+	if err == nil {
 		_, err = s.appendRecord(part, flog.Record{Key: key, Value: val, Timestamp: at.UnixMilli()})
-		return err
-	}()
+	}
 	if err != nil {
 		s.metrics.presenceErrs.Inc()
 		s.logger.Warn("mqtt: presence event not stored", "event", event, "device", c.device, "err", err)

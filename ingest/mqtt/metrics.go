@@ -18,9 +18,10 @@ const (
 
 type metrics struct {
 	connections  prometheus.GaugeFunc
-	connects     *prometheus.CounterVec // by result
-	disconnects  *prometheus.CounterVec // by reason
-	publishes    *prometheus.CounterVec // by qos and result
+	connects     *prometheus.CounterVec            // by result
+	disconnects  *prometheus.CounterVec            // by reason
+	publishes    *prometheus.CounterVec            // by qos and result
+	byResult     map[string]*[3]prometheus.Counter // publishes' children, looked up once (publish is on every message's path)
 	bytesIn      prometheus.Counter
 	ackWait      prometheus.Histogram
 	presenceErrs prometheus.Counter
@@ -43,6 +44,14 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) (*metrics, 
 		bridgeUp:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_mqtt_bridge_up", Help: "1 while an MQTT bridge-in is connected to its broker, by bridge."}, []string{"bridge"}),
 		presenceErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_presence_event_errors_total", Help: "Presence events that could not be appended to the presence topic."}),
 	}
+	m.byResult = map[string]*[3]prometheus.Counter{}
+	for _, r := range []string{resultStored, resultDuplicate, resultUnmatched, resultNotAuthorized, resultRateLimited, resultRejected, resultError} {
+		var cs [3]prometheus.Counter
+		for q := range cs {
+			cs[q] = m.publishes.WithLabelValues(qosLabel[q], r)
+		}
+		m.byResult[r] = &cs
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp} {
 			if err := reg.Register(c); err != nil {
@@ -56,5 +65,5 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) (*metrics, 
 var qosLabel = [3]string{"0", "1", "2"}
 
 func (m *metrics) publish(qos byte, result string) {
-	m.publishes.WithLabelValues(qosLabel[qos&3%3], result).Inc()
+	m.byResult[result][min(qos, 2)].Inc()
 }

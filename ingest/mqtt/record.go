@@ -173,12 +173,6 @@ func (sc *recordScratch) header(k, v string) {
 	sc.headers = append(sc.headers, kmsg.Header{Key: k, Value: sc.bytes[start:len(sc.bytes):len(sc.bytes)]})
 }
 
-// partitionFor is Kafka's partitioner over the record key, so a Kafka
-// client producing with the same key lands on the same partition.
-func partitionFor(key []byte, partitions int32) int32 {
-	return flog.PartitionForKey(key, partitions)
-}
-
 // contentHash identifies a publish's content for recognising a
 // retransmission: the topic and the payload.
 func contentHash(topic string, payload []byte) uint64 {
