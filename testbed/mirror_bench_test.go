@@ -8,36 +8,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// topicEnd is the sum of a topic's end offsets (-1 when it is unknown).
+// topicEnd is the sum of a topic's end offsets (-1 while it has none).
 func topicEnd(tb testing.TB, addr, topic string) int64 {
 	tb.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	lo, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
+	ends := endsOf(tb, addr, topic)
+	if len(ends) == 0 {
 		return -1
 	}
-	var sum int64
-	found := false
-	lo.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			sum += o.Offset
-			found = true
-		}
-	})
-	if !found {
-		return -1
-	}
-	return sum
+	return sumEnds(ends)
 }
 
 // sensorStream replays the real room-climate readings of

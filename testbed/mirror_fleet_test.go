@@ -3,7 +3,6 @@ package testbed
 import (
 	"fmt"
 	"testing"
-	"time"
 )
 
 // TestMirrorThreeEdges: three real edges ship into one center, each into
@@ -20,35 +19,17 @@ func TestMirrorThreeEdges(t *testing.T) {
 	}
 	for id, e := range edges {
 		want := readAll(t, e.kafkaAddr, "telemetry")
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			got := readAllIfAny(t, center.kafkaAddr, id+".telemetry", len(want))
-			if len(got) == len(want) {
-				for at, v := range want {
-					if got[at] != v {
-						t.Fatalf("%s at %s: edge %q, center %q", id, at, v, got[at])
-					}
-				}
-				break
+		waitFor(t, id+"'s records at the center", func() bool {
+			return sumEnds(endsOf(t, center.kafkaAddr, id+".telemetry")) >= int64(len(want))
+		})
+		got := readAll(t, center.kafkaAddr, id+".telemetry")
+		if len(got) != len(want) {
+			t.Fatalf("%s: the center has %d records, the edge %d", id, len(got), len(want))
+		}
+		for at, v := range want {
+			if got[at] != v {
+				t.Fatalf("%s at %s: edge %q, center %q", id, at, v, got[at])
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the center has %d of %d records after 60 s", id, len(got), len(want))
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
-}
-
-// readAllIfAny reads a topic once its end offsets say it holds at least
-// want records; before that it returns nil.
-func readAllIfAny(t *testing.T, addr, topic string, want int) map[string]string {
-	t.Helper()
-	var n int64
-	for _, e := range endsOf(t, addr, topic) {
-		n += e
-	}
-	if n < int64(want) {
-		return nil
-	}
-	return readAll(t, addr, topic)
 }

@@ -27,19 +27,13 @@ func TestMirrorResetMidChunk(t *testing.T) {
 	produceKafka(t, edge.kafkaAddr, "orders", 500, 100, "before")
 	waitMirrored(t, edge, center, "orders")
 
-	sum := func(ends map[int32]int64) (n int64) {
-		for _, e := range ends {
-			n += e
-		}
-		return n
-	}
-	centerEnd := func() int64 { return sum(endsOf(t, center.kafkaAddr, "gw1.orders")) }
+	centerEnd := func() int64 { return sumEnds(endsOf(t, center.kafkaAddr, "gw1.orders")) }
 	metric := func(name string) float64 { return ferryMetrics(t, edge.adminAddr, name)[name] }
 
 	link.toxic("bw", "bandwidth", `"rate":64`)
 	link.toxic("far", "latency", `"latency":200`)
 	produceKafka(t, edge.kafkaAddr, "orders", 3000, 200, "slow", kgo.ProducerBatchMaxBytes(16<<10)) // ~600 KiB: 10 s at 64 KiB/s
-	total := sum(endsOf(t, edge.kafkaAddr, "orders"))
+	total := sumEnds(endsOf(t, edge.kafkaAddr, "orders"))
 	var lost float64 // chunks sent and never acknowledged, cut by earlier resets
 	for i := 1; i <= 3; i++ {
 		last := centerEnd()

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -311,12 +310,7 @@ func logRecordsByKey(tb testing.TB, addr, topic string) map[string]int64 {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	lo, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var remaining int64
-	lo.Each(func(o kadm.ListedOffset) { remaining += o.Offset })
+	remaining := sumEnds(endOffsets(tb, cl, topic))
 	out := map[string]int64{}
 	read := int64(0)
 	for remaining > 0 {

@@ -53,7 +53,7 @@ func device(t *testing.T, addr, id string, clean bool) *paho.Client {
 }
 
 // consumeAll reads a topic from the start up to its end offsets.
-func consumeAll(t *testing.T, addr, topic string) []*kgo.Record {
+func consumeAll(t testing.TB, addr, topic string) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond))
@@ -61,7 +61,7 @@ func consumeAll(t *testing.T, addr, topic string) []*kgo.Record {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	remaining := 0
 	for _, e := range endOffsets(t, cl, topic) {
