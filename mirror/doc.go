@@ -4,7 +4,7 @@
 // verifies every chunk (its CRC-32C, every RecordBatch's CRC, offsets that
 // run on without gaps) and appends the batches with the edge's offsets
 // (log.Partition.AppendAt) into a namespaced topic ({edge}.{topic}),
-// acknowledging each chunk once durable; the wire format (wire.go); and the
+// acknowledging each chunk once durable; and the
 // edge's checkpoints and edge id (bbolt, checkpoint.go).
 //
 // The center is the authority on where shipping resumes: on every

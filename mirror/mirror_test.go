@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -13,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	flog "ferry/log"
+	"ferry/mirror/wire"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -198,10 +200,10 @@ func TestMirrorShipsWithOffsets(t *testing.T) {
 	if got := e.sender.RetainFrom("telemetry", 1); got != 800 {
 		t.Errorf("RetainFrom = %d, want 800", got)
 	}
-	wire := testutilValue(e.sender.metrics.wireBytes)
-	raw := testutilValue(e.sender.metrics.rawBytes)
-	if wire <= 0 || raw/wire < 3 {
-		t.Errorf("%.0f bytes on the wire for %.0f raw: compression ratio %.1f", wire, raw, raw/wire)
+	onWire := testutil.ToFloat64(e.sender.metrics.wireBytes)
+	raw := testutil.ToFloat64(e.sender.metrics.rawBytes)
+	if onWire <= 0 || raw/onWire < 3 {
+		t.Errorf("%.0f bytes on the wire for %.0f raw: compression ratio %.1f", onWire, raw, raw/onWire)
 	}
 }
 
@@ -256,7 +258,7 @@ func (r *rawEdge) send(b []byte) { r.c.Write(b) }
 func (r *rawEdge) read() any {
 	r.t.Helper()
 	r.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	m, _, err := readFrame(r.br, nil)
+	m, _, err := wire.ReadFrame(r.br, nil)
 	if err != nil {
 		r.t.Fatalf("reading from the center: %v", err)
 	}
@@ -268,18 +270,18 @@ func (r *rawEdge) read() any {
 // offsets going backwards or leaving a gap.
 func TestReceiverRefusesBadInput(t *testing.T) {
 	c := startCenter(t, nil, "")
-	parts := []partRef{{Topic: "telemetry", Partition: 0, Partitions: 1}}
+	parts := []wire.PartRef{{Topic: "telemetry", Partition: 0, Partitions: 1}}
 	for _, tc := range []struct{ edge, token, want string }{
 		{"gw1", "nope", "wrong token"},
 		{"gw9", "s3cret", "unknown edge"},
 	} {
 		r := dialCenter(t, c.addr)
-		r.send((&hello{Version: protocolVersion, Edge: tc.edge, Token: tc.token, Parts: parts}).encode(nil))
-		if m, ok := r.read().(*errorFrame); !ok || !strings.Contains(m.Message, tc.want) {
+		r.send((&wire.Hello{Version: wire.Version, Edge: tc.edge, Token: tc.token, Parts: parts}).Encode(nil))
+		if m, ok := r.read().(*wire.Error); !ok || !strings.Contains(m.Message, tc.want) {
 			t.Errorf("%s/%s: got %+v, want an error saying %q", tc.edge, tc.token, m, tc.want)
 		}
 	}
-	if got := testutilValue(c.recv.metrics.rejected.WithLabelValues("auth")); got != 2 {
+	if got := testutil.ToFloat64(c.recv.metrics.rejected.WithLabelValues("auth")); got != 2 {
 		t.Errorf("rejected{reason=auth} = %v, want 2", got)
 	}
 
@@ -295,8 +297,8 @@ func TestReceiverRefusesBadInput(t *testing.T) {
 		}
 		return b
 	}
-	mk := func(base, last int64, raw []byte) *chunk {
-		return &chunk{Topic: "telemetry", Partition: 0, Base: base, Last: last, RawLen: uint32(len(raw)), CRC: crc32.Checksum(raw, castagnoli), Data: raw}
+	mk := func(base, last int64, raw []byte) *wire.Chunk {
+		return &wire.Chunk{Topic: "telemetry", Partition: 0, Base: base, Last: last, RawLen: uint32(len(raw)), CRC: wire.Checksum(raw), Data: raw}
 	}
 	good := batch(0, 5)
 	corrupt := append([]byte(nil), good...)
@@ -305,7 +307,7 @@ func TestReceiverRefusesBadInput(t *testing.T) {
 	badCRC.CRC++
 	for _, tc := range []struct {
 		name string
-		ch   *chunk
+		ch   *wire.Chunk
 		want string
 	}{
 		{"corrupt batch", mk(0, 4, corrupt), "CRC"},
@@ -318,19 +320,19 @@ func TestReceiverRefusesBadInput(t *testing.T) {
 			// "gap": the center's copy is not empty, so a chunk past its end
 			// cannot be stored.
 			r := dialCenter(t, c.addr)
-			r.send((&hello{Version: protocolVersion, Edge: "gw1", Token: "s3cret", Parts: parts}).encode(nil))
-			if _, ok := r.read().(*welcome); !ok {
+			r.send((&wire.Hello{Version: wire.Version, Edge: "gw1", Token: "s3cret", Parts: parts}).Encode(nil))
+			if _, ok := r.read().(*wire.Welcome); !ok {
 				t.Fatal("no welcome")
 			}
 			if tc.name == "gap" {
-				r.send(mk(0, 4, batch(0, 5)).encode(nil))
-				if a, ok := r.read().(*ack); !ok || a.Next != 5 {
+				r.send(mk(0, 4, batch(0, 5)).Encode(nil))
+				if a, ok := r.read().(*wire.Ack); !ok || a.Next != 5 {
 					t.Fatalf("first chunk: %+v", a)
 				}
 			}
 			before := partEnd(t, c.log)
-			r.send(tc.ch.encode(nil))
-			m, ok := r.read().(*errorFrame)
+			r.send(tc.ch.Encode(nil))
+			m, ok := r.read().(*wire.Error)
 			if !ok || !strings.Contains(m.Message, tc.want) {
 				t.Fatalf("got %+v, want an error saying %q", m, tc.want)
 			}
@@ -354,7 +356,7 @@ func partEnd(t *testing.T, l *flog.Log) int64 {
 func TestResentChunkIsTrimmed(t *testing.T) {
 	c := startCenter(t, nil, "")
 	r := dialCenter(t, c.addr)
-	r.send((&hello{Version: protocolVersion, Edge: "gw1", Token: "s3cret", Parts: []partRef{{Topic: "t", Partition: 0, Partitions: 1}}}).encode(nil))
+	r.send((&wire.Hello{Version: wire.Version, Edge: "gw1", Token: "s3cret", Parts: []wire.PartRef{{Topic: "t", Partition: 0, Partitions: 1}}}).Encode(nil))
 	r.read()
 	var raw []byte
 	for base := int64(0); base < 20; base += 5 {
@@ -370,8 +372,8 @@ func TestResentChunkIsTrimmed(t *testing.T) {
 	}
 	half := len(raw) / 2 // two batches of four
 	send := func(base, last int64, data []byte) int64 {
-		r.send((&chunk{Topic: "t", Partition: 0, Base: base, Last: last, RawLen: uint32(len(data)), CRC: crc32.Checksum(data, castagnoli), Data: data}).encode(nil))
-		a, ok := r.read().(*ack)
+		r.send((&wire.Chunk{Topic: "t", Partition: 0, Base: base, Last: last, RawLen: uint32(len(data)), CRC: wire.Checksum(data), Data: data}).Encode(nil))
+		a, ok := r.read().(*wire.Ack)
 		if !ok {
 			t.Fatal("no ack")
 		}
@@ -387,7 +389,7 @@ func TestResentChunkIsTrimmed(t *testing.T) {
 	if p.EndOffset() != 20 {
 		t.Fatalf("end %d after an overlapping resend, want 20", p.EndOffset())
 	}
-	if got := testutilValue(c.recv.metrics.trimmed); got != float64(half) {
+	if got := testutil.ToFloat64(c.recv.metrics.trimmed); got != float64(half) {
 		t.Errorf("trimmed %v bytes, want %d", got, half)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	flog "ferry/log"
 )
 
@@ -80,19 +82,19 @@ func TestAlarmOvertakesBacklog(t *testing.T) {
 	c := startCenter(t, nil, "")
 	e := startSenderWith(t, SenderOptions{Log: edgeLog, StatePath: filepath.Join(t.TempDir(), "mirror.db"), Center: c.addr,
 		ChunkBytes: 4 << 10, Window: 2, RateLimit: 80_000, Classes: []Class{{Pattern: "alarms", Class: 0}, {Pattern: "telemetry", Class: 2}}})
-	waitFor(t, "the backlog to start moving", func() bool { return testutilValue(e.sender.metrics.acked) >= 2 })
+	waitFor(t, "the backlog to start moving", func() bool { return testutil.ToFloat64(e.sender.metrics.acked) >= 2 })
 	alarms, _ := edgeLog.Partition("alarms", 0)
 	if _, err := alarms.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("overheat"), Timestamp: time.Now().UnixMilli()}})); err != nil {
 		t.Fatal(err)
 	}
-	ackedAtAlarm := testutilValue(e.sender.metrics.acked)
+	ackedAtAlarm := testutil.ToFloat64(e.sender.metrics.acked)
 	waitFor(t, "the alarm at the center", func() bool {
 		p, err := c.log.Partition("gw1.alarms", 0)
 		return err == nil && p.EndOffset() == 1
 	})
 	// Two chunks were in flight when the alarm came; it needs the next
 	// slot, not a place behind the four telemetry shippers.
-	if behind := testutilValue(e.sender.metrics.acked) - ackedAtAlarm; behind > 3 {
+	if behind := testutil.ToFloat64(e.sender.metrics.acked) - ackedAtAlarm; behind > 3 {
 		t.Fatalf("the alarm arrived %v chunks after it was appended; want at most 3", behind)
 	}
 	var remaining int64

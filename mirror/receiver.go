@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"net"
 	"runtime"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	flog "ferry/log"
+	"ferry/mirror/wire"
 )
 
 // Target is what the receiver needs of the center's storage: topics it can
@@ -82,7 +82,7 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxFrame*4), zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(wire.MaxFrame*4), zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, err
 	}
@@ -199,13 +199,13 @@ func (r *Receiver) serveConn(c net.Conn) {
 	logger := r.logger.With("remote", c.RemoteAddr().String())
 	br := bufio.NewReaderSize(c, 64<<10)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	msg, buf, err := readFrame(br, nil)
+	msg, buf, err := wire.ReadFrame(br, nil)
 	if err != nil {
 		r.metrics.rejected.WithLabelValues("malformed").Inc()
 		logger.Warn("mirror: bad hello", "err", err)
 		return
 	}
-	h, ok := msg.(*hello)
+	h, ok := msg.(*wire.Hello)
 	if !ok {
 		r.refuse(c, logger, "protocol", rejectf("expected hello, got %T", msg))
 		return
@@ -229,7 +229,7 @@ func (r *Receiver) serveConn(c net.Conn) {
 		r.refuse(c, e.logger, reason, err)
 		return
 	}
-	if err := e.write(w.encode(nil)); err != nil {
+	if err := e.write(w.Encode(nil)); err != nil {
 		return
 	}
 	e.logger.Info("mirror: edge connected", "partitions", len(h.Parts))
@@ -246,7 +246,7 @@ func (r *Receiver) serveConn(c net.Conn) {
 		if errors.As(err, &rej) {
 			r.metrics.rejected.WithLabelValues("chunk").Inc()
 			e.logger.Error("mirror: chunk refused; closing the edge's connection", "err", err)
-			e.write((&errorFrame{Message: err.Error()}).encode(nil))
+			e.write((&wire.Error{Message: err.Error()}).Encode(nil))
 		} else {
 			e.logger.Info("mirror: edge disconnected", "err", err)
 		}
@@ -260,15 +260,15 @@ func (r *Receiver) refuse(c net.Conn, logger *slog.Logger, reason string, err er
 	r.metrics.rejected.WithLabelValues(reason).Inc()
 	logger.Warn("mirror: edge refused", "reason", reason, "err", err)
 	c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	c.Write((&errorFrame{Message: err.Error()}).encode(nil))
+	c.Write((&wire.Error{Message: err.Error()}).Encode(nil))
 }
 
 // handshake authenticates the edge, makes sure its topics exist at the
 // center and answers where each partition resumes: at the center's durable
 // end of its copy.
-func (r *Receiver) handshake(e *edgeConn, h *hello) (*welcome, error) {
-	if h.Version != protocolVersion {
-		return nil, rejectf("protocol version %d not supported (want %d)", h.Version, protocolVersion)
+func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) {
+	if h.Version != wire.Version {
+		return nil, rejectf("protocol version %d not supported (want %d)", h.Version, wire.Version)
 	}
 	want, ok := r.opts.Tokens[h.Edge]
 	if !ok {
@@ -319,7 +319,7 @@ func (r *Receiver) handshake(e *edgeConn, h *hello) (*welcome, error) {
 			}
 		}
 	}
-	w := &welcome{}
+	w := &wire.Welcome{}
 	for _, p := range h.Parts {
 		part, err := r.opts.Log.Partition(r.centerTopic(h.Edge, p.Topic), p.Partition)
 		if err != nil {
@@ -330,7 +330,7 @@ func (r *Receiver) handshake(e *edgeConn, h *hello) (*welcome, error) {
 		if part.EndOffset() == part.StartOffset() && part.Size() == 0 {
 			next = -1 // empty: the edge starts from its own log start
 		}
-		w.Resume = append(w.Resume, resume{Topic: p.Topic, Partition: p.Partition, Next: next})
+		w.Resume = append(w.Resume, wire.Resume{Topic: p.Topic, Partition: p.Partition, Next: next})
 	}
 	return w, nil
 }
@@ -353,18 +353,18 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 	var raw []byte
 	for {
 		e.c.SetReadDeadline(time.Now().Add(2 * pingEvery))
-		msg, b, err := readFrame(br, buf)
+		msg, b, err := wire.ReadFrame(br, buf)
 		buf = b
 		if err != nil {
-			if errors.Is(err, ErrMalformed) {
+			if errors.Is(err, wire.ErrMalformed) {
 				return rejectError{"malformed", err.Error()}
 			}
 			return err
 		}
-		if _, ok := msg.(*ping); ok {
+		if _, ok := msg.(*wire.Ping); ok {
 			continue
 		}
-		ch, ok := msg.(*chunk)
+		ch, ok := msg.(*wire.Chunk)
 		if !ok {
 			return rejectf("expected a chunk, got %T", msg)
 		}
@@ -390,14 +390,14 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 }
 
 // unpack decompresses a chunk and checks it against its CRC.
-func (r *Receiver) unpack(ch *chunk, dst []byte) ([]byte, error) {
-	if ch.RawLen > maxFrame*4 {
-		return dst, rejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, maxFrame*4)
+func (r *Receiver) unpack(ch *wire.Chunk, dst []byte) ([]byte, error) {
+	if ch.RawLen > wire.MaxFrame*4 {
+		return dst, rejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, wire.MaxFrame*4)
 	}
 	raw := ch.Data
 	switch ch.Codec {
-	case codecNone:
-	case codecZstd:
+	case wire.CodecNone:
+	case wire.CodecZstd:
 		var err error
 		raw, err = r.dec.DecodeAll(ch.Data, dst[:0])
 		if err != nil {
@@ -410,13 +410,11 @@ func (r *Receiver) unpack(ch *chunk, dst []byte) ([]byte, error) {
 	if uint32(len(raw)) != ch.RawLen {
 		return dst, rejectf("chunk %s-%d at %d: %d bytes, header says %d", ch.Topic, ch.Partition, ch.Base, len(raw), ch.RawLen)
 	}
-	if crc32.Checksum(raw, castagnoli) != ch.CRC {
+	if wire.Checksum(raw) != ch.CRC {
 		return dst, rejectf("chunk %s-%d at %d: checksum mismatch", ch.Topic, ch.Partition, ch.Base)
 	}
 	return raw, nil
 }
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // appendChunk checks a chunk's framing before storing any of it: whole
 // batches, each with a good CRC (ParseBatch), offsets running from Base to
@@ -426,7 +424,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // center's end is trimmed, not stored twice. A batch the log refuses ends
 // the chunk there; the batches before it are valid and stay. It returns the
 // bytes stored.
-func appendChunk(part *flog.Partition, ch *chunk, raw []byte) (int, error) {
+func appendChunk(part *flog.Partition, ch *wire.Chunk, raw []byte) (int, error) {
 	type span struct {
 		from, to int
 		last     int64
@@ -478,7 +476,7 @@ func (e *edgeConn) ackLoop(ctx context.Context) {
 			}
 			return
 		}
-		buf = (&ack{Topic: a.key.topic, Partition: a.key.partition, Next: a.next}).encode(buf)
+		buf = (&wire.Ack{Topic: a.key.topic, Partition: a.key.partition, Next: a.next}).Encode(buf)
 		if err := e.write(buf); err != nil {
 			e.c.Close()
 			for range e.acks {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	flog "ferry/log"
 )
 
@@ -123,11 +125,11 @@ func TestMirrorSurvivesResetsMidChunk(t *testing.T) {
 	if n := proxy.connections(); n < 4 {
 		t.Errorf("%d connections through the proxy, want at least 4 (three cut)", n)
 	}
-	if got := testutilValue(e.sender.metrics.reconnect); got < 4 {
+	if got := testutil.ToFloat64(e.sender.metrics.reconnect); got < 4 {
 		t.Errorf("the sender connected %v times, want at least 4", got)
 	}
 	// Resent chunks overlapping what the center stored before a cut are
 	// trimmed, never appended twice (waitCopied checked the bytes).
-	t.Logf("%v chunks sent, %v acknowledged, %v bytes trimmed at the center", testutilValue(e.sender.metrics.chunks),
-		testutilValue(e.sender.metrics.acked), testutilValue(c.recv.metrics.trimmed))
+	t.Logf("%v chunks sent, %v acknowledged, %v bytes trimmed at the center", testutil.ToFloat64(e.sender.metrics.chunks),
+		testutil.ToFloat64(e.sender.metrics.acked), testutil.ToFloat64(c.recv.metrics.trimmed))
 }

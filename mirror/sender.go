@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	flog "ferry/log"
+	"ferry/mirror/wire"
 )
 
 // SenderOptions configure a Sender.
@@ -311,21 +311,21 @@ func (s *Sender) session(ctx context.Context) error {
 	s.metrics.reconnect.Inc()
 
 	parts, version := s.partitions()
-	h := &hello{Version: protocolVersion, Edge: s.edge, Token: s.opts.Token, Parts: parts}
+	h := &wire.Hello{Version: wire.Version, Edge: s.edge, Token: s.opts.Token, Parts: parts}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Write(h.encode(nil)); err != nil {
+	if _, err := c.Write(h.Encode(nil)); err != nil {
 		return err
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
-	msg, _, err := readFrame(br, nil)
+	msg, _, err := wire.ReadFrame(br, nil)
 	if err != nil {
 		return fmt.Errorf("reading welcome: %w", err)
 	}
-	var w *welcome
+	var w *wire.Welcome
 	switch m := msg.(type) {
-	case *welcome:
+	case *wire.Welcome:
 		w = m
-	case *errorFrame:
+	case *wire.Error:
 		return fmt.Errorf("center refused: %s", m.Message)
 	default:
 		return fmt.Errorf("expected welcome, got %T", msg)
@@ -376,8 +376,8 @@ func (s *Sender) session(ctx context.Context) error {
 
 // partitions lists the mirrored partitions, and a string that changes
 // when the set does.
-func (s *Sender) partitions() ([]partRef, string) {
-	var out []partRef
+func (s *Sender) partitions() ([]wire.PartRef, string) {
+	var out []wire.PartRef
 	var v strings.Builder
 	for _, t := range s.opts.Log.Topics() {
 		if !s.mirrored(t.Name) {
@@ -385,7 +385,7 @@ func (s *Sender) partitions() ([]partRef, string) {
 		}
 		fmt.Fprintf(&v, "%s/%d,", t.Name, t.Partitions)
 		for p := int32(0); p < t.Partitions; p++ {
-			out = append(out, partRef{Topic: t.Name, Partition: p, Partitions: t.Partitions})
+			out = append(out, wire.PartRef{Topic: t.Name, Partition: p, Partitions: t.Partitions})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -405,7 +405,7 @@ const pingEvery = 30 * time.Second
 func (l *link) pinger(ctx context.Context) error {
 	t := time.NewTicker(pingEvery)
 	defer t.Stop()
-	frame := (&ping{}).encode(nil)
+	frame := (&wire.Ping{}).Encode(nil)
 	for {
 		select {
 		case <-ctx.Done():
@@ -461,16 +461,16 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 		if err != nil {
 			return fmt.Errorf("%s-%d at %d: %w", key.topic, key.partition, next, err)
 		}
-		ch := chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, RawLen: uint32(len(raw)),
-			CRC: crc32.Checksum(raw, castagnoli), Data: raw}
+		ch := wire.Chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, RawLen: uint32(len(raw)),
+			CRC: wire.Checksum(raw), Data: raw}
 		if !compressed {
 			packed = s.enc.EncodeAll(raw, packed[:0])
-			ch.Codec, ch.Data = codecZstd, packed
+			ch.Codec, ch.Data = wire.CodecZstd, packed
 		}
 		if err := l.window.acquire(ctx, class); err != nil {
 			return err
 		}
-		frameBuf = ch.encode(frameBuf)
+		frameBuf = ch.Encode(frameBuf)
 		if err := s.limiter.wait(ctx, len(frameBuf)); err != nil {
 			l.window.release()
 			return err
@@ -545,13 +545,13 @@ func (l *link) armAckDeadline() {
 func (l *link) readAcks(br *bufio.Reader) error {
 	var buf []byte
 	for {
-		msg, b, err := readFrame(br, buf)
+		msg, b, err := wire.ReadFrame(br, buf)
 		buf = b
 		if err != nil {
 			return err
 		}
 		switch m := msg.(type) {
-		case *ack:
+		case *wire.Ack:
 			l.fifoMu.Lock()
 			if len(l.fifo) == 0 {
 				l.fifoMu.Unlock()
@@ -574,7 +574,7 @@ func (l *link) readAcks(br *bufio.Reader) error {
 			l.window.release()
 			l.s.metrics.acked.Inc()
 			l.s.state.lastAckNs.Store(time.Now().UnixNano())
-		case *errorFrame:
+		case *wire.Error:
 			return fmt.Errorf("center: %s", m.Message)
 		default:
 			return fmt.Errorf("unexpected %T from the center", msg)
