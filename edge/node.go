@@ -59,8 +59,12 @@ type Options struct {
 	// AuthMode is AuthNone (default) or AuthRegistry.
 	AuthMode string
 	// MaxDiskBytes is the data-disk budget of the log (0: none); past it,
-	// appends are refused while what is left is not yet mirrored.
+	// segments already mirrored go first, then DiskPolicy decides:
+	// log.BudgetBlock (default) refuses appends while what is left is not
+	// yet mirrored; log.BudgetDropOldest deletes unmirrored segments,
+	// lowest mirror priority class first, and the center is told the gap.
 	MaxDiskBytes int64
+	DiskPolicy   flog.BudgetPolicy
 	// Mode names the node in its logs: "edge" (default) or "full".
 	Mode string
 	// MirrorAddr is the mirror receiver's listen address (a full node's
@@ -155,7 +159,7 @@ func (n *Node) start() error {
 	opts := n.opts
 	var err error
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
-		MaxDiskBytes: opts.MaxDiskBytes})
+		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy, EvictRank: opts.MirrorTo.EvictRank})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}

@@ -2,6 +2,7 @@ package log
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -30,10 +31,51 @@ type Options struct {
 	Guards []RetentionGuard
 	// MaxDiskBytes is the data-disk budget (max.disk.bytes); 0 means none.
 	// Past it the oldest segments no guard pins are deleted, oldest first;
-	// if that is not enough, appends are refused with ErrDiskBudget (the
-	// block policy) until space is freed. Checked every second once
-	// Log.ArmBudget has been called.
+	// if that is not enough, BudgetPolicy decides. Checked every second
+	// once Log.ArmBudget has been called.
 	MaxDiskBytes int64
+	// BudgetPolicy is what happens when the budget is reached and every
+	// segment left is pinned by a guard: BudgetBlock (the default) refuses
+	// appends with ErrDiskBudget until space is freed; BudgetDropOldest
+	// deletes pinned segments anyway, oldest first, from the topics
+	// EvictRank ranks highest first, telling every guard that is a
+	// DropObserver beforehand.
+	BudgetPolicy BudgetPolicy
+	// EvictRank ranks topics for BudgetDropOldest: a higher rank loses its
+	// data first. nil ranks every topic alike.
+	EvictRank func(topic string) int
+}
+
+// BudgetPolicy is what the log does at its disk budget when what is left
+// is pinned.
+type BudgetPolicy string
+
+const (
+	// BudgetBlock refuses appends (ErrDiskBudget): nothing is lost, and
+	// producers get back-pressure.
+	BudgetBlock BudgetPolicy = "block"
+	// BudgetDropOldest deletes the oldest pinned segments: appends go on,
+	// the dropped records are lost, counted and reported.
+	BudgetDropOldest BudgetPolicy = "drop-oldest"
+)
+
+// ParseBudgetPolicy reads "block" or "drop-oldest".
+func ParseBudgetPolicy(s string) (BudgetPolicy, error) {
+	switch p := BudgetPolicy(s); p {
+	case BudgetBlock, BudgetDropOldest:
+		return p, nil
+	}
+	return "", fmt.Errorf("disk budget policy %q: want block or drop-oldest", s)
+}
+
+// DropObserver is a RetentionGuard told when the disk budget's
+// drop-oldest policy deletes records it pins. WillDrop is called before the
+// segment's files go, with the segment's offsets From..To (inclusive); the
+// guard's own floor says which of them it had not released. It should
+// record the loss durably before returning.
+type DropObserver interface {
+	RetentionGuard
+	WillDrop(topic string, partition int32, from, to int64)
 }
 
 // RetentionGuard pins data against retention. The mirror uses one to keep

@@ -1,7 +1,12 @@
 package log
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"math"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // AppendAt appends a batch at the offsets it already carries, for copies of
@@ -21,20 +26,83 @@ func (p *Partition) AppendAt(batch []byte) (AppendResult, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.writableLocked(); err != nil {
+	if err := p.continueAtLocked(h.BaseOffset); err != nil {
 		return AppendResult{}, err
+	}
+	return p.writeLocked(batch, h, cfg)
+}
+
+// continueAtLocked checks that a copy may continue at base: the end
+// offset, or any offset if the partition is empty (it restarts there).
+// p.mu is held.
+func (p *Partition) continueAtLocked(base int64) error {
+	if err := p.writableLocked(); err != nil {
+		return err
 	}
 	end := p.active.next
 	switch {
-	case h.BaseOffset == end:
-	case h.BaseOffset > end && end == p.startOff.Load() && p.totalSize.Load() == 0:
-		if err := p.restartAtLocked(h.BaseOffset); err != nil {
-			return AppendResult{}, err
-		}
-	default:
-		return AppendResult{}, fmt.Errorf("%w: batch at %d, partition %s-%d ends at %d", ErrOffsetMismatch, h.BaseOffset, p.topic, p.id, end)
+	case base == end:
+		return nil
+	case base > end && end == p.startOff.Load() && p.totalSize.Load() == 0:
+		return p.restartAtLocked(base)
 	}
-	return p.writeLocked(batch, h, cfg)
+	return fmt.Errorf("%w: batch at %d, partition %s-%d ends at %d", ErrOffsetMismatch, base, p.topic, p.id, end)
+}
+
+// AppendGap records in a copy that offsets from..to (inclusive) of the
+// source will never come (the source dropped them unshipped): it appends
+// record batches that hold no records but span those offsets, as Kafka's
+// compaction leaves them, so consumers step over the gap and the copy
+// stays dense. from must be where the copy can continue (see AppendAt).
+// Durability is as for Append.
+func (p *Partition) AppendGap(from, to int64, timestamp int64) (AppendResult, error) {
+	if to < from {
+		return AppendResult{}, fmt.Errorf("%w: gap %d..%d", ErrOffsetMismatch, from, to)
+	}
+	cfg := p.cfg.Load()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.continueAtLocked(from); err != nil {
+		return AppendResult{}, err
+	}
+	var res AppendResult
+	for base := from; base <= to; {
+		last := min(to, base+math.MaxInt32-1)
+		batch := emptyBatch(base, int32(last-base), timestamp)
+		h, err := ParseBatch(batch)
+		if err != nil {
+			return res, err
+		}
+		r, err := p.writeLocked(batch, h, cfg)
+		if err != nil {
+			return res, err
+		}
+		if base == from {
+			res = r
+		}
+		res.LastOffset = r.LastOffset
+		base = last + 1
+	}
+	return res, nil
+}
+
+// emptyBatch is a RecordBatch with no records spanning offsets
+// base..base+lastDelta.
+func emptyBatch(base int64, lastDelta int32, timestamp int64) []byte {
+	rb := kmsg.RecordBatch{
+		FirstOffset:     base,
+		Length:          int32(batchHeaderSize - batchLogOverhead),
+		Magic:           2,
+		LastOffsetDelta: lastDelta,
+		FirstTimestamp:  timestamp,
+		MaxTimestamp:    timestamp,
+		ProducerID:      -1,
+		ProducerEpoch:   -1,
+		FirstSequence:   -1,
+	}
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	return b
 }
 
 // restartAtLocked moves an empty partition to start at base: its one,

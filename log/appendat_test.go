@@ -63,3 +63,65 @@ func TestAppendAtKeepsOffsets(t *testing.T) {
 		t.Fatalf("read 503: %+v %v", recs, err)
 	}
 }
+
+// A gap in a copy is a batch with no records spanning the offsets the
+// source dropped: reads step over it, the copy goes on after it, and it
+// survives a reopen. An empty copy may start with a gap.
+func TestAppendGapSpansDroppedOffsets(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, Options{Dir: dir})
+	if _, err := l.CreateTopic("copy", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("copy", 0)
+	if _, err := p.AppendAt(withBase(testBatch(10, 1000, "a"), 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.AppendGap(11, 49, 1001); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("a gap that leaves a hole: %v, want ErrOffsetMismatch", err)
+	}
+	res, err := p.AppendGap(10, 49, 1001)
+	if err != nil || res.BaseOffset != 10 || res.LastOffset != 49 || p.EndOffset() != 50 {
+		t.Fatalf("gap: %+v %v, end %d", res, err, p.EndOffset())
+	}
+	if _, err := p.AppendAt(withBase(testBatch(5, 1002, "b"), 50)); err != nil {
+		t.Fatal(err)
+	}
+	// An empty partition starts at the end of a gap.
+	q, _ := l.Partition("copy", 1)
+	if _, err := q.AppendGap(100, 199, 1003); err != nil || q.StartOffset() != 100 || q.EndOffset() != 200 {
+		t.Fatalf("gap into an empty copy: %v start %d end %d", err, q.StartOffset(), q.EndOffset())
+	}
+	l.Close()
+
+	l2 := openTestLog(t, Options{Dir: dir})
+	p2, _ := l2.Partition("copy", 0)
+	if p2.EndOffset() != 55 {
+		t.Fatalf("reopened: end %d, want 55", p2.EndOffset())
+	}
+	rr, err := p2.Read(20, 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offsets []int64
+	var gapLast int64 = -1
+	for b := rr.Data; len(b) > 0; {
+		h, recs, err := DecodeRecords(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.NumRecords == 0 {
+			gapLast = h.LastOffset()
+		}
+		for _, r := range recs {
+			offsets = append(offsets, r.Offset)
+		}
+		b = b[h.Length:]
+	}
+	if gapLast != 49 || len(offsets) != 5 || offsets[0] != 50 || offsets[4] != 54 {
+		t.Fatalf("read at 20: gap to %d, records %v; want the gap to 49 then 50..54", gapLast, offsets)
+	}
+	if _, err := ValidateBatch(emptyBatch(0, 9, 1)); err == nil {
+		t.Fatal("Append would take a batch with no records from a producer")
+	}
+}

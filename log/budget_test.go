@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -53,5 +54,84 @@ func TestDiskBudgetBlocksUntilShipped(t *testing.T) {
 	}
 	if _, err := p.Append(big(50)); err != nil {
 		t.Fatalf("append back under budget: %v", err)
+	}
+}
+
+// pinAll pins every record and records what the drop-oldest policy tells
+// it.
+type pinAll struct {
+	mu    sync.Mutex
+	drops []string
+}
+
+func (g *pinAll) RetainFrom(string, int32) int64 { return 0 }
+func (g *pinAll) WillDrop(topic string, partition int32, from, to int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.drops = append(g.drops, fmt.Sprintf("%s-%d:%d..%d", topic, partition, from, to))
+}
+
+// Under drop-oldest, a budget reached with everything pinned deletes the
+// oldest sealed segments of the topic ranked for eviction first, tells the
+// guard the exact offsets beforehand, and keeps taking appends.
+func TestDiskBudgetDropOldestByRank(t *testing.T) {
+	guard := &pinAll{}
+	rank := func(topic string) int {
+		if topic == "telemetry" {
+			return 1 // goes first
+		}
+		return 0
+	}
+	l := openTestLog(t, Options{MaxDiskBytes: 3 << 20, Guards: []RetentionGuard{guard}, BudgetPolicy: BudgetDropOldest, EvictRank: rank})
+	for _, topic := range []string{"alarms", "telemetry"} {
+		if _, err := l.CreateTopic(topic, 1, map[string]string{ConfigSegmentBytes: "1048576"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alarms, _ := l.Partition("alarms", 0)
+	telemetry, _ := l.Partition("telemetry", 0)
+	l.ArmBudget()
+	big := func(i int) []byte {
+		return AppendBatch(nil, []Record{{Value: []byte(fmt.Sprintf("%0100000d", i)), Timestamp: int64(i)}})
+	}
+	// 1 MB of alarms, then telemetry until 4 MB: over the budget, all pinned.
+	for i := 0; i < 10; i++ {
+		if _, err := alarms.Append(big(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 30; i++ {
+		if _, err := telemetry.Append(big(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	freed, blocked := l.EnforceBudget()
+	if blocked || freed == 0 || l.Size() > 3<<20 {
+		t.Fatalf("drop-oldest: freed %d blocked %v size %d", freed, blocked, l.Size())
+	}
+	if alarms.StartOffset() != 0 {
+		t.Fatalf("alarms lost records (start %d) while telemetry, ranked first, still had some", alarms.StartOffset())
+	}
+	start := telemetry.StartOffset()
+	if start == 0 {
+		t.Fatal("telemetry kept everything")
+	}
+	// The guard heard of exactly the offsets that went, in order.
+	guard.mu.Lock()
+	got := append([]string(nil), guard.drops...)
+	guard.mu.Unlock()
+	next := int64(0)
+	for _, d := range got {
+		var from, to int64
+		if _, err := fmt.Sscanf(d, "telemetry-0:%d..%d", &from, &to); err != nil || from != next || to < from {
+			t.Fatalf("drops reported %v: not contiguous telemetry ranges from 0", got)
+		}
+		next = to + 1
+	}
+	if len(got) == 0 || next != start {
+		t.Fatalf("drops reported %v, telemetry now starts at %d", got, start)
+	}
+	if _, err := telemetry.Append(big(99)); err != nil {
+		t.Fatalf("append under drop-oldest: %v", err)
 	}
 }

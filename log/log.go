@@ -37,7 +37,9 @@ type Log struct {
 	guards   []RetentionGuard
 	closed   bool
 
-	maxDisk    int64       // Options.MaxDiskBytes
+	maxDisk    int64 // Options.MaxDiskBytes
+	policy     BudgetPolicy
+	evictRank  func(topic string) int
 	overBudget atomic.Bool // appends are refused (ErrDiskBudget) while set
 	armed      atomic.Bool // ArmBudget was called: the guards are in place
 
@@ -85,6 +87,12 @@ func Open(opts Options) (*Log, error) {
 	if err := ValidateConfigs(opts.TopicDefaults); err != nil {
 		return nil, fmt.Errorf("topic defaults: %w", err)
 	}
+	if opts.BudgetPolicy == "" {
+		opts.BudgetPolicy = BudgetBlock
+	}
+	if _, err := ParseBudgetPolicy(string(opts.BudgetPolicy)); err != nil {
+		return nil, err
+	}
 	if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -97,7 +105,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
-		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes,
+		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if err := l.load(); err != nil {

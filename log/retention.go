@@ -114,8 +114,9 @@ func (p *Partition) deleteSegment(head *segment, end int64, reason string) error
 
 // dropHeadForBudget deletes the oldest segment if it is sealed and no
 // guard pins it (its records are all below floor), returning the bytes
-// freed: 0 when it may not.
-func (p *Partition) dropHeadForBudget(floor int64) (int64, error) {
+// freed: 0 when it may not. willDrop, when set, is called with the
+// segment's offsets before its files go.
+func (p *Partition) dropHeadForBudget(floor int64, willDrop func(from, to int64)) (int64, error) {
 	p.mu.Lock()
 	if p.closed || len(p.segs) < 2 {
 		p.mu.Unlock()
@@ -128,6 +129,9 @@ func (p *Partition) dropHeadForBudget(floor int64) (int64, error) {
 	}
 	p.detachHeadLocked(head)
 	p.mu.Unlock()
+	if willDrop != nil {
+		willDrop(head.base, end-1)
+	}
 	if err := p.deleteSegment(head, end, "max.disk.bytes"); err != nil {
 		return head.size, err
 	}

@@ -23,6 +23,7 @@ type checkpoints struct {
 var (
 	bucketMeta  = []byte("meta")
 	bucketAcked = []byte("acked")
+	bucketLost  = []byte("lost")
 	keyEdgeID   = []byte("edge_id")
 )
 
@@ -32,7 +33,7 @@ func openCheckpoints(path string) (*checkpoints, error) {
 		return nil, fmt.Errorf("mirror: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketAcked} {
+		for _, b := range [][]byte{bucketMeta, bucketAcked, bucketLost} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -75,10 +76,28 @@ func ackKey(topic string, partition int32) []byte {
 }
 
 // load returns every partition's acknowledged offset.
-func (c *checkpoints) load() (map[partKey]int64, error) {
+func (c *checkpoints) load() (map[partKey]int64, error) { return c.loadBucket(bucketAcked) }
+
+// loadLost returns, per partition, the first offset the disk budget
+// dropped before the center had it, until a gap frame has told the center.
+func (c *checkpoints) loadLost() (map[partKey]int64, error) { return c.loadBucket(bucketLost) }
+
+// setLost records (fsynced) where a partition's unreported loss starts;
+// a negative offset clears it.
+func (c *checkpoints) setLost(k partKey, from int64) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketLost)
+		if from < 0 {
+			return b.Delete(ackKey(k.topic, k.partition))
+		}
+		return b.Put(ackKey(k.topic, k.partition), binary.BigEndian.AppendUint64(nil, uint64(from)))
+	})
+}
+
+func (c *checkpoints) loadBucket(name []byte) (map[partKey]int64, error) {
 	out := map[partKey]int64{}
 	err := c.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
+		return tx.Bucket(name).ForEach(func(k, v []byte) error {
 			i := strings.LastIndexByte(string(k), '/')
 			p, err := strconv.Atoi(string(k[i+1:]))
 			if i < 0 || err != nil || len(v) != 8 {

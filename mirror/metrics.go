@@ -14,6 +14,8 @@ type receiverMetrics struct {
 	wireBytes prometheus.Counter
 	rawBytes  prometheus.Counter
 	trimmed   prometheus.Counter
+	// gapRecords counts offsets edges reported dropped unshipped, by edge.
+	gapRecords *prometheus.CounterVec
 }
 
 func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
@@ -28,7 +30,9 @@ func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
 		trimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_trimmed_bytes_total",
 			Help: "Bytes of resent chunks the center already had, not stored again."}),
 	}
-	return m, register(reg, m.edges, m.rejected, m.chunks, m.acks, m.wireBytes, m.rawBytes, m.trimmed)
+	m.gapRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_receiver_gap_records_total",
+		Help: "Offsets edges dropped before shipping them (their disk budget's drop-oldest policy), recorded as gaps in the copies."}, []string{"edge"})
+	return m, register(reg, m.edges, m.rejected, m.chunks, m.acks, m.wireBytes, m.rawBytes, m.trimmed, m.gapRecords)
 }
 
 // linkState is what the sender knows of its link; Status and the
@@ -49,6 +53,8 @@ type senderMetrics struct {
 	reconnect prometheus.Counter
 	backlog   *prometheus.GaugeVec // records not yet acknowledged, by topic and partition
 	lastAck   prometheus.GaugeFunc
+	dropped   *prometheus.CounterVec // records dropped unshipped by the disk budget, by topic
+	gaps      prometheus.Counter
 }
 
 func newSenderMetrics(reg prometheus.Registerer, st *linkState) (*senderMetrics, error) {
@@ -72,7 +78,10 @@ func newSenderMetrics(reg prometheus.Registerer, st *linkState) (*senderMetrics,
 		lastAck: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mirror_last_ack_timestamp_seconds", Help: "When the center last acknowledged a chunk."},
 			func() float64 { return float64(st.lastAckNs.Load()) / 1e9 }),
 	}
-	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.backlog, m.lastAck)
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_dropped_records_total",
+		Help: "Records the disk budget's drop-oldest policy deleted before the center had them (lost; should stay 0)."}, []string{"topic"})
+	m.gaps = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_gaps_sent_total", Help: "Gaps (offset ranges the edge no longer has) told to the center."})
+	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.backlog, m.lastAck, m.dropped, m.gaps)
 }
 
 func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {

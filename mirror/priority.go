@@ -51,6 +51,10 @@ func classOf(classes []Class, topic string) int {
 	return defaultClass
 }
 
+// EvictRank ranks a topic for the disk budget's drop-oldest policy: the
+// least urgent class (the highest number) loses its data first.
+func (o SenderOptions) EvictRank(topic string) int { return classOf(o.Classes, topic) }
+
 // gate is the window of chunks in flight, handed out by class.
 type gate struct {
 	mu      sync.Mutex

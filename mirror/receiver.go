@@ -361,7 +361,13 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 			}
 			return err
 		}
-		if _, ok := msg.(*wire.Ping); ok {
+		switch m := msg.(type) {
+		case *wire.Ping:
+			continue
+		case *wire.Gap:
+			if err := e.storeGap(m); err != nil {
+				return err
+			}
 			continue
 		}
 		ch, ok := msg.(*wire.Chunk)
@@ -387,6 +393,39 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		e.r.metrics.trimmed.Add(float64(len(raw) - stored))
 		e.acks <- pendingAck{key: key, part: part, next: ch.Last + 1}
 	}
+}
+
+// storeGap records offsets the edge dropped before shipping them: a batch
+// with no records spanning them (log.Partition.AppendGap), so the gap is
+// explicit in the center's copy and consumers step over it. A gap must
+// start where the copy ends (or anywhere in an empty copy); the part of it
+// the copy already has is trimmed.
+func (e *edgeConn) storeGap(g *wire.Gap) error {
+	key := partKey{g.Topic, g.Partition}
+	part, ok := e.parts[key]
+	if !ok {
+		return rejectf("gap for %s-%d, which the edge did not announce", g.Topic, g.Partition)
+	}
+	if g.To < g.From {
+		return rejectf("gap %s-%d from %d to %d runs backwards", g.Topic, g.Partition, g.From, g.To)
+	}
+	from := max(g.From, part.EndOffset())
+	if part.EndOffset() == part.StartOffset() && part.Size() == 0 {
+		from = g.From // an empty copy starts with the gap
+	}
+	if from <= g.To {
+		if _, err := part.AppendGap(from, g.To, time.Now().UnixMilli()); err != nil {
+			if errors.Is(err, flog.ErrOffsetMismatch) {
+				return rejectf("gap %s-%d from %d: %v", g.Topic, g.Partition, g.From, err)
+			}
+			return err
+		}
+		e.r.metrics.gapRecords.WithLabelValues(e.edge).Add(float64(g.To + 1 - from))
+		e.logger.Error("mirror: the edge dropped records before shipping them; the gap is recorded in the copy",
+			"topic", g.Topic, "partition", g.Partition, "from_offset", from, "to_offset", g.To, "records", g.To+1-from, "reason", g.Reason)
+	}
+	e.acks <- pendingAck{key: key, part: part, next: g.To + 1}
+	return nil
 }
 
 // unpack decompresses a chunk and checks it against its CRC.

@@ -84,6 +84,10 @@ type Sender struct {
 	mu    sync.Mutex
 	acked map[partKey]int64 // next offset the center needs, per partition
 	dirty bool
+	// lost is, per partition, the first offset the disk budget dropped
+	// before the center had it, until a gap has told the center (kept in
+	// bbolt).
+	lost map[partKey]int64
 }
 
 // NewSender opens the checkpoints and registers the sender as a retention
@@ -137,13 +141,18 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		cp.close()
 		return nil, err
 	}
+	lost, err := cp.loadLost()
+	if err != nil {
+		cp.close()
+		return nil, err
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		cp.close()
 		return nil, err
 	}
 	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
-		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked}
+		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked, lost: lost}
 	opts.Log.AddRetentionGuard(s)
 	return s, nil
 }
@@ -173,6 +182,35 @@ func (s *Sender) RetainFrom(topic string, partition int32) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.acked[partKey{topic, partition}] // 0 until acknowledged: all of it
+}
+
+// WillDrop records that the disk budget's drop-oldest policy is deleting
+// offsets from..to of a partition: those the center has not acknowledged
+// are lost. It counts them and notes durably where the loss starts, so
+// the center is told the exact range (a gap) even after a restart.
+func (s *Sender) WillDrop(topic string, partition int32, from, to int64) {
+	if !s.mirrored(topic) {
+		return
+	}
+	k := partKey{topic, partition}
+	s.mu.Lock()
+	first := max(from, s.acked[k])
+	if to < first {
+		s.mu.Unlock()
+		return
+	}
+	var err error
+	if was, ok := s.lost[k]; !ok || first < was {
+		s.lost[k] = first
+		err = s.cp.setLost(k, first)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.logger.Error("mirror: recording dropped records", "topic", topic, "partition", partition, "err", err)
+	}
+	s.metrics.dropped.WithLabelValues(topic).Add(float64(to + 1 - first))
+	s.logger.Error("mirror: records dropped before the center had them; the center will be told the gap",
+		"topic", topic, "partition", partition, "from_offset", first, "to_offset", to)
 }
 
 // Acked returns the next offset the center needs for a partition.
@@ -345,14 +383,15 @@ func (s *Sender) session(ctx context.Context) error {
 			return err
 		}
 		next := r.Next
-		if next < 0 {
-			next = part.StartOffset()
-		}
-		if next < part.StartOffset() {
-			s.logger.Error("mirror: the center needs records this edge no longer has", "topic", r.Topic, "partition", r.Partition,
-				"center_end", next, "edge_start", part.StartOffset())
-		}
 		s.mu.Lock()
+		if next < 0 {
+			// The center has nothing: start at the log's start, or where
+			// records dropped unshipped begin, so the gap is told.
+			next = part.StartOffset()
+			if lost, ok := s.lost[partKey{r.Topic, r.Partition}]; ok && lost < next {
+				next = lost
+			}
+		}
 		if next > s.acked[partKey{r.Topic, r.Partition}] {
 			s.acked[partKey{r.Topic, r.Partition}], s.dirty = next, true
 		}
@@ -448,11 +487,22 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 	class := classOf(s.opts.Classes, key.topic)
 	var buf, packed, frameBuf []byte
 	for {
+		if start := part.StartOffset(); next < start {
+			var err error
+			if frameBuf, err = l.sendGap(ctx, key, class, next, start-1, frameBuf); err != nil {
+				return err
+			}
+			next = start
+			continue
+		}
 		if err := part.WaitDurable(ctx, next); err != nil {
 			return err
 		}
 		durable := part.DurableOffset()
 		rr, err := part.Read(next, s.opts.ChunkBytes, buf)
+		if errors.Is(err, flog.ErrOffsetOutOfRange) && next < part.StartOffset() {
+			continue // dropped while we waited: a gap
+		}
 		if err != nil {
 			return fmt.Errorf("reading %s-%d at %d: %w", key.topic, key.partition, next, err)
 		}
@@ -467,31 +517,72 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 			packed = s.enc.EncodeAll(raw, packed[:0])
 			ch.Codec, ch.Data = wire.CodecZstd, packed
 		}
-		if err := l.window.acquire(ctx, class); err != nil {
-			return err
-		}
 		frameBuf = ch.Encode(frameBuf)
-		if err := s.limiter.wait(ctx, len(frameBuf)); err != nil {
-			l.window.release()
-			return err
-		}
-		// The center acknowledges in the order chunks arrive: queue and
-		// write under one lock, so the queue has the link's order.
-		l.wmu.Lock()
-		l.fifoMu.Lock()
-		l.fifo = append(l.fifo, sentChunk{key: key, next: last + 1, wire: len(ch.Data)})
-		l.inWire += len(ch.Data)
-		l.armAckDeadline()
-		l.fifoMu.Unlock()
-		_, err = l.c.Write(frameBuf)
-		l.wmu.Unlock()
-		if err != nil {
+		if err := l.send(ctx, class, frameBuf, sentChunk{key: key, next: last + 1, wire: len(ch.Data)}); err != nil {
 			return err
 		}
 		s.metrics.chunks.Inc()
 		s.state.wireBytes.Add(int64(len(ch.Data)))
 		s.state.rawBytes.Add(int64(len(raw)))
 		next = last + 1
+	}
+}
+
+// send writes a frame that the center acknowledges, once the window has a
+// slot for its class and the rate cap lets it go.
+func (l *link) send(ctx context.Context, class int, frame []byte, sc sentChunk) error {
+	if err := l.window.acquire(ctx, class); err != nil {
+		return err
+	}
+	if err := l.s.limiter.wait(ctx, len(frame)); err != nil {
+		l.window.release()
+		return err
+	}
+	// The center acknowledges in the order frames arrive: queue and write
+	// under one lock, so the queue has the link's order.
+	l.wmu.Lock()
+	l.fifoMu.Lock()
+	l.fifo = append(l.fifo, sc)
+	l.inWire += sc.wire
+	l.armAckDeadline()
+	l.fifoMu.Unlock()
+	_, err := l.c.Write(frame)
+	l.wmu.Unlock()
+	return err
+}
+
+// sendGap tells the center that offsets from..to of a partition will
+// never come: the edge's log starts past them.
+func (l *link) sendGap(ctx context.Context, key partKey, class int, from, to int64, buf []byte) ([]byte, error) {
+	s := l.s
+	reason := "not at the edge: its log starts at " + strconv.FormatInt(to+1, 10)
+	s.mu.Lock()
+	if lost, ok := s.lost[key]; ok && lost <= from {
+		reason = "dropped at the edge by the disk budget (max.disk.bytes, drop-oldest)"
+	}
+	s.mu.Unlock()
+	s.logger.Warn("mirror: telling the center of a gap", "topic", key.topic, "partition", key.partition, "from_offset", from, "to_offset", to, "reason", reason)
+	buf = (&wire.Gap{Topic: key.topic, Partition: key.partition, From: from, To: to, Reason: reason}).Encode(buf)
+	if err := l.send(ctx, class, buf, sentChunk{key: key, next: to + 1, wire: len(buf)}); err != nil {
+		return buf, err
+	}
+	s.metrics.gaps.Inc()
+	return buf, nil
+}
+
+// advance records the center's acknowledgement of a partition up to next;
+// a loss it covers has been told (a gap) and is forgotten.
+func (s *Sender) advance(k partKey, next int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if next > s.acked[k] {
+		s.acked[k], s.dirty = next, true
+	}
+	if lost, ok := s.lost[k]; ok && next > lost {
+		delete(s.lost, k)
+		if err := s.cp.setLost(k, -1); err != nil {
+			s.logger.Error("mirror: clearing a reported loss", "topic", k.topic, "partition", k.partition, "err", err)
+		}
 	}
 }
 
@@ -566,11 +657,7 @@ func (l *link) readAcks(br *bufio.Reader) error {
 				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
 					want.key.topic, want.key.partition, want.next)
 			}
-			l.s.mu.Lock()
-			if m.Next > l.s.acked[want.key] {
-				l.s.acked[want.key], l.s.dirty = m.Next, true
-			}
-			l.s.mu.Unlock()
+			l.s.advance(want.key, m.Next)
 			l.window.release()
 			l.s.metrics.acked.Inc()
 			l.s.state.lastAckNs.Store(time.Now().UnixNano())

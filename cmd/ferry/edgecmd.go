@@ -14,6 +14,7 @@ import (
 
 	"ferry/edge"
 	"ferry/ingest/mqtt"
+	flog "ferry/log"
 	"ferry/mirror"
 )
 
@@ -41,7 +42,8 @@ func edgeCommand() *command {
 			connectTimeout := fs.Duration("mqtt-connect-timeout", 10*time.Second, "close connections that send no CONNECT within this time")
 			authMode := fs.String("auth", "none", "MQTT authentication: none (anyone may connect; warned) or registry (devices added with 'ferry devices add')")
 			presenceTopic := fs.String("presence-topic", "__devices", "log topic receiving device connect/disconnect events; empty disables them")
-			maxDisk := fs.Int64("max-disk-bytes", 0, "data-disk budget of the log (0: none): past it the oldest mirrored segments go, and if everything left is unshipped, producers get back-pressure (Kafka THROTTLING_QUOTA_EXCEEDED, MQTT 5 PUBACK quota exceeded)")
+			maxDisk := fs.Int64("max-disk-bytes", 0, "data-disk budget of the log (0: none): past it the oldest mirrored segments go, then --max-disk-policy applies")
+			diskPolicy := fs.String("max-disk-policy", "block", "at the disk budget with everything left unshipped: block (producers get back-pressure: Kafka THROTTLING_QUOTA_EXCEEDED, MQTT 5 PUBACK quota exceeded; nothing is lost) or drop-oldest (the oldest unshipped segments go, lowest --mirror-priority class first; counted, logged, and the center is told the gap)")
 			mirrorTo := fs.String("mirror-to", "", "host:port of the center's mirror receiver (ferry full); empty: no mirroring")
 			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: generated once and kept in the data directory)")
 			mirrorToken := fs.String("mirror-token", "", "this edge's token at the center")
@@ -81,6 +83,10 @@ func edgeCommand() *command {
 					}
 					mo.Bridges = append(mo.Bridges, bridge)
 				}
+				policy, err := flog.ParseBudgetPolicy(*diskPolicy)
+				if err != nil {
+					return usagef("--max-disk-policy: %v", err)
+				}
 				ok, zl := zstd.EncoderLevelFromString(*mirrorLevel)
 				if !ok {
 					return usagef("--mirror-zstd-level %q: want fastest, default, better or best", *mirrorLevel)
@@ -105,7 +111,7 @@ func edgeCommand() *command {
 					*mqttTLSAddr = ""
 				}
 				return node.run(edge.Options{
-					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts, MaxDiskBytes: *maxDisk,
+					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts, MaxDiskBytes: *maxDisk, DiskPolicy: policy,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS,
 						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes},
