@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,7 +35,11 @@ type Target interface {
 // ReceiverOptions configure a Receiver.
 type ReceiverOptions struct {
 	Log Target
-	// Tokens maps each edge id allowed to connect to its token.
+	// Tokens maps edge ids to their tokens. An edge connecting over TLS
+	// with a client certificate the listener verified is known by the
+	// certificate's common name (or a DNS name in it), which must be its
+	// edge id; it needs no token unless Tokens lists one for it too (then
+	// both must hold). Any other edge must be in Tokens.
 	Tokens map[string]string
 	// TopicTemplate names an edge's topic at the center: {edge} and
 	// {topic} are replaced. Empty means "{edge}.{topic}".
@@ -181,6 +187,8 @@ type edgeConn struct {
 	acks   chan pendingAck
 	parts  map[partKey]*flog.Partition
 	slot   *edgeSlot
+	// certNames are the names in the edge's verified client certificate.
+	certNames []string
 }
 
 type partKey struct {
@@ -198,7 +206,15 @@ func (r *Receiver) serveConn(c net.Conn) {
 	defer c.Close()
 	logger := r.logger.With("remote", c.RemoteAddr().String())
 	br := bufio.NewReaderSize(c, 64<<10)
-	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if tc, ok := c.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			r.metrics.rejected.WithLabelValues("tls").Inc()
+			logger.Warn("mirror: TLS handshake failed", "err", err)
+			return
+		}
+	}
+	c.SetWriteDeadline(time.Time{})
 	msg, buf, err := wire.ReadFrame(br, nil)
 	if err != nil {
 		r.metrics.rejected.WithLabelValues("malformed").Inc()
@@ -210,7 +226,14 @@ func (r *Receiver) serveConn(c net.Conn) {
 		r.refuse(c, logger, "protocol", rejectf("expected hello, got %T", msg))
 		return
 	}
-	e := &edgeConn{r: r, c: c, edge: h.Edge, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{},
+	var certNames []string
+	if tc, ok := c.(*tls.Conn); ok {
+		if st := tc.ConnectionState(); len(st.VerifiedChains) > 0 {
+			leaf := st.VerifiedChains[0][0]
+			certNames = append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
+		}
+	}
+	e := &edgeConn{r: r, c: c, edge: h.Edge, certNames: certNames, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{},
 		slot: &edgeSlot{c: c, done: make(chan struct{})}}
 	defer func() {
 		r.mu.Lock()
@@ -270,12 +293,8 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 	if h.Version != wire.Version {
 		return nil, rejectf("protocol version %d not supported (want %d)", h.Version, wire.Version)
 	}
-	want, ok := r.opts.Tokens[h.Edge]
-	if !ok {
-		return nil, authRejectf("unknown edge %q", h.Edge)
-	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(h.Token)) != 1 {
-		return nil, authRejectf("wrong token for edge %q", h.Edge)
+	if err := r.authenticate(e, h); err != nil {
+		return nil, err
 	}
 	// One connection per edge: a new one replaces the old (a reconnect
 	// after a cut the center has not noticed yet), once the old one has
@@ -333,6 +352,26 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		w.Resume = append(w.Resume, wire.Resume{Topic: p.Topic, Partition: p.Partition, Next: next})
 	}
 	return w, nil
+}
+
+// authenticate checks who the edge says it is: by its verified client
+// certificate, its token, or both when it has both.
+func (r *Receiver) authenticate(e *edgeConn, h *wire.Hello) error {
+	if err := flog.ValidateTopicName(h.Edge); err != nil {
+		return authRejectf("edge id %q: %v", h.Edge, err)
+	}
+	byCert := slices.Contains(e.certNames, h.Edge)
+	if len(e.certNames) > 0 && !byCert {
+		return authRejectf("the client certificate names %q, not edge %q", e.certNames[0], h.Edge)
+	}
+	want, hasToken := r.opts.Tokens[h.Edge]
+	switch {
+	case hasToken && subtle.ConstantTimeCompare([]byte(want), []byte(h.Token)) != 1:
+		return authRejectf("wrong token for edge %q", h.Edge)
+	case !hasToken && !byCert:
+		return authRejectf("unknown edge %q", h.Edge)
+	}
+	return nil
 }
 
 func (r *Receiver) centerTopic(edge, topic string) string {

@@ -55,6 +55,8 @@ func edgeCommand() *command {
 			mirrorSchedule := fs.String("mirror-rate-schedule", "", "rates by time of day, e.g. '08:00-20:00=8192,20:00-08:00=0' (0: uncapped); outside its windows --mirror-rate applies")
 			mirrorPriority := fs.String("mirror-priority", "", "priority classes on the link, e.g. 'alarms*=0,telemetry=2' (0 goes first; other topics are class 1)")
 			mirrorCA := fs.String("mirror-tls-ca", "", "PEM CA bundle: connect to the center over TLS and verify its certificate with it")
+			mirrorCert := fs.String("mirror-tls-cert", "", "PEM client certificate (chain) this edge shows the center over TLS; its common name must be the edge id")
+			mirrorKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
@@ -99,7 +101,7 @@ func edgeCommand() *command {
 				if err != nil {
 					return usagef("--mirror-priority: %v", err)
 				}
-				mirrorTLS, err := clientTLS(*mirrorCA, *mirrorTo)
+				mirrorTLS, err := clientTLS(*mirrorCA, *mirrorCert, *mirrorKey, *mirrorTo)
 				if err != nil {
 					return err
 				}
@@ -131,7 +133,7 @@ const defaultMQTTRule = "factory/+site/+device/telemetry -> telemetry key={devic
 func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	if certFile == "" && keyFile == "" {
 		if clientCA != "" {
-			return nil, usagef("--mqtt-tls-client-ca needs --mqtt-tls-cert and --mqtt-tls-key")
+			return nil, usagef("a client CA (--mqtt-tls-client-ca, --mirror-tls-client-ca) needs the listener's certificate and key too")
 		}
 		return nil, nil
 	}
@@ -154,23 +156,35 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	return conf, nil
 }
 
-// clientTLS is the TLS configuration for dialing addr with the CA bundle
-// in caFile; none without one.
-func clientTLS(caFile, addr string) (*tls.Config, error) {
-	if caFile == "" {
+// clientTLS is the TLS configuration for dialing addr: the center's
+// certificate verified with the CA bundle in caFile (the system's roots
+// without one), and a client certificate when certFile is set. Neither:
+// no TLS.
+func clientTLS(caFile, certFile, keyFile, addr string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" && keyFile == "" {
 		return nil, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s: no PEM certificates", caFile)
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, usagef("--mirror-to %q: want host:port", addr)
 	}
-	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}, nil
+	conf := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading the mirror's client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
 }

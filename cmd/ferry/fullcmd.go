@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"io"
 	"strings"
 
@@ -22,6 +23,7 @@ func fullCommand() *command {
 			tokens := fs.StringArray("mirror-token", nil, "EDGE=TOKEN: an edge allowed to ship here and its token; repeat for more")
 			tlsCert := fs.String("mirror-tls-cert", "", "PEM certificate (chain) for the mirror receiver: edges then connect over TLS")
 			tlsKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
+			clientCA := fs.String("mirror-tls-client-ca", "", "PEM CA bundle: edges may authenticate with a client certificate signed by it, whose common name is their edge id (no token needed unless --mirror-token lists one for that edge)")
 			template := fs.String("mirror-topic-template", "{edge}.{topic}", "name of an edge's topic at the center")
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
@@ -39,12 +41,15 @@ func fullCommand() *command {
 					}
 					tok[e] = v
 				}
-				if len(tok) == 0 {
-					logger.Warn("no --mirror-token given: no edge can ship here")
+				if len(tok) == 0 && *clientCA == "" {
+					logger.Warn("no --mirror-token or --mirror-tls-client-ca given: no edge can ship here")
 				}
-				tlsConf, err := serverTLS(*tlsCert, *tlsKey, "")
+				tlsConf, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
 				if err != nil {
 					return err
+				}
+				if tlsConf != nil && tlsConf.ClientCAs != nil {
+					tlsConf.ClientAuth = tls.VerifyClientCertIfGiven // edges without one use their token
 				}
 				return node.run(edge.Options{
 					MirrorTLS: tlsConf,
