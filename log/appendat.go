@@ -105,30 +105,66 @@ func emptyBatch(base int64, lastDelta int32, timestamp int64) []byte {
 	return b
 }
 
-// restartAtLocked moves an empty partition to start at base: its one,
-// empty segment is replaced by one named base. p.mu is held.
+// restartAtLocked moves an empty partition to start at base. p.mu is
+// held.
 func (p *Partition) restartAtLocked(base int64) error {
-	old := p.active
-	s, err := createSegment(p.fs, p.dir, base, p.now().UnixMilli())
-	if err != nil {
+	if err := p.resetLocked(base); err != nil {
 		return err
 	}
-	if err := p.fs.SyncDir(p.dir); err != nil {
-		s.closeFiles()
-		s.remove()
-		return fmt.Errorf("syncing %s: %w", p.dir, err)
+	p.producers = producerState{}
+	p.logger.Info("partition restarted at the copied log's start", "topic", p.topic, "partition", p.id, "start_offset", base)
+	return nil
+}
+
+// Clear deletes every record of the partition, leaving it empty at its end
+// offset, from where a copy (AppendAt, AppendGap) may restart at any
+// higher offset. It is for staging areas, such as the mirror receiver's
+// live tail once merged into the main copy; readers holding a segment keep
+// reading it.
+func (p *Partition) Clear() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
 	}
-	p.segs, p.active, p.unsynced = []*segment{s}, s, nil
-	old.release()
-	if err := old.remove(); err != nil {
-		p.logger.Warn("could not remove the empty segment a copy replaced", "segment", old.path, "err", err)
+	if p.failed != nil {
+		return p.failed
 	}
+	return p.resetLocked(p.active.next)
+}
+
+// resetLocked replaces every segment with one empty segment at base
+// (reusing the active one when it is already that). p.mu is held.
+func (p *Partition) resetLocked(base int64) error {
+	keep := p.active
+	if keep.size != 0 || keep.base != base {
+		s, err := createSegment(p.fs, p.dir, base, p.now().UnixMilli())
+		if err != nil {
+			return err
+		}
+		if err := p.fs.SyncDir(p.dir); err != nil {
+			s.closeFiles()
+			s.remove()
+			return fmt.Errorf("syncing %s: %w", p.dir, err)
+		}
+		keep = s
+	}
+	old := p.segs
+	p.segs, p.active, p.unsynced = []*segment{keep}, keep, nil
+	p.totalSize.Store(0)
 	p.startOff.Store(base)
 	p.endOff.Store(base)
-	p.producers = producerState{}
 	if base > p.durable.Load() {
 		p.durable.Store(base)
 	}
-	p.logger.Info("partition restarted at the copied log's start", "topic", p.topic, "partition", p.id, "start_offset", base)
-	return nil
+	for _, s := range old {
+		if s == keep {
+			continue
+		}
+		s.release()
+		if err := s.remove(); err != nil {
+			p.logger.Warn("could not remove a segment of a reset partition", "segment", s.path, "err", err)
+		}
+	}
+	return p.fs.SyncDir(p.dir)
 }

@@ -125,3 +125,47 @@ func TestAppendGapSpansDroppedOffsets(t *testing.T) {
 		t.Fatal("Append would take a batch with no records from a producer")
 	}
 }
+
+// Clear empties a partition at its end offset, over several segments; a
+// copy then restarts anywhere above, and a reopen finds it as left.
+func TestClearEmptiesAtTheEnd(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, Options{Dir: dir})
+	if _, err := l.CreateTopic("stage", 1, map[string]string{ConfigSegmentBytes: "1048576"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("stage", 0)
+	for i := 0; i < 30; i++ {
+		if _, err := p.AppendAt(withBase(AppendBatch(nil, []Record{{Value: bytes.Repeat([]byte{'x'}, 100_000), Timestamp: int64(i)}}), 1000+int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(p.Segments()) < 2 {
+		t.Fatal("want several segments")
+	}
+	held, err := p.Read(1005, 1, nil) // a reader in the middle of it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if p.StartOffset() != 1030 || p.EndOffset() != 1030 || p.Size() != 0 || len(p.Segments()) != 1 {
+		t.Fatalf("cleared: start %d end %d size %d segments %d", p.StartOffset(), p.EndOffset(), p.Size(), len(p.Segments()))
+	}
+	if len(held.Data) == 0 {
+		t.Fatal("the read before Clear lost its data")
+	}
+	if err := p.Clear(); err != nil { // again, on an empty partition
+		t.Fatal(err)
+	}
+	if _, err := p.AppendAt(withBase(testBatch(2, 1, "y"), 5000)); err != nil {
+		t.Fatalf("restarting the cleared copy higher up: %v", err)
+	}
+	l.Close()
+	l2 := openTestLog(t, Options{Dir: dir})
+	p2, _ := l2.Partition("stage", 0)
+	if p2.StartOffset() != 5000 || p2.EndOffset() != 5002 {
+		t.Fatalf("reopened: start %d end %d, want 5000 and 5002", p2.StartOffset(), p2.EndOffset())
+	}
+}
