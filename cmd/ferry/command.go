@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -22,6 +23,9 @@ type command struct {
 	// receives the positional arguments.
 	flags func(fs *pflag.FlagSet) func(args []string, out io.Writer) error
 }
+
+// action is what a leaf's flags function returns.
+type action = func(args []string, out io.Writer) error
 
 // usageError marks a mistake in how a command was called (exit code 2).
 type usageError struct{ msg string }
@@ -55,10 +59,14 @@ func (c *command) dispatchPath(path string, args []string, out io.Writer) error 
 		}
 		return usagef("%s: unknown command %q (see '%s --help')", path, args[0], path)
 	}
-	fs := pflag.NewFlagSet(path, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	action := c.flags(fs)
-	fs.SortFlags = false
+	newFlags := func() (*pflag.FlagSet, action) {
+		fs := pflag.NewFlagSet(path, pflag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		act := c.flags(fs)
+		fs.SortFlags = false
+		return fs, act
+	}
+	fs, act := newFlags()
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			c.printLeafUsage(path, fs, out)
@@ -66,7 +74,15 @@ func (c *command) dispatchPath(path string, args []string, out io.Writer) error 
 		}
 		return usagef("%s: %v (see '%s --help')", path, err, path)
 	}
-	return action(fs.Args(), out)
+	// A node command (it has --config) takes its settings from a config
+	// file and the environment too: its flags are built again in order.
+	if cf := nodeConfig(fs); cf != nil {
+		var err error
+		if fs, act, err = configure(c.name, newFlags, args, os.Environ(), cf.path); err != nil {
+			return err
+		}
+	}
+	return act(fs.Args(), out)
 }
 
 func (c *command) printGroupUsage(path string, out io.Writer) {

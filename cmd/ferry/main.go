@@ -30,6 +30,6 @@ func root() *command {
 		name:    "ferry",
 		summary: "an event-streaming broker for the edge: MQTT and Kafka in, a durable partitioned log, mirrored upstream",
 		example: "ferry edge --data-dir ./data\n  ferry topics create telemetry --partitions 4 --data-dir ./data",
-		subs:    []*command{edgeCommand(), fullCommand(), topicsCommand(), devicesCommand(), mirrorCommand(), logCommand(), versionCommand()},
+		subs:    []*command{edgeCommand(), fullCommand(), topicsCommand(), devicesCommand(), mirrorCommand(), logCommand(), configCommand(), versionCommand()},
 	}
 }

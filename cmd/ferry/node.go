@@ -2,24 +2,31 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/pflag"
 
+	"ferry/configs"
 	"ferry/edge"
 )
 
 // nodeFlags are the flags every node command has.
 type nodeFlags struct {
 	dataDir, adminAddr, kafkaAddr, advertised, level, format *string
+	config                                                   *configFile
 }
 
 func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
+	cf := &configFile{}
+	fs.Var(cf, "config", "YAML config file: keys are these flags' names (see configs/edge.yaml, configs/full.yaml); flags override it, FERRY_* variables override both")
 	return &nodeFlags{
+		config:     cf,
 		dataDir:    fs.String("data-dir", "./data", "directory for the log and all node state"),
 		adminAddr:  fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics)"),
 		kafkaAddr:  fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
@@ -35,6 +42,7 @@ func (f *nodeFlags) logger() (*slog.Logger, error) { return newLogger(os.Stderr,
 // SIGTERM or SIGINT.
 func (f *nodeFlags) run(opts edge.Options) error {
 	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
+	f.config.log(opts.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	n, err := edge.Start(opts)
@@ -57,4 +65,95 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format %q: want text or json", format)
+}
+
+// configFile is the value of --config. It marks a node command's flag set:
+// the dispatcher builds those flags through configure, which fills in
+// what the file and the environment set.
+type configFile struct {
+	path string
+	file *configs.File        // the file applied; nil without one
+	env  []configs.EnvSetting // the FERRY_* variables applied
+}
+
+func (c *configFile) String() string     { return c.path }
+func (c *configFile) Set(s string) error { c.path = s; return nil }
+func (c *configFile) Type() string       { return "file" }
+
+// log says where the node's settings came from besides the command line.
+func (c *configFile) log(logger *slog.Logger) {
+	if logger == nil || c.file == nil && len(c.env) == 0 {
+		return
+	}
+	vars := make([]string, len(c.env))
+	for i, e := range c.env {
+		vars[i] = e.Var
+	}
+	var file string
+	var keys int
+	if c.file != nil {
+		file, keys = c.file.Path, len(c.file.Settings)
+	}
+	logger.Info("config", "file", file, "file_keys", keys, "env", vars)
+}
+
+// nodeConfig is the --config value of a node command's flag set; nil for
+// other commands (`topics create --config` is another flag).
+func nodeConfig(fs *pflag.FlagSet) *configFile {
+	if f := fs.Lookup("config"); f != nil {
+		if cf, ok := f.Value.(*configFile); ok {
+			return cf
+		}
+	}
+	return nil
+}
+
+// configure builds a node command's flags in precedence order: defaults,
+// the config file (--config, or FERRY_CONFIG), the command line, the
+// FERRY_* variables of environ. newFlags declares the command's flags on a
+// fresh set; args parsed once already. A problem with the file or a
+// variable is a usage error (exit 2) naming its line or variable.
+func configure(mode string, newFlags func() (*pflag.FlagSet, action), args, environ []string, path string) (*pflag.FlagSet, action, error) {
+	if v, ok := lookupEnv(environ, configs.EnvName("config")); ok {
+		path = v
+	}
+	fs, act := newFlags()
+	check := nodeCheck(mode)
+	var file *configs.File
+	if path != "" {
+		var err error
+		if file, err = configs.Load(path); err != nil {
+			return nil, nil, configError(err)
+		}
+		if err := file.Apply(fs, mode, check); err != nil {
+			return nil, nil, configError(err)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	env, err := configs.ApplyEnv(fs, environ, check)
+	if err != nil {
+		return nil, nil, configError(err)
+	}
+	cf := nodeConfig(fs)
+	cf.path, cf.file, cf.env = path, file, env
+	return fs, act, nil
+}
+
+func configError(err error) error {
+	var errs configs.Errors
+	if errors.As(err, &errs) {
+		return usageError{err.Error()}
+	}
+	return usagef("--config: %v", err)
+}
+
+func lookupEnv(environ []string, name string) (string, bool) {
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
 }
