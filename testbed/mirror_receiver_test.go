@@ -256,7 +256,7 @@ func TestMirrorReceiverRefusesBadInput(t *testing.T) {
 		e := dialHandEdge(t, center.mirrorAddr)
 		m := e.hello("gw1", "s3cret", wire.PartRef{Topic: topic, Partition: 0, Partitions: 2})
 		w, ok := m.(*wire.Welcome)
-		if !ok || len(w.Resume) != 1 || w.Resume[0] != (wire.Resume{Topic: topic, Partition: 0, Next: -1}) {
+		if !ok || len(w.Resume) != 1 || w.Resume[0].Topic != topic || w.Resume[0].Partition != 0 || w.Resume[0].Next != -1 {
 			t.Fatalf("hello: got %#v, want a welcome resuming %s-0 from the edge's start", m, topic)
 		}
 		batches := [][]byte{batchAt(0, 5, "good"), batchAt(5, 5, "good")}
