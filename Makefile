@@ -6,7 +6,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build run test deps fmt-check vet cross bench fuzz conformance conformance-ci clean
+.PHONY: all build run run-edge run-full test deps fmt-check vet cross bench fuzz conformance conformance-ci clean
 
 all: build
 
@@ -17,6 +17,14 @@ build:
 ## run: an edge broker on embedded defaults (data in ./data, admin on :8080, Kafka on :9092, MQTT on :1883)
 run: build
 	./$(BIN) edge --data-dir ./data --admin-addr :8080
+
+## run-full: a center from configs/full.yaml on this machine (Kafka on :19092, admin on :18080, mirror receiver on :9393, data in ./center)
+run-full: build
+	./$(BIN) full --config configs/full.yaml
+
+## run-edge: an edge from configs/edge.yaml (the default ports, data in ./data), mirroring as gw1 to the center of run-full
+run-edge: build
+	./$(BIN) edge --config configs/edge.yaml
 
 ## test: install what the tests need, then gofmt check, vet and every test with -race
 test: deps fmt-check vet
