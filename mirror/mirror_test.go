@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +19,12 @@ import (
 	"ferry/mirror/wire"
 )
 
-var quiet = slog.New(slog.DiscardHandler)
+var quiet = func() *slog.Logger {
+	if os.Getenv("MIRROR_TEST_LOG") != "" {
+		return slog.Default()
+	}
+	return slog.New(slog.DiscardHandler)
+}()
 
 func openLog(t testing.TB, dir string) *flog.Log {
 	t.Helper()

@@ -55,18 +55,28 @@ func classOf(classes []Class, topic string) int {
 // least urgent class (the highest number) loses its data first.
 func (o SenderOptions) EvictRank(topic string) int { return classOf(o.Classes, topic) }
 
-// gate is the window of chunks in flight, handed out by class.
+// gate is the window of chunks in flight, handed out by level: a class's
+// live chunks (level 2*class) before its backfill behind a live tail
+// (2*class+1), before the next class.
 type gate struct {
 	mu      sync.Mutex
 	free    int
-	waiting [10]int
+	waiting [20]int
 	wake    chan struct{}
+}
+
+// level is a chunk's place in the gate.
+func level(class int, backfill bool) int {
+	if backfill {
+		return 2*class + 1
+	}
+	return 2 * class
 }
 
 func newGate(slots int) *gate { return &gate{free: slots, wake: make(chan struct{})} }
 
-// acquire takes a slot for a chunk of class c once one is free and no
-// chunk of a more urgent class is waiting.
+// acquire takes a slot for a chunk of level c once one is free and no
+// chunk of a more urgent level is waiting.
 func (g *gate) acquire(ctx context.Context, c int) error {
 	g.mu.Lock()
 	g.waiting[c]++

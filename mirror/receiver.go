@@ -189,6 +189,8 @@ type edgeConn struct {
 	slot   *edgeSlot
 	// certNames are the names in the edge's verified client certificate.
 	certNames []string
+	counts    map[string]int32            // partitions of each announced topic
+	tails     map[partKey]*flog.Partition // staged live tails (tail.go)
 }
 
 type partKey struct {
@@ -233,7 +235,7 @@ func (r *Receiver) serveConn(c net.Conn) {
 			certNames = append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
 		}
 	}
-	e := &edgeConn{r: r, c: c, edge: h.Edge, certNames: certNames, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{},
+	e := &edgeConn{r: r, c: c, edge: h.Edge, certNames: certNames, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{}, tails: map[partKey]*flog.Partition{},
 		slot: &edgeSlot{c: c, done: make(chan struct{})}}
 	defer func() {
 		r.mu.Lock()
@@ -323,36 +325,53 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		counts[p.Topic] = max(counts[p.Topic], p.Partitions)
 	}
 	for topic, n := range counts {
-		name := r.centerTopic(h.Edge, topic)
-		have, err := r.opts.Log.PartitionCount(name)
-		switch {
-		case errors.Is(err, flog.ErrUnknownTopic):
-			if _, err := r.opts.Log.CreateTopic(name, n, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
-				return nil, fmt.Errorf("creating %q: %w", name, err)
-			}
-		case err != nil:
+		if err := r.ensureTopic(r.centerTopic(h.Edge, topic), n); err != nil {
 			return nil, err
-		case have < n:
-			if err := r.opts.Log.AddPartitions(name, n); err != nil {
-				return nil, fmt.Errorf("growing %q to %d partitions: %w", name, n, err)
-			}
 		}
 	}
+	e.counts = counts
 	w := &wire.Welcome{}
 	for _, p := range h.Parts {
 		part, err := r.opts.Log.Partition(r.centerTopic(h.Edge, p.Topic), p.Partition)
 		if err != nil {
 			return nil, err
 		}
-		e.parts[partKey{p.Topic, p.Partition}] = part
+		key := partKey{p.Topic, p.Partition}
+		e.parts[key] = part
+		tailFrom, tailNext, err := e.resumeTail(key)
+		if err != nil {
+			return nil, err
+		}
 		next := part.DurableOffset()
-		if part.EndOffset() == part.StartOffset() && part.Size() == 0 {
+		if isEmpty(part) {
 			next = -1 // empty: the edge starts from its own log start
 		}
-		w.Resume = append(w.Resume, wire.Resume{Topic: p.Topic, Partition: p.Partition, Next: next})
+		w.Resume = append(w.Resume, wire.Resume{Topic: p.Topic, Partition: p.Partition, Next: next, TailFrom: tailFrom, TailNext: tailNext})
 	}
 	return w, nil
 }
+
+// ensureTopic creates a topic at the center with n partitions, or grows it
+// to n.
+func (r *Receiver) ensureTopic(name string, n int32) error {
+	have, err := r.opts.Log.PartitionCount(name)
+	switch {
+	case errors.Is(err, flog.ErrUnknownTopic):
+		if _, err := r.opts.Log.CreateTopic(name, n, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
+			return fmt.Errorf("creating %q: %w", name, err)
+		}
+	case err != nil:
+		return err
+	case have < n:
+		if err := r.opts.Log.AddPartitions(name, n); err != nil {
+			return fmt.Errorf("growing %q to %d partitions: %w", name, n, err)
+		}
+	}
+	return nil
+}
+
+// isEmpty says a partition holds nothing and never did since its start.
+func isEmpty(p *flog.Partition) bool { return p.EndOffset() == p.StartOffset() && p.Size() == 0 }
 
 // authenticate checks who the edge says it is: by its verified client
 // certificate, its token, or both when it has both.
@@ -418,38 +437,48 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 			return err
 		}
 		key := partKey{ch.Topic, ch.Partition}
-		part, ok := e.parts[key]
+		_, ok = e.parts[key]
 		if !ok {
 			return rejectf("chunk for %s-%d, which the edge did not announce", ch.Topic, ch.Partition)
 		}
-		stored, err := appendChunk(part, ch, raw)
+		target, err := e.route(key, ch.Flags, ch.Base)
 		if err != nil {
+			return err
+		}
+		stored, err := appendChunk(target, ch, raw)
+		if err != nil {
+			return err
+		}
+		if err := e.mergeTail(key); err != nil {
 			return err
 		}
 		e.r.metrics.chunks.Inc()
 		e.r.metrics.wireBytes.Add(float64(len(ch.Data)))
 		e.r.metrics.rawBytes.Add(float64(len(raw)))
 		e.r.metrics.trimmed.Add(float64(len(raw) - stored))
-		e.acks <- pendingAck{key: key, part: part, next: ch.Last + 1}
+		e.acks <- pendingAck{key: key, part: target, next: ch.Last + 1}
 	}
 }
 
 // storeGap records offsets the edge dropped before shipping them: a batch
 // with no records spanning them (log.Partition.AppendGap), so the gap is
 // explicit in the center's copy and consumers step over it. A gap must
-// start where the copy ends (or anywhere in an empty copy); the part of it
-// the copy already has is trimmed.
+// start where the copy (or the staged tail, for a tail's gap) ends, or
+// anywhere in an empty one; the part of it already there is trimmed.
 func (e *edgeConn) storeGap(g *wire.Gap) error {
 	key := partKey{g.Topic, g.Partition}
-	part, ok := e.parts[key]
-	if !ok {
+	if _, ok := e.parts[key]; !ok {
 		return rejectf("gap for %s-%d, which the edge did not announce", g.Topic, g.Partition)
 	}
 	if g.To < g.From {
 		return rejectf("gap %s-%d from %d to %d runs backwards", g.Topic, g.Partition, g.From, g.To)
 	}
+	part, err := e.route(key, g.Flags, g.From)
+	if err != nil {
+		return err
+	}
 	from := max(g.From, part.EndOffset())
-	if part.EndOffset() == part.StartOffset() && part.Size() == 0 {
+	if isEmpty(part) {
 		from = g.From // an empty copy starts with the gap
 	}
 	if from <= g.To {
@@ -462,6 +491,9 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 		e.r.metrics.gapRecords.WithLabelValues(e.edge).Add(float64(g.To + 1 - from))
 		e.logger.Error("mirror: the edge dropped records before shipping them; the gap is recorded in the copy",
 			"topic", g.Topic, "partition", g.Partition, "from_offset", from, "to_offset", g.To, "records", g.To+1-from, "reason", g.Reason)
+	}
+	if err := e.mergeTail(key); err != nil {
+		return err
 	}
 	e.acks <- pendingAck{key: key, part: part, next: g.To + 1}
 	return nil

@@ -62,7 +62,14 @@ type SenderOptions struct {
 	RateSchedule Schedule
 	// Classes give topics priority classes on the link (0 first; default
 	// 1).
-	Classes    []Class
+	Classes []Class
+	// CatchUp orders a backlog: CatchUpOldestFirst (the default) ships each
+	// partition in offset order; CatchUpLiveTailFirst ships a partition
+	// whose backlog at connection is more than a window of chunks newest
+	// first: the live tail from the durable end on, and the backlog behind
+	// it (the center stages the tail until the backfill reaches it; see
+	// tail.go).
+	CatchUp    CatchUp
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -84,6 +91,9 @@ type Sender struct {
 	mu    sync.Mutex
 	acked map[partKey]int64 // next offset the center needs, per partition
 	dirty bool
+	// splits are the partitions shipping a live tail ahead of their
+	// backfill in this session.
+	splits map[partKey]*split
 	// lost is, per partition, the first offset the disk budget dropped
 	// before the center had it, until a gap has told the center (kept in
 	// bbolt).
@@ -113,6 +123,12 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 	}
 	if opts.Level == 0 {
 		opts.Level = zstd.SpeedDefault
+	}
+	if opts.CatchUp == "" {
+		opts.CatchUp = CatchUpOldestFirst
+	}
+	if _, err := ParseCatchUp(string(opts.CatchUp)); err != nil {
+		return nil, err
 	}
 	for _, pat := range opts.Topics {
 		if _, err := path.Match(pat, ""); err != nil {
@@ -312,11 +328,12 @@ func (s *Sender) updateBacklog() {
 	}
 }
 
-// sentChunk is a chunk awaiting its acknowledgement.
+// sentChunk is a chunk (or gap) awaiting its acknowledgement.
 type sentChunk struct {
 	key  partKey
 	next int64
-	wire int // bytes on the link
+	wire int  // bytes on the link
+	tail bool // of a live tail shipped ahead of its backfill
 }
 
 // link is one connection to the center.
@@ -375,9 +392,24 @@ func (s *Sender) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &link{s: s, c: c, window: newGate(s.opts.Window), topicsV: version}
-	errc := make(chan error, len(w.Resume)+2)
+	errc := make(chan error, 2*len(w.Resume)+3)
 	var wg sync.WaitGroup
+	// ship runs a shipper; one that is done (a backfill reaching its live
+	// tail) does not end the session.
+	ship := func(key partKey, part *flog.Partition, from, limit int64, flags uint8) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.ship(ctx, key, part, from, limit, flags); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	s.mu.Lock()
+	s.splits = map[partKey]*split{}
+	s.mu.Unlock()
 	for _, r := range w.Resume {
+		key := partKey{r.Topic, r.Partition}
 		part, err := s.opts.Log.Partition(r.Topic, r.Partition)
 		if err != nil {
 			return err
@@ -388,19 +420,25 @@ func (s *Sender) session(ctx context.Context) error {
 			// The center has nothing: start at the log's start, or where
 			// records dropped unshipped begin, so the gap is told.
 			next = part.StartOffset()
-			if lost, ok := s.lost[partKey{r.Topic, r.Partition}]; ok && lost < next {
+			if lost, ok := s.lost[key]; ok && lost < next {
 				next = lost
 			}
 		}
-		if next > s.acked[partKey{r.Topic, r.Partition}] {
-			s.acked[partKey{r.Topic, r.Partition}], s.dirty = next, true
+		if next > s.acked[key] {
+			s.acked[key], s.dirty = next, true
+		}
+		sp := s.splitAt(r, part, next)
+		if sp != nil {
+			s.splits[key] = sp
 		}
 		s.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- l.ship(ctx, partKey{r.Topic, r.Partition}, part, next)
-		}()
+		if sp == nil {
+			ship(key, part, next, math.MaxInt64, 0)
+			continue
+		}
+		s.logger.Info("mirror: live tail first", "topic", r.Topic, "partition", r.Partition, "backfill_from", next, "tail_from", sp.at, "tail_next", sp.tailAcked)
+		ship(key, part, next, sp.at, 0)
+		ship(key, part, sp.tailAcked, math.MaxInt64, wire.FlagTail)
 	}
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- l.readAcks(br) }()
@@ -480,19 +518,24 @@ func (l *link) watchTopics(ctx context.Context) error {
 	}
 }
 
-// ship sends one partition from next on: each chunk is whole batches that
-// are durable at the edge.
-func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next int64) error {
+// ship sends one partition from next up to limit (exclusive; it then
+// returns nil): each chunk is whole batches that are durable at the edge.
+// flags mark the chunks (wire.FlagTail for a live tail).
+func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next, limit int64, flags uint8) error {
 	s := l.s
-	class := classOf(s.opts.Classes, key.topic)
+	lvl := level(classOf(s.opts.Classes, key.topic), limit != math.MaxInt64)
 	var buf, packed, frameBuf []byte
 	for {
+		if next >= limit {
+			return nil
+		}
 		if start := part.StartOffset(); next < start {
+			to := min(start, limit) - 1
 			var err error
-			if frameBuf, err = l.sendGap(ctx, key, class, next, start-1, frameBuf); err != nil {
+			if frameBuf, err = l.sendGap(ctx, key, lvl, flags, next, to, frameBuf); err != nil {
 				return err
 			}
-			next = start
+			next = to + 1
 			continue
 		}
 		if err := part.WaitDurable(ctx, next); err != nil {
@@ -507,18 +550,18 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 			return fmt.Errorf("reading %s-%d at %d: %w", key.topic, key.partition, next, err)
 		}
 		buf = rr.Data[:0]
-		raw, last, compressed, err := wholeBatches(rr.Data, next, durable)
+		raw, last, compressed, err := wholeBatches(rr.Data, next, min(durable, limit))
 		if err != nil {
 			return fmt.Errorf("%s-%d at %d: %w", key.topic, key.partition, next, err)
 		}
-		ch := wire.Chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, RawLen: uint32(len(raw)),
+		ch := wire.Chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, Flags: flags, RawLen: uint32(len(raw)),
 			CRC: wire.Checksum(raw), Data: raw}
 		if !compressed {
 			packed = s.enc.EncodeAll(raw, packed[:0])
 			ch.Codec, ch.Data = wire.CodecZstd, packed
 		}
 		frameBuf = ch.Encode(frameBuf)
-		if err := l.send(ctx, class, frameBuf, sentChunk{key: key, next: last + 1, wire: len(ch.Data)}); err != nil {
+		if err := l.send(ctx, lvl, frameBuf, sentChunk{key: key, next: last + 1, wire: len(ch.Data), tail: flags&wire.FlagTail != 0}); err != nil {
 			return err
 		}
 		s.metrics.chunks.Inc()
@@ -529,9 +572,9 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 }
 
 // send writes a frame that the center acknowledges, once the window has a
-// slot for its class and the rate cap lets it go.
-func (l *link) send(ctx context.Context, class int, frame []byte, sc sentChunk) error {
-	if err := l.window.acquire(ctx, class); err != nil {
+// slot for its level and the rate cap lets it go.
+func (l *link) send(ctx context.Context, lvl int, frame []byte, sc sentChunk) error {
+	if err := l.window.acquire(ctx, lvl); err != nil {
 		return err
 	}
 	if err := l.s.limiter.wait(ctx, len(frame)); err != nil {
@@ -553,7 +596,7 @@ func (l *link) send(ctx context.Context, class int, frame []byte, sc sentChunk) 
 
 // sendGap tells the center that offsets from..to of a partition will
 // never come: the edge's log starts past them.
-func (l *link) sendGap(ctx context.Context, key partKey, class int, from, to int64, buf []byte) ([]byte, error) {
+func (l *link) sendGap(ctx context.Context, key partKey, lvl int, flags uint8, from, to int64, buf []byte) ([]byte, error) {
 	s := l.s
 	reason := "not at the edge: its log starts at " + strconv.FormatInt(to+1, 10)
 	s.mu.Lock()
@@ -562,8 +605,8 @@ func (l *link) sendGap(ctx context.Context, key partKey, class int, from, to int
 	}
 	s.mu.Unlock()
 	s.logger.Warn("mirror: telling the center of a gap", "topic", key.topic, "partition", key.partition, "from_offset", from, "to_offset", to, "reason", reason)
-	buf = (&wire.Gap{Topic: key.topic, Partition: key.partition, From: from, To: to, Reason: reason}).Encode(buf)
-	if err := l.send(ctx, class, buf, sentChunk{key: key, next: to + 1, wire: len(buf)}); err != nil {
+	buf = (&wire.Gap{Topic: key.topic, Partition: key.partition, From: from, To: to, Flags: flags, Reason: reason}).Encode(buf)
+	if err := l.send(ctx, lvl, buf, sentChunk{key: key, next: to + 1, wire: len(buf), tail: flags&wire.FlagTail != 0}); err != nil {
 		return buf, err
 	}
 	s.metrics.gaps.Inc()
@@ -657,7 +700,7 @@ func (l *link) readAcks(br *bufio.Reader) error {
 				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
 					want.key.topic, want.key.partition, want.next)
 			}
-			l.s.advance(want.key, m.Next)
+			l.s.acknowledged(want, m.Next)
 			l.window.release()
 			l.s.metrics.acked.Inc()
 			l.s.state.lastAckNs.Store(time.Now().UnixNano())

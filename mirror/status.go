@@ -33,6 +33,11 @@ type PartitionStatus struct {
 	BacklogRecords     int64   `json:"backlog_records"`
 	BacklogBytes       int64   `json:"backlog_bytes"`
 	OldestUnshippedAge float64 `json:"oldest_unshipped_age_seconds,omitempty"`
+	// LiveTailFrom is where a live tail shipped ahead of the backfill
+	// starts (live-tail-first catch-up), and LiveTailAcked how far the
+	// center holds it; 0 when the partition ships in order.
+	LiveTailFrom  int64 `json:"live_tail_from,omitempty"`
+	LiveTailAcked int64 `json:"live_tail_acked,omitempty"`
 }
 
 // Status reports the mirror's state now.
@@ -54,16 +59,15 @@ func (s *Sender) Status() Status {
 				continue
 			}
 			ps := PartitionStatus{Topic: t.Name, Partition: p, EndOffset: part.EndOffset(), Acked: s.Acked(t.Name, p)}
+			s.mu.Lock()
+			if sp := s.splits[partKey{t.Name, p}]; sp != nil {
+				ps.LiveTailFrom, ps.LiveTailAcked = sp.at, sp.tailAcked
+			}
+			s.mu.Unlock()
 			from := max(ps.Acked, part.StartOffset())
 			ps.BacklogRecords = max(ps.EndOffset-from, 0)
 			if ps.BacklogRecords > 0 {
-				segs := part.Segments()
-				for i, sg := range segs {
-					if i+1 < len(segs) && segs[i+1].BaseOffset <= from {
-						continue // wholly shipped
-					}
-					ps.BacklogBytes += sg.Size
-				}
+				ps.BacklogBytes = backlogBytes(part, from)
 				if rr, err := part.Read(from, 1, nil); err == nil {
 					if h, err := flog.ParseBatch(rr.Data); err == nil {
 						ps.OldestUnshippedAge = now.Sub(time.UnixMilli(h.FirstTimestamp)).Seconds()
@@ -74,4 +78,18 @@ func (s *Sender) Status() Status {
 		}
 	}
 	return st
+}
+
+// backlogBytes bounds the bytes of a partition from offset from on: whole
+// segments past the one holding it, plus that one from its start.
+func backlogBytes(part *flog.Partition, from int64) int64 {
+	var n int64
+	segs := part.Segments()
+	for i, sg := range segs {
+		if i+1 < len(segs) && segs[i+1].BaseOffset <= from {
+			continue // wholly before from
+		}
+		n += sg.Size
+	}
+	return n
 }

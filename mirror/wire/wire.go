@@ -39,12 +39,17 @@ const (
 
 const (
 	// Version is the protocol version a Hello carries. Version 2 added
-	// the Gap frame.
+	// the Gap frame, Chunk.Flags and the staged tail in Resume.
 	Version = 2
 	// MaxFrame bounds a frame; a larger length ends the connection before
 	// anything is allocated.
 	MaxFrame = 64 << 20
 )
+
+// FlagTail marks a chunk (or gap) of a live tail shipped ahead of its
+// partition's backfill: the center stages it until the backfill reaches
+// it, unless it continues the copy right away.
+const FlagTail = 1
 
 // Chunk codecs.
 const (
@@ -80,10 +85,15 @@ type Hello struct {
 
 // Resume says where the center's copy of a partition ends (durably); -1
 // means the copy is empty and the edge starts at its own log start.
+// TailFrom..TailNext (exclusive) is a live tail the center holds staged
+// beyond Next (FlagTail chunks), durably; TailFrom is -1 when there is
+// none.
 type Resume struct {
 	Topic     string
 	Partition int32
 	Next      int64
+	TailFrom  int64
+	TailNext  int64
 }
 
 // Welcome accepts a Hello.
@@ -98,6 +108,7 @@ type Chunk struct {
 	Partition int32
 	Base      int64
 	Last      int64
+	Flags     uint8 // FlagTail
 	Codec     uint8
 	RawLen    uint32
 	CRC       uint32
@@ -112,6 +123,7 @@ type Gap struct {
 	Topic     string
 	Partition int32
 	From, To  int64
+	Flags     uint8 // FlagTail: a gap in a live tail
 	Reason    string
 }
 
@@ -184,6 +196,8 @@ func (m *Welcome) Encode(dst []byte) []byte {
 		e.str(r.Topic)
 		e.i32(r.Partition)
 		e.i64(r.Next)
+		e.i64(r.TailFrom)
+		e.i64(r.TailNext)
 	}
 	return e.finish()
 }
@@ -194,6 +208,7 @@ func (m *Chunk) Encode(dst []byte) []byte {
 	e.i32(m.Partition)
 	e.i64(m.Base)
 	e.i64(m.Last)
+	e.u8(m.Flags)
 	e.u8(m.Codec)
 	e.u32(m.RawLen)
 	e.u32(m.CRC)
@@ -207,6 +222,7 @@ func (m *Gap) Encode(dst []byte) []byte {
 	e.i32(m.Partition)
 	e.i64(m.From)
 	e.i64(m.To)
+	e.u8(m.Flags)
 	e.str(m.Reason)
 	return e.finish()
 }
@@ -308,17 +324,17 @@ func decode(t uint8, payload []byte) (Message, error) {
 		return m, d.done()
 	case typeWelcome:
 		m := &Welcome{}
-		n := d.count(14)
+		n := d.count(30)
 		for i := 0; i < n; i++ {
-			m.Resume = append(m.Resume, Resume{Topic: d.str(), Partition: d.i32(), Next: d.i64()})
+			m.Resume = append(m.Resume, Resume{Topic: d.str(), Partition: d.i32(), Next: d.i64(), TailFrom: d.i64(), TailNext: d.i64()})
 		}
 		return m, d.done()
 	case typeChunk:
-		m := &Chunk{Topic: d.str(), Partition: d.i32(), Base: d.i64(), Last: d.i64(), Codec: d.u8(), RawLen: d.u32(), CRC: d.u32()}
+		m := &Chunk{Topic: d.str(), Partition: d.i32(), Base: d.i64(), Last: d.i64(), Flags: d.u8(), Codec: d.u8(), RawLen: d.u32(), CRC: d.u32()}
 		m.Data = d.bytes()
 		return m, d.done()
 	case typeGap:
-		m := &Gap{Topic: d.str(), Partition: d.i32(), From: d.i64(), To: d.i64(), Reason: d.str()}
+		m := &Gap{Topic: d.str(), Partition: d.i32(), From: d.i64(), To: d.i64(), Flags: d.u8(), Reason: d.str()}
 		return m, d.done()
 	case typeAck:
 		m := &Ack{Topic: d.str(), Partition: d.i32(), Next: d.i64()}
