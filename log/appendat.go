@@ -9,27 +9,53 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// AppendAt appends a batch at the offsets it already carries, for copies of
-// another log (the mirror's receiver; replication later): the batch's base
-// offset must be the partition's end offset, so the copy keeps the source's
-// offsets and stays dense. An empty partition may instead start at a higher
-// base offset (the source's log start): its start offset moves there.
-// Idempotent-producer state is recorded from the batch but not checked (the
-// source checked it). Durability is as for Append.
+// AppendAt appends batches at the offsets they already carry, for copies
+// of another log (the mirror's receiver; replication later): the first
+// batch's base offset must be the partition's end offset and each next one
+// must follow the last, so the copy keeps the source's offsets and stays
+// dense. An empty partition may instead start at a higher base offset (the
+// source's log start): its start offset moves there. Every batch is
+// validated (ValidateBatch) before any is written, so a bad one refuses them
+// all. The topic's max.message.bytes does not apply: it bounds what
+// producers send, and the source accepted these. Idempotent-producer state
+// is recorded from the batches but not checked (the source checked it).
+// Durability is as for Append.
 //
-// It returns ErrOffsetMismatch when the base offset is not where the copy
-// can continue.
-func (p *Partition) AppendAt(batch []byte) (AppendResult, error) {
-	h, cfg, err := p.checkBatch(batch)
-	if err != nil {
-		return AppendResult{}, err
+// It returns ErrOffsetMismatch when the offsets are not where the copy can
+// continue.
+func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
+	if len(batches) == 0 {
+		return AppendResult{}, fmt.Errorf("%w: no batches", ErrCorruptBatch)
 	}
+	hs := make([]BatchHeader, len(batches))
+	for i, b := range batches {
+		h, err := ValidateBatch(b)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if i > 0 && h.BaseOffset != hs[i-1].LastOffset()+1 {
+			return AppendResult{}, fmt.Errorf("%w: batch at %d after one ending at %d", ErrOffsetMismatch, h.BaseOffset, hs[i-1].LastOffset())
+		}
+		hs[i] = h
+	}
+	cfg := p.cfg.Load()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err := p.continueAtLocked(h.BaseOffset); err != nil {
+	if err := p.continueAtLocked(hs[0].BaseOffset); err != nil {
 		return AppendResult{}, err
 	}
-	return p.writeLocked(batch, h, cfg)
+	var res AppendResult
+	for i, b := range batches {
+		r, err := p.writeLocked(b, hs[i], cfg)
+		if err != nil {
+			return res, err
+		}
+		if i == 0 {
+			res = r
+		}
+		res.LastOffset = r.LastOffset
+	}
+	return res, nil
 }
 
 // continueAtLocked checks that a copy may continue at base: the end

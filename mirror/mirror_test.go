@@ -410,3 +410,21 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A batch the edge's topic allows (max.message.bytes raised there) ships
+// even though it is larger than the center's topic default: the limit is
+// for producers, and the edge accepted it.
+func TestMirrorShipsBatchesAboveTheCentersLimit(t *testing.T) {
+	edgeLog := openLog(t, t.TempDir())
+	if _, err := edgeLog.CreateTopic("big", 1, map[string]string{flog.ConfigMaxMessageBytes: "4194304"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := edgeLog.Partition("big", 0)
+	value := bytes.Repeat([]byte("0123456789abcdef"), 160_000) // 2.56 MB
+	if _, err := p.Append(flog.AppendBatch(nil, []flog.Record{{Value: value, Timestamp: time.Now().UnixMilli()}})); err != nil {
+		t.Fatal(err)
+	}
+	c := startCenter(t, nil, "")
+	startSender(t, edgeLog, t.TempDir(), c.addr)
+	waitCopied(t, edgeLog, c.log, "big")
+}

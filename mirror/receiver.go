@@ -173,6 +173,11 @@ func rejectf(format string, a ...any) error {
 	return rejectError{"protocol", fmt.Sprintf(format, a...)}
 }
 
+// chunkRejectf refuses a chunk (or gap) whose content is wrong.
+func chunkRejectf(format string, a ...any) error {
+	return rejectError{"chunk", fmt.Sprintf(format, a...)}
+}
+
 func authRejectf(format string, a ...any) error {
 	return rejectError{"auth", fmt.Sprintf(format, a...)}
 }
@@ -218,9 +223,13 @@ func (r *Receiver) serveConn(c net.Conn) {
 	}
 	c.SetWriteDeadline(time.Time{})
 	msg, buf, err := wire.ReadFrame(br, nil)
+	if errors.Is(err, wire.ErrMalformed) {
+		r.refuse(c, logger, "malformed", err)
+		return
+	}
 	if err != nil {
 		r.metrics.rejected.WithLabelValues("malformed").Inc()
-		logger.Warn("mirror: bad hello", "err", err)
+		logger.Warn("mirror: no hello", "err", err)
 		return
 	}
 	h, ok := msg.(*wire.Hello)
@@ -269,8 +278,8 @@ func (r *Receiver) serveConn(c net.Conn) {
 	if err != nil {
 		var rej rejectError
 		if errors.As(err, &rej) {
-			r.metrics.rejected.WithLabelValues("chunk").Inc()
-			e.logger.Error("mirror: chunk refused; closing the edge's connection", "err", err)
+			r.metrics.rejected.WithLabelValues(rej.reason).Inc()
+			e.logger.Error("mirror: refused; closing the edge's connection", "reason", rej.reason, "err", err)
 			e.write((&wire.Error{Message: err.Error()}).Encode(nil))
 		} else {
 			e.logger.Info("mirror: edge disconnected", "err", err)
@@ -471,7 +480,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 		return rejectf("gap for %s-%d, which the edge did not announce", g.Topic, g.Partition)
 	}
 	if g.To < g.From {
-		return rejectf("gap %s-%d from %d to %d runs backwards", g.Topic, g.Partition, g.From, g.To)
+		return chunkRejectf("gap %s-%d from %d to %d runs backwards", g.Topic, g.Partition, g.From, g.To)
 	}
 	part, err := e.route(key, g.Flags, g.From)
 	if err != nil {
@@ -484,7 +493,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 	if from <= g.To {
 		if _, err := part.AppendGap(from, g.To, time.Now().UnixMilli()); err != nil {
 			if errors.Is(err, flog.ErrOffsetMismatch) {
-				return rejectf("gap %s-%d from %d: %v", g.Topic, g.Partition, g.From, err)
+				return chunkRejectf("gap %s-%d from %d: %v", g.Topic, g.Partition, g.From, err)
 			}
 			return err
 		}
@@ -502,7 +511,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 // unpack decompresses a chunk and checks it against its CRC.
 func (r *Receiver) unpack(ch *wire.Chunk, dst []byte) ([]byte, error) {
 	if ch.RawLen > wire.MaxFrame*4 {
-		return dst, rejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, wire.MaxFrame*4)
+		return dst, chunkRejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, wire.MaxFrame*4)
 	}
 	raw := ch.Data
 	switch ch.Codec {
@@ -511,63 +520,58 @@ func (r *Receiver) unpack(ch *wire.Chunk, dst []byte) ([]byte, error) {
 		var err error
 		raw, err = r.dec.DecodeAll(ch.Data, dst[:0])
 		if err != nil {
-			return dst, rejectf("chunk %s-%d at %d: zstd: %v", ch.Topic, ch.Partition, ch.Base, err)
+			return dst, chunkRejectf("chunk %s-%d at %d: zstd: %v", ch.Topic, ch.Partition, ch.Base, err)
 		}
 		dst = raw
 	default:
-		return dst, rejectf("chunk codec %d unknown", ch.Codec)
+		return dst, chunkRejectf("chunk codec %d unknown", ch.Codec)
 	}
 	if uint32(len(raw)) != ch.RawLen {
-		return dst, rejectf("chunk %s-%d at %d: %d bytes, header says %d", ch.Topic, ch.Partition, ch.Base, len(raw), ch.RawLen)
+		return dst, chunkRejectf("chunk %s-%d at %d: %d bytes, header says %d", ch.Topic, ch.Partition, ch.Base, len(raw), ch.RawLen)
 	}
 	if wire.Checksum(raw) != ch.CRC {
-		return dst, rejectf("chunk %s-%d at %d: checksum mismatch", ch.Topic, ch.Partition, ch.Base)
+		return dst, chunkRejectf("chunk %s-%d at %d: checksum mismatch", ch.Topic, ch.Partition, ch.Base)
 	}
 	return raw, nil
 }
 
-// appendChunk checks a chunk's framing before storing any of it: whole
-// batches, each with a good CRC (ParseBatch), offsets running from Base to
-// Last without gaps or going back. It then appends the batches the center
-// does not have yet with their offsets (AppendAt, which validates each
-// batch's records once more, as every append does): a chunk overlapping the
-// center's end is trimmed, not stored twice. A batch the log refuses ends
-// the chunk there; the batches before it are valid and stay. It returns the
-// bytes stored.
+// appendChunk stores the batches of a chunk the center does not have yet,
+// with their offsets (AppendAt): a chunk overlapping the center's end is
+// trimmed, not stored twice. Its framing is checked first: whole batches,
+// each with a good CRC (ParseBatch), offsets running from Base to Last
+// without gaps or going back; AppendAt then validates every batch it
+// stores before writing any, so nothing of a refused chunk is stored. It
+// returns the bytes stored.
 func appendChunk(part *flog.Partition, ch *wire.Chunk, raw []byte) (int, error) {
-	type span struct {
-		from, to int
-		last     int64
-	}
-	var spans []span
+	var store [][]byte
+	stored := 0
 	next := ch.Base
 	for pos := 0; pos < len(raw); {
 		h, err := flog.ParseBatch(raw[pos:])
 		if err != nil || int(h.Length) > len(raw)-pos {
-			return 0, rejectf("chunk %s-%d at %d: batch at byte %d: %v", ch.Topic, ch.Partition, ch.Base, pos, err)
+			return 0, chunkRejectf("chunk %s-%d at %d: batch at byte %d: %v", ch.Topic, ch.Partition, ch.Base, pos, err)
 		}
 		if h.BaseOffset != next {
-			return 0, rejectf("chunk %s-%d: batch at offset %d where %d was due (offsets must run on without gaps)", ch.Topic, ch.Partition, h.BaseOffset, next)
+			return 0, chunkRejectf("chunk %s-%d: batch at offset %d where %d was due (offsets must run on without gaps)", ch.Topic, ch.Partition, h.BaseOffset, next)
 		}
 		next = h.LastOffset() + 1
-		spans = append(spans, span{pos, pos + int(h.Length), h.LastOffset()})
+		if h.LastOffset() >= part.EndOffset() { // else the center has it: a resent chunk overlapping what was acknowledged
+			store = append(store, raw[pos:pos+int(h.Length)])
+			stored += int(h.Length)
+		}
 		pos += int(h.Length)
 	}
-	if len(spans) == 0 || next != ch.Last+1 {
-		return 0, rejectf("chunk %s-%d: batches end at %d, header says %d", ch.Topic, ch.Partition, next-1, ch.Last)
+	if next == ch.Base || next != ch.Last+1 {
+		return 0, chunkRejectf("chunk %s-%d: batches end at %d, header says %d", ch.Topic, ch.Partition, next-1, ch.Last)
 	}
-	stored := 0
-	for _, s := range spans {
-		if s.last < part.EndOffset() {
-			continue // the center has it: a resent chunk overlapping what was acknowledged
+	if len(store) == 0 {
+		return 0, nil
+	}
+	if _, err := part.AppendAt(store...); err != nil {
+		if errors.Is(err, flog.ErrOffsetMismatch) || errors.Is(err, flog.ErrCorruptBatch) {
+			return 0, chunkRejectf("chunk %s-%d: %v", ch.Topic, ch.Partition, err)
 		}
-		if _, err := part.AppendAt(raw[s.from:s.to]); err != nil {
-			if errors.Is(err, flog.ErrOffsetMismatch) || errors.Is(err, flog.ErrCorruptBatch) || errors.Is(err, flog.ErrBatchTooLarge) {
-				return stored, rejectf("chunk %s-%d: %v", ch.Topic, ch.Partition, err)
-			}
-			return stored, err
-		}
-		stored += s.to - s.from
+		return 0, err
 	}
 	return stored, nil
 }
