@@ -154,6 +154,25 @@ func Start(opts Options) (*Node, error) {
 	return n, nil
 }
 
+// registerLogMetrics exposes the log's disk use against its budget.
+func (n *Node) registerLogMetrics() {
+	l := n.log
+	n.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_disk_bytes", Help: "Bytes of the log's segments on disk."},
+			func() float64 { return float64(l.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_disk_budget_bytes", Help: "The log's data-disk budget (--max-disk-bytes; 0: none)."},
+			func() float64 { max, _ := l.DiskBudget(); return float64(max) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_appends_blocked",
+			Help: "1 while appends are refused because the disk budget is reached and everything left is unshipped (block policy)."},
+			func() float64 {
+				if _, blocked := l.DiskBudget(); blocked {
+					return 1
+				}
+				return 0
+			}),
+	)
+}
+
 // start opens everything in order; stop undoes whatever start did.
 func (n *Node) start() error {
 	opts := n.opts
@@ -163,6 +182,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
+	n.registerLogMetrics()
 	if opts.KafkaAddr != "" {
 		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
 			return err

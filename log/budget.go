@@ -10,6 +10,11 @@ import (
 // data-disk budget.
 const budgetCheckInterval = time.Second
 
+// budgetWakeBytes is how much a partition appends between asking for a
+// budget pass, so a fast producer overshoots the budget by about this much
+// per partition rather than by a second of its rate.
+const budgetWakeBytes = 1 << 20
+
 // ArmBudget starts enforcing the disk budget. Its owner calls it once every
 // retention guard is registered (the mirror's among them): before that,
 // the budget pass could delete what a guard is about to pin.

@@ -135,3 +135,31 @@ func TestDiskBudgetDropOldestByRank(t *testing.T) {
 		t.Fatalf("append under drop-oldest: %v", err)
 	}
 }
+
+// Appends ask for a budget pass every budgetWakeBytes instead of waiting
+// for the next tick, so a fast producer overshoots the budget by about that
+// much, not by a second of its rate.
+func TestAppendsAskForABudgetPass(t *testing.T) {
+	l := openTestLog(t, Options{MaxDiskBytes: 64 << 20}) // no background loop: the ask stays queued
+	if _, err := l.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("t", 0)
+	batch := AppendBatch(nil, []Record{{Value: make([]byte, 100_000)}})
+	for written := 0; written < budgetWakeBytes-len(batch); written += len(batch) {
+		if _, err := p.Append(append([]byte(nil), batch...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(l.budgetWake) != 0 {
+		t.Fatal("a pass was asked for before budgetWakeBytes were appended")
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := p.Append(append([]byte(nil), batch...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(l.budgetWake) != 1 {
+		t.Fatal("no budget pass asked for after budgetWakeBytes were appended")
+	}
+}

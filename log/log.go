@@ -40,8 +40,9 @@ type Log struct {
 	maxDisk    int64 // Options.MaxDiskBytes
 	policy     BudgetPolicy
 	evictRank  func(topic string) int
-	overBudget atomic.Bool // appends are refused (ErrDiskBudget) while set
-	armed      atomic.Bool // ArmBudget was called: the guards are in place
+	overBudget atomic.Bool   // appends are refused (ErrDiskBudget) while set
+	budgetWake chan struct{} // appends ask for a budget pass every budgetWakeBytes
+	armed      atomic.Bool   // ArmBudget was called: the guards are in place
 
 	stop chan struct{}
 	done chan struct{}
@@ -106,7 +107,7 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
 		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
-		stop: make(chan struct{}), done: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
 	}
 	if err := l.load(); err != nil {
 		l.closeTopics()
@@ -188,7 +189,7 @@ func (l *Log) openTopic(name string, r topicRecord) (*topic, error) {
 	for i := int32(0); i < r.Partitions; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
 		if err == nil && l.maxDisk > 0 {
-			p.overBudget = &l.overBudget
+			p.overBudget, p.budgetWake = &l.overBudget, l.budgetWake
 		}
 		if err != nil {
 			for _, q := range t.parts {
@@ -313,7 +314,7 @@ func (l *Log) AddPartitions(name string, total int32) error {
 	for i := t.info.Partitions; i < total; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
 		if err == nil && l.maxDisk > 0 {
-			p.overBudget = &l.overBudget
+			p.overBudget, p.budgetWake = &l.overBudget, l.budgetWake
 		}
 		if err != nil {
 			for _, q := range added {
@@ -477,6 +478,10 @@ func (l *Log) Size() int64 {
 	return n
 }
 
+// DiskBudget reports the data-disk budget (0: none) and whether appends
+// are refused for it now.
+func (l *Log) DiskBudget() (max int64, blocked bool) { return l.maxDisk, l.overBudget.Load() }
+
 // AddRetentionGuard registers a guard consulted by every later retention pass.
 func (l *Log) AddRetentionGuard(g RetentionGuard) {
 	l.mu.Lock()
@@ -531,6 +536,8 @@ func (l *Log) retentionLoop(every time.Duration) {
 				l.logger.Error("retention pass failed", "err", err)
 			}
 		case <-budget:
+			l.EnforceBudget()
+		case <-l.budgetWake:
 			l.EnforceBudget()
 		}
 	}

@@ -42,6 +42,10 @@ type Partition struct {
 	// overBudget is the log's flag (nil without a disk budget): set, appends
 	// are refused with ErrDiskBudget.
 	overBudget *atomic.Bool
+	// budgetWake asks the log for a budget pass (nil without a budget);
+	// sinceWake counts the bytes appended since the last ask (p.mu).
+	budgetWake chan struct{}
+	sinceWake  int64
 
 	// Lock-free views for hot readers.
 	startOff  atomic.Int64
@@ -313,6 +317,15 @@ func (p *Partition) writeLocked(batch []byte, h BatchHeader, cfg *TopicConfig) (
 	p.producers.record(h, nowMs)
 	p.totalSize.Add(int64(len(batch)))
 	p.endOff.Store(a.next)
+	if p.budgetWake != nil {
+		if p.sinceWake += int64(len(batch)); p.sinceWake >= budgetWakeBytes {
+			p.sinceWake = 0
+			select {
+			case p.budgetWake <- struct{}{}:
+			default: // a pass is already due
+			}
+		}
+	}
 	if p.waitCh != nil {
 		close(p.waitCh)
 		p.waitCh = nil
