@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -245,17 +244,7 @@ func TestMirrorDiskBudgetBlocks(t *testing.T) {
 		t.Fatalf("the patient producer: %v", err)
 	}
 	kp.acked = append(kp.acked, res[0].Record)
-	starts := func() map[int32]int64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		so, err := kadm.NewClient(patient).ListStartOffsets(ctx, "orders")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[int32]int64{}
-		so.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-		return out
-	}
+	starts := func() map[int32]int64 { return startsOf(t, edge.kafkaAddr, "orders") }
 	waitFor(t, "the budget to free shipped segments", func() bool { return sumEnds(starts()) > 0 })
 	if n := kp.produce(200, "after"); n != 0 {
 		t.Fatalf("after the backlog shipped: %d of 200 records refused", n)
