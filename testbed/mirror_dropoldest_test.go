@@ -2,7 +2,9 @@ package testbed
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -46,6 +48,33 @@ func readPast(t *testing.T, addr, topic string) map[string]string {
 	return got
 }
 
+// mirrorAcked is how far the center has acknowledged a partition, as the
+// edge's admin API (GET /api/mirror) says.
+func mirrorAcked(t *testing.T, adminAddr, topic string, partition int32) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/api/mirror")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Partitions []struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Acked     int64  `json:"acked"`
+		} `json:"partitions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Partitions {
+		if p.Topic == topic && p.Partition == partition {
+			return p.Acked
+		}
+	}
+	return -1
+}
+
 // TestMirrorDiskBudgetDropsOldest: under --max-disk-policy drop-oldest, a
 // long outage fills the edge's data-disk budget. Producers are never
 // refused; the oldest unshipped records of the lowest priority class
@@ -76,8 +105,9 @@ func TestMirrorDiskBudgetDropsOldest(t *testing.T) {
 		t.Fatal("refused with the link up")
 	}
 	shippedBefore := int64(len(telemetry.acked))
-	waitFor(t, "the center to have the records before the outage", func() bool {
-		return sumEnds(endsOf(t, center.kafkaAddr, "gw1.telemetry")) == shippedBefore && sumEnds(endsOf(t, center.kafkaAddr, "gw1.alarms")) == 100
+	waitFor(t, "the center to have the records before the outage, and the edge its acknowledgements", func() bool {
+		return sumEnds(endsOf(t, center.kafkaAddr, "gw1.telemetry")) == shippedBefore && sumEnds(endsOf(t, center.kafkaAddr, "gw1.alarms")) == 100 &&
+			mirrorAcked(t, edge.adminAddr, "telemetry", 0) == shippedBefore
 	})
 
 	// A long outage: twice the budget of telemetry, some alarms; nothing refused.
@@ -91,18 +121,22 @@ func TestMirrorDiskBudgetDropsOldest(t *testing.T) {
 			t.Fatal("an alarm was refused under drop-oldest")
 		}
 	}
-	var telStart int64
+	// Production has stopped: once the log is back within its budget,
+	// nothing more is dropped.
 	waitFor(t, "the budget to drop telemetry's oldest unshipped segments", func() bool {
-		telStart = startsOf(t, edge.kafkaAddr, "telemetry")[0]
-		return telStart > shippedBefore && metric(edge.adminAddr, "ferry_log_disk_bytes") <= budget+2<<20
+		return metric(edge.adminAddr, "ferry_log_disk_bytes") <= budget
 	})
+	telStart := startsOf(t, edge.kafkaAddr, "telemetry")[0]
+	if telStart <= shippedBefore {
+		t.Fatalf("telemetry starts at %d: nothing unshipped was dropped", telStart)
+	}
 	if s := startsOf(t, edge.kafkaAddr, "alarms")[0]; s != 0 {
 		t.Fatalf("alarms (class 0) lost records: starts at %d while telemetry (class 2) had records to drop", s)
 	}
 	// The count is exact: the unshipped records below the new start.
-	waitFor(t, "the dropped count", func() bool {
-		return metric(edge.adminAddr, `ferry_mirror_dropped_records_total{topic="telemetry"}`) == float64(telStart-shippedBefore)
-	})
+	if got := metric(edge.adminAddr, `ferry_mirror_dropped_records_total{topic="telemetry"}`); got != float64(telStart-shippedBefore) {
+		t.Fatalf("ferry_mirror_dropped_records_total = %v; telemetry starts at %d, %d records were shipped before the outage", got, telStart, shippedBefore)
+	}
 	lost := telStart - shippedBefore
 	t.Logf("the budget dropped telemetry offsets %d..%d (%d records) of %d produced", shippedBefore, telStart-1, lost, len(telemetry.acked))
 
