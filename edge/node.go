@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ferry/devices"
 	"ferry/ingest/kafka"
@@ -446,31 +444,3 @@ func (n *Node) stop() error {
 	return nil
 }
 
-func (n *Node) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /api/mirror", func(w http.ResponseWriter, r *http.Request) {
-		if n.sender == nil {
-			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to)"})
-			return
-		}
-		writeJSON(w, http.StatusOK, n.sender.Status())
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !n.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(n.log.Topics())})
-	})
-	return mux
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
-}

@@ -1,0 +1,39 @@
+package edge
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// adminHandler serves the admin listener: metrics, health, and the JSON
+// admin API. Each area registers its routes here.
+func (n *Node) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /api/mirror", func(w http.ResponseWriter, r *http.Request) {
+		if n.sender == nil {
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to)"})
+			return
+		}
+		writeJSON(w, http.StatusOK, n.sender.Status())
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !n.ready.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(n.log.Topics())})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
