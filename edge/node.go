@@ -443,4 +443,3 @@ func (n *Node) stop() error {
 	}
 	return nil
 }
-
