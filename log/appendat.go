@@ -182,6 +182,10 @@ func (p *Partition) resetLocked(base int64) error {
 	p.endOff.Store(base)
 	if base > p.durable.Load() {
 		p.durable.Store(base)
+		p.dmu.Lock()
+		close(p.durableCh) // wake WaitDurable: nothing below base is left to sync
+		p.durableCh = make(chan struct{})
+		p.dmu.Unlock()
 	}
 	for _, s := range old {
 		if s == keep {

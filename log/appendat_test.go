@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 )
 
 // withBase returns a copy of batch carrying base offset base.
@@ -167,5 +170,61 @@ func TestClearEmptiesAtTheEnd(t *testing.T) {
 	p2, _ := l2.Partition("stage", 0)
 	if p2.StartOffset() != 5000 || p2.EndOffset() != 5002 {
 		t.Fatalf("reopened: start %d end %d, want 5000 and 5002", p2.StartOffset(), p2.EndOffset())
+	}
+}
+
+// A reset interrupted after creating its new segment and before removing
+// the old ones leaves an empty segment before the last: reopening removes
+// it, and the partition reads and takes a copy's batches as if the reset
+// had finished.
+func TestReopenAfterAnInterruptedReset(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, Options{Dir: dir})
+	if _, err := l.CreateTopic("copy", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	// The state the crash leaves: the empty segment 0 and an empty 100.
+	pdir := filepath.Join(dir, partitionDirName("copy", 0))
+	for _, ext := range []string{".log", ".index", ".timeindex"} {
+		if err := os.WriteFile(segmentPath(pdir, 100)+ext, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l2 := openTestLog(t, Options{Dir: dir})
+	p, _ := l2.Partition("copy", 0)
+	if p.StartOffset() != 100 || p.EndOffset() != 100 || len(p.Segments()) != 1 {
+		t.Fatalf("reopened: start %d end %d segments %d, want one empty segment at 100", p.StartOffset(), p.EndOffset(), len(p.Segments()))
+	}
+	if _, err := p.AppendAt(withBase(testBatch(2, 1, "a"), 250)); err != nil {
+		t.Fatalf("a copy restarting at 250: %v", err)
+	}
+	if _, err := p.Read(250, 1<<20, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Clear raises the durable offset to the end and wakes whoever waits for
+// an offset below it (a flush that will now never come).
+func TestClearWakesDurabilityWaiters(t *testing.T) {
+	l := openTestLog(t, Options{})
+	if _, err := l.CreateTopic("stage", 1, map[string]string{ConfigFlushPolicy: "interval", ConfigFlushMs: "60000"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("stage", 0)
+	if _, err := p.AppendAt(withBase(testBatch(4, 1, "a"), 100)); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // the next flush is 60 s away
+		defer cancel()
+		waited <- p.WaitDurable(ctx, 103)
+	}()
+	if err := p.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"path/filepath"
@@ -159,6 +160,19 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 			return nil, err
 		}
 	} else {
+		// An empty segment before the last is what a reset (Clear, a
+		// copy's restart) interrupted between creating the new segment and
+		// removing the old ones leaves: nothing is lost with it.
+		for len(found) > 1 && found[0].size == 0 {
+			name := segmentPath(dir, found[0].base)
+			p.logger.Warn("removing an empty segment a reset left behind", "segment", name+".log")
+			for _, ext := range []string{".log", ".index", ".timeindex"} {
+				if err := fsys.Remove(name + ext); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return nil, err
+				}
+			}
+			found = found[1:]
+		}
 		for _, f := range found[:len(found)-1] {
 			s := newSegmentStub(fsys, dir, f.base, f.size)
 			s.sealed, s.synced = true, true

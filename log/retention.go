@@ -114,8 +114,9 @@ func (p *Partition) deleteSegment(head *segment, end int64, reason string) error
 
 // dropHeadForBudget deletes the oldest segment if it is sealed and no
 // guard pins it (its records are all below floor), returning the bytes
-// freed: 0 when it may not. willDrop, when set, is called with the
-// segment's offsets before its files go.
+// freed: 0 when it may not. willDrop, when set, is told the segment's
+// offsets before anything of it goes (readers still find the records), so
+// an observer records the loss before a reader can see the new start.
 func (p *Partition) dropHeadForBudget(floor int64, willDrop func(from, to int64)) (int64, error) {
 	p.mu.Lock()
 	if p.closed || len(p.segs) < 2 {
@@ -127,11 +128,17 @@ func (p *Partition) dropHeadForBudget(floor int64, willDrop func(from, to int64)
 		p.mu.Unlock()
 		return 0, nil
 	}
+	if willDrop != nil {
+		p.mu.Unlock()
+		willDrop(head.base, end-1) // not under p.mu: observers take their own locks, then p.mu
+		p.mu.Lock()
+		if p.closed || len(p.segs) < 2 || p.segs[0] != head {
+			p.mu.Unlock()
+			return 0, nil // the head went meanwhile (a reset)
+		}
+	}
 	p.detachHeadLocked(head)
 	p.mu.Unlock()
-	if willDrop != nil {
-		willDrop(head.base, end-1)
-	}
 	if err := p.deleteSegment(head, end, "max.disk.bytes"); err != nil {
 		return head.size, err
 	}
