@@ -31,9 +31,9 @@ func TestParseClasses(t *testing.T) {
 
 // A freed slot goes to the most urgent waiting class, whoever waited first.
 func TestGateServesUrgentFirst(t *testing.T) {
-	g := newGate(1)
+	g := newGate(1, 4096, nil, nil)
 	ctx := context.Background()
-	if err := g.acquire(ctx, 1); err != nil {
+	if err := g.acquire(ctx, 1, 4096); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan int, 3)
@@ -42,7 +42,7 @@ func TestGateServesUrgentFirst(t *testing.T) {
 	}
 	for _, c := range []int{2, 1, 0} { // the least urgent waits first
 		go func() {
-			if g.acquire(ctx, c) == nil {
+			if g.acquire(ctx, c, 4096) == nil {
 				got <- c
 			}
 		}()

@@ -61,8 +61,11 @@ type SenderOptions struct {
 	RateLimit    int
 	RateSchedule Schedule
 	// Classes give topics priority classes on the link (0 first; default
-	// 1).
+	// 1). Shares guarantee classes part of the link's bytes whenever they
+	// have chunks waiting (see gate), at most 100% in all; nil: strict
+	// priority.
 	Classes []Class
+	Shares  []Share
 	// CatchUp orders a backlog: CatchUpOldestFirst (the default) ships each
 	// partition in offset order; CatchUpLiveTailFirst ships a partition
 	// whose backlog at connection is more than a window of chunks newest
@@ -129,6 +132,9 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 	}
 	if _, err := ParseCatchUp(string(opts.CatchUp)); err != nil {
 		return nil, err
+	}
+	if err := checkShares(opts.Shares); err != nil {
+		return nil, fmt.Errorf("mirror: class shares: %w", err)
 	}
 	for _, pat := range opts.Topics {
 		if _, err := path.Match(pat, ""); err != nil {
@@ -391,7 +397,7 @@ func (s *Sender) session(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	l := &link{s: s, c: c, window: newGate(s.opts.Window), topicsV: version}
+	l := &link{s: s, c: c, window: newGate(s.opts.Window, s.opts.ChunkBytes, s.opts.Shares, s.limiter.wait), topicsV: version}
 	errc := make(chan error, 2*len(w.Resume)+3)
 	var wg sync.WaitGroup
 	// ship runs a shipper; one that is done (a backfill reaching its live
@@ -412,6 +418,9 @@ func (s *Sender) session(ctx context.Context) error {
 		key := partKey{r.Topic, r.Partition}
 		part, err := s.opts.Log.Partition(r.Topic, r.Partition)
 		if err != nil {
+			cancel() // the shippers started so far end before the next session
+			c.Close()
+			wg.Wait()
 			return err
 		}
 		next := r.Next
@@ -571,14 +580,10 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 	}
 }
 
-// send writes a frame that the center acknowledges, once the window has a
-// slot for its level and the rate cap lets it go.
+// send writes a frame that the center acknowledges, once the window (the
+// gate) has a slot for its level and the rate cap has let it go.
 func (l *link) send(ctx context.Context, lvl int, frame []byte, sc sentChunk) error {
-	if err := l.window.acquire(ctx, lvl); err != nil {
-		return err
-	}
-	if err := l.s.limiter.wait(ctx, len(frame)); err != nil {
-		l.window.release()
+	if err := l.window.acquire(ctx, lvl, len(frame)); err != nil {
 		return err
 	}
 	// The center acknowledges in the order frames arrive: queue and write
@@ -700,7 +705,9 @@ func (l *link) readAcks(br *bufio.Reader) error {
 				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
 					want.key.topic, want.key.partition, want.next)
 			}
-			l.s.acknowledged(want, m.Next)
+			if err := l.s.acknowledged(want, m.Next, m.Copied); err != nil {
+				return err
+			}
 			l.window.release()
 			l.s.metrics.acked.Inc()
 			l.s.state.lastAckNs.Store(time.Now().UnixNano())
