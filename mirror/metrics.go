@@ -22,7 +22,7 @@ func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
 	m := &receiverMetrics{
 		edges: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mirror_receiver_edges", Help: "Edges connected to the mirror receiver."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_receiver_rejected_total",
-			Help: "Edge connections ended by the receiver, by reason (tls, auth, bad hello, malformed, protocol, chunk)."}, []string{"reason"}),
+			Help: "Edge connections ended by the receiver, by reason: tls, auth, malformed, protocol, chunk (the edge's fault), center (the center failed storing)."}, []string{"reason"}),
 		chunks:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_chunks_total", Help: "Chunks received and stored."}),
 		acks:      prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_acks_total", Help: "Chunks acknowledged once durable."}),
 		wireBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_wire_bytes_total", Help: "Chunk bytes as received (compressed)."}),

@@ -173,6 +173,21 @@ func rejectf(format string, a ...any) error {
 	return rejectError{"protocol", fmt.Sprintf(format, a...)}
 }
 
+// centerError is the center's own failure storing what an edge sent (a
+// storage error): the edge is not at fault and resends after reconnecting.
+type centerError struct{ err error }
+
+func (e centerError) Error() string { return "center: " + e.err.Error() }
+func (e centerError) Unwrap() error { return e.err }
+
+// centerFailed wraps a storage error that is not already a refusal.
+func centerFailed(err error) error {
+	if rej := (rejectError{}); err == nil || errors.As(err, &rej) {
+		return err
+	}
+	return centerError{err}
+}
+
 // chunkRejectf refuses a chunk (or gap) whose content is wrong.
 func chunkRejectf(format string, a ...any) error {
 	return rejectError{"chunk", fmt.Sprintf(format, a...)}
@@ -204,9 +219,10 @@ type partKey struct {
 }
 
 type pendingAck struct {
-	key  partKey
-	part *flog.Partition
-	next int64 // durable up to here (exclusive) before acknowledging
+	key    partKey
+	part   *flog.Partition
+	next   int64 // durable up to here (exclusive) before acknowledging
+	copied int64 // where the copy ended once the frame was stored
 }
 
 func (r *Receiver) serveConn(c net.Conn) {
@@ -256,9 +272,11 @@ func (r *Receiver) serveConn(c net.Conn) {
 	}()
 	w, err := r.handshake(e, h)
 	if err != nil {
-		reason := "bad hello"
-		if rej := (rejectError{}); errors.As(err, &rej) && rej.reason == "auth" {
-			reason = "auth"
+		reason := "center" // the center's own failure (storage), not the edge's fault
+		if rej := (rejectError{}); errors.As(err, &rej) {
+			reason = rej.reason
+		} else {
+			e.logger.Error("mirror: the center failed to take an edge's hello", "err", err)
 		}
 		r.refuse(c, e.logger, reason, err)
 		return
@@ -277,11 +295,17 @@ func (r *Receiver) serveConn(c net.Conn) {
 	close(e.acks)
 	if err != nil {
 		var rej rejectError
-		if errors.As(err, &rej) {
+		var failed centerError
+		switch {
+		case errors.As(err, &rej):
 			r.metrics.rejected.WithLabelValues(rej.reason).Inc()
 			e.logger.Error("mirror: refused; closing the edge's connection", "reason", rej.reason, "err", err)
 			e.write((&wire.Error{Message: err.Error()}).Encode(nil))
-		} else {
+		case errors.As(err, &failed):
+			r.metrics.rejected.WithLabelValues("center").Inc()
+			e.logger.Error("mirror: the center failed storing an edge's data; closing the connection", "err", err)
+			e.write((&wire.Error{Message: err.Error()}).Encode(nil))
+		default:
 			e.logger.Info("mirror: edge disconnected", "err", err)
 		}
 		cancel()
@@ -334,7 +358,7 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		counts[p.Topic] = max(counts[p.Topic], p.Partitions)
 	}
 	for topic, n := range counts {
-		if err := r.ensureTopic(r.centerTopic(h.Edge, topic), n); err != nil {
+		if err := r.ensureTopic(r.centerTopic(h.Edge, topic), n, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -360,13 +384,13 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 	return w, nil
 }
 
-// ensureTopic creates a topic at the center with n partitions, or grows it
-// to n.
-func (r *Receiver) ensureTopic(name string, n int32) error {
+// ensureTopic creates a topic at the center with n partitions and the
+// given configs, or grows it to n.
+func (r *Receiver) ensureTopic(name string, n int32, configs map[string]string) error {
 	have, err := r.opts.Log.PartitionCount(name)
 	switch {
 	case errors.Is(err, flog.ErrUnknownTopic):
-		if _, err := r.opts.Log.CreateTopic(name, n, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
+		if _, err := r.opts.Log.CreateTopic(name, n, configs); err != nil && !errors.Is(err, flog.ErrTopicExists) {
 			return fmt.Errorf("creating %q: %w", name, err)
 		}
 	case err != nil:
@@ -433,7 +457,7 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 			continue
 		case *wire.Gap:
 			if err := e.storeGap(m); err != nil {
-				return err
+				return centerFailed(err)
 			}
 			continue
 		}
@@ -452,22 +476,26 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		}
 		target, err := e.route(key, ch.Flags, ch.Base)
 		if err != nil {
-			return err
+			return centerFailed(err)
 		}
 		stored, err := appendChunk(target, ch, raw)
 		if err != nil {
-			return err
+			return centerFailed(err)
 		}
 		if err := e.mergeTail(key); err != nil {
-			return err
+			return centerFailed(err)
 		}
 		e.r.metrics.chunks.Inc()
 		e.r.metrics.wireBytes.Add(float64(len(ch.Data)))
 		e.r.metrics.rawBytes.Add(float64(len(raw)))
 		e.r.metrics.trimmed.Add(float64(len(raw) - stored))
-		e.acks <- pendingAck{key: key, part: target, next: ch.Last + 1}
+		e.acks <- pendingAck{key: key, part: target, next: ch.Last + 1, copied: e.parts[key].EndOffset()}
 	}
 }
+
+// maxGap bounds a gap's offsets: 2^40, far beyond what an edge's disk
+// holds, and 512 record-less batches at most.
+const maxGap = 1 << 40
 
 // storeGap records offsets the edge dropped before shipping them: a batch
 // with no records spanning them (log.Partition.AppendGap), so the gap is
@@ -479,8 +507,8 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 	if _, ok := e.parts[key]; !ok {
 		return rejectf("gap for %s-%d, which the edge did not announce", g.Topic, g.Partition)
 	}
-	if g.To < g.From {
-		return chunkRejectf("gap %s-%d from %d to %d runs backwards", g.Topic, g.Partition, g.From, g.To)
+	if g.From < 0 || g.To < g.From || g.To-g.From >= maxGap {
+		return chunkRejectf("gap %s-%d from %d to %d: want 0 <= from <= to, less than %d offsets", g.Topic, g.Partition, g.From, g.To, int64(maxGap))
 	}
 	part, err := e.route(key, g.Flags, g.From)
 	if err != nil {
@@ -504,7 +532,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 	if err := e.mergeTail(key); err != nil {
 		return err
 	}
-	e.acks <- pendingAck{key: key, part: part, next: g.To + 1}
+	e.acks <- pendingAck{key: key, part: part, next: g.To + 1, copied: e.parts[key].EndOffset()}
 	return nil
 }
 
@@ -590,7 +618,7 @@ func (e *edgeConn) ackLoop(ctx context.Context) {
 			}
 			return
 		}
-		buf = (&wire.Ack{Topic: a.key.topic, Partition: a.key.partition, Next: a.next}).Encode(buf)
+		buf = (&wire.Ack{Topic: a.key.topic, Partition: a.key.partition, Next: a.next, Copied: a.copied}).Encode(buf)
 		if err := e.write(buf); err != nil {
 			e.c.Close()
 			for range e.acks {

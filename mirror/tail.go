@@ -19,6 +19,10 @@ import (
 // the copy holds it durably. How far each copy is contiguous, and what is
 // staged beyond, is in Receiver.Status.
 
+// stagingConfigs keep a staging topic's records until the merge clears
+// them: no retention by age or size.
+var stagingConfigs = map[string]string{flog.ConfigRetentionMs: "-1", flog.ConfigRetentionBytes: "-1"}
+
 // tailTopic names the staging topic of an edge topic's live tail.
 func (r *Receiver) tailTopic(edge, topic string) string {
 	return "__tail." + r.centerTopic(edge, topic)
@@ -34,7 +38,9 @@ func (e *edgeConn) staging(key partKey, create bool) (*flog.Partition, error) {
 	if _, err := e.r.opts.Log.PartitionCount(name); errors.Is(err, flog.ErrUnknownTopic) && !create {
 		return nil, nil
 	}
-	if err := e.r.ensureTopic(name, e.counts[key.topic]); err != nil {
+	// Nothing but a merge may delete what is staged: the edge counts it as
+	// the center's once the backfill meets it.
+	if err := e.r.ensureTopic(name, e.counts[key.topic], stagingConfigs); err != nil {
 		return nil, err
 	}
 	t, err := e.r.opts.Log.Partition(name, key.partition)
@@ -178,23 +184,34 @@ func (s *Sender) splitAt(r wire.Resume, part *flog.Partition, next int64) *split
 }
 
 // acknowledged applies the center's acknowledgement of a sent chunk up to
-// next. A live tail's acknowledgements wait in its split; when the backfill
-// reaches the tail the center has merged what it staged, and the whole
-// range counts as acknowledged.
-func (s *Sender) acknowledged(sc sentChunk, next int64) {
+// next; copied is where the center's copy ends. A live tail's
+// acknowledgements wait in its split; when the backfill reaches the tail,
+// the copy holds what the center had staged (merged), and the whole range
+// counts as acknowledged. If the copy does not reach the tail (the staging
+// lost records), only the copy counts, and the session ends so that the
+// next one ships the missing records again (an error).
+func (s *Sender) acknowledged(sc sentChunk, next, copied int64) error {
 	s.mu.Lock()
+	var err error
 	if sp := s.splits[sc.key]; sp != nil {
 		if sc.tail {
 			sp.tailAcked = max(sp.tailAcked, next)
 			s.mu.Unlock()
-			return
+			return nil
 		}
 		if next >= sp.at {
-			next = max(next, sp.tailAcked)
 			delete(s.splits, sc.key)
-			s.logger.Info("mirror: the backfill reached the live tail", "topic", sc.key.topic, "partition", sc.key.partition, "acked", next)
+			if copied >= sp.tailAcked {
+				next = max(next, sp.tailAcked)
+				s.logger.Info("mirror: the backfill reached the live tail", "topic", sc.key.topic, "partition", sc.key.partition, "acked", next)
+			} else {
+				next = max(next, copied)
+				err = fmt.Errorf("%s-%d: the center's copy ends at %d, short of the live tail it acknowledged to %d; shipping the rest again",
+					sc.key.topic, sc.key.partition, copied, sp.tailAcked)
+			}
 		}
 	}
 	s.mu.Unlock()
 	s.advance(sc.key, next)
+	return err
 }

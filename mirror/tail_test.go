@@ -67,3 +67,45 @@ func TestMirrorLiveTailFirst(t *testing.T) {
 		t.Errorf("still split after the merge: %+v", st.Partitions[0])
 	}
 }
+
+// If the center loses what it staged (an operator deleting records, say),
+// the backfill's acknowledgement shows the copy short of the tail: the edge
+// counts only the copy, reconnects, and ships the missing records again.
+// The staging topic itself keeps its records: no retention.
+func TestMirrorLiveTailHealsALostStaging(t *testing.T) {
+	edgeLog := openLog(t, t.TempDir())
+	if _, err := edgeLog.CreateTopic("telemetry", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	centerLog := openLog(t, t.TempDir())
+	c := startCenter(t, centerLog, "")
+	opts := SenderOptions{Log: edgeLog, StatePath: filepath.Join(t.TempDir(), "mirror.db"), Center: c.addr,
+		ChunkBytes: 16 << 10, Window: 2, RateLimit: 200 << 10, CatchUp: CatchUpLiveTailFirst}
+	e := startSenderWith(t, opts)
+	produce(t, edgeLog, "telemetry", 0, 5, "before")
+	waitFor(t, "the first records", func() bool { return e.sender.Acked("telemetry", 0) == 50 })
+	c.stop()
+	for i := 0; i < 100; i++ {
+		produceBig(t, edgeLog, "telemetry", 0, 100)
+	}
+	edge, _ := edgeLog.Partition("telemetry", 0)
+	backlogEnd := edge.EndOffset()
+	c = startCenter(t, centerLog, c.addr)
+	waitFor(t, "the split", func() bool { return e.sender.Status().Partitions[0].LiveTailFrom == backlogEnd })
+	produce(t, edgeLog, "telemetry", 0, 3, "live")
+	var staged *flog.Partition
+	waitFor(t, "the live records staged", func() bool {
+		staged, _ = centerLog.Partition("__tail.gw1.telemetry", 0)
+		return staged != nil && staged.DurableOffset() == edge.EndOffset()
+	})
+	for _, ti := range centerLog.Topics() {
+		if ti.Name == "__tail.gw1.telemetry" && (ti.Configs[flog.ConfigRetentionMs] != "-1" || ti.Configs[flog.ConfigRetentionBytes] != "-1") {
+			t.Fatalf("the staging topic's configs %v: retention could delete what the edge counts as the center's", ti.Configs)
+		}
+	}
+	if err := staged.Clear(); err != nil { // lost at the center
+		t.Fatal(err)
+	}
+	waitCopied(t, edgeLog, centerLog, "telemetry")
+	waitFor(t, "the acknowledgement of everything", func() bool { return e.sender.Acked("telemetry", 0) == edge.EndOffset() })
+}

@@ -11,11 +11,11 @@ import (
 // allocate past the input; what decodes re-encodes to the same bytes.
 func FuzzDecodeFrame(f *testing.F) {
 	for _, m := range []Message{
-		&Hello{Version: 1, Edge: "gw1", Token: "t", Parts: []PartRef{{"telemetry", 0, 2}, {"telemetry", 1, 2}}},
+		&Hello{Version: Version, Edge: "gw1", Token: "t", Parts: []PartRef{{"telemetry", 0, 2}, {"telemetry", 1, 2}}},
 		&Welcome{Resume: []Resume{{"telemetry", 0, -1, -1, -1}, {"telemetry", 1, 42, 100, 180}}},
 		&Chunk{Topic: "telemetry", Partition: 1, Base: 42, Last: 51, Flags: FlagTail, Codec: CodecZstd, RawLen: 3, CRC: 7, Data: []byte{1, 2, 3}},
 		&Gap{Topic: "telemetry", Partition: 1, From: 52, To: 99, Reason: "max.disk.bytes"},
-		&Ack{Topic: "telemetry", Partition: 1, Next: 52},
+		&Ack{Topic: "telemetry", Partition: 1, Next: 52, Copied: 40},
 		&Error{Message: "wrong token"},
 		&Ping{},
 	} {

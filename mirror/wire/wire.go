@@ -39,8 +39,9 @@ const (
 
 const (
 	// Version is the protocol version a Hello carries. Version 2 added
-	// the Gap frame, Chunk.Flags and the staged tail in Resume.
-	Version = 2
+	// the Gap frame; 3 added Chunk.Flags, Gap.Flags, the staged tail in
+	// Resume and Ack.Copied.
+	Version = 3
 	// MaxFrame bounds a frame; a larger length ends the connection before
 	// anything is allocated.
 	MaxFrame = 64 << 20
@@ -127,12 +128,15 @@ type Gap struct {
 	Reason    string
 }
 
-// Ack says the center's copy of a partition is durable up to Next
-// (exclusive).
+// Ack says the center holds a partition durably up to Next (exclusive):
+// in its copy, or for a live tail's chunk, staged. Copied is where the
+// copy itself ends once the frame is stored (a staged tail the backfill
+// reached is merged by then).
 type Ack struct {
 	Topic     string
 	Partition int32
 	Next      int64
+	Copied    int64
 }
 
 // Error ends a connection, saying why.
@@ -232,6 +236,7 @@ func (m *Ack) Encode(dst []byte) []byte {
 	e.str(m.Topic)
 	e.i32(m.Partition)
 	e.i64(m.Next)
+	e.i64(m.Copied)
 	return e.finish()
 }
 
@@ -337,7 +342,7 @@ func decode(t uint8, payload []byte) (Message, error) {
 		m := &Gap{Topic: d.str(), Partition: d.i32(), From: d.i64(), To: d.i64(), Flags: d.u8(), Reason: d.str()}
 		return m, d.done()
 	case typeAck:
-		m := &Ack{Topic: d.str(), Partition: d.i32(), Next: d.i64()}
+		m := &Ack{Topic: d.str(), Partition: d.i32(), Next: d.i64(), Copied: d.i64()}
 		return m, d.done()
 	case typeError:
 		m := &Error{Message: d.str()}
