@@ -418,6 +418,9 @@ func (s *Sender) session(ctx context.Context) error {
 		key := partKey{r.Topic, r.Partition}
 		part, err := s.opts.Log.Partition(r.Topic, r.Partition)
 		if err != nil {
+			cancel() // the shippers started so far end before the next session
+			c.Close()
+			wg.Wait()
 			return err
 		}
 		next := r.Next
@@ -702,7 +705,9 @@ func (l *link) readAcks(br *bufio.Reader) error {
 				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
 					want.key.topic, want.key.partition, want.next)
 			}
-			l.s.acknowledged(want, m.Next)
+			if err := l.s.acknowledged(want, m.Next, m.Copied); err != nil {
+				return err
+			}
 			l.window.release()
 			l.s.metrics.acked.Inc()
 			l.s.state.lastAckNs.Store(time.Now().UnixNano())
