@@ -44,6 +44,10 @@ type Options struct {
 	// EvictRank ranks topics for BudgetDropOldest: a higher rank loses its
 	// data first. nil ranks every topic alike.
 	EvictRank func(topic string) int
+	// OnSync, when set, is told how long each group commit's fsyncs took
+	// (a pass that had nothing to fsync is not reported). It is called from
+	// the partition's flusher without any lock held, and must be quick.
+	OnSync func(d time.Duration)
 }
 
 // BudgetPolicy is what the log does at its disk budget when what is left

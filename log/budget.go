@@ -116,7 +116,8 @@ func (l *Log) dropPinned(parts []*Partition, guards []RetentionGuard, floor func
 		freed += l.dropRounds(byRank[r], func(p *Partition) (int64, error) {
 			f := floor(p)
 			return p.dropHeadForBudget(math.MaxInt64, func(from, to int64) {
-				lost := to + 1 - max(from, f)
+				lost := max(to+1-max(from, f), 0)
+				l.dropped.Add(lost)
 				l.logger.Error("data-disk budget: dropping records that were never mirrored (drop-oldest policy)",
 					"topic", p.topic, "partition", p.id, "from_offset", max(from, f), "to_offset", to, "records", lost,
 					"bytes", l.Size(), "max_disk_bytes", l.maxDisk)

@@ -55,6 +55,9 @@ func TestDiskBudgetBlocksUntilShipped(t *testing.T) {
 	if _, err := p.Append(big(50)); err != nil {
 		t.Fatalf("append back under budget: %v", err)
 	}
+	if n := l.DroppedRecords(); n != 0 {
+		t.Fatalf("the block policy dropped %d records", n)
+	}
 }
 
 // pinAll pins every record and records what the drop-oldest policy tells
@@ -130,6 +133,9 @@ func TestDiskBudgetDropOldestByRank(t *testing.T) {
 	}
 	if len(got) == 0 || next != start {
 		t.Fatalf("drops reported %v, telemetry now starts at %d", got, start)
+	}
+	if n := l.DroppedRecords(); n != start { // all of them pinned
+		t.Fatalf("DroppedRecords %d, want the %d records that went", n, start)
 	}
 	if _, err := telemetry.Append(big(99)); err != nil {
 		t.Fatalf("append under drop-oldest: %v", err)

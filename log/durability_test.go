@@ -229,3 +229,43 @@ func TestWaitDurableHonoursContext(t *testing.T) {
 		t.Fatalf("WaitDurable with a cancelled context: %v", err)
 	}
 }
+
+// Options.OnSync hears of every group commit that fsyncs something, and of
+// no pass that had nothing to fsync.
+func TestOnSyncObservesEachGroupCommit(t *testing.T) {
+	var mu sync.Mutex
+	var seen []time.Duration
+	l := openTestLog(t, Options{OnSync: func(d time.Duration) {
+		mu.Lock()
+		seen = append(seen, d)
+		mu.Unlock()
+	}})
+	if _, err := l.CreateTopic("t", 1, map[string]string{ConfigFlushPolicy: "always"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("t", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 5; i++ {
+		res, err := p.Append(AppendBatch(nil, []Record{{Value: []byte("v")}}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WaitDurable(ctx, res.LastOffset); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Sync(); err != nil { // nothing left to fsync
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 5 {
+		t.Fatalf("OnSync called %d times for 5 appends each waited durable, want 5", len(seen))
+	}
+	for _, d := range seen {
+		if d < 0 {
+			t.Fatalf("negative fsync time %v", d)
+		}
+	}
+}

@@ -43,6 +43,8 @@ type Log struct {
 	overBudget atomic.Bool   // appends are refused (ErrDiskBudget) while set
 	budgetWake chan struct{} // appends ask for a budget pass every budgetWakeBytes
 	armed      atomic.Bool   // ArmBudget was called: the guards are in place
+	dropped    atomic.Int64  // records the drop-oldest policy deleted below a guard's floor
+	onSync     func(time.Duration)
 
 	stop chan struct{}
 	done chan struct{}
@@ -107,7 +109,7 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
 		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
-		stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
+		onSync: opts.OnSync, stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
 	}
 	if err := l.load(); err != nil {
 		l.closeTopics()
@@ -188,8 +190,8 @@ func (l *Log) openTopic(name string, r topicRecord) (*topic, error) {
 	t.cfg.Store(&cfg)
 	for i := int32(0); i < r.Partitions; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
-		if err == nil && l.maxDisk > 0 {
-			p.overBudget, p.budgetWake = &l.overBudget, l.budgetWake
+		if err == nil {
+			l.attach(p)
 		}
 		if err != nil {
 			for _, q := range t.parts {
@@ -200,6 +202,15 @@ func (l *Log) openTopic(name string, r topicRecord) (*topic, error) {
 		t.parts = append(t.parts, p)
 	}
 	return t, nil
+}
+
+// attach gives a newly opened partition what it shares with the log: the
+// disk budget's flag and wake-up, and the fsync observer.
+func (l *Log) attach(p *Partition) {
+	if l.maxDisk > 0 {
+		p.overBudget, p.budgetWake = &l.overBudget, l.budgetWake
+	}
+	p.onSync = l.onSync
 }
 
 func (l *Log) putTopic(tx *bolt.Tx, t *topic, createdMs int64) error {
@@ -313,8 +324,8 @@ func (l *Log) AddPartitions(name string, total int32) error {
 	var added []*Partition
 	for i := t.info.Partitions; i < total; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
-		if err == nil && l.maxDisk > 0 {
-			p.overBudget, p.budgetWake = &l.overBudget, l.budgetWake
+		if err == nil {
+			l.attach(p)
 		}
 		if err != nil {
 			for _, q := range added {
@@ -481,6 +492,11 @@ func (l *Log) Size() int64 {
 // DiskBudget reports the data-disk budget (0: none) and whether appends
 // are refused for it now.
 func (l *Log) DiskBudget() (max int64, blocked bool) { return l.maxDisk, l.overBudget.Load() }
+
+// DroppedRecords is how many records the disk budget's drop-oldest policy
+// has deleted since Open while a retention guard still pinned them (for the
+// mirror: records the center never acknowledged). It should stay 0.
+func (l *Log) DroppedRecords() int64 { return l.dropped.Load() }
 
 // AddRetentionGuard registers a guard consulted by every later retention pass.
 func (l *Log) AddRetentionGuard(g RetentionGuard) {

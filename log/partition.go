@@ -47,6 +47,8 @@ type Partition struct {
 	// sinceWake counts the bytes appended since the last ask (p.mu).
 	budgetWake chan struct{}
 	sinceWake  int64
+	// onSync is told each group commit's fsync time (nil: nobody asks).
+	onSync func(time.Duration)
 
 	// Lock-free views for hot readers.
 	startOff  atomic.Int64
@@ -507,6 +509,7 @@ func (p *Partition) syncAll() error {
 	p.mu.Unlock()
 
 	var err error
+	began := time.Now()
 	for _, s := range sealed {
 		if err == nil {
 			err = s.log.Sync()
@@ -523,6 +526,9 @@ func (p *Partition) syncAll() error {
 		err = act.log.Sync()
 	}
 	act.release()
+	if p.onSync != nil && err == nil && (syncActive || len(sealed) > 0) {
+		p.onSync(time.Since(began))
+	}
 	if err != nil {
 		// After a failed fsync the page cache's state is unknown: stop
 		// rather than acknowledge anything more.
