@@ -244,6 +244,7 @@ var nodeChecks = map[string]map[string]func(string) error{
 		"max-disk-policy":      func(v string) error { _, err := flog.ParseBudgetPolicy(v); return err },
 		"mirror-rate-schedule": func(v string) error { _, err := mirror.ParseSchedule(v); return err },
 		"mirror-priority":      func(v string) error { _, err := mirror.ParseClasses(v); return err },
+		"mirror-class-share":   func(v string) error { _, err := mirror.ParseShares(v); return err },
 		"mirror-catchup":       func(v string) error { _, err := mirror.ParseCatchUp(v); return err },
 		"mirror-zstd-level": func(v string) error {
 			if ok, _ := zstd.EncoderLevelFromString(v); !ok {

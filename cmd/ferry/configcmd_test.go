@@ -225,6 +225,8 @@ log-level: loud
 		{[]string{"config", "check", filepath.Join(t.TempDir(), "nope.yaml")}, 1, "no such file"},
 		{[]string{"config", "check", writeFile(t, "mode: center\n")}, 1, `:1: mode: want edge or full, got "center"`},
 		{[]string{"config", "check", writeFile(t, "data-dir: x\n")}, 1, "mode: missing"},
+		{[]string{"config", "check", writeFile(t, "mode: edge\nmirror-class-share: 2=20%,1=90%\n")}, 1,
+			`:2: mirror-class-share: bad value "2=20%,1=90%": class shares "2=20%,1=90%": the shares add up to 110%`},
 		{[]string{"config", "--help"}, 0, "check"},
 		{[]string{"config", "check", "--help"}, 0, "Example:"},
 	} {

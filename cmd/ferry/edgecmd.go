@@ -54,6 +54,7 @@ func edgeCommand() *command {
 			mirrorRate := fs.Int("mirror-rate", 0, "cap on the link to the center, bytes/s (0: uncapped)")
 			mirrorSchedule := fs.String("mirror-rate-schedule", "", "rates by time of day, e.g. '08:00-20:00=8192,20:00-08:00=0' (0: uncapped); outside its windows --mirror-rate applies")
 			mirrorPriority := fs.String("mirror-priority", "", "priority classes on the link, e.g. 'alarms*=0,telemetry=2' (0 goes first; other topics are class 1)")
+			mirrorShare := fs.String("mirror-class-share", "", "classes' guaranteed shares of the link's bytes, e.g. '2=20%,1=30%' (at most 100% in all): a class with chunks waiting goes before more urgent ones until it has had its share; empty: strict priority")
 			mirrorCatchUp := fs.String("mirror-catchup", "oldest-first", "order of a backlog after an outage: oldest-first, or live-tail-first (the newest records first, the backlog behind them; the center stages the tail in __tail.{edge}.{topic} and merges it in order)")
 			mirrorCA := fs.String("mirror-tls-ca", "", "PEM CA bundle: connect to the center over TLS and verify its certificate with it")
 			mirrorCert := fs.String("mirror-tls-cert", "", "PEM client certificate (chain) this edge shows the center over TLS; its common name must be the edge id")
@@ -102,6 +103,10 @@ func edgeCommand() *command {
 				if err != nil {
 					return usagef("--mirror-priority: %v", err)
 				}
+				shares, err := mirror.ParseShares(*mirrorShare)
+				if err != nil {
+					return usagef("--mirror-class-share: %v", err)
+				}
 				catchUp, err := mirror.ParseCatchUp(*mirrorCatchUp)
 				if err != nil {
 					return usagef("--mirror-catchup: %v", err)
@@ -121,7 +126,7 @@ func edgeCommand() *command {
 					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts, MaxDiskBytes: *maxDisk, DiskPolicy: policy,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS,
-						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes, CatchUp: catchUp},
+						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes, Shares: shares, CatchUp: catchUp},
 				})
 			}
 		},
