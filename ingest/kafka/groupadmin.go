@@ -1,0 +1,178 @@
+package kafka
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	bolt "go.etcd.io/bbolt"
+)
+
+// What the coordinator tells operators (the admin API): groups, their
+// members and assignments, and resetting a group's committed offsets.
+
+// ErrGroupNotEmpty is returned by ResetOffsets when the group has members:
+// as in Kafka, offsets are reset only while no consumer runs in the group.
+var ErrGroupNotEmpty = errors.New("the group has active members: stop its consumers first")
+
+// ErrUnknownGroup is returned by Group when no group has the id: no
+// members and no committed offsets.
+var ErrUnknownGroup = errors.New("unknown group")
+
+// GroupInfo is a consumer group as an operator sees it.
+type GroupInfo struct {
+	Group        string       `json:"group"`
+	State        string       `json:"state"` // Empty, PreparingRebalance, CompletingRebalance, Stable
+	ProtocolType string       `json:"protocol_type"`
+	Protocol     string       `json:"protocol"` // the assignor chosen, e.g. "cooperative-sticky"
+	Generation   int32        `json:"generation"`
+	Leader       string       `json:"leader,omitempty"`
+	Members      []MemberInfo `json:"members"`
+}
+
+// MemberInfo is one member of a group. Assignment and Subscription are
+// decoded for the "consumer" protocol type; other protocol types carry
+// bytes ferry does not interpret.
+type MemberInfo struct {
+	ID         string `json:"id"`
+	InstanceID string `json:"instance_id,omitempty"` // static members (group.instance.id)
+	ClientID   string `json:"client_id"`
+	Host       string `json:"host"`
+	// Assignment is topic → partitions, sorted.
+	Assignment   map[string][]int32 `json:"assignment"`
+	Subscription []string           `json:"subscription,omitempty"`
+}
+
+// List lists every group with members or committed offsets, by id.
+func (g *Groups) List() []GroupInfo {
+	names := g.groupNames()
+	out := make([]GroupInfo, 0, len(names))
+	for _, name := range names {
+		out = append(out, g.info(name))
+	}
+	return out
+}
+
+// Group describes one group; ErrUnknownGroup if it has neither members
+// nor committed offsets.
+func (g *Groups) Group(id string) (GroupInfo, error) {
+	info := g.info(id)
+	if len(info.Members) == 0 {
+		committed, err := g.Committed(id)
+		if err != nil {
+			return GroupInfo{}, err
+		}
+		g.mu.Lock()
+		_, known := g.groups[id]
+		g.mu.Unlock()
+		if len(committed) == 0 && !known {
+			return GroupInfo{}, fmt.Errorf("%w: %q", ErrUnknownGroup, id)
+		}
+	}
+	return info, nil
+}
+
+func (g *Groups) info(id string) GroupInfo {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	info := GroupInfo{Group: id, State: string(stateEmpty), Members: []MemberInfo{}}
+	gr := g.groups[id]
+	if gr == nil {
+		return info
+	}
+	info.State, info.ProtocolType, info.Protocol, info.Generation, info.Leader = string(gr.state), gr.protocolType, gr.protocol, gr.generation, gr.leader
+	for _, mid := range gr.memberIDs() {
+		m := gr.members[mid]
+		mi := MemberInfo{ID: m.id, ClientID: m.clientID, Host: m.clientHost, Assignment: map[string][]int32{}}
+		if m.instanceID != nil {
+			mi.InstanceID = *m.instanceID
+		}
+		if gr.protocolType == "consumer" {
+			var a kmsg.ConsumerMemberAssignment
+			if len(m.assignment) > 0 && a.ReadFrom(m.assignment) == nil {
+				for _, t := range a.Topics {
+					ps := append(mi.Assignment[t.Topic], t.Partitions...)
+					sort.Slice(ps, func(i, j int) bool { return ps[i] < ps[j] })
+					mi.Assignment[t.Topic] = ps
+				}
+			}
+			var meta kmsg.ConsumerMemberMetadata
+			if md := metadataFor(m.protocols, gr.protocol); len(md) > 0 && meta.ReadFrom(md) == nil {
+				mi.Subscription = append(mi.Subscription, meta.Topics...)
+				sort.Strings(mi.Subscription)
+			}
+		}
+		info.Members = append(info.Members, mi)
+	}
+	return info
+}
+
+// CommittedOffsets returns a group's committed offsets: topic → partition
+// → offset.
+func (g *Groups) CommittedOffsets(id string) (map[string]map[int32]int64, error) {
+	c, err := g.Committed(id)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[int32]int64, len(c))
+	for t, ps := range c {
+		out[t] = make(map[int32]int64, len(ps))
+		for p, co := range ps {
+			out[t][p] = co.Offset
+		}
+	}
+	return out, nil
+}
+
+// ResetOffsets stores new committed offsets for partitions of one topic,
+// durably, if the group has no members (ErrGroupNotEmpty otherwise); the
+// check and the write happen under the coordinator's lock, so no consumer
+// joins in between. The caller chooses the offsets (the log knows where
+// partitions start and end, the coordinator does not).
+func (g *Groups) ResetOffsets(id, topic string, offsets map[int32]int64) error {
+	if id == "" {
+		return errors.New("empty group id")
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errors.New("coordinator closed")
+	}
+	if gr := g.groups[id]; gr != nil && len(gr.members) > 0 {
+		return fmt.Errorf("%w (group %q has %d)", ErrGroupNotEmpty, id, len(gr.members))
+	}
+	now := time.Now().UnixMilli()
+	return g.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(offsetsBucket)
+		for p, off := range offsets {
+			v, err := json.Marshal(committedOffset{Offset: off, LeaderEpoch: -1, CommitMs: now})
+			if err != nil {
+				return err
+			}
+			if err := b.Put(offsetKey(id, topic, p), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Delete removes a group without members and its committed offsets
+// (Kafka's DeleteGroups): ErrGroupNotEmpty while it has members,
+// ErrUnknownGroup if there is nothing to delete.
+func (g *Groups) Delete(id string) error {
+	switch code := g.deleteGroup(id); code {
+	case 0:
+		return nil
+	case kerr.NonEmptyGroup.Code:
+		return fmt.Errorf("%w (group %q)", ErrGroupNotEmpty, id)
+	case kerr.GroupIDNotFound.Code:
+		return fmt.Errorf("%w: %q", ErrUnknownGroup, id)
+	default:
+		return fmt.Errorf("deleting group %q: %w", id, kerr.ErrorForCode(code))
+	}
+}
