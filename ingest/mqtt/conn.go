@@ -218,6 +218,7 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
 	if c.cl.Closed() || c.cl.Net.Conn == nil {
 		return
 	}
+	c.s.metrics.ackBytes.Add(int64(buf.Len())) // before the write: a client holding the acknowledgement finds it counted
 	c.cl.Lock()
 	_, err := c.cl.Net.Conn.Write(buf.Bytes())
 	c.cl.Unlock()

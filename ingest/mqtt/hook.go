@@ -254,6 +254,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	c := s.conn(cl)
 	if c == nil || s.closing.Load() {
 		s.metrics.publish(qos, resultRejected)
+		if qos == 0 {
+			s.metrics.drop(dropNotStored)
+		}
 		if qos > 0 && c != nil && c.v5 {
 			c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.ErrServerShuttingDown})
 		}
@@ -261,6 +264,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if s.opts.Auth != nil && !s.opts.Auth.CanPublish(c.device, pk.TopicName) {
 		s.metrics.publish(qos, resultNotAuthorized)
+		if qos == 0 || !c.v5 {
+			s.metrics.drop(dropNotAuthorized)
+		}
 		if qos > 0 {
 			// MQTT 5 is told; MQTT 3.1.1 has no way to say it, and gets
 			// the positive acknowledgement its spec asks for, the message
@@ -276,6 +282,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if s.opts.Auth != nil && !s.opts.Auth.Allow(c.device) {
 		s.metrics.publish(qos, resultRateLimited)
 		if qos == 0 {
+			s.metrics.drop(dropRateLimited)
 			return pk, errReject
 		}
 		if c.v5 {
@@ -302,6 +309,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if err != nil {
 		s.logger.Warn("mqtt: publish not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
 		if qos == 0 {
+			s.metrics.drop(dropNotStored)
 			return pk, errReject
 		}
 		if c.v5 {
@@ -379,6 +387,7 @@ func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, 
 		s.metrics.publish(info.QoS, resultError)
 	case part == nil:
 		s.metrics.publish(info.QoS, resultUnmatched)
+		s.metrics.drop(dropUnmatched)
 	default:
 		s.metrics.publish(info.QoS, resultStored)
 		s.metrics.bytesIn.Add(float64(len(info.Payload)))

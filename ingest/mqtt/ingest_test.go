@@ -92,6 +92,12 @@ func TestUnmatchedPublishes(t *testing.T) {
 	if got := d.publishes("1", resultUnmatched); got != 1 {
 		t.Errorf("unmatched metric = %v, want 1", got)
 	}
+	if got := d.srv.Dropped(); got["unmatched"] != 1 {
+		t.Errorf("dropped %v, want one unmatched", got)
+	}
+	if got := b.srv.Dropped(); got["unmatched"] != 0 {
+		t.Errorf("dropped %v with a default topic, want none", got)
+	}
 	if _, err := d.log.PartitionCount("mqtt"); err == nil {
 		t.Errorf("a default topic was created although none is configured")
 	}

@@ -1,6 +1,9 @@
 package mqtt
 
 import (
+	"sync/atomic"
+
+	"github.com/mochi-mqtt/server/v2/system"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,6 +19,18 @@ const (
 	resultError         = "error"          // the log refused the append
 )
 
+// Why a publish was dropped with its publisher never told: the keys of
+// Server.Dropped.
+const (
+	dropUnmatched     = iota // no rule and no default topic (any QoS; QoS 1/2 acknowledged)
+	dropNotAuthorized        // refused by the ACL: QoS 0, or QoS 1/2 under MQTT 3.1.1 (acknowledged positively)
+	dropRateLimited          // QoS 0 over the device's rate
+	dropNotStored            // QoS 0 the log refused (disk budget, I/O) or that came while shutting down
+	nDropReasons
+)
+
+var dropReasons = [nDropReasons]string{"unmatched", "not_authorized", "rate_limited", "not_stored"}
+
 type metrics struct {
 	connections  prometheus.GaugeFunc
 	connects     *prometheus.CounterVec            // by result
@@ -25,12 +40,28 @@ type metrics struct {
 	bytesIn      prometheus.Counter
 	ackWait      prometheus.Histogram
 	presenceErrs prometheus.Counter
-	bridgeUp     *prometheus.GaugeVec // by bridge
+	bridgeUp     *prometheus.GaugeVec   // by bridge
+	received     prometheus.CounterFunc // bytes from clients (the broker's count)
+	sent         prometheus.CounterFunc // bytes to clients (the broker's count and ackBytes)
+	delivered    prometheus.CounterFunc
+	ackBytes     atomic.Int64 // bytes of the acknowledgements ferry writes itself (the broker counts the rest)
+	dropped      [nDropReasons]atomic.Int64
 }
 
-func newMetrics(reg prometheus.Registerer, connected func() float64) (*metrics, error) {
+// newMetrics makes the front end's metrics; info returns the broker's
+// counters (nil before the broker exists).
+func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, error) {
+	stat := func(field func(*system.Info) *int64) func() float64 {
+		return func() float64 {
+			if i := info(); i != nil {
+				return float64(atomic.LoadInt64(field(i)))
+			}
+			return 0
+		}
+	}
 	m := &metrics{
-		connections: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mqtt_connections", Help: "Connected MQTT clients."}, connected),
+		connections: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mqtt_connections", Help: "Connected MQTT clients (devices), over every MQTT listener."},
+			stat(func(i *system.Info) *int64 { return &i.ClientsConnected })),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_connects_total",
 			Help: "MQTT CONNECT attempts, by result (accepted, bad_credentials, not_authorized, bad_client_id, server_busy)."}, []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_disconnects_total",
@@ -44,6 +75,14 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) (*metrics, 
 		bridgeUp:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_mqtt_bridge_up", Help: "1 while an MQTT bridge-in is connected to its broker, by bridge."}, []string{"bridge"}),
 		presenceErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_presence_event_errors_total", Help: "Presence events that could not be appended to the presence topic."}),
 	}
+	m.received = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_mqtt_received_bytes_total", Help: "Bytes received from MQTT clients, over every MQTT listener."},
+		stat(func(i *system.Info) *int64 { return &i.BytesReceived }))
+	brokerSent := stat(func(i *system.Info) *int64 { return &i.BytesSent })
+	m.sent = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_mqtt_sent_bytes_total", Help: "Bytes sent to MQTT clients, over every MQTT listener."},
+		func() float64 { return brokerSent() + float64(m.ackBytes.Load()) })
+	m.delivered = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_mqtt_delivered_messages_total",
+		Help: "PUBLISH packets sent to subscribers (live and retained, resends included)."},
+		stat(func(i *system.Info) *int64 { return &i.MessagesSent }))
 	m.byResult = map[string]*[3]prometheus.Counter{}
 	for _, r := range []string{resultStored, resultDuplicate, resultUnmatched, resultNotAuthorized, resultRateLimited, resultRejected, resultError} {
 		var cs [3]prometheus.Counter
@@ -53,7 +92,8 @@ func newMetrics(reg prometheus.Registerer, connected func() float64) (*metrics, 
 		m.byResult[r] = &cs
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp} {
+		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp,
+			m.received, m.sent, m.delivered} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -66,4 +106,23 @@ var qosLabel = [3]string{"0", "1", "2"}
 
 func (m *metrics) publish(qos byte, result string) {
 	m.byResult[result][min(qos, 2)].Inc()
+}
+
+// drop counts a publish dropped without its publisher being told.
+func (m *metrics) drop(reason int) { m.dropped[reason].Add(1) }
+
+// Dropped returns, by reason, how many publishes were dropped since the
+// server started without their publisher being told (the publisher saw
+// success or, for QoS 0, nothing): "unmatched" (no ingest rule and no
+// default topic), "not_authorized" (refused by the ACL: QoS 0, or QoS 1/2
+// under MQTT 3.1.1, which has no way to say so), "rate_limited" (QoS 0 over
+// the device's rate) and "not_stored" (QoS 0 the log refused, for example
+// at the disk budget, or that arrived while shutting down). Refusals the
+// publisher is told of (MQTT 5 reason codes) are not drops.
+func (s *Server) Dropped() map[string]int64 {
+	out := make(map[string]int64, nDropReasons)
+	for i, r := range dropReasons {
+		out[r] = s.metrics.dropped[i].Load()
+	}
+	return out
 }

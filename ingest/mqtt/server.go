@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/system"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 
@@ -157,11 +158,11 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, router: r,
 		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{})}
-	m, err := newMetrics(opts.Registerer, func() float64 {
+	m, err := newMetrics(opts.Registerer, func() *system.Info {
 		if s.broker == nil {
-			return 0
+			return nil
 		}
-		return float64(atomic.LoadInt64(&s.broker.Info.ClientsConnected))
+		return s.broker.Info
 	})
 	if err != nil {
 		return nil, err
