@@ -51,6 +51,23 @@ func readPast(t *testing.T, addr, topic string) map[string]string {
 // mirrorAcked is how far the center has acknowledged a partition, as the
 // edge's admin API (GET /api/mirror) says.
 func mirrorAcked(t *testing.T, adminAddr, topic string, partition int32) int64 {
+	return mirrorPartition(t, adminAddr, topic, partition).Acked
+}
+
+// mirrorLiveTailFrom is where the partition's live tail starts while it
+// ships ahead of the backfill (0 when it ships in order).
+func mirrorLiveTailFrom(t *testing.T, adminAddr, topic string, partition int32) int64 {
+	return mirrorPartition(t, adminAddr, topic, partition).LiveTailFrom
+}
+
+type mirrorPartitionStatus struct {
+	Topic        string `json:"topic"`
+	Partition    int32  `json:"partition"`
+	Acked        int64  `json:"acked"`
+	LiveTailFrom int64  `json:"live_tail_from"`
+}
+
+func mirrorPartition(t *testing.T, adminAddr, topic string, partition int32) mirrorPartitionStatus {
 	t.Helper()
 	resp, err := http.Get("http://" + adminAddr + "/api/mirror")
 	if err != nil {
@@ -58,21 +75,17 @@ func mirrorAcked(t *testing.T, adminAddr, topic string, partition int32) int64 {
 	}
 	defer resp.Body.Close()
 	var st struct {
-		Partitions []struct {
-			Topic     string `json:"topic"`
-			Partition int32  `json:"partition"`
-			Acked     int64  `json:"acked"`
-		} `json:"partitions"`
+		Partitions []mirrorPartitionStatus `json:"partitions"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range st.Partitions {
 		if p.Topic == topic && p.Partition == partition {
-			return p.Acked
+			return p
 		}
 	}
-	return -1
+	return mirrorPartitionStatus{Acked: -1, LiveTailFrom: -1}
 }
 
 // TestMirrorDiskBudgetDropsOldest: under --max-disk-policy drop-oldest, a
