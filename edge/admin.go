@@ -13,11 +13,21 @@ func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/mirror", func(w http.ResponseWriter, r *http.Request) {
-		if n.sender == nil {
-			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to)"})
+		switch {
+		case n.sender != nil:
+			writeJSON(w, http.StatusOK, n.sender.Status())
+		case n.receiver != nil: // a center: its copies of each edge
+			writeJSON(w, http.StatusOK, n.receiver.Status())
+		default:
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to) and receives nothing (no --mirror-addr)"})
+		}
+	})
+	mux.HandleFunc("GET /api/mirror/edges", func(w http.ResponseWriter, r *http.Request) {
+		if n.receiver == nil {
+			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node receives nothing from edges (no --mirror-addr)"})
 			return
 		}
-		writeJSON(w, http.StatusOK, n.sender.Status())
+		writeJSON(w, http.StatusOK, n.receiver.Status())
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})

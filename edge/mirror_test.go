@@ -74,13 +74,19 @@ func TestMirrorOverTLS(t *testing.T) {
 		st.Partitions[0].OldestUnshippedAge < 0 || st.LastAck != nil {
 		t.Errorf("status of an edge that cannot ship: %+v", st)
 	}
+	// The center's /api/mirror: its copy of each edge, how far contiguous.
 	resp, err := http.Get("http://" + center.AdminAddr() + "/api/mirror")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("/api/mirror of a node that mirrors nothing: %s", resp.Status)
+	defer resp.Body.Close()
+	var rs mirror.ReceiverStatus
+	if err := json.NewDecoder(resp.Body).Decode(&rs); err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Edges) != 1 || rs.Edges[0].Edge != "gw1" || !rs.Edges[0].Connected || len(rs.Edges[0].Partitions) != 1 ||
+		rs.Edges[0].Partitions[0].ContiguousEnd != 5 || rs.Edges[0].Partitions[0].CopyTopic != "gw1.telemetry" {
+		t.Errorf("the center's /api/mirror: %+v", rs)
 	}
 }
 

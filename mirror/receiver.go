@@ -62,7 +62,8 @@ type Receiver struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
-	edges  map[string]*edgeSlot // the connection serving each edge
+	edges  map[string]*edgeSlot  // the connection serving each edge
+	known  map[string]*edgeState // every edge that connected since start (status.go)
 }
 
 // NewReceiver makes a receiver; it serves nothing until Serve.
@@ -92,7 +93,7 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]*edgeSlot{}}, nil
+	return &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]*edgeSlot{}, known: map[string]*edgeState{}}, nil
 }
 
 // Serve accepts edges on ln until Close; it returns nil after Close.
@@ -263,6 +264,7 @@ func (r *Receiver) serveConn(c net.Conn) {
 	e := &edgeConn{r: r, c: c, edge: h.Edge, certNames: certNames, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{}, tails: map[partKey]*flog.Partition{},
 		slot: &edgeSlot{c: c, done: make(chan struct{})}}
 	defer func() {
+		r.noteGone(e)
 		r.mu.Lock()
 		if r.edges[e.edge] == e.slot {
 			delete(r.edges, e.edge)
@@ -381,6 +383,7 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		}
 		w.Resume = append(w.Resume, wire.Resume{Topic: p.Topic, Partition: p.Partition, Next: next, TailFrom: tailFrom, TailNext: tailNext})
 	}
+	r.noteEdge(e)
 	return w, nil
 }
 

@@ -47,6 +47,16 @@ func TestMirrorLiveTailFirst(t *testing.T) {
 	if st := e.sender.Status(); st.Partitions[0].LiveTailFrom != staged.StartOffset() {
 		t.Errorf("status says the live tail starts at %d, the center stages from %d", st.Partitions[0].LiveTailFrom, staged.StartOffset())
 	}
+	// The center's status shows how far the copy is contiguous and what
+	// is staged beyond it.
+	st := c.recv.Status()
+	if len(st.Edges) != 1 || !st.Edges[0].Connected || len(st.Edges[0].Partitions) != 1 {
+		t.Fatalf("center status: %+v", st)
+	}
+	if cs := st.Edges[0].Partitions[0]; cs.CopyTopic != "gw1.telemetry" || cs.ContiguousEnd > backlogEnd || cs.StagedTopic != "__tail.gw1.telemetry" ||
+		cs.StagedFrom != staged.StartOffset() || cs.StagedEnd < edge.EndOffset() || cs.StagedFrom < cs.ContiguousEnd {
+		t.Errorf("center status of a split partition: %+v", cs)
+	}
 	// The copy never holds a record past its contiguous end.
 	if copyPart.EndOffset() > backlogEnd {
 		t.Fatalf("the copy reached %d before the backlog ended at %d", copyPart.EndOffset(), backlogEnd)
@@ -66,6 +76,11 @@ func TestMirrorLiveTailFirst(t *testing.T) {
 	if st := e.sender.Status(); st.Partitions[0].LiveTailFrom != 0 {
 		t.Errorf("still split after the merge: %+v", st.Partitions[0])
 	}
+	if cs := c.recv.Status().Edges[0].Partitions[0]; cs.StagedTopic != "" || cs.ContiguousEnd != edge.EndOffset() {
+		t.Errorf("center status after the merge: %+v", cs)
+	}
+	e.stop()
+	waitFor(t, "the center to see the edge gone", func() bool { return !c.recv.Status().Edges[0].Connected })
 }
 
 // If the center loses what it staged (an operator deleting records, say),
