@@ -153,6 +153,7 @@
   function renderHeader(h) {
     const n = h.node || {};
     $("#mode").textContent = n.mode || "edge";
+    $("#mode").hidden = false;
     const parts = [];
     if (n.kafka_addr) parts.push("Kafka <b>" + esc(port(n.kafka_addr)) + "</b>");
     (n.mqtt_addrs || []).forEach((a, i) => parts.push((i ? "MQTT/TLS " : "MQTT ") + "<b>" + esc(port(a)) + "</b>"));
@@ -392,6 +393,9 @@
       state.lastOk = Date.now();
       renderHeader(h.body);
       renderCharts(h.body);
+    } else if (!state.history) {
+      const why = h.status === 401 ? "no figures without the admin token" : "no figures: the node is not answering";
+      document.querySelectorAll(".plot").forEach((p) => { p.innerHTML = '<p class="placeholder">' + esc(why) + "</p>"; });
     }
     await renderTables();
     if (state.history) renderTiles(state.history); // after the tables: the devices tile uses the registry's count
@@ -403,7 +407,12 @@
     } else {
       setLive(false, (h.status === 0 ? "node not reachable" : "error " + h.status) + (state.lastOk ? " · last " + clock(state.lastOk) : ""));
     }
-    if (state.needToken && $("#token-form").hidden && !token()) showTokenForm(true);
+    if (state.needToken) {
+      $("#token-label").textContent = token()
+        ? "This browser's admin token was refused: paste the one the node was started with (--admin-token)."
+        : "This node's admin API asks for a bearer token (--admin-token).";
+      if ($("#token-form").hidden) showTokenForm(true);
+    }
   }
 
   function schedule() {
