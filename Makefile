@@ -32,8 +32,9 @@ test: deps fmt-check vet
 
 # deps installs the tools the tests use when they are missing: qemu-user
 # (make cross), kcat, mosquitto clients, the mosquitto broker (bridge-in
-# tests, MQTT benchmarks) and Node.js (end-to-end tests with clients we did
-# not write) from Debian, kafkajs from npm. As root it uses apt-get; otherwise it
+# tests, MQTT benchmarks), Node.js (end-to-end tests with clients we did
+# not write) and Chromium (the status page test, headless) from Debian,
+# kafkajs from npm. As root it uses apt-get; otherwise it
 # says what to install.
 deps:
 	@missing=""; \
@@ -42,6 +43,7 @@ deps:
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	command -v mosquitto_pub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing:$$missing"; \
