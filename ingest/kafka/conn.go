@@ -12,6 +12,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -59,7 +60,11 @@ func (c *conn) serve() {
 			c.logger.Debug("connection closed mid-request", "err", err)
 			return
 		}
-		c.s.metrics.bytesIn.Add(float64(size + 4))
+		key := int16(-1) // the frame is at least 8 bytes: its API key is there
+		if b := body.Bytes(); len(b) >= 2 {
+			key = int16(binary.BigEndian.Uint16(b))
+		}
+		c.s.metrics.api(key).bytesIn.Add(float64(size + 4))
 		if !c.handle(body.Bytes()) {
 			return
 		}
@@ -161,32 +166,43 @@ func decodeRequest(frame []byte) (rq request, req kmsg.Request, early kmsg.Respo
 // handle decodes, serves and answers one request. false closes the
 // connection.
 func (c *conn) handle(frame []byte) bool {
+	began := time.Now()
 	rq, req, early, reason, err := decodeRequest(frame)
 	if err != nil {
 		c.malformed(reason, "malformed request", "err", err, "client_id", rq.clientID)
 		return false
 	}
 	if early != nil {
-		return c.write(rq, early)
+		return c.write(rq, early, nil, began)
 	}
 	if !c.s.serves(rq.key) {
 		c.malformed("unsupported", "API not served by this broker", "api_key", rq.key)
 		return false
 	}
 	c.clientID = rq.clientID
-	c.s.metrics.requests.WithLabelValues(kmsg.NameForKey(rq.key)).Inc()
+	c.s.metrics.api(rq.key).requests.Inc()
 	resp, err := handlers[rq.key].serve(c.s, c.s.ctx, c, req)
 	if err != nil {
 		c.logger.Info("closing connection", "api", kmsg.NameForKey(rq.key), "err", err)
 		return false
 	}
+	var latency prometheus.Observer
+	if pr, ok := req.(*kmsg.ProduceRequest); ok {
+		latency = c.s.metrics.produceLatency(pr.Acks)
+	}
 	if resp == nil { // acks=0 produce: no response at all
+		if latency != nil {
+			latency.Observe(time.Since(began).Seconds())
+		}
 		return true
 	}
-	return c.write(rq, resp)
+	return c.write(rq, resp, latency, began)
 }
 
-func (c *conn) write(rq request, resp kmsg.Response) bool {
+// write encodes and sends a response. Its bytes, and for a request whose
+// latency is observed the time since it began, are counted before the write,
+// so a client holding the answer finds it in the metrics.
+func (c *conn) write(rq request, resp kmsg.Response, latency prometheus.Observer, began time.Time) bool {
 	b := append(c.out[:0], 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(rq.corr))
 	if resp.IsFlexible() && rq.key != 18 { // ApiVersions always uses response header v0
@@ -198,12 +214,15 @@ func (c *conn) write(rq request, resp kmsg.Response) bool {
 	if len(c.out) > 1<<20 {
 		c.out = nil // do not keep a large fetch's buffer per idle connection
 	}
+	c.s.metrics.api(rq.key).bytesOut.Add(float64(len(b)))
+	if latency != nil {
+		latency.Observe(time.Since(began).Seconds())
+	}
 	c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		c.logger.Debug("write failed", "err", err)
 		return false
 	}
-	c.s.metrics.bytesOut.Add(float64(len(b)))
 	return true
 }
 

@@ -3,35 +3,98 @@ package kafka
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
 )
 
 type metrics struct {
 	connections prometheus.Gauge
 	requests    *prometheus.CounterVec // by api
 	malformed   *prometheus.CounterVec // by reason
-	bytesIn     prometheus.Counter
-	bytesOut    prometheus.Counter
+	bytesIn     *prometheus.CounterVec // by api
+	bytesOut    *prometheus.CounterVec // by api
 	partErrors  *prometheus.CounterVec // by api and Kafka error name
+	produce     *prometheus.HistogramVec
+
+	// byKey holds each served API key's children, looked up once: every
+	// request counts in them. Keys no handler serves share unknown.
+	byKey   []*apiMetrics
+	unknown *apiMetrics
+	// produceByAcks is the produce histogram's children: acks 0, 1, all.
+	produceByAcks [3]prometheus.Observer
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// apiMetrics are one API's request and byte counters.
+type apiMetrics struct {
+	requests, bytesIn, bytesOut prometheus.Counter
+}
+
+// newMetrics makes the server's metrics and registers them with reg (none
+// if nil), with, when there is a group coordinator, its consumer groups'
+// offsets and lag.
+func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metrics, error) {
 	m := &metrics{
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_kafka_connections", Help: "Open Kafka protocol connections."}),
 		requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_requests_total", Help: "Kafka requests served, by API."}, []string{"api"}),
 		malformed:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_malformed_requests_total", Help: "Connections closed for a malformed frame or request, by reason."}, []string{"reason"}),
-		bytesIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_kafka_received_bytes_total", Help: "Bytes of Kafka requests received."}),
-		bytesOut:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_kafka_sent_bytes_total", Help: "Bytes of Kafka responses sent."}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_received_bytes_total",
+			Help: "Bytes of Kafka requests received (with their size prefix), by API (unknown: a frame whose API key no handler serves)."}, []string{"api"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_sent_bytes_total",
+			Help: "Bytes of Kafka responses sent (with their size prefix), by API."}, []string{"api"}),
 		partErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_partition_errors_total",
 			Help: "Produce and fetch partitions answered with an error, by API and Kafka error."}, []string{"api", "error"}),
+		produce: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_kafka_produce_duration_seconds",
+			Help:    "Time from a Produce request being read to its response being sent (acks=0: to its records being appended), by acks (0, 1, all).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"acks"}),
+	}
+	maxKey := int16(0)
+	for k := range handlers {
+		maxKey = max(maxKey, k)
+	}
+	child := func(api string) *apiMetrics {
+		return &apiMetrics{m.requests.WithLabelValues(api), m.bytesIn.WithLabelValues(api), m.bytesOut.WithLabelValues(api)}
+	}
+	m.byKey = make([]*apiMetrics, maxKey+1)
+	for k := range handlers {
+		m.byKey[k] = child(kmsg.NameForKey(k))
+	}
+	m.unknown = child("unknown")
+	for i, acks := range []string{"0", "1", "all"} {
+		m.produceByAcks[i] = m.produce.WithLabelValues(acks)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors} {
+		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce}
+		if groups != nil {
+			cs = append(cs, newLagCollector(groups, l))
+		}
+		for _, c := range cs {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
 		}
 	}
 	return m, nil
+}
+
+// api returns an API key's counters.
+func (m *metrics) api(key int16) *apiMetrics {
+	if key >= 0 && int(key) < len(m.byKey) && m.byKey[key] != nil {
+		return m.byKey[key]
+	}
+	return m.unknown
+}
+
+// produceLatency returns the produce histogram's child for an acks value
+// (anything but 0 and -1 is answered as acks=1 is).
+func (m *metrics) produceLatency(acks int16) prometheus.Observer {
+	switch acks {
+	case 0:
+		return m.produceByAcks[0]
+	case -1:
+		return m.produceByAcks[2]
+	}
+	return m.produceByAcks[1]
 }
 
 // partitionError counts one partition answered with a Kafka error code.

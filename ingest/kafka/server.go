@@ -80,7 +80,7 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.ClusterID == "" {
 		opts.ClusterID = "ferry"
 	}
-	m, err := newMetrics(opts.Registerer)
+	m, err := newMetrics(opts.Registerer, opts.Groups, opts.Log)
 	if err != nil {
 		return nil, err
 	}
