@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/binary"
 	"reflect"
 	"time"
 
@@ -52,7 +53,7 @@ func serveFetch(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kms
 	for {
 		resp, total, anyErr, waits := s.fetchOnce(req)
 		if total >= int(req.MinBytes) || anyErr || len(waits) == 0 || !time.Now().Before(deadline) {
-			return resp, nil
+			return s.countServed(req, resp), nil
 		}
 		// Wait for an append to any asked-for partition, the deadline, or
 		// shutdown; then read again.
@@ -68,9 +69,56 @@ func serveFetch(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kms
 		timer.Stop()
 		if chosen <= 1 {
 			resp, _, _, _ := s.fetchOnce(req)
-			return resp, nil
+			return s.countServed(req, resp), nil
 		}
 	}
+}
+
+// RecordsServed is how many records fetches have returned since the server
+// started: for each partition of a response, the offsets from the one asked
+// for to the end of the last batch returned (the records of a whole batch
+// before the fetch offset, which consumers skip, are not counted).
+func (s *Server) RecordsServed() int64 { return s.recordsServed.Load() }
+
+// countServed adds the records of a fetch response to RecordsServed and
+// returns the response. fetchOnce answers every asked-for partition, in
+// the request's order.
+func (s *Server) countServed(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) *kmsg.FetchResponse {
+	var n int64
+	for i, t := range resp.Topics {
+		for j, p := range t.Partitions {
+			if len(p.RecordBatches) > 0 && i < len(req.Topics) && j < len(req.Topics[i].Partitions) {
+				n += recordsFrom(p.RecordBatches, req.Topics[i].Partitions[j].FetchOffset)
+			}
+		}
+	}
+	if n > 0 {
+		s.recordsServed.Add(n)
+	}
+	return resp
+}
+
+// recordsFrom counts the offsets from offset to the end of the last whole
+// batch in data, walking the batches' headers only.
+func recordsFrom(data []byte, offset int64) int64 {
+	const headerLen = 61 // RecordBatch v2 header up to the record count
+	first, end := int64(-1), int64(-1)
+	for len(data) >= headerLen {
+		base := int64(binary.BigEndian.Uint64(data[0:8]))
+		size := int(binary.BigEndian.Uint32(data[8:12])) + 12
+		if size < headerLen || size > len(data) {
+			break
+		}
+		if first < 0 {
+			first = base
+		}
+		end = base + int64(int32(binary.BigEndian.Uint32(data[23:27]))) + 1
+		data = data[size:]
+	}
+	if end < 0 {
+		return 0
+	}
+	return max(end-max(first, offset), 0)
 }
 
 // fetchOnce reads every asked-for partition once. It returns the response,

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -55,6 +56,8 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Close: wakes long polls
 	cancel context.CancelFunc
+
+	recordsServed atomic.Int64 // records fetches returned (RecordsServed)
 
 	mu     sync.Mutex
 	ln     net.Listener
