@@ -89,6 +89,7 @@ type Node struct {
 
 	log      *flog.Log
 	registry *prometheus.Registry
+	metrics  *nodeMetrics
 	ids      *kafka.ProducerIDs
 	groups   *kafka.Groups
 	kafka    *kafka.Server
@@ -152,35 +153,16 @@ func Start(opts Options) (*Node, error) {
 	return n, nil
 }
 
-// registerLogMetrics exposes the log's disk use against its budget.
-func (n *Node) registerLogMetrics() {
-	l := n.log
-	n.registry.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_disk_bytes", Help: "Bytes of the log's segments on disk."},
-			func() float64 { return float64(l.Size()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_disk_budget_bytes", Help: "The log's data-disk budget (--max-disk-bytes; 0: none)."},
-			func() float64 { max, _ := l.DiskBudget(); return float64(max) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_appends_blocked",
-			Help: "1 while appends are refused because the disk budget is reached and everything left is unshipped (block policy)."},
-			func() float64 {
-				if _, blocked := l.DiskBudget(); blocked {
-					return 1
-				}
-				return 0
-			}),
-	)
-}
-
 // start opens everything in order; stop undoes whatever start did.
 func (n *Node) start() error {
 	opts := n.opts
 	var err error
+	n.metrics = newNodeMetrics()
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
-		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy, EvictRank: opts.MirrorTo.EvictRank})
+		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy, EvictRank: opts.MirrorTo.EvictRank, OnSync: n.metrics.observeFsync})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
-	n.registerLogMetrics()
 	if opts.KafkaAddr != "" {
 		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
 			return err
@@ -213,10 +195,11 @@ func (n *Node) start() error {
 		return err
 	}
 	n.log.ArmBudget() // every retention guard (the mirror's) is in place
+	n.registerMetrics()
 	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+	n.admin = &http.Server{Handler: n.instrumentAdmin(n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
