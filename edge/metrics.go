@@ -65,6 +65,12 @@ func (n *Node) registerMetrics() {
 			Help: "Partitions with fewer in-sync replicas than configured: always 0 on a single node (every partition has one replica, its leader); meaningful once partitions are replicated."},
 			func() float64 { return 0 }),
 	)
+	if n.kafka != nil {
+		k := n.kafka
+		n.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_kafka_fetched_records_total",
+			Help: "Records Kafka fetches returned (records out): per partition, from the offset asked for to the end of the last batch sent."},
+			func() float64 { return float64(k.RecordsServed()) }))
+	}
 }
 
 var (

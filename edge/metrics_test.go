@@ -107,6 +107,21 @@ func TestMetricsAfterAKnownWorkload(t *testing.T) {
 		t.Fatalf("commit: %v %v", err, resp.Error())
 	}
 
+	// A consumer reads orders-0 from offset 5: 2 records out.
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"orders": {0: kgo.NewOffset().At(5)}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	for got := 0; got < 2; {
+		fs := consumer.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		got += len(fs.Records())
+	}
+
 	// MQTT 5: QoS 0 ×2, QoS 1 ×3, QoS 2 ×1 stored; a QoS 1 publish no rule
 	// matches (no default topic: dropped, acknowledged); a QoS 0 publish
 	// to another device's topic (refused by the ACL, not told: dropped).
@@ -143,6 +158,7 @@ func TestMetricsAfterAKnownWorkload(t *testing.T) {
 		`ferry_kafka_consumer_group_lag{group="billing",partition="1",topic="orders"}`:              0,
 		`ferry_kafka_consumer_group_members{group="billing"}`:                                       0,
 		// One latency observation per produce request.
+		`ferry_kafka_fetched_records_total`:                           2,
 		`ferry_kafka_requests_total{api="Produce"}`:                   10,
 		`ferry_kafka_produce_duration_seconds_count{acks="all"}`:      10,
 		`ferry_kafka_produce_duration_seconds_count{acks="1"}`:        0,
