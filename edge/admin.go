@@ -29,6 +29,7 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, n.receiver.Status())
 	})
+	n.registerAPI(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -39,7 +40,7 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(n.log.Topics())})
 	})
-	return mux
+	return n.requireToken(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

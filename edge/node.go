@@ -74,6 +74,12 @@ type Options struct {
 	// MirrorTo ships this node's log to a center when its Center is set
 	// (Log, StatePath, Registerer and Logger are filled in).
 	MirrorTo mirror.SenderOptions
+	// AdminToken, when set, is the bearer token every /api/ route of the
+	// admin listener requires (/healthz, /readyz, /metrics and the status
+	// page stay open).
+	AdminToken string
+	// Version is what GET /api/status reports ("dev" when empty).
+	Version string
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
@@ -104,6 +110,7 @@ type Node struct {
 	adminLn  net.Listener
 	admin    *http.Server
 	ready    atomic.Bool
+	started  time.Time
 
 	wg       sync.WaitGroup // the node's goroutines
 	closeErr error
@@ -125,7 +132,7 @@ func Start(opts Options) (*Node, error) {
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 5 * time.Second
 	}
-	n := &Node{opts: opts, logger: opts.Logger, registry: prometheus.NewRegistry()}
+	n := &Node{opts: opts, logger: opts.Logger, registry: prometheus.NewRegistry(), started: time.Now()}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := n.start(); err != nil {
 		n.stop()

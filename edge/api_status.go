@@ -1,0 +1,127 @@
+package edge
+
+import (
+	"net/http"
+	"time"
+)
+
+// StatusView is GET /api/status: the node at a glance.
+type StatusView struct {
+	Mode          string    `json:"mode"` // edge or full
+	Version       string    `json:"version"`
+	Ready         bool      `json:"ready"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	DataDir       string    `json:"data_dir"`
+	// AdminAuth says whether the admin API needs a bearer token.
+	AdminAuth bool          `json:"admin_auth"`
+	Listeners ListenersView `json:"listeners"`
+
+	Topics     int   `json:"topics"`
+	Partitions int   `json:"partitions"`
+	Records    int64 `json:"records"`
+	// DiskBytes is what the log's segments take; DiskBudgetBytes the
+	// --max-disk-bytes budget (0: none); AppendsBlocked is true while the
+	// block policy refuses appends at the budget.
+	DiskBytes       int64 `json:"disk_bytes"`
+	DiskBudgetBytes int64 `json:"disk_budget_bytes"`
+	AppendsBlocked  bool  `json:"appends_blocked"`
+
+	// Groups counts consumer groups (with members or committed offsets).
+	Groups int `json:"groups"`
+
+	// Auth is the MQTT authentication mode (none, registry; "" without
+	// MQTT). DevicesOnline counts the MQTT clients connected now (under
+	// --auth registry, every one is a registered device);
+	// DevicesRegistered counts the registry's devices.
+	Auth              string `json:"auth"`
+	DevicesOnline     int64  `json:"devices_online"`
+	DevicesRegistered int    `json:"devices_registered"`
+
+	// Mirror is the edge's link to its center; null when the node mirrors
+	// nothing.
+	Mirror *MirrorSummary `json:"mirror"`
+}
+
+// ListenersView holds the bound addresses of the node's listeners; ""
+// (or empty) for those it does not run.
+type ListenersView struct {
+	Kafka         string   `json:"kafka"`
+	MQTT          []string `json:"mqtt"`
+	MQTTWebSocket string   `json:"mqtt_ws,omitempty"`
+	Admin         string   `json:"admin"`
+	Mirror        string   `json:"mirror"` // the mirror receiver (ferry full)
+}
+
+// MirrorSummary sums up the mirror sender's status (GET /api/mirror has
+// it per partition).
+type MirrorSummary struct {
+	EdgeID         string     `json:"edge_id"`
+	Center         string     `json:"center"`
+	LinkUp         bool       `json:"link_up"`
+	LastAck        *time.Time `json:"last_ack,omitempty"`
+	BacklogRecords int64      `json:"backlog_records"`
+	BacklogBytes   int64      `json:"backlog_bytes"`
+}
+
+// Status reports the node now.
+func (n *Node) Status() StatusView {
+	mode := n.opts.Mode
+	if mode == "" {
+		mode = "edge"
+	}
+	max, blocked := n.log.DiskBudget()
+	st := StatusView{
+		Mode: mode, Version: n.opts.Version, Ready: n.ready.Load(), StartedAt: n.started.UTC(),
+		UptimeSeconds: int64(time.Since(n.started).Seconds()), DataDir: n.opts.DataDir, AdminAuth: n.opts.AdminToken != "",
+		Listeners: ListenersView{Kafka: n.KafkaAddr(), MQTT: n.MQTTAddrs(), MQTTWebSocket: n.opts.MQTTWSAddr, Mirror: n.MirrorAddr()},
+		DiskBytes: n.log.Size(), DiskBudgetBytes: max, AppendsBlocked: blocked,
+	}
+	if st.Version == "" {
+		st.Version = "dev"
+	}
+	if st.Listeners.MQTT == nil {
+		st.Listeners.MQTT = []string{}
+	}
+	if n.adminLn != nil {
+		st.Listeners.Admin = n.AdminAddr()
+	}
+	for _, t := range n.log.Topics() {
+		st.Topics++
+		st.Partitions += int(t.Partitions)
+		for i := int32(0); i < t.Partitions; i++ {
+			if p, err := n.log.Partition(t.Name, i); err == nil {
+				st.Records += p.EndOffset() - p.StartOffset()
+			}
+		}
+	}
+	if n.groups != nil {
+		st.Groups = len(n.groups.List())
+	}
+	if n.mqtt != nil {
+		st.DevicesOnline = n.mqtt.Connected()
+		st.Auth = n.opts.AuthMode
+		if st.Auth == "" {
+			st.Auth = AuthNone
+		}
+	}
+	if n.devices != nil {
+		if ds, err := n.devices.List(); err == nil {
+			st.DevicesRegistered = len(ds)
+		}
+	}
+	if n.sender != nil {
+		ms := n.sender.Status()
+		m := &MirrorSummary{EdgeID: ms.EdgeID, Center: ms.Center, LinkUp: ms.LinkUp, LastAck: ms.LastAck}
+		for _, p := range ms.Partitions {
+			m.BacklogRecords += p.BacklogRecords
+			m.BacklogBytes += p.BacklogBytes
+		}
+		st.Mirror = m
+	}
+	return st
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.Status())
+}
