@@ -18,8 +18,8 @@ import (
 
 // nodeFlags are the flags every node command has.
 type nodeFlags struct {
-	dataDir, adminAddr, kafkaAddr, advertised, level, format *string
-	config                                                   *configFile
+	dataDir, adminAddr, adminToken, kafkaAddr, advertised, level, format *string
+	config                                                               *configFile
 }
 
 func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
@@ -28,7 +28,8 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 	return &nodeFlags{
 		config:     cf,
 		dataDir:    fs.String("data-dir", "./data", "directory for the log and all node state"),
-		adminAddr:  fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics)"),
+		adminAddr:  fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics, the status page, the /api/ admin API)"),
+		adminToken: fs.String("admin-token", "", "bearer token the admin API (/api/...) requires; empty: the API is open to whoever reaches --admin-addr. /healthz, /readyz, /metrics and the status page stay open"),
 		kafkaAddr:  fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
 		advertised: fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)"),
 		level:      fs.String("log-level", "info", "log level: debug, info, warn, error"),
@@ -42,6 +43,7 @@ func (f *nodeFlags) logger() (*slog.Logger, error) { return newLogger(os.Stderr,
 // SIGTERM or SIGINT.
 func (f *nodeFlags) run(opts edge.Options) error {
 	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
+	opts.AdminToken, opts.Version = *f.adminToken, version
 	f.config.log(opts.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
