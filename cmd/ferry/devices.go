@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,29 +15,34 @@ import (
 	"github.com/spf13/pflag"
 
 	"ferry/devices"
+	"ferry/edge"
 )
 
-// devicesStdin is where --password-stdin reads from, and devicesBcryptCost
-// the cost of the hashes the commands make (0: the registry's default);
-// tests replace them.
+// The device commands work on a running node's registry through its admin
+// API, or, with --data-dir, on a stopped node's registry file; both print
+// the same tables and JSON (edge.DeviceView).
+
+// stdin is where --password-stdin and `ferry produce` read from, and
+// devicesBcryptCost the cost of the hashes the offline commands make (0:
+// the registry's default); tests replace them.
 var (
-	devicesStdin      io.Reader = os.Stdin
+	stdin             io.Reader = os.Stdin
 	devicesBcryptCost int
 )
 
 func devicesCommand() *command {
 	return &command{
 		name:    "devices",
-		summary: "add, list, show, enable, disable and delete devices and their passwords (broker stopped)",
-		example: "printf '%s\\n' \"$PW\" | ferry devices add dev1 --password-stdin --publish 'factory/+/{device}/#' --data-dir ./data",
+		summary: "add, list, show, enable, disable and delete devices, on a running node (--admin) or a stopped one's data (--data-dir)",
+		example: "printf '%s\\n' \"$PW\" | ferry devices add dev1 --password-stdin --publish 'factory/+/{device}/#' --admin http://localhost:8080",
 		subs: []*command{
 			{
 				name: "add", args: "ID", summary: "register a device with its credentials, ACL and rate limit",
 				example: "printf '%s\\n' \"$PW\" | ferry devices add dev1 --password-stdin \\\n" +
-					"    --publish 'factory/+/{device}/#' --subscribe 'cmd/{device}/#' --rate 10 --burst 20 --data-dir ./data\n" +
-					"ferry devices add cam7 --cert-cn cam7.factory.example --publish 'video/{device}' --data-dir ./data",
+					"    --publish 'factory/+/{device}/#' --subscribe 'cmd/{device}/#' --rate 10 --burst 20 --admin http://localhost:8080\n" +
+					"ferry devices add cam7 --cert-cn cam7.factory.example --publish 'video/{device}' --data-dir ./data   # the node stopped",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
 					pub := fs.StringArray("publish", nil, "MQTT topic filter the device may publish to (repeatable); {device} stands for its id")
 					sub := fs.StringArray("subscribe", nil, "MQTT topic filter the device may subscribe to (repeatable); {device} stands for its id")
@@ -55,81 +59,103 @@ func devicesCommand() *command {
 						}
 						d := devices.Device{ID: args[0], Enabled: true, CertCN: *cn, RateLimit: *rate, Burst: *burst,
 							ACL: devices.ACL{Publish: *pub, Subscribe: *sub}}
-						return withRegistry(*dataDir, func(r *devices.Registry) error {
-							if err := r.Add(d, password); err != nil {
-								return err
-							}
-							_, err := fmt.Fprintf(out, "added device %s\n", d.ID)
+						err = where.registry(func(r *devices.Registry) error {
+							return r.Add(d, password)
+						}, func(c *adminClient) error {
+							_, err := c.call("POST", "/api/devices", edge.AddDeviceRequest{ID: d.ID, Password: password, CertCN: d.CertCN,
+								ACL: d.ACL, RateLimit: d.RateLimit, Burst: d.Burst}, nil)
 							return err
 						})
+						if err != nil {
+							return err
+						}
+						_, err = fmt.Fprintf(out, "added device %s\n", d.ID)
+						return err
 					}
 				},
 			},
 			{
 				name: "list", summary: "list devices with their presence",
-				example: "ferry devices list --data-dir ./data --json",
+				example: "ferry devices list --admin http://localhost:8080\n  ferry devices list --data-dir ./data --json",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					asJSON := fs.Bool("json", false, "print JSON")
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args); err != nil {
 							return err
 						}
-						return withRegistry(*dataDir, func(r *devices.Registry) error {
-							views, err := listDevices(r)
-							if err != nil {
-								return err
-							}
-							if *asJSON {
-								return json.NewEncoder(out).Encode(views)
-							}
-							tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-							fmt.Fprintln(tw, "ID\tENABLED\tONLINE\tLAST SEEN\tMESSAGES IN")
-							for _, v := range views {
-								fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\n", v.ID, v.Enabled, v.Presence.Online, formatTime(v.Presence.LastSeen), v.Presence.MessagesIn)
-							}
-							return tw.Flush()
+						var views []edge.DeviceView
+						var raw []byte
+						err := where.registry(func(r *devices.Registry) (err error) {
+							views, err = edge.DeviceViews(r)
+							return err
+						}, func(c *adminClient) (err error) {
+							raw, err = c.get("/api/devices", &views)
+							return err
 						})
+						if err != nil {
+							return err
+						}
+						if *asJSON {
+							return printJSON(out, raw, views)
+						}
+						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "ID\tENABLED\tONLINE\tLAST SEEN\tMESSAGES IN")
+						for _, v := range views {
+							fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\n", v.ID, v.Enabled, v.Online, formatTimePtr(v.LastSeen), v.MessagesIn)
+						}
+						return tw.Flush()
 					}
 				},
 			},
 			{
 				name: "show", args: "ID", summary: "show a device's settings and presence",
-				example: "ferry devices show dev1 --data-dir ./data --json",
+				example: "ferry devices show dev1 --admin http://localhost:8080 --json",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					asJSON := fs.Bool("json", false, "print JSON")
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args, "ID"); err != nil {
 							return err
 						}
-						return withRegistry(*dataDir, func(r *devices.Registry) error {
-							d, err := r.Get(args[0])
-							if err != nil {
-								return err
-							}
-							p, err := r.Presence(args[0])
-							if err != nil {
-								return err
-							}
-							v := newDeviceView(d, p)
-							if *asJSON {
-								return json.NewEncoder(out).Encode(v)
-							}
-							return printDevice(out, v)
+						var v edge.DeviceView
+						var raw []byte
+						err := where.registry(func(r *devices.Registry) (err error) {
+							v, err = edge.DescribeDevice(r, args[0])
+							return err
+						}, func(c *adminClient) (err error) {
+							raw, err = c.get("/api/devices/"+pathEscape(args[0]), &v)
+							return err
 						})
+						if err != nil {
+							return err
+						}
+						if *asJSON {
+							return printJSON(out, raw, v)
+						}
+						return printDevice(out, v)
 					}
 				},
 			},
-			deviceChangeCommand("enable", "enable a device", "enabled", func(r *devices.Registry, id string) error { return r.SetEnabled(id, true) }),
+			deviceChangeCommand("enable", "enable a device", "enabled", func(r *devices.Registry, id string) error { return r.SetEnabled(id, true) },
+				func(c *adminClient, id string) error {
+					return patchDevice(c, id, edge.ChangeDeviceRequest{Enabled: ptr(true)})
+				}),
 			deviceChangeCommand("disable", "disable a device: it can no longer connect, publish or subscribe", "disabled",
-				func(r *devices.Registry, id string) error { return r.SetEnabled(id, false) }),
-			deviceChangeCommand("delete", "delete a device, its credentials and its presence", "deleted", (*devices.Registry).Delete),
+				func(r *devices.Registry, id string) error { return r.SetEnabled(id, false) },
+				func(c *adminClient, id string) error {
+					return patchDevice(c, id, edge.ChangeDeviceRequest{Enabled: ptr(false)})
+				}),
+			deviceChangeCommand("delete", "delete a device, its credentials and its presence", "deleted", (*devices.Registry).Delete,
+				func(c *adminClient, id string) error {
+					_, err := c.do("DELETE", "/api/devices/"+pathEscape(id), nil)
+					return err
+				}),
 			{
 				name: "passwd", args: "ID", summary: "set a device's password",
-				example: "printf '%s\\n' \"$NEW_PW\" | ferry devices passwd dev1 --password-stdin --data-dir ./data",
+				example: "printf '%s\\n' \"$NEW_PW\" | ferry devices passwd dev1 --password-stdin --admin http://localhost:8080",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args, "ID"); err != nil {
@@ -139,13 +165,16 @@ func devicesCommand() *command {
 						if err != nil {
 							return err
 						}
-						return withRegistry(*dataDir, func(r *devices.Registry) error {
-							if err := r.SetPassword(args[0], password); err != nil {
-								return err
-							}
-							_, err := fmt.Fprintf(out, "password of device %s changed\n", args[0])
-							return err
+						err = where.registry(func(r *devices.Registry) error {
+							return r.SetPassword(args[0], password)
+						}, func(c *adminClient) error {
+							return patchDevice(c, args[0], edge.ChangeDeviceRequest{Password: &password})
 						})
+						if err != nil {
+							return err
+						}
+						_, err = fmt.Fprintf(out, "password of device %s changed\n", args[0])
+						return err
 					}
 				},
 			},
@@ -153,27 +182,52 @@ func devicesCommand() *command {
 	}
 }
 
-// deviceChangeCommand is a command that takes a device id and changes it.
-func deviceChangeCommand(name, summary, done string, change func(*devices.Registry, string) error) *command {
+// deviceChangeCommand is a command that takes a device id and changes it,
+// in a data directory's registry (local) or a running node's (remote).
+func deviceChangeCommand(name, summary, done string, local func(*devices.Registry, string) error, remote func(*adminClient, string) error) *command {
 	return &command{
 		name: name, args: "ID", summary: summary,
-		example: fmt.Sprintf("ferry devices %s dev1 --data-dir ./data", name),
+		example: fmt.Sprintf("ferry devices %s dev1 --admin http://localhost:8080", name),
 		flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-			dataDir := dataDirFlag(fs)
+			where := localOrAdminFlags(fs)
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args, "ID"); err != nil {
 					return err
 				}
-				return withRegistry(*dataDir, func(r *devices.Registry) error {
-					if err := change(r, args[0]); err != nil {
-						return err
-					}
-					_, err := fmt.Fprintf(out, "%s device %s\n", done, args[0])
+				err := where.registry(func(r *devices.Registry) error { return local(r, args[0]) },
+					func(c *adminClient) error { return remote(c, args[0]) })
+				if err != nil {
 					return err
-				})
+				}
+				_, err = fmt.Fprintf(out, "%s device %s\n", done, args[0])
+				return err
 			}
 		},
 	}
+}
+
+func patchDevice(c *adminClient, id string, req edge.ChangeDeviceRequest) error {
+	_, err := c.call("PATCH", "/api/devices/"+pathEscape(id), req, nil)
+	return err
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// registry calls local with the data directory's device registry
+// (--data-dir), or remote with the admin API's client.
+func (t localOrAdmin) registry(local func(*devices.Registry) error, remote func(*adminClient) error) error {
+	isLocal, err := t.local()
+	if err != nil {
+		return err
+	}
+	if isLocal {
+		return withRegistry(*t.dataDir, local)
+	}
+	c, err := t.admin.client()
+	if err != nil {
+		return err
+	}
+	return remote(c)
 }
 
 type passwordOptions struct {
@@ -196,7 +250,7 @@ func (o passwordOptions) read(required bool) (string, error) {
 	case *o.value != "":
 		return *o.value, nil
 	case *o.fromStdin:
-		line, err := bufio.NewReader(io.LimitReader(devicesStdin, 4096)).ReadString('\n')
+		line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", fmt.Errorf("reading the password from stdin: %w", err)
 		}
@@ -222,7 +276,7 @@ func withRegistry(dataDir string, fn func(*devices.Registry) error) error {
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if errors.Is(err, devices.ErrLocked) {
-		return fmt.Errorf("%s is in use by a running ferry: stop it first (online management arrives with the admin API)", dataDir)
+		return fmt.Errorf("%s is in use by a running ferry: stop it first, or manage the running node through its admin API (--admin URL instead of --data-dir)", dataDir)
 	}
 	if err != nil {
 		return err
@@ -234,35 +288,6 @@ func withRegistry(dataDir string, fn func(*devices.Registry) error) error {
 	return err
 }
 
-// deviceView is a device as the commands print it: never its password hash.
-type deviceView struct {
-	devices.Device
-	HasPassword bool             `json:"has_password"`
-	Presence    devices.Presence `json:"presence"`
-}
-
-func newDeviceView(d devices.Device, p devices.Presence) deviceView {
-	v := deviceView{Device: d, HasPassword: len(d.PasswordHash) > 0, Presence: p}
-	v.PasswordHash = nil
-	return v
-}
-
-func listDevices(r *devices.Registry) ([]deviceView, error) {
-	ds, err := r.List()
-	if err != nil {
-		return nil, err
-	}
-	pres, err := r.PresenceAll()
-	if err != nil {
-		return nil, err
-	}
-	views := make([]deviceView, 0, len(ds))
-	for _, d := range ds {
-		views = append(views, newDeviceView(d, pres[d.ID]))
-	}
-	return views, nil
-}
-
 func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return "never"
@@ -270,7 +295,14 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func printDevice(out io.Writer, v deviceView) error {
+func formatTimePtr(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	return formatTime(*t)
+}
+
+func printDevice(out io.Writer, v edge.DeviceView) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	orNone := func(s []string) string {
 		if len(s) == 0 {
@@ -286,7 +318,6 @@ func printDevice(out io.Writer, v deviceView) error {
 	if cn == "" {
 		cn = "(none)"
 	}
-	p := v.Presence
 	rows := [][2]string{
 		{"Device", v.ID},
 		{"enabled", fmt.Sprint(v.Enabled)},
@@ -296,11 +327,11 @@ func printDevice(out io.Writer, v deviceView) error {
 		{"subscribe", orNone(v.ACL.Subscribe)},
 		{"rate limit", rate},
 		{"created", formatTime(v.CreatedAt)},
-		{"online", fmt.Sprint(p.Online)},
-		{"last seen", formatTime(p.LastSeen)},
-		{"remote address", p.RemoteAddr},
-		{"messages in", fmt.Sprint(p.MessagesIn)},
-		{"bytes in", fmt.Sprint(p.BytesIn)},
+		{"online", fmt.Sprint(v.Online)},
+		{"last seen", formatTimePtr(v.LastSeen)},
+		{"remote address", v.RemoteAddr},
+		{"messages in", fmt.Sprint(v.MessagesIn)},
+		{"bytes in", fmt.Sprint(v.BytesIn)},
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])

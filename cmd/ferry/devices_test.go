@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"ferry/devices"
+	"ferry/edge"
 )
 
 // openDevices opens the registry the commands wrote, for checks the output
@@ -36,9 +37,9 @@ func fastHashes(t *testing.T) {
 
 func withStdin(t *testing.T, s string) {
 	t.Helper()
-	old := devicesStdin
-	devicesStdin = strings.NewReader(s)
-	t.Cleanup(func() { devicesStdin = old })
+	old := stdin
+	stdin = strings.NewReader(s)
+	t.Cleanup(func() { stdin = old })
 }
 
 func TestDevicesHelp(t *testing.T) {
@@ -116,14 +117,14 @@ func TestDevicesCommands(t *testing.T) {
 	}
 
 	code, out, _ = ferry(t, "devices", "list", "--json", "--data-dir", dir)
-	var list []deviceView
+	var list []edge.DeviceView
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 3 {
 		t.Fatalf("list --json: %d %q", code, out)
 	}
 	if list[0].ID != "cam" || list[1].ID != "dev1" || list[2].ID != "dev2" || list[0].HasPassword || !list[1].HasPassword {
 		t.Fatalf("list --json: %+v", list)
 	}
-	if p := list[1].Presence; p.Online || p.MessagesIn != 42 || p.BytesIn != 4200 || !p.LastSeen.Equal(seen) {
+	if p := list[1]; p.Online || p.MessagesIn != 42 || p.BytesIn != 4200 || p.LastSeen == nil || !p.LastSeen.Equal(seen) {
 		t.Fatalf("list --json presence of dev1: %+v", p)
 	}
 	if strings.Contains(out, "$2a$") || strings.Contains(out, "pw-one") || strings.Contains(out, "password_hash") {
@@ -136,7 +137,7 @@ func TestDevicesCommands(t *testing.T) {
 	}
 
 	code, out, _ = ferry(t, "devices", "show", "dev1", "--json", "--data-dir", dir)
-	var v deviceView
+	var v edge.DeviceView
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
 		t.Fatalf("show --json: %d %q", code, out)
 	}

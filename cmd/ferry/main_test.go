@@ -99,25 +99,25 @@ func TestTopicsCommands(t *testing.T) {
 	l.Close()
 
 	code, out, _ := ferry(t, "topics", "list", "--json", "--data-dir", dir)
-	var list []topicSummary
-	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Name != "telemetry" || list[0].Records != 2 || list[0].Partitions != 3 {
+	var list []edge.TopicView
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Name != "telemetry" || list[0].Records != 2 || len(list[0].Partitions) != 3 {
 		t.Fatalf("list --json: %d %q", code, out)
 	}
 	if code, out, _ := ferry(t, "topics", "list", "--data-dir", dir); code != 0 || !regexp.MustCompile(`telemetry\s+3\s+2\s+\d+`).MatchString(out) {
 		t.Fatalf("list: %d %q", code, out)
 	}
 	code, out, _ = ferry(t, "topics", "describe", "telemetry", "--json", "--data-dir", dir)
-	var d topicDescription
+	var d edge.TopicView
 	if code != 0 || json.Unmarshal([]byte(out), &d) != nil {
 		t.Fatalf("describe --json: %d %q", code, out)
 	}
-	if len(d.PartitionList) != 3 || d.PartitionList[1].EndOffset != 2 || d.PartitionList[0].EndOffset != 0 {
-		t.Fatalf("describe partitions: %+v", d.PartitionList)
+	if len(d.Partitions) != 3 || d.Partitions[1].EndOffset != 2 || d.Partitions[0].EndOffset != 0 {
+		t.Fatalf("describe partitions: %+v", d.Partitions)
 	}
-	if c := d.Configs["retention.ms"]; c.Value != "3600000" || c.Default {
+	if c := d.EffectiveConfigs["retention.ms"]; c.Value != "3600000" || c.Default {
 		t.Fatalf("retention.ms: %+v", c)
 	}
-	if c := d.Configs["segment.bytes"]; !c.Default {
+	if c := d.EffectiveConfigs["segment.bytes"]; !c.Default {
 		t.Fatalf("segment.bytes should be a default: %+v", c)
 	}
 	if code, out, _ := ferry(t, "topics", "describe", "telemetry", "--data-dir", dir); code != 0 || !strings.Contains(out, "retention.ms") || !strings.Contains(out, "PARTITION") {

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,39 +20,23 @@ func mirrorCommand() *command {
 			summary: "show the link to the center and what each partition still has to ship",
 			example: "ferry mirror status --admin http://localhost:8080\n  ferry mirror status --admin http://localhost:8080 --json",
 			flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-				admin := fs.String("admin", "http://localhost:8080", "the node's admin address")
+				admin := adminFlags(fs)
 				asJSON := fs.Bool("json", false, "print JSON")
 				return func(args []string, out io.Writer) error {
 					if err := exactArgs(args); err != nil {
 						return err
 					}
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(*admin, "/")+"/api/mirror", nil)
+					c, err := admin.client()
 					if err != nil {
-						return usagef("--admin %q: %v", *admin, err)
-					}
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						return fmt.Errorf("asking %s: %w", *admin, err)
-					}
-					defer resp.Body.Close()
-					body, err := io.ReadAll(resp.Body)
-					if err != nil {
-						return err
-					}
-					if resp.StatusCode != http.StatusOK {
-						var e struct{ Error string }
-						json.Unmarshal(body, &e)
-						return fmt.Errorf("%s: %s %s", *admin, resp.Status, e.Error)
-					}
-					if *asJSON {
-						_, err := out.Write(body)
 						return err
 					}
 					var st mirror.Status
-					if err := json.Unmarshal(body, &st); err != nil {
-						return fmt.Errorf("%s: %w", *admin, err)
+					body, err := c.get("/api/mirror", &st)
+					if err != nil {
+						return err
+					}
+					if *asJSON {
+						return writeRaw(out, body)
 					}
 					return printMirrorStatus(out, st)
 				}

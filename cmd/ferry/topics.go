@@ -17,18 +17,24 @@ import (
 	flog "ferry/log"
 )
 
+// The topic commands work on a running node through its admin API, or,
+// with --data-dir, on a stopped node's data directory; both print the same
+// tables and the same JSON (edge.TopicView).
+
 func topicsCommand() *command {
 	return &command{
 		name:    "topics",
-		summary: "create, list, describe and delete topics in a data directory (broker stopped)",
-		example: "ferry topics create telemetry --partitions 4 --config retention.ms=86400000 --data-dir ./data",
+		summary: "create, list, describe, alter and delete topics, on a running node (--admin) or a stopped one's data (--data-dir)",
+		example: "ferry topics create telemetry --partitions 4 --config retention.ms=86400000 --admin http://localhost:8080\n" +
+			"  ferry topics list --data-dir ./data",
 		subs: []*command{
 			{
 				name: "create", args: "NAME", summary: "create a topic",
-				example: "ferry topics create telemetry --partitions 4 --config flush.policy=always --data-dir ./data",
+				example: "ferry topics create telemetry --partitions 4 --config flush.policy=always --admin http://localhost:8080\n" +
+					"ferry topics create telemetry --partitions 4 --data-dir ./data    # the node stopped",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
-					parts := fs.Int32("partitions", 1, "number of partitions")
+					where := localOrAdminFlags(fs)
+					parts := fs.Int32("partitions", 1, "number of partitions (on a running node, default: its --default-partitions)")
 					configs := fs.StringArray("config", nil, "topic config key=value (repeatable); see 'ferry topics describe'")
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args, "NAME"); err != nil {
@@ -38,87 +44,171 @@ func topicsCommand() *command {
 						if err != nil {
 							return err
 						}
-						return withLog(*dataDir, func(l *flog.Log) error {
-							info, err := l.CreateTopic(args[0], *parts, cfg)
-							if err != nil {
+						var v edge.TopicView
+						err = where.run(func(l *flog.Log) error {
+							if _, err := l.CreateTopic(args[0], *parts, cfg); err != nil {
 								return err
 							}
-							_, err = fmt.Fprintf(out, "created topic %s with %d partition(s)\n", info.Name, info.Partitions)
+							v, err = edge.DescribeTopic(l, args[0])
+							return err
+						}, func(c *adminClient) error {
+							req := edge.CreateTopicRequest{Name: args[0], Configs: cfg}
+							if fs.Changed("partitions") {
+								req.Partitions = *parts
+							}
+							_, err := c.call("POST", "/api/topics", req, &v)
 							return err
 						})
+						if err != nil {
+							return err
+						}
+						_, err = fmt.Fprintf(out, "created topic %s with %d partition(s)\n", v.Name, len(v.Partitions))
+						return err
 					}
 				},
 			},
 			{
-				name: "list", summary: "list topics",
-				example: "ferry topics list --data-dir ./data --json",
+				name: "list", summary: "list topics with their partitions, records and bytes",
+				example: "ferry topics list --admin http://localhost:8080\n  ferry topics list --data-dir ./data --json",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					asJSON := fs.Bool("json", false, "print JSON")
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args); err != nil {
 							return err
 						}
-						return withLog(*dataDir, func(l *flog.Log) error {
-							var rows []topicSummary
-							for _, t := range l.Topics() {
-								rows = append(rows, summarize(l, t))
-							}
-							if *asJSON {
-								if rows == nil {
-									rows = []topicSummary{}
-								}
-								return json.NewEncoder(out).Encode(rows)
-							}
-							tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-							fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tBYTES")
-							for _, r := range rows {
-								fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Name, r.Partitions, r.Records, r.Bytes)
-							}
-							return tw.Flush()
+						var views []edge.TopicView
+						var raw []byte
+						err := where.run(func(l *flog.Log) error {
+							views = edge.TopicViews(l)
+							return nil
+						}, func(c *adminClient) (err error) {
+							raw, err = c.get("/api/topics", &views)
+							return err
 						})
+						if err != nil {
+							return err
+						}
+						if *asJSON {
+							return printJSON(out, raw, views)
+						}
+						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+						fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tBYTES")
+						for _, v := range views {
+							fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", v.Name, len(v.Partitions), v.Records, v.SizeBytes)
+						}
+						return tw.Flush()
 					}
 				},
 			},
 			{
 				name: "describe", args: "NAME", summary: "show a topic's partitions, offsets, sizes and configs",
-				example: "ferry topics describe telemetry --data-dir ./data",
+				example: "ferry topics describe telemetry --admin http://localhost:8080\n  ferry topics describe telemetry --data-dir ./data --json",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					asJSON := fs.Bool("json", false, "print JSON")
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args, "NAME"); err != nil {
 							return err
 						}
-						return withLog(*dataDir, func(l *flog.Log) error {
-							d, err := describe(l, args[0])
-							if err != nil {
-								return err
-							}
-							if *asJSON {
-								return json.NewEncoder(out).Encode(d)
-							}
-							return printDescription(out, d)
+						var v edge.TopicView
+						var raw []byte
+						err := where.run(func(l *flog.Log) (err error) {
+							v, err = edge.DescribeTopic(l, args[0])
+							return err
+						}, func(c *adminClient) (err error) {
+							raw, err = c.get("/api/topics/"+pathEscape(args[0]), &v)
+							return err
 						})
+						if err != nil {
+							return err
+						}
+						if *asJSON {
+							return printJSON(out, raw, v)
+						}
+						return printDescription(out, v)
+					}
+				},
+			},
+			{
+				name: "alter", args: "NAME", summary: "change a topic's configs (live on a running node) or grow its partitions",
+				example: "ferry topics alter telemetry --set retention.ms=86400000 --delete flush.policy --admin http://localhost:8080\n" +
+					"ferry topics alter telemetry --partitions 8 --admin http://localhost:8080",
+				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
+					where := localOrAdminFlags(fs)
+					set := fs.StringArray("set", nil, "set a config key=value (repeatable)")
+					del := fs.StringArray("delete", nil, "return a config key to its default (repeatable)")
+					parts := fs.Int32("partitions", 0, "grow the topic to this many partitions (keyed records may then land on another partition than before)")
+					asJSON := fs.Bool("json", false, "print the topic afterwards as JSON")
+					return func(args []string, out io.Writer) error {
+						if err := exactArgs(args, "NAME"); err != nil {
+							return err
+						}
+						cfg, err := parseConfigs(*set)
+						if err != nil {
+							return err
+						}
+						if len(cfg) == 0 && len(*del) == 0 && *parts == 0 {
+							return usagef("nothing to change: give --set, --delete or --partitions")
+						}
+						name := args[0]
+						var v edge.TopicView
+						var raw []byte
+						err = where.run(func(l *flog.Log) error {
+							if len(cfg) > 0 || len(*del) > 0 {
+								if err := l.AlterConfigs(name, cfg, *del); err != nil {
+									return err
+								}
+							}
+							if *parts > 0 {
+								if err := l.AddPartitions(name, *parts); err != nil {
+									return err
+								}
+							}
+							v, err = edge.DescribeTopic(l, name)
+							return err
+						}, func(c *adminClient) (err error) {
+							if len(cfg) > 0 || len(*del) > 0 {
+								if raw, err = c.call("PATCH", "/api/topics/"+pathEscape(name)+"/configs", edge.AlterConfigsRequest{Set: cfg, Delete: *del}, &v); err != nil {
+									return err
+								}
+							}
+							if *parts > 0 {
+								raw, err = c.call("POST", "/api/topics/"+pathEscape(name)+"/partitions", edge.AddPartitionsRequest{Partitions: *parts}, &v)
+							}
+							return err
+						})
+						if err != nil {
+							return err
+						}
+						if *asJSON {
+							return printJSON(out, raw, v)
+						}
+						_, err = fmt.Fprintf(out, "altered topic %s: %d partition(s), configs %s\n", v.Name, len(v.Partitions), formatConfigs(v.Configs))
+						return err
 					}
 				},
 			},
 			{
 				name: "delete", args: "NAME", summary: "delete a topic and all its data",
-				example: "ferry topics delete telemetry --data-dir ./data",
+				example: "ferry topics delete telemetry --admin http://localhost:8080",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					dataDir := dataDirFlag(fs)
+					where := localOrAdminFlags(fs)
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args, "NAME"); err != nil {
 							return err
 						}
-						return withLog(*dataDir, func(l *flog.Log) error {
-							if err := l.DeleteTopic(args[0]); err != nil {
-								return err
-							}
-							_, err := fmt.Fprintf(out, "deleted topic %s\n", args[0])
+						err := where.run(func(l *flog.Log) error {
+							return l.DeleteTopic(args[0])
+						}, func(c *adminClient) error {
+							_, err := c.do("DELETE", "/api/topics/"+pathEscape(args[0]), nil)
 							return err
 						})
+						if err != nil {
+							return err
+						}
+						_, err = fmt.Fprintf(out, "deleted topic %s\n", args[0])
+						return err
 					}
 				},
 			},
@@ -126,8 +216,30 @@ func topicsCommand() *command {
 	}
 }
 
-func dataDirFlag(fs *pflag.FlagSet) *string {
-	return fs.String("data-dir", "./data", "the node's data directory")
+// run calls local with the data directory's log (--data-dir), or remote
+// with the admin API's client.
+func (t localOrAdmin) run(local func(*flog.Log) error, remote func(*adminClient) error) error {
+	isLocal, err := t.local()
+	if err != nil {
+		return err
+	}
+	if isLocal {
+		return withLog(*t.dataDir, local)
+	}
+	c, err := t.admin.client()
+	if err != nil {
+		return err
+	}
+	return remote(c)
+}
+
+// printJSON prints what --json shows: the admin API's answer as it came,
+// or the same view made from a data directory.
+func printJSON(out io.Writer, raw []byte, v any) error {
+	if raw != nil {
+		return writeRaw(out, raw)
+	}
+	return json.NewEncoder(out).Encode(v)
 }
 
 // withLog opens the log of a data directory for an offline command.
@@ -137,7 +249,7 @@ func withLog(dataDir string, fn func(*flog.Log) error) error {
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if errors.Is(err, flog.ErrDataDirLocked) {
-		return fmt.Errorf("%s is in use by a running ferry: stop it first (online management arrives with the admin API)", dataDir)
+		return fmt.Errorf("%s is in use by a running ferry: stop it first, or manage the running node through its admin API (--admin URL instead of --data-dir)", dataDir)
 	}
 	if err != nil {
 		return err
@@ -154,97 +266,47 @@ func parseConfigs(kvs []string) (map[string]string, error) {
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, usagef("--config %q: want key=value", kv)
+			return nil, usagef("%q: want key=value", kv)
 		}
 		m[k] = v
 	}
 	return m, flog.ValidateConfigs(m)
 }
 
-type topicSummary struct {
-	Name       string `json:"name"`
-	ID         string `json:"id"`
-	Partitions int32  `json:"partitions"`
-	Records    int64  `json:"records"`
-	Bytes      int64  `json:"bytes"`
-}
-
-func summarize(l *flog.Log, t flog.TopicInfo) topicSummary {
-	s := topicSummary{Name: t.Name, ID: fmt.Sprintf("%x", t.ID[:]), Partitions: t.Partitions}
-	for i := int32(0); i < t.Partitions; i++ {
-		if p, err := l.Partition(t.Name, i); err == nil {
-			s.Records += p.EndOffset() - p.StartOffset()
-			s.Bytes += p.Size()
-		}
+func formatConfigs(m map[string]string) string {
+	if len(m) == 0 {
+		return "(all defaults)"
 	}
-	return s
-}
-
-type partitionDescription struct {
-	Partition     int32 `json:"partition"`
-	StartOffset   int64 `json:"start_offset"`
-	EndOffset     int64 `json:"end_offset"`
-	DurableOffset int64 `json:"durable_offset"`
-	Bytes         int64 `json:"bytes"`
-	Segments      int   `json:"segments"`
-}
-
-type configDescription struct {
-	Value   string `json:"value"`
-	Default bool   `json:"default"`
-}
-
-type topicDescription struct {
-	topicSummary
-	PartitionList []partitionDescription       `json:"partition_list"`
-	Configs       map[string]configDescription `json:"configs"`
-}
-
-func describe(l *flog.Log, name string) (topicDescription, error) {
-	t, err := l.Topic(name)
-	if err != nil {
-		return topicDescription{}, err
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
 	}
-	d := topicDescription{topicSummary: summarize(l, t), Configs: map[string]configDescription{}}
-	for i := int32(0); i < t.Partitions; i++ {
-		p, err := l.Partition(name, i)
-		if err != nil {
-			return d, err
-		}
-		d.PartitionList = append(d.PartitionList, partitionDescription{
-			Partition: i, StartOffset: p.StartOffset(), EndOffset: p.EndOffset(), DurableOffset: p.DurableOffset(),
-			Bytes: p.Size(), Segments: len(p.Segments()),
-		})
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
 	}
-	vals, explicit, err := l.EffectiveConfigs(name)
-	if err != nil {
-		return d, err
-	}
-	for k, v := range vals {
-		d.Configs[k] = configDescription{Value: v, Default: !explicit[k]}
-	}
-	return d, nil
+	return strings.Join(keys, " ")
 }
 
-func printDescription(out io.Writer, d topicDescription) error {
-	fmt.Fprintf(out, "Topic: %s  id: %s  partitions: %d  records: %d  bytes: %d\n\n", d.Name, d.ID, d.Partitions, d.Records, d.Bytes)
+func printDescription(out io.Writer, v edge.TopicView) error {
+	fmt.Fprintf(out, "Topic: %s  id: %s  partitions: %d  records: %d  bytes: %d\n\n", v.Name, v.ID, len(v.Partitions), v.Records, v.SizeBytes)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tSTART\tEND\tDURABLE\tBYTES\tSEGMENTS")
-	for _, p := range d.PartitionList {
-		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\n", p.Partition, p.StartOffset, p.EndOffset, p.DurableOffset, p.Bytes, p.Segments)
+	for _, p := range v.Partitions {
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\n", p.Partition, p.StartOffset, p.EndOffset, p.DurableOffset, p.SizeBytes, p.Segments)
 	}
 	fmt.Fprintln(tw, "\nCONFIG\tVALUE\tSOURCE")
-	keys := make([]string, 0, len(d.Configs))
-	for k := range d.Configs {
+	keys := make([]string, 0, len(v.EffectiveConfigs))
+	for k := range v.EffectiveConfigs {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
 		src := "topic"
-		if d.Configs[k].Default {
+		if v.EffectiveConfigs[k].Default {
 			src = "default"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", k, d.Configs[k].Value, src)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", k, v.EffectiveConfigs[k].Value, src)
 	}
 	return tw.Flush()
 }

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"ferry/edge"
+)
+
+func statusCommand() *command {
+	return &command{
+		name:    "status",
+		summary: "a running node at a glance: listeners, topics, disk against its budget, groups, devices, mirror",
+		example: "ferry status --admin http://localhost:8080\n  ferry status --json",
+		flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
+			admin := adminFlags(fs)
+			asJSON := fs.Bool("json", false, "print JSON")
+			return func(args []string, out io.Writer) error {
+				if err := exactArgs(args); err != nil {
+					return err
+				}
+				c, err := admin.client()
+				if err != nil {
+					return err
+				}
+				var st edge.StatusView
+				body, err := c.get("/api/status", &st)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					return writeRaw(out, body)
+				}
+				return printStatus(out, c.base, st)
+			}
+		},
+	}
+}
+
+func printStatus(out io.Writer, admin string, st edge.StatusView) error {
+	ready := "ready"
+	if !st.Ready {
+		ready = "NOT READY"
+	}
+	auth := "open"
+	if st.AdminAuth {
+		auth = "token"
+	}
+	fmt.Fprintf(out, "ferry %s %s at %s: %s, up %s, admin API %s\n", st.Mode, st.Version, admin, ready,
+		(time.Duration(st.UptimeSeconds) * time.Second).String(), auth)
+	orOff := func(s string) string {
+		if s == "" {
+			return "off"
+		}
+		return s
+	}
+	mqtt := "off"
+	if len(st.Listeners.MQTT) > 0 {
+		mqtt = strings.Join(st.Listeners.MQTT, " ")
+	}
+	fmt.Fprintf(out, "listeners:  kafka %s, mqtt %s, admin %s, mirror receiver %s\n", orOff(st.Listeners.Kafka), mqtt, st.Listeners.Admin, orOff(st.Listeners.Mirror))
+	fmt.Fprintf(out, "log:        %d topic(s), %d partition(s), %d record(s)\n", st.Topics, st.Partitions, st.Records)
+	disk := formatBytes(st.DiskBytes)
+	if st.DiskBudgetBytes > 0 {
+		disk += fmt.Sprintf(" of %s budget (%.0f%%)", formatBytes(st.DiskBudgetBytes), 100*float64(st.DiskBytes)/float64(st.DiskBudgetBytes))
+	} else {
+		disk += ", no budget"
+	}
+	if st.AppendsBlocked {
+		disk += ": APPENDS BLOCKED (budget reached, everything left unshipped)"
+	}
+	fmt.Fprintf(out, "disk:       %s\n", disk)
+	fmt.Fprintf(out, "groups:     %d\n", st.Groups)
+	if st.Auth != "" {
+		fmt.Fprintf(out, "devices:    %d online, %d registered (auth %s)\n", st.DevicesOnline, st.DevicesRegistered, st.Auth)
+	}
+	if m := st.Mirror; m != nil {
+		link := "down"
+		if m.LinkUp {
+			link = "up"
+		}
+		last := "never"
+		if m.LastAck != nil {
+			last = time.Since(*m.LastAck).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(out, "mirror:     %s -> %s: link %s, last acknowledgement %s, backlog %d record(s), %s\n",
+			m.EdgeID, m.Center, link, last, m.BacklogRecords, formatBytes(m.BacklogBytes))
+	}
+	return nil
+}
+
+// formatBytes prints a size in binary units.
+func formatBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
