@@ -43,6 +43,9 @@ func (h *hook) Provides(b byte) bool {
 // CONNACK reason that says why, and the error ends the connection.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.s
+	if s.closing.Load() {
+		return packets.ErrServerShuttingDown // no new client while Close drains them (server.go)
+	}
 	username := string(pk.Connect.Username)
 	device := username
 	if device == "" {

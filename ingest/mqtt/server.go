@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/system"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
@@ -128,6 +129,7 @@ type Server struct {
 	once    sync.Once
 	lnMu    sync.Mutex
 	lnSeq   int
+	lnIDs   []string // every listener added to the broker
 	bufPool sync.Pool
 }
 
@@ -281,6 +283,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err := s.broker.AddListener(l); err != nil {
 		return err
 	}
+	s.lnMu.Lock()
+	s.lnIDs = append(s.lnIDs, id)
+	s.lnMu.Unlock()
 	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
 	<-l.done
 	return nil
@@ -300,6 +305,9 @@ func (s *Server) ServeWebsocket(addr string, tlsConf *tls.Config) error {
 	if err := s.broker.AddListener(listeners.NewWebsocket(listeners.Config{ID: id, Address: addr, TLSConfig: tlsConf})); err != nil {
 		return err
 	}
+	s.lnMu.Lock()
+	s.lnIDs = append(s.lnIDs, id)
+	s.lnMu.Unlock()
 	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
 	<-s.done
 	return nil
@@ -318,11 +326,37 @@ func (s *Server) Close() error {
 		s.pubMu.Lock() // wait for publishes being handled
 		s.pubMu.Unlock()
 		waitTimeout(&s.acks, 10*time.Second)
+		s.drainClients()
 		s.broker.Close()
 		s.broker.Listeners.ClientsWg.Wait()
 		close(s.done)
 	})
 	return nil
+}
+
+// drainClients stops the listeners accepting and disconnects every client
+// itself, waiting for their connections to end, before mochi's Close runs:
+// mochi v2.7.9's Clients.GetByListener, which Close calls, read-locks the
+// client map twice, and deadlocks if a client connects or leaves in
+// between (mochi-mqtt/server#488). With no client left and none admitted
+// (OnConnect refuses while closing), nothing writes the map any more.
+func (s *Server) drainClients() {
+	s.lnMu.Lock()
+	ids := append([]string(nil), s.lnIDs...)
+	s.lnMu.Unlock()
+	for _, id := range ids {
+		if l, ok := s.broker.Listeners.Get(id); ok {
+			l.Close(func(string) {}) // stop accepting; the clients go below
+		}
+	}
+	for _, cl := range s.broker.Clients.GetAll() {
+		if !cl.Net.Inline && !cl.Closed() {
+			s.broker.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	if !waitTimeout(&s.broker.Listeners.ClientsWg, 10*time.Second) {
+		s.logger.Warn("mqtt: connections still open 10 s after shutdown began")
+	}
 }
 
 // quietStore passes mochi's log on, except the error its bbolt session
