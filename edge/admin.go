@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"ferry/edge/statuspage"
 )
 
 // adminHandler serves the admin listener: metrics, health, and the JSON
@@ -12,6 +14,8 @@ import (
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /", statuspage.Handler()) // the status page (edge/statuspage)
+	mux.Handle("GET /api/history", n.status)  // its tiles' and charts' samples
 	mux.HandleFunc("GET /api/mirror", func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case n.sender != nil:

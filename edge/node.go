@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"ferry/devices"
+	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
 	flog "ferry/log"
@@ -80,6 +81,9 @@ type Options struct {
 	AdminToken string
 	// Version is what GET /api/status reports ("dev" when empty).
 	Version string
+	// StatusInterval is how often the status page's sampler records the
+	// node's figures (GET /api/history keeps the last hour); 0 means 5 s.
+	StatusInterval time.Duration
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
@@ -109,6 +113,8 @@ type Node struct {
 	mqttLns  []net.Listener
 	adminLn  net.Listener
 	admin    *http.Server
+	status   *statuspage.Sampler // the status page's history (status.go)
+	stopStat func()              // stops the sampler and waits for it
 	ready    atomic.Bool
 	started  time.Time
 
@@ -202,6 +208,7 @@ func (n *Node) start() error {
 		return err
 	}
 	n.log.ArmBudget() // every retention guard (the mirror's) is in place
+	n.startStatus()
 	n.registerMetrics()
 	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
@@ -387,6 +394,7 @@ func (n *Node) Close() error {
 // accepting, drop connections, wake long polls), then the admin listener,
 // then the log (flush, fsync, close).
 func (n *Node) stop() error {
+	n.stopStatus()
 	if n.kafka != nil {
 		n.kafka.Close()
 	}
