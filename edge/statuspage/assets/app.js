@@ -230,12 +230,18 @@
       return;
     }
     spec.series.forEach((s) => {
-      let d = "";
+      let d = "", points = 0, last = -1;
       spec.times.forEach((t, i) => {
         if (t < start || s.values[i] == null) return;
         d += (d ? "L" : "M") + x(t).toFixed(1) + " " + y(s.values[i]).toFixed(1);
+        points++;
+        last = i;
       });
       if (!d) return;
+      if (points === 1) { // a line needs two samples: show the one as a dot
+        el("circle", { cx: x(spec.times[last]), cy: y(s.values[last]), r: 2.5, fill: s.color }, svg);
+        return;
+      }
       if (s.fill) {
         const first = spec.times.findIndex((t) => t >= start);
         el("path", { d: d + "L" + x(end).toFixed(1) + " " + y(0) + "L" + x(spec.times[first]).toFixed(1) + " " + y(0) + "Z", class: "area", fill: s.color }, svg);
