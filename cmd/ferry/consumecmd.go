@@ -129,14 +129,17 @@ func consumeCommand() *command {
 				ends.Each(func(o kadm.ListedOffset) { c.target[o.Partition] = o.Offset })
 				opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.FetchMaxWait(500 * time.Millisecond)}
 				if *group != "" {
+					// What was printed is committed after each poll, once
+					// written out, with rebalances held off meanwhile: a
+					// record is never committed unprinted, and partitions
+					// change hands only between polls.
 					opts = append(opts, kgo.ConsumerGroup(*group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(start),
-						kgo.AutoCommitMarks(), kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, a map[string][]int32) {
+						kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
+						kgo.OnPartitionsAssigned(func(ctx context.Context, _ *kgo.Client, a map[string][]int32) {
 							c.assigned(ctx, admin, *group, a[topic], start)
 						}),
-						kgo.OnPartitionsRevoked(func(_ context.Context, cl *kgo.Client, r map[string][]int32) {
-							c.revoked(r[topic])
-							cl.CommitMarkedOffsets(ctx)
-						}))
+						kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { c.revoked(r[topic]) }),
+						kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { c.revoked(r[topic]) }))
 				} else {
 					scope := *partitions
 					if len(scope) == 0 {
@@ -188,17 +191,30 @@ func consumeCommand() *command {
 				})
 				defer prog.end()
 				var ferr error
-			poll:
-				for pctx.Err() == nil {
+				// commit writes out what was printed and, in a group,
+				// commits it.
+				commit := func(recs []*kgo.Record) error {
+					if err := w.Flush(); err != nil {
+						return err
+					}
+					if *group == "" || len(recs) == 0 {
+						return nil
+					}
+					cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer ccancel()
+					if err := cl.CommitRecords(cctx, recs...); err != nil {
+						return fmt.Errorf("committing the group's offsets: %w", err)
+					}
+					return nil
+				}
+				for stop := false; !stop && pctx.Err() == nil && ferr == nil; {
 					fetches := cl.PollFetches(pctx)
 					fetches.EachError(func(t string, p int32, err error) {
 						if !errors.Is(err, context.Canceled) && ferr == nil {
 							ferr = fmt.Errorf("%s-%d: %w", t, p, err)
 						}
 					})
-					if ferr != nil {
-						break
-					}
+					var done []*kgo.Record
 					for _, r := range fetches.Records() {
 						if *asJSON {
 							if err := enc.Encode(newConsumedRecord(r)); err != nil {
@@ -220,25 +236,16 @@ func consumeCommand() *command {
 						mu.Lock()
 						printed++
 						mu.Unlock()
-						if *group != "" {
-							cl.MarkCommitRecords(r)
-						}
-						if c.consumed(r) {
-							break poll
+						done = append(done, r)
+						if stop = c.consumed(r); stop {
+							break
 						}
 					}
-					if err := w.Flush(); err != nil {
+					if err := commit(done); err != nil {
 						return err
 					}
-				}
-				if err := w.Flush(); err != nil {
-					return err
-				}
-				if *group != "" {
-					cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer ccancel()
-					if err := cl.CommitMarkedOffsets(cctx); err != nil && ferr == nil {
-						ferr = fmt.Errorf("committing the group's offsets: %w", err)
+					if *group != "" {
+						cl.AllowRebalance()
 					}
 				}
 				return ferr
