@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -14,10 +15,10 @@ import (
 func mirrorCommand() *command {
 	return &command{
 		name:    "mirror",
-		summary: "the mirror of a running edge: link, backlog per partition",
+		summary: "the mirror of a running node: an edge's link and backlog, or a center's copies of its edges",
 		subs: []*command{{
 			name:    "status",
-			summary: "show the link to the center and what each partition still has to ship",
+			summary: "an edge: the link to the center and what each partition still has to ship; a center: how far each edge's copies are contiguous",
 			example: "ferry mirror status --admin http://localhost:8080\n  ferry mirror status --admin http://localhost:8080 --json",
 			flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 				admin := adminFlags(fs)
@@ -30,13 +31,20 @@ func mirrorCommand() *command {
 					if err != nil {
 						return err
 					}
-					var st mirror.Status
-					body, err := c.get("/api/mirror", &st)
+					var center mirror.ReceiverStatus
+					body, err := c.get("/api/mirror", &center)
 					if err != nil {
 						return err
 					}
 					if *asJSON {
 						return writeRaw(out, body)
+					}
+					if center.Edges != nil { // a full node's answer
+						return printCenterStatus(out, center)
+					}
+					var st mirror.Status
+					if err := json.Unmarshal(body, &st); err != nil {
+						return err
 					}
 					return printMirrorStatus(out, st)
 				}
@@ -60,13 +68,41 @@ func printMirrorStatus(out io.Writer, st mirror.Status) error {
 	}
 	fmt.Fprintf(out, "edge %s -> %s: link %s, last acknowledgement %s, compression %s\n", st.EdgeID, st.Center, link, last, ratio)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPARTITION\tEND\tACKED\tBACKLOG\tBACKLOG BYTES\tOLDEST UNSHIPPED")
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tEND\tACKED\tBACKLOG\tBACKLOG BYTES\tOLDEST UNSHIPPED\tLIVE TAIL")
 	for _, p := range st.Partitions {
 		age := "-"
 		if p.BacklogRecords > 0 {
 			age = (time.Duration(p.OldestUnshippedAge) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Topic, p.Partition, p.EndOffset, p.Acked, p.BacklogRecords, p.BacklogBytes, age)
+		tail := "-"
+		if p.LiveTailFrom > 0 {
+			tail = fmt.Sprintf("from %d, center has to %d", p.LiveTailFrom, p.LiveTailAcked)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Topic, p.Partition, p.EndOffset, p.Acked, p.BacklogRecords, p.BacklogBytes, age, tail)
+	}
+	return tw.Flush()
+}
+
+// printCenterStatus prints a center's copies of its edges.
+func printCenterStatus(out io.Writer, st mirror.ReceiverStatus) error {
+	if len(st.Edges) == 0 {
+		fmt.Fprintln(out, "no edge has connected since the center started")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EDGE\tCONNECTED\tCOPY\tPARTITION\tSTART\tCONTIGUOUS TO\tDURABLE TO\tSTAGED LIVE TAIL")
+	for _, e := range st.Edges {
+		conn := "yes"
+		if !e.Connected {
+			conn = "no, since " + e.Since.Format(time.RFC3339)
+		}
+		for _, p := range e.Partitions {
+			staged := "-"
+			if p.StagedTopic != "" {
+				staged = fmt.Sprintf("%s [%d, %d)", p.StagedTopic, p.StagedFrom, p.StagedEnd)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", e.Edge, conn, p.CopyTopic, p.Partition, p.StartOffset, p.ContiguousEnd, p.DurableEnd, staged)
+		}
 	}
 	return tw.Flush()
 }

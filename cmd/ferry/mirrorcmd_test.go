@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"ferry/edge"
 	"ferry/mirror"
@@ -36,13 +37,52 @@ func TestMirrorStatusCommand(t *testing.T) {
 		t.Fatalf("status --json: %d %q", code, out)
 	}
 
-	center, err := edge.Start(edge.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	plain, err := edge.Start(edge.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if code, _, errOut := ferry(t, "mirror", "status", "--admin", "http://"+plain.AdminAddr()); code != 1 || !strings.Contains(errOut, "mirrors nothing") {
+		t.Errorf("a node without a mirror: %d %q", code, errOut)
+	}
+
+	// A center: its copies of each edge.
+	center, err := edge.Start(edge.Options{Mode: "full", DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		MirrorAddr: "127.0.0.1:0", MirrorReceiver: mirror.ReceiverOptions{Tokens: map[string]string{"gw8": "s3cret"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer center.Close()
-	if code, _, errOut := ferry(t, "mirror", "status", "--admin", "http://"+center.AdminAddr()); code != 1 || !strings.Contains(errOut, "mirrors nothing") {
-		t.Errorf("a node without a mirror: %d %q", code, errOut)
+	if code, out, errOut := ferry(t, "mirror", "status", "--admin", "http://"+center.AdminAddr()); code != 0 || !strings.Contains(out, "no edge has connected") {
+		t.Errorf("a center no edge reached: %d %q %q", code, out, errOut)
+	}
+	gw8, err := edge.Start(edge.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		MirrorTo: mirror.SenderOptions{Center: center.MirrorAddr(), EdgeID: "gw8", Token: "s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw8.Close()
+	if _, err := gw8.Log().CreateTopic("telemetry", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, out, _ = ferry(t, "mirror", "status", "--admin", "http://"+center.AdminAddr())
+		if code == 0 && strings.Contains(out, "gw8.telemetry") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the center's status never showed gw8.telemetry: %q", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(out, "CONTIGUOUS TO") || !strings.Contains(out, "gw8") || !strings.Contains(out, "yes") {
+		t.Errorf("the center's status: %q", out)
+	}
+	code, out, _ = ferry(t, "mirror", "status", "--admin", "http://"+center.AdminAddr(), "--json")
+	var rs mirror.ReceiverStatus
+	if code != 0 || json.Unmarshal([]byte(out), &rs) != nil || len(rs.Edges) != 1 || rs.Edges[0].Edge != "gw8" {
+		t.Errorf("the center's status --json: %d %q", code, out)
 	}
 	if code, _, errOut := ferry(t, "mirror", "status", "--admin", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "asking") {
 		t.Errorf("no node: %d %q", code, errOut)
