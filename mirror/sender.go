@@ -527,59 +527,6 @@ func (l *link) watchTopics(ctx context.Context) error {
 	}
 }
 
-// ship sends one partition from next up to limit (exclusive; it then
-// returns nil): each chunk is whole batches that are durable at the edge.
-// flags mark the chunks (wire.FlagTail for a live tail).
-func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next, limit int64, flags uint8) error {
-	s := l.s
-	lvl := level(classOf(s.opts.Classes, key.topic), limit != math.MaxInt64)
-	var buf, packed, frameBuf []byte
-	for {
-		if next >= limit {
-			return nil
-		}
-		if start := part.StartOffset(); next < start {
-			to := min(start, limit) - 1
-			var err error
-			if frameBuf, err = l.sendGap(ctx, key, lvl, flags, next, to, frameBuf); err != nil {
-				return err
-			}
-			next = to + 1
-			continue
-		}
-		if err := part.WaitDurable(ctx, next); err != nil {
-			return err
-		}
-		durable := part.DurableOffset()
-		rr, err := part.Read(next, s.opts.ChunkBytes, buf)
-		if errors.Is(err, flog.ErrOffsetOutOfRange) && next < part.StartOffset() {
-			continue // dropped while we waited: a gap
-		}
-		if err != nil {
-			return fmt.Errorf("reading %s-%d at %d: %w", key.topic, key.partition, next, err)
-		}
-		buf = rr.Data[:0]
-		raw, last, compressed, err := wholeBatches(rr.Data, next, min(durable, limit))
-		if err != nil {
-			return fmt.Errorf("%s-%d at %d: %w", key.topic, key.partition, next, err)
-		}
-		ch := wire.Chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, Flags: flags, RawLen: uint32(len(raw)),
-			CRC: wire.Checksum(raw), Data: raw}
-		if !compressed {
-			packed = s.enc.EncodeAll(raw, packed[:0])
-			ch.Codec, ch.Data = wire.CodecZstd, packed
-		}
-		frameBuf = ch.Encode(frameBuf)
-		if err := l.send(ctx, lvl, frameBuf, sentChunk{key: key, next: last + 1, wire: len(ch.Data), tail: flags&wire.FlagTail != 0}); err != nil {
-			return err
-		}
-		s.metrics.chunks.Inc()
-		s.state.wireBytes.Add(int64(len(ch.Data)))
-		s.state.rawBytes.Add(int64(len(raw)))
-		next = last + 1
-	}
-}
-
 // send writes a frame that the center acknowledges, once the window (the
 // gate) has a slot for its level and the rate cap has let it go.
 func (l *link) send(ctx context.Context, lvl int, frame []byte, sc sentChunk) error {
@@ -597,25 +544,6 @@ func (l *link) send(ctx context.Context, lvl int, frame []byte, sc sentChunk) er
 	_, err := l.c.Write(frame)
 	l.wmu.Unlock()
 	return err
-}
-
-// sendGap tells the center that offsets from..to of a partition will
-// never come: the edge's log starts past them.
-func (l *link) sendGap(ctx context.Context, key partKey, lvl int, flags uint8, from, to int64, buf []byte) ([]byte, error) {
-	s := l.s
-	reason := "not at the edge: its log starts at " + strconv.FormatInt(to+1, 10)
-	s.mu.Lock()
-	if lost, ok := s.lost[key]; ok && lost <= from {
-		reason = "dropped at the edge by the disk budget (max.disk.bytes, drop-oldest)"
-	}
-	s.mu.Unlock()
-	s.logger.Warn("mirror: telling the center of a gap", "topic", key.topic, "partition", key.partition, "from_offset", from, "to_offset", to, "reason", reason)
-	buf = (&wire.Gap{Topic: key.topic, Partition: key.partition, From: from, To: to, Flags: flags, Reason: reason}).Encode(buf)
-	if err := l.send(ctx, lvl, buf, sentChunk{key: key, next: to + 1, wire: len(buf), tail: flags&wire.FlagTail != 0}); err != nil {
-		return buf, err
-	}
-	s.metrics.gaps.Inc()
-	return buf, nil
 }
 
 // advance records the center's acknowledgement of a partition up to next;
