@@ -73,7 +73,7 @@ cross: deps
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -exec qemu-aarch64 -count=1 -skip 'TestCrash' ./log/
 	@ls -l dist/
 
-## bench: the benchmarks, with the peers beside them: the raw disk (dd), nats-server JetStream (see testbed/BENCHMARKS.md)
+## bench: the benchmarks, with the peers beside them: the raw disk (dd), nats-server JetStream (see testbed/BENCHMARKS.md); then the pipeline scenarios at full size
 BENCH_DIR ?= $(CURDIR)/.bench
 bench:
 	mkdir -p $(BENCH_DIR)
@@ -90,6 +90,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIdleMemory' -benchtime=1x -timeout 10m ./testbed
 	MIRROR_BENCH_RECORDS=2000000 $(GO) test -run '^$$' -bench 'BenchmarkMirror$$' -benchtime=1x -timeout 15m ./testbed
 	$(GO) test -run '^$$' -bench 'BenchmarkMirrorCappedLink' -benchtime=1x -timeout 10m ./testbed
+	@# The pipeline scenarios (testbed/scenarios) at full size, one after the other (about 45 min).
+	FERRY_SCENARIO_SIZE=full $(GO) test -run '^TestScenarios$$' -v -timeout 150m ./testbed
 
 ## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
 conformance:
