@@ -109,6 +109,20 @@ func checkCRC(b []byte, h BatchHeader) error {
 // ParseBatch parses one RecordBatch at the start of b and validates its
 // framing and CRC. It does not look inside the records.
 func ParseBatch(b []byte) (BatchHeader, error) {
+	h, err := ParseBatchHeader(b)
+	if err != nil {
+		return h, err
+	}
+	return h, checkCRC(b, h)
+}
+
+// ParseBatchHeader is ParseBatch without the CRC: it parses the header of
+// the RecordBatch at the start of b and checks its framing (length, magic,
+// the batch present whole in b). It is for bytes whose CRC was checked
+// already (Partition.Read returns only such) or will be before anything
+// relies on their content (AppendAt validates every batch before writing
+// any): the header's fields inside the CRC are not yet to be trusted.
+func ParseBatchHeader(b []byte) (BatchHeader, error) {
 	h, err := parseHeader(b)
 	if err != nil {
 		return h, err
@@ -116,7 +130,7 @@ func ParseBatch(b []byte) (BatchHeader, error) {
 	if int(h.Length) > len(b) {
 		return h, fmt.Errorf("%w: batch of %d bytes, only %d present", ErrCorruptBatch, h.Length, len(b))
 	}
-	return h, checkCRC(b, h)
+	return h, nil
 }
 
 // decompressor is shared; franz-go's default decompressor pools its readers

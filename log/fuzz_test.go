@@ -83,7 +83,8 @@ func FuzzTornTail(f *testing.F) {
 }
 
 // FuzzValidateBatch feeds arbitrary bytes to the batch decoders: no panic,
-// and what ValidateBatch accepts, ParseBatch and DecodeRecords accept too.
+// what ValidateBatch accepts, ParseBatch and DecodeRecords accept too, and
+// what ParseBatch accepts, ParseBatchHeader does, with the same header.
 func FuzzValidateBatch(f *testing.F) {
 	f.Add(testBatch(1, 1000, "a"))
 	f.Add(testBatch(5, 1000, "bb"))
@@ -91,7 +92,11 @@ func FuzzValidateBatch(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := ValidateBatch(b)
-		ParseBatch(b)
+		if hp, perr := ParseBatch(b); perr == nil {
+			if hh, herr := ParseBatchHeader(b); herr != nil || hh != hp {
+				t.Fatalf("ParseBatch accepted what ParseBatchHeader rejects: %v", herr)
+			}
+		}
 		DecodeRecords(b)
 		walkRecords(b, func(int32, int64, []byte) bool { return true })
 		if err != nil {

@@ -320,6 +320,8 @@ func TestReceiverRefusesBadInput(t *testing.T) {
 		{"chunk checksum mismatch", badCRC, "checksum mismatch"},
 		{"offsets going backwards", mk(0, 6, append(append([]byte(nil), batch(0, 5)...), batch(3, 2)...)), "where 5 was due"},
 		{"gap", mk(10, 14, batch(10, 5)), "does not continue the partition"},
+		// From here on the center holds 0..4 (stored by "gap").
+		{"corrupt batch the center has", mk(0, 9, append(append([]byte(nil), corrupt...), batch(5, 5)...)), "CRC"},
 		{"header lies", mk(0, 9, good), "header says 9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

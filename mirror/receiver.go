@@ -569,24 +569,29 @@ func (r *Receiver) unpack(ch *wire.Chunk, dst []byte) ([]byte, error) {
 // appendChunk stores the batches of a chunk the center does not have yet,
 // with their offsets (AppendAt): a chunk overlapping the center's end is
 // trimmed, not stored twice. Its framing is checked first: whole batches,
-// each with a good CRC (ParseBatch), offsets running from Base to Last
-// without gaps or going back; AppendAt then validates every batch it
-// stores before writing any, so nothing of a refused chunk is stored. It
-// returns the bytes stored.
+// offsets running from Base to Last without gaps or going back, and the
+// CRC of each batch trimmed; AppendAt then validates every batch it stores
+// (CRC included, so it is computed once) before writing any, so nothing of
+// a refused chunk is stored. It returns the bytes stored.
 func appendChunk(part *flog.Partition, ch *wire.Chunk, raw []byte) (int, error) {
 	var store [][]byte
 	stored := 0
-	next := ch.Base
+	next, end := ch.Base, part.EndOffset()
 	for pos := 0; pos < len(raw); {
-		h, err := flog.ParseBatch(raw[pos:])
-		if err != nil || int(h.Length) > len(raw)-pos {
+		h, err := flog.ParseBatchHeader(raw[pos:])
+		if err == nil && h.LastOffset() < end {
+			// The center has it (a resent chunk overlapping what was
+			// acknowledged): AppendAt will not see it, check it here.
+			h, err = flog.ParseBatch(raw[pos:])
+		}
+		if err != nil {
 			return 0, chunkRejectf("chunk %s-%d at %d: batch at byte %d: %v", ch.Topic, ch.Partition, ch.Base, pos, err)
 		}
 		if h.BaseOffset != next {
 			return 0, chunkRejectf("chunk %s-%d: batch at offset %d where %d was due (offsets must run on without gaps)", ch.Topic, ch.Partition, h.BaseOffset, next)
 		}
 		next = h.LastOffset() + 1
-		if h.LastOffset() >= part.EndOffset() { // else the center has it: a resent chunk overlapping what was acknowledged
+		if h.LastOffset() >= end {
 			store = append(store, raw[pos:pos+int(h.Length)])
 			stored += int(h.Length)
 		}

@@ -562,14 +562,15 @@ func (s *Sender) advance(k partKey, next int64) {
 	}
 }
 
-// wholeBatches keeps the batches of data that start at next and end below
-// durable. compressed says every batch is already compressed by its
-// producer (sent as it is).
+// wholeBatches keeps the batches of data, as Partition.Read returned them
+// (their CRCs checked), that start at next and end below durable.
+// compressed says every batch is already compressed by its producer (sent
+// as it is).
 func wholeBatches(data []byte, next, durable int64) (raw []byte, last int64, compressed bool, err error) {
 	compressed, last = true, -1
 	pos := 0
 	for pos < len(data) {
-		h, err := flog.ParseBatch(data[pos:])
+		h, err := flog.ParseBatchHeader(data[pos:])
 		if err != nil {
 			return nil, 0, false, err
 		}
