@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"ferry/certs"
 	"ferry/devices"
 	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
@@ -37,6 +38,14 @@ type Options struct {
 	// KafkaAdvertised is the host:port given to Kafka clients in Metadata;
 	// empty means the listener's address.
 	KafkaAdvertised string
+	// KafkaTLS, when set, serves the Kafka listener over TLS only;
+	// AdminTLS the admin listener (HTTPS).
+	KafkaTLS *tls.Config
+	AdminTLS *tls.Config
+	// TLSCerts are the listeners' certificates loaded from files, whose
+	// Config is one of the *tls.Config above: ReloadTLS (SIGHUP) reads
+	// each again.
+	TLSCerts []*certs.Server
 	// AutoCreateTopics lets Kafka clients create topics by using them,
 	// with DefaultPartitions partitions (0 means 1).
 	AutoCreateTopics  bool
@@ -193,10 +202,14 @@ func (n *Node) start() error {
 		if n.kafkaLn, err = net.Listen("tcp", opts.KafkaAddr); err != nil {
 			return fmt.Errorf("kafka listener: %w", err)
 		}
+		ln := n.kafkaLn
+		if opts.KafkaTLS != nil {
+			ln = tls.NewListener(ln, opts.KafkaTLS)
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := n.kafka.Serve(n.kafkaLn); err != nil {
+			if err := n.kafka.Serve(ln); err != nil {
 				n.logger.Error("kafka listener stopped", "err", err)
 			}
 		}()
@@ -214,10 +227,14 @@ func (n *Node) start() error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	n.admin = &http.Server{Handler: n.instrumentAdmin(n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+	adminLn := n.adminLn
+	if opts.AdminTLS != nil {
+		adminLn = tls.NewListener(adminLn, opts.AdminTLS)
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.admin.Serve(n.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.logger.Error("admin listener stopped", "err", err)
 		}
 	}()
@@ -369,6 +386,25 @@ func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 
 // Log is the node's storage engine.
 func (n *Node) Log() *flog.Log { return n.log }
+
+// ReloadTLS reads every listener's certificate, key and client CA files
+// again (Options.TLSCerts): connections made from then on get them, open
+// ones keep theirs. A listener whose files do not load keeps what it had;
+// the error names it, and the others are reloaded all the same.
+func (n *Node) ReloadTLS() error {
+	var errs []error
+	for _, c := range n.opts.TLSCerts {
+		if err := c.Reload(); err != nil {
+			n.logger.Error("TLS reload failed: the listener keeps its certificate", "listener", c.Name(), "err", err)
+			errs = append(errs, err)
+			continue
+		}
+		leaf := c.Leaf()
+		n.logger.Info("TLS certificate reloaded", "listener", c.Name(), "subject", leaf.Subject.CommonName,
+			"serial", leaf.SerialNumber.Text(16), "not_after", leaf.NotAfter)
+	}
+	return errors.Join(errs...)
+}
 
 // Run waits until ctx ends, then shuts the node down.
 func (n *Node) Run(ctx context.Context) error {

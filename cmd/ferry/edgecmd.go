@@ -30,7 +30,7 @@ func edgeCommand() *command {
 			mqttAddr := fs.String("mqtt-addr", ":1883", "MQTT listen address; empty disables MQTT")
 			mqttTLSAddr := fs.String("mqtt-tls-addr", ":8883", "MQTT over TLS listen address, served when --mqtt-tls-cert is set")
 			mqttWS := fs.String("mqtt-ws-addr", "", "MQTT over WebSocket listen address (e.g. :8083); empty disables it")
-			mqttCert := fs.String("mqtt-tls-cert", "", "PEM certificate (chain) for MQTT over TLS")
+			mqttCert := fs.String("mqtt-tls-cert", "", "PEM certificate (chain) for MQTT over TLS; reloaded on SIGHUP")
 			mqttKey := fs.String("mqtt-tls-key", "", "PEM private key for --mqtt-tls-cert")
 			mqttClientCA := fs.String("mqtt-tls-client-ca", "", "PEM CA bundle: require client certificates signed by it (mutual TLS)")
 			rules := fs.StringArray("mqtt-rule", []string{defaultMQTTRule}, "ingest rule 'FILTER -> TOPIC [key=TEMPLATE] [partitions=N]'; repeat for more, first match wins")
@@ -115,7 +115,7 @@ func edgeCommand() *command {
 				if err != nil {
 					return err
 				}
-				tlsConf, err := serverTLS(*mqttCert, *mqttKey, *mqttClientCA)
+				tlsConf, err := node.serverTLS("mqtt", *mqttCert, *mqttKey, *mqttClientCA, 0)
 				if err != nil {
 					return err
 				}
@@ -137,34 +137,6 @@ func edgeCommand() *command {
 // topic, so a fresh broker turns factory/SITE/DEVICE/telemetry into records
 // keyed by device.
 const defaultMQTTRule = "factory/+site/+device/telemetry -> telemetry key={device}"
-
-// serverTLS loads a listener's certificate; with clientCA, client
-// certificates signed by it are required. No certificate: nil.
-func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
-	if certFile == "" && keyFile == "" {
-		if clientCA != "" {
-			return nil, usagef("a client CA (--mqtt-tls-client-ca, --mirror-tls-client-ca) needs the listener's certificate and key too")
-		}
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("loading TLS certificate: %w", err)
-	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if clientCA != "" {
-		pem, err := os.ReadFile(clientCA)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s: no PEM certificates", clientCA)
-		}
-		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return conf, nil
-}
 
 // clientTLS is the TLS configuration for dialing addr: the center's
 // certificate verified with the CA bundle in caFile (the system's roots

@@ -21,7 +21,7 @@ func fullCommand() *command {
 			node := addNodeFlags(fs)
 			mirrorAddr := fs.String("mirror-addr", ":9393", "mirror receiver listen address (edges dial it)")
 			tokens := fs.StringArray("mirror-token", nil, "EDGE=TOKEN: an edge allowed to ship here and its token; repeat for more")
-			tlsCert := fs.String("mirror-tls-cert", "", "PEM certificate (chain) for the mirror receiver: edges then connect over TLS")
+			tlsCert := fs.String("mirror-tls-cert", "", "PEM certificate (chain) for the mirror receiver: edges then connect over TLS; reloaded on SIGHUP")
 			tlsKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
 			clientCA := fs.String("mirror-tls-client-ca", "", "PEM CA bundle: edges may authenticate with a client certificate signed by it, whose common name is their edge id (no token needed unless --mirror-token lists one for that edge)")
 			template := fs.String("mirror-topic-template", "{edge}.{topic}", "name of an edge's topic at the center")
@@ -44,12 +44,10 @@ func fullCommand() *command {
 				if len(tok) == 0 && *clientCA == "" {
 					logger.Warn("no --mirror-token or --mirror-tls-client-ca given: no edge can ship here")
 				}
-				tlsConf, err := serverTLS(*tlsCert, *tlsKey, *clientCA)
+				// Edges without a certificate use their token.
+				tlsConf, err := node.serverTLS("mirror", *tlsCert, *tlsKey, *clientCA, tls.VerifyClientCertIfGiven)
 				if err != nil {
 					return err
-				}
-				if tlsConf != nil && tlsConf.ClientCAs != nil {
-					tlsConf.ClientAuth = tls.VerifyClientCertIfGiven // edges without one use their token
 				}
 				return node.run(edge.Options{
 					MirrorTLS: tlsConf,

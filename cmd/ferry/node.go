@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,45 +13,93 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"ferry/certs"
 	"ferry/configs"
 	"ferry/edge"
 )
 
 // nodeFlags are the flags every node command has.
 type nodeFlags struct {
-	dataDir, adminAddr, adminToken, kafkaAddr, advertised, level, format *string
-	config                                                               *configFile
+	dataDir, adminAddr, adminToken, kafkaAddr, advertised, level, format   *string
+	kafkaCert, kafkaKey, kafkaClientCA, adminCert, adminKey, adminClientCA *string
+	config                                                                 *configFile
+	tlsCerts                                                               []*certs.Server // every listener's, for SIGHUP
 }
 
 func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 	cf := &configFile{}
 	fs.Var(cf, "config", "YAML config file: keys are these flags' names (see configs/edge.yaml, configs/full.yaml); flags override it, FERRY_* variables override both")
 	return &nodeFlags{
-		config:     cf,
-		dataDir:    fs.String("data-dir", "./data", "directory for the log and all node state"),
-		adminAddr:  fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics, the status page, the /api/ admin API)"),
-		adminToken: fs.String("admin-token", "", "bearer token the admin API (/api/...) requires; empty: the API is open to whoever reaches --admin-addr. /healthz, /readyz, /metrics and the status page stay open"),
-		kafkaAddr:  fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
-		advertised: fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)"),
-		level:      fs.String("log-level", "info", "log level: debug, info, warn, error"),
-		format:     fs.String("log-format", "text", "log format: text or json"),
+		config:        cf,
+		dataDir:       fs.String("data-dir", "./data", "directory for the log and all node state"),
+		adminAddr:     fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics, the status page, the /api/ admin API)"),
+		adminToken:    fs.String("admin-token", "", "bearer token the admin API (/api/...) requires; empty: the API is open to whoever reaches --admin-addr. /healthz, /readyz, /metrics and the status page stay open"),
+		kafkaAddr:     fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
+		advertised:    fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)"),
+		kafkaCert:     fs.String("kafka-tls-cert", "", "PEM certificate (chain): the Kafka listener serves TLS only (clients: security.protocol=ssl); reloaded on SIGHUP"),
+		kafkaKey:      fs.String("kafka-tls-key", "", "PEM private key for --kafka-tls-cert"),
+		kafkaClientCA: fs.String("kafka-tls-client-ca", "", "PEM CA bundle: Kafka clients must show a certificate signed by it (mutual TLS)"),
+		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
+		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
+		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		level:         fs.String("log-level", "info", "log level: debug, info, warn, error"),
+		format:        fs.String("log-format", "text", "log format: text or json"),
 	}
 }
 
 func (f *nodeFlags) logger() (*slog.Logger, error) { return newLogger(os.Stderr, *f.level, *f.format) }
 
+// serverTLS loads the certificate of the listener named (its flags are
+// --NAME-tls-*) and keeps it for SIGHUP; nil without one. With clientCA,
+// client certificates signed by it are verified as auth says (0: required).
+func (f *nodeFlags) serverTLS(name, certFile, keyFile, clientCA string, auth tls.ClientAuthType) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" && clientCA != "" {
+		return nil, usagef("--%s-tls-client-ca needs --%s-tls-cert and --%s-tls-key too", name, name, name)
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, usagef("--%s-tls-cert and --%s-tls-key go together", name, name)
+	}
+	s, err := certs.NewServer(certs.ServerFiles{Name: name, Cert: certFile, Key: keyFile, ClientCA: clientCA, ClientAuth: auth})
+	if s == nil || err != nil {
+		return nil, err
+	}
+	f.tlsCerts = append(f.tlsCerts, s)
+	return s.Config(), nil
+}
+
 // run starts a node with these flags filled into opts and runs it until
-// SIGTERM or SIGINT.
+// SIGTERM or SIGINT; SIGHUP reloads the listeners' certificates.
 func (f *nodeFlags) run(opts edge.Options) error {
 	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
 	opts.AdminToken, opts.Version = *f.adminToken, version
+	var err error
+	if opts.KafkaTLS, err = f.serverTLS("kafka", *f.kafkaCert, *f.kafkaKey, *f.kafkaClientCA, 0); err != nil {
+		return err
+	}
+	if opts.AdminTLS, err = f.serverTLS("admin", *f.adminCert, *f.adminKey, *f.adminClientCA, 0); err != nil {
+		return err
+	}
+	opts.TLSCerts = f.tlsCerts
 	f.config.log(opts.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	n, err := edge.Start(opts)
 	if err != nil {
 		return err
 	}
+	go func() {
+		for {
+			select {
+			case <-hup:
+				n.ReloadTLS() // logs what it did; a failure keeps the old certificate
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	return n.Run(ctx)
 }
 
