@@ -363,6 +363,7 @@ func (p *Partition) undoWrite(a *segment, pos int64, cause error) error {
 	if terr := a.log.Truncate(pos); terr != nil {
 		p.failed = fmt.Errorf("partition %s-%d disabled after a failed write (%v) could not be undone: %w", p.topic, p.id, cause, terr)
 		p.logger.Error("partition disabled", "err", p.failed)
+		p.failDurability(p.failed)
 		return p.failed
 	}
 	// An index entry that was written for this batch is dropped too.
@@ -381,6 +382,23 @@ func (p *Partition) rollLocked(nowMs int64) error {
 	old := p.active
 	if err := old.seal(); err != nil {
 		return fmt.Errorf("sealing %s: %w", old.path, err)
+	}
+	// The sealed segment's data is made durable before its successor can
+	// be: recovery scans only the active segment, so after a power cut a
+	// sealed segment must never have lost a tail that a durable successor
+	// continues (offsets would not run on, and the range would read as
+	// corrupt). Under the interval policy this syncs at most flush.ms of
+	// data, once per segment. Under never, durability is the page cache's
+	// business and a power cut may leave a sealed segment torn (ferry log
+	// verify reports it).
+	if p.cfg.Load().Flush != FlushNever {
+		if err := old.log.Sync(); err != nil {
+			err = fmt.Errorf("fsync of partition %s-%d's sealed segment %d failed, partition disabled: %w", p.topic, p.id, old.base, err)
+			p.logger.Error("fsync failed", "err", err)
+			p.failed = err
+			p.failDurability(err)
+			return err
+		}
 	}
 	s, err := createSegment(p.fs, p.dir, old.next, nowMs)
 	if err != nil {
@@ -537,11 +555,7 @@ func (p *Partition) syncAll() error {
 		p.mu.Lock()
 		p.failed = err
 		p.mu.Unlock()
-		p.dmu.Lock()
-		p.syncErr = err
-		close(p.durableCh)
-		p.durableCh = make(chan struct{})
-		p.dmu.Unlock()
+		p.failDurability(err)
 		return err
 	}
 	if end > p.durable.Load() {
@@ -552,6 +566,20 @@ func (p *Partition) syncAll() error {
 		p.dmu.Unlock()
 	}
 	return nil
+}
+
+// failDurability tells every WaitDurable, now and later, that nothing more
+// will become durable: err is why (a failed fsync, or a failed write that
+// could not be undone). A waiter must never be left waiting on a partition
+// that has stopped syncing.
+func (p *Partition) failDurability(err error) {
+	p.dmu.Lock()
+	if p.syncErr == nil {
+		p.syncErr = err
+	}
+	close(p.durableCh)
+	p.durableCh = make(chan struct{})
+	p.dmu.Unlock()
 }
 
 // Sync fsyncs everything appended so far, whatever the flush policy.
