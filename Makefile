@@ -6,7 +6,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build run run-edge run-full test deps fmt-check vet cross bench fuzz conformance conformance-ci clean
+.PHONY: all build run run-edge run-full test deps fmt-check vet cross bench bench-quick bench-peers fuzz conformance conformance-ci clean
 
 all: build
 
@@ -73,25 +73,22 @@ cross: deps
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -exec qemu-aarch64 -count=1 -skip 'TestCrash' ./log/
 	@ls -l dist/
 
-## bench: the benchmarks, with the peers beside them: the raw disk (dd), nats-server JetStream (see testbed/BENCHMARKS.md); then the pipeline scenarios at full size
+## bench: every benchmark with its peers measured in the same run (dd and loopback TCP by benchreport, nats-server JetStream, mosquitto), progress as it goes; writes testbed/BENCHMARKS-generated.md and testbed/charts/*.svg (testbed/cmd/benchreport); then the pipeline scenarios at full size
 BENCH_DIR ?= $(CURDIR)/.bench
-bench:
-	mkdir -p $(BENCH_DIR)
-	dd if=/dev/zero of=$(BENCH_DIR)/dd.raw bs=1M count=1024 conv=fdatasync 2>&1 | tail -1; rm -f $(BENCH_DIR)/dd.raw
-	BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'BenchmarkAppend|BenchmarkRawDisk|BenchmarkRead$$|BenchmarkPartitionForKey' -benchmem ./log/
-	BENCH_DIR=$(BENCH_DIR) $(GO) test -run '^$$' -bench 'BenchmarkReopen' -benchtime=20x ./log/
-	rmdir $(BENCH_DIR) 2>/dev/null || true
-	@command -v nats-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null)
-	$(GO) test -run '^$$' -bench 'BenchmarkProduce|BenchmarkConsume' -benchtime=2000000x ./ingest/kafka
-	$(GO) test -run '^$$' -bench 'BenchmarkEndToEndLatency' -benchtime=1x ./ingest/kafka
-	$(GO) test -run '^$$' -bench 'BenchmarkJetStreamPublish' -benchtime=2000000x ./testbed
-	@[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null)
-	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIngest' -benchtime=1x -timeout 10m ./testbed
-	$(GO) test -run '^$$' -bench 'BenchmarkMQTTIdleMemory' -benchtime=1x -timeout 10m ./testbed
-	MIRROR_BENCH_RECORDS=2000000 $(GO) test -run '^$$' -bench 'BenchmarkMirror$$' -benchtime=1x -timeout 15m ./testbed
-	$(GO) test -run '^$$' -bench 'BenchmarkMirrorCappedLink' -benchtime=1x -timeout 10m ./testbed
+bench: bench-peers
+	BENCH_DIR=$(BENCH_DIR) $(GO) run ./testbed/cmd/benchreport
 	@# The pipeline scenarios (testbed/scenarios) at full size, one after the other (about 45 min).
 	FERRY_SCENARIO_SIZE=full $(GO) test -run '^TestScenarios$$' -v -timeout 150m ./testbed
+
+## bench-quick: the same report from fewer, shorter cases (a few minutes), in testbed/out/bench-quick/ (not committed): a smoke test of the benchmarks and the report
+BENCH_QUICK_OUT ?= $(CURDIR)/testbed/out/bench-quick
+bench-quick: bench-peers
+	BENCH_QUICK=1 BENCH_DIR=$(BENCH_DIR) $(GO) run ./testbed/cmd/benchreport -out $(BENCH_QUICK_OUT)
+
+# The peers the benchmarks start themselves, installed when missing (as root).
+bench-peers:
+	@command -v nats-server >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null)
+	@[ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null)
 
 ## conformance: franz-go's own pkg/kgo integration suite against a real ferry (see docs/conformance.md)
 conformance:
