@@ -42,6 +42,7 @@ type linkState struct {
 	lastAckNs atomic.Int64 // when the center last acknowledged, Unix ns; 0: never
 	wireBytes atomic.Int64 // chunk bytes sent, compressed
 	rawBytes  atomic.Int64 // the same before compression
+	errs      errorState
 }
 
 type senderMetrics struct {
@@ -51,7 +52,8 @@ type senderMetrics struct {
 	wireBytes prometheus.CounterFunc
 	rawBytes  prometheus.CounterFunc
 	reconnect prometheus.Counter
-	backlog   *prometheus.GaugeVec // records not yet acknowledged, by topic and partition
+	linkErrs  *prometheus.CounterVec // sessions ended by a failure, by reason
+	backlog   *prometheus.GaugeVec   // records not yet acknowledged, by topic and partition
 	lastAck   prometheus.GaugeFunc
 	dropped   *prometheus.CounterVec // records dropped unshipped by the disk budget, by topic
 	gaps      prometheus.Counter
@@ -81,7 +83,12 @@ func newSenderMetrics(reg prometheus.Registerer, st *linkState) (*senderMetrics,
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_dropped_records_total",
 		Help: "Records the disk budget's drop-oldest policy deleted before the center had them (lost; should stay 0)."}, []string{"topic"})
 	m.gaps = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_gaps_sent_total", Help: "Gaps (offset ranges the edge no longer has) told to the center."})
-	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.backlog, m.lastAck, m.dropped, m.gaps)
+	m.linkErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_link_errors_total",
+		Help: "Connections to the center that failed or ended in an error (each is retried after a backoff), by reason: dial, tls, refused, ack_timeout, center, protocol, link."}, []string{"reason"})
+	for _, r := range linkErrorReasons {
+		m.linkErrs.WithLabelValues(r)
+	}
+	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.linkErrs, m.backlog, m.lastAck, m.dropped, m.gaps)
 }
 
 func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {

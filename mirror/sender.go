@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path"
 	"runtime"
 	"sort"
@@ -275,7 +276,14 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		attempt++
 		wait := backoff(attempt)
-		s.logger.Warn("mirror: link down; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		if reason := classify(err); reason != "" {
+			s.state.errs.failures.Add(1)
+			s.state.errs.last.Store(&lastError{reason: reason, msg: err.Error(), at: time.Now(), retryAt: time.Now().Add(wait)})
+			s.metrics.linkErrs.WithLabelValues(reason).Inc()
+			s.logger.Warn("mirror: link down; reconnecting", "reason", reason, "err", err, "in", wait.Round(time.Millisecond))
+		} else {
+			s.logger.Info("mirror: reconnecting", "why", err, "in", wait.Round(time.Millisecond))
+		}
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
@@ -380,6 +388,9 @@ func (s *Sender) session(ctx context.Context) error {
 	br := bufio.NewReaderSize(c, 64<<10)
 	msg, _, err := wire.ReadFrame(br, nil)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = asLink(reasonLink, err) // no answer to the hello: not an acknowledgement's
+		}
 		return fmt.Errorf("reading welcome: %w", err)
 	}
 	var w *wire.Welcome
@@ -387,9 +398,9 @@ func (s *Sender) session(ctx context.Context) error {
 	case *wire.Welcome:
 		w = m
 	case *wire.Error:
-		return fmt.Errorf("center refused: %s", m.Message)
+		return asLink(reasonRefused, fmt.Errorf("center refused: %s", m.Message))
 	default:
-		return fmt.Errorf("expected welcome, got %T", msg)
+		return asLink(reasonProtocol, fmt.Errorf("expected welcome, got %T", msg))
 	}
 	c.SetDeadline(time.Time{})
 	s.state.up.Store(true)
@@ -623,7 +634,7 @@ func (l *link) readAcks(br *bufio.Reader) error {
 			l.fifoMu.Lock()
 			if len(l.fifo) == 0 {
 				l.fifoMu.Unlock()
-				return fmt.Errorf("acknowledgement of %s-%d to %d for nothing sent", m.Topic, m.Partition, m.Next)
+				return asLink(reasonProtocol, fmt.Errorf("acknowledgement of %s-%d to %d for nothing sent", m.Topic, m.Partition, m.Next))
 			}
 			want := l.fifo[0]
 			l.fifo = l.fifo[1:]
@@ -631,8 +642,8 @@ func (l *link) readAcks(br *bufio.Reader) error {
 			l.armAckDeadline()
 			l.fifoMu.Unlock()
 			if want.key != (partKey{m.Topic, m.Partition}) || want.next != m.Next {
-				return fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
-					want.key.topic, want.key.partition, want.next)
+				return asLink(reasonProtocol, fmt.Errorf("acknowledgement of %s-%d to %d, expected %s-%d to %d", m.Topic, m.Partition, m.Next,
+					want.key.topic, want.key.partition, want.next))
 			}
 			if err := l.s.acknowledged(want, m.Next, m.Copied); err != nil {
 				return err
@@ -641,9 +652,9 @@ func (l *link) readAcks(br *bufio.Reader) error {
 			l.s.metrics.acked.Inc()
 			l.s.state.lastAckNs.Store(time.Now().UnixNano())
 		case *wire.Error:
-			return fmt.Errorf("center: %s", m.Message)
+			return asLink(reasonCenter, fmt.Errorf("center: %s", m.Message))
 		default:
-			return fmt.Errorf("unexpected %T from the center", msg)
+			return asLink(reasonProtocol, fmt.Errorf("unexpected %T from the center", msg))
 		}
 	}
 }

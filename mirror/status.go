@@ -10,13 +10,27 @@ import (
 // Status is what the mirror of an edge is doing, for operators
 // (`ferry mirror status`, the admin API).
 type Status struct {
-	EdgeID     string            `json:"edge_id"`
-	Center     string            `json:"center"`
-	LinkUp     bool              `json:"link_up"`
-	LastAck    *time.Time        `json:"last_ack,omitempty"`
-	WireBytes  float64           `json:"wire_bytes"`
-	RawBytes   float64           `json:"raw_bytes"`
+	EdgeID    string     `json:"edge_id"`
+	Center    string     `json:"center"`
+	LinkUp    bool       `json:"link_up"`
+	LastAck   *time.Time `json:"last_ack,omitempty"`
+	WireBytes float64    `json:"wire_bytes"`
+	RawBytes  float64    `json:"raw_bytes"`
+	// Failures counts connections to the center that failed or ended in
+	// an error; LastError is the latest, with its reason, when it happened
+	// and when the next attempt was due (each is retried after a jittered
+	// exponential backoff).
+	Failures   int64             `json:"failures"`
+	LastError  *LinkError        `json:"last_error,omitempty"`
 	Partitions []PartitionStatus `json:"partitions"`
+}
+
+// LinkError is a failure of the link to the center.
+type LinkError struct {
+	Reason  string    `json:"reason"` // dial, tls, refused, ack_timeout, center, protocol, link
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+	RetryAt time.Time `json:"retry_at"`
 }
 
 // PartitionStatus is one mirrored partition: where the edge's log ends,
@@ -45,6 +59,10 @@ type PartitionStatus struct {
 func (s *Sender) Status() Status {
 	st := Status{EdgeID: s.edge, Center: s.opts.Center, LinkUp: s.state.up.Load(),
 		WireBytes: float64(s.state.wireBytes.Load()), RawBytes: float64(s.state.rawBytes.Load())}
+	st.Failures = s.state.errs.failures.Load()
+	if le := s.state.errs.last.Load(); le != nil {
+		st.LastError = &LinkError{Reason: le.reason, Message: le.msg, At: le.at, RetryAt: le.retryAt}
+	}
 	if ns := s.state.lastAckNs.Load(); ns > 0 {
 		at := time.Unix(0, ns)
 		st.LastAck = &at

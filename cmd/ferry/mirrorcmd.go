@@ -67,6 +67,13 @@ func printMirrorStatus(out io.Writer, st mirror.Status) error {
 		ratio = fmt.Sprintf("%.1fx", st.RawBytes/st.WireBytes)
 	}
 	fmt.Fprintf(out, "edge %s -> %s: link %s, last acknowledgement %s, compression %s\n", st.EdgeID, st.Center, link, last, ratio)
+	if e := st.LastError; e != nil {
+		retry := ""
+		if !st.LinkUp {
+			retry = fmt.Sprintf(", next attempt %s", e.RetryAt.Format(time.RFC3339))
+		}
+		fmt.Fprintf(out, "failures %d, the last %s ago (%s): %s%s\n", st.Failures, time.Since(e.At).Round(time.Second), e.Reason, e.Message, retry)
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tEND\tACKED\tBACKLOG\tBACKLOG BYTES\tOLDEST UNSHIPPED\tLIVE TAIL")
 	for _, p := range st.Partitions {

@@ -31,10 +31,21 @@ func TestMirrorStatusCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "edge gw7 -> 127.0.0.1:1: link down") || !strings.Contains(out, "telemetry") {
 		t.Fatalf("status: %d %q %q", code, out, errOut)
 	}
+	// Its failed attempts show, with the reason.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out, "(dial): "); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the status never showed the failed connection: %q", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, out, _ = ferry(t, "mirror", "status", "--admin", admin)
+	}
 	code, out, _ = ferry(t, "mirror", "status", "--admin", admin, "--json")
 	var st mirror.Status
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.EdgeID != "gw7" || len(st.Partitions) != 2 || st.LinkUp {
 		t.Fatalf("status --json: %d %q", code, out)
+	}
+	if st.Failures < 1 || st.LastError == nil || st.LastError.Reason != "dial" {
+		t.Errorf("status --json: failures %d, last error %+v; want a dial failure", st.Failures, st.LastError)
 	}
 
 	plain, err := edge.Start(edge.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
