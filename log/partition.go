@@ -309,6 +309,12 @@ func (p *Partition) writableLocked() error {
 func (p *Partition) writeLocked(batch []byte, h BatchHeader, cfg *TopicConfig) (AppendResult, error) {
 	nowMs := p.now().UnixMilli()
 	a := p.active
+	if nowMs < a.rollAtMs {
+		// The clock went back: the segment's age counts from now, so it
+		// rolls one segment.ms from here, not once the clock is back
+		// where it was.
+		a.rollAtMs = nowMs
+	}
 	if a.size > 0 && (a.size+int64(len(batch)) > cfg.SegmentBytes ||
 		nowMs-a.rollAtMs >= cfg.SegmentAge.Milliseconds() ||
 		a.next-a.base+int64(h.LastOffsetDelta) >= math.MaxUint32) {

@@ -1,0 +1,107 @@
+package log
+
+import (
+	"testing"
+	"time"
+)
+
+func (c *fakeClock) set(t time.Time) { c.ms.Store(t.UnixMilli()) }
+
+// TestClockJumpsBackwards: the wall clock jumps an hour back (an NTP
+// correction, a gateway whose RTC battery died) while records flow, with
+// producers stamping records by that clock. Offsets stay dense and every
+// record readable; nothing is deleted by retention on the strength of
+// the jump; a lookup by time still finds the first record at or after the
+// time asked (by the records' maximum timestamps, as Kafka does); the
+// active segment rolls one segment.ms after the jump, not an hour later;
+// and all of it survives a reopen.
+func TestClockJumpsBackwards(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{}
+	clock.set(t0)
+	open := func() (*Log, *Partition) {
+		l := openTestLog(t, Options{Dir: dir, Now: clock.now, RetentionCheckInterval: -1})
+		p, err := l.Partition("climate", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l, p
+	}
+	l := openTestLog(t, Options{Dir: dir, Now: clock.now, RetentionCheckInterval: -1})
+	if _, err := l.CreateTopic("climate", 1, map[string]string{ConfigSegmentMs: "60000", ConfigRetentionMs: "7200000"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("climate", 0)
+	appendAt := func(tag string) AppendResult {
+		t.Helper()
+		r, err := p.Append(testBatch(2, clock.now().UnixMilli(), tag))
+		if err != nil {
+			t.Fatalf("append %s at %v: %v", tag, clock.now(), err)
+		}
+		return r
+	}
+
+	for i := 0; i < 10; i++ { // ten minutes of records, a segment a minute
+		clock.set(t0.Add(time.Duration(i) * time.Minute))
+		appendAt("before")
+	}
+	segsBefore := len(p.Segments())
+	jumpedTo := t0.Add(-time.Hour)
+	clock.set(jumpedTo)
+	firstAfter := appendAt("after").BaseOffset
+	for i := 1; i <= 5; i++ {
+		clock.set(jumpedTo.Add(time.Duration(i) * 10 * time.Second))
+		appendAt("after")
+	}
+	if got := len(p.Segments()); got != segsBefore {
+		t.Fatalf("%d segments 50 s after the jump, want %d: none is a minute old by the clock", got, segsBefore)
+	}
+	clock.set(jumpedTo.Add(61 * time.Second))
+	appendAt("after")
+	if got := len(p.Segments()); got != segsBefore+1 {
+		t.Fatalf("%d segments 61 s after the jump, want %d: the active segment's age counts from the jump", got, segsBefore+1)
+	}
+
+	if res, err := l.EnforceRetention(); err != nil || res.Segments != 0 {
+		t.Fatalf("retention after the jump: %+v %v; want nothing deleted (retention.ms is 2 h)", res, err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if p.StartOffset() != 0 || p.EndOffset() != 34 {
+			t.Fatalf("%s: offsets %d..%d, want 0..34", when, p.StartOffset(), p.EndOffset())
+		}
+		for off := int64(0); off < p.EndOffset(); {
+			r, err := p.Read(off, 1, nil)
+			if err != nil || len(r.Data) == 0 {
+				t.Fatalf("%s: offset %d unreadable: %v", when, off, err)
+			}
+			h, _ := ParseBatch(r.Data)
+			off = h.LastOffset() + 1
+		}
+		// The first record at or after 5 minutes past t0 is the sixth
+		// batch's; a time before every record finds offset 0; a time
+		// after the jump's records but before the pre-jump ones still
+		// finds offset 0 (its maximum timestamp is later).
+		for _, tc := range []struct {
+			at   time.Time
+			want int64
+		}{
+			{t0.Add(5 * time.Minute), 10},
+			{jumpedTo.Add(-time.Minute), 0},
+			{jumpedTo.Add(30 * time.Second), 0},
+			{t0.Add(time.Hour), -1},
+		} {
+			if off, _, err := p.OffsetForTime(tc.at.UnixMilli()); err != nil || off != tc.want {
+				t.Errorf("%s: OffsetForTime(%v) = %d, %v; want %d", when, tc.at, off, err, tc.want)
+			}
+		}
+		if firstAfter != 20 {
+			t.Errorf("the first batch after the jump got offset %d, want 20", firstAfter)
+		}
+	}
+	check("after the jump")
+	l.Close()
+	_, p = open()
+	check("after a reopen")
+}
