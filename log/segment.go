@@ -260,12 +260,10 @@ func (s *segment) load(nextBase int64, interval int32, logger *slog.Logger) erro
 	if err != nil {
 		return fmt.Errorf("opening sealed segment: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return err
-	}
-	s.log, s.size = f, st.Size()
+	// s.size is the size the directory listing gave at open: a sealed
+	// segment does not change, and readers (Segments) read it under the
+	// partition's lock, not this one, so it is not written here.
+	s.log = f
 	idx, dropped, err := loadIndex(s.fs, s.path, s.size, false)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		f.Close()
