@@ -53,6 +53,7 @@ type senderMetrics struct {
 	rawBytes  prometheus.CounterFunc
 	reconnect prometheus.Counter
 	linkErrs  *prometheus.CounterVec // sessions ended by a failure, by reason
+	readErrs  prometheus.Counter     // partitions stopped by a local read failure
 	backlog   *prometheus.GaugeVec   // records not yet acknowledged, by topic and partition
 	lastAck   prometheus.GaugeFunc
 	dropped   *prometheus.CounterVec // records dropped unshipped by the disk budget, by topic
@@ -85,10 +86,12 @@ func newSenderMetrics(reg prometheus.Registerer, st *linkState) (*senderMetrics,
 	m.gaps = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_gaps_sent_total", Help: "Gaps (offset ranges the edge no longer has) told to the center."})
 	m.linkErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_link_errors_total",
 		Help: "Connections to the center that failed or ended in an error (each is retried after a backoff), by reason: dial, tls, refused, ack_timeout, center, protocol, link."}, []string{"reason"})
+	m.readErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_read_errors_total",
+		Help: "Times a partition stopped shipping because the edge could not read its own log there (a corrupt segment, a partition disabled after a failed fsync); the others ship on, and the next session retries it."})
 	for _, r := range linkErrorReasons {
 		m.linkErrs.WithLabelValues(r)
 	}
-	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.linkErrs, m.backlog, m.lastAck, m.dropped, m.gaps)
+	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.linkErrs, m.readErrs, m.backlog, m.lastAck, m.dropped, m.gaps)
 }
 
 func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {

@@ -102,6 +102,17 @@ type Sender struct {
 	// before the center had it, until a gap has told the center (kept in
 	// bbolt).
 	lost map[partKey]int64
+	// blocked are the partitions whose shipping stopped this session at
+	// a local read failure (a corrupt segment, a disabled partition): the
+	// center has everything before it, the rest of the link goes on, and
+	// the next session tries again.
+	blocked map[partKey]*blockedPart
+}
+
+// blockedPart is where and why a partition's shipping stopped.
+type blockedPart struct {
+	at  int64
+	err error
 }
 
 // NewSender opens the checkpoints and registers the sender as a retention
@@ -417,13 +428,27 @@ func (s *Sender) session(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.ship(ctx, key, part, from, limit, flags); err != nil {
+			err := l.ship(ctx, key, part, from, limit, flags)
+			var se *storageError
+			if errors.As(err, &se) {
+				// This partition cannot be read past se.at: it stops, the
+				// others ship on.
+				s.logger.Error("mirror: a partition stopped shipping: the edge cannot read its own log there (run ferry log verify)",
+					"topic", key.topic, "partition", key.partition, "offset", se.at, "err", se.err)
+				s.mu.Lock()
+				s.blocked[key] = &blockedPart{at: se.at, err: se.err}
+				s.mu.Unlock()
+				s.metrics.readErrs.Inc()
+				return
+			}
+			if err != nil {
 				errc <- err
 			}
 		}()
 	}
 	s.mu.Lock()
 	s.splits = map[partKey]*split{}
+	s.blocked = map[partKey]*blockedPart{}
 	s.mu.Unlock()
 	for _, r := range w.Resume {
 		key := partKey{r.Topic, r.Partition}

@@ -66,13 +66,34 @@ func (l *link) ship(ctx context.Context, key partKey, part *flog.Partition, next
 			fail(err)
 		}
 	}()
-	if err := l.readShipments(ctx, key, part, next, limit, flags, queue, slots); err != nil {
+	var local *storageError
+	if err := l.readShipments(ctx, key, part, next, limit, flags, queue, slots); errors.As(err, &local) {
+		// What was read before the damage still goes; then this
+		// partition stops.
+		close(queue)
+		<-written
+		if cause == nil {
+			cause = local
+		}
+		return cause
+	} else if err != nil {
 		fail(err)
 	}
 	close(queue)
 	<-written
 	return cause
 }
+
+// storageError is a partition the edge cannot read at offset at: a
+// corrupt segment, or a partition disabled after a failed fsync. The
+// shipper of that partition stops there; the link goes on.
+type storageError struct {
+	at  int64
+	err error
+}
+
+func (e *storageError) Error() string { return fmt.Sprintf("reading the log at %d: %v", e.at, e.err) }
+func (e *storageError) Unwrap() error { return e.err }
 
 // readShipments reads a partition's chunks and gaps in order into queue
 // until limit, an error or the end of ctx; each chunk is compressed by a
@@ -93,6 +114,9 @@ func (l *link) readShipments(ctx context.Context, key partKey, part *flog.Partit
 			continue
 		}
 		if err := part.WaitDurable(ctx, next); err != nil {
+			if ctx.Err() == nil {
+				return &storageError{at: next, err: err}
+			}
 			return err
 		}
 		durable := part.DurableOffset()
@@ -105,11 +129,15 @@ func (l *link) readShipments(ctx context.Context, key partKey, part *flog.Partit
 			continue // dropped while we waited: a gap
 		}
 		if err != nil {
-			return fmt.Errorf("reading %s-%d at %d: %w", key.topic, key.partition, next, err)
+			readPool.Put(rbuf)
+			<-slots
+			return &storageError{at: next, err: err}
 		}
 		raw, last, compressed, err := wholeBatches(rr.Data, next, min(durable, limit))
 		if err != nil {
-			return fmt.Errorf("%s-%d at %d: %w", key.topic, key.partition, next, err)
+			readPool.Put(rbuf)
+			<-slots
+			return &storageError{at: next, err: err}
 		}
 		sh := &shipment{ready: make(chan struct{}), raw: len(raw), sc: sentChunk{key: key, next: last + 1, tail: tail}}
 		ch := wire.Chunk{Topic: key.topic, Partition: key.partition, Base: next, Last: last, Flags: flags, RawLen: uint32(len(raw)), Data: raw}

@@ -53,6 +53,11 @@ type PartitionStatus struct {
 	// center holds it; 0 when the partition ships in order.
 	LiveTailFrom  int64 `json:"live_tail_from,omitempty"`
 	LiveTailAcked int64 `json:"live_tail_acked,omitempty"`
+	// Error is why shipping stopped at BlockedAt this session: the edge
+	// cannot read its own log there (a corrupt segment: see ferry log
+	// verify).
+	Error     string `json:"error,omitempty"`
+	BlockedAt *int64 `json:"blocked_at,omitempty"`
 }
 
 // Status reports the mirror's state now.
@@ -81,6 +86,10 @@ func (s *Sender) Status() Status {
 			s.mu.Lock()
 			if sp := s.splits[partKey{t.Name, p}]; sp != nil {
 				ps.LiveTailFrom, ps.LiveTailAcked = sp.at, sp.tailAcked
+			}
+			if b := s.blocked[partKey{t.Name, p}]; b != nil {
+				at := b.at
+				ps.Error, ps.BlockedAt = b.err.Error(), &at
 			}
 			s.mu.Unlock()
 			from := max(ps.Acked, part.StartOffset())

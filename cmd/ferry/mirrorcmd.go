@@ -87,7 +87,15 @@ func printMirrorStatus(out io.Writer, st mirror.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Topic, p.Partition, p.EndOffset, p.Acked, p.BacklogRecords, p.BacklogBytes, age, tail)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range st.Partitions {
+		if p.BlockedAt != nil {
+			fmt.Fprintf(out, "%s-%d stopped shipping at offset %d: %s (run ferry log verify)\n", p.Topic, p.Partition, *p.BlockedAt, p.Error)
+		}
+	}
+	return nil
 }
 
 // printCenterStatus prints a center's copies of its edges.
