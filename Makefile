@@ -6,7 +6,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build run run-edge run-full test deps fmt-check vet cross bench bench-quick bench-peers fuzz conformance conformance-ci clean
+.PHONY: all build run run-edge run-full test deps fmt-check vet cross bench bench-quick bench-peers fuzz torture conformance conformance-ci clean
 
 all: build
 
@@ -98,6 +98,10 @@ conformance:
 KGO_CI_SUBSET := TestGroupETL|TestGroupSimple|TestConsumeTopicRetrieval$$|TestIssue325|TestAddRemovePartitions|TestLookbackMilli|TestPing|TestDirectPartitionPurge
 conformance-ci:
 	KGO_RUN='$(KGO_CI_SUBSET)' bash testbed/conformance/kgo.sh
+
+## torture: the torture suite at full size (20 kill -9 cycles under mixed load, a 10-minute soak, ...; about 15 min)
+torture: deps
+	FERRY_TORTURE=full $(GO) test -run '^TestTorture' -v -timeout 60m ./testbed
 
 ## fuzz: each fuzz target for a while (FUZZTIME per target)
 FUZZTIME ?= 60s
