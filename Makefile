@@ -26,9 +26,10 @@ run-full: build
 run-edge: build
 	./$(BIN) edge --config configs/edge.yaml
 
-## test: install what the tests need, then gofmt check, vet and every test with -race
+## test: install what the tests need, then gofmt check, vet, every test with -race, and each fuzz target briefly
 test: deps fmt-check vet
 	$(GO) test -race -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_BRIEF)
 
 # deps installs the tools the tests use when they are missing: qemu-user
 # (make cross), kcat, mosquitto clients, the mosquitto broker (bridge-in
@@ -103,12 +104,15 @@ conformance-ci:
 torture: deps
 	FERRY_TORTURE=full $(GO) test -run '^TestTorture' -v -timeout 60m ./testbed
 
-## fuzz: each fuzz target for a while (FUZZTIME per target)
+## fuzz: each fuzz target for a while (FUZZTIME per target; make test runs each for FUZZTIME_BRIEF)
 FUZZTIME ?= 60s
+FUZZTIME_BRIEF ?= 3s
+FUZZ_PKGS := ./log/ ./ingest/kafka/ ./ingest/mqtt/ ./devices/ ./mirror/wire/ ./configs/
 fuzz:
-	@for pkg in ./log/ ./ingest/kafka/ ./ingest/mqtt/ ./devices/; do \
+	@for pkg in $(FUZZ_PKGS); do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
-			echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+			echo "== $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$pkg || exit 1; \
 		done; \
 	done
 
