@@ -21,10 +21,12 @@ type nodeMetrics struct {
 	adminRequests *prometheus.CounterVec // by route and code
 	adminIn       *prometheus.CounterVec // by route
 	adminOut      *prometheus.CounterVec // by route
+	conns         *connMetrics           // every listener's connections
 }
 
 func newNodeMetrics() *nodeMetrics {
 	return &nodeMetrics{
+		conns: newConnMetrics(),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ferry_log_fsync_duration_seconds",
 			Help:    "Time of each group commit's fsyncs (one observation per partition flush that had data to make durable).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
@@ -48,6 +50,7 @@ func (n *Node) registerMetrics() {
 	l := n.log
 	n.registry.MustRegister(
 		n.metrics.fsync, n.metrics.adminRequests, n.metrics.adminIn, n.metrics.adminOut,
+		n.metrics.conns.open, n.metrics.conns.refused, n.metrics.conns.accepted,
 		nodeCollector{n},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_disk_bytes", Help: "Bytes of the log's segments on disk."},
 			func() float64 { return float64(l.Size()) }),

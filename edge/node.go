@@ -96,6 +96,9 @@ type Options struct {
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
+	// ConnLimits caps the connections of each listener (Kafka, MQTT,
+	// admin, mirror): in all and per source address; zero means no cap.
+	ConnLimits ConnLimits
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -199,7 +202,7 @@ func (n *Node) start() error {
 		if err != nil {
 			return err
 		}
-		if n.kafkaLn, err = net.Listen("tcp", opts.KafkaAddr); err != nil {
+		if n.kafkaLn, err = n.listen("kafka", opts.KafkaAddr); err != nil {
 			return fmt.Errorf("kafka listener: %w", err)
 		}
 		ln := n.kafkaLn
@@ -223,7 +226,7 @@ func (n *Node) start() error {
 	n.log.ArmBudget() // every retention guard (the mirror's) is in place
 	n.startStatus()
 	n.registerMetrics()
-	if n.adminLn, err = net.Listen("tcp", opts.AdminAddr); err != nil {
+	if n.adminLn, err = n.listen("admin", opts.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	n.admin = &http.Server{Handler: n.instrumentAdmin(n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
@@ -270,7 +273,7 @@ func (n *Node) startMQTT() error {
 		return err
 	}
 	if opts.MQTTAddr != "" {
-		ln, err := net.Listen("tcp", opts.MQTTAddr)
+		ln, err := n.listen("mqtt", opts.MQTTAddr)
 		if err != nil {
 			return fmt.Errorf("mqtt listener: %w", err)
 		}
@@ -280,7 +283,7 @@ func (n *Node) startMQTT() error {
 		if opts.MQTTTLS == nil {
 			return errors.New("mqtt TLS listener: no certificate configured")
 		}
-		ln, err := net.Listen("tcp", opts.MQTTTLSAddr)
+		ln, err := n.listen("mqtt-tls", opts.MQTTTLSAddr)
 		if err != nil {
 			return fmt.Errorf("mqtt TLS listener: %w", err)
 		}
@@ -317,7 +320,7 @@ func (n *Node) startMirror() error {
 		if n.receiver, err = mirror.NewReceiver(ro); err != nil {
 			return err
 		}
-		if n.mirrorLn, err = net.Listen("tcp", opts.MirrorAddr); err != nil {
+		if n.mirrorLn, err = n.listen("mirror", opts.MirrorAddr); err != nil {
 			return fmt.Errorf("mirror listener: %w", err)
 		}
 		ln := n.mirrorLn
@@ -476,4 +479,14 @@ func (n *Node) stop() error {
 		}
 	}
 	return nil
+}
+
+// listen opens one of the node's listeners on addr, under the node's
+// connection caps.
+func (n *Node) listen(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return limit(ln, name, n.opts.ConnLimits, n.metrics.conns, n.logger), nil
 }

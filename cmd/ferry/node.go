@@ -22,6 +22,7 @@ import (
 type nodeFlags struct {
 	dataDir, adminAddr, adminToken, kafkaAddr, advertised, level, format   *string
 	kafkaCert, kafkaKey, kafkaClientCA, adminCert, adminKey, adminClientCA *string
+	maxConns, maxConnsPerIP                                                *int
 	config                                                                 *configFile
 	tlsCerts                                                               []*certs.Server // every listener's, for SIGHUP
 }
@@ -42,6 +43,8 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
 		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
 		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		maxConns:      fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
+		maxConnsPerIP: fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
 		level:         fs.String("log-level", "info", "log level: debug, info, warn, error"),
 		format:        fs.String("log-format", "text", "log format: text or json"),
 	}
@@ -72,6 +75,10 @@ func (f *nodeFlags) serverTLS(name, certFile, keyFile, clientCA string, auth tls
 func (f *nodeFlags) run(opts edge.Options) error {
 	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
 	opts.AdminToken, opts.Version = *f.adminToken, version
+	if *f.maxConns < 0 || *f.maxConnsPerIP < 0 {
+		return usagef("--max-connections and --max-connections-per-ip: want 0 (no cap) or more")
+	}
+	opts.ConnLimits = edge.ConnLimits{Max: *f.maxConns, PerIP: *f.maxConnsPerIP}
 	var err error
 	if opts.KafkaTLS, err = f.serverTLS("kafka", *f.kafkaCert, *f.kafkaKey, *f.kafkaClientCA, 0); err != nil {
 		return err

@@ -1,0 +1,87 @@
+package edge
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestListenerCaps: with --max-connections 3 and --max-connections-per-ip
+// 2, a third connection from 127.0.0.1 is closed on accept while one from
+// 127.0.0.2 is served; a fourth in all is closed too; once one closes, a
+// new one is served again. Every refusal is counted by reason.
+func TestListenerCaps(t *testing.T) {
+	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		ConnLimits: ConnLimits{Max: 3, PerIP: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	addr := n.AdminAddr()
+	dial := func(from string) net.Conn {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// served asks for /healthz on c: true if it is answered, false if the
+	// node closed the connection.
+	served := func(c net.Conn) bool {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return false
+		}
+		buf := make([]byte, 12)
+		_, err := io.ReadFull(c, buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("neither answered nor closed within 5 s")
+			}
+			return false
+		}
+		return string(buf) == "HTTP/1.1 200"
+	}
+	a1, a2 := dial("127.0.0.1"), dial("127.0.0.1")
+	if !served(a1) || !served(a2) {
+		t.Fatal("the first two connections from 127.0.0.1 were not served")
+	}
+	if served(dial("127.0.0.1")) {
+		t.Fatal("a third connection from 127.0.0.1 was served past --max-connections-per-ip 2")
+	}
+	b1 := dial("127.0.0.2")
+	if !served(b1) {
+		t.Fatal("a connection from 127.0.0.2 was refused: the per-address cap is per address")
+	}
+	if served(dial("127.0.0.3")) {
+		t.Fatal("a fourth connection was served past --max-connections 3")
+	}
+	a1.Close()
+	var again bool
+	for deadline := time.Now().Add(5 * time.Second); !again && time.Now().Before(deadline); {
+		again = served(dial("127.0.0.1"))
+	}
+	if !again {
+		t.Fatal("no connection served after one of the three closed")
+	}
+	m := n.metrics.conns
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("admin", "per_ip")); got != 1 {
+		t.Errorf("refused{admin,per_ip} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("admin", "max")); got < 1 {
+		t.Errorf("refused{admin,max} = %v, want at least 1", got)
+	}
+	if got := testutil.ToFloat64(m.open.WithLabelValues("admin")); got != 3 {
+		t.Errorf("open connections %v, want 3", got)
+	}
+}
