@@ -1,4 +1,5 @@
-// Package devices owns device identity for a ferry node: which devices exist,
+// Package devices owns device identity for a ferry node, and the Kafka
+// listener's users and ACLs: which devices exist,
 // their credentials (slow-hashed passwords, certificate common names), what
 // each may publish and subscribe to (ACLs of MQTT topic filters), how fast it
 // may publish (a token bucket per device), and its presence (online or not,
@@ -47,6 +48,15 @@
 // filter and allows it only when every topic it can match is matched by the
 // ACL's subscribe filters. Topics whose first level starts with '$' are never
 // matched by a filter whose first level is a wildcard (the MQTT rule).
+//
+// # Kafka users and ACLs
+//
+// The same file keeps the Kafka listener's principals (users.go: User:NAME
+// with a bcrypt hash for SASL PLAIN and, per SCRAM mechanism, salt,
+// iterations, StoredKey and ServerKey, never the password) and its ACL
+// bindings (kafkaacl.go: Kafka's model of principal, host, resource,
+// pattern, operation and permission; DENY wins; no binding means no). The
+// Kafka front end reaches them only through the interfaces edge wires.
 //
 // # Presence
 //

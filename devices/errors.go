@@ -21,7 +21,7 @@ var (
 	ErrInvalidFilter = errors.New("invalid topic filter")
 
 	// ErrInvalidPassword is returned when a password to store is longer than
-	// the 72 bytes bcrypt reads.
+	// the 72 bytes bcrypt reads, or is empty for a Kafka user.
 	ErrInvalidPassword = errors.New("invalid password")
 
 	// ErrInvalidDevice is returned by Add when a field other than the id is out
@@ -41,6 +41,20 @@ var (
 	// node) holds the registry file and did not release it within
 	// Options.LockTimeout.
 	ErrLocked = errors.New("device registry is in use by another process")
+
+	// ErrInvalidUser is returned by AddUser when a Kafka user name is not
+	// 1 to 256 bytes of UTF-8 without control characters, or is "*".
+	ErrInvalidUser = errors.New("invalid user name")
+
+	// ErrUserExists is returned by AddUser when the name is taken.
+	ErrUserExists = errors.New("user already exists")
+
+	// ErrUserNotFound is returned when no Kafka user has the given name.
+	ErrUserNotFound = errors.New("user not found")
+
+	// ErrInvalidKafkaACL is returned by AddKafkaACLs when a binding has a
+	// field out of its set (see KafkaACL).
+	ErrInvalidKafkaACL = errors.New("invalid Kafka ACL")
 
 	// ErrClosed is returned by methods called after Close.
 	ErrClosed = errors.New("device registry closed")

@@ -79,6 +79,9 @@ type Options struct {
 	PresenceFlushInterval time.Duration
 	// BcryptCost is the bcrypt cost of new password hashes.
 	BcryptCost int
+	// SCRAMIterations is the PBKDF2 iteration count of new Kafka users'
+	// SCRAM credentials, at least MinSCRAMIterations.
+	SCRAMIterations int
 	// Now is the clock (CreatedAt, CountIn's last-seen time).
 	Now func() time.Time
 	// Logger receives presence flush failures.
@@ -88,12 +91,14 @@ type Options struct {
 }
 
 // DefaultOptions returns the defaults: a 1 s lock timeout, presence flushed
-// every 5 s, bcrypt.DefaultCost, the system clock and slog.Default().
+// every 5 s, bcrypt.DefaultCost, MinSCRAMIterations, the system clock and
+// slog.Default().
 func DefaultOptions() Options {
 	return Options{
 		LockTimeout:           time.Second,
 		PresenceFlushInterval: 5 * time.Second,
 		BcryptCost:            bcrypt.DefaultCost,
+		SCRAMIterations:       MinSCRAMIterations,
 		Now:                   time.Now,
 		Logger:                slog.Default(),
 	}
@@ -109,6 +114,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BcryptCost == 0 {
 		o.BcryptCost = d.BcryptCost
+	}
+	if o.SCRAMIterations == 0 {
+		o.SCRAMIterations = d.SCRAMIterations
 	}
 	if o.Now == nil {
 		o.Now = d.Now
@@ -130,10 +138,12 @@ type Registry struct {
 	wmu    sync.Mutex
 	closed bool // guarded by wmu
 
-	mu     sync.RWMutex      // guards devs and byCN (the maps, not the entries)
-	devs   map[string]*entry // id → entry; an entry is replaced, never changed, except for its atomics
-	byCN   map[string]string // CertCN → id
-	isShut atomic.Bool       // set by Close; read by the in-memory readers
+	mu     sync.RWMutex               // guards devs, byCN and users (the maps, not the entries), and userEntry.verified
+	devs   map[string]*entry          // id → entry; an entry is replaced, never changed, except for its atomics
+	byCN   map[string]string          // CertCN → id
+	users  map[string]*userEntry      // Kafka user name → entry (users.go)
+	acls   atomic.Pointer[[]KafkaACL] // Kafka ACL bindings, sorted; replaced whole under wmu (kafkaacl.go)
+	isShut atomic.Bool                // set by Close; read by the in-memory readers
 
 	authKey   []byte // HMAC key for the verification cache, drawn at Open
 	dummyOnce sync.Once
@@ -164,6 +174,9 @@ func Open(path string, opts Options) (*Registry, error) {
 	if opts.BcryptCost < bcrypt.MinCost || opts.BcryptCost > bcrypt.MaxCost {
 		return nil, fmt.Errorf("devices: BcryptCost %d outside %d..%d", opts.BcryptCost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
+	if opts.SCRAMIterations < MinSCRAMIterations {
+		return nil, fmt.Errorf("devices: SCRAMIterations %d below %d", opts.SCRAMIterations, MinSCRAMIterations)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
@@ -173,7 +186,7 @@ func Open(path string, opts Options) (*Registry, error) {
 	}
 	r := &Registry{
 		db: db, opts: opts, logger: opts.Logger.With("component", "devices"),
-		devs: map[string]*entry{}, byCN: map[string]string{},
+		devs: map[string]*entry{}, byCN: map[string]string{}, users: map[string]*userEntry{},
 		authKey: make([]byte, 32), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	rand.Read(r.authKey)
@@ -198,6 +211,12 @@ func (r *Registry) load(tx *bolt.Tx) error {
 	}
 	pres, err := tx.CreateBucketIfNotExists(bucketPresence)
 	if err != nil {
+		return err
+	}
+	if err := r.loadUsers(tx); err != nil {
+		return err
+	}
+	if err := r.loadKafkaACLs(tx); err != nil {
 		return err
 	}
 	err = devs.ForEach(func(k, v []byte) error {

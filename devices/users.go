@@ -1,0 +1,313 @@
+package devices
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/xdg-go/scram"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Kafka users are the principals (User:NAME) the Kafka listener
+// authenticates with SASL. They live beside the devices, in the same file,
+// and are kept the way a Kafka broker keeps them: never the password, but
+//
+//   - for PLAIN, a bcrypt hash (verified as a device's password is, with the
+//     same verification cache);
+//   - for SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677), the salt, the
+//     iteration count, StoredKey and ServerKey of each mechanism. The password
+//     is not SASLprepped, as Kafka's own ScramFormatter does not: a client
+//     that does not prepare it (franz-go, librdkafka) derives the same keys.
+
+// SCRAM mechanisms, as SASL names them.
+const (
+	SCRAMSHA256 = "SCRAM-SHA-256"
+	SCRAMSHA512 = "SCRAM-SHA-512"
+)
+
+// MinSCRAMIterations is the fewest PBKDF2 iterations a SCRAM credential may
+// have: Kafka's minimum, and the least its clients accept.
+const MinSCRAMIterations = 4096
+
+var bucketUsers = []byte("kafka_users") // name → userRecord (JSON)
+
+// User is a Kafka principal, as Get and List show it: no secret.
+type User struct {
+	Name string `json:"name"`
+	// Mechanisms are the SASL mechanisms the user has credentials for.
+	Mechanisms []string  `json:"mechanisms"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// SCRAMCredential is what a server keeps for one user and SCRAM mechanism.
+type SCRAMCredential struct {
+	Salt       []byte `json:"salt"`
+	Iterations int    `json:"iterations"`
+	StoredKey  []byte `json:"stored_key"`
+	ServerKey  []byte `json:"server_key"`
+}
+
+// userRecord is a user as stored, secrets included.
+type userRecord struct {
+	Name      string                     `json:"name"`
+	CreatedAt time.Time                  `json:"created_at"`
+	PlainHash []byte                     `json:"plain_hash"`
+	SCRAM     map[string]SCRAMCredential `json:"scram"`
+}
+
+// userEntry is a user in memory; replaced, never changed, except for the
+// verification cache.
+type userEntry struct {
+	rec      userRecord
+	verified *[32]byte // guarded by Registry.mu; the MAC of the last PLAIN password that verified
+}
+
+func (u userRecord) view() User {
+	mechs := []string{}
+	if len(u.PlainHash) > 0 {
+		mechs = append(mechs, "PLAIN")
+	}
+	for m := range u.SCRAM {
+		mechs = append(mechs, m)
+	}
+	sort.Strings(mechs)
+	return User{Name: u.Name, Mechanisms: mechs, CreatedAt: u.CreatedAt}
+}
+
+// ValidateUserName returns ErrInvalidUser unless name is 1 to 256 bytes of
+// UTF-8 without control characters, and not "*" (the wildcard of ACLs).
+func ValidateUserName(name string) error {
+	switch {
+	case name == "" || len(name) > 256:
+		return fmt.Errorf("%w: name must be 1 to 256 bytes", ErrInvalidUser)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: name is not UTF-8", ErrInvalidUser)
+	case name == "*":
+		return fmt.Errorf("%w: \"*\" is the ACL wildcard", ErrInvalidUser)
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return fmt.Errorf("%w: name contains a control character", ErrInvalidUser)
+	}
+	return nil
+}
+
+func scramHash(mechanism string) (func() hash.Hash, bool) {
+	switch mechanism {
+	case SCRAMSHA256:
+		return sha256.New, true
+	case SCRAMSHA512:
+		return sha512.New, true
+	}
+	return nil, false
+}
+
+// credentials makes a user's record for password: a bcrypt hash and a SCRAM
+// credential per mechanism, each with its own random salt.
+func (r *Registry) credentials(name, password string) (userRecord, error) {
+	if password == "" {
+		return userRecord{}, fmt.Errorf("%w: empty", ErrInvalidPassword)
+	}
+	plain, err := r.hash(password)
+	if err != nil {
+		return userRecord{}, err
+	}
+	rec := userRecord{Name: name, PlainHash: plain, SCRAM: map[string]SCRAMCredential{}}
+	for _, m := range []string{SCRAMSHA256, SCRAMSHA512} {
+		h, _ := scramHash(m)
+		salt := make([]byte, 24)
+		rand.Read(salt)
+		c, err := scram.HashGeneratorFcn(h).NewClientUnprepped(name, password, "")
+		if err != nil {
+			return userRecord{}, err
+		}
+		sc, err := c.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: r.opts.SCRAMIterations})
+		if err != nil {
+			return userRecord{}, err
+		}
+		rec.SCRAM[m] = SCRAMCredential{Salt: salt, Iterations: sc.Iters, StoredKey: sc.StoredKey, ServerKey: sc.ServerKey}
+	}
+	return rec, nil
+}
+
+// loadUsers reads every user (Open).
+func (r *Registry) loadUsers(tx *bolt.Tx) error {
+	b, err := tx.CreateBucketIfNotExists(bucketUsers)
+	if err != nil {
+		return err
+	}
+	return b.ForEach(func(k, v []byte) error {
+		var rec userRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("user %q: %w", k, err)
+		}
+		r.users[rec.Name] = &userEntry{rec: rec}
+		return nil
+	})
+}
+
+// AddUser creates Kafka user name with password's credentials for PLAIN,
+// SCRAM-SHA-256 and SCRAM-SHA-512. It returns ErrUserExists if the name is
+// taken.
+func (r *Registry) AddUser(name, password string) error {
+	if err := ValidateUserName(name); err != nil {
+		return err
+	}
+	rec, err := r.credentials(name, password)
+	if err != nil {
+		return err
+	}
+	rec.CreatedAt = r.opts.Now().UTC()
+	return r.putUser(rec, false)
+}
+
+// SetUserPassword replaces user name's credentials (every mechanism) and
+// drops its verification cache.
+func (r *Registry) SetUserPassword(name, password string) error {
+	rec, err := r.credentials(name, password)
+	if err != nil {
+		return err
+	}
+	return r.putUser(rec, true)
+}
+
+// putUser stores rec; replace says whether the user must exist (true) or
+// must not (false).
+func (r *Registry) putUser(rec userRecord, replace bool) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	r.mu.RLock()
+	old := r.users[rec.Name]
+	r.mu.RUnlock()
+	switch {
+	case replace && old == nil:
+		return fmt.Errorf("%w: %q", ErrUserNotFound, rec.Name)
+	case !replace && old != nil:
+		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+	case replace:
+		rec.CreatedAt = old.rec.CreatedAt
+	}
+	err := r.db.Update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketUsers), rec.Name, rec) })
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.users[rec.Name] = &userEntry{rec: rec}
+	r.mu.Unlock()
+	return nil
+}
+
+// DeleteUser removes user name. The Kafka ACLs naming it stay (as Kafka's
+// do): a user added again under the name has them.
+func (r *Registry) DeleteUser(name string) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	r.mu.RLock()
+	old := r.users[name]
+	r.mu.RUnlock()
+	if old == nil {
+		return fmt.Errorf("%w: %q", ErrUserNotFound, name)
+	}
+	if err := r.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketUsers).Delete([]byte(name)) }); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.users, name)
+	r.mu.Unlock()
+	return nil
+}
+
+// GetUser returns user name (no secret).
+func (r *Registry) GetUser(name string) (User, error) {
+	if r.isShut.Load() {
+		return User{}, ErrClosed
+	}
+	r.mu.RLock()
+	e := r.users[name]
+	r.mu.RUnlock()
+	if e == nil {
+		return User{}, fmt.Errorf("%w: %q", ErrUserNotFound, name)
+	}
+	return e.rec.view(), nil
+}
+
+// Users returns every Kafka user, sorted by name.
+func (r *Registry) Users() ([]User, error) {
+	if r.isShut.Load() {
+		return nil, ErrClosed
+	}
+	r.mu.RLock()
+	out := make([]User, 0, len(r.users))
+	for _, e := range r.users {
+		out = append(out, e.rec.view())
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// AuthenticateUser checks a Kafka user's password (SASL PLAIN). It returns
+// nil or ErrBadCredentials, which costs one bcrypt comparison whether the
+// user is unknown or the password wrong. A password that verified before,
+// with no SetUserPassword or DeleteUser since, is accepted from the cache
+// (an HMAC compared in constant time) without running bcrypt.
+func (r *Registry) AuthenticateUser(name, password string) error {
+	if r.isShut.Load() {
+		return ErrClosed
+	}
+	r.mu.RLock()
+	e := r.users[name]
+	var cached *[32]byte
+	if e != nil {
+		cached = e.verified
+	}
+	r.mu.RUnlock()
+	if e == nil || len(e.rec.PlainHash) == 0 || len(password) > 72 {
+		r.compare(r.dummy(), password)
+		return ErrBadCredentials
+	}
+	mac := r.passwordMAC("user\x00"+name, password)
+	if cached != nil && hmac.Equal(cached[:], mac[:]) {
+		return nil
+	}
+	if !r.compare(e.rec.PlainHash, password) {
+		return ErrBadCredentials
+	}
+	r.mu.Lock()
+	e.verified = &mac // dropped with e if the user changed meanwhile
+	r.mu.Unlock()
+	return nil
+}
+
+// UserSCRAM returns user name's credential for a SCRAM mechanism
+// (SCRAMSHA256, SCRAMSHA512); ErrBadCredentials if there is none.
+func (r *Registry) UserSCRAM(mechanism, name string) (SCRAMCredential, error) {
+	if r.isShut.Load() {
+		return SCRAMCredential{}, ErrClosed
+	}
+	r.mu.RLock()
+	e := r.users[name]
+	r.mu.RUnlock()
+	if e == nil {
+		return SCRAMCredential{}, ErrBadCredentials
+	}
+	c, ok := e.rec.SCRAM[mechanism]
+	if !ok {
+		return SCRAMCredential{}, ErrBadCredentials
+	}
+	return c, nil
+}
