@@ -46,6 +46,13 @@ type Options struct {
 	// Config is one of the *tls.Config above: ReloadTLS (SIGHUP) reads
 	// each again.
 	TLSCerts []*certs.Server
+	// KafkaSASL, when set (kafka.SASLPlain, SASLSCRAMSHA256,
+	// SASLSCRAMSHA512), makes Kafka clients authenticate as a user of the
+	// device registry ('ferry users add') and applies its Kafka ACLs
+	// ('ferry acls'), denying what no ACL allows; KafkaSuperUsers bypass the
+	// ACLs. Empty: the Kafka listener is open, as before.
+	KafkaSASL       []string
+	KafkaSuperUsers []string
 	// AutoCreateTopics lets Kafka clients create topics by using them,
 	// with DefaultPartitions partitions (0 means 1).
 	AutoCreateTopics  bool
@@ -195,10 +202,20 @@ func (n *Node) start() error {
 		if n.groups, err = kafka.OpenGroups(filepath.Join(opts.DataDir, "kafka-groups.db"), opts.Logger); err != nil {
 			return err
 		}
-		n.kafka, err = kafka.NewServer(kafka.Options{
+		ko := kafka.Options{
 			Log: n.log, Advertised: opts.KafkaAdvertised, AutoCreateTopics: opts.AutoCreateTopics,
 			DefaultPartitions: opts.DefaultPartitions, ProducerIDs: n.ids, Groups: n.groups, Registerer: n.registry, Logger: opts.Logger,
-		})
+		}
+		if len(opts.KafkaSASL) > 0 {
+			if err := n.openDevices(); err != nil {
+				return err
+			}
+			auth := kafkaAuth{n.devices}
+			ko.SASLMechanisms, ko.Credentials, ko.ACLs, ko.SuperUsers = opts.KafkaSASL, auth, auth, opts.KafkaSuperUsers
+		} else if len(opts.KafkaSuperUsers) > 0 {
+			return errors.New("kafka super users without SASL: there is no principal to check")
+		}
+		n.kafka, err = kafka.NewServer(ko)
 		if err != nil {
 			return err
 		}
@@ -252,11 +269,8 @@ func (n *Node) startMQTT() error {
 	}
 	mo := opts.MQTT
 	mo.Log, mo.Registerer, mo.Logger = n.log, n.registry, opts.Logger
-	dopts := devices.DefaultOptions()
-	dopts.Logger = opts.Logger
-	var err error
-	if n.devices, err = devices.Open(filepath.Join(opts.DataDir, devices.FileName), dopts); err != nil {
-		return fmt.Errorf("opening device registry: %w", err)
+	if err := n.openDevices(); err != nil {
+		return err
 	}
 	mo.Presence = n.devices
 	switch opts.AuthMode {
@@ -269,6 +283,7 @@ func (n *Node) startMQTT() error {
 	if mo.SessionDB == "" {
 		mo.SessionDB = filepath.Join(opts.DataDir, "mqtt-sessions.db")
 	}
+	var err error
 	if n.mqtt, err = mqtt.New(mo); err != nil {
 		return err
 	}
@@ -306,6 +321,20 @@ func (n *Node) startMQTT() error {
 				n.logger.Error("mqtt websocket listener stopped", "err", err)
 			}
 		}()
+	}
+	return nil
+}
+
+// openDevices opens the device registry, once: MQTT and Kafka SASL share it.
+func (n *Node) openDevices() error {
+	if n.devices != nil {
+		return nil
+	}
+	dopts := devices.DefaultOptions()
+	dopts.Logger = n.opts.Logger
+	var err error
+	if n.devices, err = devices.Open(filepath.Join(n.opts.DataDir, devices.FileName), dopts); err != nil {
+		return fmt.Errorf("opening device registry: %w", err)
 	}
 	return nil
 }

@@ -30,7 +30,10 @@ import (
 //     OUT_OF_ORDER_SEQUENCE_NUMBER; an old epoch INVALID_PRODUCER_EPOCH.
 //   - Transactions are not supported (nor advertised): a transactional
 //     produce is refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
-//   - Unknown topics are created first when auto-creation is on.
+//   - Unknown topics are created first when auto-creation is on (and, with
+//     ACLs, the principal may CREATE: acl.go).
+//   - With ACLs, a topic the principal may not WRITE is answered
+//     TOPIC_AUTHORIZATION_FAILED for each of its partitions.
 //   - __consumer_offsets is internal: INVALID_TOPIC_EXCEPTION, as Kafka
 //     refuses appends to internal topics from clients.
 //
@@ -41,7 +44,7 @@ import (
 
 func init() { register(0, 3, 11, serveProduce) }
 
-func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type pending struct {
@@ -53,15 +56,19 @@ func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (k
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
+		mayWrite := c.canTopic(kmsg.ACLOperationWrite, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition, sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = rp.Partition, -1, -1, -1
-			if req.TransactionID != nil {
+			if req.TransactionID != nil || !mayWrite {
 				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+				if !mayWrite {
+					sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				}
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			p, err := s.partitionForProduce(rt.Topic, rp.Partition)
+			p, err := s.partitionForProduce(c, rt.Topic, rp.Partition)
 			var res flog.AppendResult
 			if err == nil {
 				res, err = p.Append(rp.Records)
@@ -107,12 +114,12 @@ func serveProduce(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (k
 
 // partitionForProduce finds a partition, creating its topic first when
 // auto-creation is on.
-func (s *Server) partitionForProduce(topic string, partition int32) (*flog.Partition, error) {
+func (s *Server) partitionForProduce(c *conn, topic string, partition int32) (*flog.Partition, error) {
 	if topic == offsetsTopic { // Kafka refuses appends to internal topics
 		return nil, errOffsetsTopic
 	}
 	p, err := s.log.Partition(topic, partition)
-	if errors.Is(err, flog.ErrUnknownTopic) && s.opts.AutoCreateTopics {
+	if errors.Is(err, flog.ErrUnknownTopic) && s.opts.AutoCreateTopics && c.canCreateTopic(topic) {
 		if _, err = s.createTopic(topic, s.opts.DefaultPartitions, nil); err == nil {
 			p, err = s.log.Partition(topic, partition)
 		}

@@ -22,6 +22,9 @@ import (
 //     An invalid name is INVALID_TOPIC_EXCEPTION.
 //   - v10+: topics carry their ids; a topic asked for by id alone is found
 //     by id.
+//   - With ACLs: a listing of every topic leaves out those the principal
+//     may not DESCRIBE; a topic asked for that it may not DESCRIBE, or may
+//     not CREATE when it would be auto-created, is TOPIC_AUTHORIZATION_FAILED.
 //   - With a group coordinator, __consumer_offsets is reported as an
 //     internal topic with no partitions (committed offsets live in bbolt;
 //     see internal.go); it is never auto-created.
@@ -34,7 +37,7 @@ import (
 
 func init() { register(3, 0, 12, serveMetadata) }
 
-func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveMetadata(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	host, port := s.advertisedHostPort()
@@ -50,6 +53,15 @@ func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (km
 		infos = s.log.Topics()
 		if s.virtualOffsetsTopic(offsetsTopic) {
 			infos = append(infos, offsetsTopicInfo())
+		}
+		if s.authorizing() {
+			kept := infos[:0]
+			for _, info := range infos {
+				if c.allowedQuiet(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, info.Name) {
+					kept = append(kept, info)
+				}
+			}
+			infos = kept
 		}
 	}
 	autoCreate := s.opts.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
@@ -70,18 +82,30 @@ func serveMetadata(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (km
 				continue
 			}
 		}
+		if !c.canTopic(kmsg.ACLOperationDescribe, name) {
+			mt := kmsg.NewMetadataResponseTopic()
+			mt.Topic, mt.TopicID, mt.ErrorCode = kmsg.StringPtr(name), rt.TopicID, kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, mt)
+			continue
+		}
 		info, err := s.log.Topic(name)
 		if errors.Is(err, flog.ErrUnknownTopic) && s.isInternalTopic(name) {
 			info, err = offsetsTopicInfo(), nil
 		}
+		mayCreate := true
 		if errors.Is(err, flog.ErrUnknownTopic) && autoCreate {
-			info, err = s.createTopic(name, s.opts.DefaultPartitions, nil)
+			if mayCreate = c.canCreateTopic(name); mayCreate {
+				info, err = s.createTopic(name, s.opts.DefaultPartitions, nil)
+			}
 		}
 		if err != nil {
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic, mt.ErrorCode = kmsg.StringPtr(name), errorCode(err)
 			if errors.Is(err, flog.ErrUnknownTopic) {
 				mt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			}
+			if !mayCreate {
+				mt.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			}
 			resp.Topics = append(resp.Topics, mt)
 			continue

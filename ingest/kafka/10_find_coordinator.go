@@ -18,7 +18,7 @@ import (
 
 func init() { registerGroupAPI(10, 0, 4, serveFindCoordinator) }
 
-func serveFindCoordinator(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveFindCoordinator(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	host, port := s.advertisedHostPort()
@@ -30,10 +30,16 @@ func serveFindCoordinator(s *Server, _ context.Context, _ *conn, kreq kmsg.Reque
 		for _, key := range req.CoordinatorKeys {
 			c := kmsg.NewFindCoordinatorResponseCoordinator()
 			c.Key, c.NodeID, c.Host, c.Port, c.ErrorCode = key, s.opts.NodeID, host, port, code
+			if code == 0 && !cn.canGroup(kmsg.ACLOperationDescribe, key) {
+				c.NodeID, c.Host, c.Port, c.ErrorCode = -1, "", -1, kerr.GroupAuthorizationFailed.Code
+			}
 			resp.Coordinators = append(resp.Coordinators, c)
 		}
 		return resp, nil
 	}
 	resp.NodeID, resp.Host, resp.Port, resp.ErrorCode = s.opts.NodeID, host, port, code
+	if code == 0 && !cn.canGroup(kmsg.ACLOperationDescribe, req.CoordinatorKey) {
+		resp.NodeID, resp.Host, resp.Port, resp.ErrorCode = -1, "", -1, kerr.GroupAuthorizationFailed.Code
+	}
 	return resp, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -31,6 +32,11 @@ import (
 func init() { registerGroupAPI(11, 0, 7, serveJoinGroup) }
 
 func serveJoinGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	if req := kreq.(*kmsg.JoinGroupRequest); !c.canGroup(kmsg.ACLOperationRead, req.Group) {
+		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+		resp.ErrorCode, resp.Generation = kerr.GroupAuthorizationFailed.Code, -1
+		return resp, nil
+	}
 	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
 	return s.opts.Groups.join(ctx, kreq.(*kmsg.JoinGroupRequest), c.clientID, "/"+host), nil
 }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -20,9 +21,13 @@ import (
 
 func init() { registerGroupAPI(13, 0, 4, serveLeaveGroup) }
 
-func serveLeaveGroup(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveLeaveGroup(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !c.canGroup(kmsg.ACLOperationRead, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	if req.Version < 3 {
 		resp.ErrorCode = s.opts.Groups.leave(req.Group, req.MemberID, nil)
 		return resp, nil

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -21,6 +22,11 @@ import (
 
 func init() { registerGroupAPI(14, 0, 5, serveSyncGroup) }
 
-func serveSyncGroup(s *Server, ctx context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveSyncGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	if req := kreq.(*kmsg.SyncGroupRequest); !c.canGroup(kmsg.ACLOperationRead, req.Group) {
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	return s.opts.Groups.sync(ctx, kreq.(*kmsg.SyncGroupRequest)), nil
 }

@@ -17,10 +17,14 @@ import (
 
 func init() { registerGroupAPI(16, 0, 4, serveListGroups) }
 
-func serveListGroups(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveListGroups(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
+	clusterWide := c.allowedQuiet(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster, clusterName)
 	for _, name := range s.opts.Groups.groupNames() {
+		if !clusterWide && !c.allowedQuiet(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, name) {
+			continue
+		}
 		state, ptype, _, _ := s.opts.Groups.describe(name)
 		if len(req.StatesFilter) > 0 {
 			keep := false

@@ -30,7 +30,7 @@ import (
 
 func init() { register(19, 0, 7, serveCreateTopics) }
 
-func serveCreateTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	for _, rt := range req.Topics {
@@ -53,6 +53,8 @@ func serveCreateTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request)
 			}
 		}
 		switch {
+		case !cn.canCreateTopic(rt.Topic):
+			fail(kerr.TopicAuthorizationFailed.Code, "CREATE on the cluster or the topic is not allowed")
 		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
 			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: this cluster has one node", rt.ReplicationFactor))
 		case len(rt.ReplicaAssignment) > 0:

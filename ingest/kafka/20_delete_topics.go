@@ -20,7 +20,7 @@ import (
 
 func init() { register(20, 0, 6, serveDeleteTopics) }
 
-func serveDeleteTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveDeleteTopics(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	type target struct {
@@ -57,6 +57,11 @@ func serveDeleteTopics(s *Server, _ context.Context, _ *conn, kreq kmsg.Request)
 			}
 		}
 		st.Topic = kmsg.StringPtr(tg.name)
+		if !c.canTopic(kmsg.ACLOperationDelete, tg.name) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		err := errOffsetsTopic
 		if !s.virtualOffsetsTopic(tg.name) {
 			err = s.log.DeleteTopic(tg.name)

@@ -14,6 +14,8 @@ import (
 //     (see ProducerIDs), with epoch 0. A producer re-initialising (v3+,
 //     with its old id and epoch) gets a fresh id too, which Kafka permits
 //     for non-transactional producers.
+//   - With ACLs, the principal needs IDEMPOTENT_WRITE on the cluster or
+//     WRITE on some topic (KIP-679), else CLUSTER_AUTHORIZATION_FAILED.
 //   - Transactions are out of scope: a request with a transactional id is
 //     refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 //
@@ -25,13 +27,15 @@ func init() {
 	needs[22] = func(s *Server) bool { return s.opts.ProducerIDs != nil }
 }
 
-func serveInitProducerID(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveInitProducerID(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	switch {
 	case req.TransactionalID != nil:
 		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	case !c.mayProduceIdempotently():
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 	default:
 		id, err := s.opts.ProducerIDs.Next()
 		if err != nil {

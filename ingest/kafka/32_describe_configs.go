@@ -26,12 +26,17 @@ import (
 
 func init() { register(32, 0, 4, serveDescribeConfigs) }
 
-func serveDescribeConfigs(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	for _, rr := range req.Resources {
 		sr := kmsg.NewDescribeConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := cn.configsAllowed(kmsg.ACLOperationDescribeConfigs, rr.ResourceType, rr.ResourceName); code != 0 {
+			sr.ErrorCode = code
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeBroker:
 		case kmsg.ConfigResourceTypeTopic:

@@ -20,12 +20,17 @@ import (
 
 func init() { register(37, 0, 3, serveCreatePartitions) }
 
-func serveCreatePartitions(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveCreatePartitions(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreatePartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	for _, rt := range req.Topics {
 		st := kmsg.NewCreatePartitionsResponseTopic()
 		st.Topic = rt.Topic
+		if !c.canTopic(kmsg.ACLOperationAlter, rt.Topic) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
 		info, err := s.log.Topic(rt.Topic)
 		if s.virtualOffsetsTopic(rt.Topic) {
 			err = errOffsetsTopic

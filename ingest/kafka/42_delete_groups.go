@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -18,12 +19,16 @@ import (
 
 func init() { registerGroupAPI(42, 0, 2, serveDeleteGroups) }
 
-func serveDeleteGroups(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveDeleteGroups(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
 	for _, name := range req.Groups {
 		g := kmsg.NewDeleteGroupsResponseGroup()
-		g.Group, g.ErrorCode = name, s.opts.Groups.deleteGroup(name)
+		if !c.canGroup(kmsg.ACLOperationDelete, name) {
+			g.Group, g.ErrorCode = name, kerr.GroupAuthorizationFailed.Code
+		} else {
+			g.Group, g.ErrorCode = name, s.opts.Groups.deleteGroup(name)
+		}
 		resp.Groups = append(resp.Groups, g)
 	}
 	return resp, nil

@@ -25,12 +25,17 @@ import (
 
 func init() { register(44, 0, 1, serveIncrementalAlterConfigs) }
 
-func serveIncrementalAlterConfigs(s *Server, _ context.Context, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := cn.configsAllowed(kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName); code != 0 {
+			sr.ErrorCode = code
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
 		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
 			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered")
 			resp.Resources = append(resp.Resources, sr)

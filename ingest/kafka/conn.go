@@ -27,12 +27,24 @@ type conn struct {
 	logger   *slog.Logger
 	out      []byte // response buffer, reused
 	clientID string // of the request being served
+	host     string // the client's IP address, for ACLs
+
+	// SASL (sasl.go): the exchange under way, then the principal
+	// ("User:NAME") once authenticated; super if it is a super user.
+	exchange   *saslExchange
+	principal  string
+	super      bool
+	closeAfter bool // close once the response is written (failed authentication)
 }
 
 const writeTimeout = 30 * time.Second
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc, logger: s.logger.With("remote", nc.RemoteAddr().String())}
+	host := nc.RemoteAddr().String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return &conn{s: s, nc: nc, host: host, logger: s.logger.With("remote", nc.RemoteAddr().String())}
 }
 
 func (c *conn) serve() {
@@ -48,8 +60,12 @@ func (c *conn) serve() {
 			return
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-		if size < 8 || size > c.s.opts.MaxRequestBytes {
-			c.malformed("frame_size", "request frame size out of bounds", "size", size, "max", c.s.opts.MaxRequestBytes)
+		limit := c.s.opts.MaxRequestBytes
+		if c.s.sasl != nil && c.principal == "" {
+			limit = min(limit, preAuthMaxRequestBytes)
+		}
+		if size < 8 || size > limit {
+			c.malformed("frame_size", "request frame size out of bounds", "size", size, "max", limit, "authenticated", c.principal != "")
 			return
 		}
 		// Grow the buffer as bytes arrive, never from the declared size
@@ -179,6 +195,11 @@ func (c *conn) handle(frame []byte) bool {
 		c.malformed("unsupported", "API not served by this broker", "api_key", rq.key)
 		return false
 	}
+	if c.s.sasl != nil && c.principal == "" && rq.key != 18 && rq.key != 17 && rq.key != 36 {
+		c.s.metrics.unauthenticated.Inc()
+		c.logger.Info("closing connection: request before SASL authentication", "api", kmsg.NameForKey(rq.key), "client_id", rq.clientID)
+		return false
+	}
 	c.clientID = rq.clientID
 	c.s.metrics.api(rq.key).requests.Inc()
 	resp, err := handlers[rq.key].serve(c.s, c.s.ctx, c, req)
@@ -196,7 +217,7 @@ func (c *conn) handle(frame []byte) bool {
 		}
 		return true
 	}
-	return c.write(rq, resp, latency, began)
+	return c.write(rq, resp, latency, began) && !c.closeAfter
 }
 
 // write encodes and sends a response. Its bytes, and for a request whose

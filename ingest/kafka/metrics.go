@@ -16,6 +16,13 @@ type metrics struct {
 	bytesOut    *prometheus.CounterVec // by api
 	partErrors  *prometheus.CounterVec // by api and Kafka error name
 	produce     *prometheus.HistogramVec
+	auths       *prometheus.CounterVec // by mechanism and result
+	// unauthenticated counts connections closed for a request other than
+	// ApiVersions and SASL before authentication.
+	unauthenticated prometheus.Counter
+	// denied counts requests (or parts of one: a topic, a group) refused by
+	// ACLs, by resource type.
+	denied *prometheus.CounterVec
 
 	// byKey holds each served API key's children, looked up once: every
 	// request counts in them. Keys no handler serves share unknown.
@@ -23,6 +30,11 @@ type metrics struct {
 	unknown *apiMetrics
 	// produceByAcks is the produce histogram's children: acks 0, 1, all.
 	produceByAcks [3]prometheus.Observer
+	// authByMech is the authentication counter's children: [ok, failed]
+	// per mechanism ("unsupported": a handshake naming none enabled).
+	authByMech map[string][2]prometheus.Counter
+	// deniedByType is the denial counter's children per resource type.
+	deniedByType map[string]prometheus.Counter
 }
 
 // apiMetrics are one API's request and byte counters.
@@ -47,6 +59,13 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 		produce: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_kafka_produce_duration_seconds",
 			Help:    "Time from a Produce request being read to its response being sent (acks=0: to its records being appended), by acks (0, 1, all).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"acks"}),
+		auths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_sasl_authentications_total",
+			Help: "SASL authentications on the Kafka listener, by mechanism (unsupported: a handshake naming no enabled mechanism) and result (ok, failed)."}, []string{"mechanism", "result"}),
+		unauthenticated: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_kafka_unauthenticated_requests_total",
+			Help: "Kafka connections closed for a request other than ApiVersions, SaslHandshake and SaslAuthenticate before SASL authentication."}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_authorization_denied_total",
+			Help: "Kafka operations refused by ACLs (one per topic, group or cluster operation refused), by resource type."}, []string{"resource_type"}),
+		authByMech: map[string][2]prometheus.Counter{}, deniedByType: map[string]prometheus.Counter{},
 	}
 	maxKey := int16(0)
 	for k := range handlers {
@@ -63,8 +82,14 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 	for i, acks := range []string{"0", "1", "all"} {
 		m.produceByAcks[i] = m.produce.WithLabelValues(acks)
 	}
+	for _, mech := range []string{SASLPlain, SASLSCRAMSHA256, SASLSCRAMSHA512, "unsupported"} {
+		m.authByMech[mech] = [2]prometheus.Counter{m.auths.WithLabelValues(mech, "ok"), m.auths.WithLabelValues(mech, "failed")}
+	}
+	for _, rt := range []string{"TOPIC", "GROUP", "CLUSTER"} {
+		m.deniedByType[rt] = m.denied.WithLabelValues(rt)
+	}
 	if reg != nil {
-		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce}
+		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce, m.auths, m.unauthenticated, m.denied}
 		if groups != nil {
 			cs = append(cs, newLagCollector(groups, l))
 		}
@@ -106,4 +131,14 @@ func (m *metrics) partitionError(api string, code int16) {
 		}
 	}
 	m.partErrors.WithLabelValues(api, name).Inc()
+}
+
+// authResult counts one authentication.
+func (m *metrics) authResult(mechanism string, ok bool) {
+	c := m.authByMech[mechanism]
+	if ok {
+		c[0].Inc()
+	} else {
+		c[1].Inc()
+	}
 }

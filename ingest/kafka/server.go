@@ -8,8 +8,10 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -45,6 +47,25 @@ type Options struct {
 	NodeID int32
 	// ClusterID is reported in Metadata.
 	ClusterID string
+
+	// SASLMechanisms, when set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), make
+	// every connection authenticate before any request but ApiVersions,
+	// SaslHandshake and SaslAuthenticate (sasl.go); Credentials checks the
+	// secrets and must then be set.
+	SASLMechanisms []string
+	Credentials    Credentials
+	// ACLs, with SASL on, authorise every request touching a topic, a group
+	// or the cluster (acl.go) and serve the ACL APIs; nil with SASL on lets
+	// every authenticated principal do everything. Without SASL there is no
+	// principal, and ACLs are neither checked nor served.
+	ACLs ACLs
+	// SuperUsers are principals ("User:NAME", or NAME) that ACLs do not
+	// restrict.
+	SuperUsers []string
+	// AuthFailureDelay is how long a failed authentication waits before it
+	// is answered (Kafka's connection.failed.authentication.delay.ms);
+	// 0 means 100 ms, negative none.
+	AuthFailureDelay time.Duration
 }
 
 // Server serves the Kafka protocol. Start it with Serve; Close stops it.
@@ -58,6 +79,9 @@ type Server struct {
 	cancel context.CancelFunc
 
 	recordsServed atomic.Int64 // records fetches returned (RecordsServed)
+
+	sasl       *saslServer     // nil: no SASL
+	superUsers map[string]bool // principals ACLs do not restrict
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -83,6 +107,20 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.ClusterID == "" {
 		opts.ClusterID = "ferry"
 	}
+	if opts.AuthFailureDelay == 0 {
+		opts.AuthFailureDelay = 100 * time.Millisecond
+	}
+	ss, err := newSASLServer(opts.SASLMechanisms, opts.Credentials)
+	if err != nil {
+		return nil, err
+	}
+	supers := map[string]bool{}
+	for _, u := range opts.SuperUsers {
+		if !strings.HasPrefix(u, "User:") {
+			u = "User:" + u
+		}
+		supers[u] = true
+	}
 	m, err := newMetrics(opts.Registerer, opts.Groups, opts.Log)
 	if err != nil {
 		return nil, err
@@ -90,7 +128,7 @@ func NewServer(opts Options) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		opts: opts, log: opts.Log, logger: opts.Logger.With("component", "kafka"), metrics: m,
-		ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{},
+		ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}, sasl: ss, superUsers: supers,
 	}, nil
 }
 

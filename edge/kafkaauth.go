@@ -1,0 +1,67 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+
+	"ferry/devices"
+	"ferry/ingest/kafka"
+)
+
+// kafkaAuth lets the Kafka front end authenticate users and check ACLs
+// against the device registry without importing it (kafka.Credentials,
+// kafka.ACLs).
+type kafkaAuth struct{ r *devices.Registry }
+
+func (a kafkaAuth) CheckPlain(user, password string) error {
+	if err := a.r.AuthenticateUser(user, password); err != nil {
+		return fmt.Errorf("%w: %v", kafka.ErrBadCredentials, err)
+	}
+	return nil
+}
+
+func (a kafkaAuth) SCRAM(mechanism, user string) (kafka.SCRAMCredential, error) {
+	c, err := a.r.UserSCRAM(mechanism, user)
+	if err != nil {
+		return kafka.SCRAMCredential{}, fmt.Errorf("%w: %v", kafka.ErrBadCredentials, err)
+	}
+	return kafka.SCRAMCredential(c), nil
+}
+
+func (a kafkaAuth) Authorize(principal, host, resourceType, name, op string) bool {
+	return a.r.AuthorizeKafka(principal, host, resourceType, name, op)
+}
+
+func (a kafkaAuth) AuthorizeAny(principal, host, resourceType, op string) bool {
+	return a.r.AuthorizeKafkaAny(principal, host, resourceType, op)
+}
+
+func (a kafkaAuth) AddACLs(acls []kafka.ACL) error {
+	in := make([]devices.KafkaACL, len(acls))
+	for i, x := range acls {
+		in[i] = devices.KafkaACL(x)
+	}
+	err := a.r.AddKafkaACLs(in)
+	if errors.Is(err, devices.ErrInvalidKafkaACL) {
+		return fmt.Errorf("%w: %v", kafka.ErrInvalidACL, err)
+	}
+	return err
+}
+
+func (a kafkaAuth) ACLs(f kafka.ACLFilter) ([]kafka.ACL, error) {
+	out, err := a.r.KafkaACLs(devices.KafkaACLFilter(f))
+	return fromKafkaACLs(out), err
+}
+
+func (a kafkaAuth) DeleteACLs(f kafka.ACLFilter) ([]kafka.ACL, error) {
+	out, err := a.r.DeleteKafkaACLs(devices.KafkaACLFilter(f))
+	return fromKafkaACLs(out), err
+}
+
+func fromKafkaACLs(in []devices.KafkaACL) []kafka.ACL {
+	out := make([]kafka.ACL, len(in))
+	for i, x := range in {
+		out[i] = kafka.ACL(x)
+	}
+	return out
+}

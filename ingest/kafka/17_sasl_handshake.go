@@ -1,0 +1,45 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SaslHandshake: v1 (advertised only when SASL is on)
+//
+// Behavior:
+//   - Chooses the connection's mechanism among Options.SASLMechanisms and
+//     lists them. A mechanism not enabled is answered
+//     UNSUPPORTED_SASL_MECHANISM with the list, and the connection closed.
+//   - A handshake on a connection already authenticated or mid-exchange is
+//     answered ILLEGAL_SASL_STATE and the connection closed
+//     (re-authentication, KIP-368, is not offered).
+//
+// Version notes:
+//   - v0, where the SASL tokens follow as raw frames, is not served: every
+//     client of the last years uses v1 and SaslAuthenticate.
+
+func init() {
+	register(17, 1, 1, serveSASLHandshake)
+	needs[17] = func(s *Server) bool { return s.sasl != nil }
+}
+
+func serveSASLHandshake(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.SASLHandshakeRequest)
+	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
+	resp.SupportedMechanisms = s.sasl.mechanisms
+	if c.principal != "" || c.exchange != nil {
+		resp.ErrorCode = kerr.IllegalSaslState.Code
+		c.closeAfter = true
+		s.metrics.authResult("unsupported", false)
+		return resp, nil
+	}
+	if c.exchange = s.sasl.start(req.Mechanism); c.exchange == nil {
+		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
+		c.closeAfter = true
+		s.metrics.authResult("unsupported", false)
+	}
+	return resp, nil
+}
