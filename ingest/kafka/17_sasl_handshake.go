@@ -7,7 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// SaslHandshake: v1 (advertised only when SASL is on)
+// SaslHandshake: v0-1 (advertised only when SASL is on)
 //
 // Behavior:
 //   - Chooses the connection's mechanism among Options.SASLMechanisms and
@@ -18,11 +18,14 @@ import (
 //     (re-authentication, KIP-368, is not offered).
 //
 // Version notes:
-//   - v0, where the SASL tokens follow as raw frames, is not served: every
-//     client of the last years uses v1 and SaslAuthenticate.
+//   - v0, after which the SASL tokens would follow as raw frames, is
+//     advertised because librdkafka infers SASL support from it, but a v0
+//     handshake is answered UNSUPPORTED_VERSION and closed: clients that
+//     also see v1 (every client since Kafka 1.0) use v1 and
+//     SaslAuthenticate.
 
 func init() {
-	register(17, 1, 1, serveSASLHandshake)
+	register(17, 0, 1, serveSASLHandshake)
 	needs[17] = func(s *Server) bool { return s.sasl != nil }
 }
 
@@ -30,6 +33,11 @@ func serveSASLHandshake(s *Server, _ context.Context, c *conn, kreq kmsg.Request
 	req := kreq.(*kmsg.SASLHandshakeRequest)
 	resp := req.ResponseKind().(*kmsg.SASLHandshakeResponse)
 	resp.SupportedMechanisms = s.sasl.mechanisms
+	if req.Version == 0 {
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
+		c.closeAfter = true
+		return resp, nil
+	}
 	if c.principal != "" || c.exchange != nil {
 		resp.ErrorCode = kerr.IllegalSaslState.Code
 		c.closeAfter = true

@@ -12,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/xdg-go/scram"
 )
 
 // SASL on the Kafka listener (17_sasl_handshake.go, 36_sasl_authenticate.go).
@@ -35,9 +33,9 @@ import (
 //     goroutine waits; no lock is held), and the connection is closed.
 //
 // PLAIN (RFC 4616) checks the password with Credentials.CheckPlain. SCRAM-
-// SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) are served by
-// github.com/xdg-go/scram from the stored salt, iterations, StoredKey and
-// ServerKey; proofs are compared in constant time there. An unknown user is
+// SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) are served by scram.go from
+// the stored salt, iterations, StoredKey and ServerKey; proofs are compared
+// in constant time. An unknown user is
 // given a made-up salt (an HMAC of the name under a key drawn at start) and
 // fails at the proof like a wrong password, so the exchange does not tell
 // who exists. An authorization id other than the user name is refused.
@@ -105,12 +103,11 @@ func scramHashFor(mechanism string) func() hash.Hash {
 	return nil
 }
 
-// saslServer is the server's SASL setup: the mechanisms enabled and a
-// SCRAM server per SCRAM mechanism.
+// saslServer is the server's SASL setup: the mechanisms enabled and the
+// credentials.
 type saslServer struct {
 	mechanisms []string
 	creds      Credentials
-	scram      map[string]*scram.Server
 	fakeKey    []byte // keys the made-up salts of unknown users
 }
 
@@ -121,46 +118,34 @@ func newSASLServer(mechanisms []string, creds Credentials) (*saslServer, error) 
 	if creds == nil {
 		return nil, errors.New("kafka: SASL mechanisms without Options.Credentials")
 	}
-	ss := &saslServer{mechanisms: mechanisms, creds: creds, scram: map[string]*scram.Server{}, fakeKey: make([]byte, 32)}
+	ss := &saslServer{mechanisms: mechanisms, creds: creds, fakeKey: make([]byte, 32)}
 	rand.Read(ss.fakeKey)
 	for _, m := range mechanisms {
-		h := scramHashFor(m)
-		if h == nil {
-			if m != SASLPlain {
-				return nil, fmt.Errorf("kafka: unknown SASL mechanism %q", m)
-			}
-			continue
+		if m != SASLPlain && scramHashFor(m) == nil {
+			return nil, fmt.Errorf("kafka: unknown SASL mechanism %q", m)
 		}
-		srv, err := scram.HashGeneratorFcn(h).NewServer(func(user string) (scram.StoredCredentials, error) {
-			return ss.scramLookup(m, h, user), nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		ss.scram[m] = srv
 	}
 	return ss, nil
 }
 
 // scramLookup returns user's credential, or for an unknown user one that no
 // proof matches, with a salt that is the same at every attempt.
-func (ss *saslServer) scramLookup(mech string, h func() hash.Hash, user string) scram.StoredCredentials {
+func (ss *saslServer) scramLookup(mech string, h func() hash.Hash, user string) SCRAMCredential {
 	if c, err := ss.creds.SCRAM(mech, user); err == nil {
-		return scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(c.Salt), Iters: c.Iterations}, StoredKey: c.StoredKey, ServerKey: c.ServerKey}
+		return c
 	}
 	mac := hmac.New(sha256.New, ss.fakeKey)
 	mac.Write([]byte(mech + "\x00" + user))
-	salt := mac.Sum(nil)[:24]
 	key := make([]byte, h().Size())
 	rand.Read(key)
-	return scram.StoredCredentials{KeyFactors: scram.KeyFactors{Salt: string(salt), Iters: 4096}, StoredKey: key, ServerKey: key}
+	return SCRAMCredential{Salt: mac.Sum(nil)[:24], Iterations: 4096, StoredKey: key, ServerKey: key}
 }
 
 // saslExchange is a connection's SASL state between SaslHandshake and the
 // end of authentication.
 type saslExchange struct {
 	mechanism string
-	scram     *scram.ServerConversation // nil for PLAIN
+	scram     *scramConversation // nil for PLAIN
 }
 
 // start begins an exchange for mechanism; nil if it is not enabled.
@@ -169,8 +154,8 @@ func (ss *saslServer) start(mechanism string) *saslExchange {
 		return nil
 	}
 	x := &saslExchange{mechanism: mechanism}
-	if srv := ss.scram[mechanism]; srv != nil {
-		x.scram = srv.NewConversation()
+	if h := scramHashFor(mechanism); h != nil {
+		x.scram = &scramConversation{newHash: h, lookup: func(user string) SCRAMCredential { return ss.scramLookup(mechanism, h, user) }}
 	}
 	return x
 }
@@ -187,20 +172,17 @@ func (ss *saslServer) step(x *saslExchange, msg []byte) (answer []byte, user str
 		user, err := ss.plain(msg)
 		return nil, user, err
 	}
-	out, err := x.scram.Step(string(msg))
+	out, done, err := x.scram.next(string(msg))
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %v", errAuthFailed, err)
 	}
-	if !x.scram.Done() {
+	if !done {
 		return []byte(out), "", nil
 	}
-	if !x.scram.Valid() {
-		return nil, "", errAuthFailed
-	}
-	if z := x.scram.AuthzID(); z != "" && z != x.scram.Username() {
+	if z := x.scram.authz; z != "" && z != x.scram.user {
 		return nil, "", fmt.Errorf("%w: authorization id %q is not the user name", errAuthFailed, z)
 	}
-	return []byte(out), x.scram.Username(), nil
+	return []byte(out), x.scram.user, nil
 }
 
 // plain checks a PLAIN message: [authzid] NUL authcid NUL passwd.
