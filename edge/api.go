@@ -32,6 +32,13 @@ import (
 //	GET    /api/devices/{id}                    one device
 //	PATCH  /api/devices/{id}                    {"enabled","password","acl"}
 //	DELETE /api/devices/{id}                    delete it
+//	GET    /api/users                           Kafka users ([]UserView)
+//	POST   /api/users                           add {"name","password"}
+//	PATCH  /api/users/{name}                    {"password"}
+//	DELETE /api/users/{name}                    delete it
+//	GET    /api/kafka-acls                      Kafka ACL bindings ([]devices.KafkaACL); query: principal, resource_type, resource_name, pattern_type, operation, permission
+//	POST   /api/kafka-acls                      add [devices.KafkaACL]
+//	DELETE /api/kafka-acls                      delete what the query selects (at least one field), answers the deleted
 //	GET    /api/mirror                          the mirror sender's status (mirror.Status)
 //
 // Successes answer 200 (201 for a creation, 204 with no body for a
@@ -49,6 +56,7 @@ func (n *Node) registerAPI(mux *http.ServeMux) {
 	n.registerTopicsAPI(mux)
 	n.registerGroupsAPI(mux)
 	n.registerDevicesAPI(mux)
+	n.registerUsersAPI(mux)
 	// Anything else under /api/ answers JSON too. One pattern per method:
 	// a method-less "/api/" would conflict with the status page's "GET /".
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
@@ -100,13 +108,13 @@ func statusFor(err error) int {
 	case errors.As(err, &re):
 		return re.code
 	case errors.Is(err, flog.ErrUnknownTopic), errors.Is(err, flog.ErrUnknownPartition),
-		errors.Is(err, kafka.ErrUnknownGroup), errors.Is(err, devices.ErrNotFound):
+		errors.Is(err, kafka.ErrUnknownGroup), errors.Is(err, devices.ErrNotFound), errors.Is(err, devices.ErrUserNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, flog.ErrTopicExists), errors.Is(err, devices.ErrExists), errors.Is(err, kafka.ErrGroupNotEmpty):
+	case errors.Is(err, flog.ErrTopicExists), errors.Is(err, devices.ErrExists), errors.Is(err, devices.ErrUserExists), errors.Is(err, kafka.ErrGroupNotEmpty):
 		return http.StatusConflict
 	case errors.Is(err, flog.ErrInvalidTopic), errors.Is(err, flog.ErrInvalidPartitions), errors.Is(err, flog.ErrInvalidConfig),
 		errors.Is(err, devices.ErrInvalidID), errors.Is(err, devices.ErrInvalidFilter), errors.Is(err, devices.ErrInvalidPassword),
-		errors.Is(err, devices.ErrInvalidDevice):
+		errors.Is(err, devices.ErrInvalidDevice), errors.Is(err, devices.ErrInvalidUser), errors.Is(err, devices.ErrInvalidKafkaACL):
 		return http.StatusBadRequest
 	case errors.Is(err, flog.ErrClosed), errors.Is(err, devices.ErrClosed):
 		return http.StatusServiceUnavailable

@@ -15,6 +15,7 @@ import (
 
 	"ferry/configs"
 	"ferry/edge"
+	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
 	flog "ferry/log"
 	"ferry/mirror"
@@ -266,6 +267,7 @@ var nodeChecks = map[string]map[string]func(string) error{
 		"admin-addr":       hostPort,
 		"kafka-addr":       hostPort,
 		"kafka-advertised": hostPort,
+		"kafka-sasl":       func(v string) error { _, err := kafka.ParseSASLMechanisms(v); return err },
 		"log-level":        func(v string) error { _, err := newLogger(io.Discard, v, "text"); return unwrapUsage(err) },
 		"log-format":       func(v string) error { _, err := newLogger(io.Discard, "info", v); return unwrapUsage(err) },
 	},

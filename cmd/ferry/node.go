@@ -16,6 +16,7 @@ import (
 	"ferry/certs"
 	"ferry/configs"
 	"ferry/edge"
+	"ferry/ingest/kafka"
 )
 
 // nodeFlags are the flags every node command has.
@@ -23,6 +24,8 @@ type nodeFlags struct {
 	dataDir, adminAddr, adminToken, kafkaAddr, advertised, level, format   *string
 	kafkaCert, kafkaKey, kafkaClientCA, adminCert, adminKey, adminClientCA *string
 	maxConns, maxConnsPerIP                                                *int
+	kafkaSASL                                                              *string
+	kafkaSuperUsers                                                        *[]string
 	config                                                                 *configFile
 	tlsCerts                                                               []*certs.Server // every listener's, for SIGHUP
 }
@@ -40,13 +43,16 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		kafkaCert:     fs.String("kafka-tls-cert", "", "PEM certificate (chain): the Kafka listener serves TLS only (clients: security.protocol=ssl); reloaded on SIGHUP"),
 		kafkaKey:      fs.String("kafka-tls-key", "", "PEM private key for --kafka-tls-cert"),
 		kafkaClientCA: fs.String("kafka-tls-client-ca", "", "PEM CA bundle: Kafka clients must show a certificate signed by it (mutual TLS)"),
-		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
-		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
-		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
-		maxConns:      fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
-		maxConnsPerIP: fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
-		level:         fs.String("log-level", "info", "log level: debug, info, warn, error"),
-		format:        fs.String("log-format", "text", "log format: text or json"),
+		kafkaSASL: fs.String("kafka-sasl", "", "SASL mechanisms Kafka clients must authenticate with, e.g. plain,scram-sha-256,scram-sha-512 (users: 'ferry users add'); "+
+			"when set, Kafka ACLs apply ('ferry acls') and what no ACL allows is denied; empty: no authentication"),
+		kafkaSuperUsers: fs.StringSlice("kafka-super-users", nil, "Kafka users whom ACLs do not restrict (comma-separated names, or User:NAME), e.g. to bootstrap ACLs; needs --kafka-sasl"),
+		adminCert:       fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
+		adminKey:        fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
+		adminClientCA:   fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		maxConns:        fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
+		maxConnsPerIP:   fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
+		level:           fs.String("log-level", "info", "log level: debug, info, warn, error"),
+		format:          fs.String("log-format", "text", "log format: text or json"),
 	}
 }
 
@@ -87,6 +93,13 @@ func (f *nodeFlags) run(opts edge.Options) error {
 		return err
 	}
 	opts.TLSCerts = f.tlsCerts
+	if opts.KafkaSASL, err = kafka.ParseSASLMechanisms(*f.kafkaSASL); err != nil {
+		return usagef("--kafka-sasl: %v", err)
+	}
+	opts.KafkaSuperUsers = *f.kafkaSuperUsers
+	if len(opts.KafkaSuperUsers) > 0 && len(opts.KafkaSASL) == 0 {
+		return usagef("--kafka-super-users needs --kafka-sasl")
+	}
 	f.config.log(opts.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

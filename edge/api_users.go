@@ -1,0 +1,125 @@
+package edge
+
+import (
+	"net/http"
+
+	"ferry/devices"
+)
+
+// UserView is a Kafka user as the admin API and `ferry users` show it:
+// never a secret.
+type UserView = devices.User
+
+// AddUserRequest is the body of POST /api/users.
+type AddUserRequest struct {
+	Name     string `json:"name"`
+	Password string `json:"password"`
+}
+
+// ChangeUserRequest is the body of PATCH /api/users/{name}.
+type ChangeUserRequest struct {
+	Password string `json:"password"`
+}
+
+// KafkaACLFilter reads an ACL filter from a query: principal, host,
+// resource_type, resource_name, pattern_type, operation, permission.
+func KafkaACLFilter(q map[string][]string) devices.KafkaACLFilter {
+	get := func(k string) string {
+		if v := q[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	f := devices.KafkaACLFilter{Principal: get("principal"), Host: get("host"), ResourceType: get("resource_type"),
+		PatternType: get("pattern_type"), Operation: get("operation"), Permission: get("permission")}
+	if v, ok := q["resource_name"]; ok && len(v) > 0 {
+		f.ResourceName = &v[0]
+	}
+	return f
+}
+
+// registerUsersAPI serves the Kafka users and ACLs of the registry (there
+// when MQTT or Kafka SASL is on).
+func (n *Node) registerUsersAPI(mux *http.ServeMux) {
+	with := func(h func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if n.devices == nil {
+				writeErr(w, errNoRegistry)
+				return
+			}
+			if err := h(w, r, n.devices); err != nil {
+				writeErr(w, err)
+			}
+		}
+	}
+	mux.HandleFunc("GET /api/users", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		us, err := reg.Users()
+		if err == nil {
+			writeJSON(w, http.StatusOK, us)
+		}
+		return err
+	}))
+	mux.HandleFunc("POST /api/users", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		var req AddUserRequest
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
+		if err := reg.AddUser(req.Name, req.Password); err != nil {
+			return err
+		}
+		u, err := reg.GetUser(req.Name)
+		if err == nil {
+			writeJSON(w, http.StatusCreated, u)
+		}
+		return err
+	}))
+	mux.HandleFunc("PATCH /api/users/{name}", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		var req ChangeUserRequest
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
+		if err := reg.SetUserPassword(r.PathValue("name"), req.Password); err != nil {
+			return err
+		}
+		u, err := reg.GetUser(r.PathValue("name"))
+		if err == nil {
+			writeJSON(w, http.StatusOK, u)
+		}
+		return err
+	}))
+	mux.HandleFunc("DELETE /api/users/{name}", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		if err := reg.DeleteUser(r.PathValue("name")); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}))
+	mux.HandleFunc("GET /api/kafka-acls", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		acls, err := reg.KafkaACLs(KafkaACLFilter(r.URL.Query()))
+		if err == nil {
+			writeJSON(w, http.StatusOK, acls)
+		}
+		return err
+	}))
+	mux.HandleFunc("POST /api/kafka-acls", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		var acls []devices.KafkaACL
+		if err := decodeBody(r, &acls); err != nil {
+			return err
+		}
+		if err := reg.AddKafkaACLs(acls); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, acls)
+		return nil
+	}))
+	mux.HandleFunc("DELETE /api/kafka-acls", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+		if len(r.URL.Query()) == 0 {
+			return badRequest("give at least one filter field (principal, resource_type, resource_name, ...): an empty filter would delete every ACL")
+		}
+		deleted, err := reg.DeleteKafkaACLs(KafkaACLFilter(r.URL.Query()))
+		if err == nil {
+			writeJSON(w, http.StatusOK, deleted)
+		}
+		return err
+	}))
+}
