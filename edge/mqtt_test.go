@@ -108,6 +108,9 @@ func TestMQTTWithDeviceRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The registry marks the device offline before the disconnect event
+	// is appended: wait for the event too.
+	waitUntil(t, "the disconnect event", func() bool { return part.EndOffset() >= 2 })
 	rr, err := part.Read(0, 1<<20, nil)
 	if err != nil {
 		t.Fatal(err)
