@@ -145,6 +145,14 @@ func TestAddRefuses(t *testing.T) {
 		{"taken id", Device{ID: "dev1"}, "pw", ErrExists},
 		{"taken CN", Device{ID: "dev2", CertCN: "cn1"}, "pw", ErrExists},
 		{"empty id", Device{ID: ""}, "pw", ErrInvalidID},
+		// An id is substituted for {device} in ACL filters: none that
+		// would widen one, or reach $ topics, can be registered.
+		{"'+' in the id", Device{ID: "dev+"}, "pw", ErrInvalidID},
+		{"'#' as the id", Device{ID: "#"}, "pw", ErrInvalidID},
+		{"'/' in the id", Device{ID: "dev3/x"}, "pw", ErrInvalidID},
+		{"leading '$'", Device{ID: "$dev3"}, "pw", ErrInvalidID},
+		{"NUL in the id", Device{ID: "dev\x003"}, "pw", ErrInvalidID},
+		{"id not UTF-8", Device{ID: "dev\xff3"}, "pw", ErrInvalidID},
 		{"bad filter", Device{ID: "dev3", ACL: ACL{Publish: []string{"a/#/b"}}}, "", ErrInvalidFilter},
 		{"token inside a level", Device{ID: "dev3", ACL: ACL{Subscribe: []string{"a/x{device}"}}}, "", ErrInvalidFilter},
 		{"negative rate", Device{ID: "dev3", RateLimit: -1}, "", ErrInvalidDevice},
