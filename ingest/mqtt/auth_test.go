@@ -3,6 +3,7 @@ package mqtt
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -15,6 +16,9 @@ type tableAuth struct {
 	passwords map[string]string
 	disabled  map[string]bool
 	budget    atomic.Int64 // publishes allowed before Allow says no; <0: unlimited
+	calls     atomic.Int64 // Authenticate calls
+	narrowed  sync.Map     // device → true: its subscribe ACL now allows only its status topics
+	revoked   sync.Map     // device → true: disabled since it connected (every subscribe check fails)
 }
 
 func newTableAuth() *tableAuth {
@@ -24,6 +28,7 @@ func newTableAuth() *tableAuth {
 }
 
 func (a *tableAuth) Authenticate(username string, password []byte, certCN string) (string, error) {
+	a.calls.Add(1)
 	pw, ok := a.passwords[username]
 	if !ok || pw != string(password) {
 		return "", ErrBadCredentials
@@ -41,7 +46,13 @@ func (a *tableAuth) CanPublish(device, topic string) bool {
 }
 
 func (a *tableAuth) CanSubscribe(device, filter string) bool {
+	if _, ok := a.revoked.Load(device); ok {
+		return false
+	}
 	l := strings.Split(filter, "/")
+	if _, ok := a.narrowed.Load(device); ok && (len(l) != 4 || l[3] != "status") {
+		return false
+	}
 	return len(l) >= 3 && l[0] == "factory" && l[1] != "#" && l[2] == device
 }
 

@@ -167,6 +167,17 @@ func (s *Server) startBridge(cfg Bridge) (*bridge, error) {
 // goroutine, so messages are handled in the order they arrive.
 func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 	pb := pr.Packet
+	if !validTopicName(pb.Topic) {
+		// paho's decoder does not check strings as mochi's does: a topic
+		// that is not UTF-8, or holds NUL, is refused here, acknowledged
+		// upstream so the link goes on, and never stored.
+		b.s.metrics.publish(pb.QoS, resultMalformed)
+		b.s.logger.Warn("mqtt bridge: message with a malformed topic dropped", "bridge", b.cfg.Name, "topic", fmt.Sprintf("%q", pb.Topic))
+		if pb.QoS > 0 {
+			b.queue(bridgeAck{c: pr.Client, pb: pb})
+		}
+		return true, nil
+	}
 	info := publishInfo{Topic: pb.Topic, Payload: pb.Payload, QoS: pb.QoS, Retain: pb.Retain, ClientID: b.client, Device: b.client, PacketID: pb.PacketID}
 	var props packets.Properties
 	if pb.Properties != nil {

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -43,6 +45,9 @@ func (h *hook) Provides(b byte) bool {
 // CONNACK reason that says why, and the error ends the connection.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.s
+	if pc, ok := cl.Net.Conn.(*preConn); ok {
+		pc.connected.Store(true) // what ends the connection now is counted here or later, not by the listener
+	}
 	if s.closing.Load() {
 		return packets.ErrServerShuttingDown // no new client while Close drains them (server.go)
 	}
@@ -53,9 +58,20 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if s.opts.Auth != nil {
 		var err error
-		device, err = s.opts.Auth.Authenticate(username, pk.Connect.Password, peerCN(cl.Net.Conn))
 		code, result := packets.Code{}, ""
 		switch {
+		case !validIdentity(pk.Connect.ClientIdentifier):
+			// Refused before any credential is checked (no bcrypt run
+			// for it): see validIdentity.
+			code, result = packets.ErrClientIdentifierNotValid, "bad_client_id"
+		case !validIdentity(username):
+			code, result = packets.ErrBadUsernameOrPassword, "bad_username"
+		}
+		if result == "" {
+			device, err = s.opts.Auth.Authenticate(username, pk.Connect.Password, peerCN(cl.Net.Conn))
+		}
+		switch {
+		case result != "":
 		case errors.Is(err, ErrNotAuthorized):
 			code, result = packets.ErrNotAuthorized, "not_authorized"
 		case err != nil:
@@ -81,6 +97,23 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
+// validIdentity reports whether a client id or user name may name a
+// device ("" is no name): the device registry's id rule (devices.ValidateID)
+// without its length. A device id is substituted for "{device}" in ACL
+// filters, so a name with '+', '#' or '/' would widen them, one starting
+// with '$' would reach $ topics, and NUL or invalid UTF-8 is no MQTT string.
+func validIdentity(s string) bool {
+	return s == "" || (utf8.ValidString(s) && !strings.ContainsAny(s, "/+#\x00") && s[0] != '$')
+}
+
+// validTopicName reports whether t is a topic name MQTT allows: UTF-8
+// without U+0000 or wildcards ([MQTT-1.5.4-1], [MQTT-1.5.4-2],
+// [MQTT-3.3.2-2]). mochi's decoder checks this for clients; the bridge's
+// paho does not.
+func validTopicName(t string) bool {
+	return t != "" && utf8.ValidString(t) && !strings.ContainsAny(t, "+#\x00")
+}
+
 // connackCode gives MQTT 3.1.1 clients their own return codes: mochi maps
 // "bad user name or password" to 3.1.1's "not authorized" and leaves
 // "not authorized" unmapped.
@@ -100,6 +133,9 @@ func connackCode(cl *mqtt.Client, code packets.Code) packets.Code {
 }
 
 func peerCN(c net.Conn) string {
+	if pc, ok := c.(*preConn); ok {
+		c = pc.Conn
+	}
 	tc, ok := c.(*tls.Conn)
 	if !ok {
 		return ""
@@ -222,7 +258,15 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if write || h.s.opts.Auth == nil {
 		return true
 	}
-	return h.s.opts.Auth.CanSubscribe(h.s.deviceOf(cl), topic)
+	// mochi asks at SUBSCRIBE (with the filter) and again before each
+	// delivery (with the topic, Server.publishToClient), so an ACL narrowed
+	// or a device disabled meanwhile stops what it receives at once.
+	if h.s.opts.Auth.CanSubscribe(h.s.deviceOf(cl), topic) {
+		return true
+	}
+	h.s.metrics.subDenied.Inc()
+	h.s.logger.Debug("mqtt: subscribe ACL refused", "client", cl.ID, "topic", topic)
+	return false
 }
 
 func (s *Server) conn(cl *mqtt.Client) *conn {

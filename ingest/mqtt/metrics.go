@@ -17,6 +17,7 @@ const (
 	resultRateLimited   = "rate_limited"   // over the device's publish rate
 	resultRejected      = "rejected"       // shutting down or over the inflight limit
 	resultError         = "error"          // the log refused the append
+	resultMalformed     = "malformed"      // a bridged message whose topic is not a valid MQTT topic name
 )
 
 // Why a publish was dropped with its publisher never told: the keys of
@@ -40,9 +41,13 @@ type metrics struct {
 	bytesIn      prometheus.Counter
 	ackWait      prometheus.Histogram
 	presenceErrs prometheus.Counter
-	bridgeUp     *prometheus.GaugeVec   // by bridge
-	received     prometheus.CounterFunc // bytes from clients (the broker's count)
-	sent         prometheus.CounterFunc // bytes to clients (the broker's count and ackBytes)
+	pending      prometheus.Gauge              // connections whose CONNECT is being read
+	preconnectV  *prometheus.CounterVec        // connections ended before CONNECT reached the hook, by reason
+	preconnect   map[string]prometheus.Counter // its children
+	subDenied    prometheus.Counter            // subscribe ACL refusals, at SUBSCRIBE and at delivery
+	bridgeUp     *prometheus.GaugeVec          // by bridge
+	received     prometheus.CounterFunc        // bytes from clients (the broker's count)
+	sent         prometheus.CounterFunc        // bytes to clients (the broker's count and ackBytes)
 	delivered    prometheus.CounterFunc
 	ackBytes     atomic.Int64 // bytes of the acknowledgements ferry writes itself (the broker counts the rest)
 	dropped      [nDropReasons]atomic.Int64
@@ -63,17 +68,27 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 		connections: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mqtt_connections", Help: "Connected MQTT clients (devices), over every MQTT listener."},
 			stat(func(i *system.Info) *int64 { return &i.ClientsConnected })),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_connects_total",
-			Help: "MQTT CONNECT attempts, by result (accepted, bad_credentials, not_authorized, bad_client_id, server_busy)."}, []string{"result"}),
+			Help: "MQTT CONNECT attempts, by result (accepted, bad_credentials, bad_username, not_authorized, bad_client_id, server_busy)."}, []string{"result"}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_disconnects_total",
 			Help: "MQTT connections ended, by reason (normal, or the protocol error or limit that closed them)."}, []string{"reason"}),
 		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_publishes_total",
-			Help: "MQTT publishes received, by QoS and result (stored, duplicate, unmatched, not_authorized, rate_limited, rejected, error)."}, []string{"qos", "result"}),
+			Help: "MQTT publishes received, by QoS and result (stored, duplicate, unmatched, not_authorized, rate_limited, rejected, error, malformed)."}, []string{"qos", "result"}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_stored_bytes_total", Help: "Payload bytes of MQTT publishes stored in the log."}),
 		ackWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ferry_mqtt_ack_wait_seconds",
 			Help:    "Time from a QoS 1/2 publish's append to its acknowledgement (the wait for durability).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		bridgeUp:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_mqtt_bridge_up", Help: "1 while an MQTT bridge-in is connected to its broker, by bridge."}, []string{"bridge"}),
 		presenceErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_presence_event_errors_total", Help: "Presence events that could not be appended to the presence topic."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ferry_mqtt_pending_connections",
+			Help: "MQTT connections accepted whose CONNECT packet has not arrived in full yet."}),
+		preconnectV: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_preconnect_closed_total",
+			Help: "MQTT connections closed before their CONNECT was accepted or refused, by reason (timeout, packet_too_large, malformed, protocol_error, closed)."}, []string{"reason"}),
+		subDenied: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_subscribe_denied_total",
+			Help: "Subscribe ACL refusals: SUBSCRIBE filters refused, and messages withheld from a subscriber whose ACL no longer allows their topic."}),
+	}
+	m.preconnect = map[string]prometheus.Counter{}
+	for _, r := range preReasons {
+		m.preconnect[r] = m.preconnectV.WithLabelValues(r)
 	}
 	m.received = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferry_mqtt_received_bytes_total", Help: "Bytes received from MQTT clients, over every MQTT listener."},
 		stat(func(i *system.Info) *int64 { return &i.BytesReceived }))
@@ -84,7 +99,7 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 		Help: "PUBLISH packets sent to subscribers (live and retained, resends included)."},
 		stat(func(i *system.Info) *int64 { return &i.MessagesSent }))
 	m.byResult = map[string]*[3]prometheus.Counter{}
-	for _, r := range []string{resultStored, resultDuplicate, resultUnmatched, resultNotAuthorized, resultRateLimited, resultRejected, resultError} {
+	for _, r := range []string{resultStored, resultDuplicate, resultUnmatched, resultNotAuthorized, resultRateLimited, resultRejected, resultError, resultMalformed} {
 		var cs [3]prometheus.Counter
 		for q := range cs {
 			cs[q] = m.publishes.WithLabelValues(qosLabel[q], r)
@@ -93,7 +108,7 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp,
-			m.received, m.sent, m.delivered} {
+			m.received, m.sent, m.delivered, m.pending, m.preconnectV, m.subDenied} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

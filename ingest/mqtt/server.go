@@ -275,7 +275,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.lnSeq++
 	id := fmt.Sprintf("%s-%d", ln.Addr().Network(), s.lnSeq)
 	s.lnMu.Unlock()
-	l := &listener{id: id, ln: ln, connectTimeout: s.opts.ConnectTimeout, done: make(chan struct{})}
+	l := &listener{id: id, ln: ln, s: s, done: make(chan struct{})}
 	if s.closing.Load() {
 		ln.Close()
 		return nil
@@ -396,17 +396,19 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// listener adapts a net.Listener to mochi's listener interface, closing
-// connections that do not send CONNECT within connectTimeout (mochi's
-// CONNECT read has no deadline; after CONNECT the keepalive sets one).
+// listener adapts a net.Listener to mochi's listener interface. Each
+// connection's CONNECT is read here (preconnect.go), within the CONNECT
+// timeout, before mochi gets the connection; after CONNECT the keepalive
+// sets the deadline.
 type listener struct {
-	id             string
-	ln             net.Listener
-	connectTimeout time.Duration
-	log            *slog.Logger
-	closed         atomic.Bool
-	done           chan struct{}
-	closeOnce      sync.Once
+	id        string
+	ln        net.Listener
+	s         *Server
+	log       *slog.Logger
+	closed    atomic.Bool
+	pending   sync.Map // net.Conn → struct{}: connections whose CONNECT is being read, closed by Close
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 func (l *listener) Init(log *slog.Logger) error { l.log = log; return nil }
@@ -433,17 +435,39 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		backoff = 0
-		c.SetDeadline(time.Now().Add(l.connectTimeout))
-		go func() {
-			if err := establish(l.id, c); err != nil {
-				l.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "err", err)
-			}
-		}()
+		go l.handle(c, establish)
+	}
+}
+
+// handle reads the connection's CONNECT, then gives it to mochi.
+func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
+	s := l.s
+	c.SetDeadline(time.Now().Add(s.opts.ConnectTimeout))
+	s.metrics.pending.Inc()
+	l.pending.Store(c, struct{}{})
+	if l.closed.Load() {
+		c.Close() // Close may have missed it
+	}
+	pc, err := readConnect(c, s.opts.MaxPacketSize)
+	l.pending.Delete(c)
+	s.metrics.pending.Dec()
+	if err != nil {
+		c.Close()
+		s.preconnectEnded(c.RemoteAddr().String(), err)
+		return
+	}
+	err = establish(l.id, pc)
+	switch {
+	case !pc.connected.Load():
+		s.preconnectEnded(c.RemoteAddr().String(), err)
+	case err != nil:
+		l.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "err", err)
 	}
 }
 
 func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.closed.Store(true)
 	l.ln.Close()
+	l.pending.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
 	closeClients(l.id)
 }
