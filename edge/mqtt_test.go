@@ -282,3 +282,92 @@ func TestMQTTOverWebSocket(t *testing.T) {
 // packetsThreadSafe: paho writes from several goroutines, which a
 // tls.Conn does not allow.
 func packetsThreadSafe(c net.Conn) net.Conn { return packets.NewThreadSafeConn(c) }
+
+// TestACLChangesReachConnectedSubscribers: the registry's subscribe ACL is
+// asked before every delivery, so a device whose ACL is narrowed
+// (SetACL) or who is disabled stops receiving what it may no longer see,
+// on the connection it has.
+func TestACLChangesReachConnectedSubscribers(t *testing.T) {
+	dir := t.TempDir()
+	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", AuthMode: AuthRegistry,
+		MQTT: mqtt.Options{DefaultTopic: "mqtt"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	reg := n.devices
+	if err := reg.Add(devices.Device{ID: "dev1", Enabled: true, ACL: devices.ACL{Subscribe: []string{"factory/+/{device}/#"}}}, "pw1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Add(devices.Device{ID: "pub", Enabled: true, ACL: devices.ACL{Publish: []string{"factory/#"}}}, "pw2"); err != nil {
+		t.Fatal(err)
+	}
+	addr := n.MQTTAddrs()[0]
+	got := make(chan string, 16)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := paho.NewClient(paho.ClientConfig{Conn: nc, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(pr paho.PublishReceived) (bool, error) {
+			got <- pr.Packet.Topic + " " + string(pr.Packet.Payload)
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := sub.Connect(ctx, &paho.Connect{ClientID: "dev1", Username: "dev1", UsernameFlag: true, Password: []byte("pw1"),
+		PasswordFlag: true, CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(&paho.Disconnect{})
+	if _, err := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "factory/+/dev1/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := mqttConnect(t, addr, &paho.Connect{ClientID: "pub", Username: "pub", UsernameFlag: true, Password: []byte("pw2"),
+		PasswordFlag: true, CleanStart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Disconnect(&paho.Disconnect{})
+	publish := func(topic, payload string) {
+		t.Helper()
+		// QoS 1: the PUBACK comes after the delivery was attempted.
+		if _, err := pub.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case s := <-got:
+			return s
+		case <-ctx.Done():
+			t.Fatal("nothing received")
+			return ""
+		}
+	}
+
+	publish("factory/a/dev1/telemetry", "1")
+	if s := next(); s != "factory/a/dev1/telemetry 1" {
+		t.Fatalf("received %q", s)
+	}
+	if err := reg.SetACL("dev1", nil, []string{"factory/+/{device}/status"}); err != nil {
+		t.Fatal(err)
+	}
+	publish("factory/a/dev1/telemetry", "2")
+	publish("factory/a/dev1/status", "3")
+	if s := next(); s != "factory/a/dev1/status 3" {
+		t.Fatalf("after SetACL narrowed it: received %q", s)
+	}
+	if err := reg.SetEnabled("dev1", false); err != nil {
+		t.Fatal(err)
+	}
+	publish("factory/a/dev1/status", "4")
+	if err := reg.SetEnabled("dev1", true); err != nil {
+		t.Fatal(err)
+	}
+	publish("factory/a/dev1/status", "5")
+	if s := next(); s != "factory/a/dev1/status 5" {
+		t.Fatalf("while disabled: received %q", s)
+	}
+}
