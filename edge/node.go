@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"ferry/certs"
 	"ferry/devices"
+	"ferry/edge/certs"
 	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"

@@ -20,7 +20,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"ferry/certs"
+	"ferry/edge/certs"
 )
 
 // testCA is a CA saved in a temporary directory, issuing certificates into

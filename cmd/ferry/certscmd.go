@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"ferry/certs"
+	"ferry/edge/certs"
 )
 
 func certsCommand() *command {

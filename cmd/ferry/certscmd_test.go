@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"ferry/certs"
+	"ferry/edge/certs"
 )
 
 // TestCertsCommand: init makes a CA (and refuses to replace it), node a

@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"ferry/certs"
 	"ferry/configs"
 	"ferry/edge"
+	"ferry/edge/certs"
 	"ferry/ingest/kafka"
 )
 

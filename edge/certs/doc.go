@@ -8,4 +8,8 @@
 // the configuration of the moment from an atomic pointer, so Reload changes
 // what new connections get without touching open ones; a Reload that fails
 // keeps the previous files' configuration.
+//
+// It lives under edge because only the node and the binary use it. It must
+// never import another ferry package, open a listener or read a file other
+// than the ones it is given: the node decides which listener serves what.
 package certs
