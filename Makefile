@@ -18,13 +18,20 @@ build:
 run: build
 	./$(BIN) edge --data-dir ./data --admin-addr :8080
 
-## run-full: a center from configs/full.yaml on this machine (Kafka on :19092, admin on :18080, mirror receiver on :9393, data in ./center)
-run-full: build
+## run-full: a center from configs/full.yaml on this machine (Kafka on :19092, admin on :18080, mirror receiver on :9393 with mutual TLS, data in ./center)
+run-full: build certs/ca.pem
 	./$(BIN) full --config configs/full.yaml
 
-## run-edge: an edge from configs/edge.yaml (the default ports, data in ./data), mirroring as gw1 to the center of run-full
-run-edge: build
+## run-edge: an edge from configs/edge.yaml (the default ports, data in ./data), mirroring as gw1 to the center of run-full over mutual TLS
+run-edge: build certs/ca.pem
 	./$(BIN) edge --config configs/edge.yaml
+
+# The example configs' certificates, for trying TLS out: a CA, the node's
+# certificate for this machine, gw1's client certificate (ferry certs).
+certs/ca.pem: | build
+	./$(BIN) certs init --dir certs
+	./$(BIN) certs node --dir certs --host localhost,127.0.0.1
+	./$(BIN) certs edge gw1 --dir certs
 
 ## test: install what the tests need, then gofmt check, vet, every test with -race, and each fuzz target briefly
 test: deps fmt-check vet

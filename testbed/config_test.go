@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -18,20 +19,34 @@ import (
 // FERRY_MIRROR_TO, which override flags, name the working ones.
 func TestExampleConfigsMirror(t *testing.T) {
 	edgeDir, centerDir := t.TempDir(), t.TempDir()
-	fullYAML, edgeYAML := filepath.Join("..", "configs", "full.yaml"), filepath.Join("..", "configs", "edge.yaml")
+	fullYAML, err := filepath.Abs(filepath.Join("..", "configs", "full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeYAML, _ := filepath.Abs(filepath.Join("..", "configs", "edge.yaml"))
+	// The files require mutual TLS with the certificates `make run-full`
+	// makes in ./certs: the nodes run where `ferry certs` made them.
+	work := t.TempDir()
+	for _, args := range [][]string{{"init"}, {"node", "--host", "localhost,127.0.0.1"}, {"edge", "gw1"}} {
+		cmd := exec.Command(ferryBinary(t), append([]string{"certs"}, args...)...)
+		cmd.Dir = work
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("ferry certs %v: %v\n%s", args, err, out)
+		}
+	}
 	// 192.0.2.0/24 is TEST-NET-1: no interface here has it, so listening
 	// there fails and dialing it never connects.
 	const unusable = "192.0.2.1:9393"
 
 	t.Setenv("FERRY_MIRROR_ADDR", "127.0.0.1:0")
-	center := startFull(t, centerDir, unusable, "--config", fullYAML)
+	center := startFerryBin(t, ferryBinary(t), work, "full", []string{"--data-dir", centerDir, "--mirror-addr", unusable, "--config", fullYAML})
 	if center.mirrorAddr == "" || center.mirrorAddr == unusable {
 		t.Fatalf("the center's mirror receiver is on %q", center.mirrorAddr)
 	}
 	// Set after the center started: only the edge has it. (FERRY_MIRROR_ADDR
 	// names no flag of ferry edge, which ignores it.)
 	t.Setenv("FERRY_MIRROR_TO", center.mirrorAddr)
-	edge := startEdge(t, edgeDir, "--config", edgeYAML, "--mirror-to", unusable)
+	edge := startFerryBin(t, ferryBinary(t), work, "edge", []string{"--data-dir", edgeDir, "--mqtt-addr", "127.0.0.1:0", "--config", edgeYAML, "--mirror-to", unusable})
 
 	const n = 200
 	produceKafka(t, edge.kafkaAddr, "telemetry", n, 100, "config")

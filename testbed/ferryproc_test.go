@@ -79,15 +79,17 @@ func startFull(t testing.TB, dataDir, mirrorAddr string, extra ...string) *ferry
 
 func startFerry(t testing.TB, mode string, extra []string) *ferryProc {
 	t.Helper()
-	return startFerryBin(t, ferryBinary(t), mode, extra)
+	return startFerryBin(t, ferryBinary(t), "", mode, extra)
 }
 
 // startFerryBin is startFerry with the binary given (BenchmarkFootprint
-// measures the release build, stripped, not the test build).
-func startFerryBin(t testing.TB, bin, mode string, extra []string) *ferryProc {
+// measures the release build, stripped, not the test build) and the
+// working directory (relative paths in a config file; "": the test's).
+func startFerryBin(t testing.TB, bin, workDir, mode string, extra []string) *ferryProc {
 	t.Helper()
 	args := append([]string{mode, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = workDir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -166,7 +166,7 @@ func BenchmarkFootprint(b *testing.B) {
 
 	// `ferry edge` on its defaults, a fresh data dir; only the listeners
 	// move to free loopback ports.
-	fp := startFerryBin(b, native, "edge", []string{"--data-dir", filepath.Join(dir, "data"), "--mqtt-addr", "127.0.0.1:0"})
+	fp := startFerryBin(b, native, "", "edge", []string{"--data-dir", filepath.Join(dir, "data"), "--mqtt-addr", "127.0.0.1:0"})
 	pid := fp.cmd.Process.Pid
 	time.Sleep(idleFor / 2)
 	st := procStatusKB(b, pid, "VmRSS", "RssAnon", "RssFile", "VmHWM")
