@@ -85,3 +85,29 @@ func TestListenerCaps(t *testing.T) {
 		t.Errorf("open connections %v, want 3", got)
 	}
 }
+
+// TestAdminSlowClient: an admin client that sends half its headers and
+// then nothing is closed once AdminReadTimeout passes, so it holds no
+// connection (and no place under the caps) for long.
+func TestAdminSlowClient(t *testing.T) {
+	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		AdminReadTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	c, err := net.Dial("tcp", n.AdminAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /api/status HTTP/1.1\r\nHost: x\r\nX-Slow")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	began := time.Now()
+	_, err = io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the node kept a client with unfinished headers for 10 s")
+	}
+	t.Logf("closed after %v", time.Since(began).Round(time.Millisecond))
+}

@@ -100,6 +100,11 @@ type Options struct {
 	// StatusInterval is how often the status page's sampler records the
 	// node's figures (GET /api/history keeps the last hour); 0 means 5 s.
 	StatusInterval time.Duration
+	// AdminReadTimeout bounds how long an admin client may take to send a
+	// request's headers and then its body (slow-client protection); 0
+	// means 10 s. Idle keep-alive connections are closed after 2 minutes,
+	// and a response must be written within a minute.
+	AdminReadTimeout time.Duration
 	// ShutdownTimeout bounds how long in-flight admin requests may take
 	// to finish on shutdown; 0 means 5 s.
 	ShutdownTimeout time.Duration
@@ -156,6 +161,9 @@ func Start(opts Options) (*Node, error) {
 	}
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 5 * time.Second
+	}
+	if opts.AdminReadTimeout == 0 {
+		opts.AdminReadTimeout = 10 * time.Second
 	}
 	n := &Node{opts: opts, logger: opts.Logger, registry: prometheus.NewRegistry(), started: time.Now()}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -246,7 +254,13 @@ func (n *Node) start() error {
 	if n.adminLn, err = n.listen("admin", opts.AdminAddr); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	n.admin = &http.Server{Handler: n.instrumentAdmin(n.adminHandler()), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
+	n.admin = &http.Server{Handler: n.instrumentAdmin(n.adminHandler()),
+		// Slow clients: headers, then the whole request, within the read
+		// timeout each; idle keep-alives and stuck writes do not hold a
+		// connection forever.
+		ReadHeaderTimeout: opts.AdminReadTimeout, ReadTimeout: 2 * opts.AdminReadTimeout,
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn)}
 	adminLn := n.adminLn
 	if opts.AdminTLS != nil {
 		adminLn = tls.NewListener(adminLn, opts.AdminTLS)
