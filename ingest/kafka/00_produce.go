@@ -36,10 +36,15 @@ import (
 //     TOPIC_AUTHORIZATION_FAILED for each of its partitions.
 //   - __consumer_offsets is internal: INVALID_TOPIC_EXCEPTION, as Kafka
 //     refuses appends to internal topics from clients.
+//   - With a produce quota (quota.go), the record bytes are charged to the
+//     principal; over quota the records are still appended, the answer
+//     carries ThrottleMillis and the connection is muted for that long.
 //
 // Version notes:
 //   - v3: RecordBatch v2 only (v0-2 carried the old message formats)
 //   - v5: LogStartOffset; v8: ErrorRecords, ErrorMessage; v9: flexible
+//   - v6: ThrottleMillis is applied by the client after the answer (before
+//     v6 the answer itself is delayed)
 //   - v10: CurrentLeader (tagged, left empty)
 
 func init() { register(0, 3, 11, serveProduce) }
@@ -53,6 +58,15 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 		ti, pi int // where the partition's answer is in resp
 	}
 	var waits []pending
+	if s.quotas != nil {
+		n := 0
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				n += len(rp.Records)
+			}
+		}
+		resp.ThrottleMillis = c.throttleProduce(n)
+	}
 	for _, rt := range req.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic

@@ -21,6 +21,14 @@ import (
 // request at a time and answers in request order; pipelined requests wait in
 // the socket and the read buffer. A malformed frame or request closes the
 // connection (and counts), never the process.
+//
+// Its reads have deadlines, so a client cannot hold a connection (and its
+// goroutine and buffer) by saying nothing or next to nothing: waiting for a
+// request's first byte, Options.IdleTimeout; from there to the request's
+// last byte, Options.RequestTimeout; and with SASL, until authenticated,
+// no later than Options.AuthTimeout after the accept. Writes have
+// writeTimeout. A connection over its produce quota is muted (quota.go): it
+// reads nothing until its throttle time has passed.
 type conn struct {
 	s        *Server
 	nc       net.Conn
@@ -35,6 +43,9 @@ type conn struct {
 	principal  string
 	super      bool
 	closeAfter bool // close once the response is written (failed authentication)
+
+	authBy   time.Time     // with SASL: closed if not authenticated by then (zero: never)
+	throttle time.Duration // set by a produce over quota: how long to mute the connection
 }
 
 const writeTimeout = 30 * time.Second
@@ -44,7 +55,64 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return &conn{s: s, nc: nc, host: host, logger: s.logger.With("remote", nc.RemoteAddr().String())}
+	c := &conn{s: s, nc: nc, host: host, logger: s.logger.With("remote", nc.RemoteAddr().String())}
+	if s.sasl != nil && s.opts.AuthTimeout > 0 {
+		c.authBy = time.Now().Add(s.opts.AuthTimeout)
+	}
+	return c
+}
+
+// Reasons a read deadline closes a connection, the values of the timeouts
+// metric's label.
+const (
+	timeoutIdle    = "idle"
+	timeoutRequest = "request"
+	timeoutAuth    = "authentication"
+)
+
+// setReadDeadline sets the deadline of the next reads: d from now (none for
+// 0), or, if sooner, the authentication deadline of a connection not yet
+// authenticated. It returns which of them it is, for readEnded.
+func (c *conn) setReadDeadline(d time.Duration, reason string) string {
+	var at time.Time
+	if d > 0 {
+		at = time.Now().Add(d)
+	}
+	if !c.authBy.IsZero() && c.principal == "" && (at.IsZero() || c.authBy.Before(at)) {
+		at, reason = c.authBy, timeoutAuth
+	}
+	c.nc.SetReadDeadline(at)
+	return reason
+}
+
+// readEnded logs, and counts if it was a deadline, why reading a request
+// failed; reason is what setReadDeadline returned.
+func (c *conn) readEnded(err error, reason string, midRequest bool) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.s.metrics.timeout(reason).Inc()
+		c.logger.Info("closing connection: timed out", "reason", reason, "mid_request", midRequest, "authenticated", c.principal != "", "client_id", c.clientID)
+		return
+	}
+	switch {
+	case midRequest:
+		c.logger.Debug("connection closed mid-request", "err", err)
+	case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+		c.logger.Debug("connection read ended", "err", err)
+	}
+}
+
+// mute waits d (a throttle) without reading, or until the server closes.
+func (c *conn) mute(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.s.ctx.Done():
+	}
 }
 
 func (c *conn) serve() {
@@ -53,10 +121,16 @@ func (c *conn) serve() {
 	var sizeBuf [4]byte
 	var body bytes.Buffer
 	for {
+		// Idle until a request's first byte, then the request deadline for
+		// the rest of it (a buffered pipelined request starts at once).
+		reason := c.setReadDeadline(c.s.opts.IdleTimeout, timeoutIdle)
+		if _, err := r.Peek(1); err != nil {
+			c.readEnded(err, reason, false)
+			return
+		}
+		reason = c.setReadDeadline(c.s.opts.RequestTimeout, timeoutRequest)
 		if _, err := io.ReadFull(r, sizeBuf[:]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.logger.Debug("connection read ended", "err", err)
-			}
+			c.readEnded(err, reason, true)
 			return
 		}
 		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
@@ -73,7 +147,7 @@ func (c *conn) serve() {
 		// send.
 		body.Reset()
 		if _, err := io.CopyN(&body, r, int64(size)); err != nil {
-			c.logger.Debug("connection closed mid-request", "err", err)
+			c.readEnded(err, reason, true)
 			return
 		}
 		key := int16(-1) // the frame is at least 8 bytes: its API key is there
@@ -211,13 +285,28 @@ func (c *conn) handle(frame []byte) bool {
 	if pr, ok := req.(*kmsg.ProduceRequest); ok {
 		latency = c.s.metrics.produceLatency(pr.Acks)
 	}
+	hold := c.throttle // a produce over quota (quota.go)
+	c.throttle = 0
 	if resp == nil { // acks=0 produce: no response at all
 		if latency != nil {
 			latency.Observe(time.Since(began).Seconds())
 		}
+		c.mute(hold)
 		return true
 	}
-	return c.write(rq, resp, latency, began) && !c.closeAfter
+	if tr, ok := resp.(kmsg.ThrottleResponse); ok && hold > 0 {
+		if _, after := tr.Throttle(); !after {
+			// Produce before v6: the client expects the broker to have
+			// throttled before answering.
+			c.mute(hold)
+			hold = 0
+		}
+	}
+	if !c.write(rq, resp, latency, began) || c.closeAfter {
+		return false
+	}
+	c.mute(hold)
+	return true
 }
 
 // write encodes and sends a response. Its bytes, and for a request whose

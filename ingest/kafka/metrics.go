@@ -23,6 +23,12 @@ type metrics struct {
 	// denied counts requests (or parts of one: a topic, a group) refused by
 	// ACLs, by resource type.
 	denied *prometheus.CounterVec
+	// timeouts counts connections closed by a read deadline, by reason
+	// (conn.go); throttled and throttleSeconds the produce requests over
+	// quota and the throttle time they were given (quota.go).
+	timeouts        *prometheus.CounterVec
+	throttled       prometheus.Counter
+	throttleSeconds prometheus.Counter
 
 	// byKey holds each served API key's children, looked up once: every
 	// request counts in them. Keys no handler serves share unknown.
@@ -35,6 +41,8 @@ type metrics struct {
 	authByMech map[string][2]prometheus.Counter
 	// deniedByType is the denial counter's children per resource type.
 	deniedByType map[string]prometheus.Counter
+	// timeoutByReason is the timeout counter's children.
+	timeoutByReason map[string]prometheus.Counter
 }
 
 // apiMetrics are one API's request and byte counters.
@@ -65,7 +73,13 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 			Help: "Kafka connections closed for a request other than ApiVersions, SaslHandshake and SaslAuthenticate before SASL authentication."}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_authorization_denied_total",
 			Help: "Kafka operations refused by ACLs (one per topic, group or cluster operation refused), by resource type."}, []string{"resource_type"}),
-		authByMech: map[string][2]prometheus.Counter{}, deniedByType: map[string]prometheus.Counter{},
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_connection_timeouts_total",
+			Help: "Kafka connections closed by a deadline, by reason: idle (no request started within the idle timeout), request (a request not read whole within the request timeout), authentication (SASL not completed within the authentication timeout)."}, []string{"reason"}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_kafka_throttled_requests_total",
+			Help: "Kafka Produce requests over their principal's produce quota, answered with a throttle time and their connection muted for it."}),
+		throttleSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_kafka_throttle_seconds_total",
+			Help: "Throttle time given to Kafka Produce requests over quota, in seconds."}),
+		authByMech: map[string][2]prometheus.Counter{}, deniedByType: map[string]prometheus.Counter{}, timeoutByReason: map[string]prometheus.Counter{},
 	}
 	maxKey := int16(0)
 	for k := range handlers {
@@ -88,8 +102,12 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 	for _, rt := range []string{"TOPIC", "GROUP", "CLUSTER"} {
 		m.deniedByType[rt] = m.denied.WithLabelValues(rt)
 	}
+	for _, r := range []string{timeoutIdle, timeoutRequest, timeoutAuth} {
+		m.timeoutByReason[r] = m.timeouts.WithLabelValues(r)
+	}
 	if reg != nil {
-		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce, m.auths, m.unauthenticated, m.denied}
+		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce, m.auths, m.unauthenticated, m.denied,
+			m.timeouts, m.throttled, m.throttleSeconds}
 		if groups != nil {
 			cs = append(cs, newLagCollector(groups, l))
 		}
@@ -132,6 +150,9 @@ func (m *metrics) partitionError(api string, code int16) {
 	}
 	m.partErrors.WithLabelValues(api, name).Inc()
 }
+
+// timeout returns the timeout counter's child for a reason.
+func (m *metrics) timeout(reason string) prometheus.Counter { return m.timeoutByReason[reason] }
 
 // authResult counts one authentication.
 func (m *metrics) authResult(mechanism string, ok bool) {

@@ -66,6 +66,42 @@ type Options struct {
 	// is answered (Kafka's connection.failed.authentication.delay.ms);
 	// 0 means 100 ms, negative none.
 	AuthFailureDelay time.Duration
+
+	// Deadlines on a connection's reads (conn.go), each closure counted in
+	// ferry_kafka_connection_timeouts_total by reason. IdleTimeout closes a
+	// connection that starts no request for that long (Kafka's
+	// connections.max.idle.ms); 0 means 10 minutes, negative none.
+	// RequestTimeout is how long the rest of a request may take once its
+	// first byte arrived (a client trickling a frame is cut off); 0 means
+	// 30 s, negative none. AuthTimeout, with SASL on, closes a connection not
+	// authenticated that long after it was accepted; 0 means 10 s, negative
+	// none.
+	IdleTimeout    time.Duration
+	RequestTimeout time.Duration
+	AuthTimeout    time.Duration
+	// ProduceQuota caps each principal's produce rate, in record bytes per
+	// second (quota.go); 0 means no quota. ProduceQuotaBurst is what a
+	// principal may send at once above it; 0 means one second's worth.
+	ProduceQuota      int64
+	ProduceQuotaBurst int64
+}
+
+// Defaults of the connection deadlines in Options.
+const (
+	DefaultIdleTimeout    = 10 * time.Minute
+	DefaultRequestTimeout = 30 * time.Second
+	DefaultAuthTimeout    = 10 * time.Second
+)
+
+// orDefault is d, def for 0, and 0 (none) for a negative d.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // Server serves the Kafka protocol. Start it with Serve; Close stops it.
@@ -81,6 +117,7 @@ type Server struct {
 	recordsServed atomic.Int64 // records fetches returned (RecordsServed)
 
 	sasl       *saslServer     // nil: no SASL
+	quotas     *produceQuotas  // nil: no produce quota
 	superUsers map[string]bool // principals ACLs do not restrict
 
 	mu     sync.Mutex
@@ -110,6 +147,12 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.AuthFailureDelay == 0 {
 		opts.AuthFailureDelay = 100 * time.Millisecond
 	}
+	opts.IdleTimeout = orDefault(opts.IdleTimeout, DefaultIdleTimeout)
+	opts.RequestTimeout = orDefault(opts.RequestTimeout, DefaultRequestTimeout)
+	opts.AuthTimeout = orDefault(opts.AuthTimeout, DefaultAuthTimeout)
+	if opts.ProduceQuota < 0 || opts.ProduceQuotaBurst < 0 {
+		return nil, errors.New("kafka: a negative produce quota")
+	}
 	ss, err := newSASLServer(opts.SASLMechanisms, opts.Credentials)
 	if err != nil {
 		return nil, err
@@ -129,6 +172,7 @@ func NewServer(opts Options) (*Server, error) {
 	return &Server{
 		opts: opts, log: opts.Log, logger: opts.Logger.With("component", "kafka"), metrics: m,
 		ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}, sasl: ss, superUsers: supers,
+		quotas: newProduceQuotas(opts.ProduceQuota, opts.ProduceQuotaBurst),
 	}, nil
 }
 
