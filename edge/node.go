@@ -53,6 +53,12 @@ type Options struct {
 	// ACLs. Empty: the Kafka listener is open, as before.
 	KafkaSASL       []string
 	KafkaSuperUsers []string
+	// KafkaIdleTimeout closes a Kafka connection that starts no request
+	// for that long (0: kafka.DefaultIdleTimeout, negative: never);
+	// KafkaProduceQuota caps each principal's produce rate, in record bytes
+	// per second (0: no quota). See kafka.Options.
+	KafkaIdleTimeout  time.Duration
+	KafkaProduceQuota int64
 	// AutoCreateTopics lets Kafka clients create topics by using them,
 	// with DefaultPartitions partitions (0 means 1).
 	AutoCreateTopics  bool
@@ -213,6 +219,7 @@ func (n *Node) start() error {
 		ko := kafka.Options{
 			Log: n.log, Advertised: opts.KafkaAdvertised, AutoCreateTopics: opts.AutoCreateTopics,
 			DefaultPartitions: opts.DefaultPartitions, ProducerIDs: n.ids, Groups: n.groups, Registerer: n.registry, Logger: opts.Logger,
+			IdleTimeout: opts.KafkaIdleTimeout, ProduceQuota: opts.KafkaProduceQuota,
 		}
 		if len(opts.KafkaSASL) > 0 {
 			if err := n.openDevices(); err != nil {

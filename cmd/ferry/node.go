@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -26,6 +27,8 @@ type nodeFlags struct {
 	maxConns, maxConnsPerIP                                                *int
 	kafkaSASL                                                              *string
 	kafkaSuperUsers                                                        *[]string
+	kafkaIdleTimeout                                                       *time.Duration
+	kafkaProduceQuota                                                      *int64
 	config                                                                 *configFile
 	tlsCerts                                                               []*certs.Server // every listener's, for SIGHUP
 }
@@ -45,14 +48,17 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		kafkaClientCA: fs.String("kafka-tls-client-ca", "", "PEM CA bundle: Kafka clients must show a certificate signed by it (mutual TLS)"),
 		kafkaSASL: fs.String("kafka-sasl", "", "SASL mechanisms Kafka clients must authenticate with, e.g. plain,scram-sha-256,scram-sha-512 (users: 'ferry users add'); "+
 			"when set, Kafka ACLs apply ('ferry acls') and what no ACL allows is denied; empty: no authentication"),
-		kafkaSuperUsers: fs.StringSlice("kafka-super-users", nil, "Kafka users whom ACLs do not restrict (comma-separated names, or User:NAME), e.g. to bootstrap ACLs; needs --kafka-sasl"),
-		adminCert:       fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
-		adminKey:        fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
-		adminClientCA:   fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
-		maxConns:        fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
-		maxConnsPerIP:   fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
-		level:           fs.String("log-level", "info", "log level: debug, info, warn, error"),
-		format:          fs.String("log-format", "text", "log format: text or json"),
+		kafkaSuperUsers:  fs.StringSlice("kafka-super-users", nil, "Kafka users whom ACLs do not restrict (comma-separated names, or User:NAME), e.g. to bootstrap ACLs; needs --kafka-sasl"),
+		kafkaIdleTimeout: fs.Duration("kafka-idle-timeout", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long, as Kafka's connections.max.idle.ms (0: never)"),
+		kafkaProduceQuota: fs.Int64("kafka-produce-quota", 0, "produce quota per Kafka principal (SASL user, else client id), in record bytes per second: "+
+			"past it, answers carry a throttle time and the connection is muted for it (0: none)"),
+		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
+		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
+		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		maxConns:      fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
+		maxConnsPerIP: fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
+		level:         fs.String("log-level", "info", "log level: debug, info, warn, error"),
+		format:        fs.String("log-format", "text", "log format: text or json"),
 	}
 }
 
@@ -99,6 +105,13 @@ func (f *nodeFlags) run(opts edge.Options) error {
 	opts.KafkaSuperUsers = *f.kafkaSuperUsers
 	if len(opts.KafkaSuperUsers) > 0 && len(opts.KafkaSASL) == 0 {
 		return usagef("--kafka-super-users needs --kafka-sasl")
+	}
+	if *f.kafkaIdleTimeout < 0 || *f.kafkaProduceQuota < 0 {
+		return usagef("--kafka-idle-timeout and --kafka-produce-quota: want 0 (none) or more")
+	}
+	opts.KafkaIdleTimeout, opts.KafkaProduceQuota = *f.kafkaIdleTimeout, *f.kafkaProduceQuota
+	if opts.KafkaIdleTimeout == 0 {
+		opts.KafkaIdleTimeout = -1 // the flag's 0 is never
 	}
 	f.config.log(opts.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
