@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,7 +26,7 @@ import (
 // Its reads have deadlines, so a client cannot hold a connection (and its
 // goroutine and buffer) by saying nothing or next to nothing: waiting for a
 // request's first byte, Options.IdleTimeout; from there to the request's
-// last byte, Options.RequestTimeout; and with SASL, until authenticated,
+// last byte (and for a TLS handshake), Options.RequestTimeout; and with SASL, until authenticated,
 // no later than Options.AuthTimeout after the accept. Writes have
 // writeTimeout. A connection over its produce quota is muted (quota.go): it
 // reads nothing until its throttle time has passed.
@@ -120,6 +121,16 @@ func (c *conn) serve() {
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var sizeBuf [4]byte
 	var body bytes.Buffer
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		// The handshake is a request's worth of reading: it may not
+		// trickle on for the idle timeout.
+		reason := c.setReadDeadline(c.s.opts.RequestTimeout, timeoutRequest)
+		c.nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.readEnded(err, reason, true)
+			return
+		}
+	}
 	for {
 		// Idle until a request's first byte, then the request deadline for
 		// the rest of it (a buffered pipelined request starts at once).

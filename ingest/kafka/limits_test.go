@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -12,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"ferry/certs"
 )
 
 // The read deadlines of conn.go, shortened. Each test waits for the server
@@ -85,6 +89,45 @@ func TestRequestReadTimeout(t *testing.T) {
 	if got := timeouts(b, timeoutIdle); got != 0 {
 		t.Fatalf("idle timeouts counted: %v", got)
 	}
+}
+
+// A TLS handshake that stalls is cut off at the request timeout, not left
+// for the idle timeout; a client that completes it is served.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	ca, err := certs.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue(certs.Request{CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1"}, Kind: certs.ServerCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
+	b := startBrokerOn(t, func(o *Options) { o.RequestTimeout = 300 * time.Millisecond },
+		func(ln net.Listener) net.Listener { return tls.NewListener(ln, cfg) })
+	c := dialRaw(t, b)
+	if _, err := c.Write([]byte{0x16, 0x03}); err != nil { // the start of a ClientHello
+		t.Fatal(err)
+	}
+	if !closedByServer(c) {
+		t.Fatal("a stalled TLS handshake was not cut off")
+	}
+	if got := timeouts(b, timeoutRequest); got != 1 {
+		t.Fatalf("request timeouts counted: %v, want 1", got)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	tc, err := tls.Dial("tcp", b.addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	rawRequest(t, tc, kmsg.NewPtrApiVersionsRequest())
+	readResponse(t, tc)
 }
 
 // A connection that sends nothing is closed after the idle timeout, and so

@@ -34,6 +34,13 @@ type testBroker struct {
 // startBroker runs a Server on 127.0.0.1 over a log in a temporary directory.
 func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 	t.Helper()
+	return startBrokerOn(t, mod, nil)
+}
+
+// startBrokerOn is startBroker with the listener wrapped (TLS), unless wrap
+// is nil.
+func startBrokerOn(t testing.TB, mod func(*Options), wrap func(net.Listener) net.Listener) *testBroker {
+	t.Helper()
 	dir := t.TempDir()
 	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -60,6 +67,10 @@ func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	addr := ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -71,7 +82,7 @@ func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 		groups.Close()
 		l.Close()
 	})
-	return &testBroker{srv: srv, log: l, addr: ln.Addr().String(), reg: reg, dir: dir}
+	return &testBroker{srv: srv, log: l, addr: addr, reg: reg, dir: dir}
 }
 
 func (b *testBroker) client(t *testing.T, opts ...kgo.Opt) *kgo.Client {
