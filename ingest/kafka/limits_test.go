@@ -1,11 +1,16 @@
 package kafka
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -14,8 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
-
-	"ferry/certs"
 )
 
 // The read deadlines of conn.go, shortened. Each test waits for the server
@@ -94,18 +97,25 @@ func TestRequestReadTimeout(t *testing.T) {
 // A TLS handshake that stalls is cut off at the request timeout, not left
 // for the idle timeout; a client that completes it is served.
 func TestTLSHandshakeTimeout(t *testing.T) {
-	ca, err := certs.NewCA("test CA", time.Hour)
+	// A self-signed certificate for 127.0.0.1 (the front end must not
+	// import the node's certs package).
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certPEM, keyPEM, err := ca.Issue(certs.Request{CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1"}, Kind: certs.ServerCert})
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pair := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 	cfg := &tls.Config{Certificates: []tls.Certificate{pair}}
 	b := startBrokerOn(t, func(o *Options) { o.RequestTimeout = 300 * time.Millisecond },
 		func(ln net.Listener) net.Listener { return tls.NewListener(ln, cfg) })
@@ -120,7 +130,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 		t.Fatalf("request timeouts counted: %v, want 1", got)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
+	pool.AddCert(leaf)
 	tc, err := tls.Dial("tcp", b.addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 	if err != nil {
 		t.Fatal(err)
