@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"sync"
@@ -21,9 +22,10 @@ type ConnLimits struct {
 
 // connMetrics count every listener's connections.
 type connMetrics struct {
-	open     *prometheus.GaugeVec   // by listener
-	refused  *prometheus.CounterVec // by listener and reason (max, per_ip)
-	accepted *prometheus.CounterVec // by listener
+	open       *prometheus.GaugeVec   // by listener
+	refused    *prometheus.CounterVec // by listener and reason (max, per_ip)
+	accepted   *prometheus.CounterVec // by listener
+	acceptErrs *prometheus.CounterVec // by listener
 }
 
 func newConnMetrics() *connMetrics {
@@ -34,19 +36,22 @@ func newConnMetrics() *connMetrics {
 			Help: "Connections closed on accept because a cap was reached: max (--max-connections) or per_ip (--max-connections-per-ip)."}, []string{"listener", "reason"}),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_listener_accepted_connections_total",
 			Help: "Connections a listener accepted (refused ones not counted)."}, []string{"listener"}),
+		acceptErrs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_listener_accept_errors_total",
+			Help: "Accepts that failed while the listener was open (out of file descriptors, say), each retried after a backoff."}, []string{"listener"}),
 	}
 }
 
 // limitListener enforces ConnLimits on a listener.
 type limitListener struct {
 	net.Listener
-	name   string
-	limits ConnLimits
-	logger *slog.Logger
-	open   prometheus.Gauge
-	okC    prometheus.Counter
-	maxC   prometheus.Counter
-	ipC    prometheus.Counter
+	name       string
+	limits     ConnLimits
+	logger     *slog.Logger
+	open       prometheus.Gauge
+	okC        prometheus.Counter
+	maxC       prometheus.Counter
+	ipC        prometheus.Counter
+	acceptErrs prometheus.Counter
 
 	mu    sync.Mutex
 	total int
@@ -60,17 +65,31 @@ type limitListener struct {
 func limit(ln net.Listener, name string, limits ConnLimits, m *connMetrics, logger *slog.Logger) *limitListener {
 	return &limitListener{Listener: ln, name: name, limits: limits, logger: logger, byIP: map[string]int{},
 		open: m.open.WithLabelValues(name), okC: m.accepted.WithLabelValues(name),
-		maxC: m.refused.WithLabelValues(name, "max"), ipC: m.refused.WithLabelValues(name, "per_ip")}
+		maxC: m.refused.WithLabelValues(name, "max"), ipC: m.refused.WithLabelValues(name, "per_ip"),
+		acceptErrs: m.acceptErrs.WithLabelValues(name)}
 }
 
 // Accept returns the next connection within the caps; connections past
-// them are closed here and never returned.
+// them are closed here and never returned. An accept that fails while the
+// listener is open (EMFILE, ENFILE, ENOBUFS, a connection aborted before it
+// was accepted) is retried after a backoff of 5 ms doubling to 1 s, as
+// net/http does: the front ends stop serving when Accept returns an error,
+// so only a closed listener's error is returned.
 func (l *limitListener) Accept() (net.Conn, error) {
+	var backoff time.Duration
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
-			return nil, err
+			if errors.Is(err, net.ErrClosed) {
+				return nil, err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.acceptErrs.Inc()
+			l.warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		ip := sourceIP(c.RemoteAddr())
 		l.mu.Lock()
 		reason := ""
@@ -98,12 +117,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		} else {
 			l.ipC.Inc()
 		}
-		// One warning every 10 s at most: a flood must not flood the log.
-		now := time.Now().UnixNano()
-		if last := l.lastWarn.Load(); now-last > int64(10*time.Second) && l.lastWarn.CompareAndSwap(last, now) {
-			l.logger.Warn("connections refused: a cap is reached (ferry_listener_refused_connections_total counts them all)",
-				"listener", l.name, "reason", reason, "source", ip, "max", l.limits.Max, "per_ip", l.limits.PerIP)
-		}
+		l.warn("connections refused: a cap is reached (ferry_listener_refused_connections_total counts them all)",
+			"reason", reason, "source", ip, "max", l.limits.Max, "per_ip", l.limits.PerIP)
+	}
+}
+
+// warn logs at most one warning every 10 s: a flood must not flood the log
+// (the metrics count every event).
+func (l *limitListener) warn(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	if last := l.lastWarn.Load(); now-last > int64(10*time.Second) && l.lastWarn.CompareAndSwap(last, now) {
+		l.logger.Warn(msg, append([]any{"listener", l.name}, args...)...)
 	}
 }
 

@@ -50,7 +50,7 @@ func (n *Node) registerMetrics() {
 	l := n.log
 	n.registry.MustRegister(
 		n.metrics.fsync, n.metrics.adminRequests, n.metrics.adminIn, n.metrics.adminOut,
-		n.metrics.conns.open, n.metrics.conns.refused, n.metrics.conns.accepted,
+		n.metrics.conns.open, n.metrics.conns.refused, n.metrics.conns.accepted, n.metrics.conns.acceptErrs,
 		nodeCollector{n},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_log_disk_bytes", Help: "Bytes of the log's segments on disk."},
 			func() float64 { return float64(l.Size()) }),
