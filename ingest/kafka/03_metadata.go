@@ -84,7 +84,10 @@ func serveMetadata(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (km
 		}
 		if !c.canTopic(kmsg.ACLOperationDescribe, name) {
 			mt := kmsg.NewMetadataResponseTopic()
-			mt.Topic, mt.TopicID, mt.ErrorCode = kmsg.StringPtr(name), rt.TopicID, kerr.TopicAuthorizationFailed.Code
+			mt.TopicID, mt.ErrorCode = rt.TopicID, kerr.TopicAuthorizationFailed.Code
+			if rt.Topic != nil {
+				mt.Topic = rt.Topic // asked by id, the name is not the principal's to learn
+			}
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}

@@ -26,11 +26,12 @@ func serveDeleteTopics(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 	type target struct {
 		name string
 		id   [16]byte
+		byID bool // the request named it by id only
 	}
 	var targets []target
 	if req.Version >= 6 {
 		for _, t := range req.Topics {
-			tg := target{id: t.TopicID}
+			tg := target{id: t.TopicID, byID: t.Topic == nil}
 			if t.Topic != nil {
 				tg.name = *t.Topic
 			}
@@ -56,7 +57,11 @@ func serveDeleteTopics(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 				continue
 			}
 		}
-		st.Topic = kmsg.StringPtr(tg.name)
+		// Asked by id, the name is answered only to a principal that may
+		// describe the topic (as Kafka does).
+		if !tg.byID || c.canTopic(kmsg.ACLOperationDescribe, tg.name) {
+			st.Topic = kmsg.StringPtr(tg.name)
+		}
 		if !c.canTopic(kmsg.ACLOperationDelete, tg.name) {
 			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			resp.Topics = append(resp.Topics, st)
