@@ -226,7 +226,18 @@ type request struct {
 // then body at the header's version. It returns a ready response instead of
 // a request for an ApiVersions at a version above ours, and on failure the
 // reason for the malformed-request counter.
-func decodeRequest(frame []byte) (rq request, req kmsg.Request, early kmsg.Response, reason string, err error) {
+// errUnauthenticated is a request, other than ApiVersions and SASL's, on
+// a connection that has not authenticated: its body is never decoded.
+var errUnauthenticated = errors.New("request before SASL authentication")
+
+// preAuthAPI reports whether a connection that has not authenticated may
+// send key: ApiVersions, SaslHandshake, SaslAuthenticate.
+func preAuthAPI(key int16) bool { return key == 18 || key == 17 || key == 36 }
+
+// decodeRequest decodes a request frame. With mayDecode, a request whose
+// key it refuses is not decoded past its header (errUnauthenticated): a
+// stranger's request costs no allocation its body asks for.
+func decodeRequest(frame []byte, mayDecode func(key int16) bool) (rq request, req kmsg.Request, early kmsg.Response, reason string, err error) {
 	hr := &headerReader{b: frame}
 	rq = request{key: hr.int16(), version: hr.int16(), corr: hr.int32()}
 	if n := hr.int16(); n > 0 {
@@ -246,6 +257,9 @@ func decodeRequest(frame []byte) (rq request, req kmsg.Request, early kmsg.Respo
 		k.ApiKey, k.MinVersion, k.MaxVersion = 18, h.min, h.max
 		resp.ApiKeys = append(resp.ApiKeys, k)
 		return rq, nil, resp, "", nil
+	}
+	if mayDecode != nil && !mayDecode(rq.key) {
+		return rq, nil, nil, "", errUnauthenticated
 	}
 	if !ok || rq.version < h.min || rq.version > h.max {
 		return rq, nil, nil, "unsupported", fmt.Errorf("unsupported API key %d version %d", rq.key, rq.version)
@@ -268,7 +282,16 @@ func decodeRequest(frame []byte) (rq request, req kmsg.Request, early kmsg.Respo
 // connection.
 func (c *conn) handle(frame []byte) bool {
 	began := time.Now()
-	rq, req, early, reason, err := decodeRequest(frame)
+	var mayDecode func(int16) bool
+	if c.s.sasl != nil && c.principal == "" {
+		mayDecode = preAuthAPI
+	}
+	rq, req, early, reason, err := decodeRequest(frame, mayDecode)
+	if errors.Is(err, errUnauthenticated) {
+		c.s.metrics.unauthenticated.Inc()
+		c.logger.Info("closing connection: request before SASL authentication", "api", kmsg.NameForKey(rq.key), "client_id", rq.clientID)
+		return false
+	}
 	if err != nil {
 		c.malformed(reason, "malformed request", "err", err, "client_id", rq.clientID)
 		return false
@@ -278,11 +301,6 @@ func (c *conn) handle(frame []byte) bool {
 	}
 	if !c.s.serves(rq.key) {
 		c.malformed("unsupported", "API not served by this broker", "api_key", rq.key)
-		return false
-	}
-	if c.s.sasl != nil && c.principal == "" && rq.key != 18 && rq.key != 17 && rq.key != 36 {
-		c.s.metrics.unauthenticated.Inc()
-		c.logger.Info("closing connection: request before SASL authentication", "api", kmsg.NameForKey(rq.key), "client_id", rq.clientID)
 		return false
 	}
 	c.clientID = rq.clientID

@@ -22,11 +22,11 @@ func FuzzRequest(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		rq, req, _, _, err := decodeRequest(frame)
+		rq, req, _, _, err := decodeRequest(frame, nil)
 		if err != nil || req == nil {
 			return
 		}
-		again, req2, _, _, err := decodeRequest(encodeRequest(req, rq.corr, rq.clientID))
+		again, req2, _, _, err := decodeRequest(encodeRequest(req, rq.corr, rq.clientID), nil)
 		if err != nil || again.key != rq.key || again.version != rq.version || req2 == nil {
 			t.Fatalf("re-encoded request does not decode: %v", err)
 		}

@@ -288,3 +288,26 @@ func FuzzSASLExchange(f *testing.F) {
 		}
 	})
 }
+
+// TestUnauthenticatedBodyNotDecoded: before authentication a request other
+// than ApiVersions and SASL's is refused on its header alone — a body that
+// would not even decode is never looked at, so a stranger's 64 KiB of
+// declared arrays allocates nothing — while ApiVersions still decodes.
+func TestUnauthenticatedBodyNotDecoded(t *testing.T) {
+	fetch := kmsg.NewPtrFetchRequest()
+	fetch.Version = 12
+	frame := encodeRequest(fetch, 7, "stranger")
+	frame = append(frame[:len(frame)-1], 0xff, 0xff, 0xff, 0xff) // a body that does not decode
+	rq, req, _, _, err := decodeRequest(frame, preAuthAPI)
+	if !errors.Is(err, errUnauthenticated) || req != nil || rq.key != 1 {
+		t.Fatalf("Fetch before authentication: key %d, request %v, err %v; want refused on its header", rq.key, req, err)
+	}
+	if _, _, _, reason, err := decodeRequest(frame, nil); err == nil || reason != "body" {
+		t.Fatalf("the same frame once authenticated: reason %q, err %v; want a body that does not decode", reason, err)
+	}
+	av := kmsg.NewPtrApiVersionsRequest()
+	av.Version = 3
+	if _, req, _, _, err := decodeRequest(encodeRequest(av, 8, "stranger"), preAuthAPI); err != nil || req == nil {
+		t.Fatalf("ApiVersions before authentication: %v %v", req, err)
+	}
+}
