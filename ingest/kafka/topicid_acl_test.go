@@ -13,10 +13,10 @@ import (
 type denyAll struct{}
 
 func (denyAll) Authorize(principal, host, rt, name, op string) bool { return false }
-func (denyAll) AuthorizeAny(principal, host, rt, op string) bool     { return false }
-func (denyAll) AddACLs([]ACL) error                                  { return nil }
-func (denyAll) ACLs(ACLFilter) ([]ACL, error)                        { return nil, nil }
-func (denyAll) DeleteACLs(ACLFilter) ([]ACL, error)                  { return nil, nil }
+func (denyAll) AuthorizeAny(principal, host, rt, op string) bool    { return false }
+func (denyAll) AddACLs([]ACL) error                                 { return nil }
+func (denyAll) ACLs(ACLFilter) ([]ACL, error)                       { return nil, nil }
+func (denyAll) DeleteACLs(ACLFilter) ([]ACL, error)                 { return nil, nil }
 
 // TestTopicIDRevealsNoNameWithoutDescribe: a principal without DESCRIBE on
 // a topic who names it by id (Metadata v12, DeleteTopics v6) is refused
