@@ -146,6 +146,7 @@ type Registry struct {
 	isShut atomic.Bool                // set by Close; read by the in-memory readers
 
 	authKey   []byte // HMAC key for the verification cache, drawn at Open
+	decoyKey  []byte // keys unknown Kafka users' decoy SCRAM salts, kept in the file (users.go)
 	dummyOnce sync.Once
 	dummyHash []byte // compared against when there is no hash to compare with; made on first use
 	compares  atomic.Int64

@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -40,6 +41,10 @@ const (
 const MinSCRAMIterations = 4096
 
 var bucketUsers = []byte("kafka_users") // name → userRecord (JSON)
+
+// bucketUsersMeta keeps keyDecoy, the secret behind unknown users' decoy
+// SCRAM salts (SCRAMDecoy), drawn once when the file is created.
+var bucketUsersMeta, keyDecoy = []byte("kafka_users_meta"), []byte("scram_decoy_key")
 
 // User is a Kafka principal, as Get and List show it: no secret.
 type User struct {
@@ -143,6 +148,19 @@ func (r *Registry) loadUsers(tx *bolt.Tx) error {
 	b, err := tx.CreateBucketIfNotExists(bucketUsers)
 	if err != nil {
 		return err
+	}
+	meta, err := tx.CreateBucketIfNotExists(bucketUsersMeta)
+	if err != nil {
+		return err
+	}
+	if k := meta.Get(keyDecoy); len(k) == 32 {
+		r.decoyKey = bytes.Clone(k)
+	} else {
+		r.decoyKey = make([]byte, 32)
+		rand.Read(r.decoyKey)
+		if err := meta.Put(keyDecoy, r.decoyKey); err != nil {
+			return err
+		}
 	}
 	return b.ForEach(func(k, v []byte) error {
 		var rec userRecord
@@ -310,4 +328,21 @@ func (r *Registry) UserSCRAM(mechanism, name string) (SCRAMCredential, error) {
 		return SCRAMCredential{}, ErrBadCredentials
 	}
 	return c, nil
+}
+
+// SCRAMDecoy is the credential a SCRAM exchange shows for a user name that
+// has none for mechanism, so that an unknown user cannot be told from a
+// known one: its salt is the same at every attempt and across restarts
+// (keyed by a secret kept in the file), its iteration count is the one
+// real users get, and no proof matches its keys.
+func (r *Registry) SCRAMDecoy(mechanism, name string) SCRAMCredential {
+	h, ok := scramHash(mechanism)
+	if !ok {
+		h = sha256.New
+	}
+	mac := hmac.New(sha256.New, r.decoyKey)
+	mac.Write([]byte(mechanism + "\x00" + name))
+	key := make([]byte, h().Size())
+	rand.Read(key)
+	return SCRAMCredential{Salt: mac.Sum(nil)[:24], Iterations: r.opts.SCRAMIterations, StoredKey: key, ServerKey: key}
 }

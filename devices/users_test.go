@@ -161,3 +161,46 @@ func readFile(t *testing.T, path string) []byte {
 }
 
 func containsBytes(b, sub []byte) bool { return bytes.Contains(b, sub) }
+
+// TestSCRAMDecoy: an unknown user's decoy credential cannot tell it from a
+// known one: its salt is the same at every attempt and after a restart
+// (a secret kept in the file keys it), differs per user and mechanism, and
+// its iteration count is the one real users get.
+func TestSCRAMDecoy(t *testing.T) {
+	opts := testOptions(&fakeClock{})
+	opts.SCRAMIterations = 8192
+	path := filepath.Join(t.TempDir(), FileName)
+	r, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddUser("alice", "s3cret-pw"); err != nil {
+		t.Fatal(err)
+	}
+	real, _ := r.UserSCRAM(SCRAMSHA256, "alice")
+	d1 := r.SCRAMDecoy(SCRAMSHA256, "mallory")
+	if again := r.SCRAMDecoy(SCRAMSHA256, "mallory"); !bytes.Equal(again.Salt, d1.Salt) {
+		t.Error("the decoy salt changed between two attempts")
+	}
+	if d1.Iterations != real.Iterations || len(d1.Salt) != len(real.Salt) || len(d1.StoredKey) != len(real.StoredKey) {
+		t.Errorf("decoy %d iterations, %d-byte salt, %d-byte key; a real user %d, %d, %d",
+			d1.Iterations, len(d1.Salt), len(d1.StoredKey), real.Iterations, len(real.Salt), len(real.StoredKey))
+	}
+	if other := r.SCRAMDecoy(SCRAMSHA256, "eve"); bytes.Equal(other.Salt, d1.Salt) {
+		t.Error("two unknown users share a decoy salt")
+	}
+	if other := r.SCRAMDecoy(SCRAMSHA512, "mallory"); bytes.Equal(other.Salt, d1.Salt) {
+		t.Error("two mechanisms share a decoy salt")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err = Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if after := r.SCRAMDecoy(SCRAMSHA256, "mallory"); !bytes.Equal(after.Salt, d1.Salt) {
+		t.Error("the decoy salt changed across a restart: an unknown user shows")
+	}
+}

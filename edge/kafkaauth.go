@@ -28,6 +28,10 @@ func (a kafkaAuth) SCRAM(mechanism, user string) (kafka.SCRAMCredential, error) 
 	return kafka.SCRAMCredential(c), nil
 }
 
+func (a kafkaAuth) SCRAMDecoy(mechanism, user string) kafka.SCRAMCredential {
+	return kafka.SCRAMCredential(a.r.SCRAMDecoy(mechanism, user))
+}
+
 func (a kafkaAuth) Authorize(principal, host, resourceType, name, op string) bool {
 	return a.r.AuthorizeKafka(principal, host, resourceType, name, op)
 }

@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
@@ -63,6 +61,12 @@ type Credentials interface {
 	// SCRAM returns user's stored credential for a SCRAM mechanism, or an
 	// error if it has none.
 	SCRAM(mechanism, user string) (SCRAMCredential, error)
+	// SCRAMDecoy is what the exchange shows for a user with no credential
+	// for mechanism: a salt that is the same at every attempt (also
+	// across restarts) and the iteration count real users have, so an
+	// unknown user cannot be told from a wrong password; no proof may
+	// match it.
+	SCRAMDecoy(mechanism, user string) SCRAMCredential
 }
 
 // SCRAMCredential is a user's stored SCRAM credential for one mechanism.
@@ -108,7 +112,6 @@ func scramHashFor(mechanism string) func() hash.Hash {
 type saslServer struct {
 	mechanisms []string
 	creds      Credentials
-	fakeKey    []byte // keys the made-up salts of unknown users
 }
 
 func newSASLServer(mechanisms []string, creds Credentials) (*saslServer, error) {
@@ -118,8 +121,7 @@ func newSASLServer(mechanisms []string, creds Credentials) (*saslServer, error) 
 	if creds == nil {
 		return nil, errors.New("kafka: SASL mechanisms without Options.Credentials")
 	}
-	ss := &saslServer{mechanisms: mechanisms, creds: creds, fakeKey: make([]byte, 32)}
-	rand.Read(ss.fakeKey)
+	ss := &saslServer{mechanisms: mechanisms, creds: creds}
 	for _, m := range mechanisms {
 		if m != SASLPlain && scramHashFor(m) == nil {
 			return nil, fmt.Errorf("kafka: unknown SASL mechanism %q", m)
@@ -128,17 +130,13 @@ func newSASLServer(mechanisms []string, creds Credentials) (*saslServer, error) 
 	return ss, nil
 }
 
-// scramLookup returns user's credential, or for an unknown user one that no
-// proof matches, with a salt that is the same at every attempt.
-func (ss *saslServer) scramLookup(mech string, h func() hash.Hash, user string) SCRAMCredential {
+// scramLookup returns user's credential, or for an unknown user the
+// Credentials' decoy, which no proof matches.
+func (ss *saslServer) scramLookup(mech string, user string) (c SCRAMCredential, known bool) {
 	if c, err := ss.creds.SCRAM(mech, user); err == nil {
-		return c
+		return c, true
 	}
-	mac := hmac.New(sha256.New, ss.fakeKey)
-	mac.Write([]byte(mech + "\x00" + user))
-	key := make([]byte, h().Size())
-	rand.Read(key)
-	return SCRAMCredential{Salt: mac.Sum(nil)[:24], Iterations: 4096, StoredKey: key, ServerKey: key}
+	return ss.creds.SCRAMDecoy(mech, user), false
 }
 
 // saslExchange is a connection's SASL state between SaslHandshake and the
@@ -155,7 +153,7 @@ func (ss *saslServer) start(mechanism string) *saslExchange {
 	}
 	x := &saslExchange{mechanism: mechanism}
 	if h := scramHashFor(mechanism); h != nil {
-		x.scram = &scramConversation{newHash: h, lookup: func(user string) SCRAMCredential { return ss.scramLookup(mechanism, h, user) }}
+		x.scram = &scramConversation{newHash: h, lookup: func(user string) (SCRAMCredential, bool) { return ss.scramLookup(mechanism, user) }}
 	}
 	return x
 }

@@ -47,6 +47,14 @@ func (m memCreds) SCRAM(mechanism, user string) (SCRAMCredential, error) {
 	return SCRAMCredential{Salt: salt[:16], Iterations: sc.Iters, StoredKey: sc.StoredKey, ServerKey: sc.ServerKey}, err
 }
 
+// SCRAMDecoy shows a fixed salt per user and the iteration count memCreds'
+// users have.
+func (m memCreds) SCRAMDecoy(mechanism, user string) SCRAMCredential {
+	salt := sha256.Sum256([]byte("decoy " + user))
+	key := make([]byte, scramHashFor(mechanism)().Size())
+	return SCRAMCredential{Salt: salt[:16], Iterations: 4096, StoredKey: key, ServerKey: key}
+}
+
 func startSASLBroker(t *testing.T) *testBroker {
 	return startBroker(t, func(o *Options) {
 		o.SASLMechanisms = []string{SASLPlain, SASLSCRAMSHA256, SASLSCRAMSHA512}

@@ -29,7 +29,7 @@ import (
 // scramConversation is one SCRAM exchange on the server side.
 type scramConversation struct {
 	newHash func() hash.Hash
-	lookup  func(user string) SCRAMCredential
+	lookup  func(user string) (cred SCRAMCredential, known bool)
 
 	step        int // 0: expects client-first; 1: expects client-final; 2: done
 	user, authz string
@@ -38,6 +38,7 @@ type scramConversation struct {
 	serverFirst string
 	nonce       string // client nonce + server nonce
 	cred        SCRAMCredential
+	known       bool // cred is the user's, not a decoy
 }
 
 var errSCRAMMessage = errors.New("malformed SCRAM message")
@@ -97,7 +98,7 @@ func (sc *scramConversation) first(msg string) (string, bool, error) {
 		}
 	}
 	sc.clientFirst = bare
-	sc.cred = sc.lookup(sc.user)
+	sc.cred, sc.known = sc.lookup(sc.user)
 	raw := make([]byte, 24)
 	rand.Read(raw)
 	sc.nonce = cnonce + base64.RawURLEncoding.EncodeToString(raw)
@@ -139,7 +140,9 @@ func (sc *scramConversation) final(msg string) (string, bool, error) {
 	}
 	h := sc.newHash()
 	h.Write(clientKey)
-	if subtle.ConstantTimeCompare(h.Sum(nil), sc.cred.StoredKey) != 1 {
+	// The whole proof is checked for a decoy too (the same time), and a
+	// decoy never passes, whatever its keys.
+	if subtle.ConstantTimeCompare(h.Sum(nil), sc.cred.StoredKey) != 1 || !sc.known {
 		return "", false, errors.New("invalid proof")
 	}
 	mac = hmac.New(sc.newHash, sc.cred.ServerKey)
