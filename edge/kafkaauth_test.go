@@ -231,8 +231,8 @@ func TestKafkaACLs(t *testing.T) {
 }
 
 // TestKafkaSASLKcat: kcat (librdkafka) authenticates with SCRAM-SHA-256,
-// produces and consumes under its ACLs, and is refused with a wrong
-// password.
+// produces and consumes under its ACLs, is refused a topic they do not
+// name, and is refused with a wrong password.
 func TestKafkaSASLKcat(t *testing.T) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {
@@ -263,6 +263,16 @@ func TestKafkaSASLKcat(t *testing.T) {
 	out, err := run("", "kc-pass", "-C", "-t", "kcat-sasl", "-o", "beginning", "-e", "-f", "%k=%s\n")
 	if err != nil || !strings.Contains(out, "k1=one") || !strings.Contains(out, "k2=two") {
 		t.Fatalf("kcat -C: %v\n%s", err, out)
+	}
+	// A topic its ACLs do not name: kcat is refused, producing and
+	// consuming.
+	out, err = run("k:v\n", "kc-pass", "-P", "-t", "kcat-denied", "-K:", "-X", "message.timeout.ms=5000")
+	if err == nil || !strings.Contains(out, "uthoriz") {
+		t.Fatalf("kcat -P to a topic without an ACL: %v\n%s", err, out)
+	}
+	out, err = run("", "kc-pass", "-C", "-t", "kcat-denied", "-o", "beginning", "-e")
+	if err == nil || !strings.Contains(out, "uthoriz") {
+		t.Fatalf("kcat -C of a topic without an ACL: %v\n%s", err, out)
 	}
 	out, err = run("", "wrong", "-L", "-t", "kcat-sasl")
 	if err == nil || !strings.Contains(out, "Authentication failed") {
