@@ -74,7 +74,7 @@ func (n *Node) Status() StatusView {
 	st := StatusView{
 		Mode: mode, Version: n.opts.Version, Ready: n.ready.Load(), StartedAt: n.started.UTC(),
 		UptimeSeconds: int64(time.Since(n.started).Seconds()), DataDir: n.opts.DataDir, AdminAuth: n.opts.AdminToken != "",
-		Listeners: ListenersView{Kafka: n.KafkaAddr(), MQTT: n.MQTTAddrs(), MQTTWebSocket: n.opts.MQTTWSAddr, Mirror: n.MirrorAddr()},
+		Listeners: ListenersView{Kafka: n.KafkaAddr(), MQTT: n.MQTTAddrs(), MQTTWebSocket: n.MQTTWSAddr(), Mirror: n.MirrorAddr()},
 		DiskBytes: n.log.Size(), DiskBudgetBytes: max, AppendsBlocked: blocked,
 	}
 	if st.Version == "" {

@@ -31,7 +31,7 @@ type connMetrics struct {
 func newConnMetrics() *connMetrics {
 	return &connMetrics{
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ferry_listener_connections",
-			Help: "Connections a listener holds open (kafka, mqtt, mqtt-tls, admin, mirror)."}, []string{"listener"}),
+			Help: "Connections a listener holds open (kafka, mqtt, mqtt-tls, mqtt-ws, admin, mirror)."}, []string{"listener"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_listener_refused_connections_total",
 			Help: "Connections closed on accept because a cap was reached: max (--max-connections) or per_ip (--max-connections-per-ip)."}, []string{"listener", "reason"}),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_listener_accepted_connections_total",

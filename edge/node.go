@@ -141,6 +141,7 @@ type Node struct {
 	sender   *mirror.Sender
 	stopSend context.CancelFunc
 	mqttLns  []net.Listener
+	mqttWSLn net.Listener
 	adminLn  net.Listener
 	admin    *http.Server
 	status   *statuspage.Sampler // the status page's history (status.go)
@@ -184,6 +185,9 @@ func Start(opts Options) (*Node, error) {
 	}
 	if len(n.mqttLns) > 0 {
 		args = append(args, "mqtt_addrs", n.MQTTAddrs())
+	}
+	if n.mqttWSLn != nil {
+		args = append(args, "mqtt_ws_addr", n.MQTTWSAddr())
 	}
 	if n.mirrorLn != nil {
 		args = append(args, "mirror_addr", n.MirrorAddr())
@@ -335,10 +339,15 @@ func (n *Node) startMQTT() error {
 		}()
 	}
 	if opts.MQTTWSAddr != "" {
+		ln, err := n.listen("mqtt-ws", opts.MQTTWSAddr)
+		if err != nil {
+			return fmt.Errorf("mqtt websocket listener: %w", err)
+		}
+		n.mqttWSLn = ln
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := n.mqtt.ServeWebsocket(opts.MQTTWSAddr, nil); err != nil {
+			if err := n.mqtt.ServeWebsocket(ln); err != nil {
 				n.logger.Error("mqtt websocket listener stopped", "err", err)
 			}
 		}()
@@ -426,6 +435,15 @@ func (n *Node) MQTTAddrs() []string {
 	return out
 }
 
+// MQTTWSAddr is the bound address of the MQTT over WebSocket listener (""
+// when disabled).
+func (n *Node) MQTTWSAddr() string {
+	if n.mqttWSLn == nil {
+		return ""
+	}
+	return n.mqttWSLn.Addr().String()
+}
+
 // KafkaAddr is the bound address of the Kafka listener ("" when disabled).
 func (n *Node) KafkaAddr() string {
 	if n.kafkaLn == nil {
@@ -500,6 +518,9 @@ func (n *Node) stop() error {
 	}
 	for _, ln := range n.mqttLns {
 		ln.Close() // those Serve never took
+	}
+	if n.mqttWSLn != nil {
+		n.mqttWSLn.Close()
 	}
 	if n.admin != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), n.opts.ShutdownTimeout)

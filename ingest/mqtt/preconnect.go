@@ -130,7 +130,7 @@ func preconnectReason(err error) string {
 			return preMalformed
 		}
 		return preProtocolError
-	case errors.Is(err, errFirstNotConnect):
+	case errors.Is(err, errFirstNotConnect), errors.Is(err, errTextMessage):
 		return preProtocolError
 	}
 	return preClosed

@@ -2,7 +2,6 @@ package mqtt
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -271,11 +270,17 @@ func (s *Server) ensureTopics() error {
 // Serve accepts MQTT connections on ln until Close. It returns nil after
 // Close.
 func (s *Server) Serve(ln net.Listener) error {
+	return s.serve(ln, ln.Addr().Network())
+}
+
+// serve adds a listener accepting from ln to the broker and waits until
+// it stops; proto names it to mochi (tcp, ws).
+func (s *Server) serve(ln net.Listener, proto string) error {
 	s.lnMu.Lock()
 	s.lnSeq++
-	id := fmt.Sprintf("%s-%d", ln.Addr().Network(), s.lnSeq)
+	id := fmt.Sprintf("%s-%d", proto, s.lnSeq)
 	s.lnMu.Unlock()
-	l := &listener{id: id, ln: ln, s: s, done: make(chan struct{})}
+	l := &listener{id: id, proto: proto, ln: ln, s: s, done: make(chan struct{})}
 	if s.closing.Load() {
 		ln.Close()
 		return nil
@@ -288,28 +293,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.lnMu.Unlock()
 	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
 	<-l.done
-	return nil
-}
-
-// ServeWebsocket serves MQTT over WebSocket (subprotocol "mqtt") on addr,
-// with TLS when tlsConf is set, until Close. mochi's listener binds the
-// address itself.
-func (s *Server) ServeWebsocket(addr string, tlsConf *tls.Config) error {
-	s.lnMu.Lock()
-	s.lnSeq++
-	id := fmt.Sprintf("ws-%d", s.lnSeq)
-	s.lnMu.Unlock()
-	if s.closing.Load() {
-		return nil
-	}
-	if err := s.broker.AddListener(listeners.NewWebsocket(listeners.Config{ID: id, Address: addr, TLSConfig: tlsConf})); err != nil {
-		return err
-	}
-	s.lnMu.Lock()
-	s.lnIDs = append(s.lnIDs, id)
-	s.lnMu.Unlock()
-	s.broker.Listeners.Serve(id, s.broker.EstablishConnection)
-	<-s.done
 	return nil
 }
 
@@ -396,12 +379,13 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// listener adapts a net.Listener to mochi's listener interface. Each
-// connection's CONNECT is read here (preconnect.go), within the CONNECT
+// listener adapts a net.Listener to mochi's listener interface (TCP, TLS,
+// and WebSocket through wsListener). Each connection's CONNECT is read here (preconnect.go), within the CONNECT
 // timeout, before mochi gets the connection; after CONNECT the keepalive
 // sets the deadline.
 type listener struct {
 	id        string
+	proto     string
 	ln        net.Listener
 	s         *Server
 	log       *slog.Logger
@@ -414,7 +398,7 @@ type listener struct {
 func (l *listener) Init(log *slog.Logger) error { l.log = log; return nil }
 func (l *listener) ID() string                  { return l.id }
 func (l *listener) Address() string             { return l.ln.Addr().String() }
-func (l *listener) Protocol() string            { return l.ln.Addr().Network() }
+func (l *listener) Protocol() string            { return l.proto }
 
 func (l *listener) Serve(establish listeners.EstablishFn) {
 	defer l.closeOnce.Do(func() { close(l.done) })
