@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -163,5 +164,64 @@ func TestAcceptSurvivesEMFILE(t *testing.T) {
 	l.Close()
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept on a closed listener: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestMQTTWebSocketListenerCaps: the MQTT over WebSocket listener is the
+// node's own, under the same caps as the others (it once was mochi's,
+// which opened its own socket and had none): with --max-connections 2 and
+// --max-connections-per-ip 1, a second WebSocket from 127.0.0.1 and a
+// third in all are closed before their upgrade, counted under
+// listener="mqtt-ws", and a closed WebSocket gives its place back.
+func TestMQTTWebSocketListenerCaps(t *testing.T) {
+	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", MQTTWSAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.DiscardHandler), ConnLimits: ConnLimits{Max: 2, PerIP: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	dial := func(from string) (*websocket.Conn, error) {
+		t.Helper()
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+		d := websocket.Dialer{NetDialContext: nd.DialContext, Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+		ws, _, err := d.Dial("ws://"+n.MQTTWSAddr()+"/mqtt", nil)
+		if err == nil {
+			t.Cleanup(func() { ws.Close() })
+		}
+		return ws, err
+	}
+	a1, err := dial("127.0.0.1")
+	if err != nil {
+		t.Fatalf("first WebSocket refused: %v", err)
+	}
+	if _, err := dial("127.0.0.1"); err == nil {
+		t.Fatal("a second WebSocket from 127.0.0.1 was upgraded past --max-connections-per-ip 1")
+	}
+	if _, err := dial("127.0.0.2"); err != nil {
+		t.Fatalf("a WebSocket from 127.0.0.2 was refused: %v", err)
+	}
+	if _, err := dial("127.0.0.3"); err == nil {
+		t.Fatal("a third WebSocket was upgraded past --max-connections 2")
+	}
+	m := n.metrics.conns
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("mqtt-ws", "per_ip")); got != 1 {
+		t.Errorf("refused{mqtt-ws,per_ip} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.refused.WithLabelValues("mqtt-ws", "max")); got != 1 {
+		t.Errorf("refused{mqtt-ws,max} = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(m.open.WithLabelValues("mqtt-ws")); got != 2 {
+		t.Errorf("open{mqtt-ws} = %v, want 2", got)
+	}
+	a1.Close()
+	var again error = errors.New("not tried")
+	for deadline := time.Now().Add(5 * time.Second); again != nil && time.Now().Before(deadline); {
+		_, again = dial("127.0.0.1")
+	}
+	if again != nil {
+		t.Fatalf("no WebSocket upgraded after one of the two closed: %v", again)
+	}
+	if got := testutil.ToFloat64(m.accepted.WithLabelValues("mqtt-ws")); got != 3 {
+		t.Errorf("accepted{mqtt-ws} = %v, want 3", got)
 	}
 }

@@ -242,19 +242,13 @@ func TestMQTTOverMutualTLS(t *testing.T) {
 // TestMQTTOverWebSocket publishes through the WebSocket listener with
 // autopaho's ws:// transport.
 func TestMQTTOverWebSocket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wsAddr := ln.Addr().String()
-	ln.Close() // mochi's WebSocket listener binds the address itself
-	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", MQTTWSAddr: wsAddr, Logger: slog.New(slog.DiscardHandler),
+	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", MQTTWSAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
 		MQTT: mqtt.Options{Rules: []mqtt.Rule{{Filter: "factory/+site/+device/telemetry", Topic: "telemetry", Key: "{device}"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	u, _ := url.Parse("ws://" + wsAddr + "/mqtt")
+	u, _ := url.Parse("ws://" + n.MQTTWSAddr() + "/mqtt")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 30,
