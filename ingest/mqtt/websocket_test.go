@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -228,5 +229,37 @@ func TestWebsocketPublishQoS1(t *testing.T) {
 	}
 	if l := b.clientByID(t, "wsdev").Net.Listener; !strings.HasPrefix(l, "ws-") {
 		t.Errorf("client on listener %q, want a ws one", l)
+	}
+}
+
+// An upgrade request trickled in and never finished is cut off after the
+// CONNECT timeout too (the HTTP server's header timeout), and a request
+// that is not an upgrade is answered and its connection closed: no
+// connection lingers before it is a WebSocket.
+func TestWebsocketUnfinishedUpgradeClosed(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	b := startBroker(t, "", func(o *Options) { o.ConnectTimeout = timeout })
+	addr := startWebsocket(t, b)
+	for name, req := range map[string]string{
+		"unfinished header": "GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow",
+		"not an upgrade":    "GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			began := time.Now()
+			if _, err := c.Write([]byte(req)); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = io.ReadAll(c)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("connection still open after %v", time.Since(began))
+			}
+		})
 	}
 }
