@@ -105,28 +105,17 @@ var errNoRegistry = requestError{http.StatusNotFound, "this node has no device r
 // MQTT is on, under --auth none too (it keeps the presence of registered
 // devices, and devices can be added before switching to --auth registry).
 func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
-	withRegistry := func(h func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if n.devices == nil {
-				writeErr(w, errNoRegistry)
-				return
-			}
-			if err := h(w, r, n.devices); err != nil {
-				writeErr(w, err)
-			}
-		}
-	}
-	mux.HandleFunc("GET /api/devices", withRegistry(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("GET /api/devices", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		vs, err := DeviceViews(reg)
 		if err == nil {
 			writeJSON(w, http.StatusOK, vs)
 		}
 		return err
 	}))
-	mux.HandleFunc("GET /api/devices/{id}", withRegistry(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("GET /api/devices/{id}", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		return answerDevice(w, reg, http.StatusOK, r.PathValue("id"))
 	}))
-	mux.HandleFunc("POST /api/devices", withRegistry(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("POST /api/devices", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		var req AddDeviceRequest
 		if err := decodeBody(r, &req); err != nil {
 			return err
@@ -138,7 +127,7 @@ func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
 		}
 		return answerDevice(w, reg, http.StatusCreated, req.ID)
 	}))
-	mux.HandleFunc("PATCH /api/devices/{id}", withRegistry(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("PATCH /api/devices/{id}", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		var req ChangeDeviceRequest
 		if err := decodeBody(r, &req); err != nil {
 			return err
@@ -167,13 +156,27 @@ func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
 		}
 		return answerDevice(w, reg, http.StatusOK, id)
 	}))
-	mux.HandleFunc("DELETE /api/devices/{id}", withRegistry(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("DELETE /api/devices/{id}", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		if err := reg.Delete(r.PathValue("id")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}))
+}
+
+// registryHandler serves h with the node's device registry, or answers
+// errNoRegistry when the node has none; an error h returns is the answer.
+func (n *Node) registryHandler(h func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.devices == nil {
+			writeErr(w, errNoRegistry)
+			return
+		}
+		if err := h(w, r, n.devices); err != nil {
+			writeErr(w, err)
+		}
+	}
 }
 
 func answerDevice(w http.ResponseWriter, reg *devices.Registry, code int, id string) error {

@@ -41,17 +41,7 @@ func KafkaACLFilter(q map[string][]string) devices.KafkaACLFilter {
 // registerUsersAPI serves the Kafka users and ACLs of the registry (there
 // when MQTT or Kafka SASL is on).
 func (n *Node) registerUsersAPI(mux *http.ServeMux) {
-	with := func(h func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if n.devices == nil {
-				writeErr(w, errNoRegistry)
-				return
-			}
-			if err := h(w, r, n.devices); err != nil {
-				writeErr(w, err)
-			}
-		}
-	}
+	with := n.registryHandler
 	mux.HandleFunc("GET /api/users", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		us, err := reg.Users()
 		if err == nil {
@@ -67,11 +57,7 @@ func (n *Node) registerUsersAPI(mux *http.ServeMux) {
 		if err := reg.AddUser(req.Name, req.Password); err != nil {
 			return err
 		}
-		u, err := reg.GetUser(req.Name)
-		if err == nil {
-			writeJSON(w, http.StatusCreated, u)
-		}
-		return err
+		return answerUser(w, reg, http.StatusCreated, req.Name)
 	}))
 	mux.HandleFunc("PATCH /api/users/{name}", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		var req ChangeUserRequest
@@ -81,11 +67,7 @@ func (n *Node) registerUsersAPI(mux *http.ServeMux) {
 		if err := reg.SetUserPassword(r.PathValue("name"), req.Password); err != nil {
 			return err
 		}
-		u, err := reg.GetUser(r.PathValue("name"))
-		if err == nil {
-			writeJSON(w, http.StatusOK, u)
-		}
-		return err
+		return answerUser(w, reg, http.StatusOK, r.PathValue("name"))
 	}))
 	mux.HandleFunc("DELETE /api/users/{name}", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		if err := reg.DeleteUser(r.PathValue("name")); err != nil {
@@ -122,4 +104,14 @@ func (n *Node) registerUsersAPI(mux *http.ServeMux) {
 		}
 		return err
 	}))
+}
+
+// answerUser answers with the user's view (code: its status), as POST and
+// PATCH do.
+func answerUser(w http.ResponseWriter, reg *devices.Registry, code int, name string) error {
+	u, err := reg.GetUser(name)
+	if err == nil {
+		writeJSON(w, code, u)
+	}
+	return err
 }

@@ -196,3 +196,20 @@ func (t localOrAdmin) local() (bool, error) {
 	}
 	return true, nil
 }
+
+// choose calls local with the data directory (--data-dir), or remote with
+// the admin API's client.
+func (t localOrAdmin) choose(local func(dataDir string) error, remote func(*adminClient) error) error {
+	isLocal, err := t.local()
+	if err != nil {
+		return err
+	}
+	if isLocal {
+		return local(*t.dataDir)
+	}
+	c, err := t.admin.client()
+	if err != nil {
+		return err
+	}
+	return remote(c)
+}

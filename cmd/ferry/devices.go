@@ -49,93 +49,29 @@ func devicesCommand() *command {
 					rate := fs.Float64("rate", 0, "publish rate limit in messages per second (0: unlimited)")
 					burst := fs.Int("burst", 0, "messages admitted at once under --rate (0: the rate, rounded up)")
 					cn := fs.String("cert-cn", "", "common name of the device's client certificate (mTLS identity)")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "ID"); err != nil {
-							return err
-						}
+					return changeAction("ID", "added device %s", func(id string) error {
 						password, err := pw.read(*cn == "")
 						if err != nil {
 							return err
 						}
-						d := devices.Device{ID: args[0], Enabled: true, CertCN: *cn, RateLimit: *rate, Burst: *burst,
+						d := devices.Device{ID: id, Enabled: true, CertCN: *cn, RateLimit: *rate, Burst: *burst,
 							ACL: devices.ACL{Publish: *pub, Subscribe: *sub}}
-						err = where.registry(func(r *devices.Registry) error {
-							return r.Add(d, password)
-						}, func(c *adminClient) error {
-							_, err := c.call("POST", "/api/devices", edge.AddDeviceRequest{ID: d.ID, Password: password, CertCN: d.CertCN,
-								ACL: d.ACL, RateLimit: d.RateLimit, Burst: d.Burst}, nil)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "added device %s\n", d.ID)
-						return err
-					}
+						return where.registry(func(r *devices.Registry) error { return r.Add(d, password) },
+							send("POST", "/api/devices", edge.AddDeviceRequest{ID: d.ID, Password: password, CertCN: d.CertCN,
+								ACL: d.ACL, RateLimit: d.RateLimit, Burst: d.Burst}))
+					})
 				},
 			},
 			{
 				name: "list", summary: "list devices with their presence",
 				example: "ferry devices list --admin http://localhost:8080\n  ferry devices list --data-dir ./data --json",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					where := localOrAdminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args); err != nil {
-							return err
-						}
-						var views []edge.DeviceView
-						var raw []byte
-						err := where.registry(func(r *devices.Registry) (err error) {
-							views, err = edge.DeviceViews(r)
-							return err
-						}, func(c *adminClient) (err error) {
-							raw, err = c.get("/api/devices", &views)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, views)
-						}
-						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "ID\tENABLED\tONLINE\tLAST SEEN\tMESSAGES IN")
-						for _, v := range views {
-							fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\n", v.ID, v.Enabled, v.Online, formatTimePtr(v.LastSeen), v.MessagesIn)
-						}
-						return tw.Flush()
-					}
-				},
+				flags: dataView(localOrAdmin.registry, "", "/api/devices",
+					func(r *devices.Registry, _ string) ([]edge.DeviceView, error) { return edge.DeviceViews(r) }, printDevices),
 			},
 			{
 				name: "show", args: "ID", summary: "show a device's settings and presence",
 				example: "ferry devices show dev1 --admin http://localhost:8080 --json",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					where := localOrAdminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "ID"); err != nil {
-							return err
-						}
-						var v edge.DeviceView
-						var raw []byte
-						err := where.registry(func(r *devices.Registry) (err error) {
-							v, err = edge.DescribeDevice(r, args[0])
-							return err
-						}, func(c *adminClient) (err error) {
-							raw, err = c.get("/api/devices/"+pathEscape(args[0]), &v)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, v)
-						}
-						return printDevice(out, v)
-					}
-				},
+				flags:   dataView(localOrAdmin.registry, "ID", "/api/devices", edge.DescribeDevice, printDevice),
 			},
 			deviceChangeCommand("enable", "enable a device", "enabled", func(r *devices.Registry, id string) error { return r.SetEnabled(id, true) },
 				func(c *adminClient, id string) error {
@@ -157,25 +93,10 @@ func devicesCommand() *command {
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "ID"); err != nil {
-							return err
-						}
-						password, err := pw.read(true)
-						if err != nil {
-							return err
-						}
-						err = where.registry(func(r *devices.Registry) error {
-							return r.SetPassword(args[0], password)
-						}, func(c *adminClient) error {
-							return patchDevice(c, args[0], edge.ChangeDeviceRequest{Password: &password})
-						})
-						if err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "password of device %s changed\n", args[0])
-						return err
-					}
+					return changeAction("ID", "password of device %s changed", pw.with(func(id, password string) error {
+						return where.registry(func(r *devices.Registry) error { return r.SetPassword(id, password) },
+							send("PATCH", "/api/devices/"+pathEscape(id), edge.ChangeDeviceRequest{Password: &password}))
+					}))
 				},
 			},
 		},
@@ -190,18 +111,10 @@ func deviceChangeCommand(name, summary, done string, local func(*devices.Registr
 		example: fmt.Sprintf("ferry devices %s dev1 --admin http://localhost:8080", name),
 		flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 			where := localOrAdminFlags(fs)
-			return func(args []string, out io.Writer) error {
-				if err := exactArgs(args, "ID"); err != nil {
-					return err
-				}
-				err := where.registry(func(r *devices.Registry) error { return local(r, args[0]) },
-					func(c *adminClient) error { return remote(c, args[0]) })
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintf(out, "%s device %s\n", done, args[0])
-				return err
-			}
+			return changeAction("ID", done+" device %s", func(id string) error {
+				return where.registry(func(r *devices.Registry) error { return local(r, id) },
+					func(c *adminClient) error { return remote(c, id) })
+			})
 		},
 	}
 }
@@ -216,18 +129,7 @@ func ptr[T any](v T) *T { return &v }
 // registry calls local with the data directory's device registry
 // (--data-dir), or remote with the admin API's client.
 func (t localOrAdmin) registry(local func(*devices.Registry) error, remote func(*adminClient) error) error {
-	isLocal, err := t.local()
-	if err != nil {
-		return err
-	}
-	if isLocal {
-		return withRegistry(*t.dataDir, local)
-	}
-	c, err := t.admin.client()
-	if err != nil {
-		return err
-	}
-	return remote(c)
+	return t.choose(func(dir string) error { return withRegistry(dir, local) }, remote)
 }
 
 type passwordOptions struct {
@@ -265,6 +167,18 @@ func (o passwordOptions) read(required bool) (string, error) {
 	return "", nil
 }
 
+// with is a change that needs the password the flags give: change gets
+// the name and the password, read once the name was checked.
+func (o passwordOptions) with(change func(name, password string) error) func(name string) error {
+	return func(name string) error {
+		password, err := o.read(true)
+		if err != nil {
+			return err
+		}
+		return change(name, password)
+	}
+}
+
 // withRegistry opens a data directory's device registry for an offline
 // command.
 func withRegistry(dataDir string, fn func(*devices.Registry) error) error {
@@ -300,6 +214,15 @@ func formatTimePtr(t *time.Time) string {
 		return "never"
 	}
 	return formatTime(*t)
+}
+
+func printDevices(out io.Writer, views []edge.DeviceView) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tENABLED\tONLINE\tLAST SEEN\tMESSAGES IN")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%t\t%t\t%s\t%d\n", v.ID, v.Enabled, v.Online, formatTimePtr(v.LastSeen), v.MessagesIn)
+	}
+	return tw.Flush()
 }
 
 func printDevice(out io.Writer, v edge.DeviceView) error {

@@ -23,59 +23,21 @@ func groupsCommand() *command {
 			{
 				name: "list", summary: "list groups with their state, members and lag",
 				example: "ferry groups list --admin http://localhost:8080 --json",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					admin := adminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args); err != nil {
-							return err
-						}
-						c, err := admin.client()
-						if err != nil {
-							return err
-						}
-						var gs []edge.GroupSummary
-						body, err := c.get("/api/groups", &gs)
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return writeRaw(out, body)
-						}
-						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "GROUP\tSTATE\tMEMBERS\tLAG")
-						for _, g := range gs {
-							fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", g.Group, g.State, g.Members, g.Lag)
-						}
-						return tw.Flush()
+				flags: nodeView("", "/api/groups", func(out io.Writer, gs []edge.GroupSummary, _ *adminClient, _ []byte) error {
+					tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "GROUP\tSTATE\tMEMBERS\tLAG")
+					for _, g := range gs {
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", g.Group, g.State, g.Members, g.Lag)
 					}
-				},
+					return tw.Flush()
+				}),
 			},
 			{
 				name: "describe", args: "GROUP", summary: "show a group's members, their assignments, and per partition the committed offset, end and lag",
 				example: "ferry groups describe billing --admin http://localhost:8080",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					admin := adminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "GROUP"); err != nil {
-							return err
-						}
-						c, err := admin.client()
-						if err != nil {
-							return err
-						}
-						var g edge.GroupView
-						body, err := c.get("/api/groups/"+pathEscape(args[0]), &g)
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return writeRaw(out, body)
-						}
-						return printGroup(out, g)
-					}
-				},
+				flags: nodeView("GROUP", "/api/groups", func(out io.Writer, g edge.GroupView, _ *adminClient, _ []byte) error {
+					return printGroup(out, g)
+				}),
 			},
 			{
 				name: "reset-offsets", args: "GROUP", summary: "set a group's committed offsets for a topic (its consumers stopped)",
@@ -132,20 +94,14 @@ func groupsCommand() *command {
 				example: "ferry groups delete billing --admin http://localhost:8080",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					admin := adminFlags(fs)
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "GROUP"); err != nil {
-							return err
-						}
+					return changeAction("GROUP", "deleted group %s", func(group string) error {
 						c, err := admin.client()
 						if err != nil {
 							return err
 						}
-						if _, err := c.do("DELETE", "/api/groups/"+pathEscape(args[0]), nil); err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "deleted group %s\n", args[0])
+						_, err = c.do("DELETE", "/api/groups/"+pathEscape(group), nil)
 						return err
-					}
+					})
 				},
 			},
 		},

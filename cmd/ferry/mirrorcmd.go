@@ -7,8 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"ferry/mirror"
 )
 
@@ -20,35 +18,16 @@ func mirrorCommand() *command {
 			name:    "status",
 			summary: "an edge: the link to the center and what each partition still has to ship; a center: how far each edge's copies are contiguous",
 			example: "ferry mirror status --admin http://localhost:8080\n  ferry mirror status --admin http://localhost:8080 --json",
-			flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-				admin := adminFlags(fs)
-				asJSON := fs.Bool("json", false, "print JSON")
-				return func(args []string, out io.Writer) error {
-					if err := exactArgs(args); err != nil {
-						return err
-					}
-					c, err := admin.client()
-					if err != nil {
-						return err
-					}
-					var center mirror.ReceiverStatus
-					body, err := c.get("/api/mirror", &center)
-					if err != nil {
-						return err
-					}
-					if *asJSON {
-						return writeRaw(out, body)
-					}
-					if center.Edges != nil { // a full node's answer
-						return printCenterStatus(out, center)
-					}
-					var st mirror.Status
-					if err := json.Unmarshal(body, &st); err != nil {
-						return err
-					}
-					return printMirrorStatus(out, st)
+			flags: nodeView("", "/api/mirror", func(out io.Writer, center mirror.ReceiverStatus, _ *adminClient, body []byte) error {
+				if center.Edges != nil { // a full node's answer
+					return printCenterStatus(out, center)
 				}
-			},
+				var st mirror.Status
+				if err := json.Unmarshal(body, &st); err != nil {
+					return err
+				}
+				return printMirrorStatus(out, st)
+			}),
 		}},
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"ferry/edge"
 )
 
@@ -16,28 +14,9 @@ func statusCommand() *command {
 		name:    "status",
 		summary: "a running node at a glance: listeners, topics, disk against its budget, groups, devices, mirror",
 		example: "ferry status --admin http://localhost:8080\n  ferry status --json",
-		flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-			admin := adminFlags(fs)
-			asJSON := fs.Bool("json", false, "print JSON")
-			return func(args []string, out io.Writer) error {
-				if err := exactArgs(args); err != nil {
-					return err
-				}
-				c, err := admin.client()
-				if err != nil {
-					return err
-				}
-				var st edge.StatusView
-				body, err := c.get("/api/status", &st)
-				if err != nil {
-					return err
-				}
-				if *asJSON {
-					return writeRaw(out, body)
-				}
-				return printStatus(out, c.base, st)
-			}
-		},
+		flags: nodeView("", "/api/status", func(out io.Writer, st edge.StatusView, c *adminClient, _ []byte) error {
+			return printStatus(out, c.base, st)
+		}),
 	}
 }
 

@@ -70,65 +70,13 @@ func topicsCommand() *command {
 			{
 				name: "list", summary: "list topics with their partitions, records and bytes",
 				example: "ferry topics list --admin http://localhost:8080\n  ferry topics list --data-dir ./data --json",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					where := localOrAdminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args); err != nil {
-							return err
-						}
-						var views []edge.TopicView
-						var raw []byte
-						err := where.run(func(l *flog.Log) error {
-							views = edge.TopicViews(l)
-							return nil
-						}, func(c *adminClient) (err error) {
-							raw, err = c.get("/api/topics", &views)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, views)
-						}
-						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tBYTES")
-						for _, v := range views {
-							fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", v.Name, len(v.Partitions), v.Records, v.SizeBytes)
-						}
-						return tw.Flush()
-					}
-				},
+				flags: dataView(localOrAdmin.run, "", "/api/topics",
+					func(l *flog.Log, _ string) ([]edge.TopicView, error) { return edge.TopicViews(l), nil }, printTopics),
 			},
 			{
 				name: "describe", args: "NAME", summary: "show a topic's partitions, offsets, sizes and configs",
 				example: "ferry topics describe telemetry --admin http://localhost:8080\n  ferry topics describe telemetry --data-dir ./data --json",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					where := localOrAdminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "NAME"); err != nil {
-							return err
-						}
-						var v edge.TopicView
-						var raw []byte
-						err := where.run(func(l *flog.Log) (err error) {
-							v, err = edge.DescribeTopic(l, args[0])
-							return err
-						}, func(c *adminClient) (err error) {
-							raw, err = c.get("/api/topics/"+pathEscape(args[0]), &v)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, v)
-						}
-						return printDescription(out, v)
-					}
-				},
+				flags:   dataView(localOrAdmin.run, "NAME", "/api/topics", edge.DescribeTopic, printDescription),
 			},
 			{
 				name: "alter", args: "NAME", summary: "change a topic's configs (live on a running node) or grow its partitions",
@@ -194,22 +142,10 @@ func topicsCommand() *command {
 				example: "ferry topics delete telemetry --admin http://localhost:8080",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					where := localOrAdminFlags(fs)
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "NAME"); err != nil {
-							return err
-						}
-						err := where.run(func(l *flog.Log) error {
-							return l.DeleteTopic(args[0])
-						}, func(c *adminClient) error {
-							_, err := c.do("DELETE", "/api/topics/"+pathEscape(args[0]), nil)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "deleted topic %s\n", args[0])
-						return err
-					}
+					return changeAction("NAME", "deleted topic %s", func(name string) error {
+						return where.run(func(l *flog.Log) error { return l.DeleteTopic(name) },
+							send("DELETE", "/api/topics/"+pathEscape(name), nil))
+					})
 				},
 			},
 		},
@@ -219,18 +155,7 @@ func topicsCommand() *command {
 // run calls local with the data directory's log (--data-dir), or remote
 // with the admin API's client.
 func (t localOrAdmin) run(local func(*flog.Log) error, remote func(*adminClient) error) error {
-	isLocal, err := t.local()
-	if err != nil {
-		return err
-	}
-	if isLocal {
-		return withLog(*t.dataDir, local)
-	}
-	c, err := t.admin.client()
-	if err != nil {
-		return err
-	}
-	return remote(c)
+	return t.choose(func(dir string) error { return withLog(dir, local) }, remote)
 }
 
 // printJSON prints what --json shows: the admin API's answer as it came,
@@ -286,6 +211,15 @@ func formatConfigs(m map[string]string) string {
 		keys[i] = k + "=" + m[k]
 	}
 	return strings.Join(keys, " ")
+}
+
+func printTopics(out io.Writer, views []edge.TopicView) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tBYTES")
+	for _, v := range views {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", v.Name, len(v.Partitions), v.Records, v.SizeBytes)
+	}
+	return tw.Flush()
 }
 
 func printDescription(out io.Writer, v edge.TopicView) error {

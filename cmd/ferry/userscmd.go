@@ -29,81 +29,27 @@ func usersCommand() *command {
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "NAME"); err != nil {
-							return err
-						}
-						password, err := pw.read(true)
-						if err != nil {
-							return err
-						}
-						err = where.registry(func(r *devices.Registry) error { return r.AddUser(args[0], password) },
-							func(c *adminClient) error {
-								_, err := c.call("POST", "/api/users", edge.AddUserRequest{Name: args[0], Password: password}, nil)
-								return err
-							})
-						if err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "added user %s\n", args[0])
-						return err
-					}
+					return changeAction("NAME", "added user %s", pw.with(func(name, password string) error {
+						return where.registry(func(r *devices.Registry) error { return r.AddUser(name, password) },
+							send("POST", "/api/users", edge.AddUserRequest{Name: name, Password: password}))
+					}))
 				},
 			},
 			{
 				name: "list", summary: "list Kafka users and their mechanisms",
 				example: "ferry users list --data-dir ./data --json",
-				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
-					where := localOrAdminFlags(fs)
-					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args); err != nil {
-							return err
-						}
-						var users []edge.UserView
-						var raw []byte
-						err := where.registry(func(r *devices.Registry) (err error) {
-							users, err = r.Users()
-							return err
-						}, func(c *adminClient) (err error) {
-							raw, err = c.get("/api/users", &users)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, users)
-						}
-						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-						fmt.Fprintln(tw, "NAME\tMECHANISMS\tCREATED")
-						for _, u := range users {
-							fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, strings.Join(u.Mechanisms, ","), formatTime(u.CreatedAt))
-						}
-						return tw.Flush()
-					}
-				},
+				flags: dataView(localOrAdmin.registry, "", "/api/users",
+					func(r *devices.Registry, _ string) ([]edge.UserView, error) { return r.Users() }, printUsers),
 			},
 			{
 				name: "delete", args: "NAME", summary: "delete a Kafka user (its ACLs stay, as Kafka's do)",
 				example: "ferry users delete alice --admin http://localhost:8080",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					where := localOrAdminFlags(fs)
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "NAME"); err != nil {
-							return err
-						}
-						err := where.registry(func(r *devices.Registry) error { return r.DeleteUser(args[0]) },
-							func(c *adminClient) error {
-								_, err := c.do("DELETE", "/api/users/"+pathEscape(args[0]), nil)
-								return err
-							})
-						if err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "deleted user %s\n", args[0])
-						return err
-					}
+					return changeAction("NAME", "deleted user %s", func(name string) error {
+						return where.registry(func(r *devices.Registry) error { return r.DeleteUser(name) },
+							send("DELETE", "/api/users/"+pathEscape(name), nil))
+					})
 				},
 			},
 			{
@@ -112,29 +58,23 @@ func usersCommand() *command {
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args, "NAME"); err != nil {
-							return err
-						}
-						password, err := pw.read(true)
-						if err != nil {
-							return err
-						}
-						err = where.registry(func(r *devices.Registry) error { return r.SetUserPassword(args[0], password) },
-							func(c *adminClient) error {
-								_, err := c.call("PATCH", "/api/users/"+pathEscape(args[0]), edge.ChangeUserRequest{Password: password}, nil)
-								return err
-							})
-						if err != nil {
-							return err
-						}
-						_, err = fmt.Fprintf(out, "password of user %s changed\n", args[0])
-						return err
-					}
+					return changeAction("NAME", "password of user %s changed", pw.with(func(name, password string) error {
+						return where.registry(func(r *devices.Registry) error { return r.SetUserPassword(name, password) },
+							send("PATCH", "/api/users/"+pathEscape(name), edge.ChangeUserRequest{Password: password}))
+					}))
 				},
 			},
 		},
 	}
+}
+
+func printUsers(out io.Writer, users []edge.UserView) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMECHANISMS\tCREATED")
+	for _, u := range users {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Name, strings.Join(u.Mechanisms, ","), formatTime(u.CreatedAt))
+	}
+	return tw.Flush()
 }
 
 // aclFlags are the fields of a binding or a filter.
@@ -207,28 +147,9 @@ func aclsCommand() *command {
 					where := localOrAdminFlags(fs)
 					f := addACLFlags(fs, true)
 					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args); err != nil {
-							return err
-						}
-						q := f.query(fs)
-						var acls []devices.KafkaACL
-						var raw []byte
-						err := where.registry(func(r *devices.Registry) (err error) {
-							acls, err = r.KafkaACLs(edge.KafkaACLFilter(q))
-							return err
-						}, func(c *adminClient) (err error) {
-							raw, err = c.get("/api/kafka-acls?"+q.Encode(), &acls)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, acls)
-						}
-						return printACLs(out, acls)
-					}
+					return showAction("", asJSON, func(string) ([]devices.KafkaACL, []byte, error) {
+						return bindings(where, f.query(fs), (*devices.Registry).KafkaACLs, "GET")
+					}, printACLs)
 				},
 			},
 			{
@@ -249,10 +170,7 @@ func aclsCommand() *command {
 							return usagef("%v", err)
 						}
 						err := where.registry(func(r *devices.Registry) error { return r.AddKafkaACLs([]devices.KafkaACL{a}) },
-							func(c *adminClient) error {
-								_, err := c.call("POST", "/api/kafka-acls", []devices.KafkaACL{a}, nil)
-								return err
-							})
+							send("POST", "/api/kafka-acls", []devices.KafkaACL{a}))
 						if err != nil {
 							return err
 						}
@@ -267,36 +185,36 @@ func aclsCommand() *command {
 					where := localOrAdminFlags(fs)
 					f := addACLFlags(fs, true)
 					asJSON := fs.Bool("json", false, "print JSON")
-					return func(args []string, out io.Writer) error {
-						if err := exactArgs(args); err != nil {
-							return err
-						}
+					return showAction("", asJSON, func(string) ([]devices.KafkaACL, []byte, error) {
 						q := f.query(fs)
 						if len(q) == 0 {
-							return usagef("give at least one of --principal, --resource-type, --resource, ...: an empty filter would delete every ACL")
+							return nil, nil, usagef("give at least one of --principal, --resource-type, --resource, ...: an empty filter would delete every ACL")
 						}
-						var acls []devices.KafkaACL
-						var raw []byte
-						err := where.registry(func(r *devices.Registry) (err error) {
-							acls, err = r.DeleteKafkaACLs(edge.KafkaACLFilter(q))
-							return err
-						}, func(c *adminClient) (err error) {
-							raw, err = c.call("DELETE", "/api/kafka-acls?"+q.Encode(), nil, &acls)
-							return err
-						})
-						if err != nil {
-							return err
-						}
-						if *asJSON {
-							return printJSON(out, raw, acls)
-						}
+						return bindings(where, q, (*devices.Registry).DeleteKafkaACLs, "DELETE")
+					}, func(out io.Writer, acls []devices.KafkaACL) error {
 						fmt.Fprintf(out, "deleted %d binding(s)\n", len(acls))
 						return printACLs(out, acls)
-					}
+					})
 				},
 			},
 		},
 	}
+}
+
+// bindings gets the bindings filter q selects, through local (the
+// registry's KafkaACLs or DeleteKafkaACLs) or the admin API's method (GET
+// or DELETE) on /api/kafka-acls; raw is the API's answer as it came, nil
+// when local.
+func bindings(where localOrAdmin, q url.Values, local func(*devices.Registry, devices.KafkaACLFilter) ([]devices.KafkaACL, error),
+	method string) (acls []devices.KafkaACL, raw []byte, err error) {
+	err = where.registry(func(r *devices.Registry) (err error) {
+		acls, err = local(r, edge.KafkaACLFilter(q))
+		return err
+	}, func(c *adminClient) (err error) {
+		raw, err = c.call(method, "/api/kafka-acls?"+q.Encode(), nil, &acls)
+		return err
+	})
+	return acls, raw, err
 }
 
 func printACLs(out io.Writer, acls []devices.KafkaACL) error {
