@@ -153,9 +153,11 @@ func cover(filter []string, i int, acl [][]string) bool {
 	}
 	switch level := filter[i]; level {
 	case "#":
-		// The topic ending here, and every longer one: level i takes any
-		// value and is followed by '#' again.
-		if !hasLength(acl, i) {
+		// The topic ending here (the parent level '#' also matches; there
+		// is none when '#' is the first level: a topic has a level), and
+		// every longer one: level i takes any value and is followed by
+		// '#' again.
+		if i > 0 && !hasLength(acl, i) {
 			return false
 		}
 		deeper := append(append(make([]string, 0, i+2), filter[:i]...), "+", "#")
