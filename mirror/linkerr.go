@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync/atomic"
-	"time"
 )
 
 // Why a session with the center ended, as counted in
@@ -73,16 +72,9 @@ func classify(err error) string {
 	return reasonLink
 }
 
-// lastError is the latest failure of the link, for Status.
-type lastError struct {
-	reason, msg string
-	at          time.Time
-	retryAt     time.Time
-}
-
 // errorState is the link's failure history: the latest error and how many
 // sessions ended in one.
 type errorState struct {
-	last     atomic.Pointer[lastError]
+	last     atomic.Pointer[LinkError] // never changed once stored: Status hands out copies
 	failures atomic.Int64
 }

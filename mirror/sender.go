@@ -289,7 +289,8 @@ func (s *Sender) Run(ctx context.Context) error {
 		wait := backoff(attempt)
 		if reason := classify(err); reason != "" {
 			s.state.errs.failures.Add(1)
-			s.state.errs.last.Store(&lastError{reason: reason, msg: err.Error(), at: time.Now(), retryAt: time.Now().Add(wait)})
+			now := time.Now()
+			s.state.errs.last.Store(&LinkError{Reason: reason, Message: err.Error(), At: now, RetryAt: now.Add(wait)})
 			s.metrics.linkErrs.WithLabelValues(reason).Inc()
 			s.logger.Warn("mirror: link down; reconnecting", "reason", reason, "err", err, "in", wait.Round(time.Millisecond))
 		} else {

@@ -128,13 +128,13 @@ func (l *link) readShipments(ctx context.Context, key partKey, part *flog.Partit
 			<-slots
 			continue // dropped while we waited: a gap
 		}
-		if err != nil {
-			readPool.Put(rbuf)
-			<-slots
-			return &storageError{at: next, err: err}
+		var raw []byte
+		var last int64
+		var compressed bool
+		if err == nil {
+			raw, last, compressed, err = wholeBatches(rr.Data, next, min(durable, limit))
 		}
-		raw, last, compressed, err := wholeBatches(rr.Data, next, min(durable, limit))
-		if err != nil {
+		if err != nil { // the read, or the batches it returned
 			readPool.Put(rbuf)
 			<-slots
 			return &storageError{at: next, err: err}

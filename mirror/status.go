@@ -66,7 +66,8 @@ func (s *Sender) Status() Status {
 		WireBytes: float64(s.state.wireBytes.Load()), RawBytes: float64(s.state.rawBytes.Load())}
 	st.Failures = s.state.errs.failures.Load()
 	if le := s.state.errs.last.Load(); le != nil {
-		st.LastError = &LinkError{Reason: le.reason, Message: le.msg, At: le.at, RetryAt: le.retryAt}
+		cp := *le
+		st.LastError = &cp
 	}
 	if ns := s.state.lastAckNs.Load(); ns > 0 {
 		at := time.Unix(0, ns)
