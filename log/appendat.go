@@ -28,8 +28,11 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 		return AppendResult{}, fmt.Errorf("%w: no batches", ErrCorruptBatch)
 	}
 	hs := make([]BatchHeader, len(batches))
+	maxTs := make([]int64, len(batches))
 	for i, b := range batches {
-		h, err := ValidateBatch(b)
+		times := newBatchTimes()
+		h, err := validateBatch(b, &times)
+		maxTs[i] = times.max
 		if err != nil {
 			return AppendResult{}, err
 		}
@@ -46,7 +49,7 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 	}
 	var res AppendResult
 	for i, b := range batches {
-		r, err := p.writeLocked(b, hs[i], cfg)
+		r, err := p.writeLocked(b, hs[i], maxTs[i], cfg)
 		if err != nil {
 			return res, err
 		}
@@ -99,7 +102,7 @@ func (p *Partition) AppendGap(from, to int64, timestamp int64) (AppendResult, er
 		if err != nil {
 			return res, err
 		}
-		r, err := p.writeLocked(batch, h, cfg)
+		r, err := p.writeLocked(batch, h, noTimestamp, cfg) // no records, no timestamps
 		if err != nil {
 			return res, err
 		}

@@ -141,7 +141,11 @@ var decompressor = kgo.DefaultDecompressor()
 // CRC-32C, and the framing of every record (decompressing compressed
 // batches), with a record count and offset deltas matching the header. This
 // is what Append runs on every batch.
-func ValidateBatch(b []byte) (BatchHeader, error) {
+func ValidateBatch(b []byte) (BatchHeader, error) { return validateBatch(b, nil) }
+
+// validateBatch is ValidateBatch, giving each record's timestamp to times
+// (when not nil) as the records are walked (timestamps.go).
+func validateBatch(b []byte, times *batchTimes) (BatchHeader, error) {
 	h, err := ParseBatch(b)
 	if err != nil {
 		return h, err
@@ -165,7 +169,12 @@ func ValidateBatch(b []byte) (BatchHeader, error) {
 			return h, fmt.Errorf("%w: decompressing codec %d: %v", ErrCorruptBatch, codec, err)
 		}
 	}
-	n, err := walkRecords(records, func(int32, int64, []byte) bool { return true })
+	n, err := walkRecords(records, func(_ int32, tsDelta int64, _ []byte) bool {
+		if times != nil {
+			times.add(recordTimestamp(h, tsDelta))
+		}
+		return true
+	})
 	if err != nil {
 		return h, err
 	}
@@ -304,7 +313,7 @@ func DecodeRecords(batch []byte) (BatchHeader, []DecodedRecord, error) {
 		body = body[w+int(l):]
 		out = append(out, DecodedRecord{
 			Offset:    h.BaseOffset + int64(kr.OffsetDelta),
-			Timestamp: h.FirstTimestamp + kr.TimestampDelta64,
+			Timestamp: recordTimestamp(h, kr.TimestampDelta64),
 			Key:       kr.Key,
 			Value:     kr.Value,
 			Headers:   kr.Headers,

@@ -42,5 +42,38 @@
 // to a sealed segment's data is logged loudly and reported as
 // ErrCorruptSegment on reads of that range, never skipped or deleted.
 //
+// # Timestamps
+//
+// Every decision the log makes by time takes a batch's timestamps from its
+// records, never from its header, which may disagree with them (librdkafka
+// given CreateTime -1 writes FirstTimestamp -1, MaxTimestamp 0): Append
+// gathers the records' largest timestamp while it validates them (for a
+// compressed batch, from the decompressed records), recovery and index
+// rebuilds walk the records again. The stored bytes stay the client's. A
+// record timestamp below zero means none (Kafka's NO_TIMESTAMP) and never
+// counts. With a LogAppendTime batch every record's time is the header's
+// MaxTimestamp, as clients read it.
+//
+//   - The time index holds the running maximum of the records' timestamps;
+//     OffsetForTime (ListOffsets by time) skips a batch only if its records
+//     are all older, and never answers with a record that has none.
+//   - Retention (retention.ms) ages a segment as Kafka does: by the largest
+//     timestamp of its records, or, when none carries one, by the last
+//     write to the segment (the file's modification time after a reopen).
+//     Unlike Kafka, a largest timestamp that is still in the future is not
+//     believed either, and the last write stands in until the clock reaches
+//     it: a record from 2100 does not keep its segment, and so every later
+//     one, until 2100 plus retention.ms, nor do records stamped ahead of a
+//     clock that runs behind get deleted once it is set right. Timestamps
+//     far in the past are believed, as in Kafka: a segment whose newest
+//     record claims 1970 goes at the next pass. Nothing is refused for its
+//     timestamp (Kafka's message.timestamp.*.max.ms are not implemented).
+//   - segment.ms counts from the wall clock at the first append to a
+//     segment; after a reopen, from its first batch's largest record
+//     timestamp when that is neither missing nor in the future, else from
+//     the reopen.
+//   - Partition.AgedAt gives one record's time by the retention rule, for
+//     "age of the oldest unshipped record" displays.
+//
 // This package imports no other ferry package.
 package log

@@ -111,8 +111,8 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 		return nil, err
 	}
 	type segFile struct {
-		base int64
-		size int64
+		base, size int64
+		info       fs.FileInfo
 	}
 	var found []segFile
 	have := map[int64]bool{}
@@ -123,7 +123,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 			if err != nil {
 				return nil, err
 			}
-			found = append(found, segFile{base, info.Size()})
+			found = append(found, segFile{base, info.Size(), info})
 			have[base] = true
 		}
 	}
@@ -178,6 +178,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 		for _, f := range found[:len(found)-1] {
 			s := newSegmentStub(fsys, dir, f.base, f.size)
 			s.sealed, s.synced = true, true
+			s.writtenMs.Store(modTimeMs(f.info, nowMs))
 			p.segs = append(p.segs, s)
 		}
 		last := found[len(found)-1]
@@ -261,7 +262,7 @@ func (p *Partition) loadProducers() error {
 // the process; WaitDurable waits for the topic's flush policy. batch must be
 // exactly one batch; the caller keeps ownership of its bytes.
 func (p *Partition) Append(batch []byte) (AppendResult, error) {
-	h, cfg, err := p.checkBatch(batch)
+	h, maxTs, cfg, err := p.checkBatch(batch)
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -275,18 +276,20 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 			return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: p.startOff.Load()}, err
 		}
 	}
-	return p.writeLocked(batch, h, cfg)
+	return p.writeLocked(batch, h, maxTs, cfg)
 }
 
 // checkBatch validates a batch for appending: its size under the topic's
-// max.message.bytes, and its framing, CRC and records (ValidateBatch).
-func (p *Partition) checkBatch(batch []byte) (BatchHeader, *TopicConfig, error) {
+// max.message.bytes, and its framing, CRC and records (ValidateBatch). It
+// returns the largest timestamp the records carry, -1 if none does.
+func (p *Partition) checkBatch(batch []byte) (BatchHeader, int64, *TopicConfig, error) {
 	cfg := p.cfg.Load()
 	if len(batch) > int(cfg.MaxMessageBytes) {
-		return BatchHeader{}, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxMessageBytes)
+		return BatchHeader{}, noTimestamp, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxMessageBytes)
 	}
-	h, err := ValidateBatch(batch)
-	return h, cfg, err
+	times := newBatchTimes()
+	h, err := validateBatch(batch, &times)
+	return h, times.max, cfg, err
 }
 
 // writableLocked says why the partition takes no appends, if it does not.
@@ -304,9 +307,10 @@ func (p *Partition) writableLocked() error {
 	return nil
 }
 
-// writeLocked writes a validated batch at the partition's end offset,
-// rolling the active segment first when it is due. p.mu is held.
-func (p *Partition) writeLocked(batch []byte, h BatchHeader, cfg *TopicConfig) (AppendResult, error) {
+// writeLocked writes a validated batch, whose records' largest timestamp
+// is maxTs (-1: none), at the partition's end offset, rolling the active
+// segment first when it is due. p.mu is held.
+func (p *Partition) writeLocked(batch []byte, h BatchHeader, maxTs int64, cfg *TopicConfig) (AppendResult, error) {
 	nowMs := p.now().UnixMilli()
 	a := p.active
 	if nowMs < a.rollAtMs {
@@ -332,9 +336,10 @@ func (p *Partition) writeLocked(batch []byte, h BatchHeader, cfg *TopicConfig) (
 	if _, err := a.log.WriteAt(batch, pos); err != nil {
 		return AppendResult{}, p.undoWrite(a, pos, fmt.Errorf("appending to %s: %w", a.log.Name(), err))
 	}
-	if err := a.noteBatch(h, pos, false, cfg.IndexIntervalBytes); err != nil {
+	if err := a.noteBatch(h, maxTs, pos, false, cfg.IndexIntervalBytes); err != nil {
 		return AppendResult{}, p.undoWrite(a, pos, fmt.Errorf("indexing %s: %w", a.log.Name(), err))
 	}
+	a.writtenMs.Store(nowMs)
 	a.synced = false
 	p.producers.record(h, nowMs)
 	p.totalSize.Add(int64(len(batch)))
@@ -789,8 +794,10 @@ func (p *Partition) Read(offset int64, maxBytes int, dst []byte) (ReadResult, er
 
 // OffsetForTime returns the offset and timestamp of the first record whose
 // timestamp is at or after ts, or (-1, -1) if there is none (Kafka's
-// ListOffsets by timestamp).
+// ListOffsets by timestamp). Records that carry no timestamp (-1) are never
+// found; a negative ts asks for the first record that carries one.
 func (p *Partition) OffsetForTime(ts int64) (int64, int64, error) {
+	ts = max(ts, 0)
 	p.mu.RLock()
 	bases := make([]int64, len(p.segs))
 	for i, s := range p.segs {
@@ -829,7 +836,13 @@ func (p *Partition) searchTime(seg *segment, limit int64, entries []indexEntry, 
 			}
 			return -1, -1, nil
 		}
-		if h.MaxTimestamp < ts {
+		// The header's MaxTimestamp may disagree with the records
+		// (librdkafka's 0 for records without one): ask the records.
+		times, err := timesOf(b, h)
+		if err != nil {
+			return -1, -1, seg.corruptError(sc.pos, err)
+		}
+		if times.max < ts {
 			continue
 		}
 		_, recs, err := DecodeRecords(b)
@@ -841,6 +854,5 @@ func (p *Partition) searchTime(seg *segment, limit int64, entries []indexEntry, 
 				return r.Offset, r.Timestamp, nil
 			}
 		}
-		// MaxTimestamp said otherwise; trust the records and go on.
 	}
 }

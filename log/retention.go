@@ -14,7 +14,9 @@ type RetentionResult struct {
 
 // enforceRetention deletes whole segments from the head of the partition
 // while retention.ms or retention.bytes says so and nothing at or above
-// floor would go. An expired active segment is rolled first, so an idle
+// floor would go. A segment's age is measured from agedAt (timestamps.go):
+// its records' largest timestamp, else (none, or one in the future) its
+// last write. An expired active segment is rolled first, so an idle
 // topic ages out too; size-based retention never deletes the active segment.
 func (p *Partition) enforceRetention(nowMs, floor int64) (RetentionResult, error) {
 	var res RetentionResult
@@ -55,7 +57,7 @@ func (p *Partition) enforceRetention(nowMs, floor int64) (RetentionResult, error
 		if !isActive {
 			end = p.segs[1].base
 		}
-		expired := cfg.RetentionAge >= 0 && head.maxTs >= 0 && head.maxTs < nowMs-cfg.RetentionAge.Milliseconds()
+		expired := cfg.RetentionAge >= 0 && agedAt(head.maxTs, head.writtenMs.Load(), nowMs) < nowMs-cfg.RetentionAge.Milliseconds()
 		tooBig := cfg.RetentionBytes >= 0 && !isActive && p.totalSize.Load()-head.size >= cfg.RetentionBytes
 		if head.size == 0 || end > floor || !(expired || tooBig) {
 			p.mu.Unlock()

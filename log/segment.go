@@ -31,12 +31,17 @@ type segment struct {
 	idx        index
 	size       int64 // bytes of whole batches
 	next       int64 // offset after the last batch; base when empty
-	maxTs      int64 // running max timestamp, -1 when empty
+	maxTs      int64 // running max of the records' timestamps (timestamps.go), -1 when none carries one
 	sinceIndex int64 // bytes appended since the last index entry
 	lastPos    int64 // position of the last batch, -1 when empty
 	rollAtMs   int64 // wall-clock ms the segment's age is measured from (active)
-	sealed     bool
-	synced     bool // everything written is fsynced (guarded by the partition's lock)
+	// writtenMs is the wall-clock ms of the last write to the .log file:
+	// the partition's clock at each append, the file's modification time
+	// once reopened. Retention ages a segment by it when no timestamp of
+	// its records can be believed (agedAt).
+	writtenMs atomic.Int64
+	sealed    bool
+	synced    bool // everything written is fsynced (guarded by the partition's lock)
 
 	// Lazy loading of a sealed segment.
 	loadMu    sync.Mutex
@@ -90,8 +95,18 @@ func createSegment(fsys FS, dir string, base int64, nowMs int64) (*segment, erro
 		return nil, err
 	}
 	s.next, s.rollAtMs, s.synced = base, nowMs, true
+	s.writtenMs.Store(nowMs)
 	s.loaded.Store(true)
 	return s, nil
+}
+
+// modTimeMs is a file's modification time in Unix ms, or orElse when the
+// file system gives none.
+func modTimeMs(info fs.FileInfo, orElse int64) int64 {
+	if ms := info.ModTime().UnixMilli(); !info.ModTime().IsZero() && ms > 0 {
+		return ms
+	}
+	return orElse
 }
 
 // recoverActive opens the last segment of a partition for appending. It
@@ -110,6 +125,7 @@ func recoverActive(fsys FS, dir string, base int64, nowMs int64, interval int32,
 		return nil, err
 	}
 	fileSize := st.Size()
+	s.writtenMs.Store(modTimeMs(st, nowMs))
 	idx, dropped, err := loadIndex(fsys, s.path, fileSize, true)
 	if err != nil {
 		f.Close()
@@ -151,7 +167,7 @@ func recoverActive(fsys FS, dir string, base int64, nowMs int64, interval int32,
 	first := true
 	var scanErr error
 	for {
-		pos, h, _, ok := sc.next()
+		pos, h, b, ok := sc.next()
 		if !ok {
 			scanErr = sc.err
 			break
@@ -160,12 +176,14 @@ func recoverActive(fsys FS, dir string, base int64, nowMs int64, interval int32,
 			scanErr = fmt.Errorf("%w: batch at position %d has base offset %d, expected %d", ErrCorruptBatch, pos, h.BaseOffset, s.next)
 			break
 		}
-		if err := s.noteBatch(h, pos, first && pos > 0, interval); err != nil {
+		// A batch whose CRC holds was validated when appended; should
+		// its records not walk, it counts as carrying no timestamp.
+		times, _ := timesOf(b, h)
+		if err := s.noteBatch(h, times.max, pos, first && pos > 0, interval); err != nil {
 			f.Close()
 			return nil, err
 		}
 		first = false
-		s.maxTs = max(s.maxTs, h.MaxTimestamp)
 	}
 	if s.size < fileSize {
 		logger.Warn("truncating damaged tail of active segment to the last valid batch",
@@ -190,12 +208,13 @@ func recoverActive(fsys FS, dir string, base int64, nowMs int64, interval int32,
 	}
 	s.rollAtMs = nowMs
 	if s.size > 0 {
-		// Measure the segment's age from its first batch, as Kafka does,
-		// unless that timestamp lies in the future.
-		var hb [batchHeaderSize]byte
-		if _, err := f.ReadAt(hb[:], 0); err == nil {
-			if h, err := parseHeader(hb[:]); err == nil && h.MaxTimestamp > 0 && h.MaxTimestamp < nowMs {
-				s.rollAtMs = h.MaxTimestamp
+		// Measure the segment's age from its first batch's largest record
+		// timestamp, as Kafka does, unless it has none or it lies in the
+		// future: then from now, as Kafka does from the segment's creation.
+		sc := newScanner(f, 0, s.size)
+		if _, h, b, ok := sc.next(); ok {
+			if t, err := timesOf(b, h); err == nil && t.max > 0 && t.max < nowMs {
+				s.rollAtMs = t.max
 			}
 		}
 	}
@@ -206,8 +225,9 @@ func recoverActive(fsys FS, dir string, base int64, nowMs int64, interval int32,
 
 // noteBatch records a batch of header h just written (or found) at pos:
 // size, next offset, and an index entry when the interval is due or force.
-func (s *segment) noteBatch(h BatchHeader, pos int64, force bool, interval int32) error {
-	s.maxTs = max(s.maxTs, h.MaxTimestamp)
+// maxTs is the batch's largest record timestamp (-1 if none).
+func (s *segment) noteBatch(h BatchHeader, maxTs, pos int64, force bool, interval int32) error {
+	s.maxTs = max(s.maxTs, maxTs)
 	if force || (s.sinceIndex >= int64(interval) && pos > 0) {
 		if err := s.idx.add(indexEntry{rel: uint32(h.BaseOffset - s.base), pos: uint32(pos), maxTs: s.maxTs}); err != nil {
 			return err
@@ -294,7 +314,7 @@ func (s *segment) load(nextBase int64, interval int32, logger *slog.Logger) erro
 	var since int64
 	next, valid := expect, from
 	for {
-		pos, h, _, ok := sc.next()
+		pos, h, b, ok := sc.next()
 		if !ok {
 			break
 		}
@@ -302,7 +322,8 @@ func (s *segment) load(nextBase int64, interval int32, logger *slog.Logger) erro
 			sc.err = fmt.Errorf("%w: batch at position %d has base offset %d, expected %d", ErrCorruptBatch, pos, h.BaseOffset, next)
 			break
 		}
-		s.maxTs = max(s.maxTs, h.MaxTimestamp)
+		times, _ := timesOf(b, h) // as in recoverActive
+		s.maxTs = max(s.maxTs, times.max)
 		if rebuild && (pos == 0 || since >= int64(interval)) {
 			built = append(built, indexEntry{rel: uint32(h.BaseOffset - s.base), pos: uint32(pos), maxTs: s.maxTs})
 			since = 0
