@@ -41,8 +41,19 @@ func startBroker(t testing.TB, mod func(*Options)) *testBroker {
 // is nil.
 func startBrokerOn(t testing.TB, mod func(*Options), wrap func(net.Listener) net.Listener) *testBroker {
 	t.Helper()
+	return startBrokerLog(t, nil, mod, wrap)
+}
+
+// startBrokerLog is startBrokerOn over a log whose options logMod changes
+// (its clock, say), unless it is nil.
+func startBrokerLog(t testing.TB, logMod func(*flog.Options), mod func(*Options), wrap func(net.Listener) net.Listener) *testBroker {
+	t.Helper()
 	dir := t.TempDir()
-	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	lopts := flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler)}
+	if logMod != nil {
+		logMod(&lopts)
+	}
+	l, err := flog.Open(lopts)
 	if err != nil {
 		t.Fatal(err)
 	}
