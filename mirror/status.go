@@ -44,7 +44,8 @@ type PartitionStatus struct {
 	// acknowledged; bytes are counted in whole segments past the one
 	// holding the first unshipped record, plus that one from its start
 	// (an upper bound). OldestUnshippedAge is the age of the first
-	// unshipped record's batch.
+	// unshipped record, by its timestamp or, if it has none or one in the
+	// future, by its segment's last write (log.Partition.AgedAt).
 	BacklogRecords     int64   `json:"backlog_records"`
 	BacklogBytes       int64   `json:"backlog_bytes"`
 	OldestUnshippedAge float64 `json:"oldest_unshipped_age_seconds,omitempty"`
@@ -97,10 +98,11 @@ func (s *Sender) Status() Status {
 			ps.BacklogRecords = max(ps.EndOffset-from, 0)
 			if ps.BacklogRecords > 0 {
 				ps.BacklogBytes = backlogBytes(part, from)
-				if rr, err := part.Read(from, 1, nil); err == nil {
-					if h, err := flog.ParseBatch(rr.Data); err == nil {
-						ps.OldestUnshippedAge = now.Sub(time.UnixMilli(h.FirstTimestamp)).Seconds()
-					}
+				// By the log's rule, as retention ages it: a record without
+				// a timestamp (-1) or with one from the future is as old as
+				// its segment's last write, not 56 years or less than 0.
+				if at, err := part.AgedAt(from); err == nil {
+					ps.OldestUnshippedAge = max(now.Sub(time.UnixMilli(at)).Seconds(), 0)
 				}
 			}
 			st.Partitions = append(st.Partitions, ps)
