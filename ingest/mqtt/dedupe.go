@@ -126,15 +126,15 @@ func (s *Server) recoverDedupe(window time.Duration) (int, error) {
 			if end <= part.StartOffset() {
 				continue
 			}
-			rr, err := part.Read(end-1, 1, nil)
+			// The newest record's time by the log's rule, not a header's
+			// MaxTimestamp: a Kafka producer's batch last in the topic may
+			// say 0 (no timestamp; the window would then be the whole
+			// partition) or 2100 (an empty window).
+			last, err := part.AgedAt(end - 1)
 			if err != nil {
 				return n, err
 			}
-			h, err := flog.ParseBatch(rr.Data)
-			if err != nil {
-				return n, err
-			}
-			from, _, err := part.OffsetForTime(h.MaxTimestamp - window.Milliseconds())
+			from, _, err := part.OffsetForTime(last - window.Milliseconds())
 			if err != nil || from < 0 {
 				return n, err
 			}
