@@ -74,6 +74,9 @@
 //     the reopen.
 //   - Partition.AgedAt gives one record's time by the retention rule, for
 //     "age of the oldest unshipped record" displays.
+//   - A time index whose last entry is exactly 0 is rebuilt from the records
+//     when its segment is opened: indexes written before timestamps came
+//     from the records hold librdkafka's header 0 there.
 //
 // This package imports no other ferry package.
 package log

@@ -144,7 +144,12 @@ func recoverActive(fsys FS, dir string, base int64, nowMs int64, interval int32,
 		s.idx.entries = s.idx.entries[:len(s.idx.entries)-1]
 		dropped++
 	}
-	if dropped > 0 {
+	if e, ok := s.idx.last(); ok && staleTimeIndex(e) {
+		logger.Warn("time index written from batch headers (before timestamps came from the records); rebuilding it",
+			"segment", s.path+".log")
+		dropped += len(s.idx.entries)
+		s.idx.entries = s.idx.entries[:0]
+	} else if dropped > 0 {
 		logger.Warn("index entries dropped on recovery; rebuilding them from the log",
 			"segment", s.path+".log", "entries", dropped)
 	}
@@ -290,6 +295,11 @@ func (s *segment) load(nextBase int64, interval int32, logger *slog.Logger) erro
 		return err
 	}
 	rebuild := err != nil || dropped > 0
+	if e, ok := idx.last(); ok && staleTimeIndex(e) {
+		logger.Warn("time index written from batch headers (before timestamps came from the records); rebuilding it",
+			"segment", s.path+".log")
+		rebuild = true
+	}
 	from, expect := int64(0), s.base
 	if !rebuild {
 		if e, ok := idx.last(); ok {

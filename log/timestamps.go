@@ -100,6 +100,14 @@ func BatchTimestamps(b []byte) (first, max int64, err error) {
 	return t.min, t.max, err
 }
 
+// staleTimeIndex reports whether a segment's last time-index entry may come
+// from a batch header rather than the records: exactly 0, what librdkafka
+// writes as MaxTimestamp when no record has a timestamp, and what indexes
+// written before the log took timestamps from the records hold for such
+// segments. The index is then rebuilt from the records, once; a real
+// timestamp of 0 (1970-01-01T00:00:00Z) only costs that rebuild.
+func staleTimeIndex(last indexEntry) bool { return last.maxTs == 0 }
+
 // agedAt is the time by which retention ages a segment (Unix ms) at nowMs:
 // the largest record timestamp in it, or, when no record carries one, the
 // time of the segment's last write, as Kafka's LogSegment.largestTimestamp

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -203,5 +205,51 @@ func TestRecordsAheadOfALaggingClockAreKept(t *testing.T) {
 	clock.set(stamped.Add(61 * time.Minute))
 	if res, err := l.EnforceRetention(); err != nil || res.Segments != 1 {
 		t.Fatalf("retention an hour after the records' time: %+v, %v; want their segment deleted", res, err)
+	}
+}
+
+// Time indexes written before the log took timestamps from the records
+// hold librdkafka's header 0 for segments whose records carry none: on
+// opening such a segment (sealed or active) the index is rebuilt from the
+// records, so an upgrade does not delete what the fix keeps.
+func TestTimeIndexFromBatchHeadersIsRebuilt(t *testing.T) {
+	dir := t.TempDir()
+	t0 := time.Now()
+	clock := &fakeClock{}
+	clock.set(t0)
+	l := openTestLog(t, Options{Dir: dir, Now: clock.now, Logger: quietLogger})
+	l.CreateTopic("t", 1, map[string]string{ConfigRetentionMs: "3600000", ConfigIndexIntervalBytes: "0"})
+	p, _ := l.Partition("t", 0)
+	for i := 0; i < 4; i++ { // two segments of two batches, each indexed
+		if _, err := p.Append(clientBatch(t, -1, 0, noTimestamps(3), false)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			p.Roll()
+		}
+	}
+	l.Close()
+	stale := 0
+	for _, seg := range []string{"00000000000000000000", "00000000000000000006"} {
+		name := filepath.Join(dir, "t-0", seg+".timeindex")
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i+timeEntrySize <= len(b); i += timeEntrySize {
+			binary.BigEndian.PutUint64(b[i:], 0) // the header's max timestamp, as the old code indexed it
+			stale++
+		}
+		if err := os.WriteFile(name, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stale < 2 { // one in each segment
+		t.Fatalf("only %d time-index entries to make stale", stale)
+	}
+	l = openTestLog(t, Options{Dir: dir, Now: clock.now, Logger: quietLogger})
+	clock.set(t0.Add(time.Minute))
+	if res, err := l.EnforceRetention(); err != nil || res.Segments != 0 {
+		t.Fatalf("retention a minute after the write, over indexes from headers: %+v, %v; want nothing deleted", res, err)
 	}
 }
