@@ -13,6 +13,8 @@ import (
 //   - Timestamp -2: the log start offset; -1: the end offset (the high
 //     watermark); otherwise the offset of the first record whose timestamp
 //     is at or after it, with that record's timestamp, or -1/-1 if none.
+//     Timestamps are the records' (a batch header that disagrees is not
+//     believed); a record without one (-1) is never the answer.
 //   - UNKNOWN_TOPIC_OR_PARTITION for unknown topics and partitions.
 //
 // Version notes:
