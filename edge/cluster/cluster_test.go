@@ -1,0 +1,322 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// memCluster is n nodes on raft's in-memory transport, with requests
+// between nodes delivered by a map: deterministic, no sockets.
+type memCluster struct {
+	t     *testing.T
+	mu    sync.Mutex
+	nodes map[string]*Node // by raft address
+	trans map[string]*raft.InmemTransport
+	cfgs  map[int32]Config
+}
+
+func (c *memCluster) Call(ctx context.Context, addr string, req Request) (Response, error) {
+	c.mu.Lock()
+	n := c.nodes[addr]
+	c.mu.Unlock()
+	if n == nil {
+		return Response{}, fmt.Errorf("no node at %s", addr)
+	}
+	return n.Serve(ctx, req), nil
+}
+
+func fastRaft(rc *raft.Config) {
+	rc.HeartbeatTimeout = 100 * time.Millisecond
+	rc.ElectionTimeout = 100 * time.Millisecond
+	rc.LeaderLeaseTimeout = 100 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+}
+
+func newMemCluster(t *testing.T, size int) *memCluster {
+	t.Helper()
+	c := &memCluster{t: t, nodes: map[string]*Node{}, trans: map[string]*raft.InmemTransport{}, cfgs: map[int32]Config{}}
+	var voters []Voter
+	for i := 1; i <= size; i++ {
+		voters = append(voters, Voter{ID: int32(i), Addr: "node" + strconv.Itoa(i)})
+	}
+	for _, v := range voters {
+		c.cfgs[v.ID] = Config{
+			NodeID: v.ID, Addr: v.Addr, Voters: voters, Dir: t.TempDir(), Caller: c,
+			Endpoints:         map[string]string{"kafka": fmt.Sprintf("127.0.0.1:%d", 19090+v.ID)},
+			HeartbeatInterval: 20 * time.Millisecond, SessionTimeout: 300 * time.Millisecond,
+			Raft: fastRaft, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}
+	}
+	for _, v := range voters {
+		c.start(v.ID)
+	}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		nodes := c.nodes
+		c.nodes = map[string]*Node{}
+		c.mu.Unlock()
+		for _, n := range nodes {
+			n.Close()
+		}
+	})
+	return c
+}
+
+// start opens node id (again, after stop: same directory, new
+// incarnation) and connects its transport to every other.
+func (c *memCluster) start(id int32) *Node {
+	c.t.Helper()
+	cfg := c.cfgs[id]
+	_, tr := raft.NewInmemTransport(raft.ServerAddress(cfg.Addr))
+	c.mu.Lock()
+	for addr, other := range c.trans {
+		if addr != cfg.Addr {
+			tr.Connect(raft.ServerAddress(addr), other)
+			other.Connect(raft.ServerAddress(cfg.Addr), tr)
+		}
+	}
+	c.trans[cfg.Addr] = tr
+	c.mu.Unlock()
+	cfg.Transport = tr
+	n, err := Open(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.nodes[cfg.Addr] = n
+	c.mu.Unlock()
+	return n
+}
+
+// stop closes node id as a crash would look to the others: gone, its
+// transport disconnected.
+func (c *memCluster) stop(id int32) {
+	addr := c.cfgs[id].Addr
+	c.mu.Lock()
+	n, tr := c.nodes[addr], c.trans[addr]
+	delete(c.nodes, addr)
+	delete(c.trans, addr)
+	for _, other := range c.trans {
+		other.Disconnect(raft.ServerAddress(addr))
+	}
+	c.mu.Unlock()
+	tr.DisconnectAll()
+	n.Close()
+}
+
+func (c *memCluster) node(id int32) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[c.cfgs[id].Addr]
+}
+
+func (c *memCluster) live() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Node
+	for _, n := range c.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// waitFor polls cond until it holds or ten seconds pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *memCluster) controller() *Node {
+	c.t.Helper()
+	var ctrl *Node
+	waitFor(c.t, "a controller", func() bool {
+		for _, n := range c.live() {
+			if n.serving() {
+				ctrl = n
+				return true
+			}
+		}
+		return false
+	})
+	return ctrl
+}
+
+// waitBrokers waits until every live node's image shows want unfenced
+// brokers.
+func (c *memCluster) waitBrokers(want int) {
+	c.t.Helper()
+	waitFor(c.t, fmt.Sprintf("%d unfenced brokers on every node", want), func() bool {
+		for _, n := range c.live() {
+			if len(n.Image().BrokerIDs(true)) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestClusterCreatesTopicFromAnyNodeSpreadOverAll(t *testing.T) {
+	c := newMemCluster(t, 3)
+	ctrl := c.controller()
+	c.waitBrokers(3)
+	var follower *Node
+	for _, n := range c.live() {
+		if n != ctrl {
+			follower = n
+		}
+	}
+	ctx := context.Background()
+	res, err := follower.Propose(ctx, Record{Op: OpCreateTopic, Topic: "telemetry", Count: 6})
+	if err != nil || res.Err != nil {
+		t.Fatalf("create from a follower: %v %v", err, res.Err)
+	}
+	// Answered once applied on the proposing node itself.
+	tp := follower.Image().Topics["telemetry"]
+	if tp == nil || len(tp.Partitions) != 6 || tp.ID == "" {
+		t.Fatalf("topic not in the proposer's image at once: %+v", tp)
+	}
+	_, leads := follower.Image().PartitionsPerBroker()
+	for id := int32(1); id <= 3; id++ {
+		if leads[id] != 2 {
+			t.Fatalf("partitions led per broker %v, want 2 each", leads)
+		}
+	}
+	if res, err := ctrl.Propose(ctx, Record{Op: OpCreateTopic, Topic: "telemetry", Count: 1}); err != nil || !errors.Is(res.Err, ErrTopicExists) {
+		t.Fatalf("second create: %v %v, want ErrTopicExists", err, res.Err)
+	}
+	// Forwarded errors keep their sentinel.
+	if res, err := follower.Propose(ctx, Record{Op: OpCreateTopic, Topic: "telemetry", Count: 1}); err != nil || !errors.Is(res.Err, ErrTopicExists) {
+		t.Fatalf("second create through a follower: %v %v, want ErrTopicExists", err, res.Err)
+	}
+	c.waitIndexEqual()
+}
+
+// waitIndexEqual waits until every live node has applied the same index
+// and holds the same image.
+func (c *memCluster) waitIndexEqual() {
+	c.t.Helper()
+	waitFor(c.t, "equal metadata on every node", func() bool {
+		nodes := c.live()
+		first := nodes[0].Image()
+		for _, n := range nodes[1:] {
+			im := n.Image()
+			if im.Index != first.Index || len(im.Topics) != len(first.Topics) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestControllerFailoverKeepsMetadata(t *testing.T) {
+	c := newMemCluster(t, 3)
+	old := c.controller()
+	c.waitBrokers(3)
+	ctx := context.Background()
+	if _, err := old.Propose(ctx, Record{Op: OpCreateTopic, Topic: "a", Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(old.ID())
+	ctrl := c.controller()
+	if ctrl.ID() == old.ID() {
+		t.Fatal("the stopped node still leads")
+	}
+	if ctrl.Image().Topics["a"] == nil {
+		t.Fatal("the new controller lost topic a")
+	}
+	// The old controller is fenced by the new one once its session times
+	// out (a fresh grace period first), and its partitions go offline.
+	waitFor(t, "the stopped broker fenced", func() bool {
+		b := ctrl.Image().Brokers[old.ID()]
+		return b != nil && b.Fenced
+	})
+	im := ctrl.Image()
+	for i, p := range im.Topics["a"].Partitions {
+		if p.Replicas[0] == old.ID() && (p.Leader != NoLeader || p.LeaderEpoch != 1) {
+			t.Fatalf("partition %d of the fenced broker: leader %d epoch %d, want offline at epoch 1", i, p.Leader, p.LeaderEpoch)
+		}
+		if p.Replicas[0] != old.ID() && p.Leader != p.Replicas[0] {
+			t.Fatalf("partition %d moved although its broker lives", i)
+		}
+	}
+	if _, err := ctrl.Propose(ctx, Record{Op: OpCreateTopic, Topic: "b", Count: 4}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ctrl.Image().Topics["b"].Partitions {
+		if p.Replicas[0] == old.ID() {
+			t.Fatal("a fenced broker was given a new partition")
+		}
+	}
+	// Restarted, it registers a new incarnation, is unfenced, and leads
+	// its partitions again at a new epoch.
+	back := c.start(old.ID())
+	waitFor(t, "the restarted broker leading its partitions", func() bool {
+		im := back.Image()
+		if im.Topics["a"] == nil || im.Brokers[old.ID()] == nil {
+			return false
+		}
+		for _, p := range im.Topics["a"].Partitions {
+			if p.Replicas[0] == old.ID() && (p.Leader != old.ID() || p.LeaderEpoch != 2) {
+				return false
+			}
+		}
+		return !im.Brokers[old.ID()].Fenced
+	})
+	c.waitIndexEqual()
+}
+
+func TestProducerIDBlocksNeverOverlap(t *testing.T) {
+	c := newMemCluster(t, 3)
+	c.controller()
+	c.waitBrokers(3)
+	ctx := context.Background()
+	seen := map[int64]bool{}
+	for i := 0; i < 6; i++ {
+		n := c.live()[i%3]
+		res, err := n.Propose(ctx, Record{Op: OpAllocProducerIDs, Count: 1000})
+		if err != nil || res.Err != nil {
+			t.Fatal(err, res.Err)
+		}
+		if seen[res.Value] || res.Value%1000 != 0 {
+			t.Fatalf("block %d handed out twice or misaligned", res.Value)
+		}
+		seen[res.Value] = true
+	}
+}
+
+func TestMirrorSessionFencesOlder(t *testing.T) {
+	c := newMemCluster(t, 3)
+	c.controller()
+	c.waitBrokers(3)
+	ctx := context.Background()
+	first, err := c.node(1).Propose(ctx, Record{Op: OpMirrorSession, Edge: "gw1", Broker: 1})
+	if err != nil || first.Err != nil {
+		t.Fatal(err, first.Err)
+	}
+	second, err := c.node(2).Propose(ctx, Record{Op: OpMirrorSession, Edge: "gw1", Broker: 2})
+	if err != nil || second.Err != nil {
+		t.Fatal(err, second.Err)
+	}
+	if second.Value <= first.Value {
+		t.Fatalf("epochs %d then %d: the newer session must have the higher epoch", first.Value, second.Value)
+	}
+	s := c.node(2).Image().Mirror["gw1"]
+	if s.Node != 2 || s.Epoch != second.Value {
+		t.Fatalf("session %+v, want node 2 epoch %d", s, second.Value)
+	}
+}

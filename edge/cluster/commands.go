@@ -1,0 +1,224 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// recordVersion is the version of the records this code writes. A node
+// applying a record of a newer version stops with an error rather than
+// guessing (a mixed-version cluster upgrades its oldest members first).
+const recordVersion = 1
+
+// Op names a record's kind.
+type Op string
+
+// The records. Each is applied by (*Image).apply under the rules written
+// beside its case.
+const (
+	OpRegisterBroker   Op = "register_broker"
+	OpFenceBroker      Op = "fence_broker"
+	OpUnfenceBroker    Op = "unfence_broker"
+	OpCreateTopic      Op = "create_topic"
+	OpDeleteTopic      Op = "delete_topic"
+	OpCreatePartitions Op = "create_partitions"
+	OpAlterConfigs     Op = "alter_configs"
+	OpAllocProducerIDs Op = "alloc_producer_ids"
+	OpMirrorSession    Op = "mirror_session"
+)
+
+// Record is one entry of the metadata log: a version, an op and the fields
+// that op uses. Fields an op does not use are left empty.
+type Record struct {
+	V  int `json:"v"`
+	Op Op  `json:"op"`
+
+	Broker      int32             `json:"broker,omitempty"`
+	Incarnation uint64            `json:"incarnation,omitempty"`
+	Endpoints   map[string]string `json:"endpoints,omitempty"`
+	Rack        string            `json:"rack,omitempty"`
+
+	Topic   string            `json:"topic,omitempty"`
+	TopicID string            `json:"topic_id,omitempty"`
+	Group   string            `json:"group,omitempty"`
+	Configs map[string]string `json:"configs,omitempty"`
+	// Delete lists config keys to remove (alter_configs).
+	Delete []string `json:"delete,omitempty"`
+	// Assignment is the replica list of each partition created
+	// (create_topic: all of them; create_partitions: the new ones).
+	Assignment [][]int32 `json:"assignment,omitempty"`
+
+	// Count is a producer-id block's size (alloc_producer_ids) or, for a
+	// proposal the controller places, the number of partitions.
+	Count int64 `json:"count,omitempty"`
+	// ReplicationFactor of a topic the controller places.
+	ReplicationFactor int32  `json:"replication_factor,omitempty"`
+	Edge              string `json:"edge,omitempty"`
+}
+
+// Result is what applying a record answers the proposer.
+type Result struct {
+	// Err is the rule the record broke; nothing was changed.
+	Err error
+	// Value is the op's answer: the first producer id of a block, a mirror
+	// session's epoch.
+	Value int64
+}
+
+// Errors a record's rules answer.
+var (
+	ErrTopicExists       = errors.New("cluster: topic already exists")
+	ErrUnknownTopic      = errors.New("cluster: unknown topic")
+	ErrUnknownBroker     = errors.New("cluster: unknown broker")
+	ErrStaleIncarnation  = errors.New("cluster: record for an earlier incarnation of the broker")
+	ErrInvalidAssignment = errors.New("cluster: invalid replica assignment")
+	ErrInvalidRecord     = errors.New("cluster: invalid record")
+)
+
+func encodeRecord(r Record) ([]byte, error) {
+	r.V = recordVersion
+	return json.Marshal(r)
+}
+
+func decodeRecord(b []byte) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrInvalidRecord, err)
+	}
+	if r.V < 1 || r.V > recordVersion {
+		return r, fmt.Errorf("%w: version %d (this node knows up to %d)", ErrInvalidRecord, r.V, recordVersion)
+	}
+	return r, nil
+}
+
+// apply changes the image by one record, deterministically: the same
+// records in the same order give every node the same image. A record that
+// breaks its rule changes nothing.
+func (im *Image) apply(r Record) Result {
+	switch r.Op {
+	case OpRegisterBroker:
+		// A (re)registration replaces the broker's endpoints and
+		// incarnation and leaves it unfenced: the controller registers a
+		// broker only when it has just heard from it.
+		if r.Broker < 0 {
+			return Result{Err: fmt.Errorf("%w: broker id %d", ErrInvalidRecord, r.Broker)}
+		}
+		im.Brokers[r.Broker] = &Broker{ID: r.Broker, Incarnation: r.Incarnation, Endpoints: copyMap(r.Endpoints), Rack: r.Rack}
+		im.reelect()
+	case OpFenceBroker, OpUnfenceBroker:
+		// Only for the incarnation the controller observed: a fence
+		// proposed before a broker restarted must not fence its new run.
+		b := im.Brokers[r.Broker]
+		if b == nil {
+			return Result{Err: ErrUnknownBroker}
+		}
+		if b.Incarnation != r.Incarnation {
+			return Result{Err: ErrStaleIncarnation}
+		}
+		b.Fenced = r.Op == OpFenceBroker
+		im.reelect()
+	case OpCreateTopic:
+		if im.Topics[r.Topic] != nil {
+			return Result{Err: ErrTopicExists}
+		}
+		if r.Topic == "" || r.TopicID == "" {
+			return Result{Err: fmt.Errorf("%w: topic name and id are required", ErrInvalidRecord)}
+		}
+		if err := im.checkAssignment(r.Assignment); err != nil {
+			return Result{Err: err}
+		}
+		t := &Topic{Name: r.Topic, ID: r.TopicID, Configs: copyMap(r.Configs), Group: r.Group}
+		im.addPartitions(t, r.Assignment)
+		im.Topics[r.Topic] = t
+	case OpDeleteTopic:
+		if im.Topics[r.Topic] == nil {
+			return Result{Err: ErrUnknownTopic}
+		}
+		delete(im.Topics, r.Topic)
+	case OpCreatePartitions:
+		t := im.Topics[r.Topic]
+		if t == nil {
+			return Result{Err: ErrUnknownTopic}
+		}
+		if err := im.checkAssignment(r.Assignment); err != nil {
+			return Result{Err: err}
+		}
+		im.addPartitions(t, r.Assignment)
+	case OpAlterConfigs:
+		t := im.Topics[r.Topic]
+		if t == nil {
+			return Result{Err: ErrUnknownTopic}
+		}
+		if t.Configs == nil {
+			t.Configs = map[string]string{}
+		}
+		for k, v := range r.Configs {
+			t.Configs[k] = v
+		}
+		for _, k := range r.Delete {
+			delete(t.Configs, k)
+		}
+	case OpAllocProducerIDs:
+		// A block of Count ids, from the first not yet handed out. Ids
+		// are never handed out twice, whoever asks and whenever.
+		if r.Count <= 0 || r.Count > 1<<20 {
+			return Result{Err: fmt.Errorf("%w: producer id block of %d", ErrInvalidRecord, r.Count)}
+		}
+		first := im.NextProducerID
+		im.NextProducerID += r.Count
+		return Result{Value: first}
+	case OpMirrorSession:
+		// The edge's new session gets the next epoch; every older session
+		// of the edge, on whichever node, is fenced by it.
+		if r.Edge == "" {
+			return Result{Err: fmt.Errorf("%w: mirror session without an edge", ErrInvalidRecord)}
+		}
+		if im.Brokers[r.Broker] == nil {
+			return Result{Err: ErrUnknownBroker}
+		}
+		s := im.Mirror[r.Edge]
+		if s == nil {
+			s = &MirrorSession{Edge: r.Edge}
+			im.Mirror[r.Edge] = s
+		}
+		s.Epoch++
+		s.Node = r.Broker
+		return Result{Value: s.Epoch}
+	default:
+		return Result{Err: fmt.Errorf("%w: unknown op %q", ErrInvalidRecord, r.Op)}
+	}
+	return Result{}
+}
+
+// checkAssignment: every partition has at least one replica, no replica
+// twice, every replica a registered broker.
+func (im *Image) checkAssignment(a [][]int32) error {
+	if len(a) == 0 {
+		return fmt.Errorf("%w: no partitions", ErrInvalidAssignment)
+	}
+	for i, replicas := range a {
+		if len(replicas) == 0 {
+			return fmt.Errorf("%w: partition %d has no replica", ErrInvalidAssignment, i)
+		}
+		seen := map[int32]bool{}
+		for _, r := range replicas {
+			if im.Brokers[r] == nil {
+				return fmt.Errorf("%w: broker %d is not registered", ErrInvalidAssignment, r)
+			}
+			if seen[r] {
+				return fmt.Errorf("%w: broker %d twice in partition %d", ErrInvalidAssignment, r, i)
+			}
+			seen[r] = true
+		}
+	}
+	return nil
+}
+
+func (im *Image) addPartitions(t *Topic, a [][]int32) {
+	for _, replicas := range a {
+		p := PartitionState{Replicas: append([]int32(nil), replicas...), Leader: NoLeader}
+		p.Leader = im.electable(p)
+		t.Partitions = append(t.Partitions, p)
+	}
+}

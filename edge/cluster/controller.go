@@ -1,0 +1,101 @@
+package cluster
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"time"
+)
+
+// Heartbeat is what a broker tells the controller every heartbeat
+// interval: who it is in this run and where it serves.
+type Heartbeat struct {
+	Broker      int32             `json:"broker"`
+	Incarnation uint64            `json:"incarnation"`
+	Endpoints   map[string]string `json:"endpoints"`
+	Rack        string            `json:"rack,omitempty"`
+}
+
+// proposer applies a record through raft and answers its result.
+type proposer interface {
+	propose(ctx context.Context, r Record) (Result, error)
+	image() *Image
+}
+
+// controller is what the raft leader does about broker liveness. It keeps
+// when it last heard from each broker on its own monotonic clock (Go's
+// time.Now carries one), and never trusts another node's clock: a new
+// controller starts with no observations, so every broker gets a fresh
+// session timeout from the moment this node leads.
+type controller struct {
+	p              proposer
+	now            func() time.Time
+	sessionTimeout time.Duration
+
+	mu       sync.Mutex
+	lastSeen map[int32]time.Time // by broker id, on c.now's clock
+}
+
+func newController(p proposer, now func() time.Time, sessionTimeout time.Duration) *controller {
+	return &controller{p: p, now: now, sessionTimeout: sessionTimeout, lastSeen: map[int32]time.Time{}}
+}
+
+// reset forgets every observation: called when this node becomes the
+// controller.
+func (c *controller) reset() {
+	c.mu.Lock()
+	c.lastSeen = map[int32]time.Time{}
+	c.mu.Unlock()
+}
+
+// heartbeat records a broker's sign of life and registers or unfences it
+// when the image does not show it as it is.
+func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) error {
+	c.mu.Lock()
+	c.lastSeen[hb.Broker] = c.now()
+	c.mu.Unlock()
+	b := c.p.image().Brokers[hb.Broker]
+	switch {
+	case b == nil || b.Incarnation != hb.Incarnation || b.Rack != hb.Rack || !maps.Equal(b.Endpoints, hb.Endpoints):
+		r, err := c.p.propose(ctx, Record{Op: OpRegisterBroker, Broker: hb.Broker, Incarnation: hb.Incarnation, Endpoints: hb.Endpoints, Rack: hb.Rack})
+		if err == nil {
+			err = r.Err
+		}
+		return err
+	case b.Fenced:
+		r, err := c.p.propose(ctx, Record{Op: OpUnfenceBroker, Broker: hb.Broker, Incarnation: hb.Incarnation})
+		if err == nil {
+			err = r.Err
+		}
+		return err
+	}
+	return nil
+}
+
+// tick fences every unfenced broker not heard from for a session timeout.
+// A broker this controller has not heard from at all is given the timeout
+// from now (its grace period).
+func (c *controller) tick(ctx context.Context) error {
+	now := c.now()
+	im := c.p.image()
+	var fence []Record
+	c.mu.Lock()
+	for _, id := range im.BrokerIDs(true) {
+		b := im.Brokers[id]
+		at, ok := c.lastSeen[id]
+		if !ok {
+			c.lastSeen[id] = now
+			continue
+		}
+		if now.Sub(at) > c.sessionTimeout {
+			fence = append(fence, Record{Op: OpFenceBroker, Broker: id, Incarnation: b.Incarnation})
+		}
+	}
+	c.mu.Unlock()
+	for _, r := range fence {
+		if _, err := c.p.propose(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

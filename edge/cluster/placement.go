@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// ErrNotEnoughBrokers is returned when a topic asks for more replicas than
+// there are unfenced brokers.
+var ErrNotEnoughBrokers = errors.New("cluster: not enough live brokers")
+
+// Place chooses the replicas of count new partitions. Each partition's
+// first replica (its preferred leader) is the least loaded unfenced broker,
+// counting the replicas it holds already and those this placement gives it,
+// ties to the lowest id; further replicas are the next least loaded ones.
+// A topic with a group (a mirrored topic's edge) goes where that group's
+// topics already are, when that broker is live, so one edge's partitions
+// stay together and one node receives its mirror stream.
+func (im *Image) Place(count, replicationFactor int, group string) ([][]int32, error) {
+	if count <= 0 {
+		return nil, fmt.Errorf("%w: %d partitions", ErrInvalidAssignment, count)
+	}
+	if replicationFactor <= 0 {
+		replicationFactor = 1
+	}
+	live := im.BrokerIDs(true)
+	if len(live) < replicationFactor {
+		return nil, fmt.Errorf("%w: replication factor %d, %d unfenced broker(s)", ErrNotEnoughBrokers, replicationFactor, len(live))
+	}
+	load, _ := im.PartitionsPerBroker()
+	home := im.groupHome(group)
+	out := make([][]int32, count)
+	for i := range out {
+		order := append([]int32(nil), live...)
+		sort.SliceStable(order, func(a, b int) bool {
+			if (order[a] == home) != (order[b] == home) {
+				return order[a] == home
+			}
+			return load[order[a]] < load[order[b]]
+		})
+		out[i] = append([]int32(nil), order[:replicationFactor]...)
+		for _, r := range out[i] {
+			load[r]++
+		}
+	}
+	return out, nil
+}
+
+// groupHome is the live broker leading the most partitions of the group's
+// topics (ties to the lowest id), or NoLeader.
+func (im *Image) groupHome(group string) int32 {
+	if group == "" {
+		return NoLeader
+	}
+	led := map[int32]int{}
+	for _, t := range im.Topics {
+		if t.Group != group {
+			continue
+		}
+		for _, p := range t.Partitions {
+			if p.Leader != NoLeader {
+				led[p.Leader]++
+			}
+		}
+	}
+	home, most := NoLeader, 0
+	for _, id := range im.BrokerIDs(true) {
+		if led[id] > most {
+			home, most = id, led[id]
+		}
+	}
+	return home
+}

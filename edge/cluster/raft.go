@@ -1,0 +1,455 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Defaults, as Kafka's KRaft brokers have them: a heartbeat every
+// broker.heartbeat.interval.ms, fenced after broker.session.timeout.ms.
+const (
+	DefaultHeartbeatInterval = 2 * time.Second
+	DefaultSessionTimeout    = 9 * time.Second
+	DefaultProposeTimeout    = 10 * time.Second
+)
+
+// Errors of the node.
+var (
+	// ErrNoController is returned while no controller is known (an
+	// election is under way, or the quorum is lost).
+	ErrNoController = errors.New("cluster: no controller")
+	// ErrClosed is returned after Close.
+	ErrClosed = errors.New("cluster: node closed")
+)
+
+// Voter is one member of the static voter set.
+type Voter struct {
+	ID   int32
+	Addr string
+}
+
+// ParseVoters reads --cluster-voters: "1@h1:9500,2@h2:9500,3@h3:9500".
+func ParseVoters(s string) ([]Voter, error) {
+	var out []Voter
+	seen := map[int32]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		idStr, addr, ok := strings.Cut(part, "@")
+		id, err := strconv.ParseInt(idStr, 10, 32)
+		if !ok || err != nil || id < 0 || addr == "" {
+			return nil, fmt.Errorf("cluster: voter %q: want ID@HOST:PORT", part)
+		}
+		if seen[int32(id)] {
+			return nil, fmt.Errorf("cluster: voter id %d twice", id)
+		}
+		seen[int32(id)] = true
+		out = append(out, Voter{ID: int32(id), Addr: addr})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("cluster: no voters")
+	}
+	return out, nil
+}
+
+// Caller reaches another node's Serve (transport.go over the network; a
+// map of nodes in tests).
+type Caller interface {
+	Call(ctx context.Context, addr string, req Request) (Response, error)
+}
+
+// Config is a node of the metadata quorum.
+type Config struct {
+	NodeID int32
+	// Addr is this node's raft address as the voters list names it.
+	Addr   string
+	Voters []Voter
+	// Dir holds raft.db (log and stable store) and snapshots/.
+	Dir string
+	// Transport carries raft; Caller the node's own requests (heartbeats,
+	// forwarded proposals) to the controller.
+	Transport raft.Transport
+	Caller    Caller
+	// Endpoints and Rack are what this broker registers.
+	Endpoints map[string]string
+	Rack      string
+
+	HeartbeatInterval time.Duration
+	SessionTimeout    time.Duration
+	ProposeTimeout    time.Duration
+	// Raft, if set, is changed before the node starts (tests shorten its
+	// timeouts).
+	Raft   func(*raft.Config)
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Node is one member of the metadata quorum and one broker of the cluster.
+type Node struct {
+	cfg         Config
+	incarnation uint64
+	fsm         *FSM
+	raft        *raft.Raft
+	store       *raftboltdb.BoltStore
+	ctrl        *controller
+	log         *slog.Logger
+
+	// ready is set once this node, as the controller, has applied every
+	// record committed before it led (raft's barrier): only then does it
+	// answer requests, so it never places or fences from a stale image.
+	ready atomic.Bool
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// Open starts the node: it opens (or creates) its raft state in cfg.Dir,
+// bootstraps the voter set when there is no state yet (every voter does the
+// same with the same list, which raft allows), and starts heartbeating.
+func Open(cfg Config) (*Node, error) {
+	if cfg.Transport == nil || cfg.Caller == nil {
+		return nil, fmt.Errorf("cluster: a transport and a caller are required")
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = DefaultSessionTimeout
+	}
+	if cfg.ProposeTimeout <= 0 {
+		cfg.ProposeTimeout = DefaultProposeTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, fsm: NewFSM(cfg.Logger), log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	var inc [8]byte
+	if _, err := rand.Read(inc[:]); err != nil {
+		return nil, err
+	}
+	for _, b := range inc {
+		n.incarnation = n.incarnation<<8 | uint64(b)
+	}
+	n.ctrl = newController(n, cfg.Now, cfg.SessionTimeout)
+
+	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: slogWriter{cfg.Logger}, Level: hclog.Info})
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(strconv.Itoa(int(cfg.NodeID)))
+	rc.Logger = hl
+	if cfg.Raft != nil {
+		cfg.Raft(rc)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: opening %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hl)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	has, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if !has {
+		var conf raft.Configuration
+		for _, v := range cfg.Voters {
+			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(strconv.Itoa(int(v.ID))), Address: raft.ServerAddress(v.Addr)})
+		}
+		if err := raft.BootstrapCluster(rc, store, store, snaps, cfg.Transport, conf); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, cfg.Transport)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	n.raft, n.store = r, store
+	go n.run()
+	return n, nil
+}
+
+// Close stops heartbeating and leaves the quorum's work to the others.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		close(n.stop)
+		<-n.done
+		err = n.raft.Shutdown().Error()
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// FSM is the node's copy of the image.
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Image is a copy of the node's image.
+func (n *Node) Image() *Image { return n.fsm.Image() }
+
+// ID is the node's broker id.
+func (n *Node) ID() int32 { return n.cfg.NodeID }
+
+// Controller is the current controller's id and raft address, or
+// NoLeader when none is known.
+func (n *Node) Controller() (int32, string) {
+	addr, id := n.raft.LeaderWithID()
+	if id == "" {
+		return NoLeader, ""
+	}
+	i, err := strconv.Atoi(string(id))
+	if err != nil {
+		return NoLeader, ""
+	}
+	return int32(i), string(addr)
+}
+
+// IsController says whether this node leads the quorum.
+func (n *Node) IsController() bool { return n.raft.State() == raft.Leader }
+
+// serving says whether this node leads and has caught up.
+func (n *Node) serving() bool { return n.ready.Load() && n.IsController() }
+
+// run is the node's one goroutine: every heartbeat interval it tells the
+// controller it lives, and, while it is the controller, fences the silent.
+func (n *Node) run() {
+	defer close(n.done)
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	wasController := false
+	for {
+		isController := n.IsController()
+		if isController && !wasController {
+			n.ctrl.reset()
+			if err := n.raft.Barrier(n.cfg.ProposeTimeout).Error(); err != nil {
+				n.log.Warn("cluster: new controller could not catch up", "err", err)
+				isController = false
+			} else {
+				n.ready.Store(true)
+				n.log.Info("cluster: this node is the controller", "node", n.cfg.NodeID, "index", n.fsm.Index())
+			}
+		}
+		if !isController {
+			n.ready.Store(false)
+		}
+		wasController = isController
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.HeartbeatInterval)
+		hb := Heartbeat{Broker: n.cfg.NodeID, Incarnation: n.incarnation, Endpoints: n.cfg.Endpoints, Rack: n.cfg.Rack}
+		if _, err := n.request(ctx, Request{Heartbeat: &hb}); err != nil && !errors.Is(err, ErrNoController) {
+			n.log.Debug("cluster: heartbeat", "err", err)
+		}
+		if isController {
+			if err := n.ctrl.tick(ctx); err != nil {
+				n.log.Debug("cluster: controller tick", "err", err)
+			}
+		}
+		cancel()
+		select {
+		case <-n.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Propose applies a record through the controller, from any node: the
+// controller fills what only it may choose (a new topic's placement and
+// id), raft commits it, and Propose returns once this node has applied it
+// too, so a caller reads its own change.
+//
+// While no controller is known (an election), it retries until ctx ends:
+// a record refused for that reason was never appended.
+func (n *Node) Propose(ctx context.Context, r Record) (Result, error) {
+	var resp Response
+	for {
+		var err error
+		resp, err = n.request(ctx, Request{Propose: &r})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrNoController) {
+			return Result{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("%w (%v)", err, ctx.Err())
+		case <-n.stop:
+			return Result{}, ErrClosed
+		case <-time.After(n.cfg.HeartbeatInterval / 4):
+		}
+	}
+	if err := n.WaitIndex(ctx, resp.Index); err != nil {
+		return Result{}, err
+	}
+	return Result{Value: resp.Value, Err: resp.err()}, nil
+}
+
+// WaitIndex waits until this node's image has applied index.
+func (n *Node) WaitIndex(ctx context.Context, index uint64) error {
+	for {
+		ch := n.fsm.Changed()
+		if n.fsm.Index() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stop:
+			return ErrClosed
+		}
+	}
+}
+
+// request sends a request to the controller: served here when this node
+// is the controller, sent through the Caller otherwise.
+func (n *Node) request(ctx context.Context, req Request) (Response, error) {
+	if n.IsController() {
+		resp := n.Serve(ctx, req)
+		if resp.Code == codeNotController {
+			return Response{}, ErrNoController
+		}
+		return resp, nil
+	}
+	_, addr := n.Controller()
+	if addr == "" {
+		return Response{}, ErrNoController
+	}
+	resp, err := n.cfg.Caller.Call(ctx, addr, req)
+	if err != nil {
+		return Response{}, err
+	}
+	if resp.Code == codeNotController {
+		return Response{}, ErrNoController
+	}
+	return resp, nil
+}
+
+// propose is the controller's own apply, for the controller loop and Serve.
+func (n *Node) propose(ctx context.Context, r Record) (Result, error) {
+	b, err := encodeRecord(r)
+	if err != nil {
+		return Result{}, err
+	}
+	timeout := n.cfg.ProposeTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return Result{}, ErrNoController // not appended: safe to retry
+		}
+		return Result{}, err
+	}
+	res, _ := f.Response().(Result)
+	return res, nil
+}
+
+func (n *Node) image() *Image { return n.fsm.Image() }
+
+// prepare fills what the controller chooses: a new topic's id and, when
+// the proposer named none, its placement; the replicas of added
+// partitions, at the topic's replication factor.
+func (n *Node) prepare(r Record) (Record, error) {
+	switch r.Op {
+	case OpCreateTopic:
+		if r.TopicID == "" {
+			var id [16]byte
+			if _, err := rand.Read(id[:]); err != nil {
+				return r, err
+			}
+			r.TopicID = hex.EncodeToString(id[:])
+		}
+		if r.Assignment == nil {
+			a, err := n.image().Place(int(r.Count), int(r.ReplicationFactor), r.Group)
+			if err != nil {
+				return r, err
+			}
+			r.Assignment = a
+		}
+	case OpCreatePartitions:
+		if r.Assignment == nil {
+			im := n.image()
+			t := im.Topics[r.Topic]
+			if t == nil {
+				return r, ErrUnknownTopic
+			}
+			rf := 1
+			if len(t.Partitions) > 0 {
+				rf = len(t.Partitions[0].Replicas)
+			}
+			a, err := im.Place(int(r.Count), rf, t.Group)
+			if err != nil {
+				return r, err
+			}
+			r.Assignment = a
+		}
+	}
+	return r, nil
+}
+
+// Status is the node's view of the quorum, for `ferry cluster status` and
+// the metrics.
+type Status struct {
+	Node         int32  `json:"node"`
+	Controller   int32  `json:"controller"`
+	State        string `json:"raft_state"`
+	Term         uint64 `json:"raft_term"`
+	LastIndex    uint64 `json:"raft_last_index"`
+	CommitIndex  uint64 `json:"raft_commit_index"`
+	AppliedIndex uint64 `json:"metadata_applied_index"`
+}
+
+// Status reads raft's figures.
+func (n *Node) Status() Status {
+	st := n.raft.Stats()
+	num := func(k string) uint64 { v, _ := strconv.ParseUint(st[k], 10, 64); return v }
+	ctrl, _ := n.Controller()
+	return Status{
+		Node: n.cfg.NodeID, Controller: ctrl, State: n.raft.State().String(),
+		Term: num("term"), LastIndex: num("last_log_index"), CommitIndex: num("commit_index"),
+		AppliedIndex: n.fsm.Index(),
+	}
+}
+
+// slogWriter carries hclog's lines (raft's logger) into slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Info(strings.TrimSpace(string(p)), "component", "raft")
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}
