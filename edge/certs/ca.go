@@ -33,6 +33,9 @@ const (
 	ServerCert Kind = iota
 	// ClientCert authenticates a device or an edge by its CommonName.
 	ClientCert
+	// PeerCert is a cluster node's: it serves the cluster listener for its
+	// Hosts and authenticates the node when it dials its peers.
+	PeerCert
 )
 
 // Request describes a certificate for CA.Issue.
@@ -112,8 +115,11 @@ func (ca *CA) Issue(req Request) (certPEM, keyPEM []byte, err error) {
 		tmpl.NotAfter = now.Add(DefaultValidity)
 	}
 	switch req.Kind {
-	case ServerCert:
+	case ServerCert, PeerCert:
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		if req.Kind == PeerCert {
+			tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+		}
 		for _, h := range req.Hosts {
 			if ip := net.ParseIP(h); ip != nil {
 				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)

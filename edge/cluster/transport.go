@@ -1,0 +1,317 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// rpcMagic opens a connection that carries a Request to the controller
+// instead of raft: raft's own connections open with its RPC type (0–4).
+const rpcMagic byte = 'F'
+
+// maxRPCBytes bounds a Request or Response frame.
+const maxRPCBytes = 1 << 20
+
+// rpcTimeout bounds one request's exchange once its connection is open.
+const rpcTimeout = 15 * time.Second
+
+// Transport is the cluster listener: raft's connections and the nodes'
+// requests to the controller share one port, told apart by their first
+// byte. With TLS configs both ways every connection is mutual TLS.
+type Transport struct {
+	ln        net.Listener
+	serverTLS *tls.Config // nil: plaintext (loopback only)
+	clientTLS *tls.Config
+	log       *slog.Logger
+
+	raftConns chan net.Conn
+	handler   func(context.Context, Request) Response
+
+	mu     sync.Mutex
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup // the accept loop and each connection being sorted or served
+
+	raft *raft.NetworkTransport
+}
+
+// Listen opens the cluster listener on addr. Without TLS it refuses any
+// address but loopback: raft and the controller change the cluster's
+// state, and nothing that does listens beyond loopback unauthenticated.
+func Listen(addr string, serverTLS, clientTLS *tls.Config, logger *slog.Logger) (*Transport, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if (serverTLS == nil) != (clientTLS == nil) {
+		return nil, fmt.Errorf("cluster: TLS must be set both ways or not at all")
+	}
+	if serverTLS == nil && !isLoopback(addr) {
+		return nil, fmt.Errorf("cluster: %s is not a loopback address: the cluster listener needs TLS (--cluster-tls-cert, --cluster-tls-key, --cluster-tls-ca)", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	t := &Transport{ln: ln, serverTLS: serverTLS, clientTLS: clientTLS, log: logger, raftConns: make(chan net.Conn), done: make(chan struct{})}
+	t.raft = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  streamLayer{t},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hclog.New(&hclog.LoggerOptions{Name: "raft-net", Output: slogWriter{logger}, Level: hclog.Warn}),
+	})
+	t.wg.Add(1)
+	go t.acceptLoop()
+	return t, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Raft is the raft transport over this listener.
+func (t *Transport) Raft() raft.Transport { return t.raft }
+
+// Addr is the listener's address.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// Handle sets who answers requests (the node's Serve); until then they are
+// answered not_controller.
+func (t *Transport) Handle(h func(context.Context, Request) Response) {
+	t.mu.Lock()
+	t.handler = h
+	t.mu.Unlock()
+}
+
+// Close stops the listener, raft's transport and every connection being
+// served.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	close(t.done)
+	t.mu.Unlock()
+	err := t.raft.Close() // closes the stream layer, hence the listener
+	t.ln.Close()
+	t.wg.Wait()
+	return err
+}
+
+func (t *Transport) acceptLoop() {
+	defer t.wg.Done()
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and the like: wait and retry, as net/http does.
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		t.wg.Add(1)
+		go t.sort(c)
+	}
+}
+
+// sort finishes the TLS handshake, reads the first byte and hands the
+// connection to raft or serves its request.
+func (t *Transport) sort(c net.Conn) {
+	defer t.wg.Done()
+	if t.serverTLS != nil {
+		c = tls.Server(c, t.serverTLS)
+	}
+	c.SetReadDeadline(time.Now().Add(rpcTimeout))
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if first[0] != rpcMagic {
+		c.SetReadDeadline(time.Time{})
+		select {
+		case t.raftConns <- &peekedConn{Conn: c, r: br}:
+		case <-t.done:
+			c.Close()
+		}
+		return
+	}
+	br.ReadByte()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(rpcTimeout))
+	var req Request
+	if err := readFrame(br, &req); err != nil {
+		t.log.Debug("cluster: bad request", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	t.mu.Lock()
+	h := t.handler
+	t.mu.Unlock()
+	resp := responseFor(0, 0, ErrNoController)
+	if h != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+		resp = h(ctx, req)
+		cancel()
+	}
+	writeFrame(c, resp)
+}
+
+// Call sends one request to the node at addr and reads its answer: the
+// cluster's Caller over the network.
+func (t *Transport) Call(ctx context.Context, addr string, req Request) (Response, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return Response{}, err
+	}
+	defer c.Close()
+	if t.clientTLS != nil {
+		c = tls.Client(c, clientConfigFor(t.clientTLS, addr))
+	}
+	deadline := time.Now().Add(rpcTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.SetDeadline(deadline)
+	bw := bufio.NewWriter(c)
+	bw.WriteByte(rpcMagic)
+	if err := writeFrame(bw, req); err != nil {
+		return Response{}, err
+	}
+	if err := bw.Flush(); err != nil {
+		return Response{}, err
+	}
+	var resp Response
+	if err := readFrame(bufio.NewReader(c), &resp); err != nil {
+		return Response{}, err
+	}
+	return resp, nil
+}
+
+// clientConfigFor names the server for certificate verification.
+func clientConfigFor(base *tls.Config, addr string) *tls.Config {
+	c := base.Clone()
+	if c.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			c.ServerName = host
+		}
+	}
+	return c
+}
+
+func writeFrame(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxRPCBytes {
+		return fmt.Errorf("cluster: frame of %d bytes", len(b))
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	if _, err := w.Write(n[:]); err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func readFrame(r io.Reader, v any) error {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxRPCBytes {
+		return fmt.Errorf("cluster: frame of %d bytes (at most %d)", size, maxRPCBytes)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// peekedConn is a connection whose first byte was read ahead into r.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// streamLayer is raft's view of the listener: the connections sorted as
+// raft's, and dials (TLS when configured).
+type streamLayer struct{ t *Transport }
+
+func (s streamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-s.t.raftConns:
+		return c, nil
+	case <-s.t.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (s streamLayer) Close() error {
+	s.t.mu.Lock()
+	if !s.t.closed {
+		s.t.closed = true
+		close(s.t.done)
+	}
+	s.t.mu.Unlock()
+	return s.t.ln.Close()
+}
+
+func (s streamLayer) Addr() net.Addr { return s.t.ln.Addr() }
+
+func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	c, err := d.Dial("tcp", string(addr))
+	if err != nil {
+		return nil, err
+	}
+	if s.t.clientTLS == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, clientConfigFor(s.t.clientTLS, string(addr)))
+	tc.SetDeadline(time.Now().Add(timeout))
+	if err := tc.Handshake(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	tc.SetDeadline(time.Time{})
+	return tc, nil
+}
