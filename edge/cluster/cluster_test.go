@@ -7,11 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // memCluster is n nodes on raft's in-memory transport, with requests
@@ -318,5 +321,28 @@ func TestMirrorSessionFencesOlder(t *testing.T) {
 	s := c.node(2).Image().Mirror["gw1"]
 	if s.Node != 2 || s.Epoch != second.Value {
 		t.Fatalf("session %+v, want node 2 epoch %d", s, second.Value)
+	}
+}
+
+func TestClusterMetrics(t *testing.T) {
+	c := newMemCluster(t, 3)
+	ctrl := c.controller()
+	c.waitBrokers(3)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(ctrl.Collector())
+	want := `
+# HELP ferry_cluster_brokers Brokers in the metadata image, by state (unfenced, fenced).
+# TYPE ferry_cluster_brokers gauge
+ferry_cluster_brokers{state="fenced"} 0
+ferry_cluster_brokers{state="unfenced"} 3
+# HELP ferry_cluster_is_controller 1 while this node is the controller (the raft leader, caught up).
+# TYPE ferry_cluster_is_controller gauge
+ferry_cluster_is_controller 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ferry_cluster_brokers", "ferry_cluster_is_controller"); err != nil {
+		t.Fatal(err)
+	}
+	if st := ctrl.Status(); st.Controller != ctrl.ID() || st.State != "Leader" || st.AppliedIndex == 0 {
+		t.Fatalf("status %+v", st)
 	}
 }
