@@ -174,8 +174,18 @@ func waitCopied(t testing.TB, edgeLog, centerLog *flog.Log, topic string) {
 			if m == 0 || !bytes.Equal(a.Data[:m], b.Data[:m]) {
 				t.Fatalf("%s-%d at %d: the center's bytes differ from the edge's", topic, p, off)
 			}
-			h, _ := flog.ParseBatch(a.Data)
-			off = h.LastOffset() + 1
+			// On past every whole batch both reads returned.
+			from := off
+			for pos := 0; pos < m; {
+				h, err := flog.ParseBatchHeader(a.Data[pos:])
+				if err != nil || pos+int(h.Length) > m {
+					break
+				}
+				off, pos = h.LastOffset()+1, pos+int(h.Length)
+			}
+			if off == from {
+				t.Fatalf("%s-%d at %d: no whole batch read", topic, p, off)
+			}
 		}
 	}
 }

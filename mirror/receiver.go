@@ -443,8 +443,15 @@ func (e *edgeConn) write(b []byte) error {
 
 // readChunks appends every chunk the edge sends until the connection ends
 // or a chunk is refused (a rejectError: nothing of it was stored).
+//
+// buf holds the frame just read, and a Chunk's Data points into it; scratch
+// is where a zstd chunk is decompressed. They must never share memory: a
+// chunk sent as stored (CodecNone) is its own raw bytes, so keeping those
+// as the next chunk's scratch had the next zstd chunk decompressed into the
+// frame buffer holding its own compressed bytes, overwriting them while
+// they were read (issue 13).
 func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
-	var raw []byte
+	var scratch []byte
 	for {
 		e.c.SetReadDeadline(time.Now().Add(2 * pingEvery))
 		msg, b, err := wire.ReadFrame(br, buf)
@@ -468,7 +475,7 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		if !ok {
 			return rejectf("expected a chunk, got %T", msg)
 		}
-		raw, err = e.r.unpack(ch, raw)
+		raw, err := e.r.unpack(ch, &scratch)
 		if err != nil {
 			return err
 		}
@@ -539,29 +546,32 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 	return nil
 }
 
-// unpack decompresses a chunk and checks it against its CRC.
-func (r *Receiver) unpack(ch *wire.Chunk, dst []byte) ([]byte, error) {
+// unpack decompresses a chunk and checks it against its CRC. The raw bytes
+// are ch.Data itself for a chunk sent as stored, else decompressed into
+// *scratch, which grows as needed and is kept for the next chunk; scratch
+// must not share memory with ch.Data.
+func (r *Receiver) unpack(ch *wire.Chunk, scratch *[]byte) ([]byte, error) {
 	if ch.RawLen > wire.MaxFrame*4 {
-		return dst, chunkRejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, wire.MaxFrame*4)
+		return nil, chunkRejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, wire.MaxFrame*4)
 	}
 	raw := ch.Data
 	switch ch.Codec {
 	case wire.CodecNone:
 	case wire.CodecZstd:
 		var err error
-		raw, err = r.dec.DecodeAll(ch.Data, dst[:0])
+		raw, err = r.dec.DecodeAll(ch.Data, (*scratch)[:0])
 		if err != nil {
-			return dst, chunkRejectf("chunk %s-%d at %d: zstd: %v", ch.Topic, ch.Partition, ch.Base, err)
+			return nil, chunkRejectf("chunk %s-%d at %d: zstd: %v", ch.Topic, ch.Partition, ch.Base, err)
 		}
-		dst = raw
+		*scratch = raw[:0]
 	default:
-		return dst, chunkRejectf("chunk codec %d unknown", ch.Codec)
+		return nil, chunkRejectf("chunk codec %d unknown", ch.Codec)
 	}
 	if uint32(len(raw)) != ch.RawLen {
-		return dst, chunkRejectf("chunk %s-%d at %d: %d bytes, header says %d", ch.Topic, ch.Partition, ch.Base, len(raw), ch.RawLen)
+		return nil, chunkRejectf("chunk %s-%d at %d: %d bytes, header says %d", ch.Topic, ch.Partition, ch.Base, len(raw), ch.RawLen)
 	}
 	if wire.Checksum(raw) != ch.CRC {
-		return dst, chunkRejectf("chunk %s-%d at %d: checksum mismatch", ch.Topic, ch.Partition, ch.Base)
+		return nil, chunkRejectf("chunk %s-%d at %d: checksum mismatch", ch.Topic, ch.Partition, ch.Base)
 	}
 	return raw, nil
 }
