@@ -96,6 +96,8 @@ func steps(quick bool, benchDir string) []step {
 				Bench: "BenchmarkMQTTIngest$/qos=0/devices=100$", Benchtime: "1x", Timeout: "5m", Env: []string{"MQTT_BENCH_SECONDS=2"}},
 			{Key: "mirror", Title: "Mirror edge → center on loopback, default level", Pkg: "./testbed", Bench: "BenchmarkMirror$/zstd=default",
 				Benchtime: "1x", Timeout: "5m", Env: []string{"MIRROR_BENCH_RECORDS=200000"}},
+			{Key: "mirror-live", Title: "Mirror live under ingest, refused chunks", Pkg: "./testbed", Bench: "BenchmarkMirrorLive",
+				Benchtime: "1x", Timeout: "5m", Env: []string{"MIRROR_LIVE_SECONDS=10"}},
 			{Key: "footprint", Title: "Footprint", Pkg: "./testbed", Bench: "BenchmarkFootprint", Benchtime: "1x", Timeout: "5m",
 				Env: []string{"FOOTPRINT_DEVICES=200", "FOOTPRINT_IDLE_SECONDS=2"}},
 		}
@@ -112,6 +114,7 @@ func steps(quick bool, benchDir string) []step {
 		{Key: "mirror", Title: "Mirror edge → center on loopback", Pkg: "./testbed", Bench: "BenchmarkMirror$", Benchtime: "1x", Timeout: "15m",
 			Env: []string{"MIRROR_BENCH_RECORDS=2000000"}},
 		{Key: "mirror-cap", Title: "Mirror under a capped link", Pkg: "./testbed", Bench: "BenchmarkMirrorCappedLink", Benchtime: "1x", Timeout: "10m"},
+		{Key: "mirror-live", Title: "Mirror live under ingest, refused chunks", Pkg: "./testbed", Bench: "BenchmarkMirrorLive", Benchtime: "1x", Timeout: "10m"},
 		{Key: "ship", Title: "Mirror shipping in one process", Pkg: "./mirror", Bench: "BenchmarkShip", Benchtime: "1x", Timeout: "10m"},
 		{Key: "footprint", Title: "Footprint", Pkg: "./testbed", Bench: "BenchmarkFootprint", Benchtime: "1x", Timeout: "15m"},
 	}
