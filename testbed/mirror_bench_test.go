@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -212,12 +213,13 @@ func refusedChunks(tb testing.TB, center *ferryProc) float64 {
 // loopback with no faults, while it takes about 2,200 real sensor
 // readings a second (MIRROR_LIVE_RATE) for 30 s (MIRROR_LIVE_SECONDS) from
 // two Kafka producers: one that compresses (zstd, batches lingering
-// 500 ms, as a gateway's bulk uploader) and one that sends each reading at
-// once, uncompressed (as MQTT's records are stored). The link then carries
-// chunks sent as stored (every batch compressed by its producer) between
-// zstd chunks, which the center once refused (issue 13). It reports the
-// chunks the center refused and the link's failures, both of which must
-// be 0, once the center's copy has every record.
+// 500 ms, as a gateway's bulk uploader) into partitions 0 and 1, and one
+// that sends each reading at once, uncompressed (as MQTT's records are
+// stored), into partitions 2 and 3. The link then carries chunks sent as
+// stored (every batch compressed by its producer) between zstd chunks,
+// which the center once refused (issue 13). It reports the chunks the
+// center refused and the link's failures, both of which must be 0, once
+// the center's copy has every record.
 //
 //	go test -run '^$' -bench BenchmarkMirrorLive -benchtime=1x ./testbed
 func BenchmarkMirrorLive(b *testing.B) {
@@ -225,15 +227,15 @@ func BenchmarkMirrorLive(b *testing.B) {
 	rate := envInt("MIRROR_LIVE_RATE", 2200)
 	center := startFull(b, b.TempDir(), "", "--mirror-token", "gw1=s3cret")
 	edge := startEdge(b, b.TempDir(), "--default-partitions", "4", "--mirror-to", center.mirrorAddr, "--mirror-edge-id", "gw1",
-		"--mirror-token", "s3cret", "--mirror-topics", "telemetry")
-	bulk, err := kgo.NewClient(kgo.SeedBrokers(edge.kafkaAddr), kgo.DefaultProduceTopic("telemetry"), kgo.AllowAutoTopicCreation(),
-		kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerLinger(500*time.Millisecond))
+		"--mirror-token", "s3cret", "--mirror-topics", "readings")
+	bulk, err := kgo.NewClient(kgo.SeedBrokers(edge.kafkaAddr), kgo.DefaultProduceTopic("readings"),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerLinger(500*time.Millisecond), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer bulk.Close()
-	each, err := kgo.NewClient(kgo.SeedBrokers(edge.kafkaAddr), kgo.DefaultProduceTopic("telemetry"),
-		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(0))
+	each, err := kgo.NewClient(kgo.SeedBrokers(edge.kafkaAddr), kgo.DefaultProduceTopic("readings"),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.ProducerLinger(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -241,6 +243,9 @@ func BenchmarkMirrorLive(b *testing.B) {
 	keys, values := sensorStream(b, rate*seconds)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(seconds)*time.Second+2*time.Minute)
 	defer cancel()
+	if _, err := kadm.NewClient(bulk).CreateTopic(ctx, 4, 1, nil, "readings"); err != nil {
+		b.Fatal(err)
+	}
 	errc := make(chan error, 1)
 	done := func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -257,11 +262,11 @@ func BenchmarkMirrorLive(b *testing.B) {
 		<-tick.C
 		due := min(int(time.Since(start).Seconds()*float64(rate)), len(values))
 		for ; i < due; i++ {
-			cl := bulk
+			cl, p := bulk, int32(i/2%2)
 			if i%2 == 1 {
-				cl = each
+				cl, p = each, 2+p
 			}
-			cl.Produce(ctx, &kgo.Record{Key: keys[i], Value: values[i]}, done)
+			cl.Produce(ctx, &kgo.Record{Key: keys[i], Value: values[i], Partition: p}, done)
 		}
 	}
 	tick.Stop()
@@ -277,8 +282,8 @@ func BenchmarkMirrorLive(b *testing.B) {
 	default:
 	}
 	produced := time.Since(start)
-	want := topicEnd(b, edge.kafkaAddr, "telemetry")
-	for got := int64(-1); got != want; got = topicEnd(b, center.kafkaAddr, "gw1.telemetry") {
+	want := topicEnd(b, edge.kafkaAddr, "readings")
+	for got := int64(-1); got != want; got = topicEnd(b, center.kafkaAddr, "gw1.readings") {
 		if ctx.Err() != nil {
 			b.Fatalf("the center has %d of %d records 2 minutes after ingest ended", got, want)
 		}
