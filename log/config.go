@@ -13,9 +13,12 @@ import (
 type FlushPolicy int8
 
 const (
-	// FlushInterval fsyncs each dirty partition at most every flush.ms (group
-	// commit). Durable means fsynced; WaitDurable returns within one interval
-	// (plus the fsync) of the append. The default.
+	// FlushInterval fsyncs on demand (group commit): a waiter (WaitDurable)
+	// starts an fsync at once, or right after the running one, which every
+	// waiter that arrived meanwhile shares; data nobody waits for is fsynced
+	// at most flush.ms after the previous pass began. Durable means fsynced;
+	// WaitDurable returns after at most the running fsync and one more. The
+	// default.
 	FlushInterval FlushPolicy = iota
 	// FlushAlways fsyncs before an append is reported durable. Appenders that
 	// arrive while an fsync is running share the next one (group commit).
@@ -68,7 +71,7 @@ type TopicConfig struct {
 	RetentionAge       time.Duration // delete segments whose newest record is older; <0: keep forever
 	RetentionBytes     int64         // delete oldest segments while the partition is larger; <0: no limit
 	Flush              FlushPolicy   // see FlushPolicy
-	FlushEvery         time.Duration // group-commit interval for FlushInterval
+	FlushEvery         time.Duration // FlushInterval: the longest wait of unwaited data
 	MaxMessageBytes    int32         // largest RecordBatch accepted by Append
 	IndexIntervalBytes int32         // bytes of log between two sparse index entries
 }
@@ -114,7 +117,7 @@ var configSpecs = map[string]configSpec{
 			c.Flush = p
 			return err
 		}},
-	ConfigFlushMs: {"10", "group-commit interval in ms for flush.policy=interval",
+	ConfigFlushMs: {"10", "with flush.policy=interval, the longest in ms unsynced data nobody waits for stays unsynced after the last group commit",
 		func(c *TopicConfig, v string) error {
 			n, err := parseInt(ConfigFlushMs, v, 1, 60_000)
 			c.FlushEvery = time.Duration(n) * time.Millisecond

@@ -23,10 +23,14 @@
 // topic's flush.policy:
 //
 //   - always: fsynced (fdatasync). Concurrent appenders share one fsync.
-//   - interval (default): fsynced by the partition's group commit, which runs
-//     at most every flush.ms (default 10 ms) while there is unsynced data. A
-//     power cut loses at most the last flush.ms of acknowledged appends that
-//     did not wait for WaitDurable.
+//   - interval (default): fsynced by the partition's group commit, on
+//     demand: a WaitDurable whose offset is not yet durable starts an fsync
+//     at once if none is running, else the next one starts as soon as the
+//     running one ends, shared by every waiter that arrived meanwhile. Data
+//     nobody waits for is fsynced at most flush.ms (default 10 ms) after the
+//     previous group commit began, so a power cut loses at most about the
+//     last flush.ms of appends that did not wait for WaitDurable. flush.ms
+//     is never a floor on WaitDurable.
 //   - never: WaitDurable returns at once; durability is the page cache's.
 //
 // Readers see records as soon as Append returns (the end offset, Kafka's high

@@ -60,9 +60,17 @@ type Partition struct {
 	durableCh chan struct{} // closed when durable advances or syncing fails
 	syncErr   error
 
-	flushReq chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
+	// flushReq says unsynced data was appended: the flusher syncs it
+	// within flush.ms (interval) or at once (always). flushNow says
+	// somebody waits for durability: the flusher starts an fsync at once,
+	// or right after the running one. smu serialises fsync passes
+	// (syncAll); syncingTo is the end offset the running pass covers.
+	flushReq  chan struct{}
+	flushNow  chan struct{}
+	smu       sync.Mutex
+	syncingTo atomic.Int64
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 // Topic returns the partition's topic name.
@@ -100,6 +108,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 		logger:    logger.With("topic", topic, "partition", id),
 		durableCh: make(chan struct{}),
 		flushReq:  make(chan struct{}, 1),
+		flushNow:  make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
@@ -442,6 +451,7 @@ func (p *Partition) Roll() error {
 	return p.rollLocked(p.now().UnixMilli())
 }
 
+// requestFlush tells the flusher that unsynced data was appended.
 func (p *Partition) requestFlush() {
 	select {
 	case p.flushReq <- struct{}{}:
@@ -449,8 +459,19 @@ func (p *Partition) requestFlush() {
 	}
 }
 
+// requestFlushNow asks the flusher for an fsync now: somebody waits.
+func (p *Partition) requestFlushNow() {
+	select {
+	case p.flushNow <- struct{}{}:
+	default:
+	}
+}
+
 // WaitDurable blocks until every offset up to and including offset is
 // durable under the topic's flush policy, ctx ends, or syncing fails.
+// Waiting is what starts an fsync: if none is running one starts at once,
+// else the next starts as soon as the running one ends, shared by every
+// waiter that arrived meanwhile (group commit on demand).
 func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 	if p.cfg.Load().Flush == FlushNever {
 		if offset < p.endOff.Load() {
@@ -470,7 +491,11 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 		if p.durable.Load() > offset {
 			return nil
 		}
-		p.requestFlush()
+		if p.syncingTo.Load() <= offset {
+			// The running fsync, if any, does not cover offset: ask for
+			// the next one. (One that does will close ch.)
+			p.requestFlushNow()
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
@@ -479,9 +504,10 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 	}
 }
 
-// flushLoop is the partition's group commit: it fsyncs whatever was
-// appended since the last pass, at most every flush.ms for the interval
-// policy and as soon as asked for always. It owns no lock while syncing, so
+// flushLoop is the partition's group commit. A waiter (WaitDurable) gets an
+// fsync at once, or right after the running one; data nobody waits for is
+// fsynced at most flush.ms after the last pass began under the interval
+// policy, and at once under always. It owns no lock while syncing, so
 // appends continue during an fsync and share the next one.
 func (p *Partition) flushLoop() {
 	defer close(p.done)
@@ -492,16 +518,19 @@ func (p *Partition) flushLoop() {
 		select {
 		case <-p.stop:
 			return
+		case <-p.flushNow:
 		case <-p.flushReq:
-		}
-		if cfg := p.cfg.Load(); cfg.Flush == FlushInterval {
-			if wait := cfg.FlushEvery - time.Since(last); wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-timer.C:
-				case <-p.stop:
-					timer.Stop()
-					return
+			if cfg := p.cfg.Load(); cfg.Flush == FlushInterval {
+				if wait := cfg.FlushEvery - time.Since(last); wait > 0 {
+					timer.Reset(wait)
+					select {
+					case <-timer.C:
+					case <-p.flushNow:
+						timer.Stop()
+					case <-p.stop:
+						timer.Stop()
+						return
+					}
 				}
 			}
 		}
@@ -513,6 +542,10 @@ func (p *Partition) flushLoop() {
 // syncAll fsyncs sealed segments not yet synced, then the active one, and
 // publishes the new durable offset.
 func (p *Partition) syncAll() error {
+	// One pass at a time: a pass publishes the durable offset only after
+	// the sealed segments taken by an earlier pass are synced too.
+	p.smu.Lock()
+	defer p.smu.Unlock()
 	p.mu.Lock()
 	if p.segs == nil {
 		p.mu.Unlock()
@@ -535,6 +568,7 @@ func (p *Partition) syncAll() error {
 		s.acquire()
 	}
 	act.acquire()
+	p.syncingTo.Store(end)
 	p.mu.Unlock()
 
 	var err error

@@ -2,9 +2,11 @@ package mqtt
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,17 +28,53 @@ type testBroker struct {
 	done chan error
 }
 
+// heldFS is the operating system's filesystem whose fsyncs, while hold is
+// set, wait until release is closed: acknowledgements that wait for
+// durability stay pending for as long as a test needs.
+type heldFS struct {
+	flog.OSFS
+	hold    atomic.Bool
+	release chan struct{}
+}
+
+type heldFile struct {
+	flog.File
+	h *heldFS
+}
+
+func (h *heldFS) OpenFile(name string, flag int, perm fs.FileMode) (flog.File, error) {
+	f, err := h.OSFS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return heldFile{f, h}, nil
+}
+
+func (f heldFile) Sync() error {
+	if f.h.hold.Load() {
+		<-f.h.release
+	}
+	return f.File.Sync()
+}
+
 var telemetryRule = Rule{Filter: "factory/+site/+device/telemetry", Topic: "telemetry", Key: "{device}", Partitions: 4}
 
 // startBroker runs a Server on 127.0.0.1 over a log in dir (a new
 // temporary directory when empty).
 func startBroker(t testing.TB, dir string, mod func(*Options)) *testBroker {
 	t.Helper()
+	return startBrokerFS(t, dir, nil, mod)
+}
+
+// startBrokerFS is startBroker over a log whose files go through fsys (nil:
+// the operating system's).
+func startBrokerFS(t testing.TB, dir string, fsys flog.FS, mod func(*Options)) *testBroker {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	quiet := slog.New(slog.DiscardHandler)
-	l, err := flog.Open(flog.Options{Dir: filepath.Join(dir, "log"), RetentionCheckInterval: -1, Logger: quiet})
+	l, err := flog.Open(flog.Options{Dir: filepath.Join(dir, "log"), FS: fsys, RetentionCheckInterval: -1, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

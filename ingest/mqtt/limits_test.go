@@ -18,7 +18,8 @@ func disconnects(b *testBroker, reason string) float64 {
 // MQTT 5 reason where the protocol has one, and are counted; the broker
 // keeps serving.
 func TestLimitsAndBadInput(t *testing.T) {
-	b := startBroker(t, "", func(o *Options) {
+	held := &heldFS{release: make(chan struct{})}
+	b := startBrokerFS(t, "", held, func(o *Options) {
 		o.MaxPacketSize = 1024
 		o.ConnectTimeout = 200 * time.Millisecond
 		o.ReceiveMaximum = 2
@@ -65,17 +66,16 @@ func TestLimitsAndBadInput(t *testing.T) {
 	})
 
 	t.Run("receive maximum exceeded", func(t *testing.T) {
-		if err := b.log.AlterConfigs("telemetry", map[string]string{"flush.ms": "1000"}, nil); err != nil {
-			t.Fatal(err)
-		}
-		defer b.log.AlterConfigs("telemetry", nil, []string{"flush.ms"})
+		// No fsync ends until the subtest does, so no publish is
+		// acknowledged: the third is one more than the client may have
+		// unacknowledged.
+		held.hold.Store(true)
+		defer func() { held.hold.Store(false); close(held.release) }()
 		rc := dialRaw(t, b.addr, 5)
 		ack := rc.connect(connectOpts{id: "greedy", clean: true})
 		if ack.Properties.ReceiveMaximum != 2 {
 			t.Fatalf("CONNACK advertises receive maximum %d, want 2", ack.Properties.ReceiveMaximum)
 		}
-		// The first publish's fsync makes the next ones wait a whole
-		// flush interval for theirs: three stay unacknowledged.
 		for i := uint16(1); i <= 4; i++ {
 			rc.publish("factory/a/greedy/telemetry", []byte{byte(i)}, 1, i, false)
 		}
