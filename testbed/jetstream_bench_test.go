@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -18,8 +19,42 @@ import (
 // JetStream ack means stored in the file store's page cache; it fsyncs on its
 // own interval, like ferry's acks=1 with flush.policy=interval).
 func BenchmarkJetStreamPublish(b *testing.B) {
+	js := startJetStream(b)
+	val := make([]byte, 100)
+	b.SetBytes(100)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := js.js.PublishAsync("bench", val); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.js.PublishAsyncComplete():
+	case <-time.After(5 * time.Minute):
+		b.Fatal("acks did not arrive")
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+}
+
+// jetStream is a running nats-server with the file-backed stream BENCH on
+// subject "bench", and a connection to it.
+type jetStream struct {
+	js  nats.JetStreamContext
+	pid int
+}
+
+// startJetStream starts nats-server (Debian's) with JetStream on 127.0.0.1
+// in a temporary directory; it is stopped when b ends. Without nats-server
+// b is skipped, except under CI=true, where `make bench-peers` must have
+// installed it.
+func startJetStream(b *testing.B) *jetStream {
+	b.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
+		if os.Getenv("CI") == "true" {
+			b.Fatal("nats-server is required under CI=true (make bench-peers installs it)")
+		}
 		b.Skip("nats-server not installed (apt-get install nats-server)")
 	}
 	port := freePort(b)
@@ -28,7 +63,7 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -47,7 +82,7 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
+	b.Cleanup(nc.Close)
 	js, err := nc.JetStream(nats.PublishAsyncMaxPending(4096))
 	if err != nil {
 		b.Fatal(err)
@@ -55,21 +90,7 @@ func BenchmarkJetStreamPublish(b *testing.B) {
 	if _, err := js.AddStream(&nats.StreamConfig{Name: "BENCH", Subjects: []string{"bench"}, Storage: nats.FileStorage}); err != nil {
 		b.Fatal(err)
 	}
-	val := make([]byte, 100)
-	b.SetBytes(100)
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if _, err := js.PublishAsync("bench", val); err != nil {
-			b.Fatal(err)
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(5 * time.Minute):
-		b.Fatal("acks did not arrive")
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "records/s")
+	return &jetStream{js: js, pid: cmd.Process.Pid}
 }
 
 func freePort(b testing.TB) int {

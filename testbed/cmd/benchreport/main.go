@@ -100,6 +100,11 @@ func steps(quick bool, benchDir string) []step {
 				Benchtime: "1x", Timeout: "5m", Env: []string{"MIRROR_LIVE_SECONDS=10"}},
 			{Key: "footprint", Title: "Footprint", Pkg: "./testbed", Bench: "BenchmarkFootprint", Benchtime: "1x", Timeout: "5m",
 				Env: []string{"FOOTPRINT_DEVICES=200", "FOOTPRINT_IDLE_SECONDS=2"}},
+			{Key: "acks-all", Title: "Kafka acks=all delivery and end-to-end latency, ferry edge process, default topic", Pkg: "./testbed",
+				Bench: "BenchmarkAcksAllDelivery|BenchmarkEndToEndAcksAll", Benchtime: "1x", Timeout: "5m",
+				Env: []string{"LATENCY_BENCH_RECORDS=500", "E2E_BENCH_SECONDS=2"}},
+			{Key: "cpu", Title: "Broker CPU per million batched records, ferry and nats-server JetStream", Pkg: "./testbed",
+				Bench: "BenchmarkProduceCPU", Benchtime: "1x", Timeout: "5m", Env: []string{"CPU_BENCH_RECORDS=200000"}},
 		}
 	}
 	return []step{
@@ -117,6 +122,10 @@ func steps(quick bool, benchDir string) []step {
 		{Key: "mirror-live", Title: "Mirror live under ingest, refused chunks", Pkg: "./testbed", Bench: "BenchmarkMirrorLive", Benchtime: "1x", Timeout: "10m"},
 		{Key: "ship", Title: "Mirror shipping in one process", Pkg: "./mirror", Bench: "BenchmarkShip", Benchtime: "1x", Timeout: "10m"},
 		{Key: "footprint", Title: "Footprint", Pkg: "./testbed", Bench: "BenchmarkFootprint", Benchtime: "1x", Timeout: "15m"},
+		{Key: "acks-all", Title: "Kafka acks=all delivery and end-to-end latency, ferry edge process, default topic", Pkg: "./testbed",
+			Bench: "BenchmarkAcksAllDelivery|BenchmarkEndToEndAcksAll", Benchtime: "1x", Timeout: "10m"},
+		{Key: "cpu", Title: "Broker CPU per million batched records, ferry and nats-server JetStream", Pkg: "./testbed",
+			Bench: "BenchmarkProduceCPU", Benchtime: "1x", Timeout: "10m"},
 	}
 }
 

@@ -120,6 +120,8 @@ var comparisons = []comparisonSpec{
 		bench("BenchmarkMirror/zstd=fastest", "MB/s-moving"), loopbackSource, false},
 	{"Kafka end-to-end latency p99 at 10,000 records/s, lower is better", "JetStream",
 		bench("BenchmarkEndToEndLatency/rate=10000", "p99-ms"), none("no peer latency benchmark yet"), true},
+	{"broker CPU-seconds per million batched records (Kafka acks=all, 100 bytes), lower is better", "nats-server JetStream async publish, file store",
+		bench("BenchmarkProduceCPU/broker=ferry", "cpu-s/Mrec"), bench("BenchmarkProduceCPU/broker=jetstream", "cpu-s/Mrec"), true},
 }
 
 type targetSpec struct {
@@ -158,6 +160,12 @@ var targets = []targetSpec{
 		bench("BenchmarkMirrorLive", "refused-chunks"), true, 0},
 	{"mirror catching up a backlog, zstd default: no chunk refused by the center",
 		bench("BenchmarkMirror/zstd=default", "refused-chunks"), true, 0},
+	{"end-to-end p99 ≤ 3 ms at 10,000 records/s, acks=all, default topic, consumer fetch wait 500 ms (ferry edge process)",
+		bench("BenchmarkEndToEndAcksAll/rate=10000", "p99-ms"), true, 3},
+	{"acks=all single-record delivery ≤ 2 ms on average (linger 0, one record at a time, default topic)",
+		bench("BenchmarkAcksAllDelivery", "avg-ms"), true, 2},
+	{"broker CPU ≤ 0.3 CPU-seconds per million batched Kafka records (acks=all)",
+		bench("BenchmarkProduceCPU/broker=ferry", "cpu-s/Mrec"), true, 0.3},
 	{"binary ≤ 30 MiB (linux/amd64, stripped, static)",
 		bench("BenchmarkFootprint", "MiB-bin-amd64"), true, 30},
 	{"idle RSS of ferry edge ≤ 30 MiB",
