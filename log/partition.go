@@ -30,8 +30,8 @@ type Partition struct {
 	now    func() time.Time
 
 	// mu guards the segment list, the active segment's mutable fields and
-	// the fields below it. Lock order: Log.mu before Partition.mu before
-	// segment.loadMu; dmu is a leaf.
+	// the fields below it. Lock order: Log.mu before smu before
+	// Partition.mu before segment.loadMu; dmu is a leaf.
 	mu        sync.RWMutex
 	segs      []*segment // by base offset; the last is the active segment
 	active    *segment
