@@ -14,11 +14,11 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -o $(BIN) ./cmd/ferry
 
-## run: an edge broker on embedded defaults (data in ./data, admin on :8080, Kafka on :9092, MQTT on :1883)
+## run: an edge broker on embedded defaults (data in ./data, admin on 127.0.0.1:8080, Kafka on :9092, MQTT on :1883)
 run: build
-	./$(BIN) edge --data-dir ./data --admin-addr :8080
+	./$(BIN) edge --data-dir ./data --admin-addr 127.0.0.1:8080
 
-## run-full: a center from configs/full.yaml on this machine (Kafka on :19092, admin on :18080, mirror receiver on :9393 with mutual TLS, data in ./center)
+## run-full: a center from configs/full.yaml on this machine (Kafka on :19092, admin on 127.0.0.1:18080, mirror receiver on :9393 with mutual TLS, data in ./center)
 run-full: build certs/ca.pem
 	./$(BIN) full --config configs/full.yaml
 

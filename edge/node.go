@@ -29,9 +29,15 @@ import (
 type Options struct {
 	// DataDir holds everything the node keeps: the log in DataDir/log.
 	DataDir string
-	// AdminAddr is the admin HTTP listener's address (":8080" by default
-	// in the binary; tests use "127.0.0.1:0").
+	// AdminAddr is the admin HTTP listener's address ("127.0.0.1:8080" by
+	// default in the binary; tests use "127.0.0.1:0"). Beyond loopback it
+	// needs AdminToken (or admin mutual TLS), or AdminInsecureOpen: Start
+	// refuses otherwise (exposure.go).
 	AdminAddr string
+	// AdminInsecureOpen serves the admin API beyond loopback with no token,
+	// logged loudly at start; never with AuthRegistry or KafkaSASL, whose
+	// authentication an open admin API would defeat.
+	AdminInsecureOpen bool
 	// KafkaAddr is the Kafka protocol listener's address (":9092" in the
 	// binary); empty disables it.
 	KafkaAddr string
@@ -119,6 +125,8 @@ type Options struct {
 	ConnLimits ConnLimits
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	loopback func(addr string) bool // tests: which addresses count as loopback (exposure.go)
 }
 
 // Node is a running broker. Start it with Start, stop it with Close (or
@@ -174,6 +182,9 @@ func Start(opts Options) (*Node, error) {
 	}
 	n := &Node{opts: opts, logger: opts.Logger, registry: prometheus.NewRegistry(), started: time.Now()}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := n.checkAdminExposure(); err != nil {
+		return nil, err
+	}
 	if err := n.start(); err != nil {
 		n.stop()
 		return nil, err
@@ -238,7 +249,7 @@ func (n *Node) start() error {
 		if err != nil {
 			return err
 		}
-		if n.kafkaLn, err = n.listen("kafka", opts.KafkaAddr); err != nil {
+		if n.kafkaLn, err = n.listen("kafka", opts.KafkaAddr, opts.kafkaCloseWith()); err != nil {
 			return fmt.Errorf("kafka listener: %w", err)
 		}
 		ln := n.kafkaLn
@@ -262,7 +273,7 @@ func (n *Node) start() error {
 	n.log.ArmBudget() // every retention guard (the mirror's) is in place
 	n.startStatus()
 	n.registerMetrics()
-	if n.adminLn, err = n.listen("admin", opts.AdminAddr); err != nil {
+	if n.adminLn, err = n.listen("admin", opts.AdminAddr, opts.adminCloseWith()); err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	n.admin = &http.Server{Handler: n.instrumentAdmin(n.adminHandler()),
@@ -313,7 +324,7 @@ func (n *Node) startMQTT() error {
 		return err
 	}
 	if opts.MQTTAddr != "" {
-		ln, err := n.listen("mqtt", opts.MQTTAddr)
+		ln, err := n.listen("mqtt", opts.MQTTAddr, opts.mqttCloseWith(""))
 		if err != nil {
 			return fmt.Errorf("mqtt listener: %w", err)
 		}
@@ -323,7 +334,7 @@ func (n *Node) startMQTT() error {
 		if opts.MQTTTLS == nil {
 			return errors.New("mqtt TLS listener: no certificate configured")
 		}
-		ln, err := n.listen("mqtt-tls", opts.MQTTTLSAddr)
+		ln, err := n.listen("mqtt-tls", opts.MQTTTLSAddr, opts.mqttCloseWith("mqtt"))
 		if err != nil {
 			return fmt.Errorf("mqtt TLS listener: %w", err)
 		}
@@ -339,7 +350,7 @@ func (n *Node) startMQTT() error {
 		}()
 	}
 	if opts.MQTTWSAddr != "" {
-		ln, err := n.listen("mqtt-ws", opts.MQTTWSAddr)
+		ln, err := n.listen("mqtt-ws", opts.MQTTWSAddr, opts.mqttCloseWith(""))
 		if err != nil {
 			return fmt.Errorf("mqtt websocket listener: %w", err)
 		}
@@ -379,7 +390,7 @@ func (n *Node) startMirror() error {
 		if n.receiver, err = mirror.NewReceiver(ro); err != nil {
 			return err
 		}
-		if n.mirrorLn, err = n.listen("mirror", opts.MirrorAddr); err != nil {
+		if n.mirrorLn, err = n.listen("mirror", opts.MirrorAddr, "" /* edges authenticate: a token or a certificate */); err != nil {
 			return fmt.Errorf("mirror listener: %w", err)
 		}
 		ln := n.mirrorLn
@@ -553,11 +564,17 @@ func (n *Node) stop() error {
 }
 
 // listen opens one of the node's listeners on addr, under the node's
-// connection caps.
-func (n *Node) listen(name, addr string) (net.Listener, error) {
+// connection caps. closeWith names the flag that makes the listener
+// authenticate its clients ("" when it does): a listener open beyond
+// loopback without authentication is warned about, once, here.
+func (n *Node) listen(name, addr, closeWith string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if closeWith != "" && !n.opts.isLoopback(addr) {
+		n.logger.Warn("listener open to the network without authentication: anyone who reaches it may use it",
+			"listener", name, "addr", ln.Addr().String(), "close_with", closeWith)
 	}
 	return limit(ln, name, n.opts.ConnLimits, n.metrics.conns, n.logger), nil
 }

@@ -249,7 +249,7 @@ func TestConfigCheckValid(t *testing.T) {
 		"kafka-addr    :19092",
 		"(line 2; default :9092)",
 		"[gw1=a gw2=b]",
-		"(FERRY_ADMIN_ADDR; default :8080)",
+		"(FERRY_ADMIN_ADDR; default 127.0.0.1:8080)",
 		"FERRY_NO_SUCH_KEY is no key of ferry full: ignored",
 	} {
 		if code != 0 || !strings.Contains(out, want) {
@@ -292,14 +292,14 @@ mirror-topics: [t1, t2]
 	}
 	get := func(name string) string { return fs.Lookup(name).Value.String() }
 	for name, want := range map[string]string{
-		"data-dir":      "/from/file",  // the file over the default
-		"log-level":     "error",       // the command line over the file
-		"kafka-addr":    "127.0.0.1:3", // the environment over both
-		"mqtt-addr":     "",            // an empty variable is a value
-		"mqtt-rule":     "[a/+x -> a]", // a list from the file replaces the default
-		"mirror-topics": "[t3]",        // and the command line's replaces the file's
-		"admin-addr":    ":8080",       // the default
-		"config":        file,          // what the node logs
+		"data-dir":      "/from/file",     // the file over the default
+		"log-level":     "error",          // the command line over the file
+		"kafka-addr":    "127.0.0.1:3",    // the environment over both
+		"mqtt-addr":     "",               // an empty variable is a value
+		"mqtt-rule":     "[a/+x -> a]",    // a list from the file replaces the default
+		"mirror-topics": "[t3]",           // and the command line's replaces the file's
+		"admin-addr":    "127.0.0.1:8080", // the default: loopback
+		"config":        file,             // what the node logs
 	} {
 		if got := get(name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)

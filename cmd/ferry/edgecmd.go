@@ -22,7 +22,7 @@ func edgeCommand() *command {
 	return &command{
 		name:    "edge",
 		summary: "run an edge broker node until SIGTERM or SIGINT",
-		example: "ferry edge --data-dir ./data --admin-addr :8080 --kafka-addr :9092\n  curl http://localhost:8080/readyz\n  kcat -b localhost:9092 -L",
+		example: "ferry edge --data-dir ./data --admin-addr 127.0.0.1:8080 --kafka-addr :9092\n  curl http://localhost:8080/readyz\n  kcat -b localhost:9092 -L",
 		flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 			node := addNodeFlags(fs)
 			autoCreate := fs.Bool("auto-create-topics", true, "let Kafka clients create topics by producing to or asking for them")

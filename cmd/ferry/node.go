@@ -23,6 +23,7 @@ import (
 // nodeFlags are the flags every node command has.
 type nodeFlags struct {
 	dataDir, adminAddr, adminToken, kafkaAddr, advertised, level, format   *string
+	adminInsecureOpen                                                      *bool
 	kafkaCert, kafkaKey, kafkaClientCA, adminCert, adminKey, adminClientCA *string
 	maxConns, maxConnsPerIP                                                *int
 	kafkaSASL                                                              *string
@@ -37,10 +38,13 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 	cf := &configFile{}
 	fs.Var(cf, "config", "YAML config file: keys are these flags' names (see configs/edge.yaml, configs/full.yaml); flags override it, FERRY_* variables override both")
 	return &nodeFlags{
-		config:        cf,
-		dataDir:       fs.String("data-dir", "./data", "directory for the log and all node state"),
-		adminAddr:     fs.String("admin-addr", ":8080", "admin HTTP listen address (/healthz, /readyz, /metrics, the status page, the /api/ admin API)"),
-		adminToken:    fs.String("admin-token", "", "bearer token the admin API (/api/...) requires; empty: the API is open to whoever reaches --admin-addr. /healthz, /readyz, /metrics and the status page stay open"),
+		config:  cf,
+		dataDir: fs.String("data-dir", "./data", "directory for the log and all node state"),
+		adminAddr: fs.String("admin-addr", "127.0.0.1:8080", "admin HTTP listen address (/healthz, /readyz, /metrics, the status page, the /api/ admin API); "+
+			"beyond loopback it needs --admin-token (or --admin-tls-client-ca, or --admin-insecure-open)"),
+		adminToken: fs.String("admin-token", "", "bearer token the admin API (/api/...) requires; empty: the API is open to whoever reaches --admin-addr. /healthz, /readyz, /metrics and the status page stay open"),
+		adminInsecureOpen: fs.Bool("admin-insecure-open", false, "serve the admin API beyond loopback with no --admin-token (logged loudly; refused with --auth registry or --kafka-sasl): "+
+			"anyone who reaches it can add devices, change passwords and delete topics"),
 		kafkaAddr:     fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
 		advertised:    fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)"),
 		kafkaCert:     fs.String("kafka-tls-cert", "", "PEM certificate (chain): the Kafka listener serves TLS only (clients: security.protocol=ssl); reloaded on SIGHUP"),
@@ -86,7 +90,7 @@ func (f *nodeFlags) serverTLS(name, certFile, keyFile, clientCA string, auth tls
 // SIGTERM or SIGINT; SIGHUP reloads the listeners' certificates.
 func (f *nodeFlags) run(opts edge.Options) error {
 	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
-	opts.AdminToken, opts.Version = *f.adminToken, version
+	opts.AdminToken, opts.AdminInsecureOpen, opts.Version = *f.adminToken, *f.adminInsecureOpen, version
 	if *f.maxConns < 0 || *f.maxConnsPerIP < 0 {
 		return usagef("--max-connections and --max-connections-per-ip: want 0 (no cap) or more")
 	}

@@ -177,9 +177,6 @@ func New(opts Options) (*Server, error) {
 	} else if n > 0 {
 		s.logger.Info("mqtt: recent QoS 1/2 publishes read back, so retransmissions after the restart are not stored twice", "publishes", n)
 	}
-	if opts.Auth == nil {
-		s.logger.Warn("mqtt: no authentication configured: every client may connect, publish and subscribe (auth mode none)")
-	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = opts.MaxPacketSize
