@@ -33,6 +33,7 @@ type Log struct {
 	// topic-level changes, never during appends or reads.
 	mu       sync.RWMutex
 	topics   map[string]*topic
+	deleting map[string]bool // topics whose directories DeleteTopic is still removing: not created again until then
 	defaults map[string]string
 	guards   []RetentionGuard
 	closed   bool
@@ -108,7 +109,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
-		topics: map[string]*topic{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
+		topics: map[string]*topic{}, deleting: map[string]bool{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
 		onSync: opts.OnSync, stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
 	}
 	if err := l.load(); err != nil {
@@ -242,6 +243,11 @@ func (l *Log) CreateTopic(name string, partitions int32, configs map[string]stri
 	if _, ok := l.topics[name]; ok {
 		return TopicInfo{}, fmt.Errorf("%w: %q", ErrTopicExists, name)
 	}
+	if l.deleting[name] {
+		// Its partition directories still hold the old data under the
+		// names a new partition would open.
+		return TopicInfo{}, fmt.Errorf("%w: %q is being deleted", ErrTopicExists, name)
+	}
 	for other := range l.topics {
 		if TopicCollides(name, other) {
 			return TopicInfo{}, fmt.Errorf("%w: %q collides with existing topic %q ('.' and '_' are interchangeable in metric names)", ErrInvalidTopic, name, other)
@@ -280,7 +286,13 @@ func (l *Log) DeleteTopic(name string) error {
 		return fmt.Errorf("%w: %q", ErrUnknownTopic, name)
 	}
 	delete(l.topics, name)
+	l.deleting[name] = true
 	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.deleting, name)
+		l.mu.Unlock()
+	}()
 	for _, p := range t.parts {
 		p.close()
 	}

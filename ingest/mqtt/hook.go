@@ -477,8 +477,23 @@ func (s *Server) route(info *publishInfo, sc *recordScratch) (*flog.Partition, f
 
 // partitionForKey is the partition of topic Kafka's partitioner picks for
 // key, so a Kafka client producing with the same key lands on the same one.
+// A topic the rules write to that was deleted (admin API, Kafka
+// DeleteTopics) is created again with the rules' partition count, as it was
+// at start, so publishes go on rather than fail until a restart.
 func (s *Server) partitionForKey(topic string, key []byte) (*flog.Partition, error) {
 	n, err := s.log.PartitionCount(topic)
+	if errors.Is(err, flog.ErrUnknownTopic) {
+		if _, ours := s.topics[topic]; ours {
+			created, cerr := s.createTopic(topic)
+			if cerr != nil {
+				return nil, cerr
+			}
+			if created {
+				s.logger.Warn("mqtt: a topic the ingest rules write to was deleted; created again", "topic", topic, "partitions", s.topics[topic])
+			}
+			n, err = s.log.PartitionCount(topic)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

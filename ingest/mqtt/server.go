@@ -130,6 +130,8 @@ type Server struct {
 	lnSeq   int
 	lnIDs   []string // every listener added to the broker
 	bufPool sync.Pool
+
+	topics map[string]int32 // the topics the rules, the default rule and presence write to, and their partitions
 }
 
 // New validates the rules, creates the topics they name, opens the
@@ -230,21 +232,22 @@ func New(opts Options) (*Server, error) {
 
 // ensureTopics creates the topics the rules name that do not exist yet.
 func (s *Server) ensureTopics() error {
-	want := map[string]int32{}
+	s.topics = map[string]int32{}
 	for _, c := range s.router.rules {
-		if _, ok := want[c.Topic]; !ok || c.Partitions > want[c.Topic] {
-			want[c.Topic] = c.Partitions
+		if _, ok := s.topics[c.Topic]; !ok || c.Partitions > s.topics[c.Topic] {
+			s.topics[c.Topic] = c.Partitions
 		}
 	}
 	if s.router.def != nil {
-		want[s.router.def.Topic] = max(want[s.router.def.Topic], 0)
+		s.topics[s.router.def.Topic] = max(s.topics[s.router.def.Topic], 0)
 	}
 	if s.opts.PresenceTopic != "" {
-		want[s.opts.PresenceTopic] = max(want[s.opts.PresenceTopic], 0)
+		s.topics[s.opts.PresenceTopic] = max(s.topics[s.opts.PresenceTopic], 0)
 	}
-	for name, n := range want {
+	for name, n := range s.topics {
 		if n == 0 {
 			n = s.opts.DefaultPartitions
+			s.topics[name] = n
 		}
 		have, err := s.log.PartitionCount(name)
 		if err == nil {
@@ -256,12 +259,24 @@ func (s *Server) ensureTopics() error {
 		if !errors.Is(err, flog.ErrUnknownTopic) {
 			return err
 		}
-		if _, err := s.log.CreateTopic(name, n, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
-			return fmt.Errorf("mqtt: creating topic %q for the ingest rules: %w", name, err)
+		if _, err := s.createTopic(name); err != nil {
+			return err
 		}
 		s.logger.Info("mqtt: created topic for the ingest rules", "topic", name, "partitions", n)
 	}
 	return nil
+}
+
+// createTopic creates a topic the rules write to with their partition
+// count; one that exists already (another publish made it) is no error.
+func (s *Server) createTopic(name string) (created bool, err error) {
+	if _, err := s.log.CreateTopic(name, s.topics[name], nil); err != nil {
+		if errors.Is(err, flog.ErrTopicExists) {
+			return false, nil
+		}
+		return false, fmt.Errorf("mqtt: creating topic %q for the ingest rules: %w", name, err)
+	}
+	return true, nil
 }
 
 // Serve accepts MQTT connections on ln until Close. It returns nil after
