@@ -112,7 +112,7 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, flog.ErrTopicExists), errors.Is(err, devices.ErrExists), errors.Is(err, devices.ErrUserExists), errors.Is(err, kafka.ErrGroupNotEmpty):
 		return http.StatusConflict
-	case errors.Is(err, flog.ErrInvalidTopic), errors.Is(err, flog.ErrInvalidPartitions), errors.Is(err, flog.ErrInvalidConfig),
+	case errors.Is(err, flog.ErrInvalidTopic), errors.Is(err, flog.ErrInvalidPartitions), errors.Is(err, flog.ErrPartitionLimit), errors.Is(err, flog.ErrInvalidConfig),
 		errors.Is(err, devices.ErrInvalidID), errors.Is(err, devices.ErrInvalidFilter), errors.Is(err, devices.ErrInvalidPassword),
 		errors.Is(err, devices.ErrInvalidDevice), errors.Is(err, devices.ErrInvalidUser), errors.Is(err, devices.ErrInvalidKafkaACL):
 		return http.StatusBadRequest

@@ -71,6 +71,10 @@ type Options struct {
 	DefaultPartitions int32
 	// TopicDefaults override the log's built-in topic config defaults.
 	TopicDefaults map[string]string
+	// MaxPartitionsPerTopic and MaxPartitions cap the partitions of one
+	// topic and of the node (0: no cap); every create and grow is also
+	// checked against the open-file limit (log.Options).
+	MaxPartitionsPerTopic, MaxPartitions int32
 	// MQTTAddr is the MQTT listener's address (":1883" in the binary);
 	// empty disables MQTT. MQTTTLSAddr serves MQTT over TLS (":8883")
 	// with MQTTTLS, which must then be set.
@@ -220,7 +224,8 @@ func (n *Node) start() error {
 	var err error
 	n.metrics = newNodeMetrics()
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
-		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy, EvictRank: opts.MirrorTo.EvictRank, OnSync: n.metrics.observeFsync})
+		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy,
+		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, EvictRank: opts.MirrorTo.EvictRank, OnSync: n.metrics.observeFsync})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}

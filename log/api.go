@@ -48,6 +48,17 @@ type Options struct {
 	// (a pass that had nothing to fsync is not reported). It is called from
 	// the partition's flusher without any lock held, and must be quick.
 	OnSync func(d time.Duration)
+	// MaxPartitionsPerTopic caps one topic's partitions (ErrInvalidPartitions
+	// past it) and MaxPartitions the log's, all topics together
+	// (ErrPartitionLimit); 0 means no cap. Every way a topic is made or
+	// grown (admin API, Kafka, MQTT rules, auto-creation) goes through them.
+	MaxPartitionsPerTopic int32
+	MaxPartitions         int32
+	// OpenFileLimit is the open-file limit partitions are checked against
+	// before they are created (each holds a few files open, filesPerPartition;
+	// a quarter of the limit is left to connections and reads); 0 means the
+	// process's RLIMIT_NOFILE, negative no check.
+	OpenFileLimit int64
 }
 
 // BudgetPolicy is what the log does at its disk budget when what is left

@@ -21,6 +21,12 @@ var (
 	// when AddPartitions is asked to shrink a topic.
 	ErrInvalidPartitions = errors.New("invalid partition count")
 
+	// ErrPartitionLimit is returned by CreateTopic and AddPartitions when the
+	// partitions asked for would pass the node's cap (Options.MaxPartitions)
+	// or the files they hold open would not fit the process's open-file
+	// limit. Nothing is created.
+	ErrPartitionLimit = errors.New("partition limit reached")
+
 	// ErrInvalidConfig is returned when a topic config key is unknown or its
 	// value is out of range.
 	ErrInvalidConfig = errors.New("invalid topic config")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"path/filepath"
@@ -37,6 +38,10 @@ type Log struct {
 	defaults map[string]string
 	guards   []RetentionGuard
 	closed   bool
+
+	// Partition caps and the open-file budget (limits.go).
+	maxPerTopic, maxParts int32
+	fileLimit             int64
 
 	maxDisk    int64 // Options.MaxDiskBytes
 	policy     BudgetPolicy
@@ -110,7 +115,11 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
 		topics: map[string]*topic{}, deleting: map[string]bool{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
+		maxPerTopic: opts.MaxPartitionsPerTopic, maxParts: opts.MaxPartitions, fileLimit: opts.OpenFileLimit,
 		onSync: opts.OnSync, stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
+	}
+	if l.fileLimit == 0 {
+		l.fileLimit = openFileLimit()
 	}
 	if err := l.load(); err != nil {
 		l.closeTopics()
@@ -257,16 +266,21 @@ func (l *Log) CreateTopic(name string, partitions int32, configs map[string]stri
 	if _, err := rand.Read(id[:]); err != nil {
 		return TopicInfo{}, err
 	}
+	if err := l.checkPartitions(partitions, partitions); err != nil {
+		return TopicInfo{}, err
+	}
+	made := l.newDirs(name, 0, partitions)
 	r := topicRecord{ID: formatTopicID(id), Partitions: partitions, Configs: copyConfigs(configs), CreatedMs: l.now().UnixMilli()}
 	t, err := l.openTopic(name, r)
 	if err != nil {
+		l.removeDirs(made)
 		return TopicInfo{}, err
 	}
 	if err := l.db.Update(func(tx *bolt.Tx) error { return l.putTopic(tx, t, r.CreatedMs) }); err != nil {
 		for _, p := range t.parts {
 			p.close()
-			l.fs.RemoveAll(p.dir)
 		}
+		l.removeDirs(made)
 		return TopicInfo{}, err
 	}
 	l.topics[name] = t
@@ -322,6 +336,29 @@ func (l *Log) DeleteTopic(name string) error {
 	return nil
 }
 
+// newDirs lists the directories of partitions [from, to) of a topic that
+// do not exist yet: those a failed create or grow must remove again.
+func (l *Log) newDirs(topic string, from, to int32) []string {
+	var out []string
+	for i := from; i < to; i++ {
+		d := filepath.Join(l.dir, partitionDirName(topic, i))
+		if _, err := l.fs.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// removeDirs removes what a failed create or grow made; a failure is
+// logged (the next Open warns of a directory without metadata).
+func (l *Log) removeDirs(dirs []string) {
+	for _, d := range dirs {
+		if err := l.fs.RemoveAll(d); err != nil {
+			l.logger.Error("removing the directory of a partition not created", "dir", d, "err", err)
+		}
+	}
+}
+
 // AddPartitions grows a topic to total partitions (Kafka's CreatePartitions).
 func (l *Log) AddPartitions(name string, total int32) error {
 	l.mu.Lock()
@@ -333,6 +370,10 @@ func (l *Log) AddPartitions(name string, total int32) error {
 	if total <= t.info.Partitions || total > 100_000 {
 		return fmt.Errorf("%w: topic %q has %d partitions, asked for %d", ErrInvalidPartitions, name, t.info.Partitions, total)
 	}
+	if err := l.checkPartitions(total, total-t.info.Partitions); err != nil {
+		return err
+	}
+	made := l.newDirs(name, t.info.Partitions, total)
 	var added []*Partition
 	for i := t.info.Partitions; i < total; i++ {
 		p, err := openPartition(l.fs, filepath.Join(l.dir, partitionDirName(name, i)), name, i, &t.cfg, l.now, l.logger)
@@ -343,6 +384,7 @@ func (l *Log) AddPartitions(name string, total int32) error {
 			for _, q := range added {
 				q.close()
 			}
+			l.removeDirs(made)
 			return err
 		}
 		added = append(added, p)
@@ -355,6 +397,7 @@ func (l *Log) AddPartitions(name string, total int32) error {
 		for _, q := range added {
 			q.close()
 		}
+		l.removeDirs(made)
 		return err
 	}
 	// Readers index t.parts under l.mu; the slice is replaced, not mutated.

@@ -26,6 +26,7 @@ type nodeFlags struct {
 	adminInsecureOpen                                                      *bool
 	kafkaCert, kafkaKey, kafkaClientCA, adminCert, adminKey, adminClientCA *string
 	maxConns, maxConnsPerIP                                                *int
+	maxPartsPerTopic, maxParts                                             *int32
 	kafkaSASL                                                              *string
 	kafkaSuperUsers                                                        *[]string
 	kafkaIdleTimeout                                                       *time.Duration
@@ -56,13 +57,16 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		kafkaIdleTimeout: fs.Duration("kafka-idle-timeout", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long, as Kafka's connections.max.idle.ms (0: never)"),
 		kafkaProduceQuota: fs.Int64("kafka-produce-quota", 0, "produce quota per Kafka principal (SASL user, else client id), in record bytes per second: "+
 			"past it, answers carry a throttle time and the connection is muted for it (0: none)"),
-		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
-		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
-		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
-		maxConns:      fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
-		maxConnsPerIP: fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
-		level:         fs.String("log-level", "info", "log level: debug, info, warn, error"),
-		format:        fs.String("log-format", "text", "log format: text or json"),
+		adminCert:        fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
+		adminKey:         fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
+		adminClientCA:    fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		maxConns:         fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
+		maxConnsPerIP:    fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
+		maxPartsPerTopic: fs.Int32("max-partitions-per-topic", 1000, "partitions one topic may have (create, grow, auto-create; Kafka answers INVALID_PARTITIONS past it; 0: no cap)"),
+		maxParts: fs.Int32("max-partitions", 4000, "partitions this node may hold, all topics together (Kafka answers POLICY_VIOLATION past it; 0: no cap); "+
+			"each holds 3 files open, and creates are also refused past three quarters of the open-file limit"),
+		level:  fs.String("log-level", "info", "log level: debug, info, warn, error"),
+		format: fs.String("log-format", "text", "log format: text or json"),
 	}
 }
 
@@ -95,6 +99,10 @@ func (f *nodeFlags) run(opts edge.Options) error {
 		return usagef("--max-connections and --max-connections-per-ip: want 0 (no cap) or more")
 	}
 	opts.ConnLimits = edge.ConnLimits{Max: *f.maxConns, PerIP: *f.maxConnsPerIP}
+	if *f.maxPartsPerTopic < 0 || *f.maxParts < 0 {
+		return usagef("--max-partitions-per-topic and --max-partitions: want 0 (no cap) or more")
+	}
+	opts.MaxPartitionsPerTopic, opts.MaxPartitions = *f.maxPartsPerTopic, *f.maxParts
 	var err error
 	if opts.KafkaTLS, err = f.serverTLS("kafka", *f.kafkaCert, *f.kafkaKey, *f.kafkaClientCA, 0); err != nil {
 		return err

@@ -34,6 +34,9 @@ func errorCode(err error) int16 {
 		return kerr.TopicAlreadyExists.Code
 	case errors.Is(err, flog.ErrInvalidPartitions):
 		return kerr.InvalidPartitions.Code
+	case errors.Is(err, flog.ErrPartitionLimit):
+		// The node's partition cap or open-file budget: a broker policy.
+		return kerr.PolicyViolation.Code
 	case errors.Is(err, flog.ErrInvalidConfig):
 		return kerr.InvalidConfig.Code
 	case errors.Is(err, flog.ErrDiskBudget):
