@@ -20,9 +20,14 @@ type Status struct {
 	// an error; LastError is the latest, with its reason, when it happened
 	// and when the next attempt was due (each is retried after a jittered
 	// exponential backoff).
-	Failures   int64             `json:"failures"`
-	LastError  *LinkError        `json:"last_error,omitempty"`
-	Partitions []PartitionStatus `json:"partitions"`
+	Failures  int64      `json:"failures"`
+	LastError *LinkError `json:"last_error,omitempty"`
+	// DroppedUnreported counts the records the disk budget's drop-oldest
+	// policy deleted before the center had them and that the center has
+	// not yet been told of (a gap), over every partition; each partition's
+	// range is in its GapFrom and GapRecords.
+	DroppedUnreported int64             `json:"dropped_unreported_records"`
+	Partitions        []PartitionStatus `json:"partitions"`
 }
 
 // LinkError is a failure of the link to the center.
@@ -59,6 +64,13 @@ type PartitionStatus struct {
 	// verify).
 	Error     string `json:"error,omitempty"`
 	BlockedAt *int64 `json:"blocked_at,omitempty"`
+	// GapFrom is the first offset the disk budget dropped (drop-oldest)
+	// before the center had it, and GapRecords how many records from there
+	// on are gone, up to the log's start: a loss the center has not been
+	// told yet (it is, as a gap, when the link is next up). Absent when
+	// nothing is pending.
+	GapFrom    *int64 `json:"gap_from,omitempty"`
+	GapRecords int64  `json:"gap_records,omitempty"`
 }
 
 // Status reports the mirror's state now.
@@ -93,7 +105,12 @@ func (s *Sender) Status() Status {
 				at := b.at
 				ps.Error, ps.BlockedAt = b.err.Error(), &at
 			}
+			lost, pending := s.lost[partKey{t.Name, p}]
 			s.mu.Unlock()
+			if start := part.StartOffset(); pending && start > lost {
+				ps.GapFrom, ps.GapRecords = &lost, start-lost
+				st.DroppedUnreported += ps.GapRecords
+			}
 			from := max(ps.Acked, part.StartOffset())
 			ps.BacklogRecords = max(ps.EndOffset-from, 0)
 			if ps.BacklogRecords > 0 {

@@ -69,6 +69,14 @@ func printMirrorStatus(out io.Writer, st mirror.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if st.DroppedUnreported > 0 {
+		fmt.Fprintf(out, "%d records dropped under the disk budget (drop-oldest) before the center had them; it is told the gap when the link is up:\n", st.DroppedUnreported)
+		for _, p := range st.Partitions {
+			if p.GapFrom != nil {
+				fmt.Fprintf(out, "  %s-%d: %d records from offset %d to %d\n", p.Topic, p.Partition, p.GapRecords, *p.GapFrom, *p.GapFrom+p.GapRecords-1)
+			}
+		}
+	}
 	for _, p := range st.Partitions {
 		if p.BlockedAt != nil {
 			fmt.Fprintf(out, "%s-%d stopped shipping at offset %d: %s (run ferry log verify)\n", p.Topic, p.Partition, *p.BlockedAt, p.Error)
