@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -264,13 +265,23 @@ var nodeChecks = map[string]map[string]func(string) error{
 		},
 	},
 	"": { // every node command
-		"admin-addr":       hostPort,
-		"kafka-addr":       hostPort,
-		"kafka-advertised": hostPort,
-		"kafka-sasl":       func(v string) error { _, err := kafka.ParseSASLMechanisms(v); return err },
-		"log-level":        func(v string) error { _, err := newLogger(io.Discard, v, "text"); return unwrapUsage(err) },
-		"log-format":       func(v string) error { _, err := newLogger(io.Discard, "info", v); return unwrapUsage(err) },
+		"admin-addr":               hostPort,
+		"kafka-addr":               hostPort,
+		"kafka-advertised":         hostPort,
+		"kafka-sasl":               func(v string) error { _, err := kafka.ParseSASLMechanisms(v); return err },
+		"log-level":                func(v string) error { _, err := newLogger(io.Discard, v, "text"); return unwrapUsage(err) },
+		"log-format":               func(v string) error { _, err := newLogger(io.Discard, "info", v); return unwrapUsage(err) },
+		"max-partitions-per-topic": notNegative,
+		"max-partitions":           notNegative,
 	},
+}
+
+// notNegative checks a cap whose 0 means none.
+func notNegative(v string) error {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n < 0 {
+		return errors.New("want 0 (no cap) or more")
+	}
+	return nil // not a number: the flag's own parser says so
 }
 
 // nodeCheck is the configs.Check of the node command mode.

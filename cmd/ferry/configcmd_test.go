@@ -227,6 +227,7 @@ log-level: loud
 		{[]string{"config", "check", writeFile(t, "data-dir: x\n")}, 1, "mode: missing"},
 		{[]string{"config", "check", writeFile(t, "mode: edge\nmirror-class-share: 2=20%,1=90%\n")}, 1,
 			`:2: mirror-class-share: bad value "2=20%,1=90%": class shares "2=20%,1=90%": the shares add up to 110%`},
+		{[]string{"config", "check", writeFile(t, "mode: full\nmax-partitions: -1\n")}, 1, `:2: max-partitions: bad value "-1": want 0 (no cap) or more`},
 		{[]string{"config", "--help"}, 0, "check"},
 		{[]string{"config", "check", "--help"}, 0, "Example:"},
 	} {
