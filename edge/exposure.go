@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -40,9 +41,16 @@ func (o *Options) isLoopback(addr string) bool {
 	return loopbackOnly(addr)
 }
 
-// mutualTLS reports whether the listener named serves TLS that requires a
-// client certificate signed by its CA (an authentication of its own).
-func (o *Options) mutualTLS(name string) bool {
+// mutualTLS reports whether the listener named, serving conf, requires a
+// client certificate signed by its CA (an authentication of its own): set
+// in conf, or in the certificate files it was loaded from.
+func (o *Options) mutualTLS(name string, conf *tls.Config) bool {
+	if conf == nil {
+		return false
+	}
+	if conf.ClientAuth == tls.RequireAndVerifyClientCert {
+		return true
+	}
 	for _, c := range o.TLSCerts {
 		if c.Name() == name && c.MutualTLS() {
 			return true
@@ -58,7 +66,7 @@ func (o *Options) mutualTLS(name string) bool {
 // or Kafka clients, which an open admin API would defeat.
 func (n *Node) checkAdminExposure() error {
 	o := &n.opts
-	if o.AdminToken != "" || o.mutualTLS("admin") || o.isLoopback(o.AdminAddr) {
+	if o.AdminToken != "" || o.mutualTLS("admin", o.AdminTLS) || o.isLoopback(o.AdminAddr) {
 		return nil
 	}
 	if o.AuthMode == AuthRegistry || len(o.KafkaSASL) > 0 {
@@ -79,21 +87,21 @@ func (n *Node) checkAdminExposure() error {
 // The flags that close each listener to unauthenticated clients; "" when
 // the listener already authenticates.
 func (o *Options) kafkaCloseWith() string {
-	if len(o.KafkaSASL) > 0 || o.mutualTLS("kafka") {
+	if len(o.KafkaSASL) > 0 || o.mutualTLS("kafka", o.KafkaTLS) {
 		return ""
 	}
 	return "--kafka-sasl"
 }
 
-func (o *Options) mqttCloseWith(tlsName string) string {
-	if o.AuthMode == AuthRegistry || (tlsName != "" && o.mutualTLS(tlsName)) {
+func (o *Options) mqttCloseWith(conf *tls.Config) string {
+	if o.AuthMode == AuthRegistry || o.mutualTLS("mqtt", conf) {
 		return ""
 	}
 	return "--auth registry"
 }
 
 func (o *Options) adminCloseWith() string {
-	if o.AdminToken != "" || o.mutualTLS("admin") {
+	if o.AdminToken != "" || o.mutualTLS("admin", o.AdminTLS) {
 		return ""
 	}
 	return "--admin-token"

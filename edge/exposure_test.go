@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -118,6 +119,13 @@ func TestOpenListenersWarned(t *testing.T) {
 		KafkaAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
 	if len(warned) != 0 || optOut {
 		t.Errorf("authenticated listeners warned about: %v (opt-out logged: %v)", warned, optOut)
+	}
+
+	// Mutual TLS authenticates too: no token needed, nothing to warn of.
+	mtls := &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert}
+	warned, optOut = openWarnings(t, Options{AdminTLS: mtls, KafkaTLS: mtls, KafkaAddr: "127.0.0.1:0"})
+	if len(warned) != 0 || optOut {
+		t.Errorf("listeners under mutual TLS warned about: %v (opt-out logged: %v)", warned, optOut)
 	}
 }
 

@@ -329,7 +329,7 @@ func (n *Node) startMQTT() error {
 		return err
 	}
 	if opts.MQTTAddr != "" {
-		ln, err := n.listen("mqtt", opts.MQTTAddr, opts.mqttCloseWith(""))
+		ln, err := n.listen("mqtt", opts.MQTTAddr, opts.mqttCloseWith(nil))
 		if err != nil {
 			return fmt.Errorf("mqtt listener: %w", err)
 		}
@@ -339,7 +339,7 @@ func (n *Node) startMQTT() error {
 		if opts.MQTTTLS == nil {
 			return errors.New("mqtt TLS listener: no certificate configured")
 		}
-		ln, err := n.listen("mqtt-tls", opts.MQTTTLSAddr, opts.mqttCloseWith("mqtt"))
+		ln, err := n.listen("mqtt-tls", opts.MQTTTLSAddr, opts.mqttCloseWith(opts.MQTTTLS))
 		if err != nil {
 			return fmt.Errorf("mqtt TLS listener: %w", err)
 		}
@@ -355,7 +355,7 @@ func (n *Node) startMQTT() error {
 		}()
 	}
 	if opts.MQTTWSAddr != "" {
-		ln, err := n.listen("mqtt-ws", opts.MQTTWSAddr, opts.mqttCloseWith(""))
+		ln, err := n.listen("mqtt-ws", opts.MQTTWSAddr, opts.mqttCloseWith(nil))
 		if err != nil {
 			return fmt.Errorf("mqtt websocket listener: %w", err)
 		}
