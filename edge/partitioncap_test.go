@@ -45,6 +45,13 @@ func TestPartitionCapsOnEveryPath(t *testing.T) {
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	vr, err := adm.ValidateCreateTopics(ctx, 9, 1, nil, "k9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := vr["k9"]; r.Err != kerr.InvalidPartitions {
+		t.Errorf("validate-only CreateTopics of 9 with a cap of 8 per topic: %v, want INVALID_PARTITIONS", r.Err)
+	}
 	res, err := adm.CreateTopic(ctx, 9, 1, nil, "k9")
 	if err != nil && res.Err == nil {
 		t.Fatal(err)

@@ -7,6 +7,15 @@ import "fmt"
 // only while read.
 const filesPerPartition = 3
 
+// CheckNewTopic says whether a topic of that many partitions could be
+// created now, under the caps and the open-file budget (Kafka's
+// validate-only CreateTopics).
+func (l *Log) CheckNewTopic(partitions int32) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.checkPartitions(partitions, partitions)
+}
+
 // checkPartitions refuses adding partitions to a topic that would then
 // have topicTotal: past the cap per topic, the log's cap, or the open-file
 // budget. l.mu is held.

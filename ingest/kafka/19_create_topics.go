@@ -71,6 +71,9 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 				err = flog.ValidateConfigs(configs)
 			}
 			if err == nil {
+				err = s.log.CheckNewTopic(parts)
+			}
+			if err == nil {
 				if _, terr := s.log.Topic(rt.Topic); terr == nil {
 					err = fmt.Errorf("%w: %q", flog.ErrTopicExists, rt.Topic)
 				}
