@@ -132,10 +132,12 @@ func (im *Image) apply(r Record) Result {
 		im.addPartitions(t, r.Assignment)
 		im.Topics[r.Topic] = t
 	case OpDeleteTopic:
-		if im.Topics[r.Topic] == nil {
+		t := im.Topics[r.Topic]
+		if t == nil {
 			return Result{Err: ErrUnknownTopic}
 		}
 		delete(im.Topics, r.Topic)
+		im.Deleted[t.ID] = im.Index
 	case OpCreatePartitions:
 		t := im.Topics[r.Topic]
 		if t == nil {

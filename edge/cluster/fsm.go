@@ -126,6 +126,9 @@ func readSnapshot(r io.Reader) (*Image, error) {
 	for k, v := range s.Image.Mirror {
 		im.Mirror[k] = v
 	}
+	for k, v := range s.Image.Deleted {
+		im.Deleted[k] = v
+	}
 	return im, nil
 }
 

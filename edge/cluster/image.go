@@ -59,6 +59,10 @@ type Image struct {
 	Mirror  map[string]*MirrorSession `json:"mirror"`
 	// NextProducerID is the first producer id not yet handed out.
 	NextProducerID int64 `json:"next_producer_id"`
+	// Deleted are the ids of deleted topics (hex) and the index that
+	// deleted each: a node deletes its local copy of a topic only when its
+	// id is here, never a local topic the cluster never knew.
+	Deleted map[string]uint64 `json:"deleted,omitempty"`
 }
 
 func newImage() *Image {
@@ -66,6 +70,7 @@ func newImage() *Image {
 		Brokers: map[int32]*Broker{},
 		Topics:  map[string]*Topic{},
 		Mirror:  map[string]*MirrorSession{},
+		Deleted: map[string]uint64{},
 	}
 }
 
@@ -91,6 +96,9 @@ func (im *Image) clone() *Image {
 	for e, s := range im.Mirror {
 		ns := *s
 		c.Mirror[e] = &ns
+	}
+	for id, idx := range im.Deleted {
+		c.Deleted[id] = idx
 	}
 	return c
 }
