@@ -235,6 +235,17 @@ func (l *Log) putTopic(tx *bolt.Tx, t *topic, createdMs int64) error {
 // CreateTopic creates a topic of the given number of partitions with the
 // given config overrides.
 func (l *Log) CreateTopic(name string, partitions int32, configs map[string]string) (TopicInfo, error) {
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return TopicInfo{}, err
+	}
+	return l.CreateTopicWithID(name, id, partitions, configs)
+}
+
+// CreateTopicWithID is CreateTopic with the topic id chosen by the caller:
+// a cluster's nodes each create the topic its metadata holds, under the id
+// the controller gave it, so Kafka clients see one id wherever they ask.
+func (l *Log) CreateTopicWithID(name string, id [16]byte, partitions int32, configs map[string]string) (TopicInfo, error) {
 	if err := ValidateTopicName(name); err != nil {
 		return TopicInfo{}, err
 	}
@@ -261,10 +272,6 @@ func (l *Log) CreateTopic(name string, partitions int32, configs map[string]stri
 		if TopicCollides(name, other) {
 			return TopicInfo{}, fmt.Errorf("%w: %q collides with existing topic %q ('.' and '_' are interchangeable in metric names)", ErrInvalidTopic, name, other)
 		}
-	}
-	var id [16]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return TopicInfo{}, err
 	}
 	if err := l.checkPartitions(partitions, partitions); err != nil {
 		return TopicInfo{}, err

@@ -150,3 +150,35 @@ func TestImportMakesASingleNodeNodeOne(t *testing.T) {
 		t.Fatalf("reconcile of the clash: %+v", r)
 	}
 }
+
+func TestReconcileOntoARealLog(t *testing.T) {
+	l, err := flog.Open(flog.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var _ LocalLog = l
+	f := NewFSM(nil)
+	id := fmt.Sprintf("%032x", 77)
+	applyAll(t, f, []Record{
+		{Op: OpRegisterBroker, Broker: 1, Incarnation: 1},
+		{Op: OpCreateTopic, Topic: "t", TopicID: id, Configs: map[string]string{"retention.ms": "60000"}, Assignment: [][]int32{{1}, {1}}},
+	})
+	if r := Reconcile(f.Image(), l); len(r.Errors) > 0 || len(r.Created) != 1 {
+		t.Fatalf("%+v", r)
+	}
+	info, err := l.Topic("t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hex.EncodeToString(info.ID[:]) != id || info.Partitions != 2 {
+		t.Fatalf("local topic %+v", info)
+	}
+	applyAll(t, f, []Record{{Op: OpDeleteTopic, Topic: "t"}})
+	if r := Reconcile(f.Image(), l); len(r.Deleted) != 1 {
+		t.Fatalf("%+v", r)
+	}
+	if _, err := l.Topic("t"); err == nil {
+		t.Fatal("deleted in the cluster, kept locally")
+	}
+}
