@@ -13,8 +13,11 @@ import (
 // Metadata: v0-12
 //
 // Behavior:
-//   - One broker: this node, at the advertised host and port; it leads
-//     every partition, which has itself as the only replica and ISR.
+//   - The brokers and each partition's leader, leader epoch and replicas
+//     come from the Cluster view: alone, this node at the advertised host
+//     and port, leading every partition with itself as the only replica
+//     and ISR; in a cluster, every live broker and the metadata's leaders.
+//     A partition with no leader is LEADER_NOT_AVAILABLE, its leader -1.
 //   - Null topics (v1+), or an empty list at v0, means every topic.
 //   - An unknown topic is created when the server allows auto-creation and
 //     the request does (AllowAutoTopicCreation, v4+; always at v0-3), with
@@ -40,12 +43,13 @@ func init() { register(3, 0, 12, serveMetadata) }
 func serveMetadata(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := s.advertisedHostPort()
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = s.opts.NodeID, host, port
-	resp.Brokers = append(resp.Brokers, b)
+	for _, br := range s.cluster.Brokers() {
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port, b.Rack = br.ID, br.Host, br.Port, br.Rack
+		resp.Brokers = append(resp.Brokers, b)
+	}
 	resp.ClusterID = &s.opts.ClusterID
-	resp.ControllerID = s.opts.NodeID
+	resp.ControllerID = s.cluster.Controller()
 
 	var infos []flog.TopicInfo
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
@@ -121,8 +125,17 @@ func serveMetadata(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (km
 		mt.IsInternal = s.isInternalTopic(info.Name)
 		for p := int32(0); p < info.Partitions; p++ {
 			mp := kmsg.NewMetadataResponseTopicPartition()
-			mp.Partition, mp.Leader, mp.LeaderEpoch = p, s.opts.NodeID, 0
-			mp.Replicas, mp.ISR = []int32{s.opts.NodeID}, []int32{s.opts.NodeID}
+			mp.Partition = p
+			if pv, ok := s.cluster.Partition(info.Name, p); ok {
+				mp.Leader, mp.LeaderEpoch = pv.Leader, pv.LeaderEpoch
+				mp.Replicas, mp.ISR, mp.OfflineReplicas = pv.Replicas, pv.ISR, pv.OfflineReplicas()
+			} else {
+				// The local log has it, the cluster's metadata not yet.
+				mp.Leader, mp.Replicas, mp.ISR = -1, []int32{}, []int32{}
+			}
+			if mp.Leader < 0 {
+				mp.ErrorCode = kerr.LeaderNotAvailable.Code
+			}
 			mt.Partitions = append(mt.Partitions, mp)
 		}
 		resp.Topics = append(resp.Topics, mt)
@@ -135,7 +148,7 @@ func (s *Server) createTopic(name string, partitions int32, configs map[string]s
 	if err := s.refuseCreate(name); err != nil {
 		return flog.TopicInfo{}, err
 	}
-	info, err := s.log.CreateTopic(name, partitions, configs)
+	info, err := s.topics.CreateTopic(name, partitions, configs)
 	if errors.Is(err, flog.ErrTopicExists) { // raced with another creator
 		return s.log.Topic(name)
 	}

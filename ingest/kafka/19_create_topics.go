@@ -82,7 +82,7 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 				fail(errorCode(err), err.Error())
 			}
 		default:
-			info, err := s.log.CreateTopic(rt.Topic, parts, configs)
+			info, err := s.topics.CreateTopic(rt.Topic, parts, configs)
 			if err != nil {
 				fail(errorCode(err), err.Error())
 			} else {

@@ -69,7 +69,7 @@ func serveDeleteTopics(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 		}
 		err := errOffsetsTopic
 		if !s.virtualOffsetsTopic(tg.name) {
-			err = s.log.DeleteTopic(tg.name)
+			err = s.topics.DeleteTopic(tg.name)
 		}
 		if err != nil {
 			st.ErrorCode = errorCode(err)

@@ -45,7 +45,7 @@ func serveCreatePartitions(s *Server, _ context.Context, c *conn, kreq kmsg.Requ
 				st.ErrorCode, st.ErrorMessage = kerr.InvalidPartitions.Code, kmsg.StringPtr("the partition count can only grow")
 			}
 		default:
-			if err := s.log.AddPartitions(rt.Topic, rt.Count); err != nil {
+			if err := s.topics.AddPartitions(rt.Topic, rt.Count); err != nil {
 				st.ErrorCode, st.ErrorMessage = errorCode(err), errorMessage(err)
 			}
 		}

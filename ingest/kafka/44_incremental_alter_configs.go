@@ -65,7 +65,7 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 					err = flog.ValidateConfigs(set)
 				}
 			} else {
-				err = s.log.AlterConfigs(rr.ResourceName, set, remove)
+				err = s.topics.AlterConfigs(rr.ResourceName, set, remove)
 			}
 			sr.ErrorCode, sr.ErrorMessage = errorCode(err), errorMessage(err)
 		}

@@ -45,6 +45,12 @@ type Options struct {
 	Logger *slog.Logger
 	// NodeID is this broker's id in Metadata.
 	NodeID int32
+	// Cluster is the view of the brokers this node serves among and of who
+	// leads what (cluster.go); nil means this node alone.
+	Cluster Cluster
+	// Topics applies topic changes; nil means Log directly (a node
+	// alone). A cluster's applies them through its controller.
+	Topics TopicAdmin
 	// ClusterID is reported in Metadata.
 	ClusterID string
 
@@ -116,6 +122,9 @@ type Server struct {
 
 	recordsServed atomic.Int64 // records fetches returned (RecordsServed)
 
+	cluster Cluster    // Options.Cluster, or soloCluster
+	topics  TopicAdmin // Options.Topics, or Log
+
 	sasl       *saslServer     // nil: no SASL
 	quotas     *produceQuotas  // nil: no produce quota
 	superUsers map[string]bool // principals ACLs do not restrict
@@ -169,11 +178,19 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	srv := &Server{
 		opts: opts, log: opts.Log, logger: opts.Logger.With("component", "kafka"), metrics: m,
 		ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}, sasl: ss, superUsers: supers,
-		quotas: newProduceQuotas(opts.ProduceQuota, opts.ProduceQuotaBurst),
-	}, nil
+		quotas:  newProduceQuotas(opts.ProduceQuota, opts.ProduceQuotaBurst),
+		cluster: opts.Cluster, topics: opts.Topics,
+	}
+	if srv.cluster == nil {
+		srv.cluster = soloCluster{srv}
+	}
+	if srv.topics == nil {
+		srv.topics = opts.Log
+	}
+	return srv, nil
 }
 
 // Serve accepts connections on ln until Close. It returns nil after Close.
