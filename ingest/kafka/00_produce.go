@@ -23,7 +23,12 @@ import (
 //   - acks=0: no response is sent. acks=1: answered once the batch is
 //     appended (page cache; survives a crash of ferry, not of the machine).
 //     acks=-1: answered once every batch of the request is durable under its
-//     topic's flush.policy, or REQUEST_TIMED_OUT after TimeoutMillis.
+//     topic's flush.policy, or REQUEST_TIMED_OUT after TimeoutMillis. The
+//     appends happen in request order as the request is read; the wait for
+//     durability does not hold the connection, which reads and appends the
+//     next produce meanwhile, and answers still leave in request order
+//     (pipeline.go). A failed fsync fails every produce waiting on the
+//     partition, those appended behind the first included.
 //   - Idempotent producers: the log checks producer id, epoch and sequence
 //     atomically with the append. A retry of one of the last five batches is
 //     answered with success and the original offsets, as Kafka does; a gap is
@@ -52,12 +57,7 @@ func init() { register(0, 3, 11, serveProduce) }
 func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
-	type pending struct {
-		p      *flog.Partition
-		last   int64
-		ti, pi int // where the partition's answer is in resp
-	}
-	var waits []pending
+	var waits []durableWait
 	if s.quotas != nil {
 		n := 0
 		for _, rt := range req.Topics {
@@ -90,11 +90,11 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 			switch {
 			case err == nil:
 				sp.BaseOffset, sp.LogStartOffset = res.BaseOffset, res.LogStartOffset
-				waits = append(waits, pending{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
+				waits = append(waits, durableWait{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
 			case errors.Is(err, flog.ErrDuplicateSequence):
 				// Already stored: success with the original offsets.
 				sp.BaseOffset, sp.LogStartOffset = res.BaseOffset, res.LogStartOffset
-				waits = append(waits, pending{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
+				waits = append(waits, durableWait{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
 			default:
 				sp.ErrorCode = errorCode(err)
 				s.metrics.partitionError("Produce", sp.ErrorCode)
@@ -110,17 +110,18 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 	case 0:
 		return nil, nil
 	case -1:
-		timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		wctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
+		// The answer waits for durability outside the connection's
+		// reader, which goes on to the next request (pipeline.go); what is
+		// durable already needs no wait.
+		c.durable = nil
 		for _, w := range waits {
-			if err := w.p.WaitDurable(wctx, w.last); err != nil {
-				resp.Topics[w.ti].Partitions[w.pi].ErrorCode = errorCode(err)
-				s.metrics.partitionError("Produce", errorCode(err))
+			if w.p.DurableOffset() <= w.last {
+				c.durable = append(c.durable, w)
 			}
+		}
+		c.durableTimeout = time.Duration(req.TimeoutMillis) * time.Millisecond
+		if c.durableTimeout <= 0 {
+			c.durableTimeout = 30 * time.Second
 		}
 	}
 	return resp, nil

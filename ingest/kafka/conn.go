@@ -3,6 +3,7 @@ package kafka
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,10 +20,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// conn is one client connection. Like a Kafka broker, it handles one
+// conn is one client connection. Like a Kafka broker, it serves one
 // request at a time and answers in request order; pipelined requests wait in
-// the socket and the read buffer. A malformed frame or request closes the
-// connection (and counts), never the process.
+// the socket and the read buffer, except that a produce waiting for
+// durability does not hold the connection: its answer waits in the
+// connection's queue while the next requests are read (pipeline.go). A
+// malformed frame or request closes the connection (and counts), never the
+// process.
 //
 // Its reads have deadlines, so a client cannot hold a connection (and its
 // goroutine and buffer) by saying nothing or next to nothing: waiting for a
@@ -47,6 +52,23 @@ type conn struct {
 
 	authBy   time.Time     // with SASL: closed if not authenticated by then (zero: never)
 	throttle time.Duration // set by a produce over quota: how long to mute the connection
+
+	// Set by an acks=all produce for handle: the appended partitions whose
+	// durability its answer waits for, and for how long (pipeline.go).
+	durable        []durableWait
+	durableTimeout time.Duration
+
+	// The answer queue (pipeline.go). ctx ends with the connection and
+	// cancels the durability waits, each a goroutine counted in waiters.
+	ctx         context.Context
+	cancel      context.CancelFunc
+	waiters     sync.WaitGroup
+	room        chan struct{} // an answer left the queue (capacity 1)
+	pmu         sync.Mutex
+	answers     []*answer // not yet written, in request order
+	answerBytes int       // their requests' frame bytes
+	writing     bool      // a goroutine is writing the head of answers
+	dropped     bool      // the connection is ending: nothing more is written
 }
 
 const writeTimeout = 30 * time.Second
@@ -56,7 +78,8 @@ func newConn(s *Server, nc net.Conn) *conn {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	c := &conn{s: s, nc: nc, host: host, logger: s.logger.With("remote", nc.RemoteAddr().String())}
+	c := &conn{s: s, nc: nc, host: host, logger: s.logger.With("remote", nc.RemoteAddr().String()), room: make(chan struct{}, 1)}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	if s.sasl != nil && s.opts.AuthTimeout > 0 {
 		c.authBy = time.Now().Add(s.opts.AuthTimeout)
 	}
@@ -117,7 +140,7 @@ func (c *conn) mute(d time.Duration) {
 }
 
 func (c *conn) serve() {
-	defer c.nc.Close()
+	defer c.endPipeline() // closes nc
 	r := bufio.NewReaderSize(c.nc, 64<<10)
 	var sizeBuf [4]byte
 	var body bytes.Buffer
@@ -166,7 +189,7 @@ func (c *conn) serve() {
 			key = int16(binary.BigEndian.Uint16(b))
 		}
 		c.s.metrics.api(key).bytesIn.Add(float64(size + 4))
-		if !c.handle(body.Bytes()) {
+		if !c.handle(body.Bytes(), int(size)) {
 			return
 		}
 	}
@@ -278,9 +301,10 @@ func decodeRequest(frame []byte, mayDecode func(key int16) bool) (rq request, re
 	return rq, req, nil, "", nil
 }
 
-// handle decodes, serves and answers one request. false closes the
+// handle decodes, serves and answers one request (queues its answer: a
+// produce's may wait for durability, pipeline.go). false closes the
 // connection.
-func (c *conn) handle(frame []byte) bool {
+func (c *conn) handle(frame []byte, size int) bool {
 	began := time.Now()
 	var mayDecode func(int16) bool
 	if c.s.sasl != nil && c.principal == "" {
@@ -297,10 +321,15 @@ func (c *conn) handle(frame []byte) bool {
 		return false
 	}
 	if early != nil {
-		return c.write(rq, early, nil, began)
+		return c.drain() && c.answerNext(&answer{rq: rq, resp: early, began: began}, size, nil, 0)
 	}
 	if !c.s.serves(rq.key) {
 		c.malformed("unsupported", "API not served by this broker", "api_key", rq.key)
+		return false
+	}
+	// Only produce is pipelined: anything else is served once every earlier
+	// answer is written, as Kafka serves a connection.
+	if rq.key != 0 && !c.drain() {
 		return false
 	}
 	c.clientID = rq.clientID
@@ -316,6 +345,8 @@ func (c *conn) handle(frame []byte) bool {
 	}
 	hold := c.throttle // a produce over quota (quota.go)
 	c.throttle = 0
+	waits, timeout := c.durable, c.durableTimeout
+	c.durable = nil
 	if resp == nil { // acks=0 produce: no response at all
 		if latency != nil {
 			latency.Observe(time.Since(began).Seconds())
@@ -331,8 +362,16 @@ func (c *conn) handle(frame []byte) bool {
 			hold = 0
 		}
 	}
-	if !c.write(rq, resp, latency, began) || c.closeAfter {
+	a := &answer{rq: rq, resp: resp, latency: latency, began: began}
+	if !c.answerNext(a, size, waits, timeout) {
 		return false
+	}
+	if c.closeAfter || hold > 0 {
+		// Muted from the answer on (a produce over quota), or closed once
+		// the answer is out (failed authentication).
+		if !c.awaitWritten(a) || c.closeAfter {
+			return false
+		}
 	}
 	c.mute(hold)
 	return true

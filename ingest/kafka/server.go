@@ -125,6 +125,7 @@ type Server struct {
 	cluster Cluster    // Options.Cluster, or soloCluster
 	topics  TopicAdmin // Options.Topics, or Log
 
+	pipeline   pipelineLimits  // of each connection's answer queue (pipeline.go)
 	sasl       *saslServer     // nil: no SASL
 	quotas     *produceQuotas  // nil: no produce quota
 	superUsers map[string]bool // principals ACLs do not restrict
@@ -181,8 +182,9 @@ func NewServer(opts Options) (*Server, error) {
 	srv := &Server{
 		opts: opts, log: opts.Log, logger: opts.Logger.With("component", "kafka"), metrics: m,
 		ctx: ctx, cancel: cancel, conns: map[*conn]struct{}{}, sasl: ss, superUsers: supers,
-		quotas:  newProduceQuotas(opts.ProduceQuota, opts.ProduceQuotaBurst),
-		cluster: opts.Cluster, topics: opts.Topics,
+		quotas:   newProduceQuotas(opts.ProduceQuota, opts.ProduceQuotaBurst),
+		pipeline: pipelineLimits{answers: maxPipelined, bytes: maxPipelinedBytes},
+		cluster:  opts.Cluster, topics: opts.Topics,
 	}
 	if srv.cluster == nil {
 		srv.cluster = soloCluster{srv}
