@@ -100,6 +100,12 @@ func (f gatedFile) Sync() error {
 // The gate is released before the broker closes; stop closes it early.
 func startGatedBroker(t *testing.T, dir string, g *syncGate, limits pipelineLimits) (b *testBroker, stop func()) {
 	t.Helper()
+	return startGatedBrokerAt(t, "127.0.0.1:0", dir, g, limits)
+}
+
+// startGatedBrokerAt is startGatedBroker listening on addr.
+func startGatedBrokerAt(t *testing.T, addr, dir string, g *syncGate, limits pipelineLimits) (b *testBroker, stop func()) {
+	t.Helper()
 	var fsys flog.FS = flog.OSFS{}
 	if g != nil {
 		fsys = g
@@ -120,7 +126,7 @@ func startGatedBroker(t *testing.T, dir string, g *syncGate, limits pipelineLimi
 	if limits.answers > 0 {
 		srv.pipeline = limits
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +349,65 @@ func TestPipelinedFsyncFailureFailsEveryWaiter(t *testing.T) {
 		}
 	}
 	if part.EndOffset() != 3 {
+		t.Fatalf("end offset %d: a retried batch was stored twice", part.EndOffset())
+	}
+}
+
+// TestProducerSequencesAcrossFsyncFailure: a franz-go idempotent producer
+// with three requests pipelined behind a held fsync that then fails. None
+// is acknowledged while the partition is disabled; once the broker restarts
+// over a sound disk at the same address, the producer's retries (the same
+// sequences) are recognised as the batches already stored: every record is
+// acknowledged once, at the offset it was first appended at, in order.
+func TestProducerSequencesAcrossFsyncFailure(t *testing.T) {
+	dir := t.TempDir()
+	g := &syncGate{}
+	b, stop := startGatedBroker(t, dir, g, pipelineLimits{})
+	b.log.CreateTopic("seq", 1, nil)
+	part, _ := b.log.Partition("seq", 0)
+	cl := b.client(t, kgo.DefaultProduceTopic("seq"), kgo.ProducerLinger(0),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 20 * time.Millisecond }), kgo.MetadataMinAge(20*time.Millisecond))
+	ctx := ctxT(t)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("warm-up")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	g.hold()
+	const n = 3
+	var mu sync.Mutex
+	var offsets []int64
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		cl.Produce(ctx, &kgo.Record{Value: []byte{byte('a' + i)}}, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				t.Errorf("record %q: %v", r.Value, err)
+			}
+			mu.Lock()
+			offsets = append(offsets, r.Offset)
+			mu.Unlock()
+		})
+		waitFor(t, "record appended", func() bool { return part.EndOffset() == int64(2+i) })
+	}
+	g.release(errors.New("injected fsync failure"))
+	storageErrors := b.srv.metrics.partErrors.WithLabelValues("Produce", kerr.KafkaStorageError.Message)
+	waitFor(t, "the failed answers and a refused retry", func() bool { return testutil.ToFloat64(storageErrors) > n })
+	mu.Lock()
+	acked := len(offsets)
+	mu.Unlock()
+	if acked != 0 {
+		t.Fatalf("%d records acknowledged after their fsync failed", acked)
+	}
+	stop()
+	b, _ = startGatedBrokerAt(t, b.addr, dir, nil, pipelineLimits{})
+	wg.Wait()
+	for i, off := range offsets {
+		if off != int64(1+i) {
+			t.Fatalf("acknowledged offsets %v, want 1..%d in order", offsets, n)
+		}
+	}
+	part, _ = b.log.Partition("seq", 0)
+	if part.EndOffset() != 1+n {
 		t.Fatalf("end offset %d: a retried batch was stored twice", part.EndOffset())
 	}
 }
