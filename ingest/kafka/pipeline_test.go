@@ -237,8 +237,8 @@ func idempotentBatch(value string, id int64, epoch int16, seq int32) []byte {
 // TestProducePipelinesDurabilityWaits: a franz-go producer with its default
 // pipelining (idempotent, 5 requests in flight) and acks=all, on a disk whose
 // fsync is held: the connection appends the next requests while the first
-// waits for durability, and the answers come back in order once the fsync
-// completes.
+// waits for durability, a consumer reads the appended records meanwhile,
+// and the answers come back in order once the fsync completes.
 func TestProducePipelinesDurabilityWaits(t *testing.T) {
 	g := &syncGate{}
 	b, _ := startGatedBroker(t, t.TempDir(), g, pipelineLimits{})
@@ -281,6 +281,20 @@ func TestProducePipelinesDurabilityWaits(t *testing.T) {
 	if got := testutil.ToFloat64(b.srv.metrics.requests.WithLabelValues("Produce")); got < n+1 {
 		t.Fatalf("%v produce requests: the records were not pipelined one request each", got)
 	}
+	// A consumer reads records once they are appended: before they are
+	// durable, and before their produce is answered.
+	got := consume(t, b, "pipe", 1+n)
+	for i, r := range got[1:] {
+		if r.Value[0] != byte('a'+i) {
+			t.Fatalf("record %d is %q", i+1, r.Value)
+		}
+	}
+	mu.Lock()
+	early = len(answered)
+	mu.Unlock()
+	if early != 0 || part.DurableOffset() != 1 {
+		t.Fatalf("%d answers, durable offset %d before the fsync was released", early, part.DurableOffset())
+	}
 	g.release(nil)
 	wg.Wait()
 	for i, off := range answered {
@@ -290,12 +304,6 @@ func TestProducePipelinesDurabilityWaits(t *testing.T) {
 	}
 	if part.DurableOffset() != 1+n {
 		t.Fatalf("durable offset %d after every answer", part.DurableOffset())
-	}
-	got := consume(t, b, "pipe", 1+n)
-	for i, r := range got[1:] {
-		if r.Value[0] != byte('a'+i) {
-			t.Fatalf("record %d is %q", i+1, r.Value)
-		}
 	}
 }
 
