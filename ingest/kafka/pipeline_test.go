@@ -568,21 +568,32 @@ func TestPipelineIsBounded(t *testing.T) {
 // waiting for a held fsync leaves nothing behind: the connection's goroutine
 // and its durability waiters end without the fsync completing.
 func TestConnectionClosedMidPipeline(t *testing.T) {
-	g := &syncGate{}
-	b, _ := startGatedBroker(t, t.TempDir(), g, pipelineLimits{})
-	b.log.CreateTopic("gone", 1, nil)
-	part, _ := b.log.Partition("gone", 0)
-	g.hold()
-	before := runtime.NumGoroutine()
-	r := dialPipe(t, b.addr)
-	r.send(1, produceReq("gone", -1, batchOf("a")), produceReq("gone", -1, batchOf("b")), produceReq("gone", 1, batchOf("c")))
-	waitFor(t, "the pipeline full", func() bool { return part.EndOffset() == 3 })
-	r.nc.Close()
-	waitFor(t, "the connection's goroutines to end", func() bool {
-		return runtime.NumGoroutine() <= before && testutil.ToFloat64(b.srv.metrics.connections) == 0
-	})
-	if g.heldSyncs() == 0 {
-		t.Fatal("the fsync completed: the test proves nothing")
+	for _, tc := range []struct {
+		name string
+		reqs []kmsg.Request
+	}{
+		{"one waiting", []kmsg.Request{produceReq("gone", -1, batchOf("a"))}},
+		{"three queued", []kmsg.Request{produceReq("gone", -1, batchOf("a")), produceReq("gone", -1, batchOf("b")), produceReq("gone", 1, batchOf("c"))}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := &syncGate{}
+			b, _ := startGatedBroker(t, t.TempDir(), g, pipelineLimits{})
+			b.log.CreateTopic("gone", 1, nil)
+			part, _ := b.log.Partition("gone", 0)
+			g.hold()
+			before := runtime.NumGoroutine()
+			r := dialPipe(t, b.addr)
+			r.send(1, tc.reqs...)
+			waitFor(t, "the pipeline full", func() bool { return part.EndOffset() == int64(len(tc.reqs)) })
+			waitFor(t, "the fsync held", func() bool { return g.heldSyncs() > 0 })
+			r.nc.Close()
+			waitFor(t, "the connection's goroutines to end", func() bool {
+				return runtime.NumGoroutine() <= before && testutil.ToFloat64(b.srv.metrics.connections) == 0
+			})
+			if g.heldSyncs() == 0 {
+				t.Fatal("the fsync completed: the test proves nothing")
+			}
+		})
 	}
 }
 
