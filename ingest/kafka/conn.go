@@ -189,7 +189,7 @@ func (c *conn) serve() {
 			key = int16(binary.BigEndian.Uint16(b))
 		}
 		c.s.metrics.api(key).bytesIn.Add(float64(size + 4))
-		if !c.handle(body.Bytes(), int(size)) {
+		if !c.handle(body.Bytes()) {
 			return
 		}
 	}
@@ -304,8 +304,8 @@ func decodeRequest(frame []byte, mayDecode func(key int16) bool) (rq request, re
 // handle decodes, serves and answers one request (queues its answer: a
 // produce's may wait for durability, pipeline.go). false closes the
 // connection.
-func (c *conn) handle(frame []byte, size int) bool {
-	began := time.Now()
+func (c *conn) handle(frame []byte) bool {
+	began, size := time.Now(), len(frame)
 	var mayDecode func(int16) bool
 	if c.s.sasl != nil && c.principal == "" {
 		mayDecode = preAuthAPI
