@@ -251,9 +251,14 @@ func sensorPayloads(rows []climateRow, device string, seed, n int) [][]byte {
 // package.
 type idleClient struct{ c net.Conn }
 
-// dialIdle connects id with a clean session and the given keepalive and
-// waits for a successful CONNACK.
+// dialIdle connects id over MQTT 3.1.1 with a clean session and the given
+// keepalive and waits for a successful CONNACK.
 func dialIdle(ctx context.Context, addr, id string, keepalive uint16) (*idleClient, error) {
+	return dialRawMQTT(ctx, addr, id, keepalive, 4)
+}
+
+// dialRawMQTT is dialIdle with the protocol version (4: MQTT 3.1.1, 5: MQTT 5).
+func dialRawMQTT(ctx context.Context, addr, id string, keepalive uint16, version byte) (*idleClient, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -261,7 +266,7 @@ func dialIdle(ctx context.Context, addr, id string, keepalive uint16) (*idleClie
 	}
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Connect},
-		ProtocolVersion: 4,
+		ProtocolVersion: version,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Clean: true, Keepalive: keepalive,
 			ClientIdentifier: id},
 	}
@@ -275,7 +280,7 @@ func dialIdle(ctx context.Context, addr, id string, keepalive uint16) (*idleClie
 		c.Close()
 		return nil, err
 	}
-	ack, err := readPacket(c)
+	ack, err := readPacket(c, version)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("%s: reading CONNACK: %w", id, err)
@@ -294,10 +299,10 @@ func dialIdle(ctx context.Context, addr, id string, keepalive uint16) (*idleClie
 
 // readPacket reads one packet (CONNACK only is decoded) byte by byte, so
 // nothing after it is consumed.
-func readPacket(c net.Conn) (packets.Packet, error) {
+func readPacket(c net.Conn, version byte) (packets.Packet, error) {
 	br := byteReader{c}
 	var pk packets.Packet
-	pk.ProtocolVersion = 4
+	pk.ProtocolVersion = version
 	hb, err := br.ReadByte()
 	if err != nil {
 		return pk, err
