@@ -34,9 +34,20 @@ type conn struct {
 
 	mu      sync.Mutex
 	queue   []pendingAck
+	qbuf    []pendingAck  // the queue's array, reused once the queue is empty
 	running bool          // a drain goroutine owns the queue's head
-	space   chan struct{} // closed and replaced when the queue shrinks
+	space   chan struct{} // closed and replaced when the queue shrinks, if waited on
+	waited  bool          // someone waits on space
+
+	// Owned by the running drain goroutine (at most one at a time), kept
+	// so that a drain per message, the one-in-flight client's pattern,
+	// allocates nothing.
+	batch []pendingAck
+	buf   bytes.Buffer
 }
+
+// maxKeptQueue bounds the queue array a connection keeps between bursts.
+const maxKeptQueue = 64
 
 // pendingAck is one acknowledgement to send: PUBACK (QoS 1) or PUBREC
 // (QoS 2) with code, once part is durable up to offset (part nil: at once).
@@ -78,6 +89,7 @@ func (c *conn) enqueue(a pendingAck) bool {
 			return false
 		}
 		space := c.space
+		c.waited = true
 		c.mu.Unlock()
 		select {
 		case <-space:
@@ -86,7 +98,13 @@ func (c *conn) enqueue(a pendingAck) bool {
 		}
 		c.mu.Lock()
 	}
+	if len(c.queue) == 0 {
+		c.queue = c.qbuf[:0] // start again at the array's beginning
+	}
 	c.queue = append(c.queue, a)
+	if len(c.queue) == 1 && cap(c.queue) <= maxKeptQueue {
+		c.qbuf = c.queue[:0]
+	}
 	start := !c.running
 	c.running = true
 	c.mu.Unlock()
@@ -112,12 +130,10 @@ func (c *conn) outstanding() int {
 // write.
 func (c *conn) drain() {
 	defer c.s.acks.Done()
-	var batch []pendingAck
-	var buf bytes.Buffer
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.ctx.Err() != nil {
-			c.queue = nil
+			c.queue = c.qbuf[:0]
 			c.running = false
 			c.mu.Unlock()
 			return
@@ -140,7 +156,7 @@ func (c *conn) drain() {
 			}
 		}
 		c.mu.Lock()
-		batch = batch[:0]
+		batch := c.batch[:0]
 		for _, a := range c.queue {
 			if len(batch) == maxAckBatch || (a.part != nil && a.part.DurableOffset() <= a.offset) {
 				break
@@ -149,12 +165,18 @@ func (c *conn) drain() {
 		}
 		c.mu.Unlock()
 
-		c.send(batch, &buf)
+		c.send(batch, &c.buf)
+		if cap(batch) <= maxKeptQueue {
+			c.batch = batch[:0]
+		}
 
 		c.mu.Lock()
 		c.queue = c.queue[len(batch):]
-		close(c.space)
-		c.space = make(chan struct{})
+		if c.waited {
+			close(c.space)
+			c.space = make(chan struct{})
+			c.waited = false
+		}
 		c.mu.Unlock()
 	}
 }

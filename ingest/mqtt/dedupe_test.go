@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"fmt"
+	"hash/fnv"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -141,5 +142,21 @@ func TestRetransmissionAfterRestart(t *testing.T) {
 	}
 	if got := b.publishes("1", resultDuplicate) + b.publishes("2", resultDuplicate); got != 2 {
 		t.Errorf("duplicates = %v, want 2", got)
+	}
+}
+
+// contentHash is FNV-1a of the topic, a zero byte and the payload: the
+// in-place loop must agree with hash/fnv on every input.
+func TestContentHashIsFNV1a(t *testing.T) {
+	for _, c := range []struct{ topic, payload string }{
+		{"", ""}, {"a", ""}, {"", "b"}, {"factory/s1/d0042/telemetry", `{"t":20.48}`}, {"a\x00", "\xff\x00"},
+	} {
+		h := fnv.New64a()
+		h.Write([]byte(c.topic))
+		h.Write([]byte{0})
+		h.Write([]byte(c.payload))
+		if got, want := contentHash(c.topic, []byte(c.payload)), h.Sum64(); got != want {
+			t.Errorf("contentHash(%q, %q) = %#x, want %#x", c.topic, c.payload, got, want)
+		}
 	}
 }

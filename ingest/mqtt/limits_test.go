@@ -92,6 +92,26 @@ func TestLimitsAndBadInput(t *testing.T) {
 		}
 	})
 
+	t.Run("receive maximum reached, MQTT 3.1.1", func(t *testing.T) {
+		// A 3.1.1 client was given no limit: its reads stop while two
+		// acknowledgements are queued and resume as they leave, so all
+		// six publishes are acknowledged, in order, over three fsyncs.
+		if err := b.log.AlterConfigs("telemetry", map[string]string{"flush.ms": "100"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		defer b.log.AlterConfigs("telemetry", nil, []string{"flush.ms"})
+		rc := dialRaw(t, b.addr, 4)
+		rc.connect(connectOpts{id: "patient", clean: true})
+		for i := uint16(1); i <= 6; i++ {
+			rc.publish("factory/a/patient/telemetry", []byte{byte(i)}, 1, i, false)
+		}
+		for i := uint16(1); i <= 6; i++ {
+			if ack := rc.expect(packets.Puback); ack.PacketID != i {
+				t.Fatalf("PUBACK for %d, want %d", ack.PacketID, i)
+			}
+		}
+	})
+
 	t.Run("too many connections", func(t *testing.T) {
 		// The earlier subtests' connections must be gone from the count.
 		waitFor(t, "connections to drain", func() bool { return atomic.LoadInt64(&b.srv.broker.Info.ClientsConnected) == 0 })

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"hash/fnv"
 	"strconv"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -175,10 +174,17 @@ func (sc *recordScratch) header(k, v string) {
 
 // contentHash identifies a publish's content for recognising a
 // retransmission: the topic and the payload.
+// It is FNV-1a (64 bits) of the topic, a zero byte and the payload,
+// computed in place: hash/fnv's Write would copy the topic to the heap.
 func contentHash(topic string, payload []byte) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(topic))
-	h.Write([]byte{0})
-	h.Write(payload)
-	return h.Sum64()
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(topic); i++ {
+		h = (h ^ uint64(topic[i])) * prime
+	}
+	h *= prime // the zero byte: h ^ 0 == h
+	for _, b := range payload {
+		h = (h ^ uint64(b)) * prime
+	}
+	return h
 }
