@@ -18,9 +18,10 @@ import (
 //
 // A QoS 1/2 publish is appended at once and its acknowledgement queued;
 // the connection goes on reading. A drain goroutine, running only while
-// acknowledgements are queued, waits for each one's record to be durable
-// and writes it, so acknowledgements leave in publish order (MQTT requires
-// that for QoS 1) and one slow fsync never holds up the next append.
+// acknowledgements are queued and for drainLinger after, waits for each
+// one's record to be durable and writes it, so acknowledgements leave in
+// publish order (MQTT requires that for QoS 1) and one slow fsync never
+// holds up the next append.
 type conn struct {
 	s        *Server
 	cl       *mqtt.Client
@@ -36,6 +37,7 @@ type conn struct {
 	queue   []pendingAck
 	qbuf    []pendingAck  // the queue's array, reused once the queue is empty
 	running bool          // a drain goroutine owns the queue's head
+	wake    chan struct{} // (1) tells a lingering drain the queue has more
 	space   chan struct{} // closed and replaced when the queue shrinks, if waited on
 	waited  bool          // someone waits on space
 
@@ -48,6 +50,16 @@ type conn struct {
 
 // maxKeptQueue bounds the queue array a connection keeps between bursts.
 const maxKeptQueue = 64
+
+// drainLinger is how long a drain goroutine waits for the next
+// acknowledgement once its queue is empty before it exits. A client that
+// waits for each PUBACK before its next publish empties the queue every
+// time; a drain started for each publish cost a goroutine start, the
+// growth of its stack to the depth of a socket write, and its exit, per
+// message. Lingering past one group commit (10 ms by default) and the
+// client's round trip keeps one drain per active publisher; an idle
+// connection holds none.
+const drainLinger = 50 * time.Millisecond
 
 // pendingAck is one acknowledgement to send: PUBACK (QoS 1) or PUBREC
 // (QoS 2) with code, once part is durable up to offset (part nil: at once).
@@ -63,7 +75,7 @@ type pendingAck struct {
 func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{s: s, cl: cl, device: device, username: username, v5: cl.Properties.ProtocolVersion == 5,
-		ctx: ctx, cancel: cancel, space: make(chan struct{})}
+		ctx: ctx, cancel: cancel, space: make(chan struct{}), wake: make(chan struct{}, 1)}
 }
 
 // inlineClient returns the inline client that delivers this connection's
@@ -111,6 +123,11 @@ func (c *conn) enqueue(a pendingAck) bool {
 	if start {
 		c.s.acks.Add(1)
 		go c.drain()
+	} else {
+		select {
+		case c.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
 	}
 	return true
 }
@@ -123,15 +140,37 @@ func (c *conn) outstanding() int {
 }
 
 // drain sends queued acknowledgements in order, each once its record is
-// durable, and exits when the queue is empty or the connection ends
-// (unsent acknowledgements are then retransmitted by the client and
-// recognised as duplicates). Every acknowledgement that is ready when the
-// head becomes durable (one fsync usually covers many) leaves in the same
-// write.
+// durable, and exits when the queue has stayed empty for drainLinger, the
+// server is closing with the queue empty, or the connection ends (unsent
+// acknowledgements are then retransmitted by the client and recognised as
+// duplicates). Every acknowledgement that is ready when the head becomes
+// durable (one fsync usually covers many) leaves in the same write.
 func (c *conn) drain() {
 	defer c.s.acks.Done()
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
 	for {
 		c.mu.Lock()
+		if len(c.queue) == 0 && c.ctx.Err() == nil {
+			c.mu.Unlock()
+			if linger == nil {
+				linger = time.NewTimer(drainLinger)
+			} else {
+				linger.Reset(drainLinger)
+			}
+			select {
+			case <-c.wake:
+				continue
+			case <-linger.C:
+			case <-c.ctx.Done():
+			case <-c.s.quit:
+			}
+			c.mu.Lock()
+		}
 		if len(c.queue) == 0 || c.ctx.Err() != nil {
 			c.queue = c.qbuf[:0]
 			c.running = false

@@ -279,3 +279,26 @@ func TestNoLocal(t *testing.T) {
 		t.Fatal("echo got nothing")
 	}
 }
+
+// A connection's drain goroutine outlives its empty queue only by
+// drainLinger: one that stopped publishing holds none.
+func TestDrainEndsAfterLinger(t *testing.T) {
+	b := startBroker(t, "", nil)
+	c := b.connect(t, &paho.Connect{ClientID: "d7", CleanStart: true}, nil)
+	for i := 0; i < 3; i++ {
+		pub(t, c, &paho.Publish{Topic: "factory/s1/d7/telemetry", QoS: 1, Payload: []byte{byte(i)}})
+	}
+	var cn *conn
+	b.srv.conns.Range(func(_, v any) bool { cn = v.(*conn); return false })
+	if cn == nil {
+		t.Fatal("no connection state")
+	}
+	running := func() bool {
+		cn.mu.Lock()
+		defer cn.mu.Unlock()
+		return cn.running
+	}
+	waitFor(t, "the drain to end", func() bool { return !running() })
+	pub(t, c, &paho.Publish{Topic: "factory/s1/d7/telemetry", QoS: 1, Payload: []byte("again")})
+	waitFor(t, "the next drain to end", func() bool { return !running() })
+}

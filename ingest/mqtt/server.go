@@ -125,6 +125,7 @@ type Server struct {
 	acks    sync.WaitGroup // acknowledgement drains
 	bridges []*bridge
 	done    chan struct{}
+	quit    chan struct{} // closed when Close begins: lingering drains leave
 	once    sync.Once
 	lnMu    sync.Mutex
 	lnSeq   int
@@ -160,7 +161,7 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, router: r,
-		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{})}
+		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{}), quit: make(chan struct{})}
 	m, err := newMetrics(opts.Registerer, func() *system.Info {
 		if s.broker == nil {
 			return nil
@@ -315,6 +316,7 @@ func (s *Server) serve(ln net.Listener, proto string) error {
 func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.closing.Store(true)
+		close(s.quit)
 		for _, b := range s.bridges {
 			b.stop()
 		}
