@@ -107,3 +107,59 @@ func processCPU() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkQoS0Ingest: devices connections each write their share of b.N
+// pre-encoded QoS 0 publishes as fast as the socket takes them, then a
+// QoS 1 fence, whose PUBACK says the broker has handled everything before
+// it; every publish is appended to the log (not waited for). Reports the
+// process's CPU per message like BenchmarkQoS1OneInFlight.
+//
+//	go test -run '^$' -bench BenchmarkQoS0Ingest -benchtime 500000x -cpuprofile cpu.prof ./ingest/mqtt
+func BenchmarkQoS0Ingest(b *testing.B) {
+	const devices = 100
+	br := startBroker(b, "", nil)
+	payload := []byte(`{"device":"d0042","ts":1458031648545,"temperature":20.48,"humidity":42.332,"light1":185.71}`)
+	conns := make([]net.Conn, devices)
+	for d := range conns {
+		rc := dialRaw(b, br.addr, 5)
+		rc.connect(connectOpts{id: fmt.Sprintf("d%04d", d), clean: true})
+		conns[d] = rc.c
+	}
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	var wg sync.WaitGroup
+	for d, c := range conns {
+		n := b.N / devices
+		if d < b.N%devices {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			topic := fmt.Sprintf("factory/s1/d%04d/telemetry", d)
+			pk := encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, ProtocolVersion: 5,
+				TopicName: topic, Payload: payload}, (*packets.Packet).PublishEncode)
+			w := bufio.NewWriterSize(c, 32<<10)
+			for i := 0; i < n; i++ {
+				w.Write(pk)
+			}
+			w.Write(encode(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+				TopicName: fmt.Sprintf("factory/s1/d%04d/fence", d), Payload: []byte("{}"), PacketID: 1}, (*packets.Packet).PublishEncode))
+			w.Flush()
+			ack := make([]byte, 4)
+			if _, err := io.ReadFull(c, ack); err != nil || ack[0] != 0x40 {
+				b.Errorf("fence: %x %v", ack, err)
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	cpu := processCPU() - cpu0
+	if got := br.count("telemetry"); got != int64(b.N) { // the fences went to the default topic
+		b.Fatalf("%d records, want %d", got, b.N)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/msg")
+}
