@@ -15,9 +15,10 @@ import (
 // must follow the last, so the copy keeps the source's offsets and stays
 // dense. An empty partition may instead start at a higher base offset (the
 // source's log start): its start offset moves there. Every batch is
-// validated (ValidateBatch) before any is written, so a bad one refuses them
-// all. The topic's max.message.bytes does not apply: it bounds what
-// producers send, and the source accepted these. Idempotent-producer state
+// validated (ValidateBatchCapped, with the topic's max.inflated.bytes)
+// before any is written, so a bad one refuses them all. The topic's
+// max.message.bytes does not apply: it bounds what producers send, and the
+// source accepted these. Idempotent-producer state
 // is recorded from the batches but not checked (the source checked it).
 // Durability is as for Append.
 //
@@ -29,9 +30,10 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 	}
 	hs := make([]BatchHeader, len(batches))
 	maxTs := make([]int64, len(batches))
+	cfg := p.cfg.Load()
 	for i, b := range batches {
 		times := newBatchTimes()
-		h, err := validateBatch(b, &times)
+		h, err := validateBatch(b, cfg.MaxInflatedBytes, &times)
 		maxTs[i] = times.max
 		if err != nil {
 			return AppendResult{}, err
@@ -41,7 +43,6 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 		}
 		hs[i] = h
 	}
-	cfg := p.cfg.Load()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.continueAtLocked(hs[0].BaseOffset); err != nil {

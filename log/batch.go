@@ -6,7 +6,6 @@ import (
 	"hash/crc32"
 	"sync"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -133,19 +132,27 @@ func ParseBatchHeader(b []byte) (BatchHeader, error) {
 	return h, nil
 }
 
-// decompressor is shared; franz-go's default decompressor pools its readers
-// and is safe for concurrent use.
-var decompressor = kgo.DefaultDecompressor()
-
 // ValidateBatch checks that b is exactly one well-formed RecordBatch: header,
 // CRC-32C, and the framing of every record (decompressing compressed
 // batches), with a record count and offset deltas matching the header. This
-// is what Append runs on every batch.
-func ValidateBatch(b []byte) (BatchHeader, error) { return validateBatch(b, nil) }
+// is what Append runs on every batch, with the topic's max.inflated.bytes
+// as the cap (ValidateBatchCapped); ValidateBatch applies
+// DefaultMaxInflatedBytes.
+func ValidateBatch(b []byte) (BatchHeader, error) {
+	return validateBatch(b, DefaultMaxInflatedBytes, nil)
+}
 
-// validateBatch is ValidateBatch, giving each record's timestamp to times
-// (when not nil) as the records are walked (timestamps.go).
-func validateBatch(b []byte, times *batchTimes) (BatchHeader, error) {
+// ValidateBatchCapped is ValidateBatch with the records of a compressed
+// batch inflating to at most maxInflated bytes: they are streamed, never
+// held whole, and a batch inflating further is refused with
+// ErrInflatedTooLarge as soon as the cap is passed.
+func ValidateBatchCapped(b []byte, maxInflated int64) (BatchHeader, error) {
+	return validateBatch(b, maxInflated, nil)
+}
+
+// validateBatch is ValidateBatchCapped, giving each record's timestamp to
+// times (when not nil) as the records are walked (timestamps.go).
+func validateBatch(b []byte, maxInflated int64, times *batchTimes) (BatchHeader, error) {
 	h, err := ParseBatch(b)
 	if err != nil {
 		return h, err
@@ -160,21 +167,18 @@ func validateBatch(b []byte, times *batchTimes) (BatchHeader, error) {
 		return h, fmt.Errorf("%w: max timestamp %d before first timestamp %d", ErrCorruptBatch, h.MaxTimestamp, h.FirstTimestamp)
 	}
 	records := b[batchHeaderSize:h.Length]
-	if codec := h.Codec(); codec != 0 {
-		if codec > 4 {
-			return h, fmt.Errorf("%w: unknown compression codec %d", ErrCorruptBatch, codec)
-		}
-		records, err = decompressor.Decompress(records, kgo.CompressionCodecType(codec))
-		if err != nil {
-			return h, fmt.Errorf("%w: decompressing codec %d: %v", ErrCorruptBatch, codec, err)
-		}
-	}
-	n, err := walkRecords(records, func(_ int32, tsDelta int64, _ []byte) bool {
+	add := func(_ int32, tsDelta int64) bool {
 		if times != nil {
 			times.add(recordTimestamp(h, tsDelta))
 		}
 		return true
-	})
+	}
+	var n int32
+	if codec := h.Codec(); codec != 0 {
+		n, err = walkCompressed(codec, records, maxInflated, add)
+	} else {
+		n, err = walkRecords(records, func(od int32, tsDelta int64, _ []byte) bool { return add(od, tsDelta) })
+	}
 	if err != nil {
 		return h, err
 	}
@@ -286,6 +290,11 @@ func AppendBatch(dst []byte, recs []Record) []byte {
 // with absolute offsets and timestamps. It is for tools and tests, not the hot
 // path.
 func DecodeRecords(batch []byte) (BatchHeader, []DecodedRecord, error) {
+	return decodeRecords(batch, maxInflatedLimit)
+}
+
+// decodeRecords is DecodeRecords inflating at most maxInflated bytes.
+func decodeRecords(batch []byte, maxInflated int64) (BatchHeader, []DecodedRecord, error) {
 	h, err := ParseBatch(batch)
 	if err != nil {
 		return h, nil, err
@@ -296,8 +305,8 @@ func DecodeRecords(batch []byte) (BatchHeader, []DecodedRecord, error) {
 	}
 	body := rb.Records
 	if codec := h.Codec(); codec != 0 {
-		if body, err = decompressor.Decompress(body, kgo.CompressionCodecType(codec)); err != nil {
-			return h, nil, fmt.Errorf("%w: decompressing codec %d: %v", ErrCorruptBatch, codec, err)
+		if body, err = inflateAll(codec, body, maxInflated); err != nil {
+			return h, nil, err
 		}
 	}
 	out := make([]DecodedRecord, 0, h.NumRecords)

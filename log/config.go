@@ -62,6 +62,10 @@ const (
 	ConfigFlushMs            = "flush.ms"
 	ConfigMaxMessageBytes    = "max.message.bytes"
 	ConfigIndexIntervalBytes = "index.interval.bytes"
+	// ConfigMaxInflatedBytes is ferry's own (Kafka has none): how many
+	// bytes a compressed batch's records may inflate to; 0 means 8 times
+	// max.message.bytes.
+	ConfigMaxInflatedBytes = "max.inflated.bytes"
 )
 
 // TopicConfig is the parsed, validated form of a topic's configs.
@@ -74,6 +78,7 @@ type TopicConfig struct {
 	FlushEvery         time.Duration // FlushInterval: the longest wait of unwaited data
 	MaxMessageBytes    int32         // largest RecordBatch accepted by Append
 	IndexIntervalBytes int32         // bytes of log between two sparse index entries
+	MaxInflatedBytes   int64         // most bytes a compressed batch's records may inflate to (resolved: never 0)
 }
 
 // configSpec describes one config key: its default and how to parse it.
@@ -127,6 +132,15 @@ var configSpecs = map[string]configSpec{
 		func(c *TopicConfig, v string) error {
 			n, err := parseInt(ConfigMaxMessageBytes, v, 64, 1<<30)
 			c.MaxMessageBytes = int32(n)
+			return err
+		}},
+	ConfigMaxInflatedBytes: {"0", "most bytes a compressed batch's records may inflate to (1024..4 GiB); 0 is 8 times max.message.bytes",
+		func(c *TopicConfig, v string) error {
+			n, err := parseInt(ConfigMaxInflatedBytes, v, 0, maxInflatedLimit)
+			if err == nil && n > 0 && n < 1024 {
+				err = fmt.Errorf("%w: %s=%d out of range: 0 or [1024, %d]", ErrInvalidConfig, ConfigMaxInflatedBytes, n, int64(maxInflatedLimit))
+			}
+			c.MaxInflatedBytes = n
 			return err
 		}},
 	ConfigIndexIntervalBytes: {"4096", "bytes of log between two sparse index entries",
@@ -210,6 +224,9 @@ func ParseTopicConfig(configs, defaults map[string]string) (TopicConfig, error) 
 				return c, fmt.Errorf("%w: unknown key %q", ErrInvalidConfig, k)
 			}
 		}
+	}
+	if c.MaxInflatedBytes == 0 {
+		c.MaxInflatedBytes = 8 * int64(c.MaxMessageBytes)
 	}
 	return c, nil
 }

@@ -43,6 +43,12 @@ var (
 	// max.message.bytes. Nothing is written.
 	ErrBatchTooLarge = errors.New("record batch larger than max.message.bytes")
 
+	// ErrInflatedTooLarge is returned by Append and AppendAt when a
+	// compressed batch's records inflate past the topic's
+	// max.inflated.bytes (a decompression bomb, most likely). Validation
+	// stops at the cap; nothing is written.
+	ErrInflatedTooLarge = errors.New("record batch inflates past max.inflated.bytes")
+
 	// ErrCorruptSegment is returned by reads that touch a sealed segment whose
 	// contents failed validation. The segment is kept on disk untouched and
 	// reported in the log; other ranges of the partition stay readable.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -85,19 +86,31 @@ func FuzzTornTail(f *testing.F) {
 // FuzzValidateBatch feeds arbitrary bytes to the batch decoders: no panic,
 // what ValidateBatch accepts, ParseBatch and DecodeRecords accept too, and
 // what ParseBatch accepts, ParseBatchHeader does, with the same header.
+// Memory budget: validating allocates at most twice the inflate cap
+// (decompression bombs, one per codec, are seeds).
 func FuzzValidateBatch(f *testing.F) {
 	f.Add(testBatch(1, 1000, "a"))
 	f.Add(testBatch(5, 1000, "bb"))
 	f.Add(AppendBatch(nil, []Record{{Key: nil, Value: nil, Timestamp: -1}}))
 	f.Add([]byte{})
+	for c := int8(1); c <= 4; c++ {
+		f.Add(compressedBatch(f, c, 2, 3<<20))  // valid, under the cap
+		f.Add(compressedBatch(f, c, 1, 16<<20)) // a bomb: twice the cap
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		h, err := ValidateBatch(b)
+		runtime.ReadMemStats(&after)
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 2*DefaultMaxInflatedBytes {
+			t.Fatalf("validating %d bytes allocated %d, past the budget of twice the cap", len(b), alloc)
+		}
 		if hp, perr := ParseBatch(b); perr == nil {
 			if hh, herr := ParseBatchHeader(b); herr != nil || hh != hp {
 				t.Fatalf("ParseBatch accepted what ParseBatchHeader rejects: %v", herr)
 			}
 		}
-		DecodeRecords(b)
+		decodeRecords(b, DefaultMaxInflatedBytes)
 		walkRecords(b, func(int32, int64, []byte) bool { return true })
 		if err != nil {
 			return
@@ -106,7 +119,7 @@ func FuzzValidateBatch(f *testing.F) {
 		if err != nil || h2 != h {
 			t.Fatalf("ValidateBatch accepted what ParseBatch rejects: %v", err)
 		}
-		_, recs, err := DecodeRecords(b)
+		_, recs, err := decodeRecords(b, DefaultMaxInflatedBytes)
 		if err != nil || len(recs) != int(h.NumRecords) {
 			t.Fatalf("DecodeRecords on a valid batch: %d records, %v", len(recs), err)
 		}

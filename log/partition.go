@@ -289,15 +289,16 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 }
 
 // checkBatch validates a batch for appending: its size under the topic's
-// max.message.bytes, and its framing, CRC and records (ValidateBatch). It
-// returns the largest timestamp the records carry, -1 if none does.
+// max.message.bytes, and its framing, CRC and records (ValidateBatchCapped
+// with the topic's max.inflated.bytes). It returns the largest timestamp
+// the records carry, -1 if none does.
 func (p *Partition) checkBatch(batch []byte) (BatchHeader, int64, *TopicConfig, error) {
 	cfg := p.cfg.Load()
 	if len(batch) > int(cfg.MaxMessageBytes) {
 		return BatchHeader{}, noTimestamp, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxMessageBytes)
 	}
 	times := newBatchTimes()
-	h, err := validateBatch(batch, &times)
+	h, err := validateBatch(batch, cfg.MaxInflatedBytes, &times)
 	return h, times.max, cfg, err
 }
 

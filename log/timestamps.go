@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The timestamps the log decides by. A batch header's FirstTimestamp and
@@ -19,6 +17,10 @@ import (
 // A record timestamp below zero means "none" (Kafka's NO_TIMESTAMP, -1): it
 // never raises a maximum, and a batch or segment all of whose records carry
 // none has maximum -1.
+
+// storedInflateLimit bounds the inflated size of a batch already stored
+// (1 TiB: any real batch; zstd accepts a window limit this large).
+const storedInflateLimit = 1 << 40
 
 // noTimestamp is Kafka's RecordBatch.NO_TIMESTAMP.
 const noTimestamp = -1
@@ -71,19 +73,19 @@ func timesOf(b []byte, h BatchHeader) (batchTimes, error) {
 		return t, nil
 	}
 	records := b[batchHeaderSize:h.Length]
-	if codec := h.Codec(); codec != 0 {
-		if codec > 4 {
-			return t, fmt.Errorf("%w: unknown compression codec %d", ErrCorruptBatch, codec)
-		}
-		var err error
-		if records, err = decompressor.Decompress(records, kgo.CompressionCodecType(codec)); err != nil {
-			return t, fmt.Errorf("%w: decompressing codec %d: %v", ErrCorruptBatch, codec, err)
-		}
-	}
-	_, err := walkRecords(records, func(_ int32, delta int64, _ []byte) bool {
+	add := func(_ int32, delta int64) bool {
 		t.add(recordTimestamp(h, delta))
 		return true
-	})
+	}
+	var err error
+	if codec := h.Codec(); codec != 0 {
+		// Stored batches passed their topic's cap when appended, which
+		// may since have been lowered: the walk streams, so memory stays
+		// bounded by the codec's window, whatever the cap was.
+		_, err = walkCompressed(codec, records, storedInflateLimit, add)
+	} else {
+		_, err = walkRecords(records, func(od int32, delta int64, _ []byte) bool { return add(od, delta) })
+	}
 	return t, err
 }
 
