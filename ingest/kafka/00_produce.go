@@ -15,10 +15,12 @@ import (
 //
 // Behavior:
 //   - Each partition's records must be exactly one RecordBatch v2; the log
-//     validates framing, CRC-32C and record count (decompressing any of
-//     gzip, snappy, lz4, zstd) and stores the batch as sent, assigning its
-//     offsets. Errors per partition: UNKNOWN_TOPIC_OR_PARTITION,
-//     CORRUPT_MESSAGE, MESSAGE_TOO_LARGE (max.message.bytes),
+//     validates framing, CRC-32C and record count (streaming the records of
+//     gzip, snappy, lz4, zstd batches, never inflating them whole) and
+//     stores the batch as sent, assigning its offsets. Errors per
+//     partition: UNKNOWN_TOPIC_OR_PARTITION, CORRUPT_MESSAGE,
+//     MESSAGE_TOO_LARGE (max.message.bytes), RECORD_LIST_TOO_LARGE (records
+//     inflating past max.inflated.bytes: a decompression bomb),
 //     KAFKA_STORAGE_ERROR for I/O failures.
 //   - acks=0: no response is sent. acks=1: answered once the batch is
 //     appended (page cache; survives a crash of ferry, not of the machine).

@@ -22,6 +22,11 @@ func errorCode(err error) int16 {
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, flog.ErrBatchTooLarge):
 		return kerr.MessageTooLarge.Code
+	case errors.Is(err, flog.ErrInflatedTooLarge):
+		// A compressed batch whose records inflate past max.inflated.bytes
+		// (a decompression bomb): Kafka's answer for a record list over a
+		// size limit, not retriable.
+		return kerr.RecordListTooLarge.Code
 	case errors.Is(err, flog.ErrOutOfOrderSequence):
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, flog.ErrDuplicateSequence):
