@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"runtime"
 	"slices"
@@ -46,6 +47,11 @@ type ReceiverOptions struct {
 	TopicTemplate string
 	Registerer    prometheus.Registerer
 	Logger        *slog.Logger
+	// MaxChunkBytes caps a chunk's uncompressed size: a chunk declaring
+	// more is refused before it is inflated, and one inflating past what
+	// it declared is refused as the decoder passes it (reason "inflated").
+	// 0 means wire.MaxFrame.
+	MaxChunkBytes int64
 }
 
 // Receiver is the center's end of the mirror: it authenticates edges,
@@ -89,7 +95,14 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(wire.MaxFrame*4), zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
+	if opts.MaxChunkBytes <= 0 || opts.MaxChunkBytes > math.MaxUint32 {
+		opts.MaxChunkBytes = wire.MaxFrame
+	}
+	// DecodeAll writes into a buffer of the chunk's declared size and no
+	// further (WithDecodeAllCapLimit): a chunk never takes more memory
+	// than it declared, which is at most MaxChunkBytes.
+	dec, err := zstd.NewReader(nil, zstd.WithDecoderMaxMemory(uint64(opts.MaxChunkBytes)), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		return nil, err
 	}
@@ -192,6 +205,11 @@ func centerFailed(err error) error {
 // chunkRejectf refuses a chunk (or gap) whose content is wrong.
 func chunkRejectf(format string, a ...any) error {
 	return rejectError{"chunk", fmt.Sprintf(format, a...)}
+}
+
+// inflateRejectf refuses a chunk, or a batch in it, inflating past a cap.
+func inflateRejectf(format string, a ...any) error {
+	return rejectError{"inflated", fmt.Sprintf(format, a...)}
 }
 
 func authRejectf(format string, a ...any) error {
@@ -548,18 +566,25 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 
 // unpack decompresses a chunk and checks it against its CRC. The raw bytes
 // are ch.Data itself for a chunk sent as stored, else decompressed into
-// *scratch, which grows as needed and is kept for the next chunk; scratch
+// *scratch, which grows as needed (never past the size the chunk declares,
+// itself capped by MaxChunkBytes) and is kept for the next chunk; scratch
 // must not share memory with ch.Data.
 func (r *Receiver) unpack(ch *wire.Chunk, scratch *[]byte) ([]byte, error) {
-	if ch.RawLen > wire.MaxFrame*4 {
-		return nil, chunkRejectf("chunk of %d uncompressed bytes (at most %d)", ch.RawLen, wire.MaxFrame*4)
+	if int64(ch.RawLen) > r.opts.MaxChunkBytes {
+		return nil, inflateRejectf("chunk %s-%d at %d of %d uncompressed bytes (at most %d)", ch.Topic, ch.Partition, ch.Base, ch.RawLen, r.opts.MaxChunkBytes)
 	}
 	raw := ch.Data
 	switch ch.Codec {
 	case wire.CodecNone:
 	case wire.CodecZstd:
+		if cap(*scratch) < int(ch.RawLen) {
+			*scratch = make([]byte, 0, ch.RawLen)
+		}
 		var err error
-		raw, err = r.dec.DecodeAll(ch.Data, (*scratch)[:0])
+		raw, err = r.dec.DecodeAll(ch.Data, (*scratch)[:0:ch.RawLen])
+		if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+			return nil, inflateRejectf("chunk %s-%d at %d: inflates past the %d bytes it declared", ch.Topic, ch.Partition, ch.Base, ch.RawLen)
+		}
 		if err != nil {
 			return nil, chunkRejectf("chunk %s-%d at %d: zstd: %v", ch.Topic, ch.Partition, ch.Base, err)
 		}
@@ -614,6 +639,9 @@ func appendChunk(part *flog.Partition, ch *wire.Chunk, raw []byte) (int, error) 
 		return 0, nil
 	}
 	if _, err := part.AppendAt(store...); err != nil {
+		if errors.Is(err, flog.ErrInflatedTooLarge) {
+			return 0, inflateRejectf("chunk %s-%d: %v", ch.Topic, ch.Partition, err)
+		}
 		if errors.Is(err, flog.ErrOffsetMismatch) || errors.Is(err, flog.ErrCorruptBatch) {
 			return 0, chunkRejectf("chunk %s-%d: %v", ch.Topic, ch.Partition, err)
 		}

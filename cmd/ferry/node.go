@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"ferry/edge"
 	"ferry/edge/certs"
 	"ferry/ingest/kafka"
+	flog "ferry/log"
 )
 
 // nodeFlags are the flags every node command has.
@@ -31,6 +34,7 @@ type nodeFlags struct {
 	kafkaSuperUsers                                                        *[]string
 	kafkaIdleTimeout                                                       *time.Duration
 	kafkaProduceQuota                                                      *int64
+	maxInflated                                                            *int64
 	config                                                                 *configFile
 	tlsCerts                                                               []*certs.Server // every listener's, for SIGHUP
 }
@@ -57,9 +61,11 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		kafkaIdleTimeout: fs.Duration("kafka-idle-timeout", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long, as Kafka's connections.max.idle.ms (0: never)"),
 		kafkaProduceQuota: fs.Int64("kafka-produce-quota", 0, "produce quota per Kafka principal (SASL user, else client id), in record bytes per second: "+
 			"past it, answers carry a throttle time and the connection is muted for it (0: none)"),
-		adminCert:        fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
-		adminKey:         fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
-		adminClientCA:    fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
+		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
+		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
+		maxInflated: fs.Int64("max-inflated-bytes", 0, "most bytes a compressed record batch may inflate to, past which it is refused (Kafka RECORD_LIST_TOO_LARGE): "+
+			"the default of the topic config max.inflated.bytes, and the cap on a mirrored chunk's size at the center (0: 8 times a topic's max.message.bytes; chunks 64 MiB)"),
 		maxConns:         fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
 		maxConnsPerIP:    fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
 		maxPartsPerTopic: fs.Int32("max-partitions-per-topic", 1000, "partitions one topic may have (create, grow, auto-create; Kafka answers INVALID_PARTITIONS past it; 0: no cap)"),
@@ -124,6 +130,18 @@ func (f *nodeFlags) run(opts edge.Options) error {
 	opts.KafkaIdleTimeout, opts.KafkaProduceQuota = *f.kafkaIdleTimeout, *f.kafkaProduceQuota
 	if opts.KafkaIdleTimeout == 0 {
 		opts.KafkaIdleTimeout = -1 // the flag's 0 is never
+	}
+	if m := *f.maxInflated; m != 0 {
+		v := strconv.FormatInt(m, 10)
+		if err := flog.ValidateConfigs(map[string]string{flog.ConfigMaxInflatedBytes: v}); err != nil {
+			return usagef("--max-inflated-bytes: %v", err)
+		}
+		opts.TopicDefaults = maps.Clone(opts.TopicDefaults)
+		if opts.TopicDefaults == nil {
+			opts.TopicDefaults = map[string]string{}
+		}
+		opts.TopicDefaults[flog.ConfigMaxInflatedBytes] = v
+		opts.MirrorReceiver.MaxChunkBytes = m
 	}
 	f.config.log(opts.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
