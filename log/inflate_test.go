@@ -257,3 +257,20 @@ func TestMaxInflatedBytesConfig(t *testing.T) {
 		t.Fatalf("under the topic's own cap: %v", err)
 	}
 }
+
+// BenchmarkValidateCompressed: validating a batch of 1,000 records of
+// 1 KiB (about 1 MiB inflated), per codec.
+func BenchmarkValidateCompressed(b *testing.B) {
+	for c := int8(1); c <= 4; c++ {
+		b.Run(codecNames[c], func(b *testing.B) {
+			batch := compressedBatch(b, c, 1000, 1024)
+			b.SetBytes(1000 * 1024)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ValidateBatch(batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -108,11 +108,15 @@ func steps(quick bool, benchDir string) []step {
 				Env: []string{"LATENCY_BENCH_RECORDS=500", "E2E_BENCH_SECONDS=2"}},
 			{Key: "cpu", Title: "Broker CPU per million batched records, ferry and nats-server JetStream", Pkg: "./testbed",
 				Bench: "BenchmarkProduceCPU", Benchtime: "1x", Timeout: "5m", Env: []string{"CPU_BENCH_RECORDS=200000"}},
+			{Key: "bombs", Title: "Decompression bombs: peak RSS of ferry edge under 4 parallel 1 GiB zstd bombs", Pkg: "./testbed",
+				Bench: "BenchmarkDecompressionBombs", Benchtime: "1x", Timeout: "5m"},
 		}
 	}
 	return []step{
 		{Key: "log", Title: "Storage engine: append, raw disk from Go, read, partitioner", Pkg: "./log/",
 			Bench: "BenchmarkAppend|BenchmarkRawDisk|BenchmarkRead$|BenchmarkPartitionForKey", Benchmem: true, Env: []string{"BENCH_DIR=" + benchDir}},
+		{Key: "validate", Title: "Storage engine: validating compressed batches", Pkg: "./log/", Bench: "BenchmarkValidateCompressed",
+			Benchtime: "2000x", Benchmem: true},
 		{Key: "reopen", Title: "Storage engine: reopen", Pkg: "./log/", Bench: "BenchmarkReopen", Benchtime: "20x", Env: []string{"BENCH_DIR=" + benchDir}},
 		{Key: "produce", Title: "Kafka produce and consume", Pkg: "./ingest/kafka", Bench: "BenchmarkProduce|BenchmarkConsume", Benchtime: "2000000x"},
 		{Key: "latency", Title: "Kafka end-to-end latency", Pkg: "./ingest/kafka", Bench: "BenchmarkEndToEndLatency", Benchtime: "1x"},
@@ -132,6 +136,8 @@ func steps(quick bool, benchDir string) []step {
 			Bench: "BenchmarkAcksAllDelivery|BenchmarkEndToEndAcksAll", Benchtime: "1x", Timeout: "10m"},
 		{Key: "cpu", Title: "Broker CPU per million batched records, ferry and nats-server JetStream", Pkg: "./testbed",
 			Bench: "BenchmarkProduceCPU", Benchtime: "1x", Timeout: "10m"},
+		{Key: "bombs", Title: "Decompression bombs: peak RSS of ferry edge under 4 parallel 1 GiB zstd bombs", Pkg: "./testbed",
+			Bench: "BenchmarkDecompressionBombs", Benchtime: "1x", Timeout: "5m"},
 	}
 }
 

@@ -196,6 +196,8 @@ var targets = []targetSpec{
 		bench("BenchmarkFootprint", "MiB-rss-idle"), true, 30},
 	{"RSS with 10,000 idle MQTT devices ≤ 150 MiB",
 		bench("BenchmarkFootprint", "MiB-rss-10000dev"), true, 150},
+	{"4 parallel 1 GiB decompression bombs: ferry edge's peak RSS < 200 MiB",
+		bench("BenchmarkDecompressionBombs", "MiB-hwm-4bombs"), true, 200},
 }
 
 // ratioOf is a / b with both commands.
