@@ -94,9 +94,12 @@ func FuzzValidateBatch(f *testing.F) {
 	f.Add(AppendBatch(nil, []Record{{Key: nil, Value: nil, Timestamp: -1}}))
 	f.Add([]byte{})
 	for c := int8(1); c <= 4; c++ {
-		f.Add(compressedBatch(f, c, 2, 3<<20))  // valid, under the cap
-		f.Add(compressedBatch(f, c, 1, 16<<20)) // a bomb: twice the cap
+		f.Add(compressedBatch(f, c, 3, 100)) // valid
+		if c != 2 {
+			f.Add(compressedBatch(f, c, 1, 16<<20)) // a bomb: twice the cap, in 1-64 KiB
+		}
 	}
+	f.Add(snappyBomb()) // a raw snappy block declaring 2 GiB
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)

@@ -211,19 +211,16 @@ func TestDecompressionBombRefused(t *testing.T) {
 // TestSnappyDeclaredLengthPastCap: a raw snappy block declaring more than
 // the cap is refused before anything is decoded.
 func TestSnappyDeclaredLengthPastCap(t *testing.T) {
-	body := binary.AppendUvarint(nil, 1<<31) // the block's decoded length
-	body = append(body, 0, 0, 0, 0)
-	b := make([]byte, batchHeaderSize)
-	be := binary.BigEndian
-	be.PutUint32(b[offBatchLength:], uint32(batchHeaderSize-batchLogOverhead+len(body)))
-	b[offMagic] = 2
-	be.PutUint16(b[offAttributes:], 2)
-	be.PutUint32(b[offNumRecords:], 1)
-	b = append(b, body...)
-	be.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
-	if _, err := ValidateBatch(b); !errors.Is(err, ErrInflatedTooLarge) {
+	if _, err := ValidateBatch(snappyBomb()); !errors.Is(err, ErrInflatedTooLarge) {
 		t.Fatalf("snappy block declaring 2 GiB: %v, want ErrInflatedTooLarge", err)
 	}
+}
+
+// snappyBomb is a batch of one raw snappy block declaring 2 GiB.
+func snappyBomb() []byte {
+	body := binary.AppendUvarint(nil, 1<<31) // the block's decoded length
+	body = append(body, 0, 0, 0, 0)
+	return batchOf(2, 1, body)
 }
 
 // TestMaxInflatedBytesConfig: the key's default follows max.message.bytes
