@@ -195,8 +195,9 @@ func (c *conn) serve() {
 	}
 }
 
-// headerReader reads the request header; it implements kmsg.TagReader so
-// kmsg can skip the header's tagged fields.
+// headerReader reads the request header, its tagged fields included
+// (skipTags). It does not use kmsg.SkipTags, which loops on the count it
+// reads until the count is exhausted, bytes or not.
 type headerReader struct {
 	b   []byte
 	bad bool
@@ -220,6 +221,21 @@ func (r *headerReader) Span(n int) []byte {
 	s := r.b[:n]
 	r.b = r.b[n:]
 	return s
+}
+
+// skipTags skips tagged fields: a count, then each field's key, size and
+// bytes. A field takes at least two bytes (key and size), so a count above
+// half the bytes left is refused before anything loops on it.
+func (r *headerReader) skipTags() {
+	n := r.Uvarint()
+	if r.bad || int64(n) > int64(len(r.b))/2 {
+		r.bad, r.b = true, nil
+		return
+	}
+	for ; n > 0 && !r.bad; n-- {
+		r.Uvarint() // key
+		r.Span(int(r.Uvarint()))
+	}
 }
 
 func (r *headerReader) int16() int16 {
@@ -290,7 +306,7 @@ func decodeRequest(frame []byte, mayDecode func(key int16) bool) (rq request, re
 	req = kmsg.RequestForKey(rq.key)
 	req.SetVersion(rq.version)
 	if req.IsFlexible() {
-		kmsg.SkipTags(hr)
+		hr.skipTags()
 		if hr.bad {
 			return rq, nil, nil, "header", errors.New("bad tagged fields in request header")
 		}
