@@ -1,16 +1,19 @@
 package kafka
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // FuzzRequest feeds arbitrary frames through request decoding: it must never
-// panic, and a frame that decodes must decode again identically after being
-// re-encoded by kmsg. The seed corpus holds requests as real clients encode
-// them: frames captured from franz-go and kcat by TestCaptureClientRequests
-// (testdata/fuzz/FuzzRequest/client-*).
+// panic, a frame of at most 64 KiB must cost at most decodeBudget of CPU to
+// decode or refuse (with SASL pending too), and a frame that decodes must
+// decode again identically after being re-encoded by kmsg. The seed corpus
+// holds requests as real clients encode them: frames captured from franz-go
+// and kcat by TestCaptureClientRequests (testdata/fuzz/FuzzRequest/client-*),
+// and hostile ones (hostile-*, kmsg-*: counts that looped in kmsg v1.15.0).
 func FuzzRequest(f *testing.F) {
 	for _, req := range []kmsg.Request{
 		kmsg.NewPtrApiVersionsRequest(), kmsg.NewPtrMetadataRequest(), kmsg.NewPtrFetchRequest(),
@@ -22,7 +25,17 @@ func FuzzRequest(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
+		if len(frame) > maxHostileFrame {
+			return
+		}
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		began := threadCPU()
+		decodeRequest(frame, preAuthAPI)
 		rq, req, _, _, err := decodeRequest(frame, nil)
+		if took := threadCPU() - began; took > decodeBudget {
+			t.Fatalf("decoding a frame of %d bytes took %v of CPU, over %v", len(frame), took, decodeBudget)
+		}
 		if err != nil || req == nil {
 			return
 		}
