@@ -32,14 +32,15 @@ const maxHostileFrame = 64 << 10
 // on a 32-bit count costs (seconds).
 const decodeBudget = 50 * time.Millisecond
 
-// threadCPU returns the CPU time (user and system) of the calling OS thread;
-// the caller holds runtime.LockOSThread.
+// threadCPU returns the CPU time of the calling OS thread; the caller holds
+// runtime.LockOSThread. CLOCK_THREAD_CPUTIME_ID counts to the nanosecond
+// (getrusage's RUSAGE_THREAD moves in scheduler ticks).
 func threadCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
 		panic(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ts.Nano())
 }
 
 // hostileFrame is one frame with a name saying how it was built.
@@ -237,6 +238,13 @@ func TestHostileFramesDecodeWithinBudget(t *testing.T) {
 			took := threadCPU() - began
 			runtime.ReadMemStats(&ms)
 			allocated = ms.TotalAlloc - allocated
+			for retry := 0; retry < 2 && took > decodeBudget; retry++ {
+				// A GC cycle's assist on a loaded machine is not the
+				// frame's cost: the least of three decides.
+				began = threadCPU()
+				decodeRequest(f.frame, mode.mayDecode)
+				took = min(took, threadCPU()-began)
+			}
 			if took > decodeBudget {
 				t.Fatalf("%s: %s took %v of CPU to decode, over %v", mode.name, f.name, took, decodeBudget)
 			}
@@ -255,22 +263,25 @@ func TestHostileFramesDecodeWithinBudget(t *testing.T) {
 }
 
 // BenchmarkDecodeHostile decodes every hostile frame of every API key and
-// version once per iteration and reports the worst frame's decoding time
-// (the least of its times over the iterations, so a preemption on a loaded
-// machine does not count) as worst-ns/frame; the target is 1 ms. Run with
-// -benchtime=5x or more.
+// version once per iteration and reports the worst frame's decoding cost as
+// worst-ns/frame: the CPU time of the decoding thread (so waiting for a core
+// on a loaded machine does not count), the least over the iterations (so
+// neither does a GC assist that happened to fall on it); the target is 1 ms.
+// Run with -benchtime=5x or more.
 func BenchmarkDecodeHostile(b *testing.B) {
 	frames := allHostileFrames(b)
 	least := make([]time.Duration, len(frames))
 	for i := range least {
 		least[i] = time.Hour
 	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		for i, f := range frames {
-			began := time.Now()
+			began := threadCPU()
 			decodeRequest(f.frame, nil)
-			if took := time.Since(began); took < least[i] {
+			if took := threadCPU() - began; took < least[i] {
 				least[i] = took
 			}
 		}
@@ -284,5 +295,20 @@ func BenchmarkDecodeHostile(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(frames)), "frames")
 	b.ReportMetric(float64(least[worst].Nanoseconds()), "worst-ns/frame")
-	b.Logf("worst frame: %s, %v", frames[worst].name, least[worst])
+	var byKind []string
+	kinds := []string{"seed", "truncated"}
+	for _, t := range hostileTails(0) {
+		kinds = append(kinds, t.name+" ")
+	}
+	for _, k := range kinds {
+		var w time.Duration
+		var name string
+		for i, f := range frames {
+			if strings.Contains(f.name, k) && least[i] > w {
+				w, name = least[i], f.name
+			}
+		}
+		byKind = append(byKind, fmt.Sprintf("%s %v (%s)", strings.TrimSpace(k), w, name))
+	}
+	b.Logf("worst frame: %s, %v; worst of each kind: %s", frames[worst].name, least[worst], strings.Join(byKind, "; "))
 }

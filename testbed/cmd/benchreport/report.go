@@ -172,6 +172,8 @@ var targets = []targetSpec{
 		ratioOf(bench("BenchmarkAppend/flush=interval/partitions=1/batch=1000", "MB/s"), bench("BenchmarkRawDisk", "MB/s")), false, 0.8},
 	{"end-to-end p99 ≤ 5 ms at 10,000 records/s",
 		bench("BenchmarkEndToEndLatency/rate=10000", "p99-ms"), true, 5},
+	{"Kafka: no frame ≤ 64 KiB costs over 1 ms to decode or refuse (worst hostile frame, every key and version)",
+		scaled(bench("BenchmarkDecodeHostile", "worst-ns/frame"), 1e-6, "worst-ms"), true, 1},
 	{"reopen of a 1,001-segment log under 1 s",
 		scaled(bench("BenchmarkReopen", "ns/op"), 1e-9, "s"), true, 1},
 	{"mirror: ≥ 5× fewer bytes on the wire than stored, zstd default",
