@@ -312,3 +312,24 @@ func BenchmarkDecodeHostile(b *testing.B) {
 	}
 	b.Logf("worst frame: %s, %v; worst of each kind: %s", frames[worst].name, least[worst], strings.Join(byKind, "; "))
 }
+
+// TestPlainMessageOfNULsAllocatesLittle: a PLAIN message (up to the 64 KiB
+// a frame may carry before authentication) of NULs alone is refused without
+// a slice header per NUL (1.5 MB when it was split in full).
+func TestPlainMessageOfNULsAllocatesLittle(t *testing.T) {
+	ss, err := newSASLServer([]string{SASLPlain}, memCreds{"alice": "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, preAuthMaxRequestBytes)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	if _, err := ss.plain(msg); err == nil {
+		t.Fatal("a message of NULs authenticated")
+	}
+	runtime.ReadMemStats(&ms)
+	if n := ms.TotalAlloc - before; n > 4<<10 {
+		t.Fatalf("refusing %d NULs allocated %d bytes", len(msg), n)
+	}
+}

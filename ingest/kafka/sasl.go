@@ -185,7 +185,9 @@ func (ss *saslServer) step(x *saslExchange, msg []byte) (answer []byte, user str
 
 // plain checks a PLAIN message: [authzid] NUL authcid NUL passwd.
 func (ss *saslServer) plain(msg []byte) (string, error) {
-	parts := bytes.Split(msg, []byte{0})
+	// At most four parts: a message of NULs alone does not make a slice
+	// header per byte.
+	parts := bytes.SplitN(msg, []byte{0}, 4)
 	if len(parts) != 3 || len(parts[1]) == 0 {
 		return "", fmt.Errorf("%w: malformed PLAIN message", errAuthFailed)
 	}
