@@ -24,6 +24,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"slices"
 )
 
 // Frame types.
@@ -355,6 +356,9 @@ func decode(t uint8, payload []byte) (Message, error) {
 
 // ReadFrame reads one frame. buf is reused for the payload when large
 // enough; the returned message may point into it (a Chunk's Data does).
+// A larger payload is read into a buffer that grows with the bytes that
+// came (at most doubling), so a length alone, such as a stranger's first
+// frame declaring MaxFrame, allocates no more than the bytes sent.
 func ReadFrame(r *bufio.Reader, buf []byte) (Message, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -364,13 +368,33 @@ func ReadFrame(r *bufio.Reader, buf []byte) (Message, []byte, error) {
 	if n < 1 || n > MaxFrame {
 		return nil, buf, fmt.Errorf("%w: frame length %d (at most %d)", ErrMalformed, n, MaxFrame)
 	}
-	if cap(buf) < int(n-1) {
-		buf = make([]byte, n-1)
-	}
-	buf = buf[:n-1]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, buf, err
+	size := int(n - 1)
+	if cap(buf) >= size {
+		buf = buf[:size]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, buf, err
+		}
+	} else {
+		var err error
+		if buf, err = readGrowing(r, buf[:0], size); err != nil {
+			return nil, buf, err
+		}
 	}
 	m, err := decode(hdr[4], buf)
 	return m, buf, err
+}
+
+// readGrowing appends size bytes from r to buf, growing it by at most its
+// length (or 64 KiB) before each read.
+func readGrowing(r io.Reader, buf []byte, size int) ([]byte, error) {
+	for len(buf) < size {
+		step := min(size-len(buf), max(len(buf), 64<<10))
+		buf = slices.Grow(buf, step)
+		got, err := io.ReadFull(r, buf[len(buf):len(buf)+step])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
