@@ -6,7 +6,12 @@
 // one file per API key (00_produce.go, 01_fetch.go, ...), each opening with
 // its behaviour and version notes and registering the versions it handles,
 // so ApiVersions advertises exactly what is implemented. Requests and
-// responses are kmsg types; no codec is written by hand.
+// responses are kmsg types; no codec is written by hand. Only the request
+// header is read here (conn.go's headerReader), its tagged-field count
+// refused when the bytes left cannot hold it; kmsg (v1.15.1 and later) stops
+// at the first failed read and checks every array count against the bytes
+// left, so a frame's decoding costs work bounded by its size
+// (hostile_test.go measures it for every key and version).
 //
 // It appends to and reads from the log only through the log's API. It must
 // never import another front end (ingest/mqtt) or the mirror, and never
