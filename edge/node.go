@@ -18,6 +18,7 @@ import (
 
 	"ferry/devices"
 	"ferry/edge/certs"
+	"ferry/edge/cluster"
 	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
@@ -127,6 +128,9 @@ type Options struct {
 	// ConnLimits caps the connections of each listener (Kafka, MQTT,
 	// admin, mirror): in all and per source address; zero means no cap.
 	ConnLimits ConnLimits
+	// Cluster, for a full node, makes it one of a cluster's voters and
+	// brokers (clusternode.go); nil: a node alone.
+	Cluster *ClusterOptions
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -160,6 +164,10 @@ type Node struct {
 	stopStat func()              // stops the sampler and waits for it
 	ready    atomic.Bool
 	started  time.Time
+
+	cluster     *cluster.Node      // nil: a node alone
+	clusterTr   *cluster.Transport // the cluster listener
+	stopCluster context.CancelFunc // ends the applier and the import
 
 	wg       sync.WaitGroup // the node's goroutines
 	closeErr error
@@ -229,6 +237,9 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
+	if err := n.startCluster(); err != nil {
+		return err
+	}
 	if opts.KafkaAddr != "" {
 		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
 			return err
@@ -240,6 +251,11 @@ func (n *Node) start() error {
 			Log: n.log, Advertised: opts.KafkaAdvertised, AutoCreateTopics: opts.AutoCreateTopics,
 			DefaultPartitions: opts.DefaultPartitions, ProducerIDs: n.ids, Groups: n.groups, Registerer: n.registry, Logger: opts.Logger,
 			IdleTimeout: opts.KafkaIdleTimeout, ProduceQuota: opts.KafkaProduceQuota,
+		}
+		if n.cluster != nil {
+			ko.NodeID = opts.Cluster.NodeID
+			ko.Cluster = kafkaClusterView{n.cluster}
+			ko.Topics = n.clusterTopics()
 		}
 		if len(opts.KafkaSASL) > 0 {
 			if err := n.openDevices(); err != nil {
@@ -548,7 +564,13 @@ func (n *Node) stop() error {
 	} else if n.adminLn != nil {
 		n.adminLn.Close()
 	}
+	if n.stopCluster != nil {
+		n.stopCluster()
+	}
 	n.wg.Wait()
+	if err := n.closeCluster(); err != nil {
+		n.logger.Error("leaving the cluster", "err", err)
+	}
 	if n.groups != nil {
 		n.groups.Close()
 	}

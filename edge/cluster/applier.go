@@ -114,18 +114,44 @@ func parseID(s string) ([16]byte, error) {
 
 // Apply runs Reconcile at every change of the node's image until ctx ends;
 // the node's assembly owns the goroutine that calls it. Each pass's work and
-// troubles are logged.
+// troubles are logged, and WaitReconciled callers are told how far it got.
 func (n *Node) Apply(ctx context.Context, l LocalLog) {
 	for {
 		changed := n.fsm.Changed()
-		r := Reconcile(n.fsm.Image(), l)
+		im := n.fsm.Image()
+		r := Reconcile(im, l)
 		logReconciled(n.log, r)
+		n.recMu.Lock()
+		n.reconciled = im.Index
+		close(n.recCh)
+		n.recCh = make(chan struct{})
+		n.recMu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.stop:
 			return
 		case <-changed:
+		}
+	}
+}
+
+// WaitReconciled waits until the local log has followed the metadata up
+// to index (a pass of Apply over an image at least that recent).
+func (n *Node) WaitReconciled(ctx context.Context, index uint64) error {
+	for {
+		n.recMu.Lock()
+		done, ch := n.reconciled >= index, n.recCh
+		n.recMu.Unlock()
+		if done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stop:
+			return ErrClosed
 		}
 	}
 }
@@ -154,7 +180,11 @@ func (n *Node) Import(ctx context.Context, l LocalLog) error {
 			continue
 		}
 		id := hex.EncodeToString(t.ID[:])
-		if have := n.fsm.Image().Topics[t.Name]; have != nil {
+		im := n.fsm.Image()
+		if _, deleted := im.Deleted[id]; deleted {
+			continue // the cluster deleted it; the applier removes it here
+		}
+		if have := im.Topics[t.Name]; have != nil {
 			if have.ID != id {
 				errs = append(errs, fmt.Errorf("topic %q: the cluster has it with id %s, this node with %s", t.Name, have.ID, id))
 			}

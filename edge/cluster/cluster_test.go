@@ -37,6 +37,10 @@ func (c *memCluster) Call(ctx context.Context, addr string, req Request) (Respon
 	return n.Serve(ctx, req), nil
 }
 
+func staticEndpoints(m map[string]string) func() map[string]string {
+	return func() map[string]string { return m }
+}
+
 func fastRaft(rc *raft.Config) {
 	rc.HeartbeatTimeout = 100 * time.Millisecond
 	rc.ElectionTimeout = 100 * time.Millisecond
@@ -54,7 +58,7 @@ func newMemCluster(t *testing.T, size int) *memCluster {
 	for _, v := range voters {
 		c.cfgs[v.ID] = Config{
 			NodeID: v.ID, Addr: v.Addr, Voters: voters, Dir: t.TempDir(), Caller: c,
-			Endpoints:         map[string]string{"kafka": fmt.Sprintf("127.0.0.1:%d", 19090+v.ID)},
+			Endpoints:         staticEndpoints(map[string]string{"kafka": fmt.Sprintf("127.0.0.1:%d", 19090+v.ID)}),
 			HeartbeatInterval: 20 * time.Millisecond, SessionTimeout: 300 * time.Millisecond,
 			Raft: fastRaft, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		}

@@ -64,6 +64,9 @@ type Result struct {
 	// Value is the op's answer: the first producer id of a block, a mirror
 	// session's epoch.
 	Value int64
+	// Index is the raft index the record was applied at (set by
+	// Node.Propose, for WaitReconciled).
+	Index uint64
 }
 
 // Errors a record's rules answer.

@@ -17,7 +17,7 @@ const snapshotVersion = 1
 // FSM is the metadata image as raft's state machine. Apply and Restore run
 // on raft's goroutine; readers take Image, a copy, at any time.
 type FSM struct {
-	mu      sync.Mutex // guards im, changed
+	mu      sync.RWMutex // guards im, changed
 	im      *Image
 	changed chan struct{} // closed and replaced on every change
 	log     *slog.Logger
@@ -33,16 +33,25 @@ func NewFSM(logger *slog.Logger) *FSM {
 
 // Image is a copy of the current image.
 func (f *FSM) Image() *Image {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	return f.im.clone()
 }
 
 // Index is the raft index of the last record applied.
 func (f *FSM) Index() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	return f.im.Index
+}
+
+// View calls fn with the current image, under the FSM's read lock: for
+// lookups on hot paths that must not copy the whole image. fn must not
+// keep im or anything in it, nor change it.
+func (f *FSM) View(fn func(im *Image)) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn(f.im)
 }
 
 // Changed is closed at the next change of the image: wait on it, then read

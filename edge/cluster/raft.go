@@ -88,8 +88,11 @@ type Config struct {
 	// forwarded proposals) to the controller.
 	Transport raft.Transport
 	Caller    Caller
-	// Endpoints and Rack are what this broker registers.
-	Endpoints map[string]string
+	// Endpoints says where this broker serves (by listener name: "kafka",
+	// "mirror"); Rack is what it registers as its rack. A broker registers
+	// (heartbeats) only while Endpoints returns a non-nil map, so a node
+	// still starting is not given partitions to lead.
+	Endpoints func() map[string]string
 	Rack      string
 
 	HeartbeatInterval time.Duration
@@ -117,6 +120,10 @@ type Node struct {
 	// answer requests, so it never places or fences from a stale image.
 	ready atomic.Bool
 
+	recMu      sync.Mutex
+	reconciled uint64        // the image index the local log last followed (Apply)
+	recCh      chan struct{} // closed and replaced after each pass of Apply
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -126,8 +133,8 @@ type Node struct {
 // bootstraps the voter set when there is no state yet (every voter does the
 // same with the same list, which raft allows), and starts heartbeating.
 func Open(cfg Config) (*Node, error) {
-	if cfg.Transport == nil || cfg.Caller == nil {
-		return nil, fmt.Errorf("cluster: a transport and a caller are required")
+	if cfg.Transport == nil || cfg.Caller == nil || cfg.Endpoints == nil {
+		return nil, fmt.Errorf("cluster: a transport, a caller and endpoints are required")
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
@@ -147,7 +154,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, fsm: NewFSM(cfg.Logger), log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{cfg: cfg, fsm: NewFSM(cfg.Logger), log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{}), recCh: make(chan struct{})}
 	var inc [8]byte
 	if _, err := rand.Read(inc[:]); err != nil {
 		return nil, err
@@ -265,9 +272,11 @@ func (n *Node) run() {
 		}
 		wasController = isController
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.HeartbeatInterval)
-		hb := Heartbeat{Broker: n.cfg.NodeID, Incarnation: n.incarnation, Endpoints: n.cfg.Endpoints, Rack: n.cfg.Rack}
-		if _, err := n.request(ctx, Request{Heartbeat: &hb}); err != nil && !errors.Is(err, ErrNoController) {
-			n.log.Debug("cluster: heartbeat", "err", err)
+		if eps := n.cfg.Endpoints(); eps != nil {
+			hb := Heartbeat{Broker: n.cfg.NodeID, Incarnation: n.incarnation, Endpoints: eps, Rack: n.cfg.Rack}
+			if _, err := n.request(ctx, Request{Heartbeat: &hb}); err != nil && !errors.Is(err, ErrNoController) {
+				n.log.Debug("cluster: heartbeat", "err", err)
+			}
 		}
 		if isController {
 			if err := n.ctrl.tick(ctx); err != nil {
@@ -312,7 +321,7 @@ func (n *Node) Propose(ctx context.Context, r Record) (Result, error) {
 	if err := n.WaitIndex(ctx, resp.Index); err != nil {
 		return Result{}, err
 	}
-	return Result{Value: resp.Value, Err: resp.err()}, nil
+	return Result{Value: resp.Value, Err: resp.err(), Index: resp.Index}, nil
 }
 
 // WaitIndex waits until this node's image has applied index.

@@ -54,7 +54,7 @@ func TestClusterOverTLS(t *testing.T) {
 	for i, tr := range trs {
 		n, err := Open(Config{
 			NodeID: int32(i + 1), Addr: voters[i].Addr, Voters: voters, Dir: t.TempDir(),
-			Transport: tr.Raft(), Caller: tr, Endpoints: map[string]string{"kafka": "127.0.0.1:9092"},
+			Transport: tr.Raft(), Caller: tr, Endpoints: staticEndpoints(map[string]string{"kafka": "127.0.0.1:9092"}),
 			HeartbeatInterval: 50 * time.Millisecond, SessionTimeout: time.Second, Raft: fastRaft, Logger: logger,
 		})
 		if err != nil {

@@ -135,10 +135,10 @@ func (s *Server) partitionForProduce(c *conn, topic string, partition int32) (*f
 	if topic == offsetsTopic { // Kafka refuses appends to internal topics
 		return nil, errOffsetsTopic
 	}
-	p, err := s.log.Partition(topic, partition)
+	p, err := s.partition(topic, partition)
 	if errors.Is(err, flog.ErrUnknownTopic) && s.opts.AutoCreateTopics && c.canCreateTopic(topic) {
 		if _, err = s.createTopic(topic, s.opts.DefaultPartitions, nil); err == nil {
-			p, err = s.log.Partition(topic, partition)
+			p, err = s.partition(topic, partition)
 		}
 	}
 	return p, err

@@ -159,7 +159,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool) (*kms
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			p, err := s.log.Partition(name, rp.Partition)
+			p, err := s.partition(name, rp.Partition)
 			if err != nil {
 				sp.ErrorCode, anyErr = errorCode(err), true
 				s.metrics.partitionError("Fetch", sp.ErrorCode)

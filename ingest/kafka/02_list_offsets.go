@@ -39,7 +39,7 @@ func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) 
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			p, err := s.log.Partition(rt.Topic, rp.Partition)
+			p, err := s.partition(rt.Topic, rp.Partition)
 			if err == nil {
 				switch rp.Timestamp {
 				case -2:

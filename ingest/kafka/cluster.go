@@ -1,8 +1,30 @@
 package kafka
 
 import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
 	flog "ferry/log"
 )
+
+// Errors a cluster's TopicAdmin returns, which the front end answers with
+// Kafka's codes.
+var (
+	// ErrNoController: no controller can apply the change now
+	// (NOT_CONTROLLER, which clients retry).
+	ErrNoController = errors.New("kafka: no controller available")
+	// ErrReplicationFactor: more replicas than live brokers, or a factor
+	// the cluster does not offer (INVALID_REPLICATION_FACTOR).
+	ErrReplicationFactor = errors.New("kafka: replication factor not possible")
+)
+
+// AdvertisedAddr is the host:port this broker gives clients.
+func (s *Server) AdvertisedAddr() string {
+	host, port := s.advertisedHostPort()
+	return net.JoinHostPort(host, strconv.Itoa(int(port)))
+}
 
 // Cluster is the front end's view of the brokers it serves among: who they
 // are, which leads each partition, who coordinates a group. A node alone
@@ -83,9 +105,20 @@ func (c soloCluster) Partition(topic string, partition int32) (PartitionView, bo
 
 func (c soloCluster) Coordinator(string) (Broker, bool) { return c.self(), true }
 
-// leads says whether this node leads the partition (or whether the cluster
-// does not know it, which the log's own error then reports).
-func (s *Server) leads(topic string, partition int32) bool {
-	p, ok := s.cluster.Partition(topic, partition)
-	return !ok || p.Leader == s.opts.NodeID
+// errNotLeader: the partition is led by another broker, or by none
+// (NOT_LEADER_OR_FOLLOWER: the client refreshes its metadata and goes to
+// the leader).
+var errNotLeader = errors.New("kafka: this broker does not lead the partition")
+
+// partition is the log's partition when this broker leads it. A partition
+// the cluster does not know (yet) is the log's to answer for.
+func (s *Server) partition(topic string, partition int32) (*flog.Partition, error) {
+	p, err := s.log.Partition(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	if pv, ok := s.cluster.Partition(topic, partition); ok && pv.Leader != s.opts.NodeID {
+		return nil, fmt.Errorf("%w: %s-%d is led by broker %d", errNotLeader, topic, partition, pv.Leader)
+	}
+	return p, nil
 }

@@ -52,6 +52,12 @@ func errorCode(err error) int16 {
 		// Shutting down: a retriable error sends the client elsewhere or
 		// back later.
 		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, errNotLeader):
+		return kerr.NotLeaderForPartition.Code
+	case errors.Is(err, ErrNoController):
+		return kerr.NotController.Code
+	case errors.Is(err, ErrReplicationFactor):
+		return kerr.InvalidReplicationFactor.Code
 	case errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
 	default: // I/O errors, a corrupt segment, a disabled partition

@@ -1,0 +1,329 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"ferry/edge/cluster"
+	"ferry/ingest/kafka"
+	flog "ferry/log"
+)
+
+// ClusterOptions make a `ferry full` node one of a cluster's voters
+// (edge/cluster): the raft leader is the controller, every node a broker.
+type ClusterOptions struct {
+	// NodeID is this node's id among Voters; it is also its Kafka broker
+	// id.
+	NodeID int32
+	// Voters is the static voter set, this node included.
+	Voters []cluster.Voter
+	// ListenAddr is the cluster listener's address; empty means this
+	// node's address in Voters.
+	ListenAddr string
+	// ServerTLS and ClientTLS secure the cluster listener both ways
+	// (mutual TLS); without them it listens on loopback only.
+	ServerTLS, ClientTLS *tls.Config
+	// HeartbeatInterval and SessionTimeout: cluster.Default* when 0.
+	HeartbeatInterval, SessionTimeout time.Duration
+	// TopicTimeout bounds a topic change applied through the controller
+	// (0: 30 s, Kafka's default request timeout).
+	TopicTimeout time.Duration
+	Rack         string
+
+	raft func(*raft.Config) // tests: shorter raft timeouts
+}
+
+func (o *ClusterOptions) self() (cluster.Voter, error) {
+	for _, v := range o.Voters {
+		if v.ID == o.NodeID {
+			return v, nil
+		}
+	}
+	return cluster.Voter{}, fmt.Errorf("cluster: node id %d is not among the voters", o.NodeID)
+}
+
+// startCluster joins the metadata quorum before any front end serves: the
+// Kafka front end is given the cluster's view and topic admin. The node's
+// local topics the cluster does not know are imported (a single node
+// becoming node 1), and the local log follows the metadata from then on.
+func (n *Node) startCluster() error {
+	co := n.opts.Cluster
+	if co == nil {
+		return nil
+	}
+	if n.opts.KafkaAddr == "" {
+		return errors.New("cluster: a cluster node needs its Kafka listener")
+	}
+	self, err := co.self()
+	if err != nil {
+		return err
+	}
+	addr := co.ListenAddr
+	if addr == "" {
+		addr = self.Addr
+	}
+	n.clusterTr, err = cluster.Listen(addr, co.ServerTLS, co.ClientTLS, n.logger)
+	if err != nil {
+		return fmt.Errorf("cluster listener: %w", err)
+	}
+	n.cluster, err = cluster.Open(cluster.Config{
+		NodeID: co.NodeID, Addr: self.Addr, Voters: co.Voters, Dir: filepath.Join(n.opts.DataDir, "cluster"),
+		Transport: n.clusterTr.Raft(), Caller: n.clusterTr, Endpoints: n.clusterEndpoints, Rack: co.Rack,
+		HeartbeatInterval: co.HeartbeatInterval, SessionTimeout: co.SessionTimeout, Raft: co.raft, Logger: n.logger,
+	})
+	if err != nil {
+		return err
+	}
+	n.clusterTr.Handle(n.cluster.Serve)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopCluster = cancel
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		n.cluster.Apply(ctx, n.log)
+	}()
+	go func() {
+		defer n.wg.Done()
+		if err := n.cluster.Import(ctx, n.log); err != nil && ctx.Err() == nil {
+			n.logger.Error("cluster: local topics not imported", "err", err)
+		}
+	}()
+	n.logger.Info("cluster: joined the voters", "node", co.NodeID, "addr", n.clusterTr.Addr().String(), "voters", len(co.Voters))
+	return nil
+}
+
+// clusterEndpoints are what this broker registers: where clients reach it;
+// nil until the node is ready, so a node still starting leads nothing.
+func (n *Node) clusterEndpoints() map[string]string {
+	if !n.ready.Load() {
+		return nil
+	}
+	eps := map[string]string{}
+	if n.kafka != nil && n.kafkaLn != nil {
+		eps["kafka"] = n.kafka.AdvertisedAddr()
+	}
+	if n.mirrorLn != nil {
+		eps["mirror"] = n.mirrorLn.Addr().String()
+	}
+	return eps
+}
+
+// clusterTopics is the cluster's topic admin for this node's front ends.
+func (n *Node) clusterTopics() clusterTopics {
+	return clusterTopics{c: n.cluster, log: n.log, timeout: n.opts.Cluster.TopicTimeout}
+}
+
+// closeCluster leaves the quorum (after stopCluster and the node's
+// goroutines have ended).
+func (n *Node) closeCluster() error {
+	var err error
+	if n.cluster != nil {
+		err = n.cluster.Close()
+	}
+	if n.clusterTr != nil {
+		err = errors.Join(err, n.clusterTr.Close())
+	}
+	return err
+}
+
+// Cluster is the node's cluster membership (nil for a node alone).
+func (n *Node) Cluster() *cluster.Node { return n.cluster }
+
+// kafkaClusterView is the cluster's metadata as the Kafka front end asks
+// for it.
+type kafkaClusterView struct{ c *cluster.Node }
+
+func brokerOf(b *cluster.Broker) (kafka.Broker, bool) {
+	ep := b.Endpoints["kafka"]
+	host, port, err := net.SplitHostPort(ep)
+	if err != nil {
+		return kafka.Broker{}, false
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return kafka.Broker{}, false
+	}
+	kb := kafka.Broker{ID: b.ID, Host: host, Port: int32(p)}
+	if b.Rack != "" {
+		rack := b.Rack
+		kb.Rack = &rack
+	}
+	return kb, true
+}
+
+func (v kafkaClusterView) Brokers() []kafka.Broker {
+	var out []kafka.Broker
+	v.c.FSM().View(func(im *cluster.Image) {
+		for _, id := range im.BrokerIDs(true) {
+			if kb, ok := brokerOf(im.Brokers[id]); ok {
+				out = append(out, kb)
+			}
+		}
+	})
+	return out
+}
+
+func (v kafkaClusterView) Controller() int32 {
+	id, _ := v.c.Controller()
+	return id
+}
+
+func (v kafkaClusterView) Partition(topic string, partition int32) (kafka.PartitionView, bool) {
+	var pv kafka.PartitionView
+	ok := false
+	v.c.FSM().View(func(im *cluster.Image) {
+		t := im.Topics[topic]
+		if t == nil || partition < 0 || int(partition) >= len(t.Partitions) {
+			return
+		}
+		p := t.Partitions[partition]
+		ok = true
+		pv.Leader, pv.LeaderEpoch = p.Leader, p.LeaderEpoch
+		pv.Replicas = append([]int32(nil), p.Replicas...)
+		pv.ISR = []int32{}
+		for _, r := range p.Replicas {
+			if b := im.Brokers[r]; b != nil && !b.Fenced {
+				pv.ISR = append(pv.ISR, r)
+			} else {
+				pv.Offline = append(pv.Offline, r)
+			}
+		}
+	})
+	return pv, ok
+}
+
+// Coordinator: a group is coordinated by one broker chosen by a hash of
+// its id over every registered broker, fenced or not, so a group stays
+// where its committed offsets are (they live in that node's groups.db
+// until groups are replicated); while that broker is fenced the
+// coordinator is not available, as with an offline partition of Kafka's
+// __consumer_offsets at replication factor 1.
+func (v kafkaClusterView) Coordinator(group string) (kafka.Broker, bool) {
+	var kb kafka.Broker
+	ok := false
+	v.c.FSM().View(func(im *cluster.Image) {
+		ids := im.BrokerIDs(false)
+		if len(ids) == 0 {
+			return
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		h := fnv.New32a()
+		h.Write([]byte(group))
+		b := im.Brokers[ids[h.Sum32()%uint32(len(ids))]]
+		if b.Fenced {
+			return
+		}
+		kb, ok = brokerOf(b)
+	})
+	return kb, ok
+}
+
+// clusterTopics applies topic changes through the controller and returns
+// once this node's log shows them: the Kafka front end's TopicAdmin, the
+// admin API's and the mirror receiver's, in a cluster.
+type clusterTopics struct {
+	c       *cluster.Node
+	log     *flog.Log
+	timeout time.Duration
+	// group names the placement group of a new topic (a mirrored topic's
+	// edge), or "".
+	group func(topic string) string
+}
+
+func (t clusterTopics) ctx() (context.Context, context.CancelFunc) {
+	d := t.timeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+// propose applies r and waits until the local log followed it.
+func (t clusterTopics) propose(r cluster.Record) error {
+	ctx, cancel := t.ctx()
+	defer cancel()
+	res, err := t.c.Propose(ctx, r)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return topicError(err)
+	}
+	return t.c.WaitReconciled(ctx, res.Index)
+}
+
+// topicError gives the front ends the log's and Kafka's errors for the
+// cluster's.
+func topicError(err error) error {
+	switch {
+	case errors.Is(err, cluster.ErrTopicExists):
+		return fmt.Errorf("%w: %v", flog.ErrTopicExists, err)
+	case errors.Is(err, cluster.ErrUnknownTopic):
+		return fmt.Errorf("%w: %v", flog.ErrUnknownTopic, err)
+	case errors.Is(err, cluster.ErrNotEnoughBrokers):
+		return fmt.Errorf("%w: %v", kafka.ErrReplicationFactor, err)
+	case errors.Is(err, cluster.ErrInvalidAssignment):
+		return fmt.Errorf("%w: %v", flog.ErrInvalidPartitions, err)
+	case errors.Is(err, cluster.ErrNoController):
+		return fmt.Errorf("%w: %v", kafka.ErrNoController, err)
+	}
+	return err
+}
+
+func (t clusterTopics) CreateTopic(name string, partitions int32, configs map[string]string) (flog.TopicInfo, error) {
+	if err := flog.ValidateTopicName(name); err != nil {
+		return flog.TopicInfo{}, err
+	}
+	if partitions <= 0 {
+		return flog.TopicInfo{}, fmt.Errorf("%w: %d", flog.ErrInvalidPartitions, partitions)
+	}
+	if err := flog.ValidateConfigs(configs); err != nil {
+		return flog.TopicInfo{}, err
+	}
+	group := ""
+	if t.group != nil {
+		group = t.group(name)
+	}
+	err := t.propose(cluster.Record{Op: cluster.OpCreateTopic, Topic: name, Count: int64(partitions), ReplicationFactor: 1, Configs: configs, Group: group})
+	if err != nil {
+		return flog.TopicInfo{}, err
+	}
+	return t.log.Topic(name)
+}
+
+func (t clusterTopics) DeleteTopic(name string) error {
+	return t.propose(cluster.Record{Op: cluster.OpDeleteTopic, Topic: name})
+}
+
+func (t clusterTopics) AddPartitions(name string, total int32) error {
+	var have int32 = -1
+	t.c.FSM().View(func(im *cluster.Image) {
+		if tp := im.Topics[name]; tp != nil {
+			have = int32(len(tp.Partitions))
+		}
+	})
+	if have < 0 {
+		return fmt.Errorf("%w: %q", flog.ErrUnknownTopic, name)
+	}
+	if total <= have {
+		return fmt.Errorf("%w: %q has %d partitions, asked for %d (partitions are only ever added)", flog.ErrInvalidPartitions, name, have, total)
+	}
+	return t.propose(cluster.Record{Op: cluster.OpCreatePartitions, Topic: name, Count: int64(total - have)})
+}
+
+func (t clusterTopics) AlterConfigs(name string, set map[string]string, remove []string) error {
+	if err := flog.ValidateConfigs(set); err != nil {
+		return err
+	}
+	return t.propose(cluster.Record{Op: cluster.OpAlterConfigs, Topic: name, Configs: set, Delete: remove})
+}
