@@ -46,7 +46,7 @@ func certsCommand() *command {
 					}
 				},
 			},
-			issueCommand("node", "", "a server certificate for a node's listeners (Kafka, MQTT, admin, mirror)",
+			issueCommand("node", "", "a certificate for a node's listeners (Kafka, MQTT, admin, mirror) that also authenticates it to its cluster peers",
 				"ferry certs node --dir ./certs --host localhost,127.0.0.1,gw1.example"),
 			issueCommand("device", "NAME", "a client certificate for an MQTT device: common name NAME (`ferry devices add NAME --cert-cn NAME`)",
 				"ferry certs device dev1 --dir ./certs\n  mosquitto_pub --cafile certs/ca.pem --cert certs/device-dev1.pem --key certs/device-dev1-key.pem -p 8883 -t t -m hi"),
@@ -92,7 +92,7 @@ func issueCommand(kind, arg, summary, example string) *command {
 					if len(req.Hosts) == 0 {
 						return usagef("--host: at least one name or address")
 					}
-					req.CommonName, req.Kind, file = req.Hosts[0], certs.ServerCert, *name
+					req.CommonName, req.Kind, file = req.Hosts[0], certs.PeerCert, *name
 				} else {
 					if err := exactArgs(args, arg); err != nil {
 						return err

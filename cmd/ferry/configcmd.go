@@ -16,6 +16,7 @@ import (
 
 	"ferry/configs"
 	"ferry/edge"
+	"ferry/edge/cluster"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
 	flog "ferry/log"
@@ -256,7 +257,15 @@ var nodeChecks = map[string]map[string]func(string) error{
 		},
 	},
 	"full": {
-		"mirror-addr": hostPort,
+		"mirror-addr":  hostPort,
+		"cluster-addr": hostPort,
+		"cluster-voters": func(v string) error {
+			if v == "" {
+				return nil // a node alone
+			}
+			_, err := cluster.ParseVoters(v)
+			return err
+		},
 		"mirror-token": func(v string) error {
 			if e, t, ok := strings.Cut(v, "="); !ok || e == "" || t == "" {
 				return errors.New("want EDGE=TOKEN")

@@ -25,6 +25,7 @@ func fullCommand() *command {
 			tlsKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
 			clientCA := fs.String("mirror-tls-client-ca", "", "PEM CA bundle: edges may authenticate with a client certificate signed by it, whose common name is their edge id (no token needed unless --mirror-token lists one for that edge)")
 			template := fs.String("mirror-topic-template", "{edge}.{topic}", "name of an edge's topic at the center")
+			cf := addClusterFlags(fs)
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
 					return err
@@ -49,9 +50,13 @@ func fullCommand() *command {
 				if err != nil {
 					return err
 				}
+				co, err := cf.options()
+				if err != nil {
+					return err
+				}
 				return node.run(edge.Options{
-					MirrorTLS: tlsConf,
-					Mode:      "full", Logger: logger, AutoCreateTopics: true, DefaultPartitions: 1,
+					MirrorTLS: tlsConf, Cluster: co,
+					Mode: "full", Logger: logger, AutoCreateTopics: true, DefaultPartitions: 1,
 					MirrorAddr: *mirrorAddr, MirrorReceiver: mirror.ReceiverOptions{Tokens: tok, TopicTemplate: *template},
 				})
 			}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"ferry/edge"
+	"ferry/edge/certs"
+	"ferry/edge/cluster"
+)
+
+// clusterFlags make `ferry full` one of a cluster's voters.
+type clusterFlags struct {
+	nodeID             *int32
+	voters, addr       *string
+	cert, key, ca      *string
+	heartbeat, session *time.Duration
+	rack               *string
+}
+
+func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
+	return &clusterFlags{
+		voters: fs.String("cluster-voters", "", "the cluster's static voter set, ID@HOST:PORT comma-separated (3 or 5 nodes, this one included), "+
+			"e.g. 1@h1:9500,2@h2:9500,3@h3:9500; empty: this node is alone, as before"),
+		nodeID: fs.Int32("cluster-node-id", 0, "this node's id among --cluster-voters (also its Kafka broker id)"),
+		addr:   fs.String("cluster-addr", "", "the cluster listener's address (raft and the controller's requests); empty: this node's address in --cluster-voters"),
+		cert:   fs.String("cluster-tls-cert", "", "PEM certificate (ferry certs node) this node serves the cluster listener with and shows its peers"),
+		key:    fs.String("cluster-tls-key", "", "PEM private key for --cluster-tls-cert"),
+		ca: fs.String("cluster-tls-ca", "", "PEM CA bundle the peers' certificates must be signed by (mutual TLS); "+
+			"without the three cluster-tls flags the cluster listener takes loopback addresses only"),
+		heartbeat: fs.Duration("cluster-heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often this broker tells the controller it lives"),
+		session:   fs.Duration("cluster-session-timeout", cluster.DefaultSessionTimeout, "a broker silent this long is fenced by the controller: it leads nothing until it returns"),
+		rack:      fs.String("cluster-rack", "", "this broker's rack, as Kafka clients see it"),
+	}
+}
+
+// options are the node's ClusterOptions, nil when no voters are given.
+func (f *clusterFlags) options() (*edge.ClusterOptions, error) {
+	if *f.voters == "" {
+		return nil, nil
+	}
+	voters, err := cluster.ParseVoters(*f.voters)
+	if err != nil {
+		return nil, usagef("--cluster-voters: %v", err)
+	}
+	co := &edge.ClusterOptions{NodeID: *f.nodeID, Voters: voters, ListenAddr: *f.addr,
+		HeartbeatInterval: *f.heartbeat, SessionTimeout: *f.session, Rack: *f.rack}
+	found := false
+	for _, v := range voters {
+		found = found || v.ID == co.NodeID
+	}
+	if !found {
+		return nil, usagef("--cluster-node-id %d is not among --cluster-voters", co.NodeID)
+	}
+	set := 0
+	for _, s := range []string{*f.cert, *f.key, *f.ca} {
+		if s != "" {
+			set++
+		}
+	}
+	switch set {
+	case 0:
+		return co, nil
+	case 3:
+	default:
+		return nil, usagef("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together")
+	}
+	pair, err := tls.LoadX509KeyPair(*f.cert, *f.key)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := certs.LoadPool(*f.ca)
+	if err != nil {
+		return nil, err
+	}
+	co.ServerTLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
+	co.ClientTLS = &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return co, nil
+}
