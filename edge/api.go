@@ -40,6 +40,7 @@ import (
 //	POST   /api/kafka-acls                      add [devices.KafkaACL]
 //	DELETE /api/kafka-acls                      delete what the query selects (at least one field), answers the deleted
 //	GET    /api/mirror                          the mirror sender's status (mirror.Status)
+//	GET    /api/cluster                         the cluster as this node sees it (ClusterView; 404 for a node alone)
 //
 // Successes answer 200 (201 for a creation, 204 with no body for a
 // deletion); errors answer {"error":"message"} with a fitting status.
@@ -53,6 +54,7 @@ const maxRequestBody = 1 << 20
 // registerAPI adds the admin API's routes to mux.
 func (n *Node) registerAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/status", n.handleStatus)
+	mux.HandleFunc("GET /api/cluster", n.handleCluster)
 	n.registerTopicsAPI(mux)
 	n.registerGroupsAPI(mux)
 	n.registerDevicesAPI(mux)

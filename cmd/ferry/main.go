@@ -31,6 +31,6 @@ func root() *command {
 		summary: "an event-streaming broker for the edge: MQTT and Kafka in, a durable partitioned log, mirrored upstream",
 		example: "ferry edge --data-dir ./data\n  ferry status --admin http://localhost:8080\n  ferry topics create telemetry --partitions 4 --admin http://localhost:8080",
 		subs: []*command{edgeCommand(), fullCommand(), statusCommand(), topicsCommand(), groupsCommand(), produceCommand(), consumeCommand(),
-			devicesCommand(), usersCommand(), aclsCommand(), mirrorCommand(), logCommand(), configCommand(), certsCommand(), versionCommand()},
+			devicesCommand(), usersCommand(), aclsCommand(), mirrorCommand(), clusterCommand(), logCommand(), configCommand(), certsCommand(), versionCommand()},
 	}
 }

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"ferry/edge"
+	"ferry/edge/cluster"
+)
+
+// TestClusterStatus runs ferry cluster status against a node that is a
+// cluster of one voter (raft elects it at once) and against a node alone.
+func TestClusterStatus(t *testing.T) {
+	t.Setenv("FERRY_ADMIN", "")
+	t.Setenv("FERRY_ADMIN_TOKEN", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	n, err := edge.Start(edge.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Mode: "full",
+		Logger:  slog.New(slog.DiscardHandler),
+		Cluster: &edge.ClusterOptions{NodeID: 1, Voters: []cluster.Voter{{ID: 1, Addr: addr}}, HeartbeatInterval: 20 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	admin := "http://" + n.AdminAddr()
+	deadline := time.Now().Add(20 * time.Second)
+	var v edge.ClusterView
+	for {
+		v = ferryJSON[edge.ClusterView](t, "cluster", "status", "--admin", admin, "--json")
+		if v.Controller == 1 && len(v.Brokers) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no controller and broker in %+v", v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if v.State != "Leader" || v.AppliedIndex == 0 || v.Brokers[0].Endpoints["kafka"] != n.KafkaAddr() {
+		t.Fatalf("status %+v", v)
+	}
+	runCLICases(t, []cliCase{
+		{[]string{"cluster", "status", "--admin", admin}, 0, "controller node 1"},
+		{[]string{"cluster", "status", "--admin", admin}, 0, "0 offline"},
+	})
+	_, alone := startNode(t, "")
+	runCLICases(t, []cliCase{{[]string{"cluster", "status", "--admin", alone}, 1, "not in a cluster"}})
+}
