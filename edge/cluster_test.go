@@ -1,11 +1,15 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,24 +21,30 @@ import (
 
 	"ferry/edge/cluster"
 	flog "ferry/log"
+	"ferry/mirror"
 )
 
-// freeLoopbackAddrs reserves n 127.0.0.1 ports by listening and closing
-// (the cluster's voter list must name them before the nodes start).
+// freeLoopbackAddrs finds n free 127.0.0.1 ports (the cluster's voter list
+// and the edges' center lists name them before the nodes start, and a
+// restarted node must find its port again). They are drawn below the
+// kernel's ephemeral range (32768 and up), so no client connection of a
+// parallel test takes one in between.
 func freeLoopbackAddrs(t *testing.T, n int) []string {
 	t.Helper()
 	var out []string
-	var lns []net.Listener
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	seen := map[int]bool{}
+	for len(out) < n {
+		port := 20000 + rand.IntN(12000)
+		if seen[port] {
+			continue
 		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
+		seen[port] = true
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // taken: draw again
+		}
 		ln.Close()
+		out = append(out, ln.Addr().String())
 	}
 	return out
 }
@@ -46,24 +56,27 @@ func quickRaft(rc *raft.Config) {
 }
 
 type testCluster struct {
-	t     *testing.T
-	nodes []*Node
-	opts  []Options
+	t           *testing.T
+	nodes       []*Node
+	opts        []Options
+	mirrorAddrs []string
 }
 
 // startTestCluster starts three full nodes on loopback in this process,
-// each its own data directory, Kafka listener and cluster listener.
+// each its own data directory, Kafka listener, cluster listener and mirror
+// receiver (fixed ports, so a restarted node is where edges look).
 func startTestCluster(t *testing.T) *testCluster {
 	t.Helper()
 	addrs := freeLoopbackAddrs(t, 3)
+	tc := &testCluster{t: t, mirrorAddrs: freeLoopbackAddrs(t, 3)}
 	var voters []cluster.Voter
 	for i, a := range addrs {
 		voters = append(voters, cluster.Voter{ID: int32(i + 1), Addr: a})
 	}
-	tc := &testCluster{t: t}
 	for i := range addrs {
 		tc.opts = append(tc.opts, Options{
 			DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Mode: "full",
+			MirrorAddr: tc.mirrorAddrs[i], MirrorReceiver: mirror.ReceiverOptions{Tokens: map[string]string{"gw1": "s1", "gw2": "s2"}},
 			AutoCreateTopics: true, Logger: slog.New(slog.DiscardHandler),
 			Cluster: &ClusterOptions{NodeID: int32(i + 1), Voters: voters,
 				HeartbeatInterval: 50 * time.Millisecond, SessionTimeout: time.Second, raft: quickRaft},
@@ -294,4 +307,131 @@ func TestClusterBrokerKilledGoesOfflineAndReturns(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestClusterReceivesEdgesAtTheirHome: two edges mirror into the three
+// nodes, given as a list. Each edge's copies live on one node, its home;
+// stopping another node changes nothing for it; stopping its home takes
+// its copies offline (replication factor 1) until the home returns, and
+// the copies end exact, offsets and bytes, nothing twice.
+func TestClusterReceivesEdgesAtTheirHome(t *testing.T) {
+	tc := startTestCluster(t)
+	quiet := slog.New(slog.DiscardHandler)
+	list := strings.Join(tc.mirrorAddrs, ",")
+	type edgeNode struct {
+		id string
+		n  *Node
+	}
+	var edges []edgeNode
+	for i, id := range []string{"gw1", "gw2"} {
+		// gw2 lists the nodes the other way round: it first reaches
+		// another node than gw1 does.
+		l := list
+		if i == 1 {
+			l = strings.Join([]string{tc.mirrorAddrs[2], tc.mirrorAddrs[1], tc.mirrorAddrs[0]}, ",")
+		}
+		n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: quiet,
+			MirrorTo: mirror.SenderOptions{Center: l, EdgeID: id, Token: "s" + id[2:]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		if _, err := n.Log().CreateTopic("telemetry", 2, nil); err != nil {
+			t.Fatal(err)
+		}
+		edges = append(edges, edgeNode{id, n})
+	}
+	appendSome := func(e edgeNode, k int) {
+		for p := int32(0); p < 2; p++ {
+			part, _ := e.n.Log().Partition("telemetry", p)
+			for i := 0; i < k; i++ {
+				v := fmt.Sprintf("%s-%d-%d", e.id, p, part.EndOffset())
+				if _, err := part.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte(v), Timestamp: time.Now().UnixMilli()}})); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	home := func(e edgeNode) int {
+		var h int32 = -1
+		tc.waitFor(e.id+"'s copies at a home", func() bool {
+			for _, n := range tc.nodes {
+				if n == nil {
+					continue
+				}
+				t0 := n.Cluster().Image().Topics[e.id+".telemetry"]
+				if t0 != nil && t0.Partitions[0].Leader > 0 {
+					h = t0.Partitions[0].Leader
+					return true
+				}
+			}
+			return false
+		})
+		return int(h - 1)
+	}
+	exact := func(e edgeNode) {
+		t.Helper()
+		h := home(e)
+		tc.waitFor(e.id+" copied exactly", func() bool {
+			if tc.nodes[h] == nil {
+				return false
+			}
+			for p := int32(0); p < 2; p++ {
+				src, _ := e.n.Log().Partition("telemetry", p)
+				dst, err := tc.nodes[h].Log().Partition(e.id+".telemetry", p)
+				if err != nil || dst.DurableOffset() != src.EndOffset() {
+					return false
+				}
+			}
+			return true
+		})
+		for p := int32(0); p < 2; p++ {
+			src, _ := e.n.Log().Partition("telemetry", p)
+			dst, _ := tc.nodes[h].Log().Partition(e.id+".telemetry", p)
+			a, err := src.Read(0, 1<<20, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := dst.Read(0, 1<<20, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(a.Data, b.Data) {
+				t.Fatalf("%s partition %d: the copy differs from the edge's log", e.id, p)
+			}
+		}
+	}
+	for _, e := range edges {
+		appendSome(e, 20)
+	}
+	for _, e := range edges {
+		exact(e)
+	}
+	h1 := home(edges[0])
+	// Every partition of an edge is on its home.
+	for _, n := range tc.nodes {
+		for _, tp := range n.Cluster().Image().Topics {
+			for _, p := range tp.Partitions {
+				if tp.Group != "" && p.Leader != int32(home(edgeNode{id: tp.Group})+1) {
+					t.Fatalf("%s: partition led by %d, not its edge's home", tp.Name, p.Leader)
+				}
+			}
+		}
+	}
+	// A node that is not gw1's home stops: gw1 goes on.
+	other := (h1 + 1) % 3
+	tc.nodes[other].Close()
+	tc.nodes[other] = nil
+	appendSome(edges[0], 10)
+	exact(edges[0])
+	tc.start(other)
+	// gw1's home stops: its copies are offline; records appended
+	// meanwhile arrive once the home is back, exactly once.
+	tc.nodes[h1].Close()
+	tc.nodes[h1] = nil
+	appendSome(edges[0], 10)
+	tc.start(h1)
+	appendSome(edges[0], 5)
+	exact(edges[0])
+	exact(edges[1])
 }

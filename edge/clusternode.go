@@ -327,3 +327,77 @@ func (t clusterTopics) AlterConfigs(name string, set map[string]string, remove [
 	}
 	return t.propose(cluster.Record{Op: cluster.OpAlterConfigs, Topic: name, Configs: set, Delete: remove})
 }
+
+// mirrorCluster places the mirror receiver in the cluster: an edge's
+// copies live together on one node, its home (where its topics' leaders
+// are; for a new edge, the node it first connects to), and only that node
+// receives it. An edge at another node is refused with its home's mirror
+// address, and tries the next address of its --mirror-to list.
+type mirrorCluster struct {
+	n      *Node
+	topics clusterTopics
+}
+
+func (m mirrorCluster) Admit(edge string) (int64, error) {
+	self := m.n.opts.Cluster.NodeID
+	var refuse error
+	m.n.cluster.FSM().View(func(im *cluster.Image) {
+		for _, name := range im.TopicNames() {
+			t := im.Topics[name]
+			if t.Group != edge {
+				continue
+			}
+			for _, p := range t.Partitions {
+				switch {
+				case p.Leader == self:
+				case p.Leader == cluster.NoLeader:
+					refuse = fmt.Errorf("edge %q: its copies are on node %d, which is down (a cluster of replication factor 1); retry later", edge, p.Replicas[0])
+				default:
+					addr := "?"
+					if b := im.Brokers[p.Leader]; b != nil {
+						addr = b.Endpoints["mirror"]
+					}
+					refuse = fmt.Errorf("edge %q ships to node %d of this cluster (mirror at %s), where its copies are", edge, p.Leader, addr)
+				}
+				if refuse != nil {
+					return
+				}
+			}
+		}
+	})
+	if refuse != nil {
+		return 0, refuse
+	}
+	ctx, cancel := m.topics.ctx()
+	defer cancel()
+	res, err := m.n.cluster.Propose(ctx, cluster.Record{Op: cluster.OpMirrorSession, Edge: edge, Broker: self})
+	if err == nil {
+		err = res.Err
+	}
+	return res.Value, err
+}
+
+func (m mirrorCluster) Current(edge string, epoch int64) bool {
+	ok := false
+	self := m.n.opts.Cluster.NodeID
+	m.n.cluster.FSM().View(func(im *cluster.Image) {
+		s := im.Mirror[edge]
+		ok = s != nil && s.Epoch == epoch && s.Node == self
+	})
+	return ok
+}
+
+func (m mirrorCluster) CreateTopic(edge, name string, partitions int32, configs map[string]string) (flog.TopicInfo, error) {
+	t := m.topics
+	t.group = func(string) string { return edge }
+	return t.CreateTopic(name, partitions, configs)
+}
+
+func (m mirrorCluster) AddPartitions(name string, total int32) error {
+	return m.topics.AddPartitions(name, total)
+}
+
+func (m mirrorCluster) Leads(topic string, partition int32) bool {
+	pv, ok := kafkaClusterView{m.n.cluster}.Partition(topic, partition)
+	return ok && pv.Leader == m.n.opts.Cluster.NodeID
+}

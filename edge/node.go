@@ -407,6 +407,9 @@ func (n *Node) startMirror() error {
 	if opts.MirrorAddr != "" {
 		ro := opts.MirrorReceiver
 		ro.Log, ro.Registerer, ro.Logger = n.log, n.registry, opts.Logger
+		if n.cluster != nil {
+			ro.Cluster = mirrorCluster{n: n, topics: n.clusterTopics()}
+		}
 		var err error
 		if n.receiver, err = mirror.NewReceiver(ro); err != nil {
 			return err

@@ -33,9 +33,30 @@ type Target interface {
 	Partition(topic string, partition int32) (*flog.Partition, error)
 }
 
+// Cluster places the receiver among the nodes of a center cluster: an
+// edge's copies live together on one node (its home), which alone
+// receives it. Nil: a center of one node.
+type Cluster interface {
+	// Admit is asked once an edge has authenticated: it registers the
+	// edge's session here, which fences any older one on any node, and
+	// answers its epoch; or it refuses the edge with an error saying where
+	// it ships instead (its home is another node, or is down).
+	Admit(edge string) (epoch int64, err error)
+	// Current says whether epoch is still the edge's newest session, here.
+	Current(edge string, epoch int64) bool
+	// CreateTopic creates an edge's topic at the center, placed with the
+	// edge's other topics (here, once admitted); AddPartitions grows one.
+	CreateTopic(edge, name string, partitions int32, configs map[string]string) (flog.TopicInfo, error)
+	AddPartitions(name string, total int32) error
+	// Leads says whether this node leads a partition of the center.
+	Leads(topic string, partition int32) bool
+}
+
 // ReceiverOptions configure a Receiver.
 type ReceiverOptions struct {
 	Log Target
+	// Cluster, for a node of a center cluster; nil: a center of one node.
+	Cluster Cluster
 	// Tokens maps edge ids to their tokens. An edge connecting over TLS
 	// with a client certificate the listener verified is known by the
 	// certificate's common name (or a DNS name in it), which must be its
@@ -230,6 +251,7 @@ type edgeConn struct {
 	certNames []string
 	counts    map[string]int32            // partitions of each announced topic
 	tails     map[partKey]*flog.Partition // staged live tails (tail.go)
+	epoch     int64                       // the edge's session epoch in a cluster
 }
 
 type partKey struct {
@@ -351,6 +373,13 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 	if err := r.authenticate(e, h); err != nil {
 		return nil, err
 	}
+	if c := r.opts.Cluster; c != nil {
+		epoch, err := c.Admit(h.Edge)
+		if err != nil {
+			return nil, rejectError{"cluster", err.Error()}
+		}
+		e.epoch = epoch
+	}
 	// One connection per edge: a new one replaces the old (a reconnect
 	// after a cut the center has not noticed yet), once the old one has
 	// stopped storing, so the resume points below are final.
@@ -378,7 +407,7 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		counts[p.Topic] = max(counts[p.Topic], p.Partitions)
 	}
 	for topic, n := range counts {
-		if err := r.ensureTopic(r.centerTopic(h.Edge, topic), n, nil); err != nil {
+		if err := r.ensureTopic(h.Edge, r.centerTopic(h.Edge, topic), n, nil); err != nil {
 			return nil, err
 		}
 	}
@@ -388,6 +417,9 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		part, err := r.opts.Log.Partition(r.centerTopic(h.Edge, p.Topic), p.Partition)
 		if err != nil {
 			return nil, err
+		}
+		if c := r.opts.Cluster; c != nil && !c.Leads(r.centerTopic(h.Edge, p.Topic), p.Partition) {
+			return nil, rejectf("the center's copy of %s-%d is led by another node", p.Topic, p.Partition)
 		}
 		key := partKey{p.Topic, p.Partition}
 		e.parts[key] = part
@@ -405,19 +437,24 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 	return w, nil
 }
 
-// ensureTopic creates a topic at the center with n partitions and the
-// given configs, or grows it to n.
-func (r *Receiver) ensureTopic(name string, n int32, configs map[string]string) error {
+// ensureTopic creates edge's topic at the center with n partitions and the
+// given configs, or grows it to n (through the cluster, in one).
+func (r *Receiver) ensureTopic(edge, name string, n int32, configs map[string]string) error {
 	have, err := r.opts.Log.PartitionCount(name)
+	create, grow := func() error { _, err := r.opts.Log.CreateTopic(name, n, configs); return err }, r.opts.Log.AddPartitions
+	if c := r.opts.Cluster; c != nil {
+		create = func() error { _, err := c.CreateTopic(edge, name, n, configs); return err }
+		grow = c.AddPartitions
+	}
 	switch {
 	case errors.Is(err, flog.ErrUnknownTopic):
-		if _, err := r.opts.Log.CreateTopic(name, n, configs); err != nil && !errors.Is(err, flog.ErrTopicExists) {
+		if err := create(); err != nil && !errors.Is(err, flog.ErrTopicExists) {
 			return fmt.Errorf("creating %q: %w", name, err)
 		}
 	case err != nil:
 		return err
 	case have < n:
-		if err := r.opts.Log.AddPartitions(name, n); err != nil {
+		if err := grow(name, n); err != nil {
 			return fmt.Errorf("growing %q to %d partitions: %w", name, n, err)
 		}
 	}
@@ -496,6 +533,11 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		raw, err := e.r.unpack(ch, &scratch)
 		if err != nil {
 			return err
+		}
+		if c := e.r.opts.Cluster; c != nil && !c.Current(e.edge, e.epoch) {
+			// A newer session of this edge, on this node or another, has
+			// taken over: this one stores nothing more.
+			return rejectError{"cluster", fmt.Sprintf("edge %q has a newer session (this one's epoch is %d)", e.edge, e.epoch)}
 		}
 		key := partKey{ch.Topic, ch.Partition}
 		_, ok = e.parts[key]

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -31,7 +32,10 @@ type SenderOptions struct {
 	Log *flog.Log
 	// StatePath is the bbolt file holding the edge id and checkpoints.
 	StatePath string
-	// Center is the receiver's host:port; TLS, when set, secures the link.
+	// Center is the receiver's host:port, or several, comma-separated: the
+	// nodes of a center cluster, tried in turn, the next after each failed
+	// or ended session (a node that is not the edge's home refuses it, and
+	// the next is tried). TLS, when set, secures the link.
 	Center string
 	TLS    *tls.Config
 	// EdgeID names this edge at the center; empty means an id generated
@@ -92,6 +96,9 @@ type Sender struct {
 	limiter *linkLimiter
 	state   *linkState
 
+	centers    []string      // opts.Center, split
+	nextCenter atomic.Uint32 // which of centers the next session dials
+
 	mu    sync.Mutex
 	acked map[partKey]int64 // next offset the center needs, per partition
 	dirty bool
@@ -120,6 +127,15 @@ type blockedPart struct {
 func NewSender(opts SenderOptions) (*Sender, error) {
 	if opts.Log == nil || opts.StatePath == "" || opts.Center == "" {
 		return nil, errors.New("mirror: SenderOptions needs Log, StatePath and Center")
+	}
+	var centers []string
+	for _, c := range strings.Split(opts.Center, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			centers = append(centers, c)
+		}
+	}
+	if len(centers) == 0 {
+		return nil, errors.New("mirror: SenderOptions.Center names no address")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -187,6 +203,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 	}
 	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
 		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked, lost: lost}
+	s.centers = centers
 	opts.Log.AddRetentionGuard(s)
 	return s, nil
 }
@@ -282,6 +299,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
+		s.nextCenter.Add(1)
 		if time.Since(start) > 30*time.Second {
 			attempt = 0 // a session that lasted: start the backoff afresh
 		}
@@ -302,6 +320,11 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// center is the address the next session dials.
+func (s *Sender) center() string {
+	return s.centers[int(s.nextCenter.Load()%uint32(len(s.centers)))]
 }
 
 // backoff is jittered exponential: 200 ms doubling to 30 s, each wait
@@ -380,10 +403,17 @@ func (s *Sender) session(ctx context.Context) error {
 	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 15 * time.Second}
 	var c net.Conn
 	var err error
+	addr := s.center()
 	if s.opts.TLS != nil {
-		c, err = tls.DialWithDialer(&d, "tcp", s.opts.Center, s.opts.TLS)
+		tc := s.opts.TLS
+		if tc.ServerName == "" && len(s.centers) > 1 {
+			// Each node of the list is verified by its own name.
+			tc = tc.Clone()
+			tc.ServerName, _, _ = net.SplitHostPort(addr)
+		}
+		c, err = tls.DialWithDialer(&d, "tcp", addr, tc)
 	} else {
-		c, err = d.DialContext(ctx, "tcp", s.opts.Center)
+		c, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
 		return err

@@ -40,7 +40,7 @@ func (e *edgeConn) staging(key partKey, create bool) (*flog.Partition, error) {
 	}
 	// Nothing but a merge may delete what is staged: the edge counts it as
 	// the center's once the backfill meets it.
-	if err := e.r.ensureTopic(name, e.counts[key.topic], stagingConfigs); err != nil {
+	if err := e.r.ensureTopic(e.edge, name, e.counts[key.topic], stagingConfigs); err != nil {
 		return nil, err
 	}
 	t, err := e.r.opts.Log.Partition(name, key.partition)

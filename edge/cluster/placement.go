@@ -48,7 +48,9 @@ func (im *Image) Place(count, replicationFactor int, group string) ([][]int32, e
 }
 
 // groupHome is the live broker leading the most partitions of the group's
-// topics (ties to the lowest id), or NoLeader.
+// topics (ties to the lowest id); for a group with none, the live broker
+// holding the mirror session of the edge the group is named after (an
+// edge's first topics go where it connected); else NoLeader.
 func (im *Image) groupHome(group string) int32 {
 	if group == "" {
 		return NoLeader
@@ -68,6 +70,13 @@ func (im *Image) groupHome(group string) int32 {
 	for _, id := range im.BrokerIDs(true) {
 		if led[id] > most {
 			home, most = id, led[id]
+		}
+	}
+	if home == NoLeader {
+		if s := im.Mirror[group]; s != nil {
+			if b := im.Brokers[s.Node]; b != nil && !b.Fenced {
+				home = s.Node
+			}
 		}
 	}
 	return home
