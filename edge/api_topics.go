@@ -130,11 +130,11 @@ func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
 		if req.Partitions == 0 {
 			req.Partitions = max(n.opts.DefaultPartitions, 1)
 		}
-		_, err := n.log.CreateTopic(req.Name, req.Partitions, req.Configs)
+		_, err := n.topicAdmin().CreateTopic(req.Name, req.Partitions, req.Configs)
 		n.answerTopic(w, http.StatusCreated, req.Name, err)
 	})
 	mux.HandleFunc("DELETE /api/topics/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := n.log.DeleteTopic(r.PathValue("name")); err != nil {
+		if err := n.topicAdmin().DeleteTopic(r.PathValue("name")); err != nil {
 			writeErr(w, err)
 			return
 		}
@@ -151,7 +151,7 @@ func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
 			return
 		}
 		name := r.PathValue("name")
-		n.answerTopic(w, http.StatusOK, name, n.log.AlterConfigs(name, req.Set, req.Delete))
+		n.answerTopic(w, http.StatusOK, name, n.topicAdmin().AlterConfigs(name, req.Set, req.Delete))
 	})
 	mux.HandleFunc("POST /api/topics/{name}/partitions", func(w http.ResponseWriter, r *http.Request) {
 		var req AddPartitionsRequest
@@ -160,7 +160,7 @@ func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
 			return
 		}
 		name := r.PathValue("name")
-		n.answerTopic(w, http.StatusOK, name, n.log.AddPartitions(name, req.Partitions))
+		n.answerTopic(w, http.StatusOK, name, n.topicAdmin().AddPartitions(name, req.Partitions))
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -212,6 +213,48 @@ func TestClusterRoutesClientsToLeaders(t *testing.T) {
 			t.Fatalf("consumed %d of %d: %v", len(seen), records, fs.Errors())
 		}
 		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Value)] = true })
+	}
+
+	// Producer ids come from the cluster's blocks: two nodes never hand
+	// out the same one.
+	ids := map[int64]int{}
+	for i, n := range tc.nodes {
+		c, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrInitProducerIDRequest()
+		req.TransactionTimeoutMillis = 60000
+		if _, err := c.Request(ctx, kmsg.NewPtrMetadataRequest()); err != nil {
+			t.Fatal(err)
+		}
+		kresp, err := c.Broker(i+1).Request(ctx, req)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := kresp.(*kmsg.InitProducerIDResponse)
+		if r.ErrorCode != 0 {
+			t.Fatalf("InitProducerId on node %d: %v", i+1, kerr.ErrorForCode(r.ErrorCode))
+		}
+		if prev, dup := ids[r.ProducerID]; dup {
+			t.Fatalf("producer id %d from nodes %d and %d", r.ProducerID, prev, i+1)
+		}
+		ids[r.ProducerID] = i + 1
+	}
+
+	// The admin API of any node creates through the controller too.
+	body := strings.NewReader(`{"name":"from-api","partitions":3}`)
+	resp, err := http.Post("http://"+tc.nodes[2].AdminAddr()+"/api/topics", "application/json", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/topics: %s", resp.Status)
+	}
+	if tp := tc.nodes[0].Cluster().Image().Topics["from-api"]; tp == nil {
+		tc.waitFor("the API's topic in the metadata", func() bool { return tc.nodes[0].Cluster().Image().Topics["from-api"] != nil })
 	}
 
 	// A produce sent to a broker that does not lead the partition is

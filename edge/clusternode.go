@@ -98,6 +98,7 @@ func (n *Node) startCluster() error {
 			n.logger.Error("cluster: local topics not imported", "err", err)
 		}
 	}()
+	n.registry.MustRegister(n.cluster.Collector())
 	n.logger.Info("cluster: joined the voters", "node", co.NodeID, "addr", n.clusterTr.Addr().String(), "voters", len(co.Voters))
 	return nil
 }
@@ -116,6 +117,45 @@ func (n *Node) clusterEndpoints() map[string]string {
 		eps["mirror"] = n.mirrorLn.Addr().String()
 	}
 	return eps
+}
+
+// clusterProducerIDs makes the Kafka front end's producer ids come from
+// the cluster's metadata in blocks, above any this node handed out alone.
+func (n *Node) clusterProducerIDs() error {
+	floor, err := n.ids.Floor()
+	if err != nil {
+		return err
+	}
+	reserve := func(count int64) (int64, error) {
+		ctx, cancel := n.clusterTopics().ctx()
+		defer cancel()
+		if floor > 0 {
+			res, err := n.cluster.Propose(ctx, cluster.Record{Op: cluster.OpProducerIDFloor, Count: floor})
+			if err == nil {
+				err = res.Err
+			}
+			if err != nil {
+				return 0, topicError(err)
+			}
+			floor = 0 // raised once; later blocks are above it
+		}
+		res, err := n.cluster.Propose(ctx, cluster.Record{Op: cluster.OpAllocProducerIDs, Count: count})
+		if err == nil {
+			err = res.Err
+		}
+		return res.Value, topicError(err)
+	}
+	n.ids.UseBlocks(reserve)
+	return nil
+}
+
+// topicAdmin is where the node's topic changes go: the cluster's
+// controller in a cluster, else the log.
+func (n *Node) topicAdmin() kafka.TopicAdmin {
+	if n.cluster != nil {
+		return n.clusterTopics()
+	}
+	return n.log
 }
 
 // clusterTopics is the cluster's topic admin for this node's front ends.

@@ -256,6 +256,9 @@ func (n *Node) start() error {
 			ko.NodeID = opts.Cluster.NodeID
 			ko.Cluster = kafkaClusterView{n.cluster}
 			ko.Topics = n.clusterTopics()
+			if err := n.clusterProducerIDs(); err != nil {
+				return err
+			}
 		}
 		if len(opts.KafkaSASL) > 0 {
 			if err := n.openDevices(); err != nil {

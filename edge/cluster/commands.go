@@ -25,6 +25,7 @@ const (
 	OpCreatePartitions Op = "create_partitions"
 	OpAlterConfigs     Op = "alter_configs"
 	OpAllocProducerIDs Op = "alloc_producer_ids"
+	OpProducerIDFloor  Op = "producer_id_floor"
 	OpMirrorSession    Op = "mirror_session"
 )
 
@@ -173,6 +174,13 @@ func (im *Image) apply(r Record) Result {
 		first := im.NextProducerID
 		im.NextProducerID += r.Count
 		return Result{Value: first}
+	case OpProducerIDFloor:
+		// A node joining with ids of its own handed out: no block below
+		// Count is handed out from now on.
+		if r.Count < 0 {
+			return Result{Err: fmt.Errorf("%w: producer id floor %d", ErrInvalidRecord, r.Count)}
+		}
+		im.NextProducerID = max(im.NextProducerID, r.Count)
 	case OpMirrorSession:
 		// The edge's new session gets the next epoch; every older session
 		// of the edge, on whichever node, is fenced by it.

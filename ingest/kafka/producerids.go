@@ -18,6 +18,9 @@ type ProducerIDs struct {
 	mu   sync.Mutex
 	next int64 // next id to hand out
 	end  int64 // end of the reserved block
+	// blocks, when set, reserves blocks instead of the local file (a
+	// cluster's metadata, so no two nodes hand out one id).
+	blocks func(count int64) (first int64, err error)
 }
 
 const producerIDBlock = 1000
@@ -33,10 +36,42 @@ func OpenProducerIDs(path string) (*ProducerIDs, error) {
 	return &ProducerIDs{db: db}, nil
 }
 
+// UseBlocks makes reserve draw the blocks from now on: a cluster's
+// metadata, which hands every block out once to whichever node asks.
+// Floor is where ids drawn from the local file stopped: the cluster's
+// blocks must start at or above it.
+func (p *ProducerIDs) UseBlocks(reserve func(count int64) (first int64, err error)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.blocks = reserve
+	p.next, p.end = 0, 0
+}
+
+// Floor is the first id the local file has not reserved.
+func (p *ProducerIDs) Floor() (int64, error) {
+	var floor int64
+	err := p.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(producerIDBucket); b != nil {
+			if v := b.Get([]byte("next_block")); len(v) == 8 {
+				floor = int64(binary.BigEndian.Uint64(v))
+			}
+		}
+		return nil
+	})
+	return floor, err
+}
+
 // Next returns a producer id no one has had before.
 func (p *ProducerIDs) Next() (int64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.next == p.end && p.blocks != nil {
+		first, err := p.blocks(producerIDBlock)
+		if err != nil {
+			return 0, err
+		}
+		p.next, p.end = first, first+producerIDBlock
+	}
 	if p.next == p.end {
 		err := p.db.Update(func(tx *bolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(producerIDBucket)
