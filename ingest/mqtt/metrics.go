@@ -33,24 +33,26 @@ const (
 var dropReasons = [nDropReasons]string{"unmatched", "not_authorized", "rate_limited", "not_stored"}
 
 type metrics struct {
-	connections  prometheus.GaugeFunc
-	connects     *prometheus.CounterVec            // by result
-	disconnects  *prometheus.CounterVec            // by reason
-	publishes    *prometheus.CounterVec            // by qos and result
-	byResult     map[string]*[3]prometheus.Counter // publishes' children, looked up once (publish is on every message's path)
-	bytesIn      prometheus.Counter
-	ackWait      prometheus.Histogram
-	presenceErrs prometheus.Counter
-	pending      prometheus.Gauge              // connections whose CONNECT is being read
-	preconnectV  *prometheus.CounterVec        // connections ended before CONNECT reached the hook, by reason
-	preconnect   map[string]prometheus.Counter // its children
-	subDenied    prometheus.Counter            // subscribe ACL refusals, at SUBSCRIBE and at delivery
-	bridgeUp     *prometheus.GaugeVec          // by bridge
-	received     prometheus.CounterFunc        // bytes from clients (the broker's count)
-	sent         prometheus.CounterFunc        // bytes to clients (the broker's count and ackBytes)
-	delivered    prometheus.CounterFunc
-	ackBytes     atomic.Int64 // bytes of the acknowledgements ferry writes itself (the broker counts the rest)
-	dropped      [nDropReasons]atomic.Int64
+	connections      prometheus.GaugeFunc
+	connects         *prometheus.CounterVec            // by result
+	disconnects      *prometheus.CounterVec            // by reason
+	publishes        *prometheus.CounterVec            // by qos and result
+	byResult         map[string]*[3]prometheus.Counter // publishes' children, looked up once (publish is on every message's path)
+	bytesIn          prometheus.Counter
+	ackWait          prometheus.Histogram
+	presenceErrs     prometheus.Counter
+	pending          prometheus.Gauge              // connections whose CONNECT is being read
+	preconnectV      *prometheus.CounterVec        // connections ended before CONNECT reached the hook, by reason
+	preconnect       map[string]prometheus.Counter // its children
+	subDenied        prometheus.Counter            // subscribe ACL refusals, at SUBSCRIBE and at delivery
+	expired          prometheus.Counter            // queued QoS 1/2 messages dropped at resend, their expiry passed
+	sessionStoreErrs prometheus.Counter            // failed writes to the session store
+	bridgeUp         *prometheus.GaugeVec          // by bridge
+	received         prometheus.CounterFunc        // bytes from clients (the broker's count)
+	sent             prometheus.CounterFunc        // bytes to clients (the broker's count and ackBytes)
+	delivered        prometheus.CounterFunc
+	ackBytes         atomic.Int64 // bytes of the acknowledgements ferry writes itself (the broker counts the rest)
+	dropped          [nDropReasons]atomic.Int64
 }
 
 // newMetrics makes the front end's metrics; info returns the broker's
@@ -85,6 +87,10 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 			Help: "MQTT connections closed before their CONNECT was accepted or refused, by reason (timeout, packet_too_large, malformed, protocol_error, closed)."}, []string{"reason"}),
 		subDenied: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_subscribe_denied_total",
 			Help: "Subscribe ACL refusals: SUBSCRIBE filters refused, and messages withheld from a subscriber whose ACL no longer allows their topic."}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_queued_expired_total",
+			Help: "Queued QoS 1/2 messages not sent to a reconnecting client because their MQTT 5 message expiry had passed."}),
+		sessionStoreErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_session_store_errors_total",
+			Help: "Failed writes to the MQTT session store (sessions, subscriptions, queued and retained messages)."}),
 	}
 	m.preconnect = map[string]prometheus.Counter{}
 	for _, r := range preReasons {
@@ -108,7 +114,7 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp,
-			m.received, m.sent, m.delivered, m.pending, m.preconnectV, m.subDenied} {
+			m.received, m.sent, m.delivered, m.pending, m.preconnectV, m.subDenied, m.expired, m.sessionStoreErrs} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -1,7 +1,6 @@
 package mqtt
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,12 +10,10 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/system"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/bbolt"
 
 	flog "ferry/log"
 )
@@ -118,6 +115,7 @@ type Server struct {
 	dedupe  *dedupe
 	broker  *mqtt.Server
 	inline  *mqtt.Client // re-injects stored QoS 1/2 publishes for delivery
+	sess    *sessions    // queued and in-flight outbound messages, and the session store
 
 	conns   sync.Map // *mqtt.Client → *conn
 	closing atomic.Bool
@@ -190,9 +188,12 @@ func New(opts Options) (*Server, error) {
 	// Each client gets a buffered outbound queue of this many packets;
 	// mochi's default (8192) costs 64 KiB per idle device.
 	caps.MaximumClientWritesPending = 256
+	// A queued message lives as long as its session unless it carries an
+	// MQTT 5 expiry (mochi's default drops every one after a day).
+	caps.MaximumMessageExpiryInterval = 0
 	s.broker = mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
-		Logger:                   slog.New(quietStore{opts.Logger.Handler()}).With("component", "mqtt"),
+		Logger:                   opts.Logger.With("component", "mqtt"),
 		ClientNetWriteBufferSize: 2048,
 		ClientNetReadBufferSize:  1024,
 		SysTopicResendInterval:   10,
@@ -201,16 +202,22 @@ func New(opts Options) (*Server, error) {
 	if err := s.broker.AddHook(&hook{s: s}, nil); err != nil {
 		return nil, err
 	}
-	if opts.SessionDB != "" {
-		store := &bolt.Hook{}
-		if err := s.broker.AddHook(store, &bolt.Options{Path: opts.SessionDB, Bucket: "mochi",
-			Options: &bbolt.Options{Timeout: time.Second}}); err != nil {
-			return nil, fmt.Errorf("mqtt: opening session store %s: %w", opts.SessionDB, err)
-		}
+	sess, err := openSessions(s, opts.SessionDB)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: opening session store %s: %w", opts.SessionDB, err)
+	}
+	s.sess = sess
+	if err := s.broker.AddHook(sess, nil); err != nil {
+		sess.Stop()
+		return nil, err
 	}
 	if err := s.broker.Serve(); err != nil {
 		s.broker.Close()
 		return nil, fmt.Errorf("mqtt: starting broker: %w", err)
+	}
+	if err := sess.restore(); err != nil {
+		s.broker.Close()
+		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	// mochi restores its subscription count from a $SYS snapshot taken
 	// every few seconds, not from the subscriptions it restored; deliver
@@ -355,32 +362,6 @@ func (s *Server) drainClients() {
 		s.logger.Warn("mqtt: connections still open 10 s after shutdown began")
 	}
 }
-
-// quietStore passes mochi's log on, except the error its bbolt session
-// store logs on every first start, when it looks for a $SYS snapshot that
-// was never written: it is not one.
-type quietStore struct{ slog.Handler }
-
-func (q quietStore) Handle(ctx context.Context, r slog.Record) error {
-	if r.Message == "failed to get data" && r.Level == slog.LevelError {
-		missing := false
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "key" && a.Value.String() == "SYS" {
-				missing = true
-			}
-			return !missing
-		})
-		if missing {
-			return nil
-		}
-	}
-	return q.Handler.Handle(ctx, r)
-}
-
-func (q quietStore) WithAttrs(as []slog.Attr) slog.Handler {
-	return quietStore{q.Handler.WithAttrs(as)}
-}
-func (q quietStore) WithGroup(g string) slog.Handler { return quietStore{q.Handler.WithGroup(g)} }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	ch := make(chan struct{})
