@@ -83,6 +83,10 @@ func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
 func (c *conn) inlineClient() *mqtt.Client {
 	if c.inline == nil {
 		c.inline = c.s.broker.NewClient(nil, "local", c.cl.ID, true)
+		// mochi honours a message's expiry (retained, queued, in flight)
+		// only on packets of protocol version 5, and an injected packet
+		// takes its client's version: 3.1.1 unless told.
+		c.inline.Properties.ProtocolVersion = c.cl.Properties.ProtocolVersion
 	}
 	return c.inline
 }

@@ -182,3 +182,27 @@ func TestQueuedMessagesResentInOrder(t *testing.T) {
 		resumeAndExpect(t, b, id, v, 50)
 	}
 }
+
+// A retained QoS 1 message with an MQTT 5 message expiry leaves the
+// retained store when it expires: ferry re-injected it through a client
+// mochi took for MQTT 3.1.1, whose packets' expiry mochi ignores.
+func TestRetainedQoS1MessageExpires(t *testing.T) {
+	b := startBroker(t, "", nil)
+	pub := dialRaw(t, b.addr, 5)
+	pub.connect(connectOpts{id: "exp-pub", clean: true})
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true}, ProtocolVersion: 5,
+		TopicName: "exp/retained", Payload: []byte("short-lived"), PacketID: 1}
+	pk.Properties.MessageExpiryInterval = 1
+	pub.send(pk, (*packets.Packet).PublishEncode)
+	pub.expect(packets.Puback)
+	if _, ok := b.srv.broker.Topics.Retained.Get("exp/retained"); !ok {
+		t.Fatal("message not retained")
+	}
+	waitFor(t, "the retained message to expire", func() bool { _, ok := b.srv.broker.Topics.Retained.Get("exp/retained"); return !ok })
+	sub := dialRaw(t, b.addr, 5)
+	sub.connect(connectOpts{id: "exp-sub", clean: true})
+	sub.subscribe("exp/#", 1, 1)
+	if got, err := sub.tryRead(300 * time.Millisecond); err == nil {
+		t.Fatalf("expired retained message served: %q", got.Payload)
+	}
+}
