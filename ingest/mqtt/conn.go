@@ -33,13 +33,14 @@ type conn struct {
 	inline   *mqtt.Client  // made on the first QoS 1/2 publish; see Server.deliver
 	scratch  recordScratch // builds this connection's records (its read goroutine only)
 
-	mu      sync.Mutex
-	queue   []pendingAck
-	qbuf    []pendingAck  // the queue's array, reused once the queue is empty
-	running bool          // a drain goroutine owns the queue's head
-	wake    chan struct{} // (1) tells a lingering drain the queue has more
-	space   chan struct{} // closed and replaced when the queue shrinks, if waited on
-	waited  bool          // someone waits on space
+	mu         sync.Mutex
+	unreleased int // QoS 2 publishes PUBREC'd and waiting for their PUBREL
+	queue      []pendingAck
+	qbuf       []pendingAck  // the queue's array, reused once the queue is empty
+	running    bool          // a drain goroutine owns the queue's head
+	wake       chan struct{} // (1) tells a lingering drain the queue has more
+	space      chan struct{} // closed and replaced when the queue shrinks, if waited on
+	waited     bool          // someone waits on space
 
 	// Owned by the running drain goroutine (at most one at a time), kept
 	// so that a drain per message, the one-in-flight client's pattern,
@@ -95,10 +96,12 @@ func (c *conn) inlineClient() *mqtt.Client {
 // ReceiveMaximum of them outstanding, an MQTT 5 client has broken the limit
 // it was given and is disconnected (reason 0x93); an MQTT 3.1.1 client,
 // which was given none, is made to wait (its reads stop: back-pressure).
+// For MQTT 5 a QoS 2 flow counts until its PUBREL, as the spec's Receive
+// Maximum does; a 3.1.1 client waiting here could not send that PUBREL.
 func (c *conn) enqueue(a pendingAck) bool {
 	limit := int(c.s.opts.ReceiveMaximum)
 	c.mu.Lock()
-	for len(c.queue) >= limit {
+	for len(c.queue)+c.unreleased >= limit {
 		if c.v5 {
 			c.mu.Unlock()
 			c.s.broker.DisconnectClient(c.cl, packets.ErrReceiveMaximum)
@@ -208,13 +211,14 @@ func (c *conn) drain() {
 		}
 		c.mu.Unlock()
 
-		c.send(batch, &c.buf)
+		rel := c.send(batch, &c.buf)
 		if cap(batch) <= maxKeptQueue {
 			c.batch = batch[:0]
 		}
 
 		c.mu.Lock()
 		c.queue = c.queue[len(batch):]
+		c.unreleased += rel
 		if c.waited {
 			close(c.space)
 			c.space = make(chan struct{})
@@ -246,7 +250,11 @@ const maxAckBatch = 256
 // (QoS 2). A successful PUBREC is recorded in the client's inflight state
 // first, so mochi answers the PUBREL with PUBCOMP. The write takes the
 // client's lock, as mochi's own writes do.
-func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
+//
+// It returns how many QoS 2 flows of an MQTT 5 client now wait for their
+// PUBREL, which the caller counts as it takes the batch off the queue (so
+// that a flow never counts twice, or not at all, against Receive Maximum).
+func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) (rel int) {
 	buf.Reset()
 	now := time.Now()
 	for _, a := range batch {
@@ -269,8 +277,8 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
 			pk.PubackEncode(buf) // the same encoding serves PUBREC
 			continue
 		}
-		if a.qos == 2 {
-			c.cl.State.Inflight.Set(pk)
+		if a.qos == 2 && c.cl.State.Inflight.Set(pk) && c.v5 {
+			rel++
 		}
 		// A successful acknowledgement is the same bytes but for its
 		// packet id: mochi's encoding of it, with the id put in.
@@ -281,7 +289,7 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
 		b[2], b[3] = byte(a.id>>8), byte(a.id)
 	}
 	if c.cl.Closed() || c.cl.Net.Conn == nil {
-		return
+		return rel
 	}
 	c.s.metrics.ackBytes.Add(int64(buf.Len())) // before the write: a client holding the acknowledgement finds it counted
 	c.cl.Lock()
@@ -290,4 +298,33 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) {
 	if err != nil {
 		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
 	}
+	return rel
+}
+
+// released is told that a QoS 2 flow's PUBREC state ended (its PUBREL came,
+// or a retransmitted PUBLISH will be acknowledged again).
+func (c *conn) released() {
+	if !c.v5 {
+		return
+	}
+	c.mu.Lock()
+	c.unreleased-- // may pass below zero until the drain adds the flow it sent: a PUBREL can beat it
+	c.mu.Unlock()
+}
+
+// countUnreleased counts the QoS 2 flows a resumed session brings, still
+// waiting for their PUBREL.
+func (c *conn) countUnreleased() {
+	if !c.v5 || c.cl.State.Inflight.Len() == 0 {
+		return
+	}
+	n := 0
+	for _, pk := range c.cl.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type == packets.Pubrec {
+			n++
+		}
+	}
+	c.mu.Lock()
+	c.unreleased = n
+	c.mu.Unlock()
 }

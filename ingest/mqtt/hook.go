@@ -153,10 +153,23 @@ func peerCN(c net.Conn) string {
 // holds the PUBREC. Dropping that inflight entry hands the retransmission
 // to OnPublish, whose dedupe recognises it and acknowledges it again
 // without storing it twice.
+//
+// A PUBREL (or that retransmission) ends a QoS 2 flow's count against
+// Receive Maximum.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && pk.FixedHeader.Dup {
+	switch {
+	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && pk.FixedHeader.Dup:
 		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
 			cl.State.Inflight.Delete(pk.PacketID)
+			if c := h.s.conn(cl); c != nil {
+				c.released()
+			}
+		}
+	case pk.FixedHeader.Type == packets.Pubrel:
+		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
+			if c := h.s.conn(cl); c != nil {
+				c.released()
+			}
 		}
 	}
 	return pk, nil
@@ -194,6 +207,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if c == nil {
 		return
 	}
+	c.countUnreleased()
 	now := time.Now()
 	if s.opts.Presence != nil {
 		s.opts.Presence.Connected(c.device, cl.Net.Remote, now)

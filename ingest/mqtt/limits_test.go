@@ -144,3 +144,29 @@ func TestLimitsAndBadInput(t *testing.T) {
 		t.Fatalf("PUBACK %#x after the bad input", ack.ReasonCode)
 	}
 }
+
+// Receive Maximum counts a QoS 2 flow until its PUBREL: an MQTT 5 client
+// with two PUBREC'd publishes unreleased, under a maximum of 2, breaks the
+// limit with a third (DISCONNECT 0x93); a PUBREL frees its place.
+func TestReceiveMaximumCountsUnreleasedQoS2(t *testing.T) {
+	b := startBroker(t, "", func(o *Options) { o.ReceiveMaximum = 2 })
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "rel", clean: true})
+	for i := uint16(1); i <= 2; i++ {
+		rc.publish("factory/a/rel/telemetry", []byte{byte(i)}, 2, i, false)
+		rc.expect(packets.Pubrec)
+	}
+	rc.pubrel(1)
+	if pk := rc.expect(packets.Pubcomp); pk.PacketID != 1 {
+		t.Fatalf("PUBCOMP for %d, want 1", pk.PacketID)
+	}
+	rc.publish("factory/a/rel/telemetry", []byte{3}, 2, 3, false)
+	if pk := rc.expect(packets.Pubrec); pk.PacketID != 3 {
+		t.Fatalf("PUBREC for %d, want 3", pk.PacketID)
+	}
+	rc.publish("factory/a/rel/telemetry", []byte{4}, 2, 4, false)
+	last, closed := rc.closed()
+	if !closed || last == nil || last.FixedHeader.Type != packets.Disconnect || last.ReasonCode != packets.ErrReceiveMaximum.Code {
+		t.Fatalf("closed=%v last packet %+v, want DISCONNECT %#x", closed, last, packets.ErrReceiveMaximum.Code)
+	}
+}
