@@ -35,7 +35,7 @@ func (h *hook) ID() string { return "ferry" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnWillSent:
+		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnClientExpired, mqtt.OnPacketRead, mqtt.OnWillSent, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -173,6 +173,16 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		}
 	}
 	return pk, nil
+}
+
+// OnPacketEncode tells an MQTT 5 client in its CONNACK the largest packet
+// ferry accepts [MQTT-3.2.2.3.6], which mochi leaves out: a client that
+// knows it can refuse to send a larger one instead of being disconnected.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		pk.Properties.MaximumPacketSize = h.s.opts.MaxPacketSize
+	}
+	return pk
 }
 
 // OnConnectAuthenticate accepts what OnConnect let through.

@@ -76,6 +76,9 @@ func TestLimitsAndBadInput(t *testing.T) {
 		if ack.Properties.ReceiveMaximum != 2 {
 			t.Fatalf("CONNACK advertises receive maximum %d, want 2", ack.Properties.ReceiveMaximum)
 		}
+		if ack.Properties.MaximumPacketSize != 1024 {
+			t.Fatalf("CONNACK advertises maximum packet size %d, want 1024", ack.Properties.MaximumPacketSize)
+		}
 		for i := uint16(1); i <= 4; i++ {
 			rc.publish("factory/a/greedy/telemetry", []byte{byte(i)}, 1, i, false)
 		}
