@@ -47,6 +47,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	s := h.s
 	if pc, ok := cl.Net.Conn.(*preConn); ok {
 		pc.connected.Store(true) // what ends the connection now is counted here or later, not by the listener
+		if cl.Properties.ProtocolVersion == 5 {
+			pc.client.Store(cl)
+		}
 	}
 	if s.closing.Load() {
 		return packets.ErrServerShuttingDown // no new client while Close drains them (server.go)

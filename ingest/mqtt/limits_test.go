@@ -30,8 +30,12 @@ func TestLimitsAndBadInput(t *testing.T) {
 		rc := dialRaw(t, b.addr, 5)
 		rc.connect(connectOpts{id: "big", clean: true})
 		rc.publish("factory/a/big/telemetry", bytes.Repeat([]byte("x"), 4096), 1, 1, false)
-		if _, closed := rc.closed(); !closed {
+		last, closed := rc.closed()
+		if !closed {
 			t.Fatal("connection left open after an oversized packet")
+		}
+		if last == nil || last.FixedHeader.Type != packets.Disconnect || last.ReasonCode != packets.ErrPacketTooLarge.Code {
+			t.Fatalf("last packet %+v, want DISCONNECT %#x", last, packets.ErrPacketTooLarge.Code)
 		}
 		waitFor(t, "the disconnect to be counted", func() bool { return disconnects(b, packets.ErrPacketTooLarge.Reason) == 1 })
 	})
