@@ -206,3 +206,31 @@ func TestRetainedQoS1MessageExpires(t *testing.T) {
 		t.Fatalf("expired retained message served: %q", got.Payload)
 	}
 }
+
+// A QoS 1 message with an MQTT 5 expiry queued for an offline session is
+// dropped when it expires, and not delivered on reconnect; one without an
+// expiry is.
+func TestQueuedMessageExpires(t *testing.T) {
+	b := startBroker(t, "", nil)
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "exp-q", clean: false, sessionExpiry: 3600})
+	rc.subscribe("q/exp-q", 1, 1)
+	rc.c.Close()
+	waitFor(t, "exp-q to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("exp-q"); return ok && cl.Closed() })
+	pub := dialRaw(t, b.addr, 5)
+	pub.connect(connectOpts{id: "exp-qpub", clean: true})
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		TopicName: "q/exp-q", Payload: []byte("short-lived"), PacketID: 1}
+	pk.Properties.MessageExpiryInterval = 1
+	pub.send(pk, (*packets.Packet).PublishEncode)
+	pub.expect(packets.Puback)
+	pub.publish("q/exp-q", []byte("kept"), 1, 2, false)
+	pub.expect(packets.Puback)
+	cl := b.clientByID(t, "exp-q")
+	waitFor(t, "the queued message to expire", func() bool { return cl.State.Inflight.Len() == 1 })
+	again := dialRaw(t, b.addr, 5)
+	again.connect(connectOpts{id: "exp-q", clean: false, sessionExpiry: 3600})
+	if got := again.expect(packets.Publish); string(got.Payload) != "kept" {
+		t.Fatalf("got %q, want only the message without an expiry", got.Payload)
+	}
+}
