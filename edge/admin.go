@@ -34,6 +34,7 @@ func (n *Node) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, n.receiver.Status())
 	})
 	n.registerAPI(mux)
+	mux.Handle("GET /api/debug/pprof/", pprofHandler()) // behind the token, as all of /api/
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

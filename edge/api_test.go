@@ -424,3 +424,20 @@ func TestAPIAuth(t *testing.T) {
 		t.Fatalf("no token configured: %d", code)
 	}
 }
+
+// Go's profiles are served on the admin listener under /api/debug/pprof/,
+// behind the admin token like the rest of the API.
+func TestPprofBehindAdminToken(t *testing.T) {
+	n := startMQTTNode(t, "s3cret")
+	if code, _ := call(t, n, "", "GET", "/api/debug/pprof/heap", nil); code != 401 {
+		t.Fatalf("heap profile without the token: %d, want 401", code)
+	}
+	code, body := call(t, n, "s3cret", "GET", "/api/debug/pprof/heap", nil)
+	if code != 200 || len(body) < 2 || body[0] != 0x1f || body[1] != 0x8b {
+		t.Fatalf("heap profile with the token: %d, %d bytes (want 200, a gzipped profile)", code, len(body))
+	}
+	code, body = call(t, n, "s3cret", "GET", "/api/debug/pprof/goroutine?debug=1", nil)
+	if code != 200 || !strings.Contains(string(body), "goroutine profile:") {
+		t.Fatalf("goroutine dump: %d %.200s", code, body)
+	}
+}
