@@ -96,6 +96,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			return code
 		}
 	}
+	// No outbound topic aliases (the spec leaves them to the server): a
+	// queued or in-flight message then always carries its topic name, as
+	// it must when resent on a new connection, whose aliases start empty.
+	cl.Properties.Props.TopicAliasMaximum = 0
+	cl.State.TopicAliases.Outbound = mqtt.NewOutboundTopicAliases(0)
 	s.conns.Store(cl, newConn(s, cl, device, username))
 	return nil
 }

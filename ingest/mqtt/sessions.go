@@ -310,11 +310,7 @@ func (ss *sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 	if ss.db == nil {
 		return
 	}
-	m := toStored(cl.ID, pk)
-	if pk.TopicName == "" { // sent with an outbound topic alias: the topic is the alias's
-		m.TopicName = pk.Origin
-	}
-	b, err := json.Marshal(m)
+	b, err := json.Marshal(toStored(cl.ID, pk)) // whole topic names: ferry sends no topic aliases (hook.OnConnect)
 	if err != nil {
 		return
 	}
