@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -17,6 +18,12 @@ import (
 //     members, as Kafka allows it for admin tools. A commit with an
 //     instance id (v7+) is a member's: FENCED_INSTANCE_ID for a static
 //     member's replaced member id (static.go).
+//   - A partition the log does not have (an unknown topic, or a partition
+//     number past the topic's count) is answered UNKNOWN_TOPIC_OR_PARTITION
+//     and nothing is stored for it, as Kafka does; the other partitions of
+//     the request are committed (or refused) as usual. This holds for
+//     admin tools' commits too (kadm's CommitOffsets, Kafka's
+//     alterConsumerGroupOffsets).
 //   - With ACLs: READ on the group, else GROUP_AUTHORIZATION_FAILED in every
 //     partition; READ on each topic, else TOPIC_AUTHORIZATION_FAILED in its
 //     partitions (the others are committed).
@@ -44,11 +51,45 @@ func serveOffsetCommit(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 		}
 		req.Topics = kept
 	}
+	var unknown []kmsg.OffsetCommitRequestTopic
+	req.Topics, unknown = s.knownPartitions(req.Topics)
 	resp := s.opts.Groups.commit(req)
 	if len(denied) > 0 {
 		commitRefused(req, denied, kerr.TopicAuthorizationFailed.Code, resp)
 	}
+	if len(unknown) > 0 {
+		commitRefused(req, unknown, kerr.UnknownTopicOrPartition.Code, resp)
+	}
 	return resp, nil
+}
+
+// knownPartitions splits a commit's topics into the partitions the log has
+// and those it does not.
+func (s *Server) knownPartitions(topics []kmsg.OffsetCommitRequestTopic) (known, unknown []kmsg.OffsetCommitRequestTopic) {
+	known = make([]kmsg.OffsetCommitRequestTopic, 0, len(topics))
+	for _, t := range topics {
+		n, err := s.log.PartitionCount(t.Topic)
+		if err != nil {
+			unknown = append(unknown, t)
+			continue
+		}
+		kt, ut := t, t
+		kt.Partitions, ut.Partitions = nil, nil
+		for _, p := range t.Partitions {
+			if p.Partition >= 0 && p.Partition < n {
+				kt.Partitions = append(kt.Partitions, p)
+			} else {
+				ut.Partitions = append(ut.Partitions, p)
+			}
+		}
+		if len(kt.Partitions) > 0 {
+			known = append(known, kt)
+		}
+		if len(ut.Partitions) > 0 {
+			unknown = append(unknown, ut)
+		}
+	}
+	return known, unknown
 }
 
 // commitRefused answers every partition of topics with code, in resp (a new
@@ -58,14 +99,20 @@ func commitRefused(req *kmsg.OffsetCommitRequest, topics []kmsg.OffsetCommitRequ
 		resp = req.ResponseKind().(*kmsg.OffsetCommitResponse)
 	}
 	for _, t := range topics {
-		st := kmsg.NewOffsetCommitResponseTopic()
-		st.Topic = t.Topic
+		// A topic already answered (some of its partitions committed)
+		// gets these partitions in the same entry.
+		i := slices.IndexFunc(resp.Topics, func(rt kmsg.OffsetCommitResponseTopic) bool { return rt.Topic == t.Topic })
+		if i < 0 {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = t.Topic
+			resp.Topics = append(resp.Topics, st)
+			i = len(resp.Topics) - 1
+		}
 		for _, p := range t.Partitions {
 			sp := kmsg.NewOffsetCommitResponseTopicPartition()
 			sp.Partition, sp.ErrorCode = p.Partition, code
-			st.Partitions = append(st.Partitions, sp)
+			resp.Topics[i].Partitions = append(resp.Topics[i].Partitions, sp)
 		}
-		resp.Topics = append(resp.Topics, st)
 	}
 	return resp
 }

@@ -271,6 +271,9 @@ func TestGroupErrors(t *testing.T) {
 		t.Fatalf("join with 10 ms session: %+v %v", r, err)
 	}
 	// A committed member with a wrong generation.
+	if _, err := b.log.CreateTopic("x", 1, nil); err != nil {
+		t.Fatal(err)
+	}
 	id := rawMember(t, b, "gen")
 	commit := kmsg.NewPtrOffsetCommitRequest()
 	commit.Group, commit.MemberID, commit.Generation = "gen", id, 99

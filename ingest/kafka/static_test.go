@@ -278,6 +278,9 @@ func consumerMetadata(topics ...string) []byte {
 // is fenced everywhere it is named with the instance id.
 func TestStaticMemberFencing(t *testing.T) {
 	b := startBroker(t, nil)
+	if _, err := b.log.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
 	cl := b.client(t)
 	ctx := ctxT(t)
 	const group, instance = "fence", "gw-1"

@@ -1,0 +1,61 @@
+package kafka
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Kafka semantics that clients' own test suites check (issue 17), each
+// asserted with a real client.
+
+// TestOffsetCommitToUnknownTopicOrPartitionIsRefused: a commit naming a
+// topic that does not exist, or a partition past a topic's count, is
+// answered UNKNOWN_TOPIC_OR_PARTITION for those partitions and stores
+// nothing for them, while the request's valid partitions are committed.
+func TestOffsetCommitToUnknownTopicOrPartitionIsRefused(t *testing.T) {
+	b := startBroker(t, func(o *Options) { o.AutoCreateTopics = false })
+	if _, err := b.log.CreateTopic("known", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	offs := kadm.Offsets{}
+	offs.AddOffset("known", 0, 5, -1)
+	offs.AddOffset("known", 7, 5, -1) // past the topic's two partitions
+	offs.AddOffset("nowhere", 0, 5, -1)
+	resp, err := adm.CommitOffsets(ctx, "g-unknown", offs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := resp.Lookup("known", 0); r.Err != nil {
+		t.Fatalf("known-0: %v", r.Err)
+	}
+	for _, tp := range []struct {
+		topic string
+		p     int32
+	}{{"known", 7}, {"nowhere", 0}} {
+		r, ok := resp.Lookup(tp.topic, tp.p)
+		if !ok || !errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+			t.Fatalf("%s-%d: %+v (answered: %v), want UNKNOWN_TOPIC_OR_PARTITION", tp.topic, tp.p, r, ok)
+		}
+	}
+	fetched, err := adm.FetchOffsets(ctx, "g-unknown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := fetched.Lookup("known", 0); !ok || o.At != 5 {
+		t.Fatalf("known-0 committed %+v", o)
+	}
+	if _, ok := fetched.Lookup("nowhere", 0); ok {
+		t.Fatal("an offset was stored for a topic that does not exist")
+	}
+	if _, ok := fetched.Lookup("known", 7); ok {
+		t.Fatal("an offset was stored for a partition that does not exist")
+	}
+	if _, err := b.log.Topic("nowhere"); err == nil {
+		t.Fatal("the commit created the topic")
+	}
+}
