@@ -12,8 +12,9 @@ import (
 // Behavior:
 //   - State, protocol type and name, and members with their client ids,
 //     hosts, instance ids (static members, v4+), metadata and assignments.
-//     A group that does not exist is described as Empty with no members,
-//     as Kafka does.
+//     A group with committed offsets but no members is Empty; a group with
+//     neither does not exist and is described as Dead, with no error and
+//     no members, as Kafka's classic coordinator does (its DeadGroup).
 //
 // Version notes:
 //   - v3: authorized operations (not computed); v4: InstanceID; v5: flexible

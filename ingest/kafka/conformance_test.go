@@ -59,3 +59,37 @@ func TestOffsetCommitToUnknownTopicOrPartitionIsRefused(t *testing.T) {
 		t.Fatal("the commit created the topic")
 	}
 }
+
+// TestDescribeGroupsOfAnUnknownGroupIsDead: a group with neither members
+// nor committed offsets is Dead; one with offsets only is Empty.
+func TestDescribeGroupsOfAnUnknownGroupIsDead(t *testing.T) {
+	b := startBroker(t, nil)
+	if _, err := b.log.CreateTopic("dg", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	offs := kadm.Offsets{}
+	offs.AddOffset("dg", 0, 1, -1)
+	if resp, err := adm.CommitOffsets(ctx, "with-offsets", offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", resp, err)
+	}
+	described, err := adm.DescribeGroups(ctx, "never-was", "with-offsets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := described["never-was"]; g.Err != nil || g.State != "Dead" || len(g.Members) != 0 {
+		t.Fatalf("unknown group: %+v, want Dead with no error", g)
+	}
+	if g := described["with-offsets"]; g.Err != nil || g.State != "Empty" {
+		t.Fatalf("group with offsets only: %+v, want Empty", g)
+	}
+	// Deleted, it is gone: Dead again.
+	if del, err := adm.DeleteGroups(ctx, "with-offsets"); err != nil || del["with-offsets"].Err != nil {
+		t.Fatalf("delete: %+v %v", del, err)
+	}
+	described, err = adm.DescribeGroups(ctx, "with-offsets")
+	if err != nil || described["with-offsets"].State != "Dead" {
+		t.Fatalf("deleted group: %+v %v, want Dead", described, err)
+	}
+}

@@ -41,6 +41,9 @@ const (
 	statePreparingRebalance  groupState = "PreparingRebalance"
 	stateCompletingRebalance groupState = "CompletingRebalance"
 	stateStable              groupState = "Stable"
+	// stateDead is how DescribeGroups describes a group that does not
+	// exist: neither members nor committed offsets (Kafka's DeadGroup).
+	stateDead groupState = "Dead"
 )
 
 type group struct {
@@ -673,12 +676,17 @@ func (g *Groups) groupNames() []string {
 	return names
 }
 
-// describe returns a group's state for DescribeGroups and ListGroups.
+// describe returns a group's state for DescribeGroups and ListGroups: a
+// group with committed offsets only is Empty, one with neither members nor
+// offsets Dead.
 func (g *Groups) describe(groupID string) (state groupState, protocolType, protocol string, members []kmsg.DescribeGroupsResponseGroupMember) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	gr := g.groups[groupID]
 	if gr == nil {
+		if committed, err := g.Committed(groupID); err == nil && len(committed) == 0 {
+			return stateDead, "", "", nil
+		}
 		return stateEmpty, "", "", nil
 	}
 	for _, id := range gr.memberIDs() {
