@@ -16,8 +16,12 @@ import (
 //     for non-transactional producers.
 //   - With ACLs, the principal needs IDEMPOTENT_WRITE on the cluster or
 //     WRITE on some topic (KIP-679), else CLUSTER_AUTHORIZATION_FAILED.
-//   - Transactions are out of scope: a request with a transactional id is
-//     refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+//   - Transactions are not supported (future work): a request with a
+//     transactional id is answered at once with UNSUPPORTED_VERSION,
+//     Kafka's error for a feature a broker lacks, so a transactional
+//     client fails fast with a clear error instead of retrying. Clients
+//     usually learn it earlier, from FindCoordinator for the transaction
+//     coordinator (10_find_coordinator.go).
 //
 // Version notes:
 //   - v2: flexible; v3: ProducerID/ProducerEpoch in the request
@@ -33,7 +37,7 @@ func serveInitProducerID(s *Server, _ context.Context, c *conn, kreq kmsg.Reques
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	switch {
 	case req.TransactionalID != nil:
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		resp.ErrorCode = kerr.UnsupportedVersion.Code
 	case !c.mayProduceIdempotently():
 		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 	default:

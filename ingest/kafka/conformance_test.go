@@ -1,11 +1,15 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Kafka semantics that clients' own test suites check (issue 17), each
@@ -91,5 +95,36 @@ func TestDescribeGroupsOfAnUnknownGroupIsDead(t *testing.T) {
 	described, err = adm.DescribeGroups(ctx, "with-offsets")
 	if err != nil || described["with-offsets"].State != "Dead" {
 		t.Fatalf("deleted group: %+v %v, want Dead", described, err)
+	}
+}
+
+// TestTransactionalProducerFailsFast: transactions are not supported; a
+// transactional franz-go producer gets UNSUPPORTED_VERSION at once (from
+// FindCoordinator and from InitProducerId alike) instead of retrying a
+// retriable error for tens of seconds.
+func TestTransactionalProducerFailsFast(t *testing.T) {
+	b := startBroker(t, nil)
+	if _, err := b.log.CreateTopic("txn", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl := b.client(t, kgo.TransactionalID("ferry-txn"), kgo.DefaultProduceTopic("txn"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := cl.BeginTransaction()
+	if err == nil {
+		err = cl.ProduceSync(ctx, &kgo.Record{Value: []byte("x")}).FirstErr()
+	}
+	if !errors.Is(err, kerr.UnsupportedVersion) {
+		t.Fatalf("transactional produce after %v: %v, want UNSUPPORTED_VERSION", time.Since(start), err)
+	}
+
+	// InitProducerId itself, asked of the broker directly (a client would
+	// route it to the transaction coordinator it could not find).
+	req := kmsg.NewPtrInitProducerIDRequest()
+	req.TransactionalID, req.TransactionTimeoutMillis = kmsg.StringPtr("ferry-txn"), 60000
+	resp, err := req.RequestWith(ctx, b.client(t).Broker(int(b.srv.opts.NodeID)))
+	if err != nil || resp.ErrorCode != kerr.UnsupportedVersion.Code || resp.ProducerID != -1 {
+		t.Fatalf("InitProducerId with a transactional id: %+v %v", resp, err)
 	}
 }
