@@ -28,7 +28,7 @@ func startSASLNode(t *testing.T, users map[string]string) *Node {
 	t.Helper()
 	n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", AutoCreateTopics: true,
 		KafkaSASL:       []string{kafka.SASLPlain, kafka.SASLSCRAMSHA256, kafka.SASLSCRAMSHA512},
-		KafkaSuperUsers: []string{"admin"}, Logger: slog.New(slog.DiscardHandler)})
+		KafkaSuperUsers: []string{"admin"}, Logger: slog.New(slog.DiscardHandler), KafkaGroupInitialRebalanceDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,11 @@ type Options struct {
 	// per second (0: no quota). See kafka.Options.
 	KafkaIdleTimeout  time.Duration
 	KafkaProduceQuota int64
+	// KafkaGroupInitialRebalanceDelay is how long a new consumer group's
+	// first rebalance waits for more members (Kafka's
+	// group.initial.rebalance.delay.ms; 0: kafka.DefaultInitialRebalanceDelay,
+	// negative: none). See kafka.GroupsOptions.
+	KafkaGroupInitialRebalanceDelay time.Duration
 	// AutoCreateTopics lets Kafka clients create topics by using them,
 	// with DefaultPartitions partitions (0 means 1).
 	AutoCreateTopics  bool
@@ -244,7 +249,8 @@ func (n *Node) start() error {
 		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
 			return err
 		}
-		if n.groups, err = kafka.OpenGroups(filepath.Join(opts.DataDir, "kafka-groups.db"), opts.Logger); err != nil {
+		if n.groups, err = kafka.OpenGroupsOptions(filepath.Join(opts.DataDir, "kafka-groups.db"),
+			kafka.GroupsOptions{Logger: opts.Logger, InitialRebalanceDelay: opts.KafkaGroupInitialRebalanceDelay}); err != nil {
 			return err
 		}
 		ko := kafka.Options{

@@ -20,7 +20,8 @@ import (
 
 func startTestNode(t *testing.T, dir string) *Node {
 	t.Helper()
-	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", AutoCreateTopics: true, Logger: slog.New(slog.DiscardHandler)})
+	n, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", AutoCreateTopics: true, Logger: slog.New(slog.DiscardHandler),
+		KafkaGroupInitialRebalanceDelay: 50 * time.Millisecond}) // not Kafka's 3 s for every new group
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,8 @@ func startNode(t *testing.T, token string) (*edge.Node, string) {
 	t.Setenv("FERRY_ADMIN", "")
 	t.Setenv("FERRY_ADMIN_TOKEN", "")
 	n, err := edge.Start(edge.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0",
-		AutoCreateTopics: true, MQTT: mqtt.Options{DefaultTopic: "mqtt"}, AdminToken: token, Version: "9.9.9", Logger: slog.New(slog.DiscardHandler)})
+		AutoCreateTopics: true, MQTT: mqtt.Options{DefaultTopic: "mqtt"}, AdminToken: token, Version: "9.9.9", Logger: slog.New(slog.DiscardHandler),
+		KafkaGroupInitialRebalanceDelay: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

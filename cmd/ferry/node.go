@@ -32,7 +32,7 @@ type nodeFlags struct {
 	maxPartsPerTopic, maxParts                                             *int32
 	kafkaSASL                                                              *string
 	kafkaSuperUsers                                                        *[]string
-	kafkaIdleTimeout                                                       *time.Duration
+	kafkaIdleTimeout, kafkaGroupDelay                                      *time.Duration
 	kafkaProduceQuota                                                      *int64
 	maxInflated                                                            *int64
 	config                                                                 *configFile
@@ -59,6 +59,8 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 			"when set, Kafka ACLs apply ('ferry acls') and what no ACL allows is denied; empty: no authentication"),
 		kafkaSuperUsers:  fs.StringSlice("kafka-super-users", nil, "Kafka users whom ACLs do not restrict (comma-separated names, or User:NAME), e.g. to bootstrap ACLs; needs --kafka-sasl"),
 		kafkaIdleTimeout: fs.Duration("kafka-idle-timeout", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long, as Kafka's connections.max.idle.ms (0: never)"),
+		kafkaGroupDelay: fs.Duration("kafka-group-initial-rebalance-delay", kafka.DefaultInitialRebalanceDelay,
+			"how long the first rebalance of a new (empty) consumer group waits for more members, as Kafka's group.initial.rebalance.delay.ms (0: none)"),
 		kafkaProduceQuota: fs.Int64("kafka-produce-quota", 0, "produce quota per Kafka principal (SASL user, else client id), in record bytes per second: "+
 			"past it, answers carry a throttle time and the connection is muted for it (0: none)"),
 		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
@@ -124,8 +126,12 @@ func (f *nodeFlags) run(opts edge.Options) error {
 	if len(opts.KafkaSuperUsers) > 0 && len(opts.KafkaSASL) == 0 {
 		return usagef("--kafka-super-users needs --kafka-sasl")
 	}
-	if *f.kafkaIdleTimeout < 0 || *f.kafkaProduceQuota < 0 {
-		return usagef("--kafka-idle-timeout and --kafka-produce-quota: want 0 (none) or more")
+	if *f.kafkaIdleTimeout < 0 || *f.kafkaProduceQuota < 0 || *f.kafkaGroupDelay < 0 {
+		return usagef("--kafka-idle-timeout, --kafka-produce-quota and --kafka-group-initial-rebalance-delay: want 0 (none) or more")
+	}
+	opts.KafkaGroupInitialRebalanceDelay = *f.kafkaGroupDelay
+	if opts.KafkaGroupInitialRebalanceDelay == 0 {
+		opts.KafkaGroupInitialRebalanceDelay = -1 // the flag's 0 is none
 	}
 	opts.KafkaIdleTimeout, opts.KafkaProduceQuota = *f.kafkaIdleTimeout, *f.kafkaProduceQuota
 	if opts.KafkaIdleTimeout == 0 {

@@ -16,6 +16,11 @@ import (
 //     removed those that did not; then every joiner gets the new generation,
 //     the chosen protocol and the leader, and the leader gets every member's
 //     metadata to compute assignments.
+//   - The first rebalance of an empty group waits the initial rebalance
+//     delay (GroupsOptions.InitialRebalanceDelay, Kafka's
+//     group.initial.rebalance.delay.ms, 3 s by default), again for each
+//     member that joins meanwhile, up to the rebalance timeout: consumers
+//     started together share one generation.
 //   - v4+: a join without a member id gets MEMBER_ID_REQUIRED with an id to
 //     rejoin with (KIP-394). An unknown member id is UNKNOWN_MEMBER_ID.
 //   - INVALID_SESSION_TIMEOUT outside 1 s..30 min; INCONSISTENT_GROUP_PROTOCOL

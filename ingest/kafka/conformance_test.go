@@ -3,6 +3,10 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -126,5 +130,107 @@ func TestTransactionalProducerFailsFast(t *testing.T) {
 	resp, err := req.RequestWith(ctx, b.client(t).Broker(int(b.srv.opts.NodeID)))
 	if err != nil || resp.ErrorCode != kerr.UnsupportedVersion.Code || resp.ProducerID != -1 {
 		t.Fatalf("InitProducerId with a transactional id: %+v %v", resp, err)
+	}
+}
+
+// withRebalanceDelay makes a test broker's coordinator wait d for the
+// first members of a new group (instead of testRebalanceDelay).
+func withRebalanceDelay(t *testing.T, d time.Duration) func(*Options) {
+	return func(o *Options) {
+		g, err := OpenGroupsOptions(filepath.Join(t.TempDir(), "groups.db"), GroupsOptions{Logger: slog.New(slog.DiscardHandler), InitialRebalanceDelay: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close() }) // after the server's own cleanup, which was registered later
+		o.Groups = g
+	}
+}
+
+// waitGeneration waits for group to be Stable with n members and returns
+// its generation.
+func waitGeneration(t *testing.T, b *testBroker, group string, n int) int32 {
+	t.Helper()
+	var gen int32
+	waitFor(t, fmt.Sprintf("group %s Stable with %d members", group, n), func() bool {
+		state, g, _ := groupSnapshot(b, group)
+		st, members := describeMembers(t, b, group)
+		gen = g
+		return state == stateStable && st == string(stateStable) && members == n
+	})
+	return gen
+}
+
+// TestConsumersJoiningTogetherShareOneGeneration: two franz-go consumers
+// joining a new group a few ms apart land in one generation, as Kafka's
+// group.initial.rebalance.delay.ms makes them, instead of the first being
+// assigned everything and then rebalanced.
+func TestConsumersJoiningTogetherShareOneGeneration(t *testing.T) {
+	b := startBroker(t, withRebalanceDelay(t, time.Second))
+	if _, err := b.log.CreateTopic("together", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	startGroupConsumer(t, b, "together-g", "together")
+	startGroupConsumer(t, b, "together-g", "together")
+	if gen := waitGeneration(t, b, "together-g", 2); gen != 1 {
+		t.Fatalf("the two consumers landed in generation %d, want both in the first", gen)
+	}
+	waitExclusive(t, b, "together-g", "together", 4)
+}
+
+// TestKcatConsumersJoiningTogetherShareOneGeneration: the same with two
+// kcat -G (librdkafka) consumers.
+func TestKcatConsumersJoiningTogetherShareOneGeneration(t *testing.T) {
+	kcat := requireTool(t, "kcat")
+	b := startBroker(t, withRebalanceDelay(t, time.Second))
+	if _, err := b.log.CreateTopic("kt", 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var cmds []*exec.Cmd
+	for i := 0; i < 2; i++ {
+		cmd := exec.CommandContext(ctx, kcat, "-b", b.addr, "-G", "kcat-together", "-q", "kt")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, cmd)
+	}
+	defer func() {
+		for _, cmd := range cmds {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	if gen := waitGeneration(t, b, "kcat-together", 2); gen != 1 {
+		t.Fatalf("the two kcat consumers landed in generation %d, want both in the first", gen)
+	}
+}
+
+// TestInitialRebalanceDelayDefaultIsKafkas: a coordinator opened with the
+// defaults holds a new group's first rebalance for Kafka's 3 s.
+func TestInitialRebalanceDelayDefaultIsKafkas(t *testing.T) {
+	b := startBroker(t, func(o *Options) {
+		g, err := OpenGroups(filepath.Join(t.TempDir(), "groups.db"), slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close() })
+		o.Groups = g
+	})
+	cl := b.client(t)
+	join := joinRequest("default-delay", 30000, "range")
+	start := time.Now()
+	r, err := join.RequestWith(ctxT(t), cl)
+	if err == nil && r.ErrorCode == kerr.MemberIDRequired.Code {
+		join.MemberID = r.MemberID
+		start = time.Now()
+		r, err = join.RequestWith(ctxT(t), cl)
+	}
+	took := time.Since(start)
+	if err != nil || r.ErrorCode != 0 || r.Generation != 1 {
+		t.Fatalf("join: %+v %v", r, err)
+	}
+	if took < DefaultInitialRebalanceDelay || DefaultInitialRebalanceDelay != 3*time.Second {
+		t.Fatalf("the first join of a new group was answered after %v, want Kafka's %v", took, 3*time.Second)
 	}
 }

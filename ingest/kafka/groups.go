@@ -25,8 +25,9 @@ import (
 // crashes. Every group is guarded by the one mutex mu; blocking calls (join
 // and sync waiting for a rebalance to complete) wait on channels without it.
 type Groups struct {
-	db     *bolt.DB
-	logger *slog.Logger
+	db           *bolt.DB
+	logger       *slog.Logger
+	initialDelay time.Duration // GroupsOptions.InitialRebalanceDelay; 0: none
 
 	mu     sync.Mutex
 	groups map[string]*group
@@ -56,7 +57,13 @@ type group struct {
 	members      map[string]*member
 	pending      map[string]bool   // member ids handed out by MEMBER_ID_REQUIRED, not yet joined
 	static       map[string]string // group.instance.id -> member id of static members (KIP-345)
-	rebalance    *time.Timer       // ends PreparingRebalance for members that do not rejoin
+	rebalance    *time.Timer       // ends PreparingRebalance for members that do not rejoin, or the initial delay
+	// initialJoin is set while the first rebalance of an empty group waits
+	// out the initial rebalance delay (delayInitialJoin); newMember records
+	// that a member joined during the current delay, which extends it.
+	initialJoin bool
+	newMember   bool
+	delaySeq    uint64 // which delay timer is current; an older one that fired does nothing
 }
 
 type member struct {
@@ -78,11 +85,35 @@ const (
 
 var offsetsBucket = []byte("group_offsets")
 
-// OpenGroups opens (creating) the committed-offsets file.
+// DefaultInitialRebalanceDelay is Kafka's group.initial.rebalance.delay.ms.
+const DefaultInitialRebalanceDelay = 3 * time.Second
+
+// GroupsOptions configure a Groups.
+type GroupsOptions struct {
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+	// InitialRebalanceDelay is how long the first rebalance of an empty
+	// group waits for more members to join, extended by the same again
+	// (up to the rebalance timeout) whenever one does, as Kafka's
+	// group.initial.rebalance.delay.ms: consumers started together land in
+	// one generation instead of rebalancing once per member. 0 means
+	// DefaultInitialRebalanceDelay, negative none.
+	InitialRebalanceDelay time.Duration
+}
+
+// OpenGroups opens (creating) the committed-offsets file, with the default
+// options but for the logger.
 func OpenGroups(path string, logger *slog.Logger) (*Groups, error) {
+	return OpenGroupsOptions(path, GroupsOptions{Logger: logger})
+}
+
+// OpenGroupsOptions opens (creating) the committed-offsets file.
+func OpenGroupsOptions(path string, opts GroupsOptions) (*Groups, error) {
+	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
+	delay := orDefault(opts.InitialRebalanceDelay, DefaultInitialRebalanceDelay)
 	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening group offsets %s: %w", path, err)
@@ -91,7 +122,7 @@ func OpenGroups(path string, logger *slog.Logger) (*Groups, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Groups{db: db, logger: logger.With("component", "groups"), groups: map[string]*group{}}, nil
+	return &Groups{db: db, logger: logger.With("component", "groups"), groups: map[string]*group{}, initialDelay: delay}, nil
 }
 
 // Close stops every timer, fails waiting joins and syncs, and closes the
@@ -203,10 +234,17 @@ func (g *Groups) join(ctx context.Context, req *kmsg.JoinGroupRequest, clientID,
 	}
 	ch := make(chan *kmsg.JoinGroupResponse, 1)
 	m.joinCh = ch
+	first := gr.state == stateEmpty && len(gr.members) == 0
+	if gr.members[m.id] == nil {
+		gr.newMember = true // extends a running initial delay
+	}
 	gr.members[m.id] = m
 	gr.protocolType = req.ProtocolType
 	g.touch(gr, m)
-	if gr.state != statePreparingRebalance {
+	switch {
+	case first && g.initialDelay > 0:
+		g.delayInitialJoin(gr, g.initialDelay, max(m.rebalanceTO-g.initialDelay, 0))
+	case gr.state != statePreparingRebalance:
 		g.prepareRebalance(gr)
 	}
 	g.maybeCompleteJoin(gr)
@@ -289,10 +327,39 @@ func (g *Groups) prepareRebalance(gr *group) {
 	})
 }
 
+// delayInitialJoin holds the first rebalance of an empty group for d, as
+// Kafka's InitialDelayedJoin does: if members joined meanwhile and some of
+// the rebalance timeout remains, it waits again (the delay or what remains,
+// the lesser), else the rebalance goes on as any other.
+func (g *Groups) delayInitialJoin(gr *group, d, remaining time.Duration) {
+	gr.state = statePreparingRebalance
+	gr.initialJoin, gr.newMember = true, false
+	if gr.rebalance != nil {
+		gr.rebalance.Stop()
+	}
+	gr.delaySeq++
+	seq := gr.delaySeq
+	gr.rebalance = time.AfterFunc(d, func() {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.closed || !gr.initialJoin || gr.delaySeq != seq {
+			return
+		}
+		if gr.newMember && remaining > 0 {
+			next := min(g.initialDelay, remaining)
+			g.delayInitialJoin(gr, next, remaining-next)
+			return
+		}
+		gr.initialJoin = false
+		g.prepareRebalance(gr)
+		g.maybeCompleteJoin(gr)
+	})
+}
+
 // maybeCompleteJoin ends PreparingRebalance once every member has rejoined:
 // a new generation, a protocol, a leader, and answers to every join.
 func (g *Groups) maybeCompleteJoin(gr *group) {
-	if gr.state != statePreparingRebalance {
+	if gr.state != statePreparingRebalance || gr.initialJoin {
 		return
 	}
 	for _, m := range gr.members {

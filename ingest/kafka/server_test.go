@@ -23,6 +23,10 @@ import (
 	flog "ferry/log"
 )
 
+// testRebalanceDelay is the test brokers' initial rebalance delay: short,
+// so tests do not wait Kafka's 3 s for every new group, but not none.
+const testRebalanceDelay = 50 * time.Millisecond
+
 type testBroker struct {
 	srv  *Server
 	log  *flog.Log
@@ -61,7 +65,7 @@ func startBrokerLog(t testing.TB, logMod func(*flog.Options), mod func(*Options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := OpenGroups(filepath.Join(dir, "groups.db"), slog.New(slog.DiscardHandler))
+	groups, err := OpenGroupsOptions(filepath.Join(dir, "groups.db"), GroupsOptions{Logger: slog.New(slog.DiscardHandler), InitialRebalanceDelay: testRebalanceDelay})
 	if err != nil {
 		t.Fatal(err)
 	}
