@@ -43,7 +43,8 @@ type Options struct {
 	// binary); empty disables it.
 	KafkaAddr string
 	// KafkaAdvertised is the host:port given to Kafka clients in Metadata;
-	// empty means the listener's address.
+	// empty means the listener's address (the hostname for a wildcard
+	// host: see kafka.Options.Advertised).
 	KafkaAdvertised string
 	// KafkaTLS, when set, serves the Kafka listener over TLS only;
 	// AdminTLS the admin listener (HTTPS).

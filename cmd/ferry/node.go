@@ -51,7 +51,7 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		adminInsecureOpen: fs.Bool("admin-insecure-open", false, "serve the admin API beyond loopback with no --admin-token (logged loudly; refused with --auth registry or --kafka-sasl): "+
 			"anyone who reaches it can add devices, change passwords and delete topics"),
 		kafkaAddr:     fs.String("kafka-addr", ":9092", "Kafka protocol listen address; empty disables it"),
-		advertised:    fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address)"),
+		advertised:    fs.String("kafka-advertised", "", "host:port Kafka clients are told to connect to (default: the listen address, with the machine's hostname for a wildcard host)"),
 		kafkaCert:     fs.String("kafka-tls-cert", "", "PEM certificate (chain): the Kafka listener serves TLS only (clients: security.protocol=ssl); reloaded on SIGHUP"),
 		kafkaKey:      fs.String("kafka-tls-key", "", "PEM private key for --kafka-tls-cert"),
 		kafkaClientCA: fs.String("kafka-tls-client-ca", "", "PEM CA bundle: Kafka clients must show a certificate signed by it (mutual TLS)"),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,8 +24,10 @@ import (
 type Options struct {
 	// Log is the storage engine requests are served from.
 	Log *flog.Log
-	// Advertised is the host:port given to clients in Metadata; empty
-	// means the listener's own address.
+	// Advertised is the host:port given to clients in Metadata and
+	// FindCoordinator; empty means the listener's own address, with a
+	// wildcard host (":9092", "0.0.0.0", "::") replaced by the machine's
+	// hostname, as Kafka advertises a listener without a host.
 	Advertised string
 	// MaxRequestBytes caps one request's size; larger frames close the
 	// connection before anything is allocated. 0 means 100 MiB.
@@ -132,6 +135,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	ln     net.Listener
+	adv    string // what clients are told to connect to, settled by Serve
 	conns  map[*conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -207,7 +211,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.wg.Add(1) // Serve itself, so Close waits for the accept loop
 	s.mu.Unlock()
 	defer s.wg.Done()
-	s.logger.Info("kafka listener started", "addr", ln.Addr().String(), "advertised", s.advertised())
+	adv, wildcard := advertisedAddr(s.opts.Advertised, ln.Addr())
+	s.mu.Lock()
+	s.adv = adv
+	s.mu.Unlock()
+	s.logger.Info("kafka listener started", "addr", ln.Addr().String(), "advertised", adv)
+	if host, _, _ := net.SplitHostPort(adv); wildcard && loopbackName(host) {
+		s.logger.Warn("the Kafka listener is bound to every address but advertises a loopback name: "+
+			"clients on other machines will connect to themselves; set --kafka-advertised to a name or address they can reach",
+			"advertised", adv)
+	}
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -277,13 +290,74 @@ func (s *Server) Close() error {
 	return err
 }
 
+// hostname is os.Hostname; tests replace it.
+var hostname = os.Hostname
+
+// advertisedAddr is the host:port clients are told to connect to for a
+// listener at addr: the configured address, else the listener's; a
+// wildcard host (empty, 0.0.0.0, ::) becomes the machine's hostname, as
+// Kafka's default advertised listener does ("localhost" if it has none).
+// wildcard reports that the listener itself is bound to every address.
+func advertisedAddr(configured string, addr net.Addr) (adv string, wildcard bool) {
+	listen := addr.String()
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		wildcard = isWildcard(h)
+	}
+	adv = configured
+	if adv == "" {
+		adv = listen
+	}
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil || !isWildcard(host) {
+		return adv, wildcard
+	}
+	host, err = hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port), wildcard
+}
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
+// loopbackName reports whether host names only this machine: localhost, a
+// loopback address, or a name that resolves to loopback addresses only.
+func loopbackName(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil || len(addrs) == 0 {
+		return false // unknown here; other machines may resolve it
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
 // advertised returns the host and port clients should connect to.
 func (s *Server) advertised() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.adv != "" {
+		return s.adv
+	}
 	if s.opts.Advertised != "" {
 		return s.opts.Advertised
-	}
-	if a := s.Addr(); a != nil {
-		return a.String()
 	}
 	return "127.0.0.1:9092"
 }
@@ -292,9 +366,6 @@ func (s *Server) advertisedHostPort() (string, int32) {
 	host, port, err := net.SplitHostPort(s.advertised())
 	if err != nil {
 		return s.advertised(), 9092
-	}
-	if host == "" || host == "::" || host == "0.0.0.0" {
-		host = "localhost"
 	}
 	p, _ := strconv.Atoi(port)
 	return host, int32(p)
