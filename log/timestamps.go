@@ -174,3 +174,36 @@ func (p *Partition) AgedAt(offset int64) (int64, error) {
 	}
 	return agedAt(ts, written, p.now().UnixMilli()), nil
 }
+
+// MaxTimestamp returns the offset and timestamp of the first record holding
+// the largest timestamp in the partition, or (-1, -1) if no record carries
+// one (Kafka's ListOffsets with the max-timestamp spec, -3, KIP-734). It
+// takes each segment's running maximum, then looks that timestamp up as
+// OffsetForTime does; a record appended meanwhile with a larger timestamp
+// does not change the answer, which is still a record at that maximum.
+func (p *Partition) MaxTimestamp() (int64, int64, error) {
+	p.mu.RLock()
+	bases := make([]int64, len(p.segs))
+	for i, s := range p.segs {
+		bases[i] = s.base
+	}
+	p.mu.RUnlock()
+	most := int64(noTimestamp)
+	for _, base := range bases {
+		seg, _, _, _, _, _, err := p.segmentFor(base)
+		if err != nil {
+			return -1, -1, err
+		}
+		if seg == nil {
+			continue // deleted meanwhile, or the empty active segment
+		}
+		p.mu.RLock() // the active segment's maximum moves under it
+		most = max(most, seg.maxTs)
+		p.mu.RUnlock()
+		seg.release()
+	}
+	if most < 0 {
+		return -1, -1, nil
+	}
+	return p.OffsetForTime(most)
+}

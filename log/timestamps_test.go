@@ -253,3 +253,45 @@ func TestTimeIndexFromBatchHeadersIsRebuilt(t *testing.T) {
 		t.Fatalf("retention a minute after the write, over indexes from headers: %+v, %v; want nothing deleted", res, err)
 	}
 }
+
+// TestMaxTimestampFindsTheFirstRecordAtTheMaximum: across segments (one
+// sealed and reopened lazily, the active one), the answer is the first
+// record holding the partition's largest timestamp, not the last record.
+func TestMaxTimestampFindsTheFirstRecordAtTheMaximum(t *testing.T) {
+	dir := t.TempDir()
+	l := openTestLog(t, Options{Dir: dir})
+	if _, err := l.CreateTopic("mt", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("mt", 0)
+	if off, ts, err := p.MaxTimestamp(); err != nil || off != -1 || ts != -1 {
+		t.Fatalf("empty partition: %d %d %v", off, ts, err)
+	}
+	appendAll := func(p *Partition, batches ...[]byte) {
+		t.Helper()
+		for _, b := range batches {
+			if _, err := p.Append(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	appendAll(p, testBatch(3, 1000, "a")) // offsets 0-2, ts 1000-1002
+	appendAll(p, testBatch(3, 5000, "b")) // offsets 3-5, ts 5000-5002: the maximum at offset 5
+	if err := p.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	appendAll(p, testBatch(2, 2000, "c"), testBatch(1, 5002, "d")) // 6-7; 8 at the maximum again
+	if off, ts, err := p.MaxTimestamp(); err != nil || off != 5 || ts != 5002 {
+		t.Fatalf("MaxTimestamp = %d %d %v, want offset 5 at 5002", off, ts, err)
+	}
+	l.Close()
+	l2 := openTestLog(t, Options{Dir: dir})
+	p2, _ := l2.Partition("mt", 0)
+	if off, ts, err := p2.MaxTimestamp(); err != nil || off != 5 || ts != 5002 {
+		t.Fatalf("after reopening: MaxTimestamp = %d %d %v, want offset 5 at 5002", off, ts, err)
+	}
+	appendAll(p2, testBatch(1, 9000, "e")) // 9
+	if off, ts, err := p2.MaxTimestamp(); err != nil || off != 9 || ts != 9000 {
+		t.Fatalf("after a later maximum: MaxTimestamp = %d %d %v, want offset 9 at 9000", off, ts, err)
+	}
+}

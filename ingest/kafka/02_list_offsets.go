@@ -7,12 +7,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ListOffsets: v1-6
+// ListOffsets: v1-8
 //
 // Behavior:
 //   - Timestamp -2: the log start offset; -1: the end offset (the high
-//     watermark); otherwise the offset of the first record whose timestamp
-//     is at or after it, with that record's timestamp, or -1/-1 if none.
+//     watermark); -3 (v7+): the first record holding the partition's
+//     largest timestamp, with that timestamp, or -1/-1 if no record carries
+//     one (KIP-734); -4 (v8+, the earliest local offset): the log start
+//     offset, since every record is local (no tiered storage); otherwise
+//     the offset of the first record whose timestamp is at or after it,
+//     with that record's timestamp, or -1/-1 if none.
 //     Timestamps are the records' (a batch header that disagrees is not
 //     believed); a record without one (-1) is never the answer.
 //   - UNKNOWN_TOPIC_OR_PARTITION for unknown topics and partitions.
@@ -20,9 +24,9 @@ import (
 // Version notes:
 //   - v1: single offset (v0's OldStyleOffsets are not served)
 //   - v2: IsolationLevel (ignored: no transactions); v4: LeaderEpoch
-//   - v6: flexible. v7's max-timestamp query (-3) is not served.
+//   - v6: flexible; v7: max timestamp (-3); v8: earliest local (-4)
 
-func init() { register(2, 1, 6, serveListOffsets) }
+func init() { register(2, 1, 8, serveListOffsets) }
 
 func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListOffsetsRequest)
@@ -43,6 +47,10 @@ func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) 
 			if err == nil {
 				switch rp.Timestamp {
 				case -2:
+					sp.Offset = p.StartOffset()
+				case -3:
+					sp.Offset, sp.Timestamp, err = p.MaxTimestamp()
+				case -4:
 					sp.Offset = p.StartOffset()
 				case -1:
 					sp.Offset = p.EndOffset()

@@ -234,3 +234,49 @@ func TestInitialRebalanceDelayDefaultIsKafkas(t *testing.T) {
 		t.Fatalf("the first join of a new group was answered after %v, want Kafka's %v", took, 3*time.Second)
 	}
 }
+
+// TestListOffsetsMaxTimestamp: ListOffsets v7+ with -3 answers the first
+// record holding the partition's largest timestamp (KIP-734), not the
+// first record, and -1/-1 for a partition without records.
+func TestListOffsetsMaxTimestamp(t *testing.T) {
+	b := startBroker(t, nil)
+	if _, err := b.log.CreateTopic("maxts", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl := b.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := ctxT(t)
+	base := time.Now().Add(-time.Hour)
+	for i, ms := range []int64{10, 50, 20, 50, 30} { // the maximum first at offset 1
+		r := &kgo.Record{Topic: "maxts", Value: []byte{byte(i)}, Timestamp: base.Add(time.Duration(ms) * time.Millisecond)}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "maxts"
+	for p := int32(0); p < 2; p++ {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = p, -3
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Version < 7 {
+		t.Fatalf("ListOffsets answered at v%d: v7 (max timestamp) is not served", resp.Version)
+	}
+	want := base.Add(50 * time.Millisecond).UnixMilli()
+	got := map[int32][2]int64{}
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != 0 {
+			t.Fatalf("partition %d: error %d", p.Partition, p.ErrorCode)
+		}
+		got[p.Partition] = [2]int64{p.Offset, p.Timestamp}
+	}
+	if got[0] != [2]int64{1, want} || got[1] != [2]int64{-1, -1} {
+		t.Fatalf("max timestamp: %v, want partition 0 at offset 1 (%d), partition 1 -1/-1", got, want)
+	}
+}
