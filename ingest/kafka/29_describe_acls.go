@@ -7,9 +7,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// DescribeAcls: v0-3 (advertised only with SASL and ACLs)
+// DescribeAcls: v0-3
 //
 // Behavior:
+//   - Served always. Without an authorizer (SASL and Options.ACLs both
+//     needed) it answers SECURITY_DISABLED, as Kafka does without
+//     authorizer.class.name, so admin tools say why instead of finding the
+//     API missing.
 //   - Lists the bindings the filter selects (acl.go, Options.ACLs), grouped
 //     by resource. Needs DESCRIBE on the cluster, else
 //     CLUSTER_AUTHORIZATION_FAILED.
@@ -21,14 +25,18 @@ import (
 //   - v1: pattern types (v0 filters are LITERAL); v2: flexible; v3: USER
 //     resources (none kept)
 
-func init() {
-	register(29, 0, 3, serveDescribeACLs)
-	needs[29] = (*Server).authorizing
-}
+func init() { register(29, 0, 3, serveDescribeACLs) }
+
+// errSecurityDisabled is the message of SECURITY_DISABLED answers.
+const errSecurityDisabled = "no authorizer is configured on the broker (ACLs need --kafka-sasl)"
 
 func serveDescribeACLs(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeACLsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeACLsResponse)
+	if !s.authorizing() {
+		resp.ErrorCode, resp.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr(errSecurityDisabled)
+		return resp, nil
+	}
 	if !c.canCluster(kmsg.ACLOperationDescribe) {
 		resp.ErrorCode, resp.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, kmsg.StringPtr("DESCRIBE on the cluster is not allowed")
 		return resp, nil

@@ -7,9 +7,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// DeleteAcls: v0-3 (advertised only with SASL and ACLs)
+// DeleteAcls: v0-3
 //
 // Behavior:
+//   - Served always. Without an authorizer (SASL and Options.ACLs both
+//     needed) every filter is answered SECURITY_DISABLED, as Kafka does
+//     without authorizer.class.name, so admin tools say why instead of
+//     finding the API missing.
 //   - Deletes, filter by filter, the bindings each selects (as DescribeAcls
 //     selects them) and returns them as the filter's matching ACLs.
 //   - Needs ALTER on the cluster, else CLUSTER_AUTHORIZATION_FAILED for
@@ -19,10 +23,7 @@ import (
 //   - v1: pattern types (v0 filters are LITERAL); v2: flexible; v3: USER
 //     resources (none kept)
 
-func init() {
-	register(31, 0, 3, serveDeleteACLs)
-	needs[31] = (*Server).authorizing
-}
+func init() { register(31, 0, 3, serveDeleteACLs) }
 
 func serveDeleteACLs(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteACLsRequest)
@@ -30,6 +31,11 @@ func serveDeleteACLs(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (
 	mayAlter := c.canCluster(kmsg.ACLOperationAlter)
 	for _, rf := range req.Filters {
 		r := kmsg.NewDeleteACLsResponseResult()
+		if !s.authorizing() {
+			r.ErrorCode, r.ErrorMessage = kerr.SecurityDisabled.Code, kmsg.StringPtr(errSecurityDisabled)
+			resp.Results = append(resp.Results, r)
+			continue
+		}
 		if !mayAlter {
 			r.ErrorCode, r.ErrorMessage = kerr.ClusterAuthorizationFailed.Code, kmsg.StringPtr("ALTER on the cluster is not allowed")
 			resp.Results = append(resp.Results, r)

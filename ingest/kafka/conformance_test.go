@@ -280,3 +280,28 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 		t.Fatalf("max timestamp: %v, want partition 0 at offset 1 (%d), partition 1 -1/-1", got, want)
 	}
 }
+
+// TestACLAPIsWithoutAnAuthorizerSaySecurityDisabled: without SASL and ACLs
+// the ACL APIs are still served, each answering SECURITY_DISABLED as Kafka
+// does without an authorizer, instead of being missing.
+func TestACLAPIsWithoutAnAuthorizerSaySecurityDisabled(t *testing.T) {
+	b := startBroker(t, nil)
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	acls := kadm.NewACLs().Allow("User:alice").AllowHosts("*").Topics("t").ResourcePatternType(kadm.ACLPatternLiteral).Operations(kadm.OpRead)
+	describe := kmsg.NewPtrDescribeACLsRequest()
+	describe.ResourceType, describe.ResourcePatternType = kmsg.ACLResourceTypeAny, kmsg.ACLResourcePatternTypeAny
+	describe.Operation, describe.PermissionType = kmsg.ACLOperationAny, kmsg.ACLPermissionTypeAny
+	described, err := describe.RequestWith(ctx, b.client(t))
+	if err != nil || described.ErrorCode != kerr.SecurityDisabled.Code {
+		t.Fatalf("DescribeACLs: %+v %v, want SECURITY_DISABLED", described, err)
+	}
+	created, err := adm.CreateACLs(ctx, acls)
+	if err != nil || len(created) != 1 || !errors.Is(created[0].Err, kerr.SecurityDisabled) {
+		t.Fatalf("CreateACLs: %+v %v, want SECURITY_DISABLED", created, err)
+	}
+	deleted, err := adm.DeleteACLs(ctx, acls)
+	if err != nil || len(deleted) != 1 || !errors.Is(deleted[0].Err, kerr.SecurityDisabled) {
+		t.Fatalf("DeleteACLs: %+v %v, want SECURITY_DISABLED", deleted, err)
+	}
+}

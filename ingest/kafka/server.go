@@ -66,7 +66,8 @@ type Options struct {
 	// ACLs, with SASL on, authorise every request touching a topic, a group
 	// or the cluster (acl.go) and serve the ACL APIs; nil with SASL on lets
 	// every authenticated principal do everything. Without SASL there is no
-	// principal, and ACLs are neither checked nor served.
+	// principal, and ACLs are not checked. The ACL APIs are served either
+	// way: without both they answer SECURITY_DISABLED.
 	ACLs ACLs
 	// SuperUsers are principals ("User:NAME", or NAME) that ACLs do not
 	// restrict.
