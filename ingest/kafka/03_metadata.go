@@ -35,7 +35,9 @@ import (
 // Version notes:
 //   - v1: ControllerID, IsInternal; v2: ClusterID; v3: ThrottleMillis
 //   - v4: AllowAutoTopicCreation; v5: OfflineReplicas; v7: LeaderEpoch
-//   - v8: authorized operations (answered as not computed); v9: flexible
+//   - v8: authorized operations of the cluster (v8-10) and of each topic,
+//     when asked (acl.go's authorizedOps: every operation without an
+//     authorizer); v9: flexible
 //   - v10: topic ids; v11: cluster authorized operations removed
 
 func init() { register(3, 0, 12, serveMetadata) }
@@ -50,6 +52,9 @@ func serveMetadata(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (km
 	}
 	resp.ClusterID = &s.opts.ClusterID
 	resp.ControllerID = s.cluster.Controller()
+	if req.IncludeClusterAuthorizedOperations && req.Version <= 10 {
+		resp.AuthorizedOperations = c.authorizedOps(kmsg.ACLResourceTypeCluster, clusterName)
+	}
 
 	var infos []flog.TopicInfo
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
@@ -123,6 +128,9 @@ func serveMetadata(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (km
 		mt := kmsg.NewMetadataResponseTopic()
 		mt.Topic, mt.TopicID = kmsg.StringPtr(info.Name), info.ID
 		mt.IsInternal = s.isInternalTopic(info.Name)
+		if req.IncludeTopicAuthorizedOperations {
+			mt.AuthorizedOperations = c.authorizedOps(kmsg.ACLResourceTypeTopic, info.Name)
+		}
 		for p := int32(0); p < info.Partitions; p++ {
 			mp := kmsg.NewMetadataResponseTopicPartition()
 			mp.Partition = p

@@ -17,7 +17,9 @@ import (
 //     no members, as Kafka's classic coordinator does (its DeadGroup).
 //
 // Version notes:
-//   - v3: authorized operations (not computed); v4: InstanceID; v5: flexible
+//   - v3: authorized operations on the group, when asked (acl.go's
+//     authorizedOps: every operation without an authorizer); v4:
+//     InstanceID; v5: flexible
 
 func init() { registerGroupAPI(15, 0, 5, serveDescribeGroups) }
 
@@ -34,6 +36,9 @@ func serveDescribeGroups(s *Server, _ context.Context, c *conn, kreq kmsg.Reques
 		state, ptype, proto, members := s.opts.Groups.describe(name)
 		g := kmsg.NewDescribeGroupsResponseGroup()
 		g.Group, g.State, g.ProtocolType, g.Protocol, g.Members = name, string(state), ptype, proto, members
+		if req.IncludeAuthorizedOperations {
+			g.AuthorizedOperations = c.authorizedOps(kmsg.ACLResourceTypeGroup, name)
+		}
 		resp.Groups = append(resp.Groups, g)
 	}
 	return resp, nil

@@ -36,6 +36,7 @@ import (
 //	DescribeConfigs         DESCRIBE_CONFIGS topic or cluster (broker)
 //	IncrementalAlterConfigs ALTER_CONFIGS topic or cluster (broker)
 //	InitProducerId          IDEMPOTENT_WRITE cluster, or WRITE on some topic (KIP-679)
+//	DescribeCluster         none (its authorized operations are the principal's)
 //	DescribeAcls            DESCRIBE cluster
 //	CreateAcls, DeleteAcls  ALTER cluster
 
@@ -162,4 +163,30 @@ func (c *conn) mayProduceIdempotently() bool {
 	}
 	c.s.metrics.deniedByType["CLUSTER"].Inc()
 	return false
+}
+
+// supportedOps are the operations Kafka defines on each resource type (its
+// AclEntry.supportedOperations): what an authorized-operations answer can
+// hold.
+var supportedOps = map[kmsg.ACLResourceType][]kmsg.ACLOperation{
+	kmsg.ACLResourceTypeTopic: {kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs},
+	kmsg.ACLResourceTypeGroup: {kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete},
+	kmsg.ACLResourceTypeCluster: {kmsg.ACLOperationCreate, kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs,
+		kmsg.ACLOperationAlterConfigs, kmsg.ACLOperationIdempotentWrite, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe},
+}
+
+// authorizedOps is the bitfield answered when a request includes authorized
+// operations (Metadata, DescribeCluster, DescribeGroups): bit n set for
+// each operation of code n the principal may do on the resource. Without an
+// authorizer (or for a super user) that is every operation the resource
+// type supports, as Kafka answers.
+func (c *conn) authorizedOps(rt kmsg.ACLResourceType, name string) int32 {
+	var bits int32
+	for _, op := range supportedOps[rt] {
+		if c.allowedQuiet(op, rt, name) {
+			bits |= 1 << int32(op)
+		}
+	}
+	return bits
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 )
 
 // Kafka semantics that clients' own test suites check (issue 17), each
@@ -304,4 +306,101 @@ func TestACLAPIsWithoutAnAuthorizerSaySecurityDisabled(t *testing.T) {
 	if err != nil || len(deleted) != 1 || !errors.Is(deleted[0].Err, kerr.SecurityDisabled) {
 		t.Fatalf("DeleteACLs: %+v %v, want SECURITY_DISABLED", deleted, err)
 	}
+}
+
+// someACLs allows exactly the (resource type, name, operation) triples it
+// holds, for any principal.
+type someACLs map[[3]string]bool
+
+func (a someACLs) Authorize(principal, host, rt, name, op string) bool {
+	return a[[3]string{rt, name, op}]
+}
+func (a someACLs) AuthorizeAny(principal, host, rt, op string) bool { return false }
+func (someACLs) AddACLs([]ACL) error                                { return nil }
+func (someACLs) ACLs(ACLFilter) ([]ACL, error)                      { return nil, nil }
+func (someACLs) DeleteACLs(ACLFilter) ([]ACL, error)                { return nil, nil }
+
+// bits is an authorized-operations bitfield of ops.
+func bits(ops ...kmsg.ACLOperation) int32 {
+	var b int32
+	for _, op := range ops {
+		b |= 1 << int32(op)
+	}
+	return b
+}
+
+// authorizedOpsSeen asks Metadata (v10, cluster and topic operations),
+// DescribeCluster and DescribeGroups for authorized operations.
+func authorizedOpsSeen(t *testing.T, client func(...kgo.Opt) *kgo.Client, topic, group string) (cluster, topicOps, describeCluster, groupOps int32) {
+	t.Helper()
+	ctx := ctxT(t)
+	md := kmsg.NewPtrMetadataRequest() // asked at v10: v11 dropped the cluster's operations
+	md.IncludeClusterAuthorizedOperations, md.IncludeTopicAuthorizedOperations = true, true
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	md.Topics = append(md.Topics, rt)
+	v10 := kversion.Stable()
+	v10.SetMaxKeyVersion(3, 10)
+	mresp, err := md.RequestWith(ctx, client(kgo.MaxVersions(v10)))
+	cl := client()
+	if err != nil || len(mresp.Topics) != 1 || mresp.Version != 10 {
+		t.Fatalf("metadata: %+v %v", mresp, err)
+	}
+	dc := kmsg.NewPtrDescribeClusterRequest()
+	dc.IncludeClusterAuthorizedOperations = true
+	dresp, err := dc.RequestWith(ctx, cl)
+	if err != nil || dresp.ErrorCode != 0 || len(dresp.Brokers) != 1 {
+		t.Fatalf("DescribeCluster: %+v %v", dresp, err)
+	}
+	dg := kmsg.NewPtrDescribeGroupsRequest()
+	dg.Groups, dg.IncludeAuthorizedOperations = []string{group}, true
+	gresp, err := dg.RequestWith(ctx, cl)
+	if err != nil || len(gresp.Groups) != 1 {
+		t.Fatalf("DescribeGroups: %+v %v", gresp, err)
+	}
+	return mresp.AuthorizedOperations, mresp.Topics[0].AuthorizedOperations, dresp.ClusterAuthorizedOperations, gresp.Groups[0].AuthorizedOperations
+}
+
+// TestAuthorizedOperations: Metadata, DescribeCluster and DescribeGroups
+// answer the authorized operations when asked: without an authorizer every
+// operation Kafka defines on the resource, with one the principal's.
+func TestAuthorizedOperations(t *testing.T) {
+	allTopic := bits(kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs)
+	allGroup := bits(kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete)
+	allCluster := bits(kmsg.ACLOperationCreate, kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs,
+		kmsg.ACLOperationAlterConfigs, kmsg.ACLOperationIdempotentWrite, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe)
+
+	t.Run("no authorizer", func(t *testing.T) {
+		b := startBroker(t, nil)
+		b.log.CreateTopic("ops", 1, nil)
+		cluster, topic, dcluster, group := authorizedOpsSeen(t, func(o ...kgo.Opt) *kgo.Client { return b.client(t, o...) }, "ops", "ops-g")
+		if cluster != allCluster || dcluster != allCluster || topic != allTopic || group != allGroup {
+			t.Fatalf("cluster %b/%b topic %b group %b, want %b %b %b", cluster, dcluster, topic, group, allCluster, allTopic, allGroup)
+		}
+		// kadm reads the same from DescribeGroups.
+		described, err := kadm.NewClient(b.client(t)).DescribeGroups(ctxT(t), "ops-g")
+		if err != nil || len(described["ops-g"].AuthorizedOperations) != 3 {
+			t.Fatalf("kadm DescribeGroups: %+v %v", described, err)
+		}
+	})
+	t.Run("the principal's", func(t *testing.T) {
+		acls := someACLs{
+			{"CLUSTER", clusterName, "DESCRIBE"}: true,
+			{"TOPIC", "ops", "DESCRIBE"}:         true, {"TOPIC", "ops", "READ"}: true,
+			{"GROUP", "ops-g", "DESCRIBE"}: true,
+		}
+		b := startBroker(t, func(o *Options) {
+			o.SASLMechanisms, o.Credentials, o.ACLs, o.AuthFailureDelay = []string{SASLPlain}, memCreds{"alice": "s3cret"}, acls, -1
+		})
+		b.log.CreateTopic("ops", 1, nil)
+		alice := func(o ...kgo.Opt) *kgo.Client {
+			return b.client(t, append(o, kgo.SASL(plain.Auth{User: "alice", Pass: "s3cret"}.AsMechanism()))...)
+		}
+		cluster, topic, dcluster, group := authorizedOpsSeen(t, alice, "ops", "ops-g")
+		wantCluster, wantTopic, wantGroup := bits(kmsg.ACLOperationDescribe), bits(kmsg.ACLOperationDescribe, kmsg.ACLOperationRead), bits(kmsg.ACLOperationDescribe)
+		if cluster != wantCluster || dcluster != wantCluster || topic != wantTopic || group != wantGroup {
+			t.Fatalf("cluster %b/%b topic %b group %b, want %b %b %b", cluster, dcluster, topic, group, wantCluster, wantTopic, wantGroup)
+		}
+	})
 }
