@@ -30,6 +30,7 @@ import (
 //	DescribeGroups          DESCRIBE group
 //	ListGroups              DESCRIBE cluster, else the groups it may DESCRIBE
 //	DeleteGroups            DELETE group
+//	OffsetDelete            DELETE group, READ topic
 //	CreateTopics            CREATE cluster or topic
 //	DeleteTopics            DELETE topic
 //	CreatePartitions        ALTER topic

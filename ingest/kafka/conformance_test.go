@@ -404,3 +404,55 @@ func TestAuthorizedOperations(t *testing.T) {
 		}
 	})
 }
+
+// TestOffsetDelete: kadm's DeleteOffsets (OffsetDelete) deletes a group's
+// committed offsets, except those of a topic a member subscribes to
+// (GROUP_SUBSCRIBED_TO_TOPIC); an unknown group is GROUP_ID_NOT_FOUND.
+func TestOffsetDelete(t *testing.T) {
+	b := startBroker(t, nil)
+	for _, topic := range []string{"od-a", "od-b"} {
+		if _, err := b.log.CreateTopic(topic, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	offs := kadm.Offsets{}
+	offs.AddOffset("od-a", 0, 0, -1)
+	offs.AddOffset("od-b", 0, 3, -1)
+	if resp, err := adm.CommitOffsets(ctx, "od", offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", resp, err)
+	}
+	startGroupConsumer(t, b, "od", "od-a") // a member subscribed to od-a only
+	waitStable(t, b, "od", 1)
+	set := kadm.TopicsSet{}
+	set.Add("od-a", 0)
+	set.Add("od-b", 0)
+	set.Add("od-missing", 0)
+	resp, err := adm.DeleteOffsets(ctx, "od", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp["od-a"][0]; !errors.Is(err, kerr.GroupSubscribedToTopic) {
+		t.Fatalf("od-a (subscribed): %v, want GROUP_SUBSCRIBED_TO_TOPIC", err)
+	}
+	if err := resp["od-b"][0]; err != nil {
+		t.Fatalf("od-b: %v", err)
+	}
+	if err := resp["od-missing"][0]; !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("od-missing: %v, want UNKNOWN_TOPIC_OR_PARTITION", err)
+	}
+	fetched, err := adm.FetchOffsets(ctx, "od")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fetched.Lookup("od-b", 0); ok {
+		t.Fatal("od-b's offset is still committed")
+	}
+	if _, ok := fetched.Lookup("od-a", 0); !ok {
+		t.Fatal("od-a's offset was deleted under its subscriber")
+	}
+	if _, err := adm.DeleteOffsets(ctx, "never-was", set); !errors.Is(err, kerr.GroupIDNotFound) {
+		t.Fatalf("unknown group: %v, want GROUP_ID_NOT_FOUND", err)
+	}
+}

@@ -176,3 +176,63 @@ func (g *Groups) Delete(id string) error {
 		return fmt.Errorf("deleting group %q: %w", id, kerr.ErrorForCode(code))
 	}
 }
+
+// deleteOffsets removes a group's committed offsets of some partitions
+// (Kafka's OffsetDelete): GROUP_ID_NOT_FOUND for a group with neither
+// members nor offsets; NON_EMPTY_GROUP for a group with members that is not
+// a consumer group (its subscriptions cannot be read); in a consumer group
+// with members, the partitions of topics a member subscribes to are kept
+// and answered GROUP_SUBSCRIBED_TO_TOPIC. The codes returned are the
+// group's and, per topic, the code of its partitions (0: deleted, or there
+// was nothing to delete).
+func (g *Groups) deleteOffsets(id string, topics map[string][]int32) (int16, map[string]int16) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return kerr.CoordinatorNotAvailable.Code, nil
+	}
+	committed, err := g.Committed(id)
+	if err != nil {
+		return kerr.CoordinatorNotAvailable.Code, nil
+	}
+	gr := g.groups[id]
+	if (gr == nil || len(gr.members) == 0) && len(committed) == 0 {
+		return kerr.GroupIDNotFound.Code, nil
+	}
+	subscribed := map[string]bool{}
+	if gr != nil && len(gr.members) > 0 {
+		if gr.protocolType != "consumer" {
+			return kerr.NonEmptyGroup.Code, nil
+		}
+		for _, m := range gr.members {
+			var meta kmsg.ConsumerMemberMetadata
+			if md := metadataFor(m.protocols, gr.protocol); len(md) > 0 && meta.ReadFrom(md) == nil {
+				for _, t := range meta.Topics {
+					subscribed[t] = true
+				}
+			}
+		}
+	}
+	codes := make(map[string]int16, len(topics))
+	err = g.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(offsetsBucket)
+		for topic, parts := range topics {
+			if subscribed[topic] {
+				codes[topic] = kerr.GroupSubscribedToTopic.Code
+				continue
+			}
+			codes[topic] = 0
+			for _, p := range parts {
+				if err := b.Delete(offsetKey(id, topic, p)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		g.logger.Error("deleting committed offsets", "group", id, "err", err)
+		return kerr.CoordinatorNotAvailable.Code, nil
+	}
+	return 0, codes
+}
