@@ -416,6 +416,17 @@ func (l *Log) AddPartitions(name string, total int32) error {
 // takes effect at once, for every partition (Kafka's
 // IncrementalAlterConfigs).
 func (l *Log) AlterConfigs(name string, set map[string]string, remove []string) error {
+	return l.alterConfigs(name, set, remove, false)
+}
+
+// ReplaceConfigs makes set the whole of a topic's config overrides: a key
+// it does not name returns to its default (Kafka's AlterConfigs). The
+// change takes effect at once, for every partition.
+func (l *Log) ReplaceConfigs(name string, set map[string]string) error {
+	return l.alterConfigs(name, set, nil, true)
+}
+
+func (l *Log) alterConfigs(name string, set map[string]string, remove []string, replace bool) error {
 	if err := ValidateConfigs(set); err != nil {
 		return err
 	}
@@ -431,6 +442,9 @@ func (l *Log) AlterConfigs(name string, set map[string]string, remove []string) 
 		return fmt.Errorf("%w: %q", ErrUnknownTopic, name)
 	}
 	next := copyConfigs(t.info.Configs)
+	if replace {
+		next = map[string]string{}
+	}
 	for _, k := range remove {
 		delete(next, k)
 	}

@@ -36,6 +36,7 @@ import (
 //	CreatePartitions        ALTER topic
 //	DescribeConfigs         DESCRIBE_CONFIGS topic or cluster (broker)
 //	IncrementalAlterConfigs ALTER_CONFIGS topic or cluster (broker)
+//	AlterConfigs            ALTER_CONFIGS topic or cluster (broker)
 //	InitProducerId          IDEMPOTENT_WRITE cluster, or WRITE on some topic (KIP-679)
 //	DescribeCluster         none (its authorized operations are the principal's)
 //	DescribeAcls            DESCRIBE cluster

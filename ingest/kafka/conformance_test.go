@@ -456,3 +456,31 @@ func TestOffsetDelete(t *testing.T) {
 		t.Fatalf("unknown group: %v, want GROUP_ID_NOT_FOUND", err)
 	}
 }
+
+// TestAlterConfigsReplacesTheWholeSet: AlterConfigs (kadm's
+// AlterTopicConfigsState) makes the configs given a topic's whole set of
+// overrides, the others returning to their defaults; a key ferry does not
+// know is INVALID_CONFIG and changes nothing.
+func TestAlterConfigsReplacesTheWholeSet(t *testing.T) {
+	b := startBroker(t, nil)
+	if _, err := b.log.CreateTopic("ac", 1, map[string]string{"retention.ms": "60000", "segment.bytes": "1048576"}); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	resp, err := adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "retention.bytes", Value: kmsg.StringPtr("5000000")}}, "ac")
+	if err != nil || len(resp) != 1 || resp[0].Err != nil {
+		t.Fatalf("AlterConfigs: %+v %v", resp, err)
+	}
+	info, _ := b.log.Topic("ac")
+	if len(info.Configs) != 1 || info.Configs["retention.bytes"] != "5000000" {
+		t.Fatalf("overrides after AlterConfigs: %v, want only retention.bytes", info.Configs)
+	}
+	resp, err = adm.AlterTopicConfigsState(ctx, []kadm.AlterConfig{{Name: "no.such.key", Value: kmsg.StringPtr("1")}}, "ac")
+	if err != nil || len(resp) != 1 || !errors.Is(resp[0].Err, kerr.InvalidConfig) || resp[0].ErrMessage == "" {
+		t.Fatalf("AlterConfigs with an unknown key: %+v %v, want INVALID_CONFIG with a reason", resp, err)
+	}
+	if info, _ := b.log.Topic("ac"); info.Configs["retention.bytes"] != "5000000" {
+		t.Fatalf("a refused AlterConfigs changed the overrides: %v", info.Configs)
+	}
+}

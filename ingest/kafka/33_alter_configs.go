@@ -1,0 +1,71 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// AlterConfigs: v0-2
+//
+// Behavior:
+//   - The older, whole-set form of IncrementalAlterConfigs: a topic's config
+//     overrides become exactly those named, every other key returning to its
+//     default (log.ReplaceConfigs), applied to every partition at once. An
+//     unknown key or a bad value is INVALID_CONFIG with the reason, a null
+//     value INVALID_REQUEST; ValidateOnly changes nothing.
+//   - Broker resources: INVALID_REQUEST (nothing is alterable yet).
+//   - The internal __consumer_offsets (internal.go) has no configs to
+//     alter: INVALID_TOPIC_EXCEPTION.
+//   - With ACLs: ALTER_CONFIGS on the topic, or on the cluster for a broker.
+//
+// Version notes:
+//   - v1: ThrottleMillis semantics; v2: flexible
+
+func init() { register(33, 0, 2, serveAlterConfigs) }
+
+func serveAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.AlterConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
+	for _, rr := range req.Resources {
+		sr := kmsg.NewAlterConfigsResponseResource()
+		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
+		if code := cn.configsAllowed(kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName); code != 0 {
+			sr.ErrorCode = code
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
+		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
+			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered")
+			resp.Resources = append(resp.Resources, sr)
+			continue
+		}
+		set := map[string]string{}
+		for _, c := range rr.Configs {
+			if c.Value == nil {
+				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("null value for "+c.Name)
+				break
+			}
+			set[c.Name] = *c.Value
+		}
+		if sr.ErrorCode == 0 {
+			var err error
+			switch {
+			case s.virtualOffsetsTopic(rr.ResourceName):
+				err = errOffsetsTopic
+			case req.ValidateOnly:
+				if _, err = s.log.Topic(rr.ResourceName); err == nil {
+					err = flog.ValidateConfigs(set)
+				}
+			default:
+				err = s.log.ReplaceConfigs(rr.ResourceName, set)
+			}
+			sr.ErrorCode, sr.ErrorMessage = errorCode(err), errorMessage(err)
+		}
+		resp.Resources = append(resp.Resources, sr)
+	}
+	return resp, nil
+}
