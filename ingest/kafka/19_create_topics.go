@@ -14,8 +14,13 @@ import (
 //
 // Behavior:
 //   - NumPartitions -1 means the server's default; ReplicationFactor must be
-//     -1 or 1 (one node), else INVALID_REPLICATION_FACTOR; manual replica
-//     assignments are INVALID_REQUEST.
+//     -1 or 1 (one node), else INVALID_REPLICATION_FACTOR.
+//   - Explicit replica assignments are accepted when they name live brokers
+//     (this node): partitions 0..n-1, each with this node as its one
+//     replica. One naming another broker, a duplicate broker or a gap in
+//     the partitions is INVALID_REPLICA_ASSIGNMENT with the reason; with
+//     NumPartitions or ReplicationFactor set as well, INVALID_REQUEST, as
+//     Kafka answers.
 //   - Configs are ferry's topic configs (Kafka's names where Kafka has one);
 //     an unknown key or bad value is INVALID_CONFIG with a message.
 //   - ValidateOnly checks everything and creates nothing.
@@ -30,6 +35,39 @@ import (
 
 func init() { register(19, 0, 7, serveCreateTopics) }
 
+// checkAssignments checks CreateTopics' explicit replica assignments for a
+// one-node cluster, returning why they cannot be honoured ("" if they can).
+func (s *Server) checkAssignments(as []kmsg.CreateTopicsRequestTopicReplicaAssignment) string {
+	seen := make(map[int32]bool, len(as))
+	for _, a := range as {
+		if a.Partition < 0 || int(a.Partition) >= len(as) || seen[a.Partition] {
+			return fmt.Sprintf("partitions must be 0..%d, each once; got %d", len(as)-1, a.Partition)
+		}
+		seen[a.Partition] = true
+		if msg := s.checkReplicas(a.Replicas); msg != "" {
+			return fmt.Sprintf("partition %d: %s", a.Partition, msg)
+		}
+	}
+	return ""
+}
+
+// checkReplicas checks one partition's replicas: this node, once (the only
+// live broker).
+func (s *Server) checkReplicas(replicas []int32) string {
+	if len(replicas) == 0 {
+		return "no replicas"
+	}
+	for i, r := range replicas {
+		if r != s.opts.NodeID {
+			return fmt.Sprintf("broker %d is not a live broker (this cluster is node %d)", r, s.opts.NodeID)
+		}
+		if i > 0 {
+			return fmt.Sprintf("broker %d named twice", r)
+		}
+	}
+	return ""
+}
+
 func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
@@ -43,7 +81,9 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 			}
 		}
 		parts := rt.NumPartitions
-		if parts == -1 {
+		if parts == -1 && len(rt.ReplicaAssignment) > 0 {
+			parts = int32(len(rt.ReplicaAssignment))
+		} else if parts == -1 {
 			parts = s.opts.DefaultPartitions
 		}
 		configs := map[string]string{}
@@ -57,8 +97,10 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 			fail(kerr.TopicAuthorizationFailed.Code, "CREATE on the cluster or the topic is not allowed")
 		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
 			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: this cluster has one node", rt.ReplicationFactor))
-		case len(rt.ReplicaAssignment) > 0:
-			fail(kerr.InvalidRequest.Code, "manual replica assignment is not supported")
+		case len(rt.ReplicaAssignment) > 0 && (rt.NumPartitions != -1 || rt.ReplicationFactor != -1):
+			fail(kerr.InvalidRequest.Code, "both numPartitions or replicationFactor and replicasAssignments were set")
+		case len(rt.ReplicaAssignment) > 0 && s.checkAssignments(rt.ReplicaAssignment) != "":
+			fail(kerr.InvalidReplicaAssignment.Code, s.checkAssignments(rt.ReplicaAssignment))
 		case s.refuseCreate(rt.Topic) != nil:
 			err := s.refuseCreate(rt.Topic)
 			fail(errorCode(err), err.Error())

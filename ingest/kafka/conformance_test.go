@@ -484,3 +484,64 @@ func TestAlterConfigsReplacesTheWholeSet(t *testing.T) {
 		t.Fatalf("a refused AlterConfigs changed the overrides: %v", info.Configs)
 	}
 }
+
+// TestExplicitReplicaAssignments: CreateTopics and CreatePartitions accept
+// assignments naming this broker, the only live one, and refuse one naming
+// another broker with INVALID_REPLICA_ASSIGNMENT.
+func TestExplicitReplicaAssignments(t *testing.T) {
+	b := startBroker(t, nil)
+	cl := b.client(t)
+	ctx := ctxT(t)
+	create := func(topic string, brokers ...int32) *kmsg.CreateTopicsResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = topic, -1, -1
+		for p, broker := range brokers {
+			a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+			a.Partition, a.Replicas = int32(p), []int32{broker}
+			rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || len(resp.Topics) != 1 {
+			t.Fatalf("CreateTopics: %+v %v", resp, err)
+		}
+		return &resp.Topics[0]
+	}
+	if r := create("assigned", 0, 0); r.ErrorCode != 0 || r.NumPartitions != 2 {
+		t.Fatalf("assignment naming this broker: %+v", r)
+	}
+	if n, _ := b.log.PartitionCount("assigned"); n != 2 {
+		t.Fatalf("created with %d partitions, want 2", n)
+	}
+	if r := create("elsewhere", 0, 7); r.ErrorCode != kerr.InvalidReplicaAssignment.Code || r.ErrorMessage == nil {
+		t.Fatalf("assignment naming broker 7: %+v", r)
+	}
+	grow := func(count int32, brokers ...int32) *kmsg.CreatePartitionsResponseTopic {
+		t.Helper()
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = "assigned", count
+		for _, broker := range brokers {
+			a := kmsg.NewCreatePartitionsRequestTopicAssignment()
+			a.Replicas = []int32{broker}
+			rt.Assignment = append(rt.Assignment, a)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil || len(resp.Topics) != 1 {
+			t.Fatalf("CreatePartitions: %+v %v", resp, err)
+		}
+		return &resp.Topics[0]
+	}
+	if r := grow(3, 0); r.ErrorCode != 0 {
+		t.Fatalf("growing with an assignment naming this broker: %+v", r)
+	}
+	if r := grow(4, 5); r.ErrorCode != kerr.InvalidReplicaAssignment.Code {
+		t.Fatalf("growing with an assignment naming broker 5: %+v", r)
+	}
+	if n, _ := b.log.PartitionCount("assigned"); n != 3 {
+		t.Fatalf("%d partitions, want 3", n)
+	}
+}
