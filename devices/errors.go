@@ -46,6 +46,11 @@ var (
 	// 1 to 256 bytes of UTF-8 without control characters, or is "*".
 	ErrInvalidUser = errors.New("invalid user name")
 
+	// ErrInvalidCredential is returned by SetUserSCRAM for a credential of
+	// an unknown mechanism, with fewer than MinSCRAMIterations iterations,
+	// or missing its salt or keys.
+	ErrInvalidCredential = errors.New("invalid credential")
+
 	// ErrUserExists is returned by AddUser when the name is taken.
 	ErrUserExists = errors.New("user already exists")
 

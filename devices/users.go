@@ -346,3 +346,90 @@ func (r *Registry) SCRAMDecoy(mechanism, name string) SCRAMCredential {
 	rand.Read(key)
 	return SCRAMCredential{Salt: mac.Sum(nil)[:24], Iterations: r.opts.SCRAMIterations, StoredKey: key, ServerKey: key}
 }
+
+// SetUserSCRAM stores user name's credential for a SCRAM mechanism, made
+// by a client from the password (Kafka's AlterUserScramCredentials
+// upsertion: the server never sees the password), creating the user, with
+// no other credential, if there is none. The other mechanisms' credentials
+// and the PLAIN hash are kept: they still verify the old password.
+func (r *Registry) SetUserSCRAM(name, mechanism string, c SCRAMCredential) error {
+	if err := ValidateUserName(name); err != nil {
+		return err
+	}
+	if _, ok := scramHash(mechanism); !ok {
+		return fmt.Errorf("%w: unknown SCRAM mechanism %q", ErrInvalidCredential, mechanism)
+	}
+	if c.Iterations < MinSCRAMIterations || len(c.Salt) == 0 || len(c.StoredKey) == 0 || len(c.ServerKey) == 0 {
+		return fmt.Errorf("%w: a SCRAM credential needs a salt, keys and at least %d iterations", ErrInvalidCredential, MinSCRAMIterations)
+	}
+	return r.changeUser(name, func(rec *userRecord, exists bool) error {
+		if !exists {
+			*rec = userRecord{Name: name, CreatedAt: r.opts.Now().UTC()}
+		}
+		next := make(map[string]SCRAMCredential, len(rec.SCRAM)+1)
+		for m, old := range rec.SCRAM {
+			next[m] = old
+		}
+		next[mechanism] = c
+		rec.SCRAM = next
+		return nil
+	})
+}
+
+// DeleteUserSCRAM removes user name's credential for a SCRAM mechanism:
+// ErrUserNotFound if it has none. A user left with no credential at all is
+// removed, as Kafka has no user without one.
+func (r *Registry) DeleteUserSCRAM(name, mechanism string) error {
+	return r.changeUser(name, func(rec *userRecord, exists bool) error {
+		if _, ok := rec.SCRAM[mechanism]; !exists || !ok {
+			return fmt.Errorf("%w: %q has no %s credential", ErrUserNotFound, name, mechanism)
+		}
+		next := make(map[string]SCRAMCredential, len(rec.SCRAM))
+		for m, old := range rec.SCRAM {
+			if m != mechanism {
+				next[m] = old
+			}
+		}
+		rec.SCRAM = next
+		return nil
+	})
+}
+
+// changeUser applies change to a copy of user name's record (the zero
+// record and false if there is none) and stores the result, or removes the
+// user if it is left with no credential.
+func (r *Registry) changeUser(name string, change func(rec *userRecord, exists bool) error) error {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	r.mu.RLock()
+	old := r.users[name]
+	r.mu.RUnlock()
+	var rec userRecord
+	if old != nil {
+		rec = old.rec
+	}
+	if err := change(&rec, old != nil); err != nil {
+		return err
+	}
+	gone := len(rec.PlainHash) == 0 && len(rec.SCRAM) == 0
+	err := r.db.Update(func(tx *bolt.Tx) error {
+		if gone {
+			return tx.Bucket(bucketUsers).Delete([]byte(name))
+		}
+		return putJSON(tx.Bucket(bucketUsers), name, rec)
+	})
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if gone {
+		delete(r.users, name)
+	} else {
+		r.users[name] = &userEntry{rec: rec} // a new entry: no verification cache
+	}
+	r.mu.Unlock()
+	return nil
+}

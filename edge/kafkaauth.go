@@ -32,6 +32,28 @@ func (a kafkaAuth) SCRAMDecoy(mechanism, user string) kafka.SCRAMCredential {
 	return kafka.SCRAMCredential(a.r.SCRAMDecoy(mechanism, user))
 }
 
+func (a kafkaAuth) Users() ([]string, error) {
+	us, err := a.r.Users()
+	names := make([]string, len(us))
+	for i, u := range us {
+		names[i] = u.Name
+	}
+	return names, err
+}
+
+func (a kafkaAuth) SetSCRAM(mechanism, user string, c kafka.SCRAMCredential) error {
+	return a.r.SetUserSCRAM(user, mechanism, devices.SCRAMCredential(c))
+}
+
+func (a kafkaAuth) DeleteSCRAM(mechanism, user string) error {
+	if err := a.r.DeleteUserSCRAM(user, mechanism); errors.Is(err, devices.ErrUserNotFound) {
+		return fmt.Errorf("%w: %v", kafka.ErrBadCredentials, err)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
 func (a kafkaAuth) Authorize(principal, host, resourceType, name, op string) bool {
 	return a.r.AuthorizeKafka(principal, host, resourceType, name, op)
 }

@@ -41,6 +41,8 @@ import (
 //	DescribeCluster         none (its authorized operations are the principal's)
 //	DescribeAcls            DESCRIBE cluster
 //	CreateAcls, DeleteAcls  ALTER cluster
+//	DescribeUserScramCredentials DESCRIBE cluster
+//	AlterUserScramCredentials    ALTER cluster
 
 // ACL is one binding, with Kafka's names for its values (upper case:
 // TOPIC, LITERAL, READ, ALLOW, ...; see kmsg's ACL enums' String).

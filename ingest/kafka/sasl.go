@@ -69,6 +69,21 @@ type Credentials interface {
 	SCRAMDecoy(mechanism, user string) SCRAMCredential
 }
 
+// SCRAMUsers lists Kafka users and changes their SCRAM credentials, for
+// DescribeUserScramCredentials and AlterUserScramCredentials (50, 51),
+// which are served only when Options.Credentials implements it (the node's
+// does: the device registry's users, the same as 'ferry users').
+type SCRAMUsers interface {
+	// Users lists every user name.
+	Users() ([]string, error)
+	// SetSCRAM stores user's credential for a SCRAM mechanism, creating
+	// the user if there is none.
+	SetSCRAM(mechanism, user string, c SCRAMCredential) error
+	// DeleteSCRAM removes user's credential for a SCRAM mechanism, or
+	// returns an error wrapping ErrBadCredentials if it has none.
+	DeleteSCRAM(mechanism, user string) error
+}
+
 // SCRAMCredential is a user's stored SCRAM credential for one mechanism.
 type SCRAMCredential struct {
 	Salt       []byte
