@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"strconv"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -12,9 +13,11 @@ import (
 // DescribeConfigs: v0-4
 //
 // Behavior:
-//   - Topic resources: every ferry topic config (or those named), with its
-//     value, whether it is a default (source DEFAULT_CONFIG) or set on the
-//     topic (DYNAMIC_TOPIC_CONFIG), its type, and its documentation (v3+).
+//   - Topic resources: every ferry topic config (or those named), with
+//     Kafka's that ferry keeps without acting on them (log/kafkaconfigs.go),
+//     each with its value, whether it is a default (source DEFAULT_CONFIG)
+//     or set on the topic (DYNAMIC_TOPIC_CONFIG), its type, and its
+//     documentation (v3+).
 //     None is read-only or sensitive. UNKNOWN_TOPIC_OR_PARTITION for an
 //     unknown topic. The internal __consumer_offsets (internal.go) is
 //     described with no configs: it is not a log topic.
@@ -25,6 +28,21 @@ import (
 //   - v1: Source, synonyms (none); v3: ConfigType, Documentation; v4: flexible
 
 func init() { register(32, 0, 4, serveDescribeConfigs) }
+
+// configType is the type DescribeConfigs reports for a value: ferry's keys
+// and Kafka's that it keeps are integers, booleans, a ratio or words.
+func configType(v string) kmsg.ConfigType {
+	if _, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return kmsg.ConfigTypeLong
+	}
+	if v == "true" || v == "false" {
+		return kmsg.ConfigTypeBoolean
+	}
+	if _, err := strconv.ParseFloat(v, 64); err == nil {
+		return kmsg.ConfigTypeDouble
+	}
+	return kmsg.ConfigTypeString
+}
 
 func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeConfigsRequest)
@@ -63,10 +81,7 @@ func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Requ
 				if explicit[k] {
 					c.Source = kmsg.ConfigSourceDynamicTopicConfig
 				}
-				c.ConfigType = kmsg.ConfigTypeLong
-				if k == flog.ConfigFlushPolicy {
-					c.ConfigType = kmsg.ConfigTypeString
-				}
+				c.ConfigType = configType(v)
 				if _, doc, ok := flog.ConfigDefault(k); ok && req.IncludeDocumentation {
 					c.Documentation = kmsg.StringPtr(doc)
 				}

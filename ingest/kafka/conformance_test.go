@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -543,5 +544,51 @@ func TestExplicitReplicaAssignments(t *testing.T) {
 	}
 	if n, _ := b.log.PartitionCount("assigned"); n != 3 {
 		t.Fatalf("%d partitions, want 3", n)
+	}
+}
+
+// TestKafkaTopicConfigs: Kafka's topic configs that ferry keeps without
+// acting on them are accepted with the values it can stand behind,
+// described with their documentation, and refused otherwise with
+// INVALID_CONFIG and the reason (cleanup.policy=compact, say).
+func TestKafkaTopicConfigs(t *testing.T) {
+	b := startBroker(t, nil)
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	kept := map[string]*string{
+		"cleanup.policy": kmsg.StringPtr("delete"), "compression.type": kmsg.StringPtr("producer"),
+		"min.insync.replicas": kmsg.StringPtr("1"), "delete.retention.ms": kmsg.StringPtr("1000"),
+		"max.compaction.lag.ms": kmsg.StringPtr("60000"), "message.timestamp.type": kmsg.StringPtr("CreateTime"),
+	}
+	if r, err := adm.CreateTopic(ctx, 1, 1, kept, "kafka-configs"); err != nil || r.Err != nil {
+		t.Fatalf("creating with Kafka's configs: %+v %v", r, err)
+	}
+	for key, want := range map[string]string{
+		"cleanup.policy":         "compact",
+		"compression.type":       "zstd",
+		"message.timestamp.type": "LogAppendTime",
+		"min.insync.replicas":    "2",
+	} {
+		r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{key: kmsg.StringPtr(want)}, "refused-"+strings.ReplaceAll(key, ".", "-"))
+		if err == nil {
+			err = r.Err
+		}
+		if !errors.Is(err, kerr.InvalidConfig) || !strings.Contains(r.ErrMessage, key) {
+			t.Fatalf("%s=%s: %v (%q), want INVALID_CONFIG with the reason", key, want, err, r.ErrMessage)
+		}
+	}
+	described, err := adm.DescribeTopicConfigs(ctx, "kafka-configs")
+	if err != nil || len(described) != 1 {
+		t.Fatalf("describe: %+v %v", described, err)
+	}
+	got := map[string]kadm.Config{}
+	for _, c := range described[0].Configs {
+		got[c.Key] = c
+	}
+	if c := got["cleanup.policy"]; c.MaybeValue() != "delete" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+		t.Fatalf("cleanup.policy described as %+v", c)
+	}
+	if c, ok := got["segment.jitter.ms"]; !ok || c.MaybeValue() != "0" || c.Source != kmsg.ConfigSourceDefaultConfig {
+		t.Fatalf("segment.jitter.ms described as %+v (present: %v)", c, ok)
 	}
 }
