@@ -104,3 +104,15 @@ func init() {
 		}
 	}
 }
+
+// listConfigs are the topic configs whose value is a comma-separated list,
+// which IncrementalAlterConfigs may APPEND to and SUBTRACT from.
+var listConfigs = map[string]bool{
+	ConfigCleanupPolicy:                       true,
+	"leader.replication.throttled.replicas":   true,
+	"follower.replication.throttled.replicas": true,
+}
+
+// ConfigIsList reports whether a topic config's value is a comma-separated
+// list (Kafka's LIST type).
+func ConfigIsList(key string) bool { return listConfigs[key] }

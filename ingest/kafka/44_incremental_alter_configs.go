@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -14,8 +16,12 @@ import (
 // Behavior:
 //   - Topic resources: SET and DELETE of topic configs, applied to every
 //     partition at once (retention, segment and flush settings take effect
-//     live). APPEND and SUBTRACT (list configs) are INVALID_REQUEST; an
-//     unknown key or bad value INVALID_CONFIG; ValidateOnly changes nothing.
+//     live). APPEND and SUBTRACT add items to and remove them from a list
+//     config (cleanup.policy, the throttled-replicas lists: see
+//     log.ConfigIsList), starting from its effective value, as Kafka does;
+//     on any other key they are INVALID_CONFIG. An unknown key or bad value
+//     (the list that results included) is INVALID_CONFIG with the reason;
+//     ValidateOnly changes nothing.
 //   - Broker resources: INVALID_REQUEST (nothing is alterable yet).
 //   - The internal __consumer_offsets (internal.go) has no configs to
 //     alter: INVALID_TOPIC_EXCEPTION.
@@ -24,6 +30,30 @@ import (
 //   - v1: flexible
 
 func init() { register(44, 0, 1, serveIncrementalAlterConfigs) }
+
+// alterList appends the comma-separated items of v to list (those not in it
+// already), or subtracts them from it.
+func alterList(list string, v *string, appending bool) string {
+	var items []string
+	for _, it := range strings.Split(list, ",") {
+		if it = strings.TrimSpace(it); it != "" {
+			items = append(items, it)
+		}
+	}
+	if v != nil {
+		for _, it := range strings.Split(*v, ",") {
+			it = strings.TrimSpace(it)
+			switch {
+			case it == "":
+			case appending && !slices.Contains(items, it):
+				items = append(items, it)
+			case !appending:
+				items = slices.DeleteFunc(items, func(x string) bool { return x == it })
+			}
+		}
+	}
+	return strings.Join(items, ",")
+}
 
 func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
@@ -42,6 +72,7 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 			continue
 		}
 		set, remove := map[string]string{}, []string(nil)
+		var current map[string]string // effective values, for APPEND and SUBTRACT
 		for _, c := range rr.Configs {
 			switch c.Op {
 			case kmsg.IncrementalAlterConfigOpSet:
@@ -52,8 +83,21 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 				}
 			case kmsg.IncrementalAlterConfigOpDelete:
 				remove = append(remove, c.Name)
+			case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:
+				if !flog.ConfigIsList(c.Name) {
+					sr.ErrorCode, sr.ErrorMessage = kerr.InvalidConfig.Code, kmsg.StringPtr(c.Name+" is not a list config: APPEND and SUBTRACT do not apply")
+					break
+				}
+				if current == nil {
+					current, _, _ = s.log.EffectiveConfigs(rr.ResourceName) // nil for an unknown topic: refused below
+				}
+				v, ok := set[c.Name]
+				if !ok {
+					v = current[c.Name]
+				}
+				set[c.Name] = alterList(v, c.Value, c.Op == kmsg.IncrementalAlterConfigOpAppend)
 			default:
-				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("APPEND and SUBTRACT apply to list configs; ferry has none")
+				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("unknown operation")
 			}
 		}
 		if sr.ErrorCode == 0 {

@@ -592,3 +592,43 @@ func TestKafkaTopicConfigs(t *testing.T) {
 		t.Fatalf("segment.jitter.ms described as %+v (present: %v)", c, ok)
 	}
 }
+
+// TestIncrementalAlterConfigsAppendSubtract: APPEND and SUBTRACT change a
+// list config item by item from its effective value; the list that results
+// is checked like any value (cleanup.policy gaining compact is refused), and
+// they are INVALID_CONFIG on a key that is not a list.
+func TestIncrementalAlterConfigsAppendSubtract(t *testing.T) {
+	b := startBroker(t, nil)
+	if _, err := b.log.CreateTopic("lists", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	const key = "leader.replication.throttled.replicas"
+	alter := func(op kadm.IncrementalOp, name, value string) error {
+		t.Helper()
+		resp, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: name, Value: kmsg.StringPtr(value)}}, "lists")
+		if err != nil {
+			return err
+		}
+		return resp[0].Err
+	}
+	for _, step := range []struct {
+		op    kadm.IncrementalOp
+		value string
+		want  string
+	}{{kadm.AppendConfig, "0:0", "0:0"}, {kadm.AppendConfig, "1:0,0:0", "0:0,1:0"}, {kadm.SubtractConfig, "0:0", "1:0"}} {
+		if err := alter(step.op, key, step.value); err != nil {
+			t.Fatalf("%v %s: %v", step.op, step.value, err)
+		}
+		if info, _ := b.log.Topic("lists"); info.Configs[key] != step.want {
+			t.Fatalf("after %v %s: %q, want %q", step.op, step.value, info.Configs[key], step.want)
+		}
+	}
+	if err := alter(kadm.AppendConfig, "cleanup.policy", "compact"); !errors.Is(err, kerr.InvalidConfig) {
+		t.Fatalf("APPEND compact to cleanup.policy: %v, want INVALID_CONFIG", err)
+	}
+	if err := alter(kadm.AppendConfig, "retention.ms", "1"); !errors.Is(err, kerr.InvalidConfig) {
+		t.Fatalf("APPEND to retention.ms: %v, want INVALID_CONFIG", err)
+	}
+}
