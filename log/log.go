@@ -508,6 +508,10 @@ func (l *Log) EffectiveConfigs(name string) (map[string]string, map[string]bool,
 	return vals, explicit, nil
 }
 
+// TopicDefaults returns the node's topic config defaults
+// (Options.TopicDefaults), which override the built-in ones.
+func (l *Log) TopicDefaults() map[string]string { return copyConfigs(l.defaults) }
+
 // Topics lists every topic, sorted by name.
 func (l *Log) Topics() []TopicInfo {
 	l.mu.RLock()

@@ -16,8 +16,11 @@ import (
 //   - Topic resources: every ferry topic config (or those named), with
 //     Kafka's that ferry keeps without acting on them (log/kafkaconfigs.go),
 //     each with its value, whether it is a default (source DEFAULT_CONFIG)
-//     or set on the topic (DYNAMIC_TOPIC_CONFIG), its type, and its
-//     documentation (v3+).
+//     or set on the topic (DYNAMIC_TOPIC_CONFIG) or by the node's topic
+//     defaults (--topic-defaults: STATIC_BROKER_CONFIG), its type, and its
+//     documentation (v3+). With IncludeSynonyms (v1+), every value that
+//     could apply, in precedence order: the topic's, the node's default,
+//     the built-in default.
 //     None is read-only or sensitive. UNKNOWN_TOPIC_OR_PARTITION for an
 //     unknown topic. The internal __consumer_offsets (internal.go) is
 //     described with no configs: it is not a log topic.
@@ -25,7 +28,7 @@ import (
 //     yet); other resource types with INVALID_REQUEST.
 //
 // Version notes:
-//   - v1: Source, synonyms (none); v3: ConfigType, Documentation; v4: flexible
+//   - v1: Source, synonyms; v3: ConfigType, Documentation; v4: flexible
 
 func init() { register(32, 0, 4, serveDescribeConfigs) }
 
@@ -42,6 +45,27 @@ func configType(v string) kmsg.ConfigType {
 		return kmsg.ConfigTypeDouble
 	}
 	return kmsg.ConfigTypeString
+}
+
+// configSynonyms lists the values that could apply to a topic config, in
+// precedence order: the topic's own (value, when explicit), the node's
+// topic default, the built-in default.
+func configSynonyms(key string, explicit bool, value string, nodeDefaults map[string]string) []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
+	var out []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
+	add := func(v string, src kmsg.ConfigSource) {
+		syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+		syn.Name, syn.Value, syn.Source = key, kmsg.StringPtr(v), src
+		out = append(out, syn)
+	}
+	if explicit {
+		add(value, kmsg.ConfigSourceDynamicTopicConfig)
+	}
+	if v, ok := nodeDefaults[key]; ok {
+		add(v, kmsg.ConfigSourceStaticBrokerConfig)
+	}
+	def, _, _ := flog.ConfigDefault(key)
+	add(def, kmsg.ConfigSourceDefaultConfig)
+	return out
 }
 
 func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
@@ -66,6 +90,7 @@ func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Requ
 				sr.ErrorCode, sr.ErrorMessage = errorCode(err), errorMessage(err)
 				break
 			}
+			nodeDefaults := s.log.TopicDefaults()
 			names := rr.ConfigNames
 			if names == nil {
 				names = flog.ConfigKeys()
@@ -77,9 +102,10 @@ func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Requ
 				}
 				c := kmsg.NewDescribeConfigsResponseResourceConfig()
 				c.Name, c.Value, c.IsDefault = k, kmsg.StringPtr(v), !explicit[k]
-				c.Source = kmsg.ConfigSourceDefaultConfig
-				if explicit[k] {
-					c.Source = kmsg.ConfigSourceDynamicTopicConfig
+				c.ConfigSynonyms = configSynonyms(k, explicit[k], v, nodeDefaults)
+				c.Source = c.ConfigSynonyms[0].Source
+				if !req.IncludeSynonyms {
+					c.ConfigSynonyms = nil
 				}
 				c.ConfigType = configType(v)
 				if _, doc, ok := flog.ConfigDefault(k); ok && req.IncludeDocumentation {

@@ -17,6 +17,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	flog "ferry/log"
 )
 
 // Kafka semantics that clients' own test suites check (issue 17), each
@@ -630,5 +632,43 @@ func TestIncrementalAlterConfigsAppendSubtract(t *testing.T) {
 	}
 	if err := alter(kadm.AppendConfig, "retention.ms", "1"); !errors.Is(err, kerr.InvalidConfig) {
 		t.Fatalf("APPEND to retention.ms: %v, want INVALID_CONFIG", err)
+	}
+}
+
+// TestDescribeConfigsSynonyms: with synonyms asked for, each config lists
+// every value that could apply, in precedence order (the topic's, the
+// node's default, the built-in default), and its source is the first.
+func TestDescribeConfigsSynonyms(t *testing.T) {
+	b := startBrokerLog(t, func(o *flog.Options) { o.TopicDefaults = map[string]string{"retention.ms": "3600000"} }, nil, nil)
+	if _, err := b.log.CreateTopic("syn", 1, map[string]string{"retention.ms": "60000"}); err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrDescribeConfigsRequest()
+	rr := kmsg.NewDescribeConfigsRequestResource()
+	rr.ResourceType, rr.ResourceName, rr.ConfigNames = kmsg.ConfigResourceTypeTopic, "syn", []string{"retention.ms", "segment.bytes"}
+	req.Resources, req.IncludeSynonyms, req.IncludeDocumentation = append(req.Resources, rr), true, true
+	resp, err := req.RequestWith(ctxT(t), b.client(t))
+	if err != nil || len(resp.Resources) != 1 || len(resp.Resources[0].Configs) != 2 {
+		t.Fatalf("DescribeConfigs: %+v %v", resp, err)
+	}
+	type syn struct {
+		value  string
+		source kmsg.ConfigSource
+	}
+	for _, c := range resp.Resources[0].Configs {
+		var got []syn
+		for _, s := range c.ConfigSynonyms {
+			got = append(got, syn{*s.Value, s.Source})
+		}
+		var want []syn
+		switch c.Name {
+		case "retention.ms":
+			want = []syn{{"60000", kmsg.ConfigSourceDynamicTopicConfig}, {"3600000", kmsg.ConfigSourceStaticBrokerConfig}, {"604800000", kmsg.ConfigSourceDefaultConfig}}
+		case "segment.bytes":
+			want = []syn{{"67108864", kmsg.ConfigSourceDefaultConfig}}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) || c.Source != want[0].source || c.Documentation == nil {
+			t.Fatalf("%s: synonyms %v, source %v, want %v", c.Name, got, c.Source, want)
+		}
 	}
 }
