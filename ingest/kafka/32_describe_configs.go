@@ -24,8 +24,11 @@ import (
 //     None is read-only or sensitive. UNKNOWN_TOPIC_OR_PARTITION for an
 //     unknown topic. The internal __consumer_offsets (internal.go) is
 //     described with no configs: it is not a log topic.
-//   - Broker resources are answered with no configs (nothing is exposed
-//     yet); other resource types with INVALID_REQUEST.
+//   - Broker resources (this node's id, or "" for the cluster's default):
+//     the node's settings Kafka tools look for, under Kafka's names
+//     (brokerconfigs.go), read-only (STATIC_BROKER_CONFIG: flags change at a
+//     restart); another broker's id is INVALID_REQUEST. Other resource
+//     types are INVALID_REQUEST.
 //
 // Version notes:
 //   - v1: Source, synonyms; v3: ConfigType, Documentation; v4: flexible
@@ -81,6 +84,11 @@ func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Requ
 		}
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeBroker:
+			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(s.opts.NodeID)) {
+				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("this is broker "+strconv.Itoa(int(s.opts.NodeID)))
+				break
+			}
+			s.describeBroker(req, rr.ConfigNames, &sr)
 		case kmsg.ConfigResourceTypeTopic:
 			if s.virtualOffsetsTopic(rr.ResourceName) {
 				break // exists, with no log and so no topic configs

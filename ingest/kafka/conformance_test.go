@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -670,5 +671,37 @@ func TestDescribeConfigsSynonyms(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) || c.Source != want[0].source || c.Documentation == nil {
 			t.Fatalf("%s: synonyms %v, source %v, want %v", c.Name, got, c.Source, want)
 		}
+	}
+}
+
+// TestDescribeBrokerConfigs: the BROKER resource describes the node's
+// settings under Kafka's names, read-only, with the values it runs with;
+// another broker's id is INVALID_REQUEST.
+func TestDescribeBrokerConfigs(t *testing.T) {
+	b := startBroker(t, func(o *Options) { o.DefaultPartitions = 5 })
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	described, err := adm.DescribeBrokerConfigs(ctx, 0)
+	if err != nil || len(described) != 1 || described[0].Err != nil {
+		t.Fatalf("DescribeBrokerConfigs: %+v %v", described, err)
+	}
+	got := map[string]kadm.Config{}
+	for _, c := range described[0].Configs {
+		got[c.Key] = c
+	}
+	for key, want := range map[string]string{
+		"num.partitions":                   "5",
+		"auto.create.topics.enable":        "true",
+		"default.replication.factor":       "1",
+		"group.initial.rebalance.delay.ms": strconv.FormatInt(testRebalanceDelay.Milliseconds(), 10),
+		"advertised.listeners":             "PLAINTEXT://" + b.addr,
+	} {
+		if c, ok := got[key]; !ok || c.MaybeValue() != want || c.Source != kmsg.ConfigSourceStaticBrokerConfig {
+			t.Errorf("%s: %+v (present %v), want %q from the static config", key, c, ok, want)
+		}
+	}
+	other, err := adm.DescribeBrokerConfigs(ctx, 7)
+	if err == nil && (len(other) != 1 || !errors.Is(other[0].Err, kerr.InvalidRequest)) {
+		t.Fatalf("another broker's configs: %+v", other)
 	}
 }
