@@ -61,8 +61,8 @@ func serveOffsetDelete(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			rp.Partition = p.Partition
-			if c, ok := codes[t.Topic]; ok {
-				rp.ErrorCode = c
+			if code, ok := codes[t.Topic]; ok {
+				rp.ErrorCode = code
 			} else if p.Partition < 0 || p.Partition >= n {
 				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 			} else {
