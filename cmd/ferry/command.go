@@ -52,12 +52,18 @@ func (c *command) dispatchPath(path string, args []string, out io.Writer) error 
 			}
 			return nil
 		}
+		// `ferry --version` (and -V) is `ferry version`, as most tools have it.
+		if path == "ferry" && (args[0] == "--version" || args[0] == "-V") {
+			return printVersion(out, false)
+		}
+		var names []string
 		for _, s := range c.subs {
 			if s.name == args[0] {
 				return s.dispatchPath(path+" "+s.name, args[1:], out)
 			}
+			names = append(names, s.name)
 		}
-		return usagef("%s: unknown command %q (see '%s --help')", path, args[0], path)
+		return usagef("%s: unknown command %q%s (see '%s --help')", path, args[0], didYouMean(args[0], names, ""), path)
 	}
 	newFlags := func() (*pflag.FlagSet, action) {
 		fs := pflag.NewFlagSet(path, pflag.ContinueOnError)
@@ -72,7 +78,7 @@ func (c *command) dispatchPath(path string, args []string, out io.Writer) error 
 			c.printLeafUsage(path, fs, out)
 			return nil
 		}
-		return usagef("%s: %v (see '%s --help')", path, err, path)
+		return usagef("%s: %v%s (see '%s --help')", path, err, suggestFlag(err, fs), path)
 	}
 	// A node command (it has --config) takes its settings from a config
 	// file and the environment too: its flags are built again in order.
@@ -115,4 +121,70 @@ func exactArgs(args []string, names ...string) error {
 		return usagef("want %d argument(s) (%s), got %d", len(names), strings.Join(names, " "), len(args))
 	}
 	return nil
+}
+
+// suggestFlag names the closest flag of fs to the unknown one err is
+// about: ", did you mean --partitions?" for --partition; "" when none is
+// close or err is about something else.
+func suggestFlag(err error, fs *pflag.FlagSet) string {
+	msg := err.Error()
+	var name string
+	switch {
+	case strings.HasPrefix(msg, "unknown flag: --"):
+		name = strings.TrimPrefix(msg, "unknown flag: --")
+	case strings.HasPrefix(msg, "unknown shorthand flag: "):
+		// "unknown shorthand flag: 'x' in -xyz": no useful guess for one letter.
+		return ""
+	default:
+		return ""
+	}
+	var names []string
+	fs.VisitAll(func(f *pflag.Flag) {
+		if !f.Hidden {
+			names = append(names, f.Name)
+		}
+	})
+	return didYouMean(name, names, "--")
+}
+
+// didYouMean is ", did you mean PREFIX+NAME?" for the candidate closest to
+// s in edit distance, if it is close (at most a third of its length, and
+// at least 1, or s is a prefix of it); "" otherwise.
+func didYouMean(s string, candidates []string, prefix string) string {
+	best, bestDist := "", -1
+	for _, c := range candidates {
+		d := editDistance(s, c)
+		if strings.HasPrefix(c, s) && len(s) >= 3 {
+			d = min(d, 1)
+		}
+		if bestDist < 0 || d < bestDist || (d == bestDist && c < best) {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" || bestDist > max(1, len(best)/3) {
+		return ""
+	}
+	return fmt.Sprintf(", did you mean %s%s?", prefix, best)
+}
+
+// editDistance is the Levenshtein distance between a and b (flag and
+// command names: a few dozen bytes).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -64,6 +64,34 @@ func TestVersion(t *testing.T) {
 	if code, out, _ := ferry(t, "version"); code != 0 || !strings.HasPrefix(out, "ferry "+version) {
 		t.Fatalf("version: %d %q", code, out)
 	}
+	for _, flag := range []string{"--version", "-V"} {
+		if code, out, errOut := ferry(t, flag); code != 0 || !strings.HasPrefix(out, "ferry "+version+" (") {
+			t.Fatalf("ferry %s: %d %q %q", flag, code, out, errOut)
+		}
+	}
+}
+
+// TestUnknownNamesSuggest: a mistyped flag or command is a usage error
+// (exit 2) that names the closest one; a name close to none names nothing.
+func TestUnknownNamesSuggest(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"topics", "create", "x", "--partition", "3"}, "unknown flag: --partition, did you mean --partitions?"},
+		{[]string{"edge", "--kafka-adr", ":1"}, "did you mean --kafka-addr?"},
+		{[]string{"version", "--jsn"}, "did you mean --json?"},
+		{[]string{"topcs"}, `unknown command "topcs", did you mean topics?`},
+		{[]string{"groups", "reset"}, "did you mean reset-offsets?"},
+	} {
+		code, _, errOut := ferry(t, tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("ferry %v: exit %d, %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	if code, _, errOut := ferry(t, "produce", "--zzzzzzz"); code != 2 || strings.Contains(errOut, "did you mean") {
+		t.Errorf("ferry produce --zzzzzzz: exit %d, %q: want no suggestion", code, errOut)
+	}
 }
 
 func TestTopicsCommands(t *testing.T) {

@@ -23,13 +23,18 @@ func versionCommand() *command {
 				if err := exactArgs(args); err != nil {
 					return err
 				}
-				v := map[string]string{"version": version, "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH}
-				if *asJSON {
-					return json.NewEncoder(out).Encode(v)
-				}
-				_, err := fmt.Fprintf(out, "ferry %s (%s, %s/%s)\n", v["version"], v["go"], v["os"], v["arch"])
-				return err
+				return printVersion(out, *asJSON)
 			}
 		},
 	}
+}
+
+// printVersion prints what `ferry version` and `ferry --version` print.
+func printVersion(out io.Writer, asJSON bool) error {
+	v := map[string]string{"version": version, "go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH}
+	if asJSON {
+		return json.NewEncoder(out).Encode(v)
+	}
+	_, err := fmt.Fprintf(out, "ferry %s (%s, %s/%s)\n", v["version"], v["go"], v["os"], v["arch"])
+	return err
 }
