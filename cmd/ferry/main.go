@@ -1,9 +1,11 @@
 // Command ferry is the one binary of the ferry broker: `ferry edge` runs a
 // node; the other subcommands inspect and manage data and nodes. main only
-// parses, dispatches and sets the exit code: 0 success, 1 failure, 2 usage.
+// parses, dispatches and sets the exit code: 0 success, 1 failure, 2 usage,
+// or the code a command chose ([exitError]: 130 for an interrupted produce).
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -22,8 +24,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if isUsage(err) {
 		return 2
 	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	return 1
 }
+
+// exitError is a failure with an exit code of its own.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
 func root() *command {
 	return &command{

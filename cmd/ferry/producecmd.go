@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"ferry/edge"
@@ -113,6 +114,19 @@ func (p *progress) end() {
 	<-p.done
 }
 
+// explainProduceError says what a failed delivery means to someone at a
+// terminal: the two a first try meets are a broker that cannot be reached
+// and a topic the node does not create on use.
+func explainProduceError(err error, topic string, timeout time.Duration) error {
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("%w: the node has no topic %s and does not create topics on use (--auto-create-topics=false): ferry topics create %s", err, topic, topic)
+	case errors.Is(err, kgo.ErrRecordTimeout):
+		return fmt.Errorf("%w: not delivered within --timeout %v (is the broker reachable? --brokers, --admin)", err, timeout)
+	}
+	return err
+}
+
 // produceResult is what `ferry produce --json` prints.
 type produceResult struct {
 	Topic      string                `json:"topic"`
@@ -141,7 +155,11 @@ func produceCommand() *command {
 			partition := fs.Int32P("partition", "p", -1, "partition to produce to (default: by key, Kafka's murmur2, like any Kafka producer; sticky without a key)")
 			value := fs.String("value", "", "produce one record with this value instead of reading standard input")
 			asJSON := fs.Bool("json", false, "print what was produced as JSON (records and offsets per partition)")
+			timeout := fs.Duration("timeout", 30*time.Second, "how long a record may wait to be delivered (broker unreachable, topic missing) before the command fails")
 			return func(args []string, out io.Writer) error {
+				if *timeout < time.Second {
+					return usagef("--timeout %v: want at least 1s", *timeout)
+				}
 				if err := exactArgs(args, "TOPIC"); err != nil {
 					return err
 				}
@@ -157,7 +175,11 @@ func produceCommand() *command {
 				if err != nil {
 					return err
 				}
-				opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(args[0]), kgo.ProducerLinger(5 * time.Millisecond)}
+				// As kcat: the topic is created on first use where the node
+				// allows it (--auto-create-topics); a record not delivered
+				// within --timeout fails instead of waiting for ever.
+				opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic(args[0]), kgo.ProducerLinger(5 * time.Millisecond),
+					kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(*timeout)}
 				if *partition >= 0 {
 					opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 				}
@@ -237,11 +259,19 @@ func produceCommand() *command {
 				prog.end()
 				mu.Lock()
 				defer mu.Unlock()
-				if firstErr != nil {
-					return fmt.Errorf("producing to %s: %w (%d of %d record(s) produced)", args[0], firstErr, res.Records, sent)
+				// Whatever stopped it, fewer records produced than read is
+				// a failure: 130 on an interrupt, as a shell reports one.
+				if ctx.Err() != nil {
+					return exitError{code: 130, err: fmt.Errorf("interrupted: %d of %d record(s) produced to %s", res.Records, sent, args[0])}
 				}
-				if ferr != nil && !errors.Is(ferr, context.Canceled) {
-					return ferr
+				if firstErr != nil {
+					return fmt.Errorf("producing to %s: %w (%d of %d record(s) produced)", args[0], explainProduceError(firstErr, args[0], *timeout), res.Records, sent)
+				}
+				if ferr != nil {
+					return fmt.Errorf("producing to %s: %w (%d of %d record(s) produced)", args[0], ferr, res.Records, sent)
+				}
+				if res.Records != sent {
+					return fmt.Errorf("producing to %s: %d of %d record(s) produced", args[0], res.Records, sent)
 				}
 				res.Partitions = []producedToPartition{}
 				for _, p := range parts {
