@@ -6,7 +6,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 GOFLAGS_B := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all build run run-edge run-full test deps fmt-check vet cross bench bench-quick bench-peers fuzz torture conformance conformance-ci clean
+.PHONY: all build run run-edge run-full test deps deps-ops fmt-check vet cross cross-test dist dist-test bench bench-quick bench-peers fuzz torture conformance conformance-ci clean
 
 all: build
 
@@ -38,15 +38,14 @@ test: deps fmt-check vet
 	$(GO) test -race -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_BRIEF)
 
-# deps installs the tools the tests use when they are missing: qemu-user
-# (make cross), kcat, mosquitto clients, the mosquitto broker (bridge-in
+# deps installs the tools the tests use when they are missing: kcat,
+# mosquitto clients, the mosquitto broker (bridge-in
 # tests, MQTT benchmarks), Node.js (end-to-end tests with clients we did
 # not write) and Chromium (the status page test, headless) from Debian,
-# kafkajs from npm. As root it uses apt-get; otherwise it
-# says what to install.
-deps:
+# kafkajs from npm, and those of deps-ops. As root it uses apt-get;
+# otherwise it says what to install.
+deps: deps-ops
 	@missing=""; \
-	command -v qemu-aarch64 >/dev/null 2>&1 || missing="$$missing qemu-user"; \
 	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	command -v mosquitto_pub >/dev/null 2>&1 || missing="$$missing mosquitto-clients"; \
@@ -63,6 +62,24 @@ deps:
 	@# kafkajs for the tutorial test, pinned by testbed/kafkajs/package-lock.json
 	@[ -d testbed/kafkajs/node_modules/kafkajs ] || (cd testbed/kafkajs && npm ci --no-audit --no-fund --loglevel=error)
 
+# deps-ops installs what the packaging and monitoring tests use: dpkg and
+# sha256sum (on every Debian), systemd-analyze (systemd), the CA bundle the
+# image carries (ca-certificates) and promtool (prometheus, without its
+# recommends: the tool, not a monitoring stack). No browser, no npm.
+deps-ops:
+	@missing=""; \
+	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	[ -f /etc/ssl/certs/ca-certificates.crt ] || missing="$$missing ca-certificates"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages:$$missing (sudo apt-get install --no-install-recommends$$missing)"; exit 1; \
+		fi; \
+	fi
+
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -70,16 +87,33 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-## cross: static linux/arm64 and linux/arm (v7) binaries, and the log tests on arm64 under qemu-user.
+## cross: static ferry binaries for every release target (linux amd64, arm64, armv7, armv6, riscv64, mipsle) in dist/; builds only
+CROSS_TARGETS := amd64:amd64: arm64:arm64: armv7:arm:GOARM=7 armv6:arm:GOARM=6 riscv64:riscv64: mipsle:mipsle:GOMIPS=softfloat
+cross:
+	mkdir -p dist
+	@for t in $(CROSS_TARGETS); do \
+		name=$${t%%:*}; rest=$${t#*:}; arch=$${rest%%:*}; extra=$${rest#*:}; \
+		echo "== linux/$$name"; \
+		env CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $$extra $(GO) build $(GOFLAGS_B) -o dist/ferry-linux-$$name ./cmd/ferry || exit 1; \
+	done
+	@ls -l dist/
+
+## cross-test: the log tests on arm64 under qemu-user (installed when missing, as root).
 # The crash tests re-execute the test binary as a child process, which
 # qemu-user cannot do without binfmt_misc (absent in containers), so the
 # emulated run skips them; they run natively in `make test`.
-cross: deps
-	mkdir -p dist
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_B) -o dist/ferry-linux-arm64 ./cmd/ferry
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(GOFLAGS_B) -o dist/ferry-linux-armv7 ./cmd/ferry
+cross-test:
+	@command -v qemu-aarch64 >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user >/dev/null)
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -exec qemu-aarch64 -count=1 -skip 'TestCrash' ./log/
-	@ls -l dist/
+
+## dist: release artifacts in dist/: static binaries for every target, .deb and .rpm packages (systemd unit, /etc/ferry/ferry.yaml), an OCI image tarball, SHA256SUMS (cmd/ferry-dist, its own module: nfpm and go-containerregistry stay out of the ferry binary)
+dist:
+	$(GO) -C cmd/ferry-dist run . -root $(CURDIR) -out $(CURDIR)/dist -version $(VERSION)
+
+## dist-test: the packaging tests for this machine's architecture only: the .deb installed with dpkg -i (in CI, as root), the unit through systemd-analyze verify, the image read back and its binary run
+dist-test: deps-ops
+	$(GO) -C cmd/ferry-dist vet .
+	$(GO) -C cmd/ferry-dist test -race -count=1 -timeout 15m .
 
 ## bench: every benchmark with its peers measured in the same run (dd and loopback TCP by benchreport, nats-server JetStream, mosquitto), progress as it goes; writes testbed/BENCHMARKS-generated.md and testbed/charts/*.svg (testbed/cmd/benchreport); then the pipeline scenarios at full size
 BENCH_DIR ?= $(CURDIR)/.bench
