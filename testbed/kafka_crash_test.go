@@ -21,7 +21,7 @@ func TestKafkaAcksAllSurviveKill9(t *testing.T) {
 	dir := t.TempDir()
 	// flush.policy=always: an acks=all answer waits for the fsync.
 	if out, err := exec.Command(ferryBinary(t), "topics", "create", "crash", "--partitions", "3",
-		"--config", "flush.policy=always", "--data-dir", dir).CombinedOutput(); err != nil {
+		"--config", "flush.policy=always", "--data-dir", dir, "--create-data-dir").CombinedOutput(); err != nil {
 		t.Fatalf("topics create: %v\n%s", err, out)
 	}
 	type ack struct {

@@ -106,7 +106,7 @@ func (d *mqttDevice) publish(tag string) (quotaExceeded bool) {
 // createTopic creates a topic in a stopped node's data directory.
 func createTopic(t *testing.T, dataDir, topic string, args ...string) {
 	t.Helper()
-	out, err := exec.Command(ferryBinary(t), append([]string{"topics", "create", topic, "--data-dir", dataDir}, args...)...).CombinedOutput()
+	out, err := exec.Command(ferryBinary(t), append([]string{"topics", "create", topic, "--data-dir", dataDir, "--create-data-dir"}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ferry topics create %s: %v\n%s", topic, err, out)
 	}

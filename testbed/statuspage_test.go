@@ -154,7 +154,7 @@ func TestStatusPage(t *testing.T) {
 // directory, allowed to publish under factory/+/{device}/#.
 func addDevice(t *testing.T, dataDir, id, password string) {
 	t.Helper()
-	cmd := exec.Command(ferryBinary(t), "devices", "add", id, "--data-dir", dataDir, "--password-stdin", "--publish", "factory/+/{device}/#")
+	cmd := exec.Command(ferryBinary(t), "devices", "add", id, "--data-dir", dataDir, "--create-data-dir", "--password-stdin", "--publish", "factory/+/{device}/#")
 	cmd.Stdin = strings.NewReader(password + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ferry devices add %s: %v\n%s", id, err, out)

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"ferry/devices"
 )
 
 // The commands that act on a running node speak its admin API (edge/api.go)
@@ -177,16 +182,20 @@ func pathEscape(s string) string { return url.PathEscape(s) }
 type localOrAdmin struct {
 	admin   *adminOptions
 	dataDir *string
+	create  *bool
 }
 
 func localOrAdminFlags(fs *pflag.FlagSet) localOrAdmin {
 	a := adminFlags(fs)
 	d := fs.String("data-dir", "", "work on a stopped node's data directory instead of a running node's admin API")
-	return localOrAdmin{admin: a, dataDir: d}
+	c := fs.Bool("create-data-dir", false, "with --data-dir: start a new data directory there if it holds no ferry state yet (setting a node up before its first start)")
+	return localOrAdmin{admin: a, dataDir: d, create: c}
 }
 
 // local says whether to work on the data directory; giving both is a
-// usage error.
+// usage error, and so is a directory with no ferry state in it unless
+// --create-data-dir says to start one: a mistyped --data-dir would
+// otherwise make an empty directory the node never looks at and succeed.
 func (t localOrAdmin) local() (bool, error) {
 	if *t.dataDir == "" {
 		return false, nil
@@ -194,7 +203,37 @@ func (t localOrAdmin) local() (bool, error) {
 	if *t.admin.url != "" {
 		return false, usagef("--data-dir and --admin exclude each other: a stopped node's directory, or a running node")
 	}
+	if !*t.create {
+		if err := checkDataDir(*t.dataDir); err != nil {
+			return false, err
+		}
+	}
 	return true, nil
+}
+
+// stateFiles are the files a node's data directory holds, one of which any
+// directory a ferry node or command has used has: the log's topic
+// catalogue (every node start), the device registry, the mirror's state.
+var stateFiles = []string{filepath.Join("log", "topics.db"), devices.FileName, "mirror.db", "kafka-groups.db"}
+
+// checkDataDir refuses a directory that holds no ferry state.
+func checkDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--data-dir %s does not exist (mistyped? --create-data-dir starts a new one there)", dir)
+		}
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--data-dir %s is not a directory", dir)
+	}
+	for _, name := range stateFiles {
+		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("--data-dir %s holds no ferry state (none of %s): mistyped? --create-data-dir starts a new data directory there", dir, strings.Join(stateFiles, ", "))
 }
 
 // choose calls local with the data directory (--data-dir), or remote with

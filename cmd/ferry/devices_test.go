@@ -64,7 +64,7 @@ func TestDevicesCommands(t *testing.T) {
 	dir := t.TempDir()
 	code, out, errOut := ferry(t, "devices", "add", "dev1", "--password", "pw-one",
 		"--publish", "factory/+/{device}/#", "--publish", "status/{device}", "--subscribe", "cmd/{device}/#",
-		"--rate", "10", "--burst", "20", "--cert-cn", "dev1.factory", "--data-dir", dir)
+		"--rate", "10", "--burst", "20", "--cert-cn", "dev1.factory", "--data-dir", dir, "--create-data-dir")
 	if code != 0 || out != "added device dev1\n" {
 		t.Fatalf("add: %d %q %q", code, out, errOut)
 	}

@@ -96,7 +96,7 @@ func TestUnknownNamesSuggest(t *testing.T) {
 
 func TestTopicsCommands(t *testing.T) {
 	dir := t.TempDir()
-	if code, out, errOut := ferry(t, "topics", "create", "telemetry", "--partitions", "3", "--config", "retention.ms=3600000", "--data-dir", dir); code != 0 || !strings.Contains(out, "3 partition") {
+	if code, out, errOut := ferry(t, "topics", "create", "telemetry", "--partitions", "3", "--config", "retention.ms=3600000", "--data-dir", dir, "--create-data-dir"); code != 0 || !strings.Contains(out, "3 partition") {
 		t.Fatalf("create: %d %q %q", code, out, errOut)
 	}
 	for _, tc := range []struct {
@@ -157,6 +157,32 @@ func TestTopicsCommands(t *testing.T) {
 	if code, out, _ := ferry(t, "topics", "list", "--json", "--data-dir", dir); code != 0 || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("after delete: %q", out)
 	}
+}
+
+// TestDataDirMustHoldFerryState: an offline command refuses a --data-dir
+// that does not exist or holds no ferry state (it made an empty directory
+// and "added" a device where no node would look), unless
+// --create-data-dir asks for a new one.
+func TestDataDirMustHoldFerryState(t *testing.T) {
+	fastHashes(t)
+	missing := filepath.Join(t.TempDir(), "dta")
+	empty := t.TempDir()
+	runCLICases(t, []cliCase{
+		{[]string{"devices", "add", "dev1", "--password", "pw", "--data-dir", missing}, 1, "does not exist (mistyped? --create-data-dir"},
+		{[]string{"topics", "list", "--data-dir", empty}, 1, "holds no ferry state"},
+		{[]string{"users", "list", "--data-dir", empty}, 1, "holds no ferry state"},
+	})
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("a refused --data-dir was created: %v", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Fatalf("a refused --data-dir was written to: %v", entries)
+	}
+	runCLICases(t, []cliCase{
+		{[]string{"devices", "add", "dev1", "--password", "pw", "--data-dir", missing, "--create-data-dir"}, 0, "added device dev1"},
+		{[]string{"devices", "list", "--data-dir", missing}, 0, "dev1"},
+		{[]string{"topics", "create", "t", "--data-dir", missing}, 0, "created topic t"},
+	})
 }
 
 func TestTopicsRefusesARunningBrokersDir(t *testing.T) {
@@ -233,7 +259,7 @@ func TestEdgeShutsDownCleanlyOnSIGTERM(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	dir := t.TempDir()
-	if out, err := exec.Command(bin, "topics", "create", "events", "--partitions", "2", "--data-dir", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "topics", "create", "events", "--partitions", "2", "--data-dir", dir, "--create-data-dir").CombinedOutput(); err != nil {
 		t.Fatalf("topics create: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "edge", "--data-dir", dir, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--log-format", "json")

@@ -16,7 +16,7 @@ func TestUsersAndACLsCommands(t *testing.T) {
 	dir := t.TempDir()
 	withStdin(t, "s3cret\n")
 	runCLICases(t, []cliCase{
-		{[]string{"users", "add", "alice", "--password-stdin", "--data-dir", dir}, 0, "added user alice"},
+		{[]string{"users", "add", "alice", "--password-stdin", "--data-dir", dir, "--create-data-dir"}, 0, "added user alice"},
 		{[]string{"users", "add", "alice", "--password", "x", "--data-dir", dir}, 1, "user already exists"},
 		{[]string{"users", "add", "bob", "--data-dir", dir}, 2, "--password-stdin"},
 		{[]string{"users", "passwd", "nobody", "--password", "x", "--data-dir", dir}, 1, "user not found"},
