@@ -23,6 +23,11 @@
 //   - a repeatable or list flag (`mqtt-rule`, `mirror-topics`, full's
 //     `mirror-token`) takes a YAML sequence, each item one value as the
 //     flag would take it once; `key: []` or `key:` is the empty list.
+//   - a flag the caller marks as a path ([MarkPath]: the data directory,
+//     certificates, keys, CA bundles) takes a path relative to the file's
+//     directory when it is not absolute, as Prometheus has it: a file works
+//     wherever the node is started from. The command line and FERRY_*
+//     variables stay relative to the working directory.
 //
 // Strict: an unknown key, a key given twice, a value of the wrong YAML type
 // and a value the flag (or the command's Check) refuses are each an error

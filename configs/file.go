@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -193,6 +194,9 @@ func (f *File) Apply(fs *pflag.FlagSet, mode string, check Check) error {
 			continue
 		}
 		values, list, err := decode(fl, s.val)
+		if err == nil && IsPath(fl) {
+			values = f.resolve(values)
+		}
 		if err == nil {
 			err = set(fl, values, list, check)
 		}
@@ -206,6 +210,44 @@ func (f *File) Apply(fs *pflag.FlagSet, mode string, check Check) error {
 		}
 	}
 	return errs.err()
+}
+
+// PathAnnotation marks a flag whose value names a file or directory
+// ([MarkPath]): a relative one in a config file is relative to the file's
+// directory, as Prometheus has it, not to wherever the node was started.
+// On the command line and in FERRY_* variables it stays relative to the
+// working directory, as any command's arguments are.
+const PathAnnotation = "ferry-config-path"
+
+// MarkPath marks the named flags of fs as paths ([PathAnnotation]); the
+// caller names them, this package knows no key. A name fs has not is
+// ignored (a flag of the other node command).
+func MarkPath(fs *pflag.FlagSet, names ...string) {
+	for _, name := range names {
+		if fs.Lookup(name) != nil {
+			_ = fs.SetAnnotation(name, PathAnnotation, []string{"true"})
+		}
+	}
+}
+
+// IsPath says whether fl is marked as a path.
+func IsPath(fl *pflag.Flag) bool {
+	_, ok := fl.Annotations[PathAnnotation]
+	return ok
+}
+
+// resolve makes each relative, non-empty path value relative to the file's
+// directory.
+func (f *File) resolve(values []value) []value {
+	dir := filepath.Dir(f.Path)
+	out := make([]value, len(values))
+	for i, v := range values {
+		if v.s != "" && !filepath.IsAbs(v.s) {
+			v.s = filepath.Join(dir, v.s)
+		}
+		out[i] = v
+	}
+	return out
 }
 
 // value is one value for a flag, with the line it came from.

@@ -19,17 +19,28 @@ import (
 // FERRY_MIRROR_TO, which override flags, name the working ones.
 func TestExampleConfigsMirror(t *testing.T) {
 	edgeDir, centerDir := t.TempDir(), t.TempDir()
-	fullYAML, err := filepath.Abs(filepath.Join("..", "configs", "full.yaml"))
-	if err != nil {
+	// The files require mutual TLS with the certificates `make run-full`
+	// makes in certs/, which they name relative to themselves (../certs):
+	// they are copied to work/configs, beside the work/certs `ferry certs`
+	// makes, and the nodes run elsewhere (relative paths in a config file
+	// are the file's, not the working directory's).
+	work := t.TempDir()
+	if err := os.Mkdir(filepath.Join(work, "configs"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	edgeYAML, _ := filepath.Abs(filepath.Join("..", "configs", "edge.yaml"))
-	// The files require mutual TLS with the certificates `make run-full`
-	// makes in ./certs: the nodes run where `ferry certs` made them.
-	work := t.TempDir()
+	for _, name := range []string{"full.yaml", "edge.yaml"} {
+		b, err := os.ReadFile(filepath.Join("..", "configs", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(work, "configs", name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fullYAML, edgeYAML := filepath.Join(work, "configs", "full.yaml"), filepath.Join(work, "configs", "edge.yaml")
 	for _, args := range [][]string{{"init"}, {"node", "--host", "localhost,127.0.0.1"}, {"edge", "gw1"}} {
 		cmd := exec.Command(ferryBinary(t), append([]string{"certs"}, args...)...)
-		cmd.Dir = work
+		cmd.Dir = work // certs/ in work
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("ferry certs %v: %v\n%s", args, err, out)
 		}
@@ -39,14 +50,14 @@ func TestExampleConfigsMirror(t *testing.T) {
 	const unusable = "192.0.2.1:9393"
 
 	t.Setenv("FERRY_MIRROR_ADDR", "127.0.0.1:0")
-	center := startFerryBin(t, ferryBinary(t), work, "full", []string{"--data-dir", centerDir, "--mirror-addr", unusable, "--config", fullYAML})
+	center := startFerryBin(t, ferryBinary(t), t.TempDir(), "full", []string{"--data-dir", centerDir, "--mirror-addr", unusable, "--config", fullYAML})
 	if center.mirrorAddr == "" || center.mirrorAddr == unusable {
 		t.Fatalf("the center's mirror receiver is on %q", center.mirrorAddr)
 	}
 	// Set after the center started: only the edge has it. (FERRY_MIRROR_ADDR
 	// names no flag of ferry edge, which ignores it.)
 	t.Setenv("FERRY_MIRROR_TO", center.mirrorAddr)
-	edge := startFerryBin(t, ferryBinary(t), work, "edge", []string{"--data-dir", edgeDir, "--mqtt-addr", "127.0.0.1:0", "--config", edgeYAML, "--mirror-to", unusable})
+	edge := startFerryBin(t, ferryBinary(t), t.TempDir(), "edge", []string{"--data-dir", edgeDir, "--mqtt-addr", "127.0.0.1:0", "--config", edgeYAML, "--mirror-to", unusable})
 
 	const n = 200
 	produceKafka(t, edge.kafkaAddr, "telemetry", n, 100, "config")

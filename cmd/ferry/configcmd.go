@@ -1,10 +1,13 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"net"
 	"os"
 	"strconv"
@@ -118,6 +121,7 @@ func checkConfig(path string, environ []string) *configReport {
 	}
 	fs := pflag.NewFlagSet("ferry "+f.Mode, pflag.ContinueOnError)
 	node.flags(fs)
+	markNodePaths(fs)
 	var errs configs.Errors
 	if err := f.Apply(fs, f.Mode, nodeCheck(f.Mode)); err != nil {
 		errors.As(err, &errs)
@@ -129,16 +133,19 @@ func checkConfig(path string, environ []string) *configReport {
 		errs = append(errs, envErrs...)
 	}
 	r.IgnoredEnv = configs.UnknownEnv(fs, environ)
-	if len(errs) > 0 {
-		return fail(errs)
-	}
 	lines := map[string]int{}
 	for _, s := range f.Settings {
 		lines[s.Key] = s.Line
 	}
-	fromEnv := map[string]bool{}
+	fromEnv := map[string]string{}
 	for _, e := range r.Env {
-		fromEnv[e.Key] = true
+		fromEnv[e.Key] = e.Var
+	}
+	if len(errs) == 0 {
+		errs = checkNodeFiles(fs, path, lines, fromEnv)
+	}
+	if len(errs) > 0 {
+		return fail(errs)
 	}
 	fs.SortFlags = false
 	fs.VisitAll(func(fl *pflag.Flag) {
@@ -150,7 +157,7 @@ func checkConfig(path string, environ []string) *configReport {
 			s.Value = append([]string{}, sv.GetSlice()...)
 		}
 		switch {
-		case fromEnv[fl.Name]:
+		case fromEnv[fl.Name] != "":
 			s.Source = "env"
 		case s.Line > 0:
 			s.Source = "file"
@@ -216,6 +223,76 @@ func nodeCommand(mode string) *command {
 		}
 	}
 	return nil
+}
+
+// nodePaths are the node flags that name a file or a directory. In a
+// config file a relative one is relative to the file's directory
+// (configs.MarkPath); `ferry config check` reads the files each names.
+var nodePaths = []string{
+	"data-dir",
+	"kafka-tls-cert", "kafka-tls-key", "kafka-tls-client-ca",
+	"admin-tls-cert", "admin-tls-key", "admin-tls-client-ca",
+	"mqtt-tls-cert", "mqtt-tls-key", "mqtt-tls-client-ca",
+	"mirror-tls-cert", "mirror-tls-key", "mirror-tls-client-ca", "mirror-tls-ca",
+}
+
+// markNodePaths marks a node command's path flags for the config file.
+func markNodePaths(fs *pflag.FlagSet) { configs.MarkPath(fs, nodePaths...) }
+
+// checkNodeFiles reads what the path flags of fs name, as the node would
+// at start: each listener's certificate and key must load as a pair, each
+// CA bundle must hold a certificate, the data directory must be a
+// directory if it exists (the node creates it otherwise). A problem names
+// the file's line or the variable the value came from.
+func checkNodeFiles(fs *pflag.FlagSet, path string, lines map[string]int, fromEnv map[string]string) configs.Errors {
+	var errs configs.Errors
+	value := func(key string) string {
+		if fl := fs.Lookup(key); fl != nil {
+			return fl.Value.String()
+		}
+		return ""
+	}
+	problem := func(key, format string, a ...any) {
+		e := &configs.Error{Source: path, Line: lines[key], Key: key, Msg: fmt.Sprintf(format, a...)}
+		if v := fromEnv[key]; v != "" {
+			e.Source, e.Line = v, 0
+		}
+		errs = append(errs, e)
+	}
+	if dir := value("data-dir"); dir != "" {
+		if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+			problem("data-dir", "%s is not a directory", dir)
+		} else if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			problem("data-dir", "%v", err)
+		}
+	}
+	for _, l := range []string{"kafka", "admin", "mqtt", "mirror"} {
+		cert, key := value(l+"-tls-cert"), value(l+"-tls-key")
+		switch {
+		case cert == "" && key == "":
+		case cert == "":
+			problem(l+"-tls-key", "set without %s-tls-cert", l)
+		case key == "":
+			problem(l+"-tls-cert", "set without %s-tls-key", l)
+		default:
+			if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+				problem(l+"-tls-cert", "%s and %s: %v", cert, key, err)
+			}
+		}
+	}
+	for _, k := range []string{"kafka-tls-client-ca", "admin-tls-client-ca", "mqtt-tls-client-ca", "mirror-tls-client-ca", "mirror-tls-ca"} {
+		ca := value(k)
+		if ca == "" {
+			continue
+		}
+		b, err := os.ReadFile(ca)
+		if err != nil {
+			problem(k, "%v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			problem(k, "%s holds no PEM certificate", ca)
+		}
+	}
+	return errs
 }
 
 // nodeChecks are the checks of node flag values beyond the flags' own

@@ -30,10 +30,38 @@ func nodeFlagSet(t *testing.T, mode string) (*pflag.FlagSet, action) {
 func examplePath(mode string) string { return filepath.Join("..", "..", "configs", mode+".yaml") }
 
 // The example files are valid configs of their command, as
-// `ferry config check` says, with and without --json.
+// `ferry config check` says, with and without --json, once the
+// certificates they name (relative to the files: ../certs) exist; where
+// those are missing the check names each, at its line.
 func TestConfigCheckExamples(t *testing.T) {
+	work := t.TempDir()
+	if err := os.Mkdir(filepath.Join(work, "configs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, mode := range []string{"edge", "full"} {
-		path := examplePath(mode)
+		b, err := os.ReadFile(examplePath(mode))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(work, "configs", mode+".yaml"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyPath := func(mode string) string { return filepath.Join(work, "configs", mode+".yaml") }
+	for _, mode := range []string{"edge", "full"} {
+		code, out, _ := ferry(t, "config", "check", copyPath(mode))
+		if code != 1 || !strings.Contains(out, filepath.Join(work, "certs", "ca.pem")+": no such file or directory") {
+			t.Errorf("check %s without its certificates: %d %q", mode, code, out)
+		}
+	}
+	certs := filepath.Join(work, "certs")
+	for _, args := range [][]string{{"init"}, {"node", "--host", "localhost,127.0.0.1"}, {"edge", "gw1"}} {
+		if code, _, errOut := ferry(t, append(append([]string{"certs"}, args...), "--dir", certs)...); code != 0 {
+			t.Fatalf("ferry certs %v: %s", args, errOut)
+		}
+	}
+	for _, mode := range []string{"edge", "full"} {
+		path := copyPath(mode)
 		code, out, errOut := ferry(t, "config", "check", path)
 		if code != 0 || !strings.Contains(out, "a valid ferry "+mode+" config") {
 			t.Errorf("check %s: %d %q %q", path, code, out, errOut)
@@ -46,6 +74,54 @@ func TestConfigCheckExamples(t *testing.T) {
 		fs, _ := nodeFlagSet(t, mode)
 		if n := countFlags(fs) - 1; len(r.Settings) != n { // all but --config
 			t.Errorf("check %s --json: %d settings, want one per flag (%d)", path, len(r.Settings), n)
+		}
+	}
+}
+
+// TestConfigPathsRelativeToTheFile: a relative path in a config file is
+// relative to the file's directory (it was relative to wherever the node
+// started); on the command line it stays relative to the working
+// directory. config check reads the files: a certificate that is not one,
+// a key without its certificate and an empty CA bundle are each a problem
+// at their line.
+func TestConfigPathsRelativeToTheFile(t *testing.T) {
+	t.Setenv("FERRY_CONFIG", "")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "node.yaml")
+	if err := os.WriteFile(file, []byte("mode: edge\ndata-dir: state\nkafka-tls-client-ca: /abs/ca.pem\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	newFlags := func() (*pflag.FlagSet, action) { return nodeFlagSet(t, "edge") }
+	fs, _, err := configure("edge", newFlags, nil, nil, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fs.Lookup("data-dir").Value.String(); got != filepath.Join(dir, "state") {
+		t.Errorf("data-dir: %q, want %q", got, filepath.Join(dir, "state"))
+	}
+	if got := fs.Lookup("kafka-tls-client-ca").Value.String(); got != "/abs/ca.pem" {
+		t.Errorf("an absolute path changed: %q", got)
+	}
+	fs, _, err = configure("edge", newFlags, []string{"--data-dir", "here"}, nil, file)
+	if err != nil || fs.Lookup("data-dir").Value.String() != "here" {
+		t.Errorf("--data-dir here on the command line: %v %q", err, fs.Lookup("data-dir").Value.String())
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "junk.pem"), []byte("not PEM\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("mode: edge\nkafka-tls-cert: junk.pem\nkafka-tls-key: junk.pem\nmqtt-tls-key: junk.pem\nadmin-tls-client-ca: junk.pem\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := ferry(t, "config", "check", bad)
+	for _, want := range []string{
+		bad + ":2: kafka-tls-cert: " + filepath.Join(dir, "junk.pem") + " and ",
+		bad + ":4: mqtt-tls-key: set without mqtt-tls-cert",
+		bad + ":5: admin-tls-client-ca: " + filepath.Join(dir, "junk.pem") + " holds no PEM certificate",
+	} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("config check: exit %d, %q lacks %q", code, out, want)
 		}
 	}
 }

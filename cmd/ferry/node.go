@@ -238,6 +238,7 @@ func configure(mode string, newFlags func() (*pflag.FlagSet, action), args, envi
 		path = v
 	}
 	fs, act := newFlags()
+	markNodePaths(fs)
 	check := nodeCheck(mode)
 	var file *configs.File
 	if path != "" {
