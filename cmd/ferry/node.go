@@ -61,12 +61,12 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		kafkaIdleTimeout: fs.Duration("kafka-idle-timeout", kafka.DefaultIdleTimeout, "close a Kafka connection that sends no request for this long, as Kafka's connections.max.idle.ms (0: never)"),
 		kafkaGroupDelay: fs.Duration("kafka-group-initial-rebalance-delay", kafka.DefaultInitialRebalanceDelay,
 			"how long the first rebalance of a new (empty) consumer group waits for more members, as Kafka's group.initial.rebalance.delay.ms (0: none)"),
-		kafkaProduceQuota: fs.Int64("kafka-produce-quota", 0, "produce quota per Kafka principal (SASL user, else client id), in record bytes per second: "+
+		kafkaProduceQuota: sizeFlag(fs, "kafka-produce-quota", int64(0), "produce quota per Kafka principal (SASL user, else client id), in record bytes per second (1MiB): "+
 			"past it, answers carry a throttle time and the connection is muted for it (0: none)"),
 		adminCert:     fs.String("admin-tls-cert", "", "PEM certificate (chain): the admin listener serves HTTPS only; reloaded on SIGHUP"),
 		adminKey:      fs.String("admin-tls-key", "", "PEM private key for --admin-tls-cert"),
 		adminClientCA: fs.String("admin-tls-client-ca", "", "PEM CA bundle: admin clients must show a certificate signed by it (mutual TLS)"),
-		maxInflated: fs.Int64("max-inflated-bytes", 0, "most bytes a compressed record batch may inflate to, past which it is refused (Kafka RECORD_LIST_TOO_LARGE): "+
+		maxInflated: sizeFlag(fs, "max-inflated-bytes", int64(0), "most bytes a compressed record batch may inflate to, past which it is refused (Kafka RECORD_LIST_TOO_LARGE): "+
 			"the default of the topic config max.inflated.bytes, and the cap on a mirrored chunk's size at the center (0: 8 times a topic's max.message.bytes; chunks 64 MiB)"),
 		maxConns:         fs.Int("max-connections", 0, "connections each listener (Kafka, MQTT, admin, mirror) holds open at most; past it a new connection is closed on accept (0: no cap)"),
 		maxConnsPerIP:    fs.Int("max-connections-per-ip", 0, "connections each listener holds open from one source address at most (0: no cap; devices behind one NAT share an address)"),
