@@ -105,8 +105,35 @@ type recordJSON struct {
 	Headers   map[string]string `json:"headers,omitempty"`
 }
 
+// segmentJSON is one segment file in `log verify --json` and `log dump
+// --json`: the scan's summary in the key style of every other command's
+// JSON (snake_case), which log.ScanSummary, a Go type with no JSON of its
+// own, did not have.
+type segmentJSON struct {
+	Path           string `json:"path"`
+	BaseOffset     int64  `json:"base_offset"`
+	Size           int64  `json:"size"`
+	ValidBytes     int64  `json:"valid_bytes"`
+	Batches        int    `json:"batches"`
+	Records        int64  `json:"records"`
+	NextOffset     int64  `json:"next_offset"`
+	FirstTimestamp int64  `json:"first_timestamp"`
+	MaxTimestamp   int64  `json:"max_timestamp"`
+	OK             bool   `json:"ok"`
+	Problem        string `json:"problem,omitempty"`
+	ProblemTorn    bool   `json:"problem_torn,omitempty"`
+}
+
+func segmentView(s flog.ScanSummary) segmentJSON {
+	return segmentJSON{Path: s.Path, BaseOffset: s.BaseOffset, Size: s.Size, ValidBytes: s.ValidBytes, Batches: s.Batches,
+		Records: s.Records, NextOffset: s.NextOffset, FirstTimestamp: s.FirstTs, MaxTimestamp: s.MaxTs, OK: s.OK(),
+		Problem: s.Problem, ProblemTorn: s.ProblemTorn}
+}
+
+// fileJSON is a segment file in `log dump --json`: its summary and its
+// batches (whose list replaces the summary's count).
 type fileJSON struct {
-	flog.ScanSummary
+	segmentJSON
 	Batches []batchJSON `json:"batches,omitempty"`
 }
 
@@ -140,7 +167,7 @@ func dumpSegments(path string, records, asJSON bool, out io.Writer) error {
 		}
 		var fj fileJSON
 		var decodeErr error
-		fj.ScanSummary, err = flog.ScanSegmentFile(file, func(b flog.ScannedBatch) bool {
+		sum, err := flog.ScanSegmentFile(file, func(b flog.ScannedBatch) bool {
 			h := b.Header
 			bj := batchJSON{
 				Position: b.Position, BaseOffset: h.BaseOffset, LastOffset: h.LastOffset(), Records: h.NumRecords,
@@ -175,6 +202,7 @@ func dumpSegments(path string, records, asJSON bool, out io.Writer) error {
 		if err != nil {
 			return err
 		}
+		fj.segmentJSON = segmentView(sum)
 		if decodeErr != nil {
 			return fmt.Errorf("%s: %w", file, decodeErr)
 		}
@@ -235,7 +263,11 @@ func verifySegments(path string, asJSON bool, out io.Writer) error {
 		sums = append(sums, s)
 	}
 	if asJSON {
-		if err := json.NewEncoder(out).Encode(map[string]any{"ok": bad == 0, "files": sums}); err != nil {
+		views := make([]segmentJSON, 0, len(sums))
+		for _, s := range sums {
+			views = append(views, segmentView(s))
+		}
+		if err := json.NewEncoder(out).Encode(map[string]any{"ok": bad == 0, "files": views}); err != nil {
 			return err
 		}
 	} else {

@@ -236,11 +236,22 @@ func TestLogDumpAndVerify(t *testing.T) {
 	os.WriteFile(seg, b, 0o644)
 	code, out, _ = ferry(t, "log", "verify", seg, "--json")
 	var v struct {
-		OK    bool               `json:"ok"`
-		Files []flog.ScanSummary `json:"files"`
+		OK    bool          `json:"ok"`
+		Files []segmentJSON `json:"files"`
 	}
-	if code != 1 || json.Unmarshal([]byte(out), &v) != nil || v.OK || v.Files[0].Batches != 1 || !strings.Contains(v.Files[0].Problem, "CRC") {
+	if code != 1 || json.Unmarshal([]byte(out), &v) != nil || v.OK || v.Files[0].OK || v.Files[0].Batches != 1 || v.Files[0].BaseOffset != 0 || v.Files[0].NextOffset != 1 || !strings.Contains(v.Files[0].Problem, "CRC") {
 		t.Fatalf("verify damaged: %d %q", code, out)
+	}
+	// The key style of every other command's JSON (it was Go's: "BaseOffset").
+	for _, key := range []string{`"path":`, `"base_offset":`, `"valid_bytes":`, `"next_offset":`, `"problem":`} {
+		if !strings.Contains(out, key) {
+			t.Errorf("verify --json lacks %s: %s", key, out)
+		}
+	}
+	for _, key := range regexp.MustCompile(`"([A-Za-z_]+)":`).FindAllStringSubmatch(out, -1) {
+		if key[1] != strings.ToLower(key[1]) {
+			t.Errorf("verify --json has the key %q, want snake_case", key[1])
+		}
 	}
 	if code, out, _ := ferry(t, "log", "verify", seg); code != 1 || !strings.Contains(out, "DAMAGED") {
 		t.Fatalf("verify damaged (text): %d %q", code, out)
