@@ -258,6 +258,9 @@ func TestGroupsCommands(t *testing.T) {
 		{[]string{"groups", "reset-offsets", "billing", "--topic", "orders", "--to", "yesterday", "--admin", admin}, 1, "want earliest, latest"},
 		{[]string{"groups", "reset-offsets", "billing", "--topic", "nope", "--to", "earliest", "--admin", admin}, 1, "unknown topic"},
 		{[]string{"groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--dry-run", "--admin", admin}, 0, "would reset (dry run"},
+		// Without --execute a reset is a dry run, as Kafka's tool has it.
+		{[]string{"groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--admin", admin}, 0, "would reset (dry run, nothing committed: --execute commits it)"},
+		{[]string{"groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--execute", "--dry-run", "--admin", admin}, 2, "exclude each other"},
 	})
 	gs := ferryJSON[[]edge.GroupSummary](t, "groups", "list", "--json", "--admin", admin)
 	if len(gs) != 1 || gs[0] != (edge.GroupSummary{Group: "billing", State: "Empty", ProtocolType: "consumer", Lag: 0}) {
@@ -268,7 +271,10 @@ func TestGroupsCommands(t *testing.T) {
 		t.Fatalf("groups describe --json: %+v", g)
 	}
 
-	res := ferryJSON[edge.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--json", "--admin", admin)
+	if res := ferryJSON[edge.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--json", "--admin", admin); !res.DryRun {
+		t.Fatalf("reset-offsets without --execute committed: %+v", res)
+	}
+	res := ferryJSON[edge.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--execute", "--json", "--admin", admin)
 	if res.DryRun || len(res.Partitions) != 2 || res.Partitions[0].Offset != 0 || *res.Partitions[0].Previous != *g.Offsets[0].CommittedOffset {
 		t.Fatalf("reset-offsets --json: %+v", res)
 	}
@@ -277,7 +283,7 @@ func TestGroupsCommands(t *testing.T) {
 	}
 	// A time in the future: the end.
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	if code, out, errOut := ferry(t, "groups", "reset-offsets", "billing", "--topic", "orders", "--partition", "1", "--to", future, "--admin", admin); code != 0 ||
+	if code, out, errOut := ferry(t, "groups", "reset-offsets", "billing", "--topic", "orders", "--partition", "1", "--to", future, "--execute", "--admin", admin); code != 0 ||
 		!regexp.MustCompile(`(?m)^1\s+0\s+2$`).MatchString(out) {
 		t.Fatalf("reset-offsets --to TIME: %d %q %q", code, out, errOut)
 	}

@@ -40,16 +40,20 @@ func groupsCommand() *command {
 				}),
 			},
 			{
-				name: "reset-offsets", args: "GROUP", summary: "set a group's committed offsets for a topic (its consumers stopped)",
-				example: "ferry groups reset-offsets billing --topic orders --to earliest\n" +
-					"ferry groups reset-offsets billing --topic orders --to 2025-06-01T08:00:00Z --dry-run\n" +
-					"ferry groups reset-offsets billing --topic orders --partition 0 --to offset:1200",
+				name: "reset-offsets", args: "GROUP", summary: "set a group's committed offsets for a topic (its consumers stopped); shows what it would do unless --execute",
+				example: "ferry groups reset-offsets billing --topic orders --to earliest             # what it would commit\n" +
+					"ferry groups reset-offsets billing --topic orders --to earliest --execute   # commit it\n" +
+					"ferry groups reset-offsets billing --topic orders --to 2025-06-01T08:00:00Z --execute\n" +
+					"ferry groups reset-offsets billing --topic orders --partition 0 --to offset:1200 --execute",
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					admin := adminFlags(fs)
 					topic := fs.String("topic", "", "the topic whose offsets to reset (required)")
 					to := fs.String("to", "", "earliest, latest, offset:N, timestamp:MS (milliseconds since the epoch) or an RFC 3339 time (required)")
 					parts := fs.Int32Slice("partition", nil, "only these partitions (repeatable; default: all)")
-					dry := fs.Bool("dry-run", false, "show what would be committed, commit nothing")
+					// A dry run unless --execute, as Kafka's kafka-consumer-groups
+					// --reset-offsets is: a reset cannot be undone.
+					execute := fs.Bool("execute", false, "commit the new offsets (without it: show what would be committed, commit nothing)")
+					dryRun := fs.Bool("dry-run", false, "show what would be committed, commit nothing (the default; kept for scripts)")
 					asJSON := fs.Bool("json", false, "print JSON")
 					return func(args []string, out io.Writer) error {
 						if err := exactArgs(args, "GROUP"); err != nil {
@@ -58,6 +62,10 @@ func groupsCommand() *command {
 						if *topic == "" || *to == "" {
 							return usagef("give --topic and --to")
 						}
+						if *execute && *dryRun {
+							return usagef("--execute and --dry-run exclude each other")
+						}
+						dry := !*execute
 						target := *to
 						if t, err := time.Parse(time.RFC3339, target); err == nil {
 							target = "timestamp:" + strconv.FormatInt(t.UnixMilli(), 10)
@@ -68,7 +76,7 @@ func groupsCommand() *command {
 						}
 						var res edge.ResetOffsetsResult
 						body, err := c.call("POST", "/api/groups/"+pathEscape(args[0])+"/reset-offsets",
-							edge.ResetOffsetsRequest{Topic: *topic, To: target, Partitions: *parts, DryRun: *dry}, &res)
+							edge.ResetOffsetsRequest{Topic: *topic, To: target, Partitions: *parts, DryRun: dry}, &res)
 						if err != nil {
 							return err
 						}
@@ -77,7 +85,7 @@ func groupsCommand() *command {
 						}
 						verb := "reset"
 						if res.DryRun {
-							verb = "would reset (dry run, nothing committed)"
+							verb = "would reset (dry run, nothing committed: --execute commits it)"
 						}
 						fmt.Fprintf(out, "group %s, topic %s: %s\n", res.Group, res.Topic, verb)
 						tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
