@@ -251,7 +251,7 @@ func (r *runner) startGateway(g *gateway, devices int, mirrorAddr string) error 
 		pw := make([]byte, 12)
 		rand.Read(pw)
 		d := fleet.Device{ID: fmt.Sprintf("%s-d%04d", g.spec.ID, i), Password: hex.EncodeToString(pw)}
-		cmd := exec.Command(r.opts.Ferry, "devices", "add", d.ID, "--password-stdin", "--publish", "factory/+/{device}/#", "--data-dir", dir)
+		cmd := exec.Command(r.opts.Ferry, "devices", "add", d.ID, "--password-stdin", "--publish", "factory/+/{device}/#", "--data-dir", dir, "--create-data-dir")
 		cmd.Stdin = strings.NewReader(d.Password + "\n")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: ferry devices add %s: %v: %s", g.spec.ID, d.ID, err, out)
