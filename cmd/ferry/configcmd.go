@@ -234,6 +234,7 @@ var nodePaths = []string{
 	"admin-tls-cert", "admin-tls-key", "admin-tls-client-ca",
 	"mqtt-tls-cert", "mqtt-tls-key", "mqtt-tls-client-ca",
 	"mirror-tls-cert", "mirror-tls-key", "mirror-tls-client-ca", "mirror-tls-ca",
+	"cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca",
 }
 
 // markNodePaths marks a node command's path flags for the config file.
@@ -266,7 +267,7 @@ func checkNodeFiles(fs *pflag.FlagSet, path string, lines map[string]int, fromEn
 			problem("data-dir", "%v", err)
 		}
 	}
-	for _, l := range []string{"kafka", "admin", "mqtt", "mirror"} {
+	for _, l := range []string{"kafka", "admin", "mqtt", "mirror", "cluster"} {
 		cert, key := value(l+"-tls-cert"), value(l+"-tls-key")
 		switch {
 		case cert == "" && key == "":
@@ -280,7 +281,7 @@ func checkNodeFiles(fs *pflag.FlagSet, path string, lines map[string]int, fromEn
 			}
 		}
 	}
-	for _, k := range []string{"kafka-tls-client-ca", "admin-tls-client-ca", "mqtt-tls-client-ca", "mirror-tls-client-ca", "mirror-tls-ca"} {
+	for _, k := range []string{"kafka-tls-client-ca", "admin-tls-client-ca", "mqtt-tls-client-ca", "mirror-tls-client-ca", "mirror-tls-ca", "cluster-tls-ca"} {
 		ca := value(k)
 		if ca == "" {
 			continue
