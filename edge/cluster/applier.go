@@ -169,11 +169,28 @@ func logReconciled(l *slog.Logger, r Reconciled) {
 }
 
 // Import proposes the node's local topics that the cluster does not know
-// yet, each with its local id and every partition on this node: how a
+// yet, once this broker is registered, each with its local id and every
+// partition on this node: how a
 // single node's data becomes node 1 of a new cluster, offsets and ids kept.
 // A name the cluster already has with another id is an error, and nothing
 // of that topic is changed.
 func (n *Node) Import(ctx context.Context, l LocalLog) error {
+	// The topics are placed on this broker: wait until it is registered.
+	for {
+		ch := n.fsm.Changed()
+		registered := false
+		n.fsm.View(func(im *Image) { registered = im.Brokers[n.cfg.NodeID] != nil })
+		if registered {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stop:
+			return ErrClosed
+		}
+	}
 	var errs []error
 	for _, t := range l.Topics() {
 		if strings.HasPrefix(t.Name, "__") {
