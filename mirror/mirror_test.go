@@ -414,7 +414,10 @@ func TestResentChunkIsTrimmed(t *testing.T) {
 
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	// Past one whole reconnect backoff (at most 30 s): a center stopped
+	// while a loaded machine writes a backlog can leave the sender waiting
+	// that long before it tries again.
+	deadline := time.Now().Add(45 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
