@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -348,5 +350,37 @@ ferry_cluster_is_controller 1
 	}
 	if st := ctrl.Status(); st.Controller != ctrl.ID() || st.State != "Leader" || st.AppliedIndex == 0 {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestQuorumLossRecoveredWithPeersJSON: two of three voters are gone for
+// good; the operator writes peers.json naming the survivor alone, restarts
+// it, and it leads with the metadata it had.
+func TestQuorumLossRecoveredWithPeersJSON(t *testing.T) {
+	c := newMemCluster(t, 3)
+	c.controller()
+	c.waitBrokers(3)
+	ctx := context.Background()
+	if _, err := c.node(1).Propose(ctx, Record{Op: OpCreateTopic, Topic: "kept", Count: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitIndexEqual()
+	c.stop(2)
+	c.stop(3)
+	c.stop(1)
+	peers := `[{"id":"1","address":"node1"}]`
+	if err := os.WriteFile(filepath.Join(c.cfgs[1].Dir, PeersFile), []byte(peers), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	one := c.start(1)
+	waitFor(t, "the survivor leading alone", func() bool { return one.serving() })
+	if one.Image().Topics["kept"] == nil {
+		t.Fatal("the survivor lost the metadata")
+	}
+	if res, err := one.Propose(ctx, Record{Op: OpCreateTopic, Topic: "after", Count: 1}); err != nil || res.Err != nil {
+		t.Fatalf("a proposal after the recovery: %v %v", err, res.Err)
+	}
+	if _, err := os.Stat(filepath.Join(c.cfgs[1].Dir, PeersFile+".applied")); err != nil {
+		t.Fatalf("peers.json not marked applied: %v", err)
 	}
 }

@@ -185,6 +185,10 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
+	if err := recoverFromPeersJSON(cfg, rc, n.fsm, store, snaps); err != nil {
+		store.Close()
+		return nil, err
+	}
 	if !has {
 		var conf raft.Configuration
 		for _, v := range cfg.Voters {
@@ -203,6 +207,31 @@ func Open(cfg Config) (*Node, error) {
 	n.raft, n.store = r, store
 	go n.run()
 	return n, nil
+}
+
+// PeersFile is the file an operator writes in a node's cluster directory
+// to recover from a lost quorum (hashicorp/raft's peers.json, the format
+// of raft.ReadConfigJSON: [{"id":"1","address":"h1:9500"}, ...]): at its
+// next start the node replaces the raft configuration by it, as Consul
+// and Nomad do, and renames the file to peers.json.applied. See
+// docs/cluster.md.
+const PeersFile = "peers.json"
+
+// recoverFromPeersJSON applies an operator's peers.json, when present.
+func recoverFromPeersJSON(cfg Config, rc *raft.Config, fsm raft.FSM, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) error {
+	path := filepath.Join(cfg.Dir, PeersFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	conf, err := raft.ReadConfigJSON(path)
+	if err != nil {
+		return fmt.Errorf("cluster: %s: %w", path, err)
+	}
+	if err := raft.RecoverCluster(rc, fsm, store, store, snaps, cfg.Transport, conf); err != nil {
+		return fmt.Errorf("cluster: recovering from %s: %w", path, err)
+	}
+	cfg.Logger.Warn("cluster: raft configuration replaced by the operator's peers.json", "path", path, "servers", len(conf.Servers))
+	return os.Rename(path, path+".applied")
 }
 
 // Close stops heartbeating and leaves the quorum's work to the others.
