@@ -243,6 +243,45 @@ func TestClusterRoutesClientsToLeaders(t *testing.T) {
 		ids[r.ProducerID] = i + 1
 	}
 
+	// A group has one coordinator, whichever node is asked; another node
+	// answers its group APIs NOT_COORDINATOR.
+	coord := int32(-1)
+	for i, n := range tc.nodes {
+		c, err := kgo.NewClient(kgo.SeedBrokers(n.KafkaAddr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Request(ctx, kmsg.NewPtrMetadataRequest()); err != nil {
+			t.Fatal(err)
+		}
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKey, fc.CoordinatorKeys = "g1", []string{"g1"} // v0-3, v4+
+		kresp, err := c.Broker(i+1).Request(ctx, fc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := kresp.(*kmsg.FindCoordinatorResponse)
+		id, code := r.NodeID, r.ErrorCode
+		if len(r.Coordinators) == 1 {
+			id, code = r.Coordinators[0].NodeID, r.Coordinators[0].ErrorCode
+		}
+		if code != 0 || id < 1 || (coord != -1 && id != coord) {
+			t.Fatalf("node %d names coordinator %d (error %d), another named %d", i+1, id, code, coord)
+		}
+		coord = id
+		other := coord%3 + 1
+		hb := kmsg.NewPtrHeartbeatRequest()
+		hb.Group, hb.MemberID, hb.Generation = "g1", "m", 1
+		kresp, err = c.Broker(int(other)).Request(ctx, hb)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := kresp.(*kmsg.HeartbeatResponse).ErrorCode; code != kerr.NotCoordinator.Code {
+			t.Fatalf("heartbeat at node %d, which does not coordinate the group (node %d does): %v", other, coord, kerr.ErrorForCode(code))
+		}
+	}
+
 	// The admin API of any node creates through the controller too.
 	body := strings.NewReader(`{"name":"from-api","partitions":3}`)
 	resp, err := http.Post("http://"+tc.nodes[2].AdminAddr()+"/api/topics", "application/json", body)

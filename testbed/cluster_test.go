@@ -29,13 +29,16 @@ import (
 // we did not write.
 
 type clusterProcs struct {
-	t        *testing.T
+	t        testing.TB
 	dirs     []string
 	voters   string
 	raftAddr []string
 	mirror   []string
 	procs    []*ferryProc
 	extra    [][]string
+	// heartbeat and session are the cluster's timings (short in tests,
+	// the defaults in the benchmarks).
+	heartbeat, session string
 }
 
 // clusterView is the part of GET /api/cluster the tests read.
@@ -74,9 +77,10 @@ func freePorts(t testing.TB, n int) []string {
 	return out
 }
 
-func newClusterProcs(t *testing.T, n int) *clusterProcs {
+func newClusterProcs(t testing.TB, n int) *clusterProcs {
 	t.Helper()
-	c := &clusterProcs{t: t, raftAddr: freePorts(t, n), mirror: freePorts(t, n), procs: make([]*ferryProc, n), extra: make([][]string, n)}
+	c := &clusterProcs{t: t, raftAddr: freePorts(t, n), mirror: freePorts(t, n), procs: make([]*ferryProc, n), extra: make([][]string, n),
+		heartbeat: "100ms", session: "1500ms"}
 	var v []string
 	for i, a := range c.raftAddr {
 		v = append(v, fmt.Sprintf("%d@%s", i+1, a))
@@ -91,7 +95,7 @@ func newClusterProcs(t *testing.T, n int) *clusterProcs {
 func (c *clusterProcs) start(i int) *ferryProc {
 	c.t.Helper()
 	args := append([]string{"--cluster-voters", c.voters, "--cluster-node-id", strconv.Itoa(i + 1),
-		"--cluster-heartbeat-interval", "100ms", "--cluster-session-timeout", "1500ms",
+		"--cluster-heartbeat-interval", c.heartbeat, "--cluster-session-timeout", c.session,
 		"--mirror-token", "gw1=s3cret", "--mirror-token", "gw2=s3cret"}, c.extra[i]...)
 	c.procs[i] = startFull(c.t, c.dirs[i], c.mirror[i], args...)
 	return c.procs[i]

@@ -39,6 +39,9 @@ func serveOffsetCommit(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 	if !c.canGroup(kmsg.ACLOperationRead, req.Group) {
 		return commitRefused(req, req.Topics, kerr.GroupAuthorizationFailed.Code, nil), nil
 	}
+	if !s.coordinates(req.Group) {
+		return commitRefused(req, req.Topics, kerr.NotCoordinator.Code, nil), nil
+	}
 	var denied []kmsg.OffsetCommitRequestTopic
 	if s.authorizing() {
 		kept := make([]kmsg.OffsetCommitRequestTopic, 0, len(req.Topics))

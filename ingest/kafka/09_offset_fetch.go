@@ -38,6 +38,9 @@ func (s *Server) fetchOffsets(c *conn, group string, topics map[string][]int32, 
 	if !c.canGroup(kmsg.ACLOperationDescribe, group) {
 		return nil, kerr.GroupAuthorizationFailed.Code
 	}
+	if !s.coordinates(group) {
+		return nil, kerr.NotCoordinator.Code
+	}
 	committed, err := s.opts.Groups.Committed(group)
 	if err != nil {
 		return nil, kerr.CoordinatorNotAvailable.Code

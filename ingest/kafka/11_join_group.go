@@ -42,6 +42,11 @@ func serveJoinGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) 
 		resp.ErrorCode, resp.Generation = kerr.GroupAuthorizationFailed.Code, -1
 		return resp, nil
 	}
+	if req := kreq.(*kmsg.JoinGroupRequest); !s.coordinates(req.Group) {
+		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+		resp.ErrorCode, resp.Generation = kerr.NotCoordinator.Code, -1
+		return resp, nil
+	}
 	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())
 	return s.opts.Groups.join(ctx, kreq.(*kmsg.JoinGroupRequest), c.clientID, "/"+host), nil
 }

@@ -26,6 +26,10 @@ func serveHeartbeat(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (k
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
+	if !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp, nil
+	}
 	resp.ErrorCode = s.opts.Groups.heartbeat(req)
 	return resp, nil
 }

@@ -28,6 +28,10 @@ func serveLeaveGroup(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
+	if !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp, nil
+	}
 	if req.Version < 3 {
 		resp.ErrorCode = s.opts.Groups.leave(req.Group, req.MemberID, nil)
 		return resp, nil

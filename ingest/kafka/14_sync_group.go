@@ -28,5 +28,10 @@ func serveSyncGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) 
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
+	if req := kreq.(*kmsg.SyncGroupRequest); !s.coordinates(req.Group) {
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp, nil
+	}
 	return s.opts.Groups.sync(ctx, kreq.(*kmsg.SyncGroupRequest)), nil
 }

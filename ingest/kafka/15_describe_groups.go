@@ -33,6 +33,12 @@ func serveDescribeGroups(s *Server, _ context.Context, c *conn, kreq kmsg.Reques
 			resp.Groups = append(resp.Groups, g)
 			continue
 		}
+		if !s.coordinates(name) {
+			g := kmsg.NewDescribeGroupsResponseGroup()
+			g.Group, g.ErrorCode = name, kerr.NotCoordinator.Code
+			resp.Groups = append(resp.Groups, g)
+			continue
+		}
 		state, ptype, proto, members := s.opts.Groups.describe(name)
 		g := kmsg.NewDescribeGroupsResponseGroup()
 		g.Group, g.State, g.ProtocolType, g.Protocol, g.Members = name, string(state), ptype, proto, members

@@ -33,6 +33,10 @@ func serveOffsetDelete(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
+	if !s.coordinates(req.Group) {
+		resp.ErrorCode = kerr.NotCoordinator.Code
+		return resp, nil
+	}
 	codes := map[string]int16{} // per topic, decided here
 	want := map[string][]int32{}
 	for _, t := range req.Topics {

@@ -122,3 +122,11 @@ func (s *Server) partition(topic string, partition int32) (*flog.Partition, erro
 	}
 	return p, nil
 }
+
+// coordinates says whether this broker coordinates group (always, alone).
+// The group APIs of a group coordinated elsewhere answer NOT_COORDINATOR,
+// and clients ask FindCoordinator again.
+func (s *Server) coordinates(group string) bool {
+	b, ok := s.cluster.Coordinator(group)
+	return ok && b.ID == s.opts.NodeID
+}

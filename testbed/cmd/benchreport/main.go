@@ -111,6 +111,10 @@ func steps(quick bool, benchDir string) []step {
 				Bench: "BenchmarkProduceCPU", Benchtime: "1x", Timeout: "5m", Env: []string{"CPU_BENCH_RECORDS=200000"}},
 			{Key: "bombs", Title: "Decompression bombs: peak RSS of ferry edge under 4 parallel 1 GiB zstd bombs", Pkg: "./testbed",
 				Bench: "BenchmarkDecompressionBombs", Benchtime: "1x", Timeout: "5m"},
+			{Key: "cluster-produce", Title: "Center cluster: produce through three ferry full processes vs one", Pkg: "./testbed",
+				Bench: "BenchmarkClusterProduce", Benchtime: "1x", Timeout: "5m", Env: []string{"CLUSTER_BENCH_RECORDS=50000"}},
+			{Key: "cluster-failover", Title: "Center cluster: broker fenced and controller re-elected after kill -9", Pkg: "./testbed",
+				Bench: "BenchmarkClusterFailover", Benchtime: "1x", Timeout: "10m", Env: []string{"CLUSTER_BENCH_KILLS=2"}},
 		}
 	}
 	return []step{
@@ -140,6 +144,10 @@ func steps(quick bool, benchDir string) []step {
 			Bench: "BenchmarkProduceCPU", Benchtime: "1x", Timeout: "10m"},
 		{Key: "bombs", Title: "Decompression bombs: peak RSS of ferry edge under 4 parallel 1 GiB zstd bombs", Pkg: "./testbed",
 			Bench: "BenchmarkDecompressionBombs", Benchtime: "1x", Timeout: "5m"},
+		{Key: "cluster-produce", Title: "Center cluster: produce through three ferry full processes vs one", Pkg: "./testbed",
+			Bench: "BenchmarkClusterProduce", Benchtime: "1x", Timeout: "10m"},
+		{Key: "cluster-failover", Title: "Center cluster: broker fenced and controller re-elected after kill -9 (10 each)", Pkg: "./testbed",
+			Bench: "BenchmarkClusterFailover", Benchtime: "1x", Timeout: "25m"},
 	}
 }
 

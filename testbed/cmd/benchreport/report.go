@@ -77,6 +77,8 @@ type comparisonSpec struct {
 // comparisons are ferry's figures against the peer measured in the same
 // run. Every row is shown; a figure the run lacks shows as "—" and why.
 var comparisons = []comparisonSpec{
+	{"Center cluster: produce through 3 ferry full processes on this machine (acks=all, 6 partitions)", "one ferry full alone",
+		bench("BenchmarkClusterProduce/nodes=3", "records/s"), bench("BenchmarkClusterProduce/nodes=1", "records/s"), false},
 	{"Kafka produce, acks=1 (page cache), 1 partition", "nats-server JetStream publish, file store",
 		bench("BenchmarkProduce/acks=1/partitions=1", "records/s"), bench("BenchmarkJetStreamPublish", "records/s"), false},
 	{"Kafka produce, acks=1, 8 partitions", "nats-server JetStream publish, file store",
