@@ -60,7 +60,7 @@ type senderMetrics struct {
 	gaps      prometheus.Counter
 }
 
-func newSenderMetrics(reg prometheus.Registerer, st *linkState) (*senderMetrics, error) {
+func newSenderMetrics(reg prometheus.Registerer, st *linkState, kafka bool) (*senderMetrics, error) {
 	m := &senderMetrics{
 		linkUp: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_mirror_link_up", Help: "1 while the mirror is connected to the center."},
 			func() float64 {

@@ -77,7 +77,10 @@ type SenderOptions struct {
 	// first: the live tail from the durable end on, and the backlog behind
 	// it (the center stages the tail until the backfill reaches it; see
 	// tail.go).
-	CatchUp    CatchUp
+	CatchUp CatchUp
+	// Kafka, when set, makes a Kafka cluster the target instead of a
+	// ferry center (Center and Token are then unused): see kafka.go.
+	Kafka      *KafkaOptions
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -125,8 +128,17 @@ type blockedPart struct {
 // NewSender opens the checkpoints and registers the sender as a retention
 // guard of the log. Run ships.
 func NewSender(opts SenderOptions) (*Sender, error) {
-	if opts.Log == nil || opts.StatePath == "" || opts.Center == "" {
-		return nil, errors.New("mirror: SenderOptions needs Log, StatePath and Center")
+	if opts.Log == nil || opts.StatePath == "" || (opts.Center == "") == (opts.Kafka == nil) {
+		return nil, errors.New("mirror: SenderOptions needs Log, StatePath and a target: Center or Kafka")
+	}
+	if opts.Kafka != nil {
+		if len(opts.Kafka.Brokers) == 0 {
+			return nil, errors.New("mirror: a Kafka target needs its bootstrap brokers")
+		}
+		if opts.CatchUp == CatchUpLiveTailFirst {
+			return nil, errors.New("mirror: live-tail-first cannot be used with a Kafka target: a Kafka partition cannot take records out of order")
+		}
+		opts.Center = opts.Kafka.target()
 	}
 	var centers []string
 	for _, c := range strings.Split(opts.Center, ",") {
@@ -170,7 +182,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		}
 	}
 	state := new(linkState)
-	m, err := newSenderMetrics(opts.Registerer, state)
+	m, err := newSenderMetrics(opts.Registerer, state, opts.Kafka != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +306,12 @@ func (s *Sender) Run(ctx context.Context) error {
 	var attempt int
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := s.session(ctx)
+		var err error
+		if s.opts.Kafka != nil {
+			err = s.kafkaSession(ctx)
+		} else {
+			err = s.session(ctx)
+		}
 		s.state.up.Store(false)
 		if ctx.Err() != nil {
 			break
@@ -305,7 +322,11 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 		attempt++
 		wait := backoff(attempt)
-		if reason := classify(err); reason != "" {
+		reason := classify(err)
+		if s.opts.Kafka != nil {
+			reason = classifyKafka(err)
+		}
+		if reason != "" {
 			s.state.errs.failures.Add(1)
 			now := time.Now()
 			s.state.errs.last.Store(&LinkError{Reason: reason, Message: err.Error(), At: now, RetryAt: now.Add(wait)})
