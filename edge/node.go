@@ -111,7 +111,8 @@ type Options struct {
 	MirrorAddr     string
 	MirrorReceiver mirror.ReceiverOptions
 	MirrorTLS      *tls.Config
-	// MirrorTo ships this node's log to a center when its Center is set
+	// MirrorTo ships this node's log to a center when its Center is set,
+	// or to a Kafka cluster when its Kafka is
 	// (Log, StatePath, Registerer and Logger are filled in).
 	MirrorTo mirror.SenderOptions
 	// AdminToken, when set, is the bearer token every /api/ route of the
@@ -222,7 +223,7 @@ func Start(opts Options) (*Node, error) {
 		args = append(args, "mirror_addr", n.MirrorAddr())
 	}
 	if n.sender != nil {
-		args = append(args, "mirror_to", opts.MirrorTo.Center, "edge_id", n.sender.EdgeID())
+		args = append(args, "mirror_to", n.sender.Target(), "edge_id", n.sender.EdgeID())
 	}
 	mode := opts.Mode
 	if mode == "" {
@@ -439,7 +440,7 @@ func (n *Node) startMirror() error {
 			}
 		}()
 	}
-	if opts.MirrorTo.Center != "" {
+	if opts.MirrorTo.Center != "" || opts.MirrorTo.Kafka != nil {
 		so := opts.MirrorTo
 		so.Log, so.Registerer, so.Logger = n.log, n.registry, opts.Logger
 		if so.StatePath == "" {

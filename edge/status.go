@@ -18,7 +18,7 @@ func (n *Node) startStatus() {
 		info.Mode = "edge"
 	}
 	if n.sender != nil {
-		info.MirrorTo, info.EdgeID = n.opts.MirrorTo.Center, n.sender.EdgeID()
+		info.MirrorTo, info.EdgeID = n.sender.Target(), n.sender.EdgeID()
 	}
 	n.status = statuspage.NewSampler(info, n.opts.StatusInterval, n.collectStatus)
 	ctx, cancel := context.WithCancel(context.Background())

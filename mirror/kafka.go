@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	flog "ferry/log"
 	"ferry/mirror/wire"
@@ -86,6 +88,26 @@ type KafkaOptions struct {
 	// ClientOpts are appended to the producer's options (tests).
 	ClientOpts []kgo.Opt
 }
+
+// ParseKafkaSASL gives the SASL mechanism named by mech (none, plain,
+// scram-sha-256 or scram-sha-512) with a user and password; nil for none.
+func ParseKafkaSASL(mech, user, pass string) (sasl.Mechanism, error) {
+	switch strings.ToLower(mech) {
+	case "", "none":
+		return nil, nil
+	case "plain":
+		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
+	case "scram-sha-256":
+		return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism(), nil
+	case "scram-sha-512":
+		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("SASL mechanism %q: want none, plain, scram-sha-256 or scram-sha-512", mech)
+}
+
+// Target is where the sender ships: the center's host:port, or
+// kafka://BROKERS.
+func (s *Sender) Target() string { return s.opts.Center }
 
 // Kafka link errors, beside those of the link to a ferry center.
 const (

@@ -327,6 +327,7 @@ var nodeChecks = map[string]map[string]func(string) error{
 		"mirror-priority":      func(v string) error { _, err := mirror.ParseClasses(v); return err },
 		"mirror-class-share":   func(v string) error { _, err := mirror.ParseShares(v); return err },
 		"mirror-catchup":       func(v string) error { _, err := mirror.ParseCatchUp(v); return err },
+		"mirror-kafka-sasl":    func(v string) error { _, err := mirror.ParseKafkaSASL(v, "", ""); return err },
 		"mirror-zstd-level": func(v string) error {
 			if ok, _ := zstd.EncoderLevelFromString(v); !ok {
 				return errors.New("want fastest, default, better or best")

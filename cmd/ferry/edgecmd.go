@@ -60,6 +60,15 @@ func edgeCommand() *command {
 			mirrorCert := fs.String("mirror-tls-cert", "", "PEM client certificate (chain) this edge shows the center over TLS; its common name must be the edge id")
 			mirrorKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
 			mirrorLevel := fs.String("mirror-zstd-level", "default", "zstd level of shipped chunks: fastest, default, better or best")
+			mirrorKafka := fs.StringSlice("mirror-kafka", nil, "bootstrap brokers (host:port) of an existing Kafka cluster to mirror into instead of a center: each record into {edge}.{topic}, partition p into p, with a ferry.offset header; resumes from the cluster's tail")
+			mirrorKafkaSASL := fs.String("mirror-kafka-sasl", "none", "SASL mechanism at the Kafka target: none, plain, scram-sha-256 or scram-sha-512")
+			mirrorKafkaUser := fs.String("mirror-kafka-user", "", "SASL user at the Kafka target")
+			mirrorKafkaPass := fs.String("mirror-kafka-password", "", "SASL password at the Kafka target")
+			mirrorKafkaTLS := fs.Bool("mirror-kafka-tls", false, "connect to the Kafka target over TLS (verified with --mirror-tls-ca, else the system's roots; --mirror-tls-cert/key for a client certificate)")
+			mirrorKafkaTemplate := fs.String("mirror-kafka-topic-template", "{edge}.{topic}", "name of an edge topic's copy at the Kafka target")
+			mirrorKafkaRF := fs.Int("mirror-kafka-replication-factor", 0, "replication factor of the topics created at the Kafka target (0: the cluster's default)")
+			mirrorKafkaISR := fs.Int("mirror-kafka-min-insync-replicas", 0, "min.insync.replicas of the topics created at the Kafka target (0: the cluster's default)")
+			mirrorKafkaTxn := fs.Bool("mirror-kafka-transactional", false, "write to the Kafka target in transactions (transactional id ferry-mirror.{edge}): fences any other sender of this edge; consumers read with read_committed")
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
 					return err
@@ -111,9 +120,37 @@ func edgeCommand() *command {
 				if err != nil {
 					return usagef("--mirror-catchup: %v", err)
 				}
-				mirrorTLS, err := clientTLS(*mirrorCA, *mirrorCert, *mirrorKey, *mirrorTo)
-				if err != nil {
-					return err
+				var kafka *mirror.KafkaOptions
+				if len(*mirrorKafka) > 0 {
+					if *mirrorTo != "" {
+						return usagef("--mirror-to and --mirror-kafka: choose one target")
+					}
+					if catchUp == mirror.CatchUpLiveTailFirst {
+						return usagef("--mirror-catchup live-tail-first: a Kafka target takes each partition in order only")
+					}
+					mech, err := mirror.ParseKafkaSASL(*mirrorKafkaSASL, *mirrorKafkaUser, *mirrorKafkaPass)
+					if err != nil {
+						return usagef("--mirror-kafka-sasl: %v", err)
+					}
+					kafka = &mirror.KafkaOptions{Brokers: *mirrorKafka, SASL: mech, TopicTemplate: *mirrorKafkaTemplate,
+						ReplicationFactor: int16(*mirrorKafkaRF), MinInsyncReplicas: *mirrorKafkaISR, Transactional: *mirrorKafkaTxn}
+					if *mirrorKafkaTLS || *mirrorCA != "" || *mirrorCert != "" {
+						conf, err := clientTLS(*mirrorCA, *mirrorCert, *mirrorKey, (*mirrorKafka)[0])
+						if err != nil {
+							return err
+						}
+						if conf == nil {
+							conf = &tls.Config{MinVersion: tls.VersionTLS12}
+						}
+						conf.ServerName = "" // each broker's host, set by the client
+						kafka.TLS = conf
+					}
+				}
+				var mirrorTLS *tls.Config
+				if kafka == nil {
+					if mirrorTLS, err = clientTLS(*mirrorCA, *mirrorCert, *mirrorKey, *mirrorTo); err != nil {
+						return err
+					}
 				}
 				tlsConf, err := node.serverTLS("mqtt", *mqttCert, *mqttKey, *mqttClientCA, 0)
 				if err != nil {
@@ -126,7 +163,7 @@ func edgeCommand() *command {
 					Logger: logger, AutoCreateTopics: *autoCreate, DefaultPartitions: *defaultParts, MaxDiskBytes: *maxDisk, DiskPolicy: policy,
 					MQTTAddr: *mqttAddr, MQTTTLSAddr: *mqttTLSAddr, MQTTTLS: tlsConf, MQTTWSAddr: *mqttWS, MQTT: mo, AuthMode: *authMode,
 					MirrorTo: mirror.SenderOptions{Center: *mirrorTo, EdgeID: *mirrorEdge, Token: *mirrorToken, Topics: *mirrorTopics, Level: zl, ChunkBytes: *mirrorChunk, AckTimeout: *mirrorAckTimeout, MinRate: *mirrorMinRate, TLS: mirrorTLS,
-						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes, Shares: shares, CatchUp: catchUp},
+						RateLimit: *mirrorRate, RateSchedule: schedule, Classes: classes, Shares: shares, CatchUp: catchUp, Kafka: kafka},
 				})
 			}
 		},
