@@ -14,6 +14,11 @@
 // what the center has not acknowledged against retention (it is a
 // log.RetentionGuard).
 //
+// The sender's second target is an existing Kafka cluster (kafka.go): the
+// edge's records produced one by one into {edge}.{topic} with a
+// ferry.offset header, the resume point read back from the target's tail
+// at every session start, idempotent or transactional.
+//
 // It reads and writes logs through their public API only, never a front
 // end; it never deletes data.
 package mirror
