@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -625,4 +626,107 @@ func TestKafkaMirrorTransactional(t *testing.T) {
 
 func plainAuth(user, pass string) sasl.Mechanism {
 	return plain.Auth{User: user, Pass: pass}.AsMechanism()
+}
+
+// linkCutter wraps a broker's listener: while cut, every connection is
+// closed and new ones are closed as they come (a link down).
+type linkCutter struct {
+	net.Listener
+	mu    sync.Mutex
+	cut   bool
+	conns []net.Conn
+}
+
+func (l *linkCutter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		if l.cut {
+			l.mu.Unlock()
+			c.Close()
+			continue
+		}
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+		return c, nil
+	}
+}
+
+func (l *linkCutter) set(cut bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = cut
+	if cut {
+		for _, c := range l.conns {
+			c.Close()
+		}
+		l.conns = nil
+	}
+}
+
+// The link goes down mid-stream and comes back: the status shows it down
+// with why, and the copy is then every record once, in order. The edge
+// topic grows a partition meanwhile: the target topic grows with it.
+func TestKafkaMirrorLinkDownAndUpAndGrowth(t *testing.T) {
+	var cutters []*linkCutter
+	var mu sync.Mutex
+	c := kafkaCluster(t, kfake.ListenFn(func(network, addr string) (net.Listener, error) {
+		ln, err := net.Listen(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		lc := &linkCutter{Listener: ln}
+		mu.Lock()
+		cutters = append(cutters, lc)
+		mu.Unlock()
+		return lc, nil
+	}))
+	cut := func(v bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, lc := range cutters {
+			lc.set(v)
+		}
+	}
+	brokers := c.ListenAddrs()
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	if _, err := l.CreateTopic("telemetry", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceWithHeaders(t, l, "telemetry", 0, 10, "a")
+	k := KafkaOptions{Brokers: brokers}
+	s, err := NewSender(SenderOptions{Log: l, StatePath: filepath.Join(dir, "mirror.db"), EdgeID: "gw1", Kafka: &k,
+		ChunkBytes: 4 << 10, AckTimeout: 2 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(e.done); s.Run(ctx) }()
+	t.Cleanup(e.stop)
+	checkKafkaCopy(t, s, brokers, l, "telemetry", "gw1.telemetry", false)
+
+	cut(true)
+	produceWithHeaders(t, l, "telemetry", 0, 10, "b")
+	produceWithHeaders(t, l, "telemetry", 1, 10, "b")
+	if err := l.AddPartitions("telemetry", 3); err != nil {
+		t.Fatal(err)
+	}
+	produceWithHeaders(t, l, "telemetry", 2, 5, "b")
+	waitFor(t, "the link down in the status", func() bool {
+		st := s.Status()
+		return !st.LinkUp && st.LastError != nil && st.Failures > 0
+	})
+	if s.Acked("telemetry", 0) != 100 {
+		t.Fatalf("acknowledged %d while the link was down, want 100", s.Acked("telemetry", 0))
+	}
+	cut(false)
+	checkKafkaCopy(t, s, brokers, l, "telemetry", "gw1.telemetry", false)
+	if st := s.Status(); !st.LinkUp || len(st.Partitions) != 3 {
+		t.Errorf("status after the link came back: %+v", st)
+	}
 }
