@@ -664,7 +664,7 @@ func (kl *kafkaLink) ship(ctx context.Context, key partKey, part *flog.Partition
 			}
 			continue
 		}
-		if err := kl.window.acquire(ctx, lvl, len(raw)); err != nil {
+		if err := kl.window.acquire(ctx, lvl, s.wireEstimate(len(raw))); err != nil {
 			return fail(err)
 		}
 		ch := &kafkaChunk{key: key, next: last + 1, done: make(chan struct{})}
@@ -708,6 +708,18 @@ func (kl *kafkaLink) ship(ctx context.Context, key partKey, part *flog.Partition
 		s.metrics.chunks.Inc()
 		next = last + 1
 	}
+}
+
+// wireEstimate is what a chunk of raw stored bytes will take on the wire,
+// by the producer's compression so far (as stored until it has some): the
+// gate's rate cap and shares count wire bytes, as with a center, though
+// the producer compresses only after the gate.
+func (s *Sender) wireEstimate(raw int) int {
+	w, r := s.state.wireBytes.Load(), s.state.rawBytes.Load()
+	if w <= 0 || r <= 0 {
+		return raw
+	}
+	return max(int(int64(raw)*w/r), 1)
 }
 
 // acks applies a partition's chunks' acknowledgements in order; the first

@@ -730,3 +730,48 @@ func TestKafkaMirrorLinkDownAndUpAndGrowth(t *testing.T) {
 		t.Errorf("status after the link came back: %+v", st)
 	}
 }
+
+// The rate cap counts bytes on the wire into a Kafka target too, though
+// the producer compresses after the gate: a capped backlog moves at about
+// the cap in compressed bytes, not at the cap in stored bytes (eight
+// times slower on these records).
+func TestKafkaMirrorRateCapCountsWireBytes(t *testing.T) {
+	c := kafkaCluster(t, kfake.NumBrokers(1))
+	brokers := c.ListenAddrs()
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	if _, err := l.CreateTopic("telemetry", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceWithHeaders(t, l, "telemetry", 0, 600, "a")
+	part, _ := l.Partition("telemetry", 0)
+	const capRate = 16 << 10
+	k := KafkaOptions{Brokers: brokers}
+	s, err := NewSender(SenderOptions{Log: l, StatePath: filepath.Join(dir, "mirror.db"), EdgeID: "gw1", Kafka: &k,
+		ChunkBytes: 8 << 10, RateLimit: capRate, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(e.done); s.Run(ctx) }()
+	t.Cleanup(e.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for s.Acked("telemetry", 0) < part.EndOffset() {
+		if time.Now().After(deadline) {
+			t.Fatalf("acknowledged %d of %d in 60 s", s.Acked("telemetry", 0), part.EndOffset())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start).Seconds()
+	wire, raw := float64(s.state.wireBytes.Load()), float64(s.state.rawBytes.Load())
+	rate := wire / elapsed
+	t.Logf("%.0f wire bytes (%.0f raw) in %.1f s: %.0f B/s under a cap of %d", wire, raw, elapsed, rate, capRate)
+	if rate > 1.25*capRate+4096/elapsed {
+		t.Errorf("%.0f B/s on the wire, over the cap of %d", rate, capRate)
+	}
+	if rate < 0.4*capRate {
+		t.Errorf("%.0f B/s on the wire under a cap of %d: the cap is counting stored bytes", rate, capRate)
+	}
+}
