@@ -20,3 +20,23 @@ func TestEdgeRefusesBadClassShare(t *testing.T) {
 		}
 	}
 }
+
+// --mirror-kafka is refused with --mirror-to, with live-tail-first, and
+// with a SASL mechanism franz-go does not offer: usage errors before the
+// node starts.
+func TestEdgeRefusesBadMirrorKafka(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mirror-to", "127.0.0.1:9393"}, "--mirror-to and --mirror-kafka: choose one target"},
+		{[]string{"--mirror-catchup", "live-tail-first"}, "--mirror-catchup live-tail-first: a Kafka target takes each partition in order only"},
+		{[]string{"--mirror-kafka-sasl", "gssapi"}, `--mirror-kafka-sasl: SASL mechanism "gssapi": want none, plain, scram-sha-256 or scram-sha-512`},
+	} {
+		args := append([]string{"edge", "--data-dir", t.TempDir(), "--kafka-addr", "127.0.0.1:bad", "--mirror-kafka", "127.0.0.1:9092"}, tc.args...)
+		code, _, errOut := ferry(t, args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, want 2; %q does not contain %q", tc.args, code, errOut, tc.want)
+		}
+	}
+}
