@@ -463,7 +463,7 @@ func (s *Sender) kafkaTails(ctx context.Context, adm *kadm.Client, parts []wire.
 					out[partKey{names[t], p}] = off + 1
 					delete(ps, p)
 				case ok:
-					return nil, fmt.Errorf("%s partition %d at the target ends in records without a %s header: not this edge's copy", t, p, HeaderOffset)
+					return nil, asLink(reasonTarget, fmt.Errorf("%s partition %d at the target ends in records without a %s header: not this edge's copy", t, p, HeaderOffset))
 				case sp.end-back <= sp.start:
 					delete(ps, p) // nothing of ours in the whole partition
 				}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -773,5 +774,35 @@ func TestKafkaMirrorRateCapCountsWireBytes(t *testing.T) {
 	}
 	if rate < 0.4*capRate {
 		t.Errorf("%.0f B/s on the wire under a cap of %d: the cap is counting stored bytes", rate, capRate)
+	}
+}
+
+// A target topic of the edge's name whose tail holds someone else's
+// records (no ferry.offset) is not taken for the edge's copy: nothing is
+// shipped into it, and the status says why.
+func TestKafkaMirrorRefusesAForeignTopic(t *testing.T) {
+	c := kafkaCluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "gw1.telemetry"))
+	brokers := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("gw1.telemetry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("not the edge's")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	if _, err := l.CreateTopic("telemetry", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceWithHeaders(t, l, "telemetry", 0, 1, "a")
+	e := startKafkaSender(t, l, dir, "gw1", KafkaOptions{Brokers: brokers}, nil)
+	waitFor(t, "the refusal in the status", func() bool {
+		le := e.sender.Status().LastError
+		return le != nil && le.Reason == reasonTarget && strings.Contains(le.Message, "not this edge's copy")
+	})
+	if got := readTarget(t, brokers, "gw1.telemetry", 0, false); len(got) != 1 {
+		t.Fatalf("the foreign topic has %d records, want its 1", len(got))
 	}
 }
