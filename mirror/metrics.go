@@ -83,7 +83,7 @@ func newSenderMetrics(reg prometheus.Registerer, st *linkState, kafka bool) (*se
 	}
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_dropped_records_total",
 		Help: "Records the disk budget's drop-oldest policy deleted before the center had them (lost; should stay 0)."}, []string{"topic"})
-	m.gaps = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_gaps_sent_total", Help: "Gaps (offset ranges the edge no longer has) told to the center."})
+	m.gaps = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_gaps_sent_total", Help: "Gaps (offset ranges the edge no longer has) told to the center, or to a Kafka target as a ferry.gap header."})
 	m.linkErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_link_errors_total",
 		Help: "Connections to the center that failed or ended in an error (each is retried after a backoff), by reason: dial, tls, refused, ack_timeout, center, protocol, link."}, []string{"reason"})
 	m.readErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_read_errors_total",
