@@ -11,12 +11,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	flog "ferry/log"
 )
 
 // BenchmarkShipKafka is BenchmarkShip with a Kafka cluster as the target:
 // the same backlog of real sensor readings (in batches of 6,000), shipped
-// by the idempotent producer (zstd) into a one-broker kfake cluster in the
-// same process, over loopback. The clock runs from the sender's start until
+// by the idempotent producer (zstd), and by the transactional one, into a
+// one-broker kfake cluster in the same process, over loopback. The clock runs from the sender's start until
 // it has every record acknowledged; MB/s is of the records as stored at the
 // edge, cores the CPU time of the whole process (the target's included, as
 // BenchmarkShip's includes the center's), wire-B/record the producer's
@@ -49,6 +51,16 @@ func BenchmarkShipKafka(b *testing.B) {
 	if err := src.WaitDurable(context.Background(), src.EndOffset()-1); err != nil {
 		b.Fatal(err)
 	}
+	for _, txn := range []bool{false, true} {
+		mode := "idempotent"
+		if txn {
+			mode = "transactional"
+		}
+		b.Run("mode="+mode, func(b *testing.B) { shipKafka(b, edgeLog, src, n, txn) })
+	}
+}
+
+func shipKafka(b *testing.B, edgeLog *flog.Log, src *flog.Partition, n int, txn bool) {
 	b.SetBytes(src.Size())
 	var wire, raw int64
 	var cpu, resume time.Duration
@@ -59,7 +71,7 @@ func BenchmarkShipKafka(b *testing.B) {
 			b.Fatal(err)
 		}
 		state := filepath.Join(b.TempDir(), "mirror.db")
-		k := KafkaOptions{Brokers: c.ListenAddrs()}
+		k := KafkaOptions{Brokers: c.ListenAddrs(), Transactional: txn}
 		b.StartTimer()
 		cpu -= cpuTime()
 		s, err := NewSender(SenderOptions{Log: edgeLog, StatePath: state, EdgeID: "gw1", Kafka: &k, Logger: quiet})
@@ -95,7 +107,7 @@ func BenchmarkShipKafka(b *testing.B) {
 			time.Sleep(time.Millisecond)
 		}
 		resume = time.Since(t0)
-		if got := s2.state.rawBytes.Load(); got > raw/int64(n)*7000 {
+		if got := s2.state.rawBytes.Load(); got > raw/int64(src.EndOffset())*7000 {
 			b.Fatalf("the resumed sender wrote %d bytes for 6,000 records: it shipped again what the target had", got)
 		}
 		cancel()
