@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	flog "ferry/log"
@@ -120,4 +122,50 @@ func decodeAll(t *testing.T, p *flog.Partition) []flog.DecodedRecord {
 		}
 	}
 	return out
+}
+
+// TestMirrorKafkaOverTLSWithSCRAM mirrors into a Kafka cluster (kfake)
+// that takes only TLS and SCRAM-SHA-512, with the options the flags build:
+// the CA verifying each broker by its own host, the mechanism from
+// mirror.ParseKafkaSASL. Without the CA nothing is shipped.
+func TestMirrorKafkaOverTLSWithSCRAM(t *testing.T) {
+	pki := newTestPKI(t, "unused")
+	c, err := kfake.NewCluster(kfake.NumBrokers(2), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{pki.server}}),
+		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "gw1", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mech, err := mirror.ParseKafkaSASL("scram-sha-512", "gw1", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	start := func(conf *tls.Config) *Node {
+		n, err := Start(Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: quiet,
+			MirrorTo: mirror.SenderOptions{EdgeID: "gw1", AckTimeout: 5 * time.Second,
+				Kafka: &mirror.KafkaOptions{Brokers: c.ListenAddrs(), TLS: conf, SASL: mech}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		if _, err := n.Log().CreateTopic("telemetry", 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := n.Log().Partition("telemetry", 0)
+		if _, err := p.Append(flog.AppendBatch(nil, []flog.Record{{Key: []byte("dev1"), Value: []byte("21.5"), Timestamp: time.Now().UnixMilli()}})); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	trusting := start(&tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12})
+	waitUntil(t, "the record acknowledged over TLS and SCRAM", func() bool { return trusting.Sender().Acked("telemetry", 0) == 1 })
+	untrusting := start(&tls.Config{MinVersion: tls.VersionTLS12})
+	waitUntil(t, "the untrusted brokers in the status", func() bool {
+		le := mirrorStatus(t, untrusting).LastError
+		return le != nil && le.Reason == "tls"
+	})
+	if got := untrusting.Sender().Acked("telemetry", 0); got != 0 {
+		t.Fatalf("acknowledged %d without trusting the brokers", got)
+	}
 }
