@@ -149,7 +149,7 @@ func classifyKafka(err error) string {
 	return classify(err)
 }
 
-// kafkaTarget is the target's name in Status and logs.
+// target is the Kafka target's name in Status and logs.
 func (o *KafkaOptions) target() string { return "kafka://" + strings.Join(o.Brokers, ",") }
 
 func (o *KafkaOptions) topic(edge, topic string) string {
