@@ -75,7 +75,7 @@ func TestMirrorKafkaSurvivesEdgeKill9(t *testing.T) {
 	target := c.ListenAddrs()[0]
 
 	dir := t.TempDir()
-	if out, err := exec.Command(ferryBinary(t), "topics", "create", "telemetry", "--partitions", "2", "--data-dir", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(ferryBinary(t), "topics", "create", "telemetry", "--partitions", "2", "--data-dir", dir, "--create-data-dir").CombinedOutput(); err != nil {
 		t.Fatalf("topics create: %v\n%s", err, out)
 	}
 	args := []string{"--mirror-kafka", target, "--mirror-edge-id", "gw1", "--mirror-topics", "telemetry", "--mirror-ack-timeout", "5s",
