@@ -128,7 +128,7 @@ func TestMirrorDropOldestTellsTheCenterTheGap(t *testing.T) {
 	e2 := startSenderWith(t, opts)
 	checkCopyWithGap(t, edgeLog, centerLog, "telemetry", 5)
 	waitCopied(t, edgeLog, centerLog, "alarms")
-	if got := testutil.ToFloat64(c2.recv.metrics.gapRecords.WithLabelValues("gw1")); got != float64(lost) {
+	if got := c2.recv.Status().Edges[0].GapRecords; got != lost {
 		t.Fatalf("center counted %v gap records, want %d", got, lost)
 	}
 	waitFor(t, "the gap's acknowledgement", func() bool { return e2.sender.Acked("telemetry", 0) == tel.EndOffset() })

@@ -14,8 +14,8 @@ type receiverMetrics struct {
 	wireBytes prometheus.Counter
 	rawBytes  prometheus.Counter
 	trimmed   prometheus.Counter
-	// gapRecords counts offsets edges reported dropped unshipped, by edge.
-	gapRecords *prometheus.CounterVec
+	// The metrics by edge are fleet.go's, read from its state at scrape
+	// time so that an edge forgotten leaves no series behind.
 }
 
 func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
@@ -30,9 +30,7 @@ func newReceiverMetrics(reg prometheus.Registerer) (*receiverMetrics, error) {
 		trimmed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_receiver_trimmed_bytes_total",
 			Help: "Bytes of resent chunks the center already had, not stored again."}),
 	}
-	m.gapRecords = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_receiver_gap_records_total",
-		Help: "Offsets edges dropped before shipping them (their disk budget's drop-oldest policy), recorded as gaps in the copies."}, []string{"edge"})
-	return m, register(reg, m.edges, m.rejected, m.chunks, m.acks, m.wireBytes, m.rawBytes, m.trimmed, m.gapRecords)
+	return m, register(reg, m.edges, m.rejected, m.chunks, m.acks, m.wireBytes, m.rawBytes, m.trimmed)
 }
 
 // linkState is what the sender knows of its link; Status and the

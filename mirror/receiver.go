@@ -73,6 +73,12 @@ type ReceiverOptions struct {
 	// it declared is refused as the decoder passes it (reason "inflated").
 	// 0 means wire.MaxFrame.
 	MaxChunkBytes int64
+	// EdgeRetention is how long an edge that disconnected stays in the
+	// status and the metrics labelled by edge (fleet.go); 0 means
+	// DefaultEdgeRetention.
+	EdgeRetention time.Duration
+	// Now is the clock of the fleet's times and retention; nil: time.Now.
+	Now func() time.Time
 }
 
 // Receiver is the center's end of the mirror: it authenticates edges,
@@ -90,7 +96,7 @@ type Receiver struct {
 	closed bool
 	wg     sync.WaitGroup
 	edges  map[string]*edgeSlot  // the connection serving each edge
-	known  map[string]*edgeState // every edge that connected since start (status.go)
+	known  map[string]*edgeState // every edge remembered (fleet.go)
 }
 
 // NewReceiver makes a receiver; it serves nothing until Serve.
@@ -116,6 +122,9 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.EdgeRetention <= 0 {
+		opts.EdgeRetention = DefaultEdgeRetention
+	}
 	if opts.MaxChunkBytes <= 0 || opts.MaxChunkBytes > math.MaxUint32 {
 		opts.MaxChunkBytes = wire.MaxFrame
 	}
@@ -127,7 +136,11 @@ func NewReceiver(opts ReceiverOptions) (*Receiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]*edgeSlot{}, known: map[string]*edgeState{}}, nil
+	r := &Receiver{opts: opts, logger: opts.Logger, metrics: m, dec: dec, conns: map[net.Conn]struct{}{}, edges: map[string]*edgeSlot{}, known: map[string]*edgeState{}}
+	if err := register(opts.Registerer, fleetCollector{r}); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Serve accepts edges on ln until Close; it returns nil after Close.
@@ -252,6 +265,8 @@ type edgeConn struct {
 	counts    map[string]int32            // partitions of each announced topic
 	tails     map[partKey]*flog.Partition // staged live tails (tail.go)
 	epoch     int64                       // the edge's session epoch in a cluster
+	authed    bool                        // the edge is who it says (errors are then its own)
+	st        *edgeState                  // what the center remembers of it, once connected
 }
 
 type partKey struct {
@@ -320,6 +335,9 @@ func (r *Receiver) serveConn(c net.Conn) {
 		} else {
 			e.logger.Error("mirror: the center failed to take an edge's hello", "err", err)
 		}
+		if e.authed {
+			r.noteError(e.edge, reason, err)
+		}
 		r.refuse(c, e.logger, reason, err)
 		return
 	}
@@ -341,10 +359,12 @@ func (r *Receiver) serveConn(c net.Conn) {
 		switch {
 		case errors.As(err, &rej):
 			r.metrics.rejected.WithLabelValues(rej.reason).Inc()
+			r.noteError(e.edge, rej.reason, err)
 			e.logger.Error("mirror: refused; closing the edge's connection", "reason", rej.reason, "err", err)
 			e.write((&wire.Error{Message: err.Error()}).Encode(nil))
 		case errors.As(err, &failed):
 			r.metrics.rejected.WithLabelValues("center").Inc()
+			r.noteError(e.edge, "center", err)
 			e.logger.Error("mirror: the center failed storing an edge's data; closing the connection", "err", err)
 			e.write((&wire.Error{Message: err.Error()}).Encode(nil))
 		default:
@@ -367,12 +387,13 @@ func (r *Receiver) refuse(c net.Conn, logger *slog.Logger, reason string, err er
 // center and answers where each partition resumes: at the center's durable
 // end of its copy.
 func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) {
-	if h.Version != wire.Version {
-		return nil, rejectf("protocol version %d not supported (want %d)", h.Version, wire.Version)
+	if h.Version < wire.MinVersion || h.Version > wire.Version {
+		return nil, rejectf("protocol version %d not supported (want %d to %d)", h.Version, wire.MinVersion, wire.Version)
 	}
 	if err := r.authenticate(e, h); err != nil {
 		return nil, err
 	}
+	e.authed = true
 	if c := r.opts.Cluster; c != nil {
 		epoch, err := c.Admit(h.Edge)
 		if err != nil {
@@ -433,7 +454,7 @@ func (r *Receiver) handshake(e *edgeConn, h *wire.Hello) (*wire.Welcome, error) 
 		}
 		w.Resume = append(w.Resume, wire.Resume{Topic: p.Topic, Partition: p.Partition, Next: next, TailFrom: tailFrom, TailNext: tailNext})
 	}
-	r.noteEdge(e)
+	r.noteEdge(e, h.Version)
 	return w, nil
 }
 
@@ -517,8 +538,15 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 			}
 			return err
 		}
+		now := e.r.now()
+		e.st.seen(now)
 		switch m := msg.(type) {
 		case *wire.Ping:
+			continue
+		case *wire.Heads:
+			if err := e.noteHeads(m, now); err != nil {
+				return err
+			}
 			continue
 		case *wire.Gap:
 			if err := e.storeGap(m); err != nil {
@@ -548,10 +576,12 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		if err != nil {
 			return centerFailed(err)
 		}
+		before := target.EndOffset()
 		stored, err := appendChunk(target, ch, raw)
 		if err != nil {
 			return centerFailed(err)
 		}
+		e.st.noteChunk(now, target.EndOffset()-before, len(ch.Data))
 		if err := e.mergeTail(key); err != nil {
 			return centerFailed(err)
 		}
@@ -595,7 +625,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 			}
 			return err
 		}
-		e.r.metrics.gapRecords.WithLabelValues(e.edge).Add(float64(g.To + 1 - from))
+		e.st.noteGap(g.To + 1 - from)
 		e.logger.Error("mirror: the edge dropped records before shipping them; the gap is recorded in the copy",
 			"topic", g.Topic, "partition", g.Partition, "from_offset", from, "to_offset", g.To, "records", g.To+1-from, "reason", g.Reason)
 	}

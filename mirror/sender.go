@@ -101,6 +101,7 @@ type Sender struct {
 
 	centers    []string      // opts.Center, split
 	nextCenter atomic.Uint32 // which of centers the next session dials
+	oldCenter  atomic.Bool   // a center refused wire.Version: hello with MinVersion (heads.go)
 
 	mu    sync.Mutex
 	acked map[partKey]int64 // next offset the center needs, per partition
@@ -443,7 +444,7 @@ func (s *Sender) session(ctx context.Context) error {
 	s.metrics.reconnect.Inc()
 
 	parts, version := s.partitions()
-	h := &wire.Hello{Version: wire.Version, Edge: s.edge, Token: s.opts.Token, Parts: parts}
+	h := &wire.Hello{Version: s.helloVersion(), Edge: s.edge, Token: s.opts.Token, Parts: parts}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, err := c.Write(h.Encode(nil)); err != nil {
 		return err
@@ -461,6 +462,9 @@ func (s *Sender) session(ctx context.Context) error {
 	case *wire.Welcome:
 		w = m
 	case *wire.Error:
+		if s.refusedVersion(h.Version, m.Message) {
+			return asLink(reasonProtocol, fmt.Errorf("center refused protocol version %d: %s", h.Version, m.Message))
+		}
 		return asLink(reasonRefused, fmt.Errorf("center refused: %s", m.Message))
 	default:
 		return asLink(reasonProtocol, fmt.Errorf("expected welcome, got %T", msg))
@@ -472,7 +476,7 @@ func (s *Sender) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	l := &link{s: s, c: c, window: newGate(s.opts.Window, s.opts.ChunkBytes, s.opts.Shares, s.limiter.wait), topicsV: version}
-	errc := make(chan error, 2*len(w.Resume)+3)
+	errc := make(chan error, 2*len(w.Resume)+4) // every goroutine below sends at most once
 	var wg sync.WaitGroup
 	// ship runs a shipper; one that is done (a backfill reaching its live
 	// tail) does not end the session.
@@ -541,6 +545,10 @@ func (s *Sender) session(ctx context.Context) error {
 	go func() { defer wg.Done(); errc <- l.readAcks(br) }()
 	go func() { defer wg.Done(); errc <- l.watchTopics(ctx) }()
 	go func() { defer wg.Done(); errc <- l.pinger(ctx) }()
+	if h.Version >= 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- l.reportHeads(ctx, parts) }()
+	}
 	err = <-errc
 	cancel()
 	c.Close()

@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"sort"
 	"time"
 
 	flog "ferry/log"
@@ -140,100 +139,4 @@ func backlogBytes(part *flog.Partition, from int64) int64 {
 		n += sg.Size
 	}
 	return n
-}
-
-// edgeState is what the receiver remembers of an edge for its status: the
-// partitions it announced and where their copies and staged tails live.
-type edgeState struct {
-	connected bool
-	since     time.Time // of the last connection or disconnection
-	parts     map[partKey]*flog.Partition
-	tails     map[partKey]string // staging topic of each partition
-}
-
-// noteEdge records a handshake's edge as connected; its partitions are
-// final by then.
-func (r *Receiver) noteEdge(e *edgeConn) {
-	st := &edgeState{connected: true, since: time.Now(), parts: map[partKey]*flog.Partition{}, tails: map[partKey]string{}}
-	for k, p := range e.parts {
-		st.parts[k] = p
-		st.tails[k] = r.tailTopic(e.edge, k.topic)
-	}
-	r.mu.Lock()
-	r.known[e.edge] = st
-	r.mu.Unlock()
-}
-
-// noteGone marks an edge disconnected unless a newer connection took over.
-func (r *Receiver) noteGone(e *edgeConn) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if st := r.known[e.edge]; st != nil && r.edges[e.edge] == e.slot {
-		st.connected, st.since = false, time.Now()
-	}
-}
-
-// ReceiverStatus is what the center holds of each edge that connected
-// since it started.
-type ReceiverStatus struct {
-	Edges []EdgeStatus `json:"edges"`
-}
-
-// EdgeStatus is one edge at the center.
-type EdgeStatus struct {
-	Edge       string       `json:"edge"`
-	Connected  bool         `json:"connected"`
-	Since      time.Time    `json:"since"`
-	Partitions []CopyStatus `json:"partitions"`
-}
-
-// CopyStatus is the center's copy of one edge partition: how far it is
-// contiguous (every offset below ContiguousEnd is there, records or an
-// explicit gap), how far durable, and the live tail staged beyond it.
-type CopyStatus struct {
-	Topic         string `json:"topic"`
-	Partition     int32  `json:"partition"`
-	CopyTopic     string `json:"copy_topic"`
-	StartOffset   int64  `json:"start_offset"`
-	ContiguousEnd int64  `json:"contiguous_end"`
-	DurableEnd    int64  `json:"durable_end"`
-	// StagedTopic, StagedFrom and StagedEnd say where a live tail waits
-	// for the backfill (live-tail-first), when one does.
-	StagedTopic string `json:"staged_topic,omitempty"`
-	StagedFrom  int64  `json:"staged_from,omitempty"`
-	StagedEnd   int64  `json:"staged_end,omitempty"`
-}
-
-// Status reports every known edge's copies, sorted by edge, topic and
-// partition.
-func (r *Receiver) Status() ReceiverStatus {
-	r.mu.Lock()
-	type snap struct {
-		edge string
-		st   edgeState
-	}
-	var edges []snap
-	for id, st := range r.known {
-		edges = append(edges, snap{id, *st})
-	}
-	r.mu.Unlock()
-	sort.Slice(edges, func(i, j int) bool { return edges[i].edge < edges[j].edge })
-	out := ReceiverStatus{Edges: []EdgeStatus{}}
-	for _, e := range edges {
-		es := EdgeStatus{Edge: e.edge, Connected: e.st.connected, Since: e.st.since}
-		for k, p := range e.st.parts {
-			cs := CopyStatus{Topic: k.topic, Partition: k.partition, CopyTopic: r.centerTopic(e.edge, k.topic),
-				StartOffset: p.StartOffset(), ContiguousEnd: p.EndOffset(), DurableEnd: p.DurableOffset()}
-			if t, err := r.opts.Log.Partition(e.st.tails[k], k.partition); err == nil && t.Size() > 0 && t.EndOffset() > cs.ContiguousEnd {
-				cs.StagedTopic, cs.StagedFrom, cs.StagedEnd = e.st.tails[k], t.StartOffset(), t.EndOffset()
-			}
-			es.Partitions = append(es.Partitions, cs)
-		}
-		sort.Slice(es.Partitions, func(i, j int) bool {
-			a, b := es.Partitions[i], es.Partitions[j]
-			return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
-		})
-		out.Edges = append(out.Edges, es)
-	}
-	return out
 }

@@ -18,6 +18,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		&Ack{Topic: "telemetry", Partition: 1, Next: 52, Copied: 40},
 		&Error{Message: "wrong token"},
 		&Ping{},
+		&Heads{Parts: []Head{{"telemetry", 0, 120, -1}, {"telemetry", 1, 99, 1700000000000}}},
 	} {
 		f.Add(m.Encode(nil))
 	}

@@ -48,3 +48,23 @@ func TestReadFrameGrowsToALargePayload(t *testing.T) {
 		}
 	}
 }
+
+// A Heads frame reads back as written, and a count its bytes cannot hold
+// is refused before anything is allocated for it.
+func TestHeadsRoundTripAndBoundedCount(t *testing.T) {
+	want := &Heads{Parts: []Head{{"telemetry", 0, 120, -1}, {"alarms", 3, 7, 1700000000000}}}
+	m, _, err := ReadFrame(bufio.NewReader(bytes.NewReader(want.Encode(nil))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := m.(*Heads)
+	if !ok || len(got.Parts) != 2 || got.Parts[0] != want.Parts[0] || got.Parts[1] != want.Parts[1] {
+		t.Fatalf("read %#v, want %#v", m, want)
+	}
+	frame := binary.BigEndian.AppendUint32(nil, 5)
+	frame = append(frame, typeHeads)
+	frame = binary.BigEndian.AppendUint32(frame, 1<<30)
+	if _, _, err := ReadFrame(bufio.NewReader(bytes.NewReader(frame)), nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("a Heads frame counting 2^30 parts in 4 bytes: %v, want ErrMalformed", err)
+	}
+}

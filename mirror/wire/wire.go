@@ -13,7 +13,9 @@
 // strings as uint32 length + bytes. The edge says Hello; the center answers
 // Welcome (where each partition resumes) or Error; then the edge streams
 // Chunks (and Gaps: ranges it no longer has) and the center acknowledges
-// each, in order, once durable.
+// each, in order, once durable. From version 4 the edge also reports, every
+// few seconds, where its log ends (Heads), so the center knows how far
+// behind each copy is.
 package wire
 
 import (
@@ -36,13 +38,18 @@ const (
 	typeError   = 5 // either way: why the connection ends
 	typePing    = 6 // edge → center: still here (the link is idle)
 	typeGap     = 7 // edge → center: offsets the edge dropped unshipped
+	typeHeads   = 8 // edge → center: where the edge's log ends (version 4)
 )
 
 const (
 	// Version is the protocol version a Hello carries. Version 2 added
 	// the Gap frame; 3 added Chunk.Flags, Gap.Flags, the staged tail in
-	// Resume and Ack.Copied.
-	Version = 3
+	// Resume and Ack.Copied; 4 added the Heads frame, which an edge sends
+	// only to a center that took a version 4 Hello.
+	Version = 4
+	// MinVersion is the oldest version a center still serves: an edge of
+	// version 3 ships as before, without Heads.
+	MinVersion = 3
 	// MaxFrame bounds a frame; a larger length ends the connection before
 	// anything is allocated.
 	MaxFrame = 64 << 20
@@ -138,6 +145,23 @@ type Ack struct {
 	Partition int32
 	Next      int64
 	Copied    int64
+}
+
+// Heads says where the edge's log ends, partition by partition, as the
+// edge sends it every few seconds (version 4): the center's copy lag is
+// End less what it holds.
+type Heads struct {
+	Parts []Head
+}
+
+// Head is one partition's end at the edge: End is its end offset, and
+// Oldest the time (Unix ms) of the oldest record the center has not yet
+// acknowledged, -1 when it has everything.
+type Head struct {
+	Topic     string
+	Partition int32
+	End       int64
+	Oldest    int64
 }
 
 // Error ends a connection, saying why.
@@ -238,6 +262,18 @@ func (m *Ack) Encode(dst []byte) []byte {
 	e.i32(m.Partition)
 	e.i64(m.Next)
 	e.i64(m.Copied)
+	return e.finish()
+}
+
+func (m *Heads) Encode(dst []byte) []byte {
+	e := frame(dst, typeHeads)
+	e.u32(uint32(len(m.Parts)))
+	for _, h := range m.Parts {
+		e.str(h.Topic)
+		e.i32(h.Partition)
+		e.i64(h.End)
+		e.i64(h.Oldest)
+	}
 	return e.finish()
 }
 
@@ -350,6 +386,13 @@ func decode(t uint8, payload []byte) (Message, error) {
 		return m, d.done()
 	case typePing:
 		return &Ping{}, d.done()
+	case typeHeads:
+		m := &Heads{}
+		n := d.count(22)
+		for i := 0; i < n; i++ {
+			m.Parts = append(m.Parts, Head{Topic: d.str(), Partition: d.i32(), End: d.i64(), Oldest: d.i64()})
+		}
+		return m, d.done()
 	}
 	return nil, fmt.Errorf("%w: unknown frame type %d", ErrMalformed, t)
 }
