@@ -41,6 +41,34 @@ type StatusView struct {
 	// Mirror is the edge's link to its center; null when the node mirrors
 	// nothing.
 	Mirror *MirrorSummary `json:"mirror"`
+	// Fleet is a center's view of the edges that ship to it; null on a
+	// node without a mirror receiver.
+	Fleet *FleetSummary `json:"fleet"`
+}
+
+// FleetSummary sums up a center's edges, one line each (GET /api/mirror
+// has each one's copies, partition by partition).
+type FleetSummary struct {
+	Edges     int `json:"edges"`
+	Connected int `json:"connected"`
+	// LagRecords sums the copy lag of the edges that report it.
+	LagRecords int64         `json:"lag_records"`
+	Members    []EdgeSummary `json:"members"`
+}
+
+// EdgeSummary is one edge at the center (mirror.EdgeStatus, without its
+// partitions).
+type EdgeSummary struct {
+	Edge             string     `json:"edge"`
+	Connected        bool       `json:"connected"`
+	Since            time.Time  `json:"since"`
+	LastChunk        *time.Time `json:"last_chunk,omitempty"`
+	RecordsPerSecond float64    `json:"records_per_second"`
+	LagKnown         bool       `json:"lag_known"`
+	LagRecords       int64      `json:"lag_records"`
+	LagSeconds       float64    `json:"lag_seconds"`
+	GapRecords       int64      `json:"gap_records"`
+	Errors           int64      `json:"errors"`
 }
 
 // ListenersView holds the bound addresses of the node's listeners; ""
@@ -118,6 +146,20 @@ func (n *Node) Status() StatusView {
 			m.BacklogBytes += p.BacklogBytes
 		}
 		st.Mirror = m
+	}
+	if n.receiver != nil {
+		f := &FleetSummary{Members: []EdgeSummary{}}
+		for _, e := range n.receiver.Status().Edges {
+			f.Edges++
+			if e.Connected {
+				f.Connected++
+			}
+			f.LagRecords += e.LagRecords
+			f.Members = append(f.Members, EdgeSummary{Edge: e.Edge, Connected: e.Connected, Since: e.Since, LastChunk: e.LastChunk,
+				RecordsPerSecond: e.RecordsPerSecond, LagKnown: e.LagKnown, LagRecords: e.LagRecords, LagSeconds: e.LagSeconds,
+				GapRecords: e.GapRecords, Errors: e.Errors})
+		}
+		st.Fleet = f
 	}
 	return st
 }

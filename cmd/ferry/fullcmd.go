@@ -25,6 +25,7 @@ func fullCommand() *command {
 			tlsKey := fs.String("mirror-tls-key", "", "PEM private key for --mirror-tls-cert")
 			clientCA := fs.String("mirror-tls-client-ca", "", "PEM CA bundle: edges may authenticate with a client certificate signed by it, whose common name is their edge id (no token needed unless --mirror-token lists one for that edge)")
 			template := fs.String("mirror-topic-template", "{edge}.{topic}", "name of an edge's topic at the center")
+			edgeRetention := fs.Duration("mirror-edge-retention", mirror.DefaultEdgeRetention, "how long an edge that disconnected stays in the status and in the metrics labelled by edge before the center forgets it")
 			cf := addClusterFlags(fs)
 			return func(args []string, out io.Writer) error {
 				if err := exactArgs(args); err != nil {
@@ -57,7 +58,7 @@ func fullCommand() *command {
 				return node.run(edge.Options{
 					MirrorTLS: tlsConf, Cluster: co,
 					Mode: "full", Logger: logger, AutoCreateTopics: true, DefaultPartitions: 1,
-					MirrorAddr: *mirrorAddr, MirrorReceiver: mirror.ReceiverOptions{Tokens: tok, TopicTemplate: *template},
+					MirrorAddr: *mirrorAddr, MirrorReceiver: mirror.ReceiverOptions{Tokens: tok, TopicTemplate: *template, EdgeRetention: *edgeRetention},
 				})
 			}
 		},

@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"ferry/edge"
 	"ferry/mirror"
 )
 
@@ -85,25 +86,38 @@ func printMirrorStatus(out io.Writer, st mirror.Status) error {
 	return nil
 }
 
-// printCenterStatus prints a center's copies of its edges.
+// printCenterStatus prints a center's edges, then their copies.
 func printCenterStatus(out io.Writer, st mirror.ReceiverStatus) error {
 	if len(st.Edges) == 0 {
 		fmt.Fprintln(out, "no edge has connected since the center started")
 		return nil
 	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EDGE\tCONNECTED\tCOPY\tPARTITION\tSTART\tCONTIGUOUS TO\tDURABLE TO\tSTAGED LIVE TAIL")
+	now := time.Now()
 	for _, e := range st.Edges {
-		conn := "yes"
-		if !e.Connected {
-			conn = "no, since " + e.Since.Format(time.RFC3339)
+		fmt.Fprintln(out, edgeLine(edge.EdgeSummary{Edge: e.Edge, Connected: e.Connected, Since: e.Since, LastChunk: e.LastChunk,
+			RecordsPerSecond: e.RecordsPerSecond, LagKnown: e.LagKnown, LagRecords: e.LagRecords, LagSeconds: e.LagSeconds,
+			GapRecords: e.GapRecords, Errors: e.Errors}, now))
+		if le := e.LastError; le != nil {
+			fmt.Fprintf(out, "  last error %s ago (%s): %s\n", now.Sub(le.At).Round(time.Second), le.Reason, le.Message)
 		}
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "EDGE\tCOPY\tPARTITION\tSTART\tCONTIGUOUS TO\tDURABLE TO\tEDGE END\tLAG\tSTAGED LIVE TAIL")
+	for _, e := range st.Edges {
 		for _, p := range e.Partitions {
 			staged := "-"
 			if p.StagedTopic != "" {
 				staged = fmt.Sprintf("%s [%d, %d)", p.StagedTopic, p.StagedFrom, p.StagedEnd)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", e.Edge, conn, p.CopyTopic, p.Partition, p.StartOffset, p.ContiguousEnd, p.DurableEnd, staged)
+			end, lag := "-", "-"
+			if p.EdgeEnd != nil {
+				end, lag = fmt.Sprint(*p.EdgeEnd), fmt.Sprint(*p.LagRecords)
+				if *p.LagRecords > 0 {
+					lag += fmt.Sprintf(" (%s)", time.Duration(*p.LagSeconds)*time.Second)
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", e.Edge, p.CopyTopic, p.Partition, p.StartOffset, p.ContiguousEnd, p.DurableEnd, end, lag, staged)
 		}
 	}
 	return tw.Flush()

@@ -87,8 +87,22 @@ func TestMirrorStatusCommand(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !strings.Contains(out, "CONTIGUOUS TO") || !strings.Contains(out, "gw8") || !strings.Contains(out, "yes") {
+	if !strings.Contains(out, "CONTIGUOUS TO") || !strings.Contains(out, "gw8: connected") || !strings.Contains(out, "EDGE END") {
 		t.Errorf("the center's status: %q", out)
+	}
+	// ferry status: the center's edges, one line each, with the copy lag
+	// once the edge has reported its end (before the fleet view: no edge
+	// line at all).
+	for {
+		code, out, _ = ferry(t, "status", "--admin", "http://"+center.AdminAddr())
+		if code == 0 && strings.Contains(out, "edges:      1 known, 1 connected, copy lag 0 record(s)") &&
+			strings.Contains(out, "gw8: connected, last chunk never, 0.0 records/s, copy lag 0 record(s)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ferry status against the center never showed gw8 level: %q", out)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	code, out, _ = ferry(t, "mirror", "status", "--admin", "http://"+center.AdminAddr(), "--json")
 	var rs mirror.ReceiverStatus

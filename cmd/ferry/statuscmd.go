@@ -69,7 +69,35 @@ func printStatus(out io.Writer, admin string, st edge.StatusView) error {
 		fmt.Fprintf(out, "mirror:     %s -> %s: link %s, last acknowledgement %s, backlog %d record(s), %s\n",
 			m.EdgeID, m.Center, link, last, m.BacklogRecords, formatBytes(m.BacklogBytes))
 	}
+	if f := st.Fleet; f != nil {
+		fmt.Fprintf(out, "edges:      %d known, %d connected, copy lag %d record(s)\n", f.Edges, f.Connected, f.LagRecords)
+		for _, e := range f.Members {
+			fmt.Fprintf(out, "  %s\n", edgeLine(e, time.Now()))
+		}
+	}
 	return nil
+}
+
+// edgeLine is one edge at a center, for ferry status.
+func edgeLine(e edge.EdgeSummary, now time.Time) string {
+	ago := func(t time.Time) string { return now.Sub(t).Round(time.Second).String() + " ago" }
+	conn := "connected"
+	if !e.Connected {
+		conn = "GONE since " + e.Since.Format(time.RFC3339) + " (" + ago(e.Since) + ")"
+	}
+	chunk := "never"
+	if e.LastChunk != nil {
+		chunk = ago(*e.LastChunk)
+	}
+	lag := "unknown (the edge does not report its end: protocol 3)"
+	if e.LagKnown {
+		lag = fmt.Sprintf("%d record(s)", e.LagRecords)
+		if e.LagRecords > 0 {
+			lag += fmt.Sprintf(", the oldest %s old", (time.Duration(e.LagSeconds) * time.Second).String())
+		}
+	}
+	return fmt.Sprintf("%s: %s, last chunk %s, %.1f records/s, copy lag %s, gaps %d record(s), errors %d",
+		e.Edge, conn, chunk, e.RecordsPerSecond, lag, e.GapRecords, e.Errors)
 }
 
 // formatBytes prints a size in binary units.
