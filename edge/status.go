@@ -1,11 +1,14 @@
 package edge
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sort"
 	"strings"
 
 	"ferry/edge/statuspage"
+	"ferry/mirror"
 )
 
 // startStatus starts the status page's sampler: one sample now, then one
@@ -80,7 +83,32 @@ func (n *Node) collectStatus() statuspage.Sample {
 		}
 		s.Mirror = m
 	}
+	if n.receiver != nil {
+		s.Fleet = fleetSample(n.receiver.Status())
+	}
 	return s
+}
+
+// fleetSample sums up a center's edges for one sample, keeping the lag of
+// the statuspage.MaxEdges edges furthest behind.
+func fleetSample(st mirror.ReceiverStatus) *statuspage.FleetSample {
+	f := &statuspage.FleetSample{EdgeLag: map[string]int64{}}
+	edges := st.Edges
+	for _, e := range edges {
+		f.Edges++
+		if e.Connected {
+			f.Connected++
+		}
+		f.LagRecords += e.LagRecords
+	}
+	edges = slices.Clone(edges)
+	slices.SortStableFunc(edges, func(a, b mirror.EdgeStatus) int { return cmp.Compare(b.LagRecords, a.LagRecords) })
+	for _, e := range edges[:min(len(edges), statuspage.MaxEdges)] {
+		if e.LagKnown {
+			f.EdgeLag[e.Edge] = e.LagRecords
+		}
+	}
+	return f
 }
 
 // consumerLag sums, per group, the records between each committed offset

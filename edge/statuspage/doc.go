@@ -7,7 +7,11 @@
 // are often offline): plain HTML, CSS and JavaScript, charts drawn by hand
 // in inline SVG. It polls /api/history for the tiles and charts and the
 // admin API's /api/topics, /api/groups and /api/devices for its tables,
-// showing "not available" for a table whose endpoint is missing; when the
+// showing "not available" for a table whose endpoint is missing. A center
+// (a node with a mirror receiver) shows its fleet instead of what it does
+// not have: an Edges tile and a chart of the edges' copy lag from the
+// samples (FleetSample), and a table of its edges from /api/mirror/edges;
+// a node without MQTT shows no device tile or table. When the
 // admin API asks for a bearer token (401), it lets the user paste one and
 // keeps it in the browser's localStorage.
 //

@@ -39,6 +39,21 @@ type Sample struct {
 	GroupLag    map[string]int64 `json:"group_lag,omitempty"`
 	// Mirror is the mirror's state; nil when the node mirrors nothing.
 	Mirror *MirrorSample `json:"mirror,omitempty"`
+	// Fleet is a center's edges; nil without a mirror receiver.
+	Fleet *FleetSample `json:"fleet,omitempty"`
+}
+
+// MaxEdges is how many edges a Sample keeps the copy lag of (the largest).
+const MaxEdges = 8
+
+// FleetSample is a center's edges: how many it knows and how many are
+// connected, and their copy lag in records (of the edges that report it),
+// summed and, for the largest MaxEdges, per edge.
+type FleetSample struct {
+	Edges      int              `json:"edges"`
+	Connected  int              `json:"connected"`
+	LagRecords int64            `json:"lag_records"`
+	EdgeLag    map[string]int64 `json:"edge_lag,omitempty"`
 }
 
 // MaxGroups is how many groups a Sample keeps the lag of (the largest).

@@ -106,9 +106,11 @@
     if (!s) return;
     set("in_rate", rate(s.in_per_sec));
     set("in_total", int(s.records_in));
+    const mqttOn = (h.node.mqtt_addrs || []).length > 0;
     set("out_rate", rate(s.out_per_sec));
-    set("out_sub", int(s.kafka_records_out) + " Kafka · " + int(s.mqtt_messages_out) + " MQTT").title =
-      "since the node started: records returned by Kafka fetches, messages delivered to MQTT subscribers";
+    set("out_sub", int(s.kafka_records_out) + " Kafka" + (mqttOn ? " · " + int(s.mqtt_messages_out) + " MQTT" : "")).title = mqttOn
+      ? "since the node started: records returned by Kafka fetches, messages delivered to MQTT subscribers"
+      : "since the node started: records returned by Kafka fetches";
 
     set("disk", bytes(s.disk_bytes));
     const bar = $('[data-k="disk_bar"]');
@@ -123,7 +125,8 @@
       set("disk_sub", "no disk budget set");
     }
 
-    const mqttOn = (h.node.mqtt_addrs || []).length > 0;
+    // A node without MQTT (a center) has no devices: no tile for them.
+    $('[data-tile="devices"]').hidden = !mqttOn;
     set("devices", mqttOn ? int(s.devices_online) : "—");
     let dsub = mqttOn ? "MQTT clients connected" : "MQTT is off";
     if (mqttOn && state.devices && state.devices.length) dsub = int(state.devices.length) + " registered";
@@ -132,6 +135,21 @@
     set("lag", int(s.consumer_lag));
     const groups = Object.keys(s.group_lag || {}).length;
     set("lag_sub", groups ? "over " + groups + (groups === 1 ? " group" : " groups") : "no committed offsets");
+
+    // A center that mirrors nothing further shows its edges instead.
+    $('[data-tile="mirror"]').hidden = !s.mirror && !!s.fleet;
+    $('[data-tile="fleet"]').hidden = !s.fleet;
+    if (s.fleet) {
+      const f = s.fleet;
+      set("fleet", int(f.connected) + " / " + int(f.edges));
+      const pill = $('[data-k="fleet_pill"]');
+      const down = f.edges - f.connected;
+      pill.textContent = f.edges === 0 ? "no edge yet" : down === 0 ? "all connected" : down + " gone";
+      pill.className = "pill" + (f.edges === 0 ? "" : down === 0 ? " up" : " down");
+      set("fleet_sub", "copy lag " + int(f.lag_records) + " records");
+    }
+    const tiles = document.querySelectorAll(".tiles .tile:not([hidden])").length;
+    $(".tiles").style.setProperty("--tiles", String(Math.max(1, tiles)));
 
     const link = $('[data-k="link"]');
     if (s.mirror) {
@@ -311,6 +329,11 @@
       if (down && from < 0) from = i;
       if ((!down || i === ss.length - 1) && from >= 0) { bands.push([ss[from].t, s.t]); from = -1; }
     });
+    const fleet = ss.some((s) => s.fleet);
+    $("#chart-mirror").hidden = fleet && !mirrored;
+    $("#chart-fleet").hidden = !fleet;
+    if (fleet) renderFleetChart(ss, times, palette);
+    if ($("#chart-mirror").hidden) return;
     chart("chart-mirror", {
       times, fmt: compact, tipFmt: (v) => int(v) + " records", bands,
       series: [{ name: "backlog", color: cssVar("--mirror"), values: ss.map((s) => (s.mirror ? s.mirror.backlog_records : null)), fill: true }],
@@ -318,6 +341,30 @@
     });
     $("#chart-mirror [data-legend]").innerHTML = mirrored && bands.length
       ? '<span><i style="background:' + cssVar("--bad") + ';opacity:.35"></i>link down</span>' : "";
+  }
+
+  // a center's edges: their copy lag in total and for those furthest behind now (up to four), shaded
+  // while some edge is gone
+  function renderFleetChart(ss, times, palette) {
+    const latest = ss.length && ss[ss.length - 1].fleet ? ss[ss.length - 1].fleet.edge_lag || {} : {};
+    const names = Object.keys(latest).sort((a, b) => latest[b] - latest[a] || a.localeCompare(b)).slice(0, 4);
+    const series = [{ name: "total", color: cssVar("--mirror"), values: ss.map((s) => (s.fleet ? s.fleet.lag_records : null)), fill: true }];
+    names.forEach((e, i) => series.push({ name: e, color: palette[i], values: ss.map((s) => (s.fleet && s.fleet.edge_lag ? s.fleet.edge_lag[e] ?? null : null)) }));
+    const bands = [];
+    let from = -1;
+    ss.forEach((s, i) => {
+      const gone = s.fleet && s.fleet.connected < s.fleet.edges;
+      if (gone && from < 0) from = i;
+      if ((!gone || i === ss.length - 1) && from >= 0) { bands.push([ss[from].t, s.t]); from = -1; }
+    });
+    const any = ss.some((s) => s.fleet && s.fleet.edges > 0);
+    chart("chart-fleet", {
+      times, fmt: compact, tipFmt: (v) => int(v) + " records", bands, series, legendAlways: names.length > 0,
+      empty: any ? "" : "no edge has connected yet",
+    });
+    if (bands.length) {
+      $("#chart-fleet [data-legend]").innerHTML += '<span><i style="background:' + cssVar("--bad") + ';opacity:.35"></i>an edge gone</span>';
+    }
   }
 
   // ---- tables --------------------------------------------------------------------------------
@@ -344,8 +391,33 @@
     return ms < 0 ? "forever" : duration(ms / 1000);
   }
 
+  function renderEdges(res) {
+    if (res.status !== 200 || !res.body || !Array.isArray(res.body.edges)) return tableMessage("table-edges", res, "edges");
+    fillTable("table-edges", res.body.edges.map((e) => {
+      const chunk = e.last_chunk ? Date.parse(e.last_chunk) : NaN;
+      const since = Date.parse(e.since);
+      const status = e.connected ? '<span class="state on">connected</span>'
+        : '<span class="state" title="' + esc(new Date(since).toLocaleString()) + '">gone ' + esc(ago(since)) + "</span>";
+      const lag = e.lag_known ? int(e.lag_records) : '<span title="the edge does not report its ends (protocol 3)">—</span>';
+      const age = e.lag_known ? (e.lag_records > 0 ? duration(e.lag_seconds) : "0 s") : "—";
+      const topics = (e.topics || []).map((t) => esc(t.topic) + (e.lag_known ? " " + int(t.lag_records) + (t.lag_records > 0 ? " (" + duration(t.lag_seconds) + ")" : "") : "")).join(" · ");
+      const err = e.last_error ? ' title="' + esc(e.last_error.reason + ": " + e.last_error.message + " (" + ago(Date.parse(e.last_error.at)) + ")") + '"' : "";
+      return '<tr><td class="name">' + esc(e.edge) + "</td><td>" + status + '</td><td title="' + (isNaN(chunk) ? "" : esc(new Date(chunk).toLocaleString())) + '">' +
+        (isNaN(chunk) ? "never" : esc(ago(chunk))) + '</td><td class="num">' + rate(e.records_per_second) + '</td><td class="num">' + lag +
+        '</td><td class="num">' + age + '</td><td class="wide">' + topics + '</td><td class="num">' + int(e.gap_records) +
+        '</td><td class="num"' + err + ">" + int(e.errors) + "</td></tr>";
+    }), "no edge has connected yet");
+  }
+
   async function renderTables() {
-    const [topics, groups, devices] = await Promise.all([api("api/topics"), api("api/groups"), api("api/devices")]);
+    const node = (state.history && state.history.node) || {};
+    const mqttOn = (node.mqtt_addrs || []).length > 0, center = !!node.mirror_addr;
+    $("#table-devices").hidden = !mqttOn && !!state.history;
+    $("#table-edges").hidden = !center;
+    const none = Promise.resolve({ status: 0, body: null });
+    const [topics, groups, devices, edges] = await Promise.all([api("api/topics"), api("api/groups"),
+      $("#table-devices").hidden ? none : api("api/devices"), center ? api("api/mirror/edges") : none]);
+    if (center) renderEdges(edges);
     if (topics.status === 200 && Array.isArray(topics.body)) {
       const internal = (t) => t.internal || t.name.startsWith("__");
       const list = topics.body.slice().sort((a, b) => (internal(a) - internal(b)) || a.name.localeCompare(b.name));
@@ -368,7 +440,9 @@
       }), "no consumer groups");
     } else tableMessage("table-groups", groups, "groups");
 
-    if (devices.status === 200 && Array.isArray(devices.body)) {
+    if ($("#table-devices").hidden) {
+      state.devices = null;
+    } else if (devices.status === 200 && Array.isArray(devices.body)) {
       state.devices = devices.body;
       const list = devices.body.slice().sort((a, b) => (b.online - a.online) || a.id.localeCompare(b.id));
       fillTable("table-devices", list.map((d) => {
