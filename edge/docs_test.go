@@ -205,4 +205,12 @@ func TestDocsNameOnlyRealMetrics(t *testing.T) {
 		!strings.Contains(centerText, `ferry_log_fsync_duration_seconds_bucket{le="13.1072"}`) {
 		t.Errorf("the fsync histogram has no buckets up to 30 s")
 	}
+	// The per-edge panels and FerryEdgeSilentAtCenter/FerryEdgeCopyLagging
+	// need the center's series labelled by edge.
+	for _, want := range []string{`ferry_mirror_receiver_edge_connected{edge="gw1"} 1`, `ferry_mirror_receiver_edge_last_seen_timestamp_seconds{edge="gw1"}`,
+		`ferry_mirror_receiver_edge_lag_seconds{edge="gw1",topic="telemetry"}`, `ferry_mirror_receiver_edge_records_total{edge="gw1"}`} {
+		if !strings.Contains(centerText, want) {
+			t.Errorf("the center's /metrics lacks %s", want)
+		}
+	}
 }

@@ -19,6 +19,13 @@
 // ferry.offset header, the resume point read back from the target's tail
 // at every session start, idempotent or transactional.
 //
+// The center also keeps its view of the fleet (fleet.go): per edge,
+// connected or since when not, last chunk, records and rate, gaps, errors,
+// and the copy lag against the ends the edge reports every few seconds
+// (wire.Heads, heads.go), served in ReceiverStatus and as metrics labelled
+// by edge; an edge gone for longer than ReceiverOptions.EdgeRetention is
+// forgotten, its series with it.
+//
 // It reads and writes logs through their public API only, never a front
 // end; it never deletes data.
 package mirror
