@@ -209,7 +209,7 @@ func TestMirrorReceiverRefusesBadInput(t *testing.T) {
 	}{
 		{"wrong token", "gw1", "nope", wire.Version, "auth", `wrong token for edge "gw1"`},
 		{"unknown edge", "gw9", "s3cret", wire.Version, "auth", `unknown edge "gw9"`},
-		{"old protocol version", "gw1", "s3cret", wire.Version - 1, "protocol", "protocol version"},
+		{"old protocol version", "gw1", "s3cret", wire.MinVersion - 1, "protocol", "protocol version"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rejectedOnce(t, center, func() {
