@@ -271,3 +271,18 @@ func TestSenderFallsBackToAnOlderCenter(t *testing.T) {
 		}
 	}
 }
+
+// Heads naming a partition the edge did not announce are refused, as a
+// chunk for one is, and counted; nothing of them is kept.
+func TestCenterRefusesHeadsOfUnannouncedPartitions(t *testing.T) {
+	c, reg, _ := startFleetCenter(t, time.Hour)
+	r := helloRaw(t, c.addr, "gw1", wire.Version)
+	r.send((&wire.Heads{Parts: []wire.Head{{Topic: "telemetry", Partition: 7, End: 1 << 40, Oldest: -1}}}).Encode(nil))
+	if m, ok := r.read().(*wire.Error); !ok || !strings.Contains(m.Message, "did not announce") {
+		t.Fatalf("got %+v, want the heads refused", m)
+	}
+	waitFor(t, "the refusal counted", func() bool { return series(t, reg, "ferry_mirror_receiver_rejected_total")["reason=protocol"] == 1 })
+	if e := c.recv.Status().Edges[0]; e.LagKnown || e.Errors != 1 {
+		t.Errorf("gw1 after refused heads: %+v, want no lag known and one error", e)
+	}
+}
