@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -497,4 +498,53 @@ func TestClusterFromASingleNode(t *testing.T) {
 	if n := countRecords(t, ctx, c.kafkaAddrs(), "history"); n != 25 {
 		t.Fatalf("%d records after the upgrade, want 25", n)
 	}
+}
+
+// TestStatusPageShowsTheCluster: a node of a three-node center shows the
+// cluster on its status page: the controller, each broker live or fenced
+// with the partitions it holds and leads.
+func TestStatusPageShowsTheCluster(t *testing.T) {
+	chromium := requireTool(t, "chromium")
+	c := newClusterProcs(t, 3)
+	c.startAll()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, 1, nil, "spread"); err != nil {
+		t.Fatal(err)
+	}
+	c.kill9(2)
+	c.waitFor("node 3 fenced", func() bool {
+		v, ok := c.view(0)
+		return ok && len(v.Offline) > 0
+	})
+	bctx, errs := startBrowser(t, chromium, 1440, 1000)
+	url := "http://" + c.procs[0].adminAddr + "/"
+	if err := chromedp.Do(bctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("loading %s: %v", url, err)
+	}
+	poll := `(() => {
+		const card = document.querySelector("#table-cluster");
+		const rows = [...document.querySelectorAll("#table-cluster tbody tr")].map((r) => [...r.cells].map((c) => c.textContent.trim()));
+		const got = {shown: !!card && !card.hidden, summary: (document.querySelector("#cluster-summary") || {}).textContent || "", rows};
+		window.__ferryGot = got;
+		const ok = got.shown && rows.length === 3 && rows[2][1] === "fenced" && rows[0][1] === "live" && rows[1][1] === "live" &&
+			got.summary.includes("controller node") && got.summary.includes("offline");
+		return ok ? JSON.stringify(got) : false;
+	})()`
+	pctx, pcancel := context.WithTimeout(bctx, 60*time.Second)
+	got, err := chromedp.Run(pctx, chromedp.Poll[string](poll, chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second)))
+	pcancel()
+	if err != nil {
+		last, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.__ferryGot || {})`))
+		saveScreenshot(t, bctx, "statuspage-cluster-failed.png")
+		t.Fatalf("the page did not show the cluster within 60 s: %v\nsaw %s", err, last)
+	}
+	t.Logf("the cluster on the page: %s", got)
+	saveScreenshot(t, bctx, "statuspage-cluster.png")
+	errs.check(t)
 }

@@ -123,13 +123,13 @@ func TestStatusPageCenterShowsItsFleet(t *testing.T) {
 			devices_tile: shown('[data-tile="devices"]'), mirror_tile: shown('[data-tile="mirror"]'), fleet_tile: shown('[data-tile="fleet"]'),
 			devices_table: shown("#table-devices"), edges_table: shown("#table-edges"),
 			fleet_chart: !!document.querySelector("#chart-fleet:not([hidden]) svg path.series, #chart-fleet:not([hidden]) svg circle"),
-			mirror_chart: shown("#chart-mirror"),
+			mirror_chart: shown("#chart-mirror"), cluster_table: shown("#table-cluster"),
 		};
 		window.__ferryGot = got;
 		const ok = got.fleet === "1 / 2" && got.pill === "1 gone" && !got.out_sub.includes("MQTT") &&
 			got.gw1[0] === "gw1" && got.gw1[1] === "connected" && got.gw1[4] === "0" && got.gw1[6].includes("telemetry 0") &&
 			got.gw2[0] === "gw2" && got.gw2[1].startsWith("gone") && got.gw2[6].includes("alarms 0") &&
-			!got.devices_tile && !got.mirror_tile && got.fleet_tile && !got.devices_table && got.edges_table && got.fleet_chart && !got.mirror_chart;
+			!got.devices_tile && !got.mirror_tile && got.fleet_tile && !got.devices_table && got.edges_table && got.fleet_chart && !got.mirror_chart && !got.cluster_table;
 		return ok ? JSON.stringify(got) : false;
 	})()`
 	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)

@@ -409,15 +409,32 @@
     }), "no edge has connected yet");
   }
 
+  // renderCluster fills the cluster card of a full node in a cluster
+  // (GET /api/cluster); a node alone answers 404 and the card stays hidden.
+  function renderCluster(res) {
+    const card = $("#table-cluster");
+    if (res.status === 404) { card.hidden = true; return; }
+    card.hidden = false;
+    if (res.status !== 200 || !res.body || !Array.isArray(res.body.brokers)) return tableMessage("table-cluster", res, "the cluster");
+    const c = res.body, off = (c.offline_partitions || []).length;
+    $("#cluster-summary").textContent = "node " + c.node + " · controller " + (c.controller >= 0 ? "node " + c.controller : "none") +
+      " · raft term " + int(c.raft_term) + " · " + int(c.partitions) + " partitions" + (off ? " · " + off + " offline" : "");
+    fillTable("table-cluster", c.brokers.map((b) => '<tr><td class="name">' + int(b.id) + (b.id === c.controller ? " (controller)" : "") + "</td><td>" +
+      (b.fenced ? '<span class="state warn">fenced</span>' : '<span class="state on">live</span>') + "</td><td>" + esc((b.endpoints || {}).kafka || "—") +
+      '</td><td class="num">' + int(b.replicas) + '</td><td class="num">' + int(b.leads) + "</td><td>" + esc(b.rack || "—") + "</td></tr>"), "no broker registered yet");
+  }
+
   async function renderTables() {
     const node = (state.history && state.history.node) || {};
     const mqttOn = (node.mqtt_addrs || []).length > 0, center = !!node.mirror_addr;
     $("#table-devices").hidden = !mqttOn && !!state.history;
     $("#table-edges").hidden = !center;
     const none = Promise.resolve({ status: 0, body: null });
-    const [topics, groups, devices, edges] = await Promise.all([api("api/topics"), api("api/groups"),
-      $("#table-devices").hidden ? none : api("api/devices"), center ? api("api/mirror/edges") : none]);
+    const [topics, groups, devices, edges, cluster] = await Promise.all([api("api/topics"), api("api/groups"),
+      $("#table-devices").hidden ? none : api("api/devices"), center ? api("api/mirror/edges") : none,
+      node.mode === "full" ? api("api/cluster") : none]);
     if (center) renderEdges(edges);
+    if (node.mode === "full") renderCluster(cluster);
     if (topics.status === 200 && Array.isArray(topics.body)) {
       const internal = (t) => t.internal || t.name.startsWith("__");
       const list = topics.body.slice().sort((a, b) => (internal(a) - internal(b)) || a.name.localeCompare(b.name));
