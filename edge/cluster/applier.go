@@ -139,21 +139,11 @@ func (n *Node) Apply(ctx context.Context, l LocalLog) {
 // WaitReconciled waits until the local log has followed the metadata up
 // to index (a pass of Apply over an image at least that recent).
 func (n *Node) WaitReconciled(ctx context.Context, index uint64) error {
-	for {
+	return n.waitUntil(ctx, func() (bool, <-chan struct{}) {
 		n.recMu.Lock()
-		done, ch := n.reconciled >= index, n.recCh
-		n.recMu.Unlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.stop:
-			return ErrClosed
-		}
-	}
+		defer n.recMu.Unlock()
+		return n.reconciled >= index, n.recCh
+	})
 }
 
 func logReconciled(l *slog.Logger, r Reconciled) {
@@ -176,20 +166,14 @@ func logReconciled(l *slog.Logger, r Reconciled) {
 // of that topic is changed.
 func (n *Node) Import(ctx context.Context, l LocalLog) error {
 	// The topics are placed on this broker: wait until it is registered.
-	for {
+	err := n.waitUntil(ctx, func() (bool, <-chan struct{}) {
 		ch := n.fsm.Changed()
 		registered := false
 		n.fsm.View(func(im *Image) { registered = im.Brokers[n.cfg.NodeID] != nil })
-		if registered {
-			break
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-n.stop:
-			return ErrClosed
-		}
+		return registered, ch
+	})
+	if err != nil {
+		return err
 	}
 	var errs []error
 	for _, t := range l.Topics() {

@@ -355,9 +355,18 @@ func (n *Node) Propose(ctx context.Context, r Record) (Result, error) {
 
 // WaitIndex waits until this node's image has applied index.
 func (n *Node) WaitIndex(ctx context.Context, index uint64) error {
-	for {
+	return n.waitUntil(ctx, func() (bool, <-chan struct{}) {
 		ch := n.fsm.Changed()
-		if n.fsm.Index() >= index {
+		return n.fsm.Index() >= index, ch
+	})
+}
+
+// waitUntil waits until check says done; check also gives the channel
+// closed at the next change that may make it so (taken before it looked).
+func (n *Node) waitUntil(ctx context.Context, check func() (done bool, changed <-chan struct{})) error {
+	for {
+		done, ch := check()
+		if done {
 			return nil
 		}
 		select {
