@@ -30,7 +30,9 @@
 //     nobody waits for is fsynced at most flush.ms (default 10 ms) after the
 //     previous group commit began, so a power cut loses at most about the
 //     last flush.ms of appends that did not wait for WaitDurable. flush.ms
-//     is never a floor on WaitDurable.
+//     is never a floor on WaitDurable. SyncSoon asks for the same fsync
+//     without waiting: a caller waiting on several partitions asks each
+//     first, so their fsyncs run together.
 //   - never: WaitDurable returns at once; durability is the page cache's.
 //
 // Readers see records as soon as Append returns (the end offset, Kafka's high

@@ -186,3 +186,46 @@ func TestUnwaitedDataSyncedWithinFlushMs(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncSoonOverlapsPartitionsFsyncs: a caller waiting on two partitions
+// asks both with SyncSoon before it waits, so the second partition's fsync
+// begins while the first's is still held, not once it returns (under
+// flush.ms of a minute nothing else would start it). SyncSoon itself never
+// waits, and asks nothing of a partition already durable.
+func TestSyncSoonOverlapsPartitionsFsyncs(t *testing.T) {
+	g := &gateFS{started: make(chan string, 16), release: make(chan struct{})}
+	l := openTestLog(t, Options{FS: g})
+	if _, err := l.CreateTopic("t", 2, map[string]string{ConfigFlushPolicy: "interval", ConfigFlushMs: "60000"}); err != nil {
+		t.Fatal(err)
+	}
+	p0, _ := l.Partition("t", 0)
+	p1, _ := l.Partition("t", 1)
+	t.Cleanup(func() { g.closed.Store(false); close(g.release) })
+	// A first group commit on each, so the next interval is a minute away.
+	for _, p := range []*Partition{p0, p1} {
+		a, _ := p.Append(testBatch(1, 1, "warm"))
+		if err := p.WaitDurable(context.Background(), a.LastOffset); err != nil {
+			t.Fatal(err)
+		}
+		p.SyncSoon(a.LastOffset) // durable already: no fsync
+	}
+	g.closed.Store(true)
+
+	a0, _ := p0.Append(testBatch(1, 1, "a0"))
+	a1, _ := p1.Append(testBatch(1, 1, "a1"))
+	p0.SyncSoon(a0.LastOffset)
+	p1.SyncSoon(a1.LastOffset)
+	// Nobody waits yet: the asks alone start both fsyncs.
+	fsyncBegins(t, g, "for the first partition")
+	fsyncBegins(t, g, "for the second partition while the first's is held")
+	w0, w1 := waitFor(p0, a0.LastOffset), waitFor(p1, a1.LastOffset)
+	notAcknowledged(t, w0, "partition 0")
+	notAcknowledged(t, w1, "partition 1")
+	g.release <- struct{}{}
+	g.release <- struct{}{}
+	acknowledged(t, w0, "partition 0")
+	acknowledged(t, w1, "partition 1")
+	if n := g.syncs.Load(); n != 2 {
+		t.Fatalf("%d fsyncs, want one per partition", n)
+	}
+}

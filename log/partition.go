@@ -492,16 +492,33 @@ func (p *Partition) WaitDurable(ctx context.Context, offset int64) error {
 		if p.durable.Load() > offset {
 			return nil
 		}
-		if p.syncingTo.Load() <= offset {
-			// The running fsync, if any, does not cover offset: ask for
-			// the next one. (One that does will close ch.)
-			p.requestFlushNow()
-		}
+		p.syncSoon(offset)
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// SyncSoon asks for every offset up to and including offset to be made
+// durable, without waiting for it: unless it is durable already or the
+// running fsync covers it, the flusher starts an fsync at once, or right
+// after the running one, as for a waiter. A caller that waits on several
+// partitions calls SyncSoon on each of them first, then WaitDurable on
+// each, so that their fsyncs run together instead of one after another.
+func (p *Partition) SyncSoon(offset int64) {
+	if p.cfg.Load().Flush == FlushNever || p.durable.Load() > offset {
+		return
+	}
+	p.syncSoon(offset)
+}
+
+// syncSoon asks the flusher for the next fsync unless the running one, if
+// any, covers offset (one that does will publish it).
+func (p *Partition) syncSoon(offset int64) {
+	if p.syncingTo.Load() <= offset {
+		p.requestFlushNow()
 	}
 }
 

@@ -589,8 +589,16 @@ func (e *edgeConn) readChunks(br *bufio.Reader, buf []byte) error {
 		e.r.metrics.wireBytes.Add(float64(len(ch.Data)))
 		e.r.metrics.rawBytes.Add(float64(len(raw)))
 		e.r.metrics.trimmed.Add(float64(len(raw) - stored))
-		e.acks <- pendingAck{key: key, part: target, next: ch.Last + 1, copied: e.parts[key].EndOffset()}
+		e.queueAck(pendingAck{key: key, part: target, next: ch.Last + 1, copied: e.parts[key].EndOffset()})
 	}
+}
+
+// queueAck hands an acknowledgement to the ack loop, asking for its fsync
+// first: the loop waits for one partition at a time, and the fsyncs of the
+// partitions queued behind it then run meanwhile, not after it.
+func (e *edgeConn) queueAck(a pendingAck) {
+	a.part.SyncSoon(a.next - 1)
+	e.acks <- a
 }
 
 // maxGap bounds a gap's offsets: 2^40, far beyond what an edge's disk
@@ -632,7 +640,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 	if err := e.mergeTail(key); err != nil {
 		return err
 	}
-	e.acks <- pendingAck{key: key, part: part, next: g.To + 1, copied: e.parts[key].EndOffset()}
+	e.queueAck(pendingAck{key: key, part: part, next: g.To + 1, copied: e.parts[key].EndOffset()})
 	return nil
 }
 

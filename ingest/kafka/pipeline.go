@@ -21,7 +21,9 @@ import (
 //     OUT_OF_ORDER_SEQUENCE_NUMBER).
 //   - Only the wait for durability (acks=all under the topic's flush.policy)
 //     is deferred: it runs in a goroutine per waiting produce, owned by the
-//     connection, while the reader goes on to the next request. A failed
+//     connection, while the reader goes on to the next request. The fsyncs
+//     of every partition the produce appended to are asked for first
+//     (SyncSoon), so they run together, not one after another. A failed
 //     fsync fails every waiter on the partition (the log's failDurability), so
 //     a produce appended behind a failed one fails with it.
 //   - Every answer joins the connection's queue in request order and is
@@ -98,6 +100,11 @@ func (c *conn) answerNext(a *answer, cost int, waits []durableWait, timeout time
 	c.answerBytes += cost
 	c.pmu.Unlock()
 	if len(waits) > 0 {
+		// Every partition's fsync is asked for before the wait begins,
+		// so they run together, not one after the other.
+		for _, w := range waits {
+			w.p.SyncSoon(w.last)
+		}
 		c.waiters.Add(1)
 		go c.awaitDurable(a, waits, timeout)
 		return true

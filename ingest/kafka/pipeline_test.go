@@ -616,3 +616,43 @@ func TestServerCloseMidPipeline(t *testing.T) {
 		t.Fatal("Close hangs on a connection with answers waiting")
 	}
 }
+
+// TestProduceToTwoPartitionsSyncsThemTogether: an acks=all produce to two
+// partitions asks for both fsyncs before it waits, so the second begins
+// while the first is held rather than once it returns (with flush.ms a
+// minute, nothing else would start it).
+func TestProduceToTwoPartitionsSyncsThemTogether(t *testing.T) {
+	g := &syncGate{}
+	b, _ := startGatedBroker(t, t.TempDir(), g, pipelineLimits{})
+	if _, err := b.log.CreateTopic("two", 2, map[string]string{flog.ConfigFlushMs: "60000"}); err != nil {
+		t.Fatal(err)
+	}
+	r := dialPipe(t, b.addr)
+	req := func(values ...string) *kmsg.ProduceRequest {
+		req := produceReq("two", -1, batchOf(values[0]))
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = 1, batchOf(values[1])
+		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+		return req
+	}
+	// A first group commit on each partition, so the next interval is a
+	// minute away.
+	r.send(1, req("w0", "w1"))
+	if p := produceAnswer(t, r, 1); p.ErrorCode != 0 {
+		t.Fatalf("warm-up: error %d", p.ErrorCode)
+	}
+	g.hold()
+	r.send(2, req("a0", "a1"))
+	waitFor(t, "both partitions' fsyncs held at once", func() bool { return g.heldSyncs() == 2 })
+	g.release(nil)
+	resp := kmsg.NewPtrProduceResponse()
+	resp.Version = 7
+	if got := r.read(resp); got != 2 {
+		t.Fatalf("answer %d", got)
+	}
+	for _, p := range resp.Topics[0].Partitions {
+		if p.ErrorCode != 0 || p.BaseOffset != 1 {
+			t.Fatalf("partition %d: error %d, offset %d", p.Partition, p.ErrorCode, p.BaseOffset)
+		}
+	}
+}

@@ -222,6 +222,11 @@ func (b *bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 }
 
 func (b *bridge) queue(a bridgeAck) {
+	if a.part != nil {
+		// Asked now, not when the ack loop reaches it, so fsyncs of
+		// different partitions run together.
+		a.part.SyncSoon(a.offset)
+	}
 	select {
 	case b.acks <- a:
 	case <-b.ctx.Done():

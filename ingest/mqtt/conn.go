@@ -127,6 +127,12 @@ func (c *conn) enqueue(a pendingAck) bool {
 	start := !c.running
 	c.running = true
 	c.mu.Unlock()
+	if a.part != nil {
+		// The fsync is asked for now, not when the drain reaches this
+		// acknowledgement: one waiting on another partition's fsync
+		// ahead of it then does not delay this one's.
+		a.part.SyncSoon(a.offset)
+	}
 	if start {
 		c.s.acks.Add(1)
 		go c.drain()

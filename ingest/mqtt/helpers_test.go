@@ -35,6 +35,7 @@ type heldFS struct {
 	flog.OSFS
 	hold    atomic.Bool
 	release chan struct{}
+	held    atomic.Int32 // fsyncs waiting for release now
 }
 
 type heldFile struct {
@@ -52,7 +53,9 @@ func (h *heldFS) OpenFile(name string, flag int, perm fs.FileMode) (flog.File, e
 
 func (f heldFile) Sync() error {
 	if f.h.hold.Load() {
+		f.h.held.Add(1)
 		<-f.h.release
+		f.h.held.Add(-1)
 	}
 	return f.File.Sync()
 }
