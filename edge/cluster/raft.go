@@ -18,7 +18,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Defaults, as Kafka's KRaft brokers have them: a heartbeat every
@@ -105,13 +104,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// raftStore is raft's log and stable store in one file (store.go).
+type raftStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
+}
+
 // Node is one member of the metadata quorum and one broker of the cluster.
 type Node struct {
 	cfg         Config
 	incarnation uint64
 	fsm         *FSM
 	raft        *raft.Raft
-	store       *raftboltdb.BoltStore
+	store       raftStore
 	ctrl        *controller
 	log         *slog.Logger
 
@@ -171,7 +177,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Raft != nil {
 		cfg.Raft(rc)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	store, err := openStore(filepath.Join(cfg.Dir, "raft.db"))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: opening %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
 	}
@@ -218,7 +224,7 @@ func Open(cfg Config) (*Node, error) {
 const PeersFile = "peers.json"
 
 // recoverFromPeersJSON applies an operator's peers.json, when present.
-func recoverFromPeersJSON(cfg Config, rc *raft.Config, fsm raft.FSM, store *raftboltdb.BoltStore, snaps raft.SnapshotStore) error {
+func recoverFromPeersJSON(cfg Config, rc *raft.Config, fsm raft.FSM, store raftStore, snaps raft.SnapshotStore) error {
 	path := filepath.Join(cfg.Dir, PeersFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
