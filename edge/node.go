@@ -417,7 +417,7 @@ func (n *Node) startMirror() error {
 	opts := n.opts
 	if opts.MirrorAddr != "" {
 		ro := opts.MirrorReceiver
-		ro.Log, ro.Registerer, ro.Logger = n.log, n.registry, opts.Logger
+		ro.Log, ro.Registerer, ro.Logger = mirror.LogTarget{Log: n.log}, n.registry, opts.Logger
 		if n.cluster != nil {
 			ro.Cluster = mirrorCluster{n: n, topics: n.clusterTopics()}
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	flog "ferry/log"
 	"ferry/mirror/wire"
 )
 
@@ -33,7 +32,7 @@ type edgeState struct {
 	connected bool
 	since     time.Time // of the last connection or disconnection
 	version   uint16    // the protocol version of its last hello
-	parts     map[partKey]*flog.Partition
+	parts     map[partKey]Copy
 	tails     map[partKey]string    // staging topic of each partition
 	heads     map[partKey]wire.Head // the edge's ends, as last reported
 	headsAt   time.Time
@@ -98,7 +97,7 @@ func (r *Receiver) noteEdge(e *edgeConn, version uint16) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.connected, st.since, st.version, st.lastSeen = true, now, version, now
-	st.parts, st.tails, st.heads, st.headsAt = map[partKey]*flog.Partition{}, map[partKey]string{}, map[partKey]wire.Head{}, time.Time{}
+	st.parts, st.tails, st.heads, st.headsAt = map[partKey]Copy{}, map[partKey]string{}, map[partKey]wire.Head{}, time.Time{}
 	for k, p := range e.parts {
 		st.parts[k] = p
 		st.tails[k] = r.tailTopic(e.edge, k.topic)

@@ -29,7 +29,7 @@ func (c *fakeClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
 func startFleetCenter(t *testing.T, retention time.Duration) (*center, *prometheus.Registry, *fakeClock) {
 	t.Helper()
 	reg, clock, l := prometheus.NewRegistry(), newFakeClock(), openLog(t, t.TempDir())
-	r, err := NewReceiver(ReceiverOptions{Log: l, Tokens: map[string]string{"gw1": "s3cret", "gw2": "s3cret"},
+	r, err := NewReceiver(ReceiverOptions{Log: LogTarget{l}, Tokens: map[string]string{"gw1": "s3cret", "gw2": "s3cret"},
 		Logger: quiet, Registerer: reg, Now: clock.now, EdgeRetention: retention})
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ func TestReceiverRefusesChunkBombs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	r, err := NewReceiver(ReceiverOptions{Log: l, Registerer: prometheus.NewRegistry(), MaxChunkBytes: 8 << 20, Logger: slog.New(slog.DiscardHandler)})
+	r, err := NewReceiver(ReceiverOptions{Log: LogTarget{l}, Registerer: prometheus.NewRegistry(), MaxChunkBytes: 8 << 20, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func startCenter(t testing.TB, l *flog.Log, addr string) *center {
 	if l == nil {
 		l = openLog(t, t.TempDir())
 	}
-	r, err := NewReceiver(ReceiverOptions{Log: l, Tokens: map[string]string{"gw1": "s3cret"}, Logger: quiet})
+	r, err := NewReceiver(ReceiverOptions{Log: LogTarget{l}, Tokens: map[string]string{"gw1": "s3cret"}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,14 +24,69 @@ import (
 )
 
 // Target is what the receiver needs of the center's storage: topics it can
-// create and partitions it can append to at given offsets. *log.Log is one;
-// a replicated log can sit behind the same narrow interface later.
+// create and the copies it appends to at given offsets. A *log.Log is one
+// through LogTarget; a replicated log can sit behind the same narrow
+// interface later.
 type Target interface {
 	PartitionCount(topic string) (int32, error)
 	CreateTopic(name string, partitions int32, configs map[string]string) (flog.TopicInfo, error)
 	AddPartitions(name string, total int32) error
-	Partition(topic string, partition int32) (*flog.Partition, error)
+	// Partition returns one partition of the center: the copy of an edge's
+	// partition, or its staged live tail (tail.go).
+	Partition(topic string, partition int32) (Copy, error)
 }
+
+// Copy is what the receiver needs of one partition it writes at the
+// center, the copy of an edge's partition or its staged live tail: where
+// it starts and ends, appends that keep the edge's offsets, a durability
+// wait before acknowledging, and reads and clearing for the live-tail
+// merge. *log.Partition is one; a replicated partition can sit behind it.
+type Copy interface {
+	// StartOffset, EndOffset and DurableOffset are where the partition
+	// starts, where the next append goes, and how far it is durable; Size
+	// is the bytes it holds (0 and start == end: it never held anything).
+	StartOffset() int64
+	EndOffset() int64
+	DurableOffset() int64
+	Size() int64
+	// AppendAt appends batches at the offsets they carry, which must
+	// continue the partition (log.ErrOffsetMismatch otherwise); AppendGap
+	// appends a record-less batch spanning from..to (offsets the edge
+	// dropped).
+	AppendAt(batches ...[]byte) (flog.AppendResult, error)
+	AppendGap(from, to int64, timestamp int64) (flog.AppendResult, error)
+	// SyncSoon asks for the partition to be durable up to offset without
+	// waiting; WaitDurable waits until it is (or ctx ends, or an fsync
+	// fails).
+	SyncSoon(offset int64)
+	WaitDurable(ctx context.Context, offset int64) error
+	// Read reads whole batches from offset on (the merge of a staged tail
+	// into its copy); Clear empties the partition, keeping its end (a
+	// staged tail once merged).
+	Read(offset int64, maxBytes int, dst []byte) (flog.ReadResult, error)
+	Clear() error
+}
+
+// LogTarget is a *log.Log as the receiver's Target. An adapter, because
+// Go's method sets are exact: log.Log.Partition returns *log.Partition,
+// and a method returning a concrete type does not satisfy one returning
+// an interface it implements.
+type LogTarget struct{ *flog.Log }
+
+// Partition returns the log's partition as a Copy (a nil interface, not a
+// nil *log.Partition, with an error).
+func (t LogTarget) Partition(topic string, partition int32) (Copy, error) {
+	p, err := t.Log.Partition(topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+var (
+	_ Target = LogTarget{}
+	_ Copy   = (*flog.Partition)(nil)
+)
 
 // Cluster places the receiver among the nodes of a center cluster: an
 // edge's copies live together on one node (its home), which alone
@@ -54,6 +109,7 @@ type Cluster interface {
 
 // ReceiverOptions configure a Receiver.
 type ReceiverOptions struct {
+	// Log is the center's storage: LogTarget{l} for a *log.Log.
 	Log Target
 	// Cluster, for a node of a center cluster; nil: a center of one node.
 	Cluster Cluster
@@ -258,15 +314,15 @@ type edgeConn struct {
 	logger *slog.Logger
 	wmu    sync.Mutex // serialises writes: acks and the final error
 	acks   chan pendingAck
-	parts  map[partKey]*flog.Partition
+	parts  map[partKey]Copy
 	slot   *edgeSlot
 	// certNames are the names in the edge's verified client certificate.
 	certNames []string
-	counts    map[string]int32            // partitions of each announced topic
-	tails     map[partKey]*flog.Partition // staged live tails (tail.go)
-	epoch     int64                       // the edge's session epoch in a cluster
-	authed    bool                        // the edge is who it says (errors are then its own)
-	st        *edgeState                  // what the center remembers of it, once connected
+	counts    map[string]int32 // partitions of each announced topic
+	tails     map[partKey]Copy // staged live tails (tail.go)
+	epoch     int64            // the edge's session epoch in a cluster
+	authed    bool             // the edge is who it says (errors are then its own)
+	st        *edgeState       // what the center remembers of it, once connected
 }
 
 type partKey struct {
@@ -276,7 +332,7 @@ type partKey struct {
 
 type pendingAck struct {
 	key    partKey
-	part   *flog.Partition
+	part   Copy
 	next   int64 // durable up to here (exclusive) before acknowledging
 	copied int64 // where the copy ended once the frame was stored
 }
@@ -316,7 +372,7 @@ func (r *Receiver) serveConn(c net.Conn) {
 			certNames = append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
 		}
 	}
-	e := &edgeConn{r: r, c: c, edge: h.Edge, certNames: certNames, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]*flog.Partition{}, tails: map[partKey]*flog.Partition{},
+	e := &edgeConn{r: r, c: c, edge: h.Edge, certNames: certNames, logger: logger.With("edge", h.Edge), acks: make(chan pendingAck, 1024), parts: map[partKey]Copy{}, tails: map[partKey]Copy{},
 		slot: &edgeSlot{c: c, done: make(chan struct{})}}
 	defer func() {
 		r.noteGone(e)
@@ -483,7 +539,7 @@ func (r *Receiver) ensureTopic(edge, name string, n int32, configs map[string]st
 }
 
 // isEmpty says a partition holds nothing and never did since its start.
-func isEmpty(p *flog.Partition) bool { return p.EndOffset() == p.StartOffset() && p.Size() == 0 }
+func isEmpty(p Copy) bool { return p.EndOffset() == p.StartOffset() && p.Size() == 0 }
 
 // authenticate checks who the edge says it is: by its verified client
 // certificate, its token, or both when it has both.
@@ -688,7 +744,7 @@ func (r *Receiver) unpack(ch *wire.Chunk, scratch *[]byte) ([]byte, error) {
 // CRC of each batch trimmed; AppendAt then validates every batch it stores
 // (CRC included, so it is computed once) before writing any, so nothing of
 // a refused chunk is stored. It returns the bytes stored.
-func appendChunk(part *flog.Partition, ch *wire.Chunk, raw []byte) (int, error) {
+func appendChunk(part Copy, ch *wire.Chunk, raw []byte) (int, error) {
 	var store [][]byte
 	stored := 0
 	next, end := ch.Base, part.EndOffset()

@@ -30,7 +30,7 @@ func (r *Receiver) tailTopic(edge, topic string) string {
 
 // staging returns the staging partition of key, nil when its topic does
 // not exist and create is false.
-func (e *edgeConn) staging(key partKey, create bool) (*flog.Partition, error) {
+func (e *edgeConn) staging(key partKey, create bool) (Copy, error) {
 	if t := e.tails[key]; t != nil {
 		return t, nil
 	}
@@ -53,7 +53,7 @@ func (e *edgeConn) staging(key partKey, create bool) (*flog.Partition, error) {
 
 // route picks where a chunk or gap starting at base goes: the copy, or,
 // for a tail's that does not continue the copy, the staging.
-func (e *edgeConn) route(key partKey, flags uint8, base int64) (*flog.Partition, error) {
+func (e *edgeConn) route(key partKey, flags uint8, base int64) (Copy, error) {
 	part := e.parts[key]
 	if flags&wire.FlagTail == 0 || base <= part.EndOffset() {
 		return part, nil
