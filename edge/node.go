@@ -240,7 +240,7 @@ func (n *Node) start() error {
 	n.metrics = newNodeMetrics()
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
 		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy,
-		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, EvictRank: opts.MirrorTo.EvictRank, OnSync: n.metrics.observeFsync})
+		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, OnSync: n.metrics.observeFsync})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
@@ -302,7 +302,7 @@ func (n *Node) start() error {
 	if err := n.startMirror(); err != nil {
 		return err
 	}
-	n.log.ArmBudget() // every retention guard (the mirror's) is in place
+	n.log.ArmBudget() // the shipper (the mirror's sender), if any, is in place
 	n.startStatus()
 	n.registerMetrics()
 	if n.adminLn, err = n.listen("admin", opts.AdminAddr, opts.adminCloseWith()); err != nil {
@@ -450,6 +450,9 @@ func (n *Node) startMirror() error {
 		if n.sender, err = mirror.NewSender(so); err != nil {
 			return err
 		}
+		// The mirror's hooks into the log, all of them: what it pins, how it
+		// ranks topics for drop-oldest, what it is told before a drop.
+		n.log.SetShipper(n.sender)
 		ctx, cancel := context.WithCancel(context.Background())
 		n.stopSend = cancel
 		n.wg.Add(1)

@@ -27,26 +27,23 @@ type Options struct {
 	LockTimeout time.Duration
 	// Now is the clock used for segment age and retention; nil means time.Now.
 	Now func() time.Time
-	// Guards are consulted by retention before deleting anything.
-	Guards []RetentionGuard
 	// MaxDiskBytes is the data-disk budget (max.disk.bytes); 0 means none.
-	// Past it the oldest segments no guard pins are deleted, oldest first;
-	// if that is not enough, BudgetPolicy decides. Checked every second
-	// once Log.ArmBudget has been called.
+	// Past it the oldest segments the Shipper does not pin are deleted,
+	// oldest first; if that is not enough, BudgetPolicy decides. Checked
+	// every second once Log.ArmBudget has been called.
 	MaxDiskBytes int64
 	// BudgetPolicy is what happens when the budget is reached and every
-	// segment left is pinned by a guard: BudgetBlock (the default) refuses
-	// appends with ErrDiskBudget until space is freed; BudgetDropOldest
-	// deletes pinned segments anyway, oldest first, from the topics
-	// EvictRank ranks highest first, telling every guard that is a
-	// DropObserver beforehand.
+	// segment left is pinned by the Shipper: BudgetBlock (the default)
+	// refuses appends with ErrDiskBudget until space is freed;
+	// BudgetDropOldest deletes pinned segments anyway, oldest first, from
+	// the topics the Shipper ranks highest first, telling it beforehand.
 	BudgetPolicy BudgetPolicy
-	// EvictRank ranks topics for BudgetDropOldest: a higher rank loses its
-	// data first. nil ranks every topic alike.
-	EvictRank func(topic string) int
 	// OnSync, when set, is told how long each group commit's fsyncs took
 	// (a pass that had nothing to fsync is not reported). It is called from
 	// the partition's flusher without any lock held, and must be quick.
+	// It is the node's metrics, not a Shipper hook: it observes the log and
+	// decides nothing, it is needed from Open on (recovery's partitions
+	// take it as they open), and a node that ships nothing has it too.
 	OnSync func(d time.Duration)
 	// MaxPartitionsPerTopic caps one topic's partitions (ErrInvalidPartitions
 	// past it) and MaxPartitions the log's, all topics together
@@ -83,23 +80,25 @@ func ParseBudgetPolicy(s string) (BudgetPolicy, error) {
 	return "", fmt.Errorf("disk budget policy %q: want block or drop-oldest", s)
 }
 
-// DropObserver is a RetentionGuard told when the disk budget's
-// drop-oldest policy deletes records it pins. WillDrop is called before the
-// segment's files go, with the segment's offsets From..To (inclusive); the
-// guard's own floor says which of them it had not released. It should
-// record the loss durably before returning.
-type DropObserver interface {
-	RetentionGuard
-	WillDrop(topic string, partition int32, from, to int64)
-}
-
-// RetentionGuard pins data against retention. The mirror uses one to keep
-// every segment it has not shipped yet.
-type RetentionGuard interface {
+// Shipper is what ships the log elsewhere (the mirror's sender) plugs into
+// it: everything the log asks of it, in one interface, registered once with
+// Log.SetShipper. Without one, nothing is pinned and every topic ranks
+// alike.
+type Shipper interface {
 	// RetainFrom returns the lowest offset of the partition that must be
-	// kept: retention deletes no segment holding this offset or any above
-	// it. math.MaxInt64 means no constraint.
+	// kept, the first one not shipped yet: retention and the disk budget
+	// delete no segment holding this offset or any above it, unless the
+	// budget's drop-oldest policy says so. math.MaxInt64 means no
+	// constraint (a topic it does not ship).
 	RetainFrom(topic string, partition int32) int64
+	// EvictRank ranks a topic for the budget's drop-oldest policy: the
+	// topics of the highest rank lose their pinned data first.
+	EvictRank(topic string) int
+	// WillDrop is told when the drop-oldest policy deletes a segment it
+	// pins, before the segment's files go, with the segment's offsets
+	// From..To (inclusive); its own floor says which of them it had not
+	// shipped. It should record the loss durably before returning.
+	WillDrop(topic string, partition int32, from, to int64)
 }
 
 // TopicInfo describes a topic.

@@ -15,21 +15,21 @@ const budgetCheckInterval = time.Second
 // per partition rather than by a second of its rate.
 const budgetWakeBytes = 1 << 20
 
-// ArmBudget starts enforcing the disk budget. Its owner calls it once every
-// retention guard is registered (the mirror's among them): before that,
-// the budget pass could delete what a guard is about to pin.
+// ArmBudget starts enforcing the disk budget. Its owner calls it once the
+// Shipper is registered (SetShipper), if there is one: before that, the
+// budget pass could delete what the shipper is about to pin.
 func (l *Log) ArmBudget() { l.armed.Store(true) }
 
 // EnforceBudget keeps the log within Options.MaxDiskBytes (once armed).
 // While it is over, it deletes the oldest sealed segment of each partition
-// that no guard pins, round after round. If that is not enough:
+// that the Shipper does not pin, round after round. If that is not enough:
 //   - BudgetBlock refuses appends (ErrDiskBudget) until a later pass finds
 //     the log under its budget;
 //   - BudgetDropOldest deletes pinned sealed segments, round after round,
-//     one per partition of the highest EvictRank at a time, telling the
-//     DropObserver guards first. Only when nothing but active segments is
-//     left does it block too (segment.bytes is too large for the budget;
-//     logged).
+//     one per partition of the highest Shipper.EvictRank at a time,
+//     telling the Shipper first (WillDrop). Only when nothing but active
+//     segments is left does it block too (segment.bytes is too large for
+//     the budget; logged).
 //
 // It returns the bytes freed and whether appends are blocked.
 func (l *Log) EnforceBudget() (freed int64, blocked bool) {
@@ -41,18 +41,11 @@ func (l *Log) EnforceBudget() (freed int64, blocked bool) {
 	for _, t := range l.topics {
 		parts = append(parts, t.parts...)
 	}
-	guards := append([]RetentionGuard(nil), l.guards...)
+	shipper := l.shipper
 	l.mu.RUnlock()
-	floor := func(p *Partition) int64 {
-		f := int64(math.MaxInt64)
-		for _, g := range guards {
-			f = min(f, g.RetainFrom(p.topic, p.id))
-		}
-		return f
-	}
-	freed = l.dropRounds(parts, func(p *Partition) (int64, error) { return p.dropHeadForBudget(floor(p), nil) })
+	freed = l.dropRounds(parts, func(p *Partition) (int64, error) { return p.dropHeadForBudget(retainFrom(shipper, p), nil) })
 	if l.Size() > l.maxDisk && l.policy == BudgetDropOldest {
-		freed += l.dropPinned(parts, guards, floor)
+		freed += l.dropPinned(parts, shipper)
 	}
 	blocked = l.Size() > l.maxDisk
 	if was := l.overBudget.Swap(blocked); was != blocked {
@@ -93,14 +86,15 @@ func (l *Log) dropRounds(parts []*Partition, drop func(*Partition) (int64, error
 	return freed
 }
 
-// dropPinned is BudgetDropOldest past what no guard pins: the topics of
-// the highest rank lose their oldest segments first, then the next rank.
-func (l *Log) dropPinned(parts []*Partition, guards []RetentionGuard, floor func(*Partition) int64) (freed int64) {
+// dropPinned is BudgetDropOldest past what the shipper does not pin: the
+// topics it ranks highest lose their oldest segments first, then the next
+// rank.
+func (l *Log) dropPinned(parts []*Partition, shipper Shipper) (freed int64) {
 	rank := func(p *Partition) int {
-		if l.evictRank == nil {
+		if shipper == nil {
 			return 0
 		}
-		return l.evictRank(p.topic)
+		return shipper.EvictRank(p.topic)
 	}
 	byRank := map[int][]*Partition{}
 	var ranks []int
@@ -114,17 +108,15 @@ func (l *Log) dropPinned(parts []*Partition, guards []RetentionGuard, floor func
 	slices.SortFunc(ranks, func(a, b int) int { return b - a }) // highest first
 	for _, r := range ranks {
 		freed += l.dropRounds(byRank[r], func(p *Partition) (int64, error) {
-			f := floor(p)
+			f := retainFrom(shipper, p)
 			return p.dropHeadForBudget(math.MaxInt64, func(from, to int64) {
 				lost := max(to+1-max(from, f), 0)
 				l.dropped.Add(lost)
 				l.logger.Error("data-disk budget: dropping records that were never mirrored (drop-oldest policy)",
 					"topic", p.topic, "partition", p.id, "from_offset", max(from, f), "to_offset", to, "records", lost,
 					"bytes", l.Size(), "max_disk_bytes", l.maxDisk)
-				for _, g := range guards {
-					if o, ok := g.(DropObserver); ok {
-						o.WillDrop(p.topic, p.id, from, to)
-					}
+				if shipper != nil {
+					shipper.WillDrop(p.topic, p.id, from, to)
 				}
 			})
 		})

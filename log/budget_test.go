@@ -8,17 +8,20 @@ import (
 	"testing"
 )
 
-// pinAt is a guard that keeps everything from its offset on.
+// pinAt is a shipper that keeps everything from its offset on.
 type pinAt struct{ from atomic.Int64 }
 
 func (g *pinAt) RetainFrom(topic string, partition int32) int64 { return g.from.Load() }
+func (g *pinAt) EvictRank(string) int                           { return 0 }
+func (g *pinAt) WillDrop(string, int32, int64, int64)           {}
 
 // Over the disk budget the oldest segments nobody pins go first; when
 // everything left is pinned (not yet mirrored) appends are refused with
 // ErrDiskBudget, and they resume once the pin moves and space is freed.
 func TestDiskBudgetBlocksUntilShipped(t *testing.T) {
 	guard := &pinAt{}
-	l := openTestLog(t, Options{MaxDiskBytes: 3 << 20, Guards: []RetentionGuard{guard}})
+	l := openTestLog(t, Options{MaxDiskBytes: 3 << 20})
+	l.SetShipper(guard)
 	if _, err := l.CreateTopic("t", 1, map[string]string{ConfigSegmentBytes: "1048576"}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,14 +63,16 @@ func TestDiskBudgetBlocksUntilShipped(t *testing.T) {
 	}
 }
 
-// pinAll pins every record and records what the drop-oldest policy tells
-// it.
+// pinAll pins every record, ranks by rank and records what the drop-oldest
+// policy tells it.
 type pinAll struct {
+	rank  func(topic string) int
 	mu    sync.Mutex
 	drops []string
 }
 
 func (g *pinAll) RetainFrom(string, int32) int64 { return 0 }
+func (g *pinAll) EvictRank(topic string) int     { return g.rank(topic) }
 func (g *pinAll) WillDrop(topic string, partition int32, from, to int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -78,14 +83,14 @@ func (g *pinAll) WillDrop(topic string, partition int32, from, to int64) {
 // oldest sealed segments of the topic ranked for eviction first, tells the
 // guard the exact offsets beforehand, and keeps taking appends.
 func TestDiskBudgetDropOldestByRank(t *testing.T) {
-	guard := &pinAll{}
-	rank := func(topic string) int {
+	guard := &pinAll{rank: func(topic string) int {
 		if topic == "telemetry" {
 			return 1 // goes first
 		}
 		return 0
-	}
-	l := openTestLog(t, Options{MaxDiskBytes: 3 << 20, Guards: []RetentionGuard{guard}, BudgetPolicy: BudgetDropOldest, EvictRank: rank})
+	}}
+	l := openTestLog(t, Options{MaxDiskBytes: 3 << 20, BudgetPolicy: BudgetDropOldest})
+	l.SetShipper(guard)
 	for _, topic := range []string{"alarms", "telemetry"} {
 		if _, err := l.CreateTopic(topic, 1, map[string]string{ConfigSegmentBytes: "1048576"}); err != nil {
 			t.Fatal(err)
@@ -167,5 +172,37 @@ func TestAppendsAskForABudgetPass(t *testing.T) {
 	}
 	if len(l.budgetWake) != 1 {
 		t.Fatal("no budget pass asked for after budgetWakeBytes were appended")
+	}
+}
+
+// The log has one Shipper: a later SetShipper replaces the earlier one (a
+// sender started again over the same log), so only the newest pins, and
+// nil leaves nothing pinned.
+func TestSetShipperReplacesTheShipper(t *testing.T) {
+	clock := &fakeClock{}
+	clock.ms.Store(1_800_000_000_000)
+	l := openTestLog(t, Options{Now: clock.now})
+	if _, err := l.CreateTopic("t", 1, map[string]string{ConfigRetentionMs: "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("t", 0)
+	for i := 0; i < 3; i++ {
+		if _, err := p.Append(testBatch(2, clock.ms.Load(), "x")); err != nil {
+			t.Fatal(err)
+		}
+		p.Roll()
+	}
+	clock.ms.Add(10_000) // everything expired
+	old, newer := &floorGuard{}, &floorGuard{}
+	old.floor.Store(0)
+	newer.floor.Store(2)
+	l.SetShipper(old)
+	l.SetShipper(newer)
+	if _, err := l.EnforceRetention(); err != nil || p.StartOffset() != 2 {
+		t.Fatalf("newest shipper pins from 2: start %d, %v", p.StartOffset(), err)
+	}
+	l.SetShipper(nil)
+	if _, err := l.EnforceRetention(); err != nil || p.StartOffset() != 6 {
+		t.Fatalf("no shipper: start %d, %v", p.StartOffset(), err)
 	}
 }

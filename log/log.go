@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -30,13 +29,13 @@ type Log struct {
 	now    func() time.Time
 	db     *bolt.DB
 
-	// mu guards topics, guards and closed. Held only for lookups and
+	// mu guards topics, shipper and closed. Held only for lookups and
 	// topic-level changes, never during appends or reads.
 	mu       sync.RWMutex
 	topics   map[string]*topic
 	deleting map[string]bool // topics whose directories DeleteTopic is still removing: not created again until then
 	defaults map[string]string
-	guards   []RetentionGuard
+	shipper  Shipper // set once (SetShipper); nil: nothing pinned
 	closed   bool
 
 	// Partition caps and the open-file budget (limits.go).
@@ -45,11 +44,10 @@ type Log struct {
 
 	maxDisk    int64 // Options.MaxDiskBytes
 	policy     BudgetPolicy
-	evictRank  func(topic string) int
 	overBudget atomic.Bool   // appends are refused (ErrDiskBudget) while set
 	budgetWake chan struct{} // appends ask for a budget pass every budgetWakeBytes
-	armed      atomic.Bool   // ArmBudget was called: the guards are in place
-	dropped    atomic.Int64  // records the drop-oldest policy deleted below a guard's floor
+	armed      atomic.Bool   // ArmBudget was called: the shipper is in place
+	dropped    atomic.Int64  // records the drop-oldest policy deleted below the shipper's floor
 	onSync     func(time.Duration)
 
 	stop chan struct{}
@@ -114,7 +112,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
-		topics: map[string]*topic{}, deleting: map[string]bool{}, defaults: opts.TopicDefaults, guards: opts.Guards, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy, evictRank: opts.EvictRank,
+		topics: map[string]*topic{}, deleting: map[string]bool{}, defaults: opts.TopicDefaults, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy,
 		maxPerTopic: opts.MaxPartitionsPerTopic, maxParts: opts.MaxPartitions, fileLimit: opts.OpenFileLimit,
 		onSync: opts.OnSync, stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
 	}
@@ -574,15 +572,28 @@ func (l *Log) Size() int64 {
 func (l *Log) DiskBudget() (max int64, blocked bool) { return l.maxDisk, l.overBudget.Load() }
 
 // DroppedRecords is how many records the disk budget's drop-oldest policy
-// has deleted since Open while a retention guard still pinned them (for the
+// has deleted since Open while the Shipper still pinned them (for the
 // mirror: records the center never acknowledged). It should stay 0.
 func (l *Log) DroppedRecords() int64 { return l.dropped.Load() }
 
-// AddRetentionGuard registers a guard consulted by every later retention pass.
-func (l *Log) AddRetentionGuard(g RetentionGuard) {
+// SetShipper registers the log's Shipper, consulted by every later
+// retention and budget pass. Its owner calls it once, before ArmBudget.
+// The log has one shipper at a time: a later call replaces it (a sender
+// started again over the same log, with the same checkpoints); nil
+// removes it.
+func (l *Log) SetShipper(s Shipper) {
 	l.mu.Lock()
-	l.guards = append(l.guards, g)
+	l.shipper = s
 	l.mu.Unlock()
+}
+
+// retainFrom is the lowest offset of p the shipper pins; math.MaxInt64
+// without one.
+func retainFrom(s Shipper, p *Partition) int64 {
+	if s == nil {
+		return noFloor
+	}
+	return s.RetainFrom(p.topic, p.id)
 }
 
 // EnforceRetention runs one retention pass over every partition now. The
@@ -593,17 +604,13 @@ func (l *Log) EnforceRetention() (RetentionResult, error) {
 	for _, t := range l.topics {
 		parts = append(parts, t.parts...)
 	}
-	guards := append([]RetentionGuard(nil), l.guards...)
+	shipper := l.shipper
 	l.mu.RUnlock()
 	var total RetentionResult
 	var firstErr error
 	nowMs := l.now().UnixMilli()
 	for _, p := range parts {
-		floor := int64(math.MaxInt64)
-		for _, g := range guards {
-			floor = min(floor, g.RetainFrom(p.topic, p.id))
-		}
-		res, err := p.enforceRetention(nowMs, floor)
+		res, err := p.enforceRetention(nowMs, retainFrom(shipper, p))
 		total.Segments += res.Segments
 		total.Bytes += res.Bytes
 		if err != nil && !errors.Is(err, ErrClosed) && firstErr == nil {

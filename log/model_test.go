@@ -37,7 +37,9 @@ func (c *fakeClock) now() time.Time { return time.UnixMilli(c.ms.Load()) }
 
 type floorGuard struct{ floor atomic.Int64 }
 
-func (g *floorGuard) RetainFrom(string, int32) int64 { return g.floor.Load() }
+func (g *floorGuard) RetainFrom(string, int32) int64       { return g.floor.Load() }
+func (g *floorGuard) EvictRank(string) int                 { return 0 }
+func (g *floorGuard) WillDrop(string, int32, int64, int64) {}
 
 func TestModel(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
@@ -47,10 +49,11 @@ func TestModel(t *testing.T) {
 		guard := &floorGuard{}
 		guard.floor.Store(math.MaxInt64)
 		open := func() *Log {
-			l, err := Open(Options{Dir: dir, RetentionCheckInterval: -1, Now: clock.now, Guards: []RetentionGuard{guard}, Logger: quietLogger})
+			l, err := Open(Options{Dir: dir, RetentionCheckInterval: -1, Now: clock.now, Logger: quietLogger})
 			if err != nil {
 				rt.Fatalf("open: %v", err)
 			}
+			l.SetShipper(guard)
 			return l
 		}
 		l := open()

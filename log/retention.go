@@ -114,8 +114,8 @@ func (p *Partition) deleteSegment(head *segment, end int64, reason string) error
 	return err
 }
 
-// dropHeadForBudget deletes the oldest segment if it is sealed and no
-// guard pins it (its records are all below floor), returning the bytes
+// dropHeadForBudget deletes the oldest segment if it is sealed and the
+// shipper does not pin it (its records are all below floor), returning the bytes
 // freed: 0 when it may not. willDrop, when set, is told the segment's
 // offsets before anything of it goes (readers still find the records), so
 // an observer records the loss before a reader can see the new start.
@@ -147,5 +147,5 @@ func (p *Partition) dropHeadForBudget(floor int64, willDrop func(from, to int64)
 	return head.size, p.fs.SyncDir(p.dir)
 }
 
-// noFloor is the guard value that pins nothing.
+// noFloor is the floor that pins nothing.
 const noFloor = math.MaxInt64

@@ -134,13 +134,13 @@ func TestAppendRejectsCorruptBatches(t *testing.T) {
 	}
 }
 
-func TestRetentionGuardPinsUnshippedSegments(t *testing.T) {
+func TestShipperPinsUnshippedSegments(t *testing.T) {
 	clock := &fakeClock{}
 	clock.ms.Store(1_800_000_000_000)
 	guard := &floorGuard{}
 	guard.floor.Store(0)
 	l := openTestLog(t, Options{Now: clock.now})
-	l.AddRetentionGuard(guard)
+	l.SetShipper(guard)
 	l.CreateTopic("t", 1, map[string]string{ConfigRetentionMs: "1000"})
 	p, _ := l.Partition("t", 0)
 	for i := 0; i < 3; i++ {

@@ -39,6 +39,7 @@ func TestOldestUnshippedAgeOfRecordsWithoutTimestamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.SetShipper(s)
 	defer s.close() // as Run would
 	st := s.Status()
 	if len(st.Partitions) != len(want) {

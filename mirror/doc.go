@@ -11,8 +11,9 @@
 // connection it tells the edge the durable end of its copy of each
 // partition, so nothing is shipped twice into the log and nothing is
 // skipped, after any cut, restart or crash on either side. The sender pins
-// what the center has not acknowledged against retention (it is a
-// log.RetentionGuard).
+// what the center has not acknowledged against retention, ranks topics for
+// the disk budget's drop-oldest policy and records what that policy drops:
+// it is the log's log.Shipper, registered by its owner (log.Log.SetShipper).
 //
 // The sender's second target is an existing Kafka cluster (kafka.go): the
 // edge's records produced one by one into {edge}.{topic} with a

@@ -13,10 +13,10 @@ import (
 
 // budgetLog is an edge log with a 3 MiB disk budget under drop-oldest,
 // evicting by the mirror's classes, with 1 MiB segments per topic.
-func budgetLog(t *testing.T, dir string, opts SenderOptions, topics ...string) *flog.Log {
+func budgetLog(t *testing.T, dir string, topics ...string) *flog.Log {
 	t.Helper()
 	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: quiet, MaxDiskBytes: 3 << 20,
-		BudgetPolicy: flog.BudgetDropOldest, EvictRank: opts.EvictRank})
+		BudgetPolicy: flog.BudgetDropOldest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestMirrorDropOldestTellsTheCenterTheGap(t *testing.T) {
 	edgeDir, state := t.TempDir(), filepath.Join(t.TempDir(), "mirror.db")
 	classes := []Class{{Pattern: "alarms", Class: 0}, {Pattern: "telemetry", Class: 2}}
 	opts := SenderOptions{StatePath: state, ChunkBytes: 256 << 10, Classes: classes}
-	edgeLog := budgetLog(t, edgeDir, opts, "alarms", "telemetry")
+	edgeLog := budgetLog(t, edgeDir, "alarms", "telemetry")
 	edgeLog.ArmBudget()
 	centerLog := openLog(t, t.TempDir())
 	c := startCenter(t, centerLog, "")
@@ -146,9 +146,9 @@ func TestMirrorDropOldestTellsTheCenterTheGap(t *testing.T) {
 func TestMirrorDropOldestBeforeFirstContact(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "mirror.db")
 	opts := SenderOptions{StatePath: state, ChunkBytes: 256 << 10, Center: "127.0.0.1:1"} // nobody there
-	edgeLog := budgetLog(t, t.TempDir(), opts, "telemetry")
+	edgeLog := budgetLog(t, t.TempDir(), "telemetry")
 	opts.Log = edgeLog
-	e := startSenderWith(t, opts) // registers the guard before the budget is armed
+	e := startSenderWith(t, opts) // the log's shipper before the budget is armed
 	edgeLog.ArmBudget()
 	produceHeavy(t, edgeLog, "telemetry", 45)
 	edgeLog.EnforceBudget()

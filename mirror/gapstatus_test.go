@@ -11,7 +11,7 @@ import (
 func TestMirrorStatusShowsPendingGap(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "mirror.db")
 	opts := SenderOptions{StatePath: state, ChunkBytes: 256 << 10, Center: "127.0.0.1:1"} // nobody there
-	edgeLog := budgetLog(t, t.TempDir(), opts, "telemetry")
+	edgeLog := budgetLog(t, t.TempDir(), "telemetry")
 	opts.Log = edgeLog
 	e := startSenderWith(t, opts)
 	edgeLog.ArmBudget()

@@ -78,6 +78,7 @@ func shipKafka(b *testing.B, edgeLog *flog.Log, src *flog.Partition, n int, txn 
 		if err != nil {
 			b.Fatal(err)
 		}
+		edgeLog.SetShipper(s)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); s.Run(ctx) }()
@@ -100,6 +101,7 @@ func shipKafka(b *testing.B, edgeLog *flog.Log, src *flog.Partition, n int, txn 
 		if err != nil {
 			b.Fatal(err)
 		}
+		edgeLog.SetShipper(s2)
 		ctx, cancel = context.WithCancel(context.Background())
 		done = make(chan struct{})
 		go func() { defer close(done); s2.Run(ctx) }()

@@ -54,6 +54,7 @@ func startKafkaSender(t testing.TB, l *flog.Log, dir, id string, k KafkaOptions,
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.SetShipper(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(e.done); s.Run(ctx) }()
@@ -558,11 +559,10 @@ func TestKafkaMirrorDropOldestGapIsVisibleAtTheTarget(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	dir := t.TempDir()
-	opts := SenderOptions{}
-	l := budgetLog(t, dir, opts, "bulk")
+	l := budgetLog(t, dir, "bulk")
 	reg := prometheus.NewRegistry()
 	e := startKafkaSender(t, l, dir, "gw1", KafkaOptions{Brokers: []string{"127.0.0.1:" + strconv.Itoa(port)}}, reg)
-	l.ArmBudget()                  // the sender's guard is in place
+	l.ArmBudget()                  // the sender is the log's shipper
 	produceHeavy(t, l, "bulk", 60) // 6 MB into a 3 MiB budget
 	if _, blocked := l.EnforceBudget(); blocked {
 		t.Fatal("drop-oldest blocked")
@@ -705,6 +705,7 @@ func TestKafkaMirrorLinkDownAndUpAndGrowth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.SetShipper(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(e.done); s.Run(ctx) }()
@@ -753,6 +754,7 @@ func TestKafkaMirrorRateCapCountsWireBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.SetShipper(s)
 	start := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}

@@ -96,6 +96,7 @@ func startSenderWith(t testing.TB, opts SenderOptions) *edgeNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.SetShipper(s)
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &edgeNode{log: l, sender: s, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(e.done); s.Run(ctx) }()

@@ -52,9 +52,10 @@ func classOf(classes []Class, topic string) int {
 	return defaultClass
 }
 
-// EvictRank ranks a topic for the disk budget's drop-oldest policy: the
-// least urgent class (the highest number) loses its data first.
-func (o SenderOptions) EvictRank(topic string) int { return classOf(o.Classes, topic) }
+// EvictRank ranks a topic for the disk budget's drop-oldest policy
+// (log.Shipper): the least urgent class (the highest number) loses its data
+// first.
+func (s *Sender) EvictRank(topic string) int { return classOf(s.opts.Classes, topic) }
 
 // numClasses is how many priority classes there are: 0–9.
 const numClasses = 10

@@ -126,8 +126,9 @@ type blockedPart struct {
 	err error
 }
 
-// NewSender opens the checkpoints and registers the sender as a retention
-// guard of the log. Run ships.
+// NewSender opens the checkpoints. Its owner registers the sender as the
+// log's shipper (log.Log.SetShipper) before arming the disk budget, so it
+// pins what the center has not acknowledged; Run ships.
 func NewSender(opts SenderOptions) (*Sender, error) {
 	if opts.Log == nil || opts.StatePath == "" || (opts.Center == "") == (opts.Kafka == nil) {
 		return nil, errors.New("mirror: SenderOptions needs Log, StatePath and a target: Center or Kafka")
@@ -217,7 +218,6 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
 		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked, lost: lost}
 	s.centers = centers
-	opts.Log.AddRetentionGuard(s)
 	return s, nil
 }
 
@@ -236,6 +236,10 @@ func (s *Sender) mirrored(topic string) bool {
 	}
 	return false
 }
+
+// The sender is what the mirror plugs into the edge's log: RetainFrom,
+// EvictRank (priority.go) and WillDrop.
+var _ flog.Shipper = (*Sender)(nil)
 
 // RetainFrom keeps every segment holding a record the center has not
 // acknowledged.
