@@ -50,6 +50,13 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 	}
 	var res AppendResult
 	for i, b := range batches {
+		// A copy keeps the epoch the source stamped (bytes 12-15 are
+		// written as they came) and learns where each epoch starts.
+		if hs[i].LeaderEpoch >= 0 {
+			if err := p.noteEpochLocked(hs[i].LeaderEpoch, hs[i].BaseOffset); err != nil {
+				return res, err
+			}
+		}
 		r, err := p.writeLocked(b, hs[i], maxTs[i], cfg)
 		if err != nil {
 			return res, err
@@ -99,9 +106,18 @@ func (p *Partition) AppendGap(from, to int64, timestamp int64) (AppendResult, er
 	for base := from; base <= to; {
 		last := min(to, base+math.MaxInt32-1)
 		batch := emptyBatch(base, int32(last-base), timestamp)
+		if p.leaderEpoch >= 0 {
+			// The gap is this node's own batch: a leader stamps it.
+			binary.BigEndian.PutUint32(batch[offLeaderEpoch:], uint32(p.leaderEpoch))
+		}
 		h, err := ParseBatch(batch)
 		if err != nil {
 			return res, err
+		}
+		if h.LeaderEpoch >= 0 {
+			if err := p.noteEpochLocked(h.LeaderEpoch, h.BaseOffset); err != nil {
+				return res, err
+			}
 		}
 		r, err := p.writeLocked(batch, h, noTimestamp, cfg) // no records, no timestamps
 		if err != nil {
@@ -129,6 +145,8 @@ func emptyBatch(base int64, lastDelta int32, timestamp int64) []byte {
 		ProducerID:      -1,
 		ProducerEpoch:   -1,
 		FirstSequence:   -1,
+		// Kafka's NO_PARTITION_LEADER_EPOCH unless a leader stamps it.
+		PartitionLeaderEpoch: -1,
 	}
 	b := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
@@ -181,6 +199,13 @@ func (p *Partition) resetLocked(base int64) error {
 	}
 	old := p.segs
 	p.segs, p.active, p.unsynced = []*segment{keep}, keep, nil
+	if len(p.epochs.entries) > 0 {
+		// Nothing is left of any epoch (Kafka's truncateFullyAndStartAt).
+		p.epochs.entries = nil
+		if err := p.saveEpochsLocked(); err != nil {
+			p.logger.Warn("clearing leader epochs", "err", err)
+		}
+	}
 	p.totalSize.Store(0)
 	p.startOff.Store(base)
 	p.endOff.Store(base)

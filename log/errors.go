@@ -91,3 +91,15 @@ var (
 	// it clears once space is freed.
 	ErrDiskBudget = errors.New("data-disk budget reached: appends are blocked until space is freed")
 )
+
+// Errors of replication.
+var (
+	// ErrBelowHighWatermark is returned by TruncateTo when the cut would
+	// remove records below the high watermark (committed ones). Nothing
+	// is cut.
+	ErrBelowHighWatermark = errors.New("truncation below the high watermark")
+
+	// ErrStaleLeaderEpoch is returned by SetLeaderEpoch for an epoch older
+	// than the partition's current one.
+	ErrStaleLeaderEpoch = errors.New("leader epoch is older than the current one")
+)

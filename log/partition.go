@@ -49,6 +49,16 @@ type Partition struct {
 	sinceWake  int64
 	// onSync is told each group commit's fsync time (nil: nobody asks).
 	onSync func(time.Duration)
+	// leaderEpoch is stamped into every batch Append writes when >= 0
+	// (SetLeaderEpoch); epochs is the leader-epoch cache (epoch.go).
+	leaderEpoch int32
+	epochs      epochCache
+
+	// The high watermark (highwatermark.go): hw in memory, hwSaved as
+	// last checkpointed (-1: never), under hwmu, a leaf.
+	hw      atomic.Int64
+	hwmu    sync.Mutex
+	hwSaved int64
 
 	// Lock-free views for hot readers.
 	startOff  atomic.Int64
@@ -105,12 +115,13 @@ func (p *Partition) Size() int64 { return p.totalSize.Load() }
 func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[TopicConfig], now func() time.Time, logger *slog.Logger) (*Partition, error) {
 	p := &Partition{
 		topic: topic, id: id, dir: dir, fs: fsys, cfg: cfg, now: now,
-		logger:    logger.With("topic", topic, "partition", id),
-		durableCh: make(chan struct{}),
-		flushReq:  make(chan struct{}, 1),
-		flushNow:  make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		logger:      logger.With("topic", topic, "partition", id),
+		leaderEpoch: -1,
+		durableCh:   make(chan struct{}),
+		flushReq:    make(chan struct{}, 1),
+		flushNow:    make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -153,6 +164,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 		case strings.HasSuffix(name, ".tmp"):
 			fsys.Remove(filepath.Join(dir, name))
 		case ext == "snapshot":
+		case name == epochFileName, name == hwFileName:
 		default:
 			p.logger.Warn("ignoring unexpected file in partition directory", "file", name)
 		}
@@ -211,6 +223,18 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 			s.release()
 		}
 		return nil, fmt.Errorf("rebuilding producer state: %w", err)
+	}
+	if err := p.loadEpochs(); err != nil {
+		for _, s := range p.segs {
+			s.release()
+		}
+		return nil, fmt.Errorf("loading leader epochs: %w", err)
+	}
+	if err := p.loadHighWatermark(); err != nil {
+		for _, s := range p.segs {
+			s.release()
+		}
+		return nil, err
 	}
 	go p.flushLoop()
 	return p, nil
@@ -284,6 +308,15 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		if dup, err := p.producers.check(h); err != nil {
 			return AppendResult{BaseOffset: dup.BaseOffset, LastOffset: dup.LastOffset, LogStartOffset: p.startOff.Load()}, err
 		}
+	}
+	if p.leaderEpoch >= 0 {
+		// A leader stamps its epoch (outside the CRC, as the base
+		// offset); a node alone keeps the client's bytes.
+		if err := p.noteEpochLocked(p.leaderEpoch, p.active.next); err != nil {
+			return AppendResult{}, err
+		}
+		binary.BigEndian.PutUint32(batch[offLeaderEpoch:], uint32(p.leaderEpoch))
+		h.LeaderEpoch = p.leaderEpoch
 	}
 	return p.writeLocked(batch, h, maxTs, cfg)
 }
@@ -686,6 +719,9 @@ func (p *Partition) close() error {
 	err := p.syncAll()
 	p.mu.Lock()
 	if err == nil {
+		if herr := p.CheckpointHighWatermark(); herr != nil {
+			p.logger.Warn("checkpointing high watermark", "err", herr)
+		}
 		// A snapshot at the end offset spares the next open any replay.
 		if serr := p.producers.writeSnapshot(p.fs, p.dir, p.active.next, p.now().UnixMilli()); serr != nil {
 			p.logger.Warn("writing producer-state snapshot", "err", serr)
@@ -814,8 +850,10 @@ func (p *Partition) Read(offset int64, maxBytes int, dst []byte) (ReadResult, er
 	} else {
 		buf = buf[:n]
 	}
-	if _, err := seg.log.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
+	if m, err := seg.log.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
 		return res, fmt.Errorf("reading %s: %w", seg.log.Name(), err)
+	} else if m < len(buf) {
+		buf = buf[:m] // cut meanwhile (TruncateTo): only what was read counts
 	}
 	// Keep whole, intact batches with dense offsets only.
 	keep, expect := 0, h.BaseOffset
