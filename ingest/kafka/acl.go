@@ -22,6 +22,7 @@ import (
 //	Produce                 WRITE topic
 //	Fetch                   READ topic
 //	ListOffsets             DESCRIBE topic
+//	OffsetForLeaderEpoch    CLUSTER_ACTION cluster, else DESCRIBE topic
 //	Metadata                DESCRIBE topic (listing: filtered); auto-creation CREATE cluster or topic
 //	OffsetCommit            READ group, READ topic
 //	OffsetFetch             DESCRIBE group, DESCRIBE topic (all topics: filtered)
