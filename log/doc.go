@@ -10,6 +10,9 @@
 //	00000000000000000000.log        RecordBatch v2 bytes, as clients sent them
 //	00000000000000000000.index      sparse offset index: relative offset -> file position
 //	00000000000000000000.timeindex  sparse time index: max timestamp so far -> relative offset
+//	00000000000000000009.snapshot   idempotent-producer state as of offset 9
+//	leader-epoch-checkpoint         leader epoch -> first offset (Kafka's format)
+//	high-watermark-checkpoint       the checkpointed high watermark (replicated partitions only)
 //
 // Topic names, ids, partition counts and configs live in <dir>/topics.db
 // (bbolt).
@@ -83,6 +86,39 @@
 //   - A time index whose last entry is exactly 0 is rebuilt from the records
 //     when its segment is opened: indexes written before timestamps came
 //     from the records hold librdkafka's header 0 there.
+//
+// # Replication foundations
+//
+// Following Kafka's leader-epoch design (KIP-101/279/320), so a replicated
+// partition can be built on top (the cluster decides who leads; the log
+// only stores):
+//
+//   - Leader epochs. Partition.SetLeaderEpoch makes Append stamp the epoch
+//     into PartitionLeaderEpoch (bytes 12-15 of the batch, outside the CRC,
+//     as the base offset): the log then rewrites those two fields and
+//     nothing else. Until it is called, as on a node alone, the field keeps
+//     the client's bytes. AppendAt keeps the epoch a copied batch carries
+//     (a follower's bytes are its leader's); a gap batch carries -1, or
+//     the leader's epoch.
+//   - The leader-epoch cache (epoch.go): each epoch's first offset, in
+//     leader-epoch-checkpoint, replaced atomically before the first batch
+//     of a new epoch is written (and at SetLeaderEpoch, at the end
+//     offset). Open drops entries at or past the end offset (a crash
+//     between the two writes) and rebuilds a missing or damaged file from
+//     the batch headers; a log never stamped holds clients' values there,
+//     and negative ones are skipped. An epoch older than the latest is
+//     never assigned. EndOffsetForEpoch is Kafka's endOffsetFor.
+//   - The high watermark (highwatermark.go): AdvanceHighWatermark moves it
+//     up, never past the end offset; CheckpointHighWatermark persists it,
+//     never past the durable offset; a reopened partition starts from the
+//     checkpoint. A node alone never moves it or writes the file, and no
+//     read looks at it yet.
+//   - TruncateTo (truncate.go) cuts the log back, whole batches only,
+//     never below the high watermark: producer snapshots past the cut go
+//     first, then whole segments newest first, then the cut segment's
+//     indexes and data (fsynced), then the epoch cache. A crash part-way
+//     leaves a dense log ending between the cut and the old end, which the
+//     caller cuts again.
 //
 // This package imports no other ferry package.
 package log
