@@ -90,6 +90,23 @@ func (c *epochCache) truncateFromEnd(end int64) bool {
 	return changed
 }
 
+// truncateFromStart forgets what lies below the log start offset, as
+// Kafka's truncateFromStart: the epoch holding start now starts there and
+// older ones go. Only the memory changes (a retention pass must not wait
+// for an fsync under the partition's lock); Open applies it again to what
+// the file holds.
+func (c *epochCache) truncateFromStart(start int64) {
+	k := -1
+	for k+1 < len(c.entries) && c.entries[k+1].StartOffset <= start {
+		k++
+	}
+	if k < 0 || (k == 0 && c.entries[0].StartOffset == start) {
+		return
+	}
+	c.entries[k].StartOffset = start
+	c.entries = append(c.entries[:0], c.entries[k:]...)
+}
+
 // endOffsetFor answers Kafka's endOffsetFor: the largest epoch at or below
 // epoch and the start offset of the first epoch after it (the log end
 // offset if epoch is the latest), or (-1, -1) when the cache knows no
@@ -249,10 +266,12 @@ func (p *Partition) loadEpochs() error {
 			return rerr
 		}
 		p.epochs = c
+		p.epochs.truncateFromStart(p.segs[0].base)
 		p.epochs.truncateFromEnd(p.active.next)
 		return p.saveEpochsLocked()
 	}
 	p.epochs = epochCache{entries: entries}
+	p.epochs.truncateFromStart(p.segs[0].base)
 	if p.epochs.truncateFromEnd(p.active.next) {
 		return p.saveEpochsLocked()
 	}
@@ -260,7 +279,7 @@ func (p *Partition) loadEpochs() error {
 }
 
 // rebuildEpochs walks every batch header of the partition and assigns the
-// epochs they carry. It reads 17 bytes per batch and stops at the first
+// epochs they carry. It reads 27 bytes per batch and stops at the first
 // header that does not continue the log (damage is for reads to report).
 // A log never stamped (a node alone) holds its clients' values there, -1
 // from most: those with a negative epoch are skipped.
@@ -272,7 +291,7 @@ func (p *Partition) rebuildEpochs() (epochCache, error) {
 		if err != nil {
 			return c, fmt.Errorf("rebuilding leader epochs: %w", err)
 		}
-		var hb [offMagic + 1]byte
+		var hb [offLastDelta + 4]byte
 		expect := seg.base
 		for pos := int64(0); pos+batchHeaderSize <= size; {
 			if _, err := f.ReadAt(hb[:], pos); err != nil && !errors.Is(err, io.EOF) {
@@ -285,12 +304,8 @@ func (p *Partition) rebuildEpochs() (epochCache, error) {
 				break
 			}
 			epoch := int32(binary.BigEndian.Uint32(hb[offLeaderEpoch:]))
-			var last [4]byte
-			if _, err := f.ReadAt(last[:], pos+offLastDelta); err != nil {
-				break
-			}
 			c.assign(epoch, base)
-			expect = base + int64(int32(binary.BigEndian.Uint32(last[:]))) + 1
+			expect = base + int64(int32(binary.BigEndian.Uint32(hb[offLastDelta:]))) + 1
 			pos += length + batchLogOverhead
 		}
 		f.Close()

@@ -115,6 +115,15 @@ func TestEpochCacheEndOffsetFor(t *testing.T) {
 	if c.assign(5, 40) || c.assign(3, 60) {
 		t.Fatalf("an older epoch was assigned: %v", c.entries)
 	}
+	s := epochCache{entries: []EpochEntry{{2, 10}, {4, 30}, {7, 50}}}
+	s.truncateFromStart(35)
+	if !reflect.DeepEqual(s.entries, []EpochEntry{{4, 35}, {7, 50}}) {
+		t.Fatalf("truncateFromStart(35): %v", s.entries)
+	}
+	s.truncateFromStart(5)
+	if !reflect.DeepEqual(s.entries, []EpochEntry{{4, 35}, {7, 50}}) {
+		t.Fatalf("truncateFromStart(5): %v", s.entries)
+	}
 	if c.assign(9, 35) != true || !reflect.DeepEqual(c.entries, []EpochEntry{{2, 10}, {4, 30}, {9, 35}}) {
 		t.Fatalf("assign(9, 35): %v", c.entries)
 	}
