@@ -1,11 +1,14 @@
 package kafka
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 
 	flog "ferry/log"
 )
@@ -95,5 +98,95 @@ func TestOffsetForLeaderEpoch(t *testing.T) {
 	}
 	if !found {
 		t.Error("ApiVersions does not advertise OffsetForLeaderEpoch v2-4")
+	}
+}
+
+// epochCluster is a node alone whose partitions are led at epoch 3.
+type epochCluster struct{ srv atomic.Pointer[Server] }
+
+func (c *epochCluster) solo() soloCluster                   { return soloCluster{c.srv.Load()} }
+func (c *epochCluster) Brokers() []Broker                   { return c.solo().Brokers() }
+func (c *epochCluster) Controller() int32                   { return c.solo().Controller() }
+func (c *epochCluster) Coordinator(g string) (Broker, bool) { return c.solo().Coordinator(g) }
+func (c *epochCluster) Partition(topic string, partition int32) (PartitionView, bool) {
+	pv, ok := c.solo().Partition(topic, partition)
+	pv.LeaderEpoch = 3
+	return pv, ok
+}
+
+// allowOnly allows DESCRIBE on one topic, and CLUSTER_ACTION when set.
+type allowOnly struct {
+	denyAll
+	topic   string
+	cluster bool
+}
+
+func (a allowOnly) Authorize(principal, host, rt, name, op string) bool {
+	switch {
+	case rt == "TOPIC" && op == "DESCRIBE" && name == a.topic:
+		return true
+	case rt == "CLUSTER" && op == "CLUSTER_ACTION":
+		return a.cluster
+	}
+	return false
+}
+
+// CurrentLeaderEpoch fences against the epoch the cluster view reports; a
+// consumer needs DESCRIBE on the topic, a broker CLUSTER_ACTION.
+func TestOffsetForLeaderEpochFencesAndAuthorizes(t *testing.T) {
+	ec := &epochCluster{}
+	b := startBroker(t, func(o *Options) { o.Cluster = ec })
+	ec.srv.Store(b.srv)
+	b.log.CreateTopic("ep", 1, nil)
+	p, _ := b.log.Partition("ep", 0)
+	p.SetLeaderEpoch(3)
+	p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("v")}, {Value: []byte("w")}}))
+
+	ask := func(cl *kgo.Client, topic string, current, epoch int32) kmsg.OffsetForLeaderEpochResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+		req.ReplicaID = -1
+		rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+		rp.CurrentLeaderEpoch, rp.LeaderEpoch = current, epoch
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxT(t), cl.Broker(int(b.srv.opts.NodeID)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	cl := b.client(t)
+	for _, tc := range []struct {
+		current int32
+		code    int16
+		end     int64
+	}{{2, kerr.FencedLeaderEpoch.Code, -1}, {4, kerr.UnknownLeaderEpoch.Code, -1}, {3, 0, 2}, {-1, 0, 2}} {
+		if g := ask(cl, "ep", tc.current, 3); g.ErrorCode != tc.code || g.EndOffset != tc.end {
+			t.Errorf("current epoch %d: error %d end %d, want %d %d", tc.current, g.ErrorCode, g.EndOffset, tc.code, tc.end)
+		}
+	}
+
+	for _, broker := range []bool{false, true} {
+		sb := startBroker(t, func(o *Options) {
+			o.SASLMechanisms, o.Credentials, o.AuthFailureDelay = []string{SASLPlain}, memCreds{"alice": "s3cret"}, -1
+			o.ACLs = allowOnly{topic: "mine", cluster: broker}
+		})
+		for _, topic := range []string{"mine", "theirs"} {
+			sb.log.CreateTopic(topic, 1, nil)
+		}
+		scl := sb.client(t, kgo.SASL(plain.Auth{User: "alice", Pass: "s3cret"}.AsMechanism()))
+		if g := ask(scl, "mine", -1, 0); g.ErrorCode != 0 || g.EndOffset != 0 {
+			t.Errorf("broker %v, DESCRIBE on the topic: error %d end %d", broker, g.ErrorCode, g.EndOffset)
+		}
+		want := kerr.TopicAuthorizationFailed.Code
+		if broker {
+			want = 0
+		}
+		if g := ask(scl, "theirs", -1, 0); g.ErrorCode != want {
+			t.Errorf("broker %v, no DESCRIBE on the topic: error %d, want %d", broker, g.ErrorCode, want)
+		}
 	}
 }
