@@ -78,16 +78,14 @@ func (p *Partition) HighWatermark() int64 {
 // the end offset (a follower's is the leader's, bounded by what it holds);
 // it never moves back. It returns the high watermark.
 func (p *Partition) AdvanceHighWatermark(offset int64) int64 {
-	for {
-		cur := p.hw.Load()
-		next := min(offset, p.endOff.Load())
-		if next <= cur {
-			return max(cur, p.startOff.Load())
-		}
-		if p.hw.CompareAndSwap(cur, next) {
-			return max(next, p.startOff.Load())
-		}
+	// hwmu, not mu: appends do not wait for it; TruncateTo moves the end
+	// offset and clamps hw under it, so hw never passes the end.
+	p.hwmu.Lock()
+	defer p.hwmu.Unlock()
+	if next := min(offset, p.endOff.Load()); next > p.hw.Load() {
+		p.hw.Store(next)
 	}
+	return p.HighWatermark()
 }
 
 // CheckpointHighWatermark writes the high watermark to the partition's
@@ -95,8 +93,8 @@ func (p *Partition) AdvanceHighWatermark(offset int64) int64 {
 // leaves a checkpoint above what the log kept. It writes nothing when the
 // value has not changed since the last checkpoint.
 func (p *Partition) CheckpointHighWatermark() error {
-	p.hwmu.Lock()
-	defer p.hwmu.Unlock()
+	p.ckmu.Lock()
+	defer p.ckmu.Unlock()
 	hw := min(p.hw.Load(), p.DurableOffset())
 	if hw <= p.hwSaved {
 		return nil
@@ -111,7 +109,7 @@ func (p *Partition) CheckpointHighWatermark() error {
 // CheckpointedHighWatermark is the high watermark as last checkpointed
 // (the log start offset at open if never).
 func (p *Partition) CheckpointedHighWatermark() int64 {
-	p.hwmu.Lock()
-	defer p.hwmu.Unlock()
+	p.ckmu.Lock()
+	defer p.ckmu.Unlock()
 	return p.hwSaved
 }

@@ -54,10 +54,12 @@ type Partition struct {
 	leaderEpoch int32
 	epochs      epochCache
 
-	// The high watermark (highwatermark.go): hw in memory, hwSaved as
-	// last checkpointed (-1: never), under hwmu, a leaf.
+	// The high watermark (highwatermark.go): hw in memory, changed under
+	// hwmu (a leaf; TruncateTo holds it, under mu, throughout); hwSaved as last
+	// checkpointed, under ckmu (a leaf).
 	hw      atomic.Int64
 	hwmu    sync.Mutex
+	ckmu    sync.Mutex
 	hwSaved int64
 
 	// Lock-free views for hot readers.

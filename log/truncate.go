@@ -33,6 +33,8 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 	defer p.smu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.hwmu.Lock() // the high watermark cannot pass the cut while it is made
+	defer p.hwmu.Unlock()
 	if p.closed {
 		return 0, ErrClosed
 	}
@@ -81,7 +83,7 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 }
 
 // truncateLocked cuts the log at position pos of segment i, the start of
-// the batch at offset cut. p.smu and p.mu are held.
+// the batch at offset cut. p.smu, p.mu and p.hwmu are held.
 func (p *Partition) truncateLocked(i int, pos, cut int64) error {
 	// 1. Producer snapshots past the cut: a later reopen must not load
 	// the state of records that are gone.
@@ -146,14 +148,14 @@ func (p *Partition) truncateLocked(i int, pos, cut int64) error {
 	p.unsynced = kept
 	p.totalSize.Store(total)
 	p.endOff.Store(s.next)
+	if p.hw.Load() > cut {
+		p.hw.Store(cut)
+	}
 	if p.durable.Load() > cut {
 		p.durable.Store(cut)
 	}
 	if p.syncingTo.Load() > cut {
 		p.syncingTo.Store(cut)
-	}
-	if p.hw.Load() > cut {
-		p.hw.Store(cut)
 	}
 	// 4. Producer state, from the newest snapshot at or below the cut.
 	if err := p.loadProducers(); err != nil {

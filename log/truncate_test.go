@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -375,5 +376,85 @@ func TestTruncateToPowerCut(t *testing.T) {
 			t.Fatalf("cut at step %d: producer state after truncation: %+v %v", at, r, err)
 		}
 		l.Close()
+	}
+}
+
+// Reads, high-watermark advances and appends racing truncations see whole,
+// valid batches or an error, and the high watermark never passes the end.
+func TestTruncateToUnderConcurrentUse(t *testing.T) {
+	l := openTestLog(t, Options{Logger: quietLogger})
+	if _, err := l.CreateTopic("c", 1, map[string]string{ConfigIndexIntervalBytes: "100"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("c", 0)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Add(2)
+	go func() { // reader
+		defer wg.Done()
+		var buf []byte
+		for i := int64(0); ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			end := p.EndOffset()
+			if end == 0 {
+				continue
+			}
+			r, err := p.Read(i%end, 4096, buf)
+			if err != nil {
+				continue // cut meanwhile: out of range
+			}
+			buf = r.Data
+			for b := r.Data; len(b) > 0; {
+				h, err := ParseBatch(b)
+				if err != nil {
+					errs <- fmt.Errorf("read returned a bad batch: %v", err)
+					return
+				}
+				b = b[h.Length:]
+			}
+		}
+	}()
+	go func() { // high watermark
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if hw := p.AdvanceHighWatermark(p.EndOffset() - 3); hw > p.EndOffset() {
+				errs <- fmt.Errorf("high watermark %d past the end %d", hw, p.EndOffset())
+				return
+			}
+		}
+	}()
+	for round := 0; round < 100; round++ {
+		for i := 0; i < 5; i++ {
+			if _, err := p.Append(testBatch(2, 1, "r")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round%7 == 0 {
+			p.Roll()
+		}
+		hw := p.HighWatermark()
+		if _, err := p.TruncateTo(hw + (p.EndOffset()-hw)/2); err != nil && !errors.Is(err, ErrBelowHighWatermark) {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	if p.HighWatermark() > p.EndOffset() {
+		t.Fatalf("high watermark %d past the end %d", p.HighWatermark(), p.EndOffset())
 	}
 }
