@@ -48,15 +48,14 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 	if err := p.continueAtLocked(hs[0].BaseOffset); err != nil {
 		return AppendResult{}, err
 	}
+	// A copy keeps the epoch the source stamped (bytes 12-15 are written
+	// as they came) and learns where each epoch starts, before the
+	// batches are written.
+	if err := p.noteEpochsLocked(hs); err != nil {
+		return AppendResult{}, err
+	}
 	var res AppendResult
 	for i, b := range batches {
-		// A copy keeps the epoch the source stamped (bytes 12-15 are
-		// written as they came) and learns where each epoch starts.
-		if hs[i].LeaderEpoch >= 0 {
-			if err := p.noteEpochLocked(hs[i].LeaderEpoch, hs[i].BaseOffset); err != nil {
-				return res, err
-			}
-		}
 		r, err := p.writeLocked(b, hs[i], maxTs[i], cfg)
 		if err != nil {
 			return res, err
@@ -199,11 +198,13 @@ func (p *Partition) resetLocked(base int64) error {
 	}
 	old := p.segs
 	p.segs, p.active, p.unsynced = []*segment{keep}, keep, nil
-	if len(p.epochs.entries) > 0 {
+	if !p.epochsReady || len(p.epochs.entries) > 0 {
 		// Nothing is left of any epoch (Kafka's truncateFullyAndStartAt).
 		p.epochs.entries = nil
 		if err := p.saveEpochsLocked(); err != nil {
 			p.logger.Warn("clearing leader epochs", "err", err)
+		} else {
+			p.epochsReady = true
 		}
 	}
 	p.totalSize.Store(0)

@@ -104,10 +104,14 @@
 //     leader-epoch-checkpoint, replaced atomically before the first batch
 //     of a new epoch is written (and at SetLeaderEpoch, at the end
 //     offset). Open drops entries at or past the end offset (a crash
-//     between the two writes) and rebuilds a missing or damaged file from
-//     the batch headers; a log never stamped holds clients' values there,
-//     and negative ones are skipped. An epoch older than the latest is
-//     never assigned. EndOffsetForEpoch is Kafka's endOffsetFor.
+//     between the two writes); a missing or damaged file is rebuilt from
+//     the batch headers when the epochs are first needed (a node alone
+//     never needs them, so a partition written before the file existed
+//     opens as fast as before); a log never stamped holds clients' values
+//     there, and negative ones are skipped. An epoch older than the latest
+//     is never assigned; copied batches (AppendAt) write the file at most
+//     once per call. Epochs below the log start collapse onto it (Kafka's
+//     truncateFromStart). EndOffsetForEpoch is Kafka's endOffsetFor.
 //   - The high watermark (highwatermark.go): AdvanceHighWatermark moves it
 //     up, never past the end offset; CheckpointHighWatermark persists it,
 //     never past the durable offset; a reopened partition starts from the

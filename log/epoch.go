@@ -26,7 +26,7 @@ import (
 // batch. It is written before the first batch of a new epoch, so after a
 // crash it may name an epoch whose batches never made it: Open drops the
 // entries at or past the end offset. A missing or damaged file is rebuilt
-// from the batches' headers.
+// from the batches' headers when the epochs are first needed.
 
 const epochFileName = "leader-epoch-checkpoint"
 
@@ -230,19 +230,64 @@ func (p *Partition) saveEpochsLocked() error {
 // noteEpochLocked records, before a stamped batch of epoch at base is
 // written, that epoch starts there if it is new. p.mu is held.
 func (p *Partition) noteEpochLocked(epoch int32, base int64) error {
+	if err := p.ensureEpochsLocked(); err != nil {
+		return err
+	}
 	if l, ok := p.epochs.latest(); ok && epoch <= l.Epoch {
 		return nil // the common case: no change, no allocation
 	}
+	before := append([]EpochEntry(nil), p.epochs.entries...)
 	if !p.epochs.assign(epoch, base) {
 		return nil
 	}
-	return p.saveEpochsLocked()
+	if err := p.saveEpochsLocked(); err != nil {
+		p.epochs.entries = before // the file and memory stay alike
+		return err
+	}
+	return nil
 }
 
-// loadEpochs reads the partition's leader-epoch checkpoint at open, or
-// rebuilds it from the batches when it is missing or damaged, then drops
-// epochs that start at or past the end offset (written before a crash cut
-// the log). Called at open, before the partition is shared.
+// noteEpochsLocked records the epochs copied batches carry (negative ones
+// are no epoch: a node alone's clients' values), writing the file at most
+// once for them all. p.mu is held.
+func (p *Partition) noteEpochsLocked(hs []BatchHeader) error {
+	var latest int32 = -1
+	if l, ok := p.epochs.latest(); ok && p.epochsReady {
+		latest = l.Epoch
+	}
+	need := false
+	for _, h := range hs {
+		need = need || h.LeaderEpoch > latest
+	}
+	if !need {
+		return nil // the common case: no new epoch, no allocation
+	}
+	if err := p.ensureEpochsLocked(); err != nil {
+		return err
+	}
+	before := append([]EpochEntry(nil), p.epochs.entries...)
+	changed := false
+	for _, h := range hs {
+		changed = p.epochs.assign(h.LeaderEpoch, h.BaseOffset) || changed
+	}
+	if !changed {
+		return nil
+	}
+	if err := p.saveEpochsLocked(); err != nil {
+		p.epochs.entries = before // nothing is written: nothing changes
+		return err
+	}
+	return nil
+}
+
+// loadEpochs reads the partition's leader-epoch checkpoint at open and
+// drops epochs that start at or past the end offset (written before a
+// crash cut the log). A missing or damaged file is rebuilt from the
+// batches, but only when the epochs are first needed (ensureEpochsLocked):
+// the rebuild reads every batch header, and a node alone, whose batches
+// carry no epochs, never needs them (a partition written before this file
+// existed opens as fast as before). Called at open, before the partition
+// is shared.
 func (p *Partition) loadEpochs() error {
 	path := filepath.Join(p.dir, epochFileName)
 	b, err := readSmallFile(p.fs, path)
@@ -250,7 +295,7 @@ func (p *Partition) loadEpochs() error {
 	if err == nil {
 		entries, err = decodeEpochs(b)
 		if err != nil {
-			p.logger.Warn("damaged leader-epoch checkpoint; rebuilding it from the batches", "file", path, "err", err)
+			p.logger.Warn("damaged leader-epoch checkpoint; it is rebuilt from the batches when first needed", "file", path, "err", err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -258,23 +303,64 @@ func (p *Partition) loadEpochs() error {
 	if err != nil && p.totalSize.Load() == 0 {
 		// A new (or empty) partition: nothing to rebuild from.
 		p.epochs = epochCache{}
+		p.epochsReady = true
 		return p.saveEpochsLocked()
 	}
 	if err != nil {
-		c, rerr := p.rebuildEpochs()
-		if rerr != nil {
-			return rerr
-		}
-		p.epochs = c
-		p.epochs.truncateFromStart(p.segs[0].base)
-		p.epochs.truncateFromEnd(p.active.next)
-		return p.saveEpochsLocked()
+		return nil // rebuilt when first needed
 	}
 	p.epochs = epochCache{entries: entries}
+	p.epochsReady = true
 	p.epochs.truncateFromStart(p.segs[0].base)
 	if p.epochs.truncateFromEnd(p.active.next) {
 		return p.saveEpochsLocked()
 	}
+	return nil
+}
+
+// ensureEpochsLocked rebuilds the epoch cache from the batches if open
+// found no valid checkpoint, and saves it. p.mu is held for writing.
+func (p *Partition) ensureEpochsLocked() error {
+	if p.epochsReady {
+		return nil
+	}
+	c, err := p.rebuildEpochs()
+	if err != nil {
+		return err
+	}
+	c.truncateFromStart(p.segs[0].base)
+	c.truncateFromEnd(p.active.next)
+	p.epochs = c
+	if err := p.saveEpochsLocked(); err != nil {
+		return err
+	}
+	p.epochsReady = true
+	return nil
+}
+
+// readEpochs runs fn on the ready epoch cache under the read lock,
+// rebuilding it first if it must.
+func (p *Partition) readEpochs(fn func()) error {
+	p.mu.RLock()
+	if p.closed {
+		p.mu.RUnlock()
+		return ErrClosed
+	}
+	if p.epochsReady {
+		fn()
+		p.mu.RUnlock()
+		return nil
+	}
+	p.mu.RUnlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if err := p.ensureEpochsLocked(); err != nil {
+		return err
+	}
+	fn()
 	return nil
 }
 
@@ -344,11 +430,12 @@ func (p *Partition) LeaderEpoch() int32 {
 	return p.leaderEpoch
 }
 
-// LeaderEpochs returns the partition's leader-epoch cache, oldest first.
+// LeaderEpochs returns the partition's leader-epoch cache, oldest first
+// (nil if it cannot be rebuilt, or the partition is closed).
 func (p *Partition) LeaderEpochs() []EpochEntry {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	return append([]EpochEntry(nil), p.epochs.entries...)
+	var out []EpochEntry
+	p.readEpochs(func() { out = append(out, p.epochs.entries...) })
+	return out
 }
 
 // EndOffsetForEpoch answers Kafka's OffsetForLeaderEpoch for one
@@ -358,11 +445,7 @@ func (p *Partition) LeaderEpochs() []EpochEntry {
 // and the first known epoch's start. (-1, -1) means the log knows no epoch
 // at or after it (Kafka's UNDEFINED_EPOCH, UNDEFINED_EPOCH_OFFSET).
 func (p *Partition) EndOffsetForEpoch(epoch int32) (int32, int64, error) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return -1, -1, ErrClosed
-	}
-	e, off := p.epochs.endOffsetFor(epoch, p.active.next)
-	return e, off, nil
+	e, off := int32(-1), int64(-1)
+	err := p.readEpochs(func() { e, off = p.epochs.endOffsetFor(epoch, p.active.next) })
+	return e, off, err
 }

@@ -53,6 +53,7 @@ type Partition struct {
 	// (SetLeaderEpoch); epochs is the leader-epoch cache (epoch.go).
 	leaderEpoch int32
 	epochs      epochCache
+	epochsReady bool // epochs reflects the log (else rebuilt when first needed)
 
 	// The high watermark (highwatermark.go): hw in memory, changed under
 	// hwmu (a leaf; TruncateTo holds it, under mu, throughout); hwSaved as last

@@ -103,7 +103,9 @@ func (p *Partition) detachHeadLocked(head *segment) {
 	}
 	p.totalSize.Add(-head.size)
 	p.startOff.Store(p.segs[0].base)
-	p.epochs.truncateFromStart(p.segs[0].base)
+	if p.epochsReady { // else the rebuild reads only what is left
+		p.epochs.truncateFromStart(p.segs[0].base)
+	}
 }
 
 // deleteSegment removes a detached segment's files (readers holding it

@@ -72,6 +72,9 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 	if cut < hw {
 		return end, fmt.Errorf("%w: truncating %s-%d to %d cuts the batch at %d, high watermark %d", ErrBelowHighWatermark, p.topic, p.id, offset, cut, hw)
 	}
+	if err := p.ensureEpochsLocked(); err != nil { // before anything is cut
+		return end, err
+	}
 	if err := p.truncateLocked(i, pos, cut); err != nil {
 		p.failed = fmt.Errorf("partition %s-%d disabled after a failed truncation to %d: %w", p.topic, p.id, cut, err)
 		p.logger.Error("partition disabled", "err", p.failed)
