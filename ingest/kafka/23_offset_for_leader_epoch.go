@@ -21,9 +21,14 @@ import (
 //     change (KIP-320).
 //   - The epoch this broker leads the partition at ends at the log end even
 //     when the log has no entry for it yet, as in Kafka, whose leader
-//     records its epoch on becoming leader: a node alone (whose batches
-//     carry their clients' bytes, not epochs) answers epoch 0, the one its
-//     Metadata reports, with its end offset.
+//     records its epoch on becoming leader.
+//   - A partition this broker never stamped with a leader epoch (a node
+//     alone: flog.Partition.LeaderEpoch is -1) has never been cut back by
+//     a leader change, and its batches carry their clients' bytes 12-15,
+//     not epochs: every epoch is answered with itself and the log end
+//     offset, so a consumer validating a committed offset (franz-go does,
+//     with the epoch of the records it read) finds no truncation, as
+//     before this API was served. Its cache is not read.
 //   - CurrentLeaderEpoch, when not -1, fences: older than the partition's
 //     epoch is FENCED_LEADER_EPOCH, newer is UNKNOWN_LEADER_EPOCH (the
 //     client's metadata is ahead of this broker's).
@@ -83,6 +88,13 @@ func (s *Server) endOffsetForEpoch(topic string, rp kmsg.OffsetForLeaderEpochReq
 		return -1, -1, kerr.FencedLeaderEpoch.Code
 	case rp.CurrentLeaderEpoch > current:
 		return -1, -1, kerr.UnknownLeaderEpoch.Code
+	}
+	if rp.LeaderEpoch < 0 {
+		return -1, -1, 0 // UNDEFINED, as Kafka answers it
+	}
+	if p.LeaderEpoch() < 0 {
+		// Never stamped: nothing was ever cut by a leader change.
+		return rp.LeaderEpoch, p.EndOffset(), 0
 	}
 	epoch, end, err := p.EndOffsetForEpoch(rp.LeaderEpoch)
 	if err != nil {

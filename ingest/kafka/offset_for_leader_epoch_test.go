@@ -1,10 +1,15 @@
 package kafka
 
 import (
+	"encoding/binary"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -61,20 +66,22 @@ func TestOffsetForLeaderEpoch(t *testing.T) {
 	}
 	for _, v := range []int16{2, 4} {
 		got := ask(v,
-			part(0, -1, 2), // (2, 6): epoch 5 began at 6
-			part(0, -1, 3), // unknown, between: (2, 6)
-			part(0, -1, 5), // the latest: (5, end 8)
-			part(0, -1, 1), // older than any: (1, 2)
-			part(0, -1, 9), // newer than any: undefined
-			part(1, -1, 0), // never stamped, the epoch a node alone leads at: (0, end 1)
-			part(1, 1, 0),  // the client's metadata is ahead
-			part(7, -1, 0), // no such partition
+			part(0, -1, 2),  // (2, 6): epoch 5 began at 6
+			part(0, -1, 3),  // unknown, between: (2, 6)
+			part(0, -1, 5),  // the latest: (5, end 8)
+			part(0, -1, 1),  // older than any: (1, 2)
+			part(0, -1, 9),  // newer than any: undefined
+			part(1, -1, 0),  // never stamped (a node alone): nothing ever cut, (0, end 1)
+			part(1, -1, 7),  // whatever epoch a client wrote in its batches: (7, end 1)
+			part(1, -1, -1), // undefined
+			part(1, 1, 0),   // the client's metadata is ahead
+			part(7, -1, 0),  // no such partition
 		)
 		want := []struct {
 			code  int16
 			epoch int32
 			end   int64
-		}{{0, 2, 6}, {0, 2, 6}, {0, 5, 8}, {0, 1, 2}, {0, -1, -1}, {0, 0, 1},
+		}{{0, 2, 6}, {0, 2, 6}, {0, 5, 8}, {0, 1, 2}, {0, -1, -1}, {0, 0, 1}, {0, 7, 1}, {0, -1, -1},
 			{kerr.UnknownLeaderEpoch.Code, -1, -1}, {kerr.UnknownTopicOrPartition.Code, -1, -1}}
 		for i, w := range want {
 			if g := got[i]; g.ErrorCode != w.code || g.LeaderEpoch != w.epoch || g.EndOffset != w.end {
@@ -188,5 +195,54 @@ func TestOffsetForLeaderEpochFencesAndAuthorizes(t *testing.T) {
 		if g := ask(scl, "theirs", -1, 0); g.ErrorCode != want {
 			t.Errorf("broker %v, no DESCRIBE on the topic: error %d, want %d", broker, g.ErrorCode, want)
 		}
+	}
+}
+
+// A node alone upgraded from before leader-epoch checkpoints, whose
+// batches carry their producers' bytes 12-15 (0 from ferry's own batches,
+// 5 from some client): a group consumer resuming from an offset committed
+// with epoch 0 validates it with OffsetForLeaderEpoch and goes on from
+// there, as it did before the API was served, rather than seeing a false
+// truncation (which the clients' values, read as epochs, would suggest:
+// epoch 0 "ending" where the 5 begins).
+func TestOffsetForLeaderEpochKeepsANodeAlonesConsumers(t *testing.T) {
+	dir := t.TempDir()
+	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.CreateTopic("up", 1, nil)
+	p, _ := l.Partition("up", 0)
+	for i := 0; i < 10; i++ {
+		b := flog.AppendBatch(nil, []flog.Record{{Value: []byte{byte(i)}, Timestamp: int64(1000 + i)}})
+		if i == 5 || i == 6 {
+			binary.BigEndian.PutUint32(b[12:], 5) // a client's value, outside the CRC
+		}
+		if _, err := p.Append(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+	os.Remove(filepath.Join(p.Dir(), "leader-epoch-checkpoint")) // as before the upgrade
+
+	b := startBrokerLog(t, func(o *flog.Options) { o.Dir = dir }, nil, nil)
+	cl := b.client(t)
+	offs := make(kadm.Offsets)
+	offs.Add(kadm.Offset{Topic: "up", Partition: 0, At: 8, LeaderEpoch: 0})
+	if _, err := kadm.NewClient(cl).CommitOffsets(ctxT(t), "g", offs); err != nil {
+		t.Fatal(err)
+	}
+	c := b.client(t, kgo.ConsumerGroup("g"), kgo.ConsumeTopics("up"))
+	ctx := ctxT(t)
+	fs := c.PollFetches(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("nothing consumed")
+	}
+	fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s-%d: %v", topic, p, err) })
+	if recs := fs.Records(); len(recs) == 0 || recs[0].Offset != 8 {
+		t.Fatalf("resumed at %v, want offset 8 (the committed one)", recs)
+	}
+	if n := testutil.ToFloat64(b.srv.metrics.requests.WithLabelValues("OffsetForLeaderEpoch")); n == 0 {
+		t.Fatal("the consumer did not validate its offset with OffsetForLeaderEpoch: the test proves nothing")
 	}
 }
