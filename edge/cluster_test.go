@@ -170,6 +170,29 @@ func TestClusterRoutesClientsToLeaders(t *testing.T) {
 			t.Fatalf("node's local topic %+v %v, want id %x", info, err, md.Topics["spread"].ID)
 		}
 	}
+	// Explicit replica assignments naming live brokers are honoured.
+	ct := kmsg.NewPtrCreateTopicsRequest()
+	rt := kmsg.NewCreateTopicsRequestTopic()
+	rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "placed", -1, -1
+	for p, b := range []int32{2, 3} {
+		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		a.Partition, a.Replicas = int32(p), []int32{b}
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	}
+	ct.Topics = append(ct.Topics, rt)
+	ct.TimeoutMillis = 30000
+	kresp, err := adm.Request(ctx, ct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := kresp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode; code != 0 {
+		t.Fatalf("CreateTopics with an assignment: %v", kerr.ErrorForCode(code))
+	}
+	tc.waitFor("the assigned topic's leaders", func() bool {
+		tp := tc.nodes[0].Cluster().Image().Topics["placed"]
+		return tp != nil && tp.Partitions[0].Leader == 2 && tp.Partitions[1].Leader == 3
+	})
+
 	// A replication factor above 1 is refused until replication exists.
 	if _, err := ka.CreateTopic(ctx, 1, 3, nil, "replicated"); err == nil {
 		t.Fatal("replication factor 3 accepted")

@@ -341,6 +341,21 @@ func (t clusterTopics) CreateTopic(name string, partitions int32, configs map[st
 	return t.log.Topic(name)
 }
 
+// CreateTopicAssigned is CreateTopic with the replicas CreateTopics named
+// (the controller checks they are registered brokers).
+func (t clusterTopics) CreateTopicAssigned(name string, assignment [][]int32, configs map[string]string) (flog.TopicInfo, error) {
+	if err := flog.ValidateTopicName(name); err != nil {
+		return flog.TopicInfo{}, err
+	}
+	if err := flog.ValidateConfigs(configs); err != nil {
+		return flog.TopicInfo{}, err
+	}
+	if err := t.propose(cluster.Record{Op: cluster.OpCreateTopic, Topic: name, Configs: configs, Assignment: assignment}); err != nil {
+		return flog.TopicInfo{}, err
+	}
+	return t.log.Topic(name)
+}
+
 func (t clusterTopics) DeleteTopic(name string) error {
 	return t.propose(cluster.Record{Op: cluster.OpDeleteTopic, Topic: name})
 }

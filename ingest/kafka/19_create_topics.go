@@ -51,21 +51,41 @@ func (s *Server) checkAssignments(as []kmsg.CreateTopicsRequestTopicReplicaAssig
 	return ""
 }
 
-// checkReplicas checks one partition's replicas: this node, once (the only
-// live broker).
+// checkReplicas checks one partition's replicas: one live broker (this
+// node, alone; any live broker of a cluster), since partitions are not
+// replicated yet.
 func (s *Server) checkReplicas(replicas []int32) string {
 	if len(replicas) == 0 {
 		return "no replicas"
 	}
-	for i, r := range replicas {
-		if r != s.opts.NodeID {
-			return fmt.Sprintf("broker %d is not a live broker (this cluster is node %d)", r, s.opts.NodeID)
-		}
-		if i > 0 {
-			return fmt.Sprintf("broker %d named twice", r)
+	if len(replicas) > 1 {
+		return fmt.Sprintf("%d replicas: partitions are not replicated yet (one replica each)", len(replicas))
+	}
+	for _, b := range s.cluster.Brokers() {
+		if b.ID == replicas[0] {
+			return ""
 		}
 	}
-	return ""
+	return fmt.Sprintf("broker %d is not a live broker", replicas[0])
+}
+
+// assignedCreator is a TopicAdmin that places partitions as asked (a
+// cluster's); alone, every replica is this node and CreateTopic serves.
+type assignedCreator interface {
+	CreateTopicAssigned(name string, assignment [][]int32, configs map[string]string) (flog.TopicInfo, error)
+}
+
+// createAssigned creates a topic with CreateTopics' explicit assignment.
+func (s *Server) createAssigned(name string, as []kmsg.CreateTopicsRequestTopicReplicaAssignment, configs map[string]string) (flog.TopicInfo, error) {
+	ac, ok := s.topics.(assignedCreator)
+	if !ok {
+		return s.topics.CreateTopic(name, int32(len(as)), configs)
+	}
+	assignment := make([][]int32, len(as))
+	for _, a := range as {
+		assignment[a.Partition] = a.Replicas
+	}
+	return ac.CreateTopicAssigned(name, assignment, configs)
 }
 
 func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request) (kmsg.Response, error) {
@@ -96,7 +116,7 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 		case !cn.canCreateTopic(rt.Topic):
 			fail(kerr.TopicAuthorizationFailed.Code, "CREATE on the cluster or the topic is not allowed")
 		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
-			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: this cluster has one node", rt.ReplicationFactor))
+			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: partitions are not replicated yet (1 only)", rt.ReplicationFactor))
 		case len(rt.ReplicaAssignment) > 0 && (rt.NumPartitions != -1 || rt.ReplicationFactor != -1):
 			fail(kerr.InvalidRequest.Code, "both numPartitions or replicationFactor and replicasAssignments were set")
 		case len(rt.ReplicaAssignment) > 0 && s.checkAssignments(rt.ReplicaAssignment) != "":
@@ -122,6 +142,13 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 			}
 			if err != nil {
 				fail(errorCode(err), err.Error())
+			}
+		case len(rt.ReplicaAssignment) > 0:
+			info, err := s.createAssigned(rt.Topic, rt.ReplicaAssignment, configs)
+			if err != nil {
+				fail(errorCode(err), err.Error())
+			} else {
+				st.TopicID = info.ID
 			}
 		default:
 			info, err := s.topics.CreateTopic(rt.Topic, parts, configs)
