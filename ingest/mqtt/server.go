@@ -116,6 +116,9 @@ type Server struct {
 	broker  *mqtt.Server
 	inline  *mqtt.Client // re-injects stored QoS 1/2 publishes for delivery
 	sess    *sessions    // queued and in-flight outbound messages, and the session store
+	hook    *hook
+	sw      sweeper       // offline sessions, for the expiry sweep (sweep.go)
+	swept   chan struct{} // closed when sweepLoop has returned
 
 	conns   sync.Map // *mqtt.Client → *conn
 	closing atomic.Bool
@@ -159,7 +162,8 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("mqtt: %w", err)
 	}
 	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, router: r,
-		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{}), quit: make(chan struct{})}
+		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{}), quit: make(chan struct{}),
+		sw: sweeper{offline: map[*mqtt.Client]struct{}{}}, swept: make(chan struct{})}
 	m, err := newMetrics(opts.Registerer, func() *system.Info {
 		if s.broker == nil {
 			return nil
@@ -198,8 +202,15 @@ func New(opts Options) (*Server, error) {
 		ClientNetReadBufferSize:  1024,
 		SysTopicResendInterval:   10,
 	})
+	if err := stopMochiSweeps(s.broker); err != nil {
+		return nil, err
+	}
 	s.inline = s.broker.NewClient(nil, "local", "ferry-ingest", true)
-	if err := s.broker.AddHook(&hook{s: s}, nil); err != nil {
+	s.hook = &hook{s: s}
+	if err := s.broker.AddHook(s.hook, nil); err != nil {
+		return nil, err
+	}
+	if err := s.broker.AddHook(&sweepHook{sw: &s.sw}, nil); err != nil {
 		return nil, err
 	}
 	sess, err := openSessions(s, opts.SessionDB)
@@ -227,6 +238,7 @@ func New(opts Options) (*Server, error) {
 		subs += int64(cl.State.Subscriptions.Len())
 	}
 	atomic.StoreInt64(&s.broker.Info.Subscriptions, subs)
+	go s.sweepLoop()
 	for _, bc := range opts.Bridges {
 		b, err := s.startBridge(bc)
 		if err != nil {
@@ -324,6 +336,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() {
 		s.closing.Store(true)
 		close(s.quit)
+		<-s.swept
 		for _, b := range s.bridges {
 			b.stop()
 		}
