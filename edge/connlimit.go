@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,6 +154,19 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })
 	return err
+}
+
+// errNotSocket is SyscallConn's answer for a connection that is no socket.
+var errNotSocket = errors.New("connection is not a socket")
+
+// SyscallConn is the socket's, so that what reads through the limit can
+// still wait on the socket itself (the MQTT front end's reader holds no
+// buffer while it waits: ingest/mqtt/reader.go).
+func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errNotSocket
 }
 
 // sourceIP is the address part of a remote address.

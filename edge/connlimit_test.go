@@ -225,3 +225,49 @@ func TestMQTTWebSocketListenerCaps(t *testing.T) {
 		t.Errorf("accepted{mqtt-ws} = %v, want 3", got)
 	}
 }
+
+// A connection accepted under the caps still offers its socket
+// (syscall.Conn), which the MQTT front end's reader waits on so that an
+// idle connection holds no read buffer; one that is no socket says so.
+func TestLimitConnOffersItsSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := limit(ln, "test", ConnLimits{}, newConnMetrics(), slog.New(slog.DiscardHandler))
+	defer l.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	s, ok := sc.(syscall.Conn)
+	if !ok {
+		t.Fatalf("%T offers no SyscallConn", sc)
+	}
+	raw, err := s.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var got [1]byte
+	var n int
+	if err := raw.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), got[:])
+		return err != syscall.EAGAIN
+	}); err != nil || n != 1 || got[0] != 'x' {
+		t.Fatalf("read through the socket: %d %q %v", n, got[:max(n, 0)], err)
+	}
+	p1, _ := net.Pipe()
+	defer p1.Close()
+	if _, err := (&limitConn{Conn: p1}).SyscallConn(); err == nil {
+		t.Fatal("a pipe offered a socket")
+	}
+}

@@ -3,7 +3,9 @@ package mqtt
 import (
 	"fmt"
 	"net"
+	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,4 +81,53 @@ func TestOfflineSessionExpires(t *testing.T) {
 	if ack := rc.connect(connectOpts{id: "long", sessionExpiry: 3600}); !ack.SessionPresent {
 		t.Fatal("session not present")
 	}
+}
+
+// An idle connection's goroutines wait on small stacks: mochi's reader
+// waited on a 16 KiB stack grown while it handled CONNECT (20 KiB per
+// connection with its writer), next to a 1 KiB read buffer.
+func TestIdleConnectionFootprint(t *testing.T) {
+	const n = 1000
+	b := startBroker(t, "", nil)
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	g0 := runtime.NumGoroutine()
+	for i := 0; i < n; i++ {
+		dialIdleRaw(t, b.addr, fmt.Sprintf("idle%04d", i))
+	}
+	waitFor(t, "every client to be connected", func() bool { return b.srv.broker.Clients.Len() == n })
+	runtime.GC() // stacks shrink at a GC
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	goroutines := float64(runtime.NumGoroutine()-g0) / n
+	stack := float64(m1.StackInuse-m0.StackInuse) / n
+	heap := float64(m1.HeapInuse-m0.HeapInuse) / n // the test's side of each connection included
+	t.Logf("per idle connection: %.2f goroutines, %.0f B of stack, %.0f B of heap", goroutines, stack, heap)
+	// A reader and mochi's writer at 4 KiB each; 12 KiB leaves room for
+	// the race detector's frames and stacks freed but not yet reused
+	// (mochi's reader alone held 16 KiB).
+	if stack > 12<<10 {
+		t.Errorf("%.0f B of stack per idle connection; want at most 12 KiB", stack)
+	}
+}
+
+// The mochi functions connection.go calls through go:linkname are declared
+// with the signatures of mochi v2.7.9: a linkname is not type-checked, so
+// another version must be read before go.mod names it.
+func TestMochiVersionPinned(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mod), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "github.com/mochi-mqtt/server/v2" {
+			if f[1] != "v2.7.9" {
+				t.Fatalf("go.mod names mochi %s: check the signatures in connection.go against it, then this test", f[1])
+			}
+			return
+		}
+	}
+	t.Fatal("go.mod does not name github.com/mochi-mqtt/server/v2")
 }

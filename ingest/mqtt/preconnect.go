@@ -36,87 +36,20 @@ const (
 
 var preReasons = []string{preTimeout, preTooLarge, preMalformed, preProtocolError, preClosed}
 
-// preConn is an accepted connection whose CONNECT packet has been read:
-// mochi's first reads get those bytes, then the connection's.
-//
-// After CONNECT it follows the packets' fixed headers as they pass (bodies
-// are skipped by count, nothing is copied), so that a packet declared
-// larger than MaxPacketSize is answered, for an MQTT 5 client, with
-// DISCONNECT 0x95 before mochi refuses its header and closes the
-// connection without a word.
+// preConn is an accepted connection whose CONNECT packet has been read.
+// The connection's reader (reader.go) follows; it answers a packet
+// declared larger than MaxPacketSize, for an MQTT 5 client, with
+// DISCONNECT 0x95 (tooLarge) before the connection is closed.
 type preConn struct {
 	net.Conn
-	pending   []byte      // the CONNECT packet not yet read by mochi (its read goroutine only)
-	connected atomic.Bool // the hook's OnConnect ran: later errors are the session's
-	maxSize   uint32
+	pending   []byte                      // the CONNECT packet, until it is decoded
+	connected atomic.Bool                 // the hook's OnConnect ran: later errors are the session's
 	client    atomic.Pointer[mqtt.Client] // set by OnConnect for an MQTT 5 client: told of an oversized packet
-	frame     frameState                  // the read goroutine's only
-}
-
-// frameState follows MQTT framing over a byte stream.
-type frameState struct {
-	inLength bool   // reading a remaining length
-	length   uint32 // the remaining length so far
-	shift    uint
-	skip     uint64 // body bytes still to pass
-	off      bool   // stopped following (a malformed length: mochi ends it)
-	told     bool   // the DISCONNECT is written
-}
-
-func (c *preConn) Read(p []byte) (int, error) {
-	if len(c.pending) == 0 {
-		n, err := c.Conn.Read(p)
-		if n > 0 && c.maxSize > 0 && !c.frame.off {
-			c.follow(p[:n])
-		}
-		return n, err
-	}
-	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
-	if len(c.pending) == 0 {
-		c.pending = nil // let the packet's bytes go
-	}
-	return n, nil
-}
-
-// follow passes b through the framing state and tells an MQTT 5 client
-// whose packet header declares more than maxSize (remaining length + 1, as
-// mochi counts) that it is too large.
-func (c *preConn) follow(b []byte) {
-	f := &c.frame
-	for i := 0; i < len(b); {
-		switch {
-		case f.skip > 0:
-			n := min(f.skip, uint64(len(b)-i))
-			f.skip -= n
-			i += int(n)
-		case !f.inLength:
-			f.inLength, f.length, f.shift = true, 0, 0
-			i++ // the packet type byte
-		default:
-			v := b[i]
-			i++
-			f.length |= uint32(v&0x7f) << f.shift
-			f.shift += 7
-			if v&0x80 != 0 {
-				if f.shift >= 28 {
-					f.off = true
-					return
-				}
-				continue
-			}
-			f.inLength = false
-			f.skip = uint64(f.length)
-			if f.length+1 > c.maxSize && !f.told {
-				f.told = true
-				c.tooLarge()
-			}
-		}
-	}
+	reader    packetReader                // the established connection's (reader.go)
 }
 
 // tooLarge writes DISCONNECT 0x95 to an MQTT 5 client, under the client's
-// lock as mochi's writes are, before mochi closes the connection.
+// lock as mochi's writes are, before the connection is closed.
 func (c *preConn) tooLarge() {
 	cl := c.client.Load()
 	if cl == nil {
@@ -135,7 +68,7 @@ func (c *preConn) tooLarge() {
 
 // readConnect reads the first packet of c, which must be a CONNECT of at
 // most maxSize bytes (counted as mochi does: remaining length + 1), and
-// returns c wrapped to replay it. The caller's deadline bounds the wait.
+// returns c wrapped with it. The caller's deadline bounds the wait.
 func readConnect(c net.Conn, maxSize uint32) (*preConn, error) {
 	br := connByteReader{c: c}
 	first, err := br.ReadByte()
@@ -172,7 +105,7 @@ func readConnect(c net.Conn, maxSize uint32) (*preConn, error) {
 			return nil, err
 		}
 	}
-	return &preConn{Conn: c, pending: buf, maxSize: maxSize}, nil
+	return &preConn{Conn: c, pending: buf}, nil
 }
 
 // connByteReader reads a connection byte by byte, keeping what it read

@@ -117,8 +117,9 @@ type Server struct {
 	inline  *mqtt.Client // re-injects stored QoS 1/2 publishes for delivery
 	sess    *sessions    // queued and in-flight outbound messages, and the session store
 	hook    *hook
-	sw      sweeper       // offline sessions, for the expiry sweep (sweep.go)
-	swept   chan struct{} // closed when sweepLoop has returned
+	mochi   mochiInternals // the broker's hook list and delayed wills (connection.go)
+	sw      sweeper        // offline sessions, for the expiry sweep (sweep.go)
+	swept   chan struct{}  // closed when sweepLoop has returned
 
 	conns   sync.Map // *mqtt.Client → *conn
 	closing atomic.Bool
@@ -203,6 +204,9 @@ func New(opts Options) (*Server, error) {
 		SysTopicResendInterval:   10,
 	})
 	if err := stopMochiSweeps(s.broker); err != nil {
+		return nil, err
+	}
+	if s.mochi, err = reachMochi(s.broker); err != nil {
 		return nil, err
 	}
 	s.inline = s.broker.NewClient(nil, "local", "ferry-ingest", true)
@@ -388,9 +392,11 @@ func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 }
 
 // listener adapts a net.Listener to mochi's listener interface (TCP, TLS,
-// and WebSocket through wsListener). Each connection's CONNECT is read here (preconnect.go), within the CONNECT
-// timeout, before mochi gets the connection; after CONNECT the keepalive
-// sets the deadline.
+// and WebSocket through wsListener). Each connection is served here rather
+// than by mochi's EstablishConnection: its CONNECT read (preconnect.go)
+// within the CONNECT timeout, its client established and its packets read
+// by ferry (connection.go, reader.go) and handled by mochi; after CONNECT
+// the keepalive sets the deadline.
 type listener struct {
 	id        string
 	proto     string
@@ -431,8 +437,24 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-// handle reads the connection's CONNECT, then gives it to mochi.
-func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
+// handle serves one connection: its CONNECT read and the client
+// established (open), then its packets read (readLoop, on this goroutine,
+// which has done nothing deep: connection.go), then its end.
+func (l *listener) handle(c net.Conn, _ listeners.EstablishFn) {
+	pc, cl := l.open(c)
+	if cl == nil {
+		return
+	}
+	err := l.s.readLoop(cl, pc)
+	l.s.end(cl, err)
+	if err != nil {
+		l.log.Debug("mqtt connection ended", "remote", cl.Net.Remote, "err", err)
+	}
+}
+
+// open reads the connection's CONNECT and establishes its client; nil if
+// the connection ended (counted and logged here).
+func (l *listener) open(c net.Conn) (*preConn, *mqtt.Client) {
 	s := l.s
 	c.SetDeadline(time.Now().Add(s.opts.ConnectTimeout))
 	s.metrics.pending.Inc()
@@ -446,15 +468,18 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 	if err != nil {
 		c.Close()
 		s.preconnectEnded(c.RemoteAddr().String(), err)
-		return
+		return nil, nil
 	}
-	err = establish(l.id, pc)
+	cl, err := s.start(l.id, pc)
 	switch {
+	case err == nil:
+		return pc, cl
 	case !pc.connected.Load():
 		s.preconnectEnded(c.RemoteAddr().String(), err)
-	case err != nil:
+	default:
 		l.log.Debug("mqtt connection ended", "remote", c.RemoteAddr().String(), "err", err)
 	}
+	return nil, nil
 }
 
 func (l *listener) Close(closeClients listeners.CloseFn) {

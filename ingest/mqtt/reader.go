@@ -1,0 +1,294 @@
+package mqtt
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// The connection's reader: packets read and handed to mochi, waiting for
+// the next one a few frames deep, holding no read buffer while it waits.
+//
+// On a socket (TCP, also under the edge's connection limits) the reader
+// asks the runtime to wait until bytes are there (syscall.RawConn.Read),
+// and only then takes a buffer from a pool, to give it back as soon as it
+// has consumed what came: an idle connection holds none. Other connections
+// (TLS, WebSocket) read through their net.Conn into a small buffer of
+// their own, since their Read blocks.
+
+// readBufSize is the size of the pooled read buffers.
+const readBufSize = 4096
+
+// fallbackBufSize is the buffer of a connection that is not a socket.
+const fallbackBufSize = 512
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// packetReader buffers a connection's reads.
+type packetReader struct {
+	conn   net.Conn        // read when raw is nil
+	raw    syscall.RawConn // the socket, when conn is one
+	pooled *[]byte         // data's buffer when it is from readBufs
+	own    []byte          // the buffer of a connection that is not a socket
+	data   []byte          // what was read and not yet consumed is data[r:]
+	r      int
+
+	// raw.Read's callback and its results, made once (a closure per
+	// read would be an allocation per read).
+	onReadable func(fd uintptr) bool
+	into       []byte // where onReadable reads; nil: a pooled buffer
+	n          int
+	rerr       error
+}
+
+func (pr *packetReader) init(c net.Conn) {
+	*pr = packetReader{conn: c}
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			pr.raw = raw
+			pr.onReadable = pr.readable
+		}
+	}
+}
+
+// readable reads the socket fd once it may have bytes: into pr.into, or
+// into a buffer from the pool, taken only when bytes are there. It
+// returns false (wait for the socket) when none are.
+func (pr *packetReader) readable(fd uintptr) bool {
+	if pr.into != nil {
+		pr.n, pr.rerr = readFD(fd, pr.into)
+		return pr.rerr != syscall.EAGAIN
+	}
+	bp := readBufs.Get().(*[]byte)
+	pr.n, pr.rerr = readFD(fd, *bp)
+	if pr.rerr == syscall.EAGAIN {
+		readBufs.Put(bp)
+		return false
+	}
+	if pr.n > 0 {
+		pr.pooled = bp
+	} else {
+		readBufs.Put(bp)
+	}
+	return true
+}
+
+// rawRead reads the socket into p (nil: a pooled buffer, pr.pooled).
+func (pr *packetReader) rawRead(p []byte) (int, error) {
+	pr.into = p
+	err := pr.raw.Read(pr.onReadable)
+	pr.into = nil
+	n, rerr := pr.n, pr.rerr
+	pr.rerr = nil
+	switch {
+	case err != nil:
+		return 0, err // a deadline, or the connection closed
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n <= 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// release gives the pooled buffer back once it is consumed.
+func (pr *packetReader) release() {
+	if pr.pooled != nil {
+		readBufs.Put(pr.pooled)
+		pr.pooled = nil
+	}
+	pr.data, pr.r = nil, 0
+}
+
+// fill reads what is there (at least a byte) once data is consumed.
+func (pr *packetReader) fill() error {
+	pr.release()
+	if pr.raw == nil {
+		if pr.own == nil {
+			pr.own = make([]byte, fallbackBufSize)
+		}
+		n, err := pr.conn.Read(pr.own)
+		if n > 0 {
+			pr.data = pr.own[:n]
+			return nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	n, err := pr.rawRead(nil)
+	if err != nil {
+		return err
+	}
+	pr.data = (*pr.pooled)[:n]
+	return nil
+}
+
+// readFD reads fd once, again if a signal interrupted it.
+func readFD(fd uintptr, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(int(fd), p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+// ReadByte returns the next byte, waiting for it.
+func (pr *packetReader) ReadByte() (byte, error) {
+	if pr.r == len(pr.data) {
+		if err := pr.fill(); err != nil {
+			return 0, err
+		}
+	}
+	b := pr.data[pr.r]
+	pr.r++
+	if pr.r == len(pr.data) {
+		pr.release()
+	}
+	return b, nil
+}
+
+// readFull fills p: what is buffered first, then reads; a large remainder
+// is read straight into p.
+func (pr *packetReader) readFull(p []byte) error {
+	for len(p) > 0 {
+		if pr.r == len(pr.data) {
+			if len(p) >= readBufSize {
+				n, err := pr.readDirect(p)
+				if err != nil {
+					return err
+				}
+				p = p[n:]
+				continue
+			}
+			if err := pr.fill(); err != nil {
+				return err
+			}
+		}
+		n := copy(p, pr.data[pr.r:])
+		pr.r += n
+		p = p[n:]
+		if pr.r == len(pr.data) {
+			pr.release()
+		}
+	}
+	return nil
+}
+
+// readDirect reads into p without a buffer.
+func (pr *packetReader) readDirect(p []byte) (int, error) {
+	if pr.raw == nil {
+		n, err := pr.conn.Read(p)
+		if n > 0 {
+			return n, nil
+		}
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return 0, err
+	}
+	return pr.rawRead(p)
+}
+
+// readLoop reads the packets of an established client until the
+// connection ends (an error) or the client is stopped (nil), as mochi's
+// Client.Read did, the keepalive deadline renewed before each.
+func (s *Server) readLoop(cl *mqtt.Client, pc *preConn) error {
+	pc.reader.init(pc.Conn)
+	defer pc.reader.release()
+	for {
+		if cl.Closed() {
+			return nil
+		}
+		keepaliveDeadline(cl)
+		if err := s.readPacket(cl, pc); err != nil {
+			return err
+		}
+	}
+}
+
+// readPacket reads one packet and has it handled. An idle connection's
+// reader waits in its first ReadByte.
+func (s *Server) readPacket(cl *mqtt.Client, pc *preConn) error {
+	pr := &pc.reader
+	first, err := pr.ReadByte()
+	if err != nil {
+		return err
+	}
+	var fh packets.FixedHeader
+	if err := fh.Decode(first); err != nil {
+		return err
+	}
+	n, bu, err := packets.DecodeLength(pr)
+	if err != nil {
+		return err
+	}
+	if max := s.opts.MaxPacketSize; uint32(n+1) > max {
+		pc.tooLarge()                    // DISCONNECT 0x95 for an MQTT 5 client
+		return packets.ErrPacketTooLarge // [MQTT-3.2.2-15]
+	}
+	atomic.AddInt64(&s.broker.Info.BytesReceived, int64(bu+1))
+	// The decoded packet keeps slices of body (topic, payload): it is
+	// the packet's own.
+	body := make([]byte, n)
+	if err := pr.readFull(body); err != nil {
+		return err
+	}
+	return s.handlePacket(cl, fh, body)
+}
+
+// packetDecoders decode a packet's body by its type: those a server
+// receives, and those mochi's reader also accepted.
+var packetDecoders = [16]func(*packets.Packet, []byte) error{
+	packets.Connect:     (*packets.Packet).ConnectDecode,
+	packets.Connack:     (*packets.Packet).ConnackDecode,
+	packets.Publish:     (*packets.Packet).PublishDecode,
+	packets.Puback:      (*packets.Packet).PubackDecode,
+	packets.Pubrec:      (*packets.Packet).PubrecDecode,
+	packets.Pubrel:      (*packets.Packet).PubrelDecode,
+	packets.Pubcomp:     (*packets.Packet).PubcompDecode,
+	packets.Subscribe:   (*packets.Packet).SubscribeDecode,
+	packets.Suback:      (*packets.Packet).SubackDecode,
+	packets.Unsubscribe: (*packets.Packet).UnsubscribeDecode,
+	packets.Unsuback:    (*packets.Packet).UnsubackDecode,
+	packets.Pingreq:     func(*packets.Packet, []byte) error { return nil },
+	packets.Pingresp:    func(*packets.Packet, []byte) error { return nil },
+	packets.Disconnect:  (*packets.Packet).DisconnectDecode,
+	packets.Auth:        (*packets.Packet).AuthDecode,
+}
+
+// handlePacket decodes a packet and gives it to the hooks (OnPacketRead)
+// and mochi's packet handling. It is kept out of readPacket so that the
+// packet's large struct is not in the frame of a waiting reader.
+//
+//go:noinline
+func (s *Server) handlePacket(cl *mqtt.Client, fh packets.FixedHeader, body []byte) error {
+	info := s.broker.Info
+	atomic.AddInt64(&info.PacketsReceived, 1)
+	atomic.AddInt64(&info.BytesReceived, int64(len(body)))
+	pk := packets.Packet{FixedHeader: fh, ProtocolVersion: cl.Properties.ProtocolVersion}
+	dec := packetDecoders[fh.Type&0xf]
+	if dec == nil {
+		return fmt.Errorf("invalid packet type; %v", fh.Type)
+	}
+	if err := dec(&pk, body); err != nil {
+		return err
+	}
+	if fh.Type == packets.Publish {
+		atomic.AddInt64(&info.MessagesReceived, 1)
+	}
+	pk, err := s.mochi.hooks.OnPacketRead(cl, pk)
+	if err != nil {
+		return err
+	}
+	return mochiReceivePacket(s.broker, cl, pk)
+}
