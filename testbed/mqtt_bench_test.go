@@ -335,7 +335,8 @@ func logRecordsByKey(tb testing.TB, addr, topic string) map[string]int64 {
 // BenchmarkMQTTIdleMemory: MQTT_BENCH_IDLE (10,000) devices connect with
 // MQTT 3.1.1, keepalive 60 s, and then stay idle; the broker's resident
 // memory (VmRSS) is reported before they connect and after they have been
-// idle for 10 s. The clients are raw TCP connections speaking CONNECT,
+// idle for 10 s, and its CPU time over the 5 s after that (%CPU-idle, of
+// one core). The clients are raw TCP connections speaking CONNECT,
 // CONNACK and PINGREQ (mochi's packets package), so this process stays
 // light.
 func BenchmarkMQTTIdleMemory(b *testing.B) {
@@ -430,13 +431,19 @@ func BenchmarkMQTTIdleMemory(b *testing.B) {
 			tick.Stop()
 			close(tickDone)
 			rss := rssBytes(b, pid)
+			// CPU while idle: the next 5 s, once what follows a burst of
+			// connects (ferry's memory release) is over.
+			cpu0 := procCPU(b, pid)
+			time.Sleep(5 * time.Second)
+			idleCPU := (procCPU(b, pid) - cpu0) / 5 // of one core
 			b.ReportMetric(float64(rss0)/(1<<20), "MiB-rss-empty")
 			b.ReportMetric(float64(rssConnected)/(1<<20), "MiB-rss-connected")
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-rss-idle10s")
 			b.ReportMetric(float64(rss-rss0)/float64(n)/1024, "KiB/device")
 			b.ReportMetric(float64(n)/connectTime.Seconds(), "connects/s")
-			b.Logf("%s: RSS %.1f MiB empty, %.1f MiB with %d devices just connected, %.1f MiB after 10 s idle (%.1f KiB per device)",
-				broker, float64(rss0)/(1<<20), float64(rssConnected)/(1<<20), n, float64(rss)/(1<<20), float64(rss-rss0)/float64(n)/1024)
+			b.ReportMetric(100*idleCPU, "%CPU-idle")
+			b.Logf("%s: RSS %.1f MiB empty, %.1f MiB with %d devices just connected, %.1f MiB after 10 s idle (%.1f KiB per device); %.2f%% of a core while idle",
+				broker, float64(rss0)/(1<<20), float64(rssConnected)/(1<<20), n, float64(rss)/(1<<20), float64(rss-rss0)/float64(n)/1024, 100*idleCPU)
 			if fp != nil {
 				m := ferryMetrics(b, fp.adminAddr, "go_memstats_", "go_goroutines", "ferry_mqtt_connections", "process_resident_memory_bytes")
 				for _, k := range []string{"go_memstats_heap_inuse_bytes", "go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes",

@@ -91,12 +91,14 @@ func (s *Server) start(lid string, pc *preConn) (*mqtt.Client, error) {
 		b.Listeners.ClientsWg.Done()
 		return nil, err
 	}
+	s.churn.add()
 	return cl, nil
 }
 
 // end ends an established client once its reader returned err.
 func (s *Server) end(cl *mqtt.Client, err error) {
 	s.disconnected(cl, err)
+	s.churn.add()
 	atomic.AddInt64(&s.broker.Info.ClientsConnected, -1)
 	cl.Stop(nil)
 	s.broker.Listeners.ClientsWg.Done()

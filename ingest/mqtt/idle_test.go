@@ -131,3 +131,24 @@ func TestMochiVersionPinned(t *testing.T) {
 	}
 	t.Fatal("go.mod does not name github.com/mochi-mqtt/server/v2")
 }
+
+// Once a burst of connects has settled, the memory it left free goes back
+// to the operating system: with every device idle nothing allocates, so
+// the runtime would otherwise keep the heap the burst grew to.
+func TestMemoryReleasedOnceConnectsSettle(t *testing.T) {
+	b := startBroker(t, "", nil)
+	b.srv.churn.quiet.Store(int64(300 * time.Millisecond))
+	b.srv.churn.min.Store(100)
+	for i := 0; i < 150; i++ {
+		dialIdleRaw(t, b.addr, fmt.Sprintf("burst%03d", i))
+	}
+	waitFor(t, "the memory to be released", func() bool { return b.srv.churn.released.Load() > 0 })
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	if free := m.HeapIdle - m.HeapReleased; free > 1<<20 {
+		t.Fatalf("%d bytes of free heap still resident after the release", free)
+	}
+	if n := b.srv.churn.count.Load(); n != 0 {
+		t.Fatalf("churn count %d after the release; want 0", n)
+	}
+}

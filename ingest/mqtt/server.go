@@ -120,6 +120,7 @@ type Server struct {
 	mochi   mochiInternals // the broker's hook list and delayed wills (connection.go)
 	sw      sweeper        // offline sessions, for the expiry sweep (sweep.go)
 	swept   chan struct{}  // closed when sweepLoop has returned
+	churn   churnTracker   // connects and disconnects, for releasing memory once they settle (quiet.go)
 
 	conns   sync.Map // *mqtt.Client → *conn
 	closing atomic.Bool
@@ -165,6 +166,8 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, router: r,
 		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{}), quit: make(chan struct{}),
 		sw: sweeper{offline: map[*mqtt.Client]struct{}{}}, swept: make(chan struct{})}
+	s.churn.quiet.Store(int64(releaseQuiet))
+	s.churn.min.Store(releaseChurn)
 	m, err := newMetrics(opts.Registerer, func() *system.Info {
 		if s.broker == nil {
 			return nil

@@ -84,6 +84,7 @@ func (s *Server) sweepLoop() {
 			return
 		case now := <-t.C:
 			s.sweep(now.Unix())
+			s.maybeRelease(now)
 		}
 	}
 }
