@@ -83,7 +83,7 @@ func (s *Server) start(lid string, pc *preConn) (*mqtt.Client, error) {
 	// only mochi's reader uses.
 	cl := b.NewClient(nil, lid, "", false)
 	cl.Net.Conn, cl.Net.Remote = pc, pc.RemoteAddr().String()
-	go cl.WriteLoop() // mochi's queue of deliveries; ends with cl.Stop
+	pc.w.out = outbound(cl) // written by writeOut while it holds packets (writer.go)
 	done := make(chan error, 1)
 	go func() { done <- s.establish(lid, cl, pc) }()
 	if err := <-done; err != nil {

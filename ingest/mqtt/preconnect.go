@@ -46,6 +46,7 @@ type preConn struct {
 	connected atomic.Bool                 // the hook's OnConnect ran: later errors are the session's
 	client    atomic.Pointer[mqtt.Client] // set by OnConnect for an MQTT 5 client: told of an oversized packet
 	reader    packetReader                // the established connection's (reader.go)
+	w         outWriter                   // its deliveries' writer (writer.go)
 }
 
 // tooLarge writes DISCONNECT 0x95 to an MQTT 5 client, under the client's

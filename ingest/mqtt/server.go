@@ -121,6 +121,7 @@ type Server struct {
 	sw      sweeper        // offline sessions, for the expiry sweep (sweep.go)
 	swept   chan struct{}  // closed when sweepLoop has returned
 	churn   churnTracker   // connects and disconnects, for releasing memory once they settle (quiet.go)
+	writers sync.WaitGroup // delivery writers (writer.go)
 
 	conns   sync.Map // *mqtt.Client → *conn
 	closing atomic.Bool
@@ -218,6 +219,12 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	if err := s.broker.AddHook(&sweepHook{sw: &s.sw}, nil); err != nil {
+		return nil, err
+	}
+	if outboundOffset == 0 {
+		return nil, errNoOutbound
+	}
+	if err := s.broker.AddHook(&writeHook{s: s}, nil); err != nil {
 		return nil, err
 	}
 	sess, err := openSessions(s, opts.SessionDB)
@@ -353,6 +360,7 @@ func (s *Server) Close() error {
 		s.drainClients()
 		s.broker.Close()
 		s.broker.Listeners.ClientsWg.Wait()
+		s.writers.Wait() // the connections are closed: their writers end
 		close(s.done)
 	})
 	return nil

@@ -123,9 +123,11 @@ func (s *Server) sweep(now int64) {
 		}
 	}
 	s.conns.Range(func(k, _ any) bool {
-		if cl := k.(*mqtt.Client); cl.State.Inflight.Len() > 0 {
+		cl := k.(*mqtt.Client)
+		if cl.State.Inflight.Len() > 0 {
 			cl.ClearExpiredInflights(now, maxExpiry)
 		}
+		s.kick(cl) // deliveries no hook told of ($SYS)
 		return true
 	})
 }
