@@ -18,8 +18,9 @@ import (
 //
 // On a socket (TCP, also under the edge's connection limits) the reader
 // asks the runtime to wait until bytes are there (syscall.RawConn.Read),
-// and only then takes a buffer from a pool, to give it back as soon as it
-// has consumed what came: an idle connection holds none. Other connections
+// and only then takes a buffer from a pool; it keeps it while bytes keep
+// coming and gives it back when a read finds none, before it waits: an
+// idle connection holds none. Other connections
 // (TLS, WebSocket) read through their net.Conn into a small buffer of
 // their own, since their Read blocks.
 
@@ -59,25 +60,23 @@ func (pr *packetReader) init(c net.Conn) {
 }
 
 // readable reads the socket fd once it may have bytes: into pr.into, or
-// into a buffer from the pool, taken only when bytes are there. It
-// returns false (wait for the socket) when none are.
+// into the pooled buffer, taken from the pool only when bytes are there
+// and given back when none are, before the reader waits. It returns false
+// (wait for the socket) when none are.
 func (pr *packetReader) readable(fd uintptr) bool {
 	if pr.into != nil {
 		pr.n, pr.rerr = readFD(fd, pr.into)
 		return pr.rerr != syscall.EAGAIN
 	}
-	bp := readBufs.Get().(*[]byte)
-	pr.n, pr.rerr = readFD(fd, *bp)
-	if pr.rerr == syscall.EAGAIN {
-		readBufs.Put(bp)
-		return false
+	if pr.pooled == nil {
+		pr.pooled = readBufs.Get().(*[]byte)
 	}
-	if pr.n > 0 {
-		pr.pooled = bp
-	} else {
-		readBufs.Put(bp)
+	pr.n, pr.rerr = readFD(fd, *pr.pooled)
+	if pr.rerr == syscall.EAGAIN || pr.n <= 0 {
+		readBufs.Put(pr.pooled) // nothing came: no buffer while waiting
+		pr.pooled = nil
 	}
-	return true
+	return pr.rerr != syscall.EAGAIN
 }
 
 // rawRead reads the socket into p (nil: a pooled buffer, pr.pooled).
@@ -98,18 +97,24 @@ func (pr *packetReader) rawRead(p []byte) (int, error) {
 	return n, nil
 }
 
-// release gives the pooled buffer back once it is consumed.
+// consumed forgets the bytes read, all consumed. A socket's buffer is kept
+// for the next read, which gives it back if nothing is there.
+func (pr *packetReader) consumed() {
+	pr.data, pr.r = nil, 0
+}
+
+// release gives the pooled buffer back (the connection ended).
 func (pr *packetReader) release() {
 	if pr.pooled != nil {
 		readBufs.Put(pr.pooled)
 		pr.pooled = nil
 	}
-	pr.data, pr.r = nil, 0
+	pr.consumed()
 }
 
 // fill reads what is there (at least a byte) once data is consumed.
 func (pr *packetReader) fill() error {
-	pr.release()
+	pr.consumed()
 	if pr.raw == nil {
 		if pr.own == nil {
 			pr.own = make([]byte, fallbackBufSize)
@@ -152,7 +157,7 @@ func (pr *packetReader) ReadByte() (byte, error) {
 	b := pr.data[pr.r]
 	pr.r++
 	if pr.r == len(pr.data) {
-		pr.release()
+		pr.consumed()
 	}
 	return b, nil
 }
@@ -163,6 +168,7 @@ func (pr *packetReader) readFull(p []byte) error {
 	for len(p) > 0 {
 		if pr.r == len(pr.data) {
 			if len(p) >= readBufSize {
+				pr.release() // not held while a large body comes
 				n, err := pr.readDirect(p)
 				if err != nil {
 					return err
@@ -178,7 +184,7 @@ func (pr *packetReader) readFull(p []byte) error {
 		pr.r += n
 		p = p[n:]
 		if pr.r == len(pr.data) {
-			pr.release()
+			pr.consumed()
 		}
 	}
 	return nil
@@ -246,26 +252,6 @@ func (s *Server) readPacket(cl *mqtt.Client, pc *preConn) error {
 	return s.handlePacket(cl, fh, body)
 }
 
-// packetDecoders decode a packet's body by its type: those a server
-// receives, and those mochi's reader also accepted.
-var packetDecoders = [16]func(*packets.Packet, []byte) error{
-	packets.Connect:     (*packets.Packet).ConnectDecode,
-	packets.Connack:     (*packets.Packet).ConnackDecode,
-	packets.Publish:     (*packets.Packet).PublishDecode,
-	packets.Puback:      (*packets.Packet).PubackDecode,
-	packets.Pubrec:      (*packets.Packet).PubrecDecode,
-	packets.Pubrel:      (*packets.Packet).PubrelDecode,
-	packets.Pubcomp:     (*packets.Packet).PubcompDecode,
-	packets.Subscribe:   (*packets.Packet).SubscribeDecode,
-	packets.Suback:      (*packets.Packet).SubackDecode,
-	packets.Unsubscribe: (*packets.Packet).UnsubscribeDecode,
-	packets.Unsuback:    (*packets.Packet).UnsubackDecode,
-	packets.Pingreq:     func(*packets.Packet, []byte) error { return nil },
-	packets.Pingresp:    func(*packets.Packet, []byte) error { return nil },
-	packets.Disconnect:  (*packets.Packet).DisconnectDecode,
-	packets.Auth:        (*packets.Packet).AuthDecode,
-}
-
 // handlePacket decodes a packet and gives it to the hooks (OnPacketRead)
 // and mochi's packet handling. It is kept out of readPacket so that the
 // packet's large struct is not in the frame of a waiting reader.
@@ -276,17 +262,46 @@ func (s *Server) handlePacket(cl *mqtt.Client, fh packets.FixedHeader, body []by
 	atomic.AddInt64(&info.PacketsReceived, 1)
 	atomic.AddInt64(&info.BytesReceived, int64(len(body)))
 	pk := packets.Packet{FixedHeader: fh, ProtocolVersion: cl.Properties.ProtocolVersion}
-	dec := packetDecoders[fh.Type&0xf]
-	if dec == nil {
-		return fmt.Errorf("invalid packet type; %v", fh.Type)
+	// Called directly (not through a table of method values), so that pk
+	// stays on the stack: it is 870 bytes.
+	var err error
+	switch fh.Type {
+	case packets.Publish:
+		if err = pk.PublishDecode(body); err == nil {
+			atomic.AddInt64(&info.MessagesReceived, 1)
+		}
+	case packets.Puback:
+		err = pk.PubackDecode(body)
+	case packets.Pubrec:
+		err = pk.PubrecDecode(body)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(body)
+	case packets.Pubcomp:
+		err = pk.PubcompDecode(body)
+	case packets.Subscribe:
+		err = pk.SubscribeDecode(body)
+	case packets.Unsubscribe:
+		err = pk.UnsubscribeDecode(body)
+	case packets.Pingreq, packets.Pingresp:
+	case packets.Disconnect:
+		err = pk.DisconnectDecode(body)
+	case packets.Auth:
+		err = pk.AuthDecode(body)
+	case packets.Connect: // a second CONNECT: mochi's handling refuses it
+		err = pk.ConnectDecode(body)
+	case packets.Connack:
+		err = pk.ConnackDecode(body)
+	case packets.Suback:
+		err = pk.SubackDecode(body)
+	case packets.Unsuback:
+		err = pk.UnsubackDecode(body)
+	default:
+		err = fmt.Errorf("invalid packet type; %v", fh.Type)
 	}
-	if err := dec(&pk, body); err != nil {
+	if err != nil {
 		return err
 	}
-	if fh.Type == packets.Publish {
-		atomic.AddInt64(&info.MessagesReceived, 1)
-	}
-	pk, err := s.mochi.hooks.OnPacketRead(cl, pk)
+	pk, err = s.mochi.hooks.OnPacketRead(cl, pk)
 	if err != nil {
 		return err
 	}
