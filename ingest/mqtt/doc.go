@@ -1,5 +1,7 @@
 // Package mqtt is ferry's MQTT 3.1.1 and 5 front end: a full MQTT broker
-// (mochi-mqtt is the protocol engine, extended through its hooks) that also
+// (mochi-mqtt is the protocol engine, extended through its hooks; ferry
+// runs the connections, reading packets and writing deliveries, so that an
+// idle one costs a goroutine on a small stack and no buffers) that also
 // turns every publish into a record of a key-partitioned log topic, so Kafka
 // clients and the mirror read what devices sent.
 //
