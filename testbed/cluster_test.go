@@ -488,10 +488,11 @@ func TestClusterFromASingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl2.Close()
-	md2, err := kadm.NewClient(cl2).Metadata(ctx, "history")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var md2 kadm.Metadata
+	c.waitFor("the imported topic on node 3", func() bool { // node 3 follows the metadata on its own time
+		md2, err = kadm.NewClient(cl2).Metadata(ctx, "history")
+		return err == nil && md2.Topics["history"].Err == nil && len(md2.Topics["history"].Partitions) == 1
+	})
 	if md2.Topics["history"].ID != id || md2.Topics["history"].Partitions[0].Leader != 1 {
 		t.Fatalf("after the upgrade: id %v leader %d; before: id %v on node 1", md2.Topics["history"].ID, md2.Topics["history"].Partitions[0].Leader, id)
 	}
