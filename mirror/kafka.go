@@ -288,20 +288,7 @@ func (s *Sender) kafkaSession(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := kl.ship(ctx, key, part, next, k.topic(s.edge, p.Topic))
-			var se *storageError
-			if errors.As(err, &se) {
-				s.logger.Error("mirror: a partition stopped shipping: the edge cannot read its own log there (run ferry log verify)",
-					"topic", key.topic, "partition", key.partition, "offset", se.at, "err", se.err)
-				s.mu.Lock()
-				s.blocked[key] = &blockedPart{at: se.at, err: se.err}
-				s.mu.Unlock()
-				s.metrics.readErrs.Inc()
-				return
-			}
-			if err != nil {
-				errc <- err
-			}
+			s.shipEnded(key, kl.ship(ctx, key, part, next, k.topic(s.edge, p.Topic)), errc)
 		}()
 	}
 	wg.Add(1)

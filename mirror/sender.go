@@ -348,6 +348,25 @@ func (s *Sender) Run(ctx context.Context) error {
 	return nil
 }
 
+// shipEnded handles how one partition's shipping ended: a partition the
+// edge cannot read past some offset stops there alone (blocked, logged,
+// counted) while the others ship on; any other error ends the session.
+func (s *Sender) shipEnded(key partKey, err error, errc chan<- error) {
+	var se *storageError
+	if errors.As(err, &se) {
+		s.logger.Error("mirror: a partition stopped shipping: the edge cannot read its own log there (run ferry log verify)",
+			"topic", key.topic, "partition", key.partition, "offset", se.at, "err", se.err)
+		s.mu.Lock()
+		s.blocked[key] = &blockedPart{at: se.at, err: se.err}
+		s.mu.Unlock()
+		s.metrics.readErrs.Inc()
+		return
+	}
+	if err != nil {
+		errc <- err
+	}
+}
+
 // center is the address the next session dials.
 func (s *Sender) center() string {
 	return s.centers[int(s.nextCenter.Load()%uint32(len(s.centers)))]
@@ -488,22 +507,7 @@ func (s *Sender) session(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := l.ship(ctx, key, part, from, limit, flags)
-			var se *storageError
-			if errors.As(err, &se) {
-				// This partition cannot be read past se.at: it stops, the
-				// others ship on.
-				s.logger.Error("mirror: a partition stopped shipping: the edge cannot read its own log there (run ferry log verify)",
-					"topic", key.topic, "partition", key.partition, "offset", se.at, "err", se.err)
-				s.mu.Lock()
-				s.blocked[key] = &blockedPart{at: se.at, err: se.err}
-				s.mu.Unlock()
-				s.metrics.readErrs.Inc()
-				return
-			}
-			if err != nil {
-				errc <- err
-			}
+			s.shipEnded(key, l.ship(ctx, key, part, from, limit, flags), errc)
 		}()
 	}
 	s.mu.Lock()
