@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -31,32 +30,10 @@ func BenchmarkAcksAllLatency(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer prod.Close()
-			cons, err := kgo.NewClient(kgo.SeedBrokers(br.addr), kgo.ConsumeTopics("lat"), kgo.FetchMaxWait(time.Second))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer cons.Close()
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			total := rate * 2
-			seen := make([]time.Duration, 0, total)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				for len(seen) < total && ctx.Err() == nil {
-					fs := cons.PollFetches(ctx)
-					now := time.Now()
-					for _, r := range fs.Records() {
-						seen = append(seen, now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(r.Value)))))
-					}
-				}
-			}()
-			for deadline := time.Now().Add(10 * time.Second); testutil.ToFloat64(br.srv.metrics.requests.WithLabelValues("Fetch")) == 0; {
-				if time.Now().After(deadline) {
-					b.Fatal("consumer never fetched")
-				}
-				time.Sleep(time.Millisecond)
-			}
+			received := consumeLatencies(b, ctx, br, total)
 			acked := make(chan time.Duration, total)
 			b.ResetTimer()
 			tick := time.NewTicker(time.Second / time.Duration(rate))
@@ -77,11 +54,7 @@ func BenchmarkAcksAllLatency(b *testing.B) {
 			for range total {
 				acks = append(acks, <-acked)
 			}
-			select {
-			case <-done:
-			case <-time.After(30 * time.Second):
-				b.Fatalf("received %d of %d", len(seen), total)
-			}
+			seen := received()
 			b.StopTimer()
 			pct := func(d []time.Duration, p float64) float64 {
 				sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
