@@ -139,24 +139,7 @@ func (ps producerState) writeSnapshot(fsys FS, dir string, offset, nowMs int64) 
 	if err != nil {
 		return err
 	}
-	path := snapshotPath(dir, offset)
-	tmp := path + ".tmp"
-	f, err := fsys.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.WriteAt(b, 0)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fsys.Rename(tmp, path)
-	}
-	if err != nil {
-		fsys.Remove(tmp)
+	if err := writeFileAtomic(fsys, dir, filepath.Base(snapshotPath(dir, offset)), b); err != nil {
 		return err
 	}
 	offsets, err := listSnapshots(fsys, dir)
