@@ -33,13 +33,8 @@ func serveAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 	for _, rr := range req.Resources {
 		sr := kmsg.NewAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		if code := cn.configsAllowed(kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName); code != 0 {
-			sr.ErrorCode = code
-			resp.Resources = append(resp.Resources, sr)
-			continue
-		}
-		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
-			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered")
+		if code, msg := cn.alterRefused(rr.ResourceType, rr.ResourceName); code != 0 {
+			sr.ErrorCode, sr.ErrorMessage = code, msg
 			resp.Resources = append(resp.Resources, sr)
 			continue
 		}
@@ -68,4 +63,18 @@ func serveAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil
+}
+
+// alterRefused is why a config change of a resource is refused before it
+// is looked at (AlterConfigs, IncrementalAlterConfigs): the principal may
+// not alter it, or it is not a topic (broker configs are read-only); 0
+// when neither.
+func (cn *conn) alterRefused(rt kmsg.ConfigResourceType, name string) (int16, *string) {
+	if code := cn.configsAllowed(kmsg.ACLOperationAlterConfigs, rt, name); code != 0 {
+		return code, nil
+	}
+	if rt != kmsg.ConfigResourceTypeTopic {
+		return kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered")
+	}
+	return 0, nil
 }

@@ -61,13 +61,8 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 	for _, rr := range req.Resources {
 		sr := kmsg.NewIncrementalAlterConfigsResponseResource()
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
-		if code := cn.configsAllowed(kmsg.ACLOperationAlterConfigs, rr.ResourceType, rr.ResourceName); code != 0 {
-			sr.ErrorCode = code
-			resp.Resources = append(resp.Resources, sr)
-			continue
-		}
-		if rr.ResourceType != kmsg.ConfigResourceTypeTopic {
-			sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered")
+		if code, msg := cn.alterRefused(rr.ResourceType, rr.ResourceName); code != 0 {
+			sr.ErrorCode, sr.ErrorMessage = code, msg
 			resp.Resources = append(resp.Resources, sr)
 			continue
 		}
