@@ -421,15 +421,16 @@ func nearest(fs *pflag.FlagSet, key string) string {
 		if reservedKeys[fl.Name] {
 			return
 		}
-		if d := distance(key, fl.Name); d < bestD {
+		if d := EditDistance(key, fl.Name); d < bestD {
 			best, bestD = fl.Name, d
 		}
 	})
 	return best
 }
 
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
+// EditDistance is the Levenshtein distance between a and b (flag, key and
+// command names: a few dozen bytes), for "did you mean" hints.
+func EditDistance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {

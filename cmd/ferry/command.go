@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"ferry/configs"
 	"fmt"
 	"io"
 	"os"
@@ -153,7 +154,7 @@ func suggestFlag(err error, fs *pflag.FlagSet) string {
 func didYouMean(s string, candidates []string, prefix string) string {
 	best, bestDist := "", -1
 	for _, c := range candidates {
-		d := editDistance(s, c)
+		d := configs.EditDistance(s, c)
 		if strings.HasPrefix(c, s) && len(s) >= 3 {
 			d = min(d, 1)
 		}
@@ -165,26 +166,4 @@ func didYouMean(s string, candidates []string, prefix string) string {
 		return ""
 	}
 	return fmt.Sprintf(", did you mean %s%s?", prefix, best)
-}
-
-// editDistance is the Levenshtein distance between a and b (flag and
-// command names: a few dozen bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
