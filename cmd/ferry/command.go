@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"ferry/configs"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"ferry/configs"
 )
 
 // command is one node of the command tree: a group of subcommands, or a
