@@ -114,8 +114,8 @@ var errNotLeader = errors.New("kafka: this broker does not lead the partition")
 // the cluster does not know (yet) is the log's to answer for.
 func (s *Server) partition(topic string, partition int32) (*flog.Partition, error) {
 	p, err := s.log.Partition(topic, partition)
-	if err != nil {
-		return nil, err
+	if err != nil || s.opts.Cluster == nil {
+		return p, err // alone, this node leads every partition it has
 	}
 	if pv, ok := s.cluster.Partition(topic, partition); ok && pv.Leader != s.opts.NodeID {
 		return nil, fmt.Errorf("%w: %s-%d is led by broker %d", errNotLeader, topic, partition, pv.Leader)
