@@ -127,6 +127,9 @@ func (s *Server) partition(topic string, partition int32) (*flog.Partition, erro
 // The group APIs of a group coordinated elsewhere answer NOT_COORDINATOR,
 // and clients ask FindCoordinator again.
 func (s *Server) coordinates(group string) bool {
+	if s.opts.Cluster == nil {
+		return true
+	}
 	b, ok := s.cluster.Coordinator(group)
 	return ok && b.ID == s.opts.NodeID
 }
