@@ -281,24 +281,32 @@ func TestEdgeShutsDownCleanlyOnSIGTERM(t *testing.T) {
 	defer cmd.Process.Kill()
 
 	// The ready line names the bound admin address.
+	// The scanner reads stderr to its end (the process exiting) before
+	// cmd.Wait, which closes the pipe and would lose the last lines.
 	addrCh := make(chan string, 1)
+	scanned := make(chan struct{})
 	var logs bytes.Buffer
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			logs.WriteString(sc.Text() + "\n")
 			var line map[string]any
 			if json.Unmarshal(sc.Bytes(), &line) == nil {
 				if a, ok := line["admin_addr"].(string); ok {
-					addrCh <- a
+					select {
+					case addrCh <- a:
+					default:
+					}
 				}
 			}
 		}
-		close(addrCh)
 	}()
 	var addr string
 	select {
 	case addr = <-addrCh:
+	case <-scanned:
+		t.Fatalf("ferry edge ended before its ready line:\n%s", logs.String())
 	case <-time.After(30 * time.Second):
 		t.Fatal("no ready line from ferry edge")
 	}
@@ -314,17 +322,13 @@ func TestEdgeShutsDownCleanlyOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("ferry edge exited with %v; logs:\n%s", err, logs.String())
-		}
+	case <-scanned:
 	case <-time.After(15 * time.Second):
 		t.Fatal("ferry edge did not exit within 15 s of SIGTERM")
 	}
-	for range addrCh {
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ferry edge exited with %v; logs:\n%s", err, logs.String())
 	}
 	if !strings.Contains(logs.String(), "shutdown complete") {
 		t.Fatalf("no shutdown-complete line:\n%s", logs.String())
