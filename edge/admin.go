@@ -1,55 +1,73 @@
 package edge
 
 import (
-	"encoding/json"
 	"net/http"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"ferry/edge/statuspage"
+	"ferry/devices"
+	"ferry/edge/adminapi"
+	"ferry/ingest/kafka"
+	flog "ferry/log"
+	"ferry/mirror"
 )
 
-// adminHandler serves the admin listener: metrics, health, and the JSON
-// admin API. Each area registers its routes here.
+// adminHandler serves the admin listener (package adminapi: metrics,
+// health, the status page, the JSON admin API behind the token).
 func (n *Node) adminHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.registry, promhttp.HandlerOpts{}))
-	mux.Handle("GET /", statuspage.Handler()) // the status page (edge/statuspage)
-	mux.Handle("GET /api/history", n.status)  // its tiles' and charts' samples
-	mux.HandleFunc("GET /api/mirror", func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case n.sender != nil:
-			writeJSON(w, http.StatusOK, n.sender.Status())
-		case n.receiver != nil: // a center: its copies of each edge
-			writeJSON(w, http.StatusOK, n.receiver.Status())
-		default:
-			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to) and receives nothing (no --mirror-addr)"})
-		}
-	})
-	mux.HandleFunc("GET /api/mirror/edges", func(w http.ResponseWriter, r *http.Request) {
-		if n.receiver == nil {
-			writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node receives nothing from edges (no --mirror-addr)"})
-			return
-		}
-		writeJSON(w, http.StatusOK, n.receiver.Status())
-	})
-	n.registerAPI(mux)
-	mux.Handle("GET /api/debug/pprof/", pprofHandler()) // behind the token, as all of /api/
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !n.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(n.log.Topics())})
-	})
-	return n.requireToken(mux)
+	return adminapi.Handler(adminBackend{n}, adminapi.Config{Token: n.opts.AdminToken, Metrics: n.registry, History: n.status})
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+// adminBackend is the node as the admin API sees it (adminapi.Backend).
+// Parts the node does not run answer nil, never a typed nil.
+type adminBackend struct{ n *Node }
+
+func (b adminBackend) Node() adminapi.NodeInfo {
+	n := b.n
+	info := adminapi.NodeInfo{Mode: n.opts.Mode, Version: n.opts.Version, Ready: n.ready.Load(), StartedAt: n.started,
+		DataDir: n.opts.DataDir, AdminAuth: n.opts.AdminToken != "", DefaultPartitions: n.opts.DefaultPartitions,
+		Listeners: adminapi.ListenersView{Kafka: n.KafkaAddr(), MQTT: n.MQTTAddrs(), MQTTWebSocket: n.MQTTWSAddr(), Mirror: n.MirrorAddr()}}
+	if n.adminLn != nil {
+		info.Listeners.Admin = n.AdminAddr()
+	}
+	if n.mqtt != nil {
+		info.DevicesOnline = n.mqtt.Connected()
+		info.Auth = n.opts.AuthMode
+		if info.Auth == "" {
+			info.Auth = AuthNone
+		}
+	}
+	return info
+}
+
+func (b adminBackend) Log() *flog.Log { return b.n.log }
+
+func (b adminBackend) TopicAdmin() kafka.TopicAdmin { return b.n.topicAdmin() }
+
+func (b adminBackend) Groups() adminapi.Groups {
+	if b.n.groups == nil {
+		return nil
+	}
+	return b.n.groups
+}
+
+func (b adminBackend) Devices() *devices.Registry { return b.n.devices }
+
+func (b adminBackend) MirrorSender() (mirror.Status, bool) {
+	if b.n.sender == nil {
+		return mirror.Status{}, false
+	}
+	return b.n.sender.Status(), true
+}
+
+func (b adminBackend) MirrorReceiver() (mirror.ReceiverStatus, bool) {
+	if b.n.receiver == nil {
+		return mirror.ReceiverStatus{}, false
+	}
+	return b.n.receiver.Status(), true
+}
+
+func (b adminBackend) Cluster() adminapi.Cluster {
+	if b.n.cluster == nil {
+		return nil
+	}
+	return b.n.cluster
 }

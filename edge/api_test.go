@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"ferry/devices"
+	"ferry/edge/adminapi"
 	"ferry/ingest/mqtt"
 	"ferry/mirror"
 )
@@ -94,23 +95,23 @@ func decode[T any](t *testing.T, b []byte) T {
 func TestAPITopics(t *testing.T) {
 	n := startTestNode(t, t.TempDir())
 	runCases(t, n, "", []apiCase{
-		{"POST", "/api/topics", CreateTopicRequest{Name: "telemetry", Partitions: 3, Configs: map[string]string{"retention.ms": "3600000"}}, 201, `"name":"telemetry"`},
-		{"POST", "/api/topics", CreateTopicRequest{Name: "alarms"}, 201, `"partition":0`},
-		{"POST", "/api/topics", CreateTopicRequest{Name: "telemetry"}, 409, "already exists"},
-		{"POST", "/api/topics", CreateTopicRequest{Name: "bad/name"}, 400, "invalid topic name"},
-		{"POST", "/api/topics", CreateTopicRequest{Name: "x", Partitions: -1}, 400, "invalid partition count"},
-		{"POST", "/api/topics", CreateTopicRequest{Name: "x", Configs: map[string]string{"nope": "1"}}, 400, `unknown key \"nope\"`},
+		{"POST", "/api/topics", adminapi.CreateTopicRequest{Name: "telemetry", Partitions: 3, Configs: map[string]string{"retention.ms": "3600000"}}, 201, `"name":"telemetry"`},
+		{"POST", "/api/topics", adminapi.CreateTopicRequest{Name: "alarms"}, 201, `"partition":0`},
+		{"POST", "/api/topics", adminapi.CreateTopicRequest{Name: "telemetry"}, 409, "already exists"},
+		{"POST", "/api/topics", adminapi.CreateTopicRequest{Name: "bad/name"}, 400, "invalid topic name"},
+		{"POST", "/api/topics", adminapi.CreateTopicRequest{Name: "x", Partitions: -1}, 400, "invalid partition count"},
+		{"POST", "/api/topics", adminapi.CreateTopicRequest{Name: "x", Configs: map[string]string{"nope": "1"}}, 400, `unknown key \"nope\"`},
 		{"POST", "/api/topics", `{"name":"x","partitons":2}`, 400, "unknown field"},
 		{"POST", "/api/topics", `{"name":`, 400, "request body"},
 		{"POST", "/api/topics", "", 400, "needs a JSON body"},
 		{"GET", "/api/topics/missing", nil, 404, "unknown topic"},
-		{"PATCH", "/api/topics/telemetry/configs", AlterConfigsRequest{Set: map[string]string{"flush.policy": "always"}, Delete: []string{"retention.ms"}}, 200, `"flush.policy":"always"`},
-		{"PATCH", "/api/topics/telemetry/configs", AlterConfigsRequest{Set: map[string]string{"retention.ms": "soon"}}, 400, "retention.ms"},
-		{"PATCH", "/api/topics/telemetry/configs", AlterConfigsRequest{Delete: []string{"nope"}}, 400, "unknown key"},
-		{"PATCH", "/api/topics/telemetry/configs", AlterConfigsRequest{}, 400, "nothing to change"},
-		{"PATCH", "/api/topics/missing/configs", AlterConfigsRequest{Set: map[string]string{"retention.ms": "1"}}, 404, "unknown topic"},
-		{"POST", "/api/topics/alarms/partitions", AddPartitionsRequest{Partitions: 2}, 200, `"partition":1`},
-		{"POST", "/api/topics/alarms/partitions", AddPartitionsRequest{Partitions: 1}, 400, "invalid partition count"},
+		{"PATCH", "/api/topics/telemetry/configs", adminapi.AlterConfigsRequest{Set: map[string]string{"flush.policy": "always"}, Delete: []string{"retention.ms"}}, 200, `"flush.policy":"always"`},
+		{"PATCH", "/api/topics/telemetry/configs", adminapi.AlterConfigsRequest{Set: map[string]string{"retention.ms": "soon"}}, 400, "retention.ms"},
+		{"PATCH", "/api/topics/telemetry/configs", adminapi.AlterConfigsRequest{Delete: []string{"nope"}}, 400, "unknown key"},
+		{"PATCH", "/api/topics/telemetry/configs", adminapi.AlterConfigsRequest{}, 400, "nothing to change"},
+		{"PATCH", "/api/topics/missing/configs", adminapi.AlterConfigsRequest{Set: map[string]string{"retention.ms": "1"}}, 404, "unknown topic"},
+		{"POST", "/api/topics/alarms/partitions", adminapi.AddPartitionsRequest{Partitions: 2}, 200, `"partition":1`},
+		{"POST", "/api/topics/alarms/partitions", adminapi.AddPartitionsRequest{Partitions: 1}, 400, "invalid partition count"},
 		{"DELETE", "/api/topics/missing", nil, 404, "unknown topic"},
 		{"PUT", "/api/topics", nil, 404, "no such endpoint: PUT /api/topics"},
 		{"GET", "/api/nothing", nil, 404, "no such endpoint"},
@@ -124,7 +125,7 @@ func TestAPITopics(t *testing.T) {
 	p, _ := n.Log().Partition("telemetry", 1)
 	produceTo(t, n, "telemetry", 1, 5)
 	code, body := call(t, n, "", "GET", "/api/topics", nil)
-	list := decode[[]TopicView](t, body)
+	list := decode[[]adminapi.TopicView](t, body)
 	if code != 200 || len(list) != 2 || list[0].Name != "alarms" || list[1].Name != "telemetry" || len(list[1].Partitions) != 3 {
 		t.Fatalf("GET /api/topics: %d %s", code, body)
 	}
@@ -136,8 +137,8 @@ func TestAPITopics(t *testing.T) {
 		t.Fatalf("the list's configs: %+v %+v", tv.Configs, tv.EffectiveConfigs)
 	}
 	code, body = call(t, n, "", "GET", "/api/topics/telemetry", nil)
-	one := decode[TopicView](t, body)
-	if code != 200 || one.EffectiveConfigs["flush.policy"] != (ConfigValue{"always", false}) || !one.EffectiveConfigs["segment.bytes"].Default {
+	one := decode[adminapi.TopicView](t, body)
+	if code != 200 || one.EffectiveConfigs["flush.policy"] != (adminapi.ConfigValue{Value: "always", Default: false}) || !one.EffectiveConfigs["segment.bytes"].Default {
 		t.Fatalf("GET /api/topics/telemetry: %d %s", code, body)
 	}
 	if code, body := call(t, n, "", "DELETE", "/api/topics/telemetry", nil); code != 204 || len(body) != 0 {
@@ -187,11 +188,11 @@ func TestAPIGroups(t *testing.T) {
 	}
 
 	code, body := call(t, n, "", "GET", "/api/groups", nil)
-	if sums := decode[[]GroupSummary](t, body); code != 200 || len(sums) != 1 || sums[0] != (GroupSummary{Group: "billing", State: "Empty", Lag: 3}) {
+	if sums := decode[[]adminapi.GroupSummary](t, body); code != 200 || len(sums) != 1 || sums[0] != (adminapi.GroupSummary{Group: "billing", State: "Empty", Lag: 3}) {
 		t.Fatalf("GET /api/groups: %d %s", code, body)
 	}
 	code, body = call(t, n, "", "GET", "/api/groups/billing", nil)
-	g := decode[GroupView](t, body)
+	g := decode[adminapi.GroupView](t, body)
 	if code != 200 || g.Lag != 3 || len(g.Offsets) != 1 || *g.Offsets[0].CommittedOffset != 7 || g.Offsets[0].EndOffset != 10 || *g.Offsets[0].Lag != 3 {
 		t.Fatalf("GET /api/groups/billing: %d %s", code, body)
 	}
@@ -199,18 +200,18 @@ func TestAPIGroups(t *testing.T) {
 	ts := func(ms int64) string { return "timestamp:" + itoa(ms) }
 	runCases(t, n, "", []apiCase{
 		{"GET", "/api/groups/nobody", nil, 404, "unknown group"},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "earliest", DryRun: true}, 200, `"dry_run":true,"partitions":[{"partition":0,"previous":7,"offset":0},{"partition":1,"previous":null,"offset":0}]`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "offset:2", Partitions: []int32{1}}, 200, `[{"partition":1,"previous":null,"offset":2}]`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "offset:99", Partitions: []int32{0}}, 200, `"offset":10`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: ts(4000), Partitions: []int32{0}}, 200, `"previous":10,"offset":3`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: ts(99000), Partitions: []int32{0}}, 200, `"offset":10`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "latest", Partitions: []int32{0}}, 200, `"previous":10,"offset":10`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "earliest", Partitions: []int32{0}}, 200, `"offset":0`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "yesterday"}, 400, "want earliest, latest"},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "offset:-1"}, 400, "want earliest"},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{To: "earliest"}, 400, `needs a \"topic\"`},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "nope", To: "earliest"}, 404, "unknown topic"},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "earliest", Partitions: []int32{5}}, 404, "unknown partition"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "earliest", DryRun: true}, 200, `"dry_run":true,"partitions":[{"partition":0,"previous":7,"offset":0},{"partition":1,"previous":null,"offset":0}]`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "offset:2", Partitions: []int32{1}}, 200, `[{"partition":1,"previous":null,"offset":2}]`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "offset:99", Partitions: []int32{0}}, 200, `"offset":10`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: ts(4000), Partitions: []int32{0}}, 200, `"previous":10,"offset":3`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: ts(99000), Partitions: []int32{0}}, 200, `"offset":10`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "latest", Partitions: []int32{0}}, 200, `"previous":10,"offset":10`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "earliest", Partitions: []int32{0}}, 200, `"offset":0`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "yesterday"}, 400, "want earliest, latest"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "offset:-1"}, 400, "want earliest"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{To: "earliest"}, 400, `needs a \"topic\"`},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "nope", To: "earliest"}, 404, "unknown topic"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "earliest", Partitions: []int32{5}}, 404, "unknown partition"},
 	})
 	got, err := kadm.NewClient(admin).FetchOffsets(ctx, "billing")
 	if err != nil {
@@ -244,14 +245,14 @@ func TestAPIGroups(t *testing.T) {
 		t.Fatal("the member was never assigned partitions")
 	}
 	code, body = call(t, n, "", "GET", "/api/groups/billing", nil)
-	g = decode[GroupView](t, body)
+	g = decode[adminapi.GroupView](t, body)
 	if code != 200 || g.State != "Stable" || len(g.Members) != 1 || g.Members[0].ClientID != "billing-app" ||
 		len(g.Members[0].Assignment["orders"]) != 2 || g.Offsets[0].Member != g.Members[0].ID {
 		t.Fatalf("GET /api/groups/billing with a member: %d %s", code, body)
 	}
 	runCases(t, n, "", []apiCase{
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "earliest"}, 409, "active members"},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "earliest", DryRun: true}, 409, "active members"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "earliest"}, 409, "active members"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "earliest", DryRun: true}, 409, "active members"},
 		{"DELETE", "/api/groups/billing", nil, 409, "active members"},
 	})
 	member.Close()
@@ -270,7 +271,7 @@ func TestAPIGroups(t *testing.T) {
 	runCases(t, bare, "", []apiCase{
 		{"GET", "/api/groups", nil, 404, "no consumer groups"},
 		{"GET", "/api/groups/billing", nil, 404, "no consumer groups"},
-		{"POST", "/api/groups/billing/reset-offsets", ResetOffsetsRequest{Topic: "orders", To: "earliest"}, 404, "no consumer groups"},
+		{"POST", "/api/groups/billing/reset-offsets", adminapi.ResetOffsetsRequest{Topic: "orders", To: "earliest"}, 404, "no consumer groups"},
 	})
 }
 
@@ -292,20 +293,20 @@ func TestAPIDevices(t *testing.T) {
 	acl := devices.ACL{Publish: []string{"factory/+/{device}/#"}, Subscribe: []string{}}
 	runCases(t, n, "", []apiCase{
 		{"GET", "/api/devices", nil, 200, "[]"},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "cam1", CertCN: "cam1.factory", ACL: acl, RateLimit: 5, Burst: 10}, 201, `"id":"cam1","enabled":true,"online":false,"last_seen":null`},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "dev1", Password: "s3cret", ACL: acl}, 201, `"has_password":true`},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "dev2", CertCN: "dev2.factory", Enabled: new(bool)}, 201, `"enabled":false`},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "dev1"}, 409, "already exists"},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "a/b"}, 400, "invalid device id"},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "dev9", ACL: devices.ACL{Publish: []string{"a/#/b"}}}, 400, "invalid topic filter"},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "dev9", RateLimit: -1}, 400, "invalid device"},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "cam1", CertCN: "cam1.factory", ACL: acl, RateLimit: 5, Burst: 10}, 201, `"id":"cam1","enabled":true,"online":false,"last_seen":null`},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "dev1", Password: "s3cret", ACL: acl}, 201, `"has_password":true`},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "dev2", CertCN: "dev2.factory", Enabled: new(bool)}, 201, `"enabled":false`},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "dev1"}, 409, "already exists"},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "a/b"}, 400, "invalid device id"},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "dev9", ACL: devices.ACL{Publish: []string{"a/#/b"}}}, 400, "invalid topic filter"},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "dev9", RateLimit: -1}, 400, "invalid device"},
 		{"POST", "/api/devices", `{"id":"dev9","password_hash":"x"}`, 400, "unknown field"},
 		{"GET", "/api/devices/nope", nil, 404, "device not found"},
-		{"PATCH", "/api/devices/cam1", ChangeDeviceRequest{Enabled: new(bool)}, 200, `"enabled":false`},
-		{"PATCH", "/api/devices/cam1", ChangeDeviceRequest{ACL: &devices.ACL{Publish: []string{"cams/{device}"}}}, 200, `"publish":["cams/{device}"]`},
-		{"PATCH", "/api/devices/cam1", ChangeDeviceRequest{ACL: &devices.ACL{Publish: []string{"a/#/b"}}}, 400, "invalid topic filter"},
-		{"PATCH", "/api/devices/cam1", ChangeDeviceRequest{}, 400, "nothing to change"},
-		{"PATCH", "/api/devices/nope", ChangeDeviceRequest{Enabled: new(bool)}, 404, "device not found"},
+		{"PATCH", "/api/devices/cam1", adminapi.ChangeDeviceRequest{Enabled: new(bool)}, 200, `"enabled":false`},
+		{"PATCH", "/api/devices/cam1", adminapi.ChangeDeviceRequest{ACL: &devices.ACL{Publish: []string{"cams/{device}"}}}, 200, `"publish":["cams/{device}"]`},
+		{"PATCH", "/api/devices/cam1", adminapi.ChangeDeviceRequest{ACL: &devices.ACL{Publish: []string{"a/#/b"}}}, 400, "invalid topic filter"},
+		{"PATCH", "/api/devices/cam1", adminapi.ChangeDeviceRequest{}, 400, "nothing to change"},
+		{"PATCH", "/api/devices/nope", adminapi.ChangeDeviceRequest{Enabled: new(bool)}, 404, "device not found"},
 		{"DELETE", "/api/devices/dev2", nil, 204, ""},
 		{"DELETE", "/api/devices/dev2", nil, 404, "device not found"},
 	})
@@ -327,7 +328,7 @@ func TestAPIDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := call(t, n, "", "GET", "/api/devices", nil)
-	list := decode[[]DeviceView](t, body)
+	list := decode[[]adminapi.DeviceView](t, body)
 	if code != 200 || len(list) != 2 || list[0].ID != "cam1" || list[1].ID != "dev1" || !list[1].Online || list[1].LastSeen == nil ||
 		list[1].ConnectedAt == nil || list[1].MessagesIn != 1 || list[0].Online || list[0].Enabled {
 		t.Fatalf("GET /api/devices: %d %s", code, body)
@@ -336,11 +337,11 @@ func TestAPIDevices(t *testing.T) {
 		t.Fatalf("the list shows a password or its hash: %s", body)
 	}
 	code, body = call(t, n, "", "GET", "/api/devices/dev1", nil)
-	if d := decode[DeviceView](t, body); code != 200 || !d.Online || d.RemoteAddr == "" || d.ACL.Publish[0] != "factory/+/{device}/#" {
+	if d := decode[adminapi.DeviceView](t, body); code != 200 || !d.Online || d.RemoteAddr == "" || d.ACL.Publish[0] != "factory/+/{device}/#" {
 		t.Fatalf("GET /api/devices/dev1: %d %s", code, body)
 	}
 	code, body = call(t, n, "", "GET", "/api/status", nil)
-	if st := decode[StatusView](t, body); code != 200 || st.DevicesOnline != 1 || st.DevicesRegistered != 2 || st.Auth != "none" {
+	if st := decode[adminapi.StatusView](t, body); code != 200 || st.DevicesOnline != 1 || st.DevicesRegistered != 2 || st.Auth != "none" {
 		t.Fatalf("status with a device online: %d %s", code, body)
 	}
 
@@ -348,7 +349,7 @@ func TestAPIDevices(t *testing.T) {
 	bare := startTestNode(t, t.TempDir())
 	runCases(t, bare, "", []apiCase{
 		{"GET", "/api/devices", nil, 404, "no device registry"},
-		{"POST", "/api/devices", AddDeviceRequest{ID: "dev1"}, 404, "no device registry"},
+		{"POST", "/api/devices", adminapi.AddDeviceRequest{ID: "dev1"}, 404, "no device registry"},
 		{"DELETE", "/api/devices/dev1", nil, 404, "no device registry"},
 	})
 }
@@ -360,7 +361,7 @@ func TestAPIStatus(t *testing.T) {
 	}
 	produceTo(t, n, "telemetry", 0, 3)
 	code, body := call(t, n, "", "GET", "/api/status", nil)
-	st := decode[StatusView](t, body)
+	st := decode[adminapi.StatusView](t, body)
 	if code != 200 || st.Mode != "edge" || st.Version != "1.2.3" || !st.Ready || st.Listeners.Kafka != n.KafkaAddr() ||
 		len(st.Listeners.MQTT) != 1 || st.Listeners.MQTT[0] != n.MQTTAddrs()[0] || st.Listeners.Admin != n.AdminAddr() || st.Listeners.Mirror != "" ||
 		st.Topics < 2 || st.Partitions < 3 || st.Records < 3 || st.DiskBytes != n.Log().Size() || st.DiskBudgetBytes != 0 || st.AppendsBlocked ||
@@ -386,7 +387,7 @@ func TestAPIStatus(t *testing.T) {
 	e.Log().CreateTopic("telemetry", 1, nil)
 	produceTo(t, e, "telemetry", 0, 4)
 	code, body = call(t, e, "", "GET", "/api/status", nil)
-	st = decode[StatusView](t, body)
+	st = decode[adminapi.StatusView](t, body)
 	if code != 200 || st.Mirror == nil || st.Mirror.LinkUp || st.Mirror.EdgeID != "gw7" || st.Mirror.BacklogRecords != 4 || st.Version != "dev" ||
 		st.Auth != "" || len(st.Listeners.MQTT) != 0 {
 		t.Fatalf("GET /api/status of a mirroring edge: %d %s", code, body)

@@ -1,7 +1,9 @@
 // Package edge is the broker node: it assembles the storage engine (log)
 // with the protocol front ends, the device registry, the mirror and the
 // admin HTTP listener for a mode (edge or full), starts them in order and
-// stops them in reverse order.
+// stops them in reverse order. The admin listener's routes and views are
+// package edge/adminapi's, which reaches the node only through
+// adminapi.Backend (admin.go).
 //
 // It owns every goroutine and listener it starts. It must never implement
 // a protocol or touch segment files itself: those live in ingest/*, mirror

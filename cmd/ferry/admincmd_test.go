@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ferry/edge"
+	"ferry/edge/adminapi"
 	"ferry/ingest/mqtt"
 )
 
@@ -78,7 +79,7 @@ func TestStatusCommand(t *testing.T) {
 		{[]string{"status", "extra", "--admin", admin}, 2, "want 0 argument"},
 		{[]string{"status", "--help"}, 0, "--admin-token"},
 	})
-	st := ferryJSON[edge.StatusView](t, "status", "--admin", admin, "--json")
+	st := ferryJSON[adminapi.StatusView](t, "status", "--admin", admin, "--json")
 	if st.Mode != "edge" || st.Version != "9.9.9" || st.Listeners.Kafka != n.KafkaAddr() || st.Topics < 1 || st.Partitions < 2 || st.Mirror != nil {
 		t.Fatalf("status --json: %+v", st)
 	}
@@ -128,12 +129,12 @@ func TestTopicsCommandsOnline(t *testing.T) {
 	if cfg, _ := n.Log().TopicConfig("orders"); cfg.Flush.String() != "always" {
 		t.Fatalf("flush.policy: %v", cfg.Flush)
 	}
-	v := ferryJSON[edge.TopicView](t, "topics", "alter", "orders", "--partitions", "4", "--json", "--admin", admin)
+	v := ferryJSON[adminapi.TopicView](t, "topics", "alter", "orders", "--partitions", "4", "--json", "--admin", admin)
 	if len(v.Partitions) != 4 || v.Configs["flush.policy"] != "always" {
 		t.Fatalf("alter --partitions --json: %+v", v)
 	}
-	list := ferryJSON[[]edge.TopicView](t, "topics", "list", "--json", "--admin", admin)
-	byName := map[string]edge.TopicView{}
+	list := ferryJSON[[]adminapi.TopicView](t, "topics", "list", "--json", "--admin", admin)
+	byName := map[string]adminapi.TopicView{}
 	for _, v := range list {
 		byName[v.Name] = v
 	}
@@ -143,8 +144,8 @@ func TestTopicsCommandsOnline(t *testing.T) {
 	if code, out, _ := ferry(t, "topics", "list", "--admin", admin); code != 0 || !regexp.MustCompile(`(?m)^orders\s+4\s+0\s+\d+$`).MatchString(out) {
 		t.Fatalf("list: %d %q", code, out)
 	}
-	d := ferryJSON[edge.TopicView](t, "topics", "describe", "orders", "--json", "--admin", admin)
-	if d.EffectiveConfigs["flush.policy"] != (edge.ConfigValue{Value: "always"}) || !d.EffectiveConfigs["retention.ms"].Default {
+	d := ferryJSON[adminapi.TopicView](t, "topics", "describe", "orders", "--json", "--admin", admin)
+	if d.EffectiveConfigs["flush.policy"] != (adminapi.ConfigValue{Value: "always"}) || !d.EffectiveConfigs["retention.ms"].Default {
 		t.Fatalf("describe --json: %+v", d.EffectiveConfigs)
 	}
 	runCLICases(t, []cliCase{
@@ -262,23 +263,23 @@ func TestGroupsCommands(t *testing.T) {
 		{[]string{"groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--admin", admin}, 0, "would reset (dry run, nothing committed: --execute commits it)"},
 		{[]string{"groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--execute", "--dry-run", "--admin", admin}, 2, "exclude each other"},
 	})
-	gs := ferryJSON[[]edge.GroupSummary](t, "groups", "list", "--json", "--admin", admin)
-	if len(gs) != 1 || gs[0] != (edge.GroupSummary{Group: "billing", State: "Empty", ProtocolType: "consumer", Lag: 0}) {
+	gs := ferryJSON[[]adminapi.GroupSummary](t, "groups", "list", "--json", "--admin", admin)
+	if len(gs) != 1 || gs[0] != (adminapi.GroupSummary{Group: "billing", State: "Empty", ProtocolType: "consumer", Lag: 0}) {
 		t.Fatalf("groups list --json after consuming: %+v", gs)
 	}
-	g := ferryJSON[edge.GroupView](t, "groups", "describe", "billing", "--json", "--admin", admin)
+	g := ferryJSON[adminapi.GroupView](t, "groups", "describe", "billing", "--json", "--admin", admin)
 	if len(g.Offsets) != 2 || g.Lag != 0 || *g.Offsets[0].CommittedOffset != 4 || *g.Offsets[1].CommittedOffset != 2 {
 		t.Fatalf("groups describe --json: %+v", g)
 	}
 
-	if res := ferryJSON[edge.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--json", "--admin", admin); !res.DryRun {
+	if res := ferryJSON[adminapi.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--json", "--admin", admin); !res.DryRun {
 		t.Fatalf("reset-offsets without --execute committed: %+v", res)
 	}
-	res := ferryJSON[edge.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--execute", "--json", "--admin", admin)
+	res := ferryJSON[adminapi.ResetOffsetsResult](t, "groups", "reset-offsets", "billing", "--topic", "orders", "--to", "earliest", "--execute", "--json", "--admin", admin)
 	if res.DryRun || len(res.Partitions) != 2 || res.Partitions[0].Offset != 0 || *res.Partitions[0].Previous != *g.Offsets[0].CommittedOffset {
 		t.Fatalf("reset-offsets --json: %+v", res)
 	}
-	if g := ferryJSON[edge.GroupView](t, "groups", "describe", "billing", "--json", "--admin", admin); g.Lag != 6 {
+	if g := ferryJSON[adminapi.GroupView](t, "groups", "describe", "billing", "--json", "--admin", admin); g.Lag != 6 {
 		t.Fatalf("lag after resetting to earliest: %+v", g)
 	}
 	// A time in the future: the end.
@@ -296,7 +297,7 @@ func TestGroupsCommands(t *testing.T) {
 		{[]string{"groups", "delete", "billing", "--admin", admin}, 0, "deleted group billing"},
 		{[]string{"groups", "delete", "billing", "--admin", admin}, 1, "unknown group"},
 	})
-	if gs := ferryJSON[[]edge.GroupSummary](t, "groups", "list", "--json", "--admin", admin); len(gs) != 0 {
+	if gs := ferryJSON[[]adminapi.GroupSummary](t, "groups", "list", "--json", "--admin", admin); len(gs) != 0 {
 		t.Fatalf("groups after delete: %+v", gs)
 	}
 }
@@ -315,7 +316,7 @@ func TestDevicesCommandsOnline(t *testing.T) {
 		{[]string{"devices", "disable", "cam1", "--admin", admin}, 0, "disabled device cam1"},
 		{[]string{"devices", "disable", "nope", "--admin", admin}, 1, "device not found"},
 	})
-	list := ferryJSON[[]edge.DeviceView](t, "devices", "list", "--json", "--admin", admin)
+	list := ferryJSON[[]adminapi.DeviceView](t, "devices", "list", "--json", "--admin", admin)
 	if len(list) != 2 || list[0].ID != "cam1" || list[0].Enabled || list[0].CertCN != "cam1.factory" || !list[1].HasPassword || list[1].LastSeen != nil {
 		t.Fatalf("devices list --json: %+v", list)
 	}
@@ -329,7 +330,7 @@ func TestDevicesCommandsOnline(t *testing.T) {
 		{[]string{"devices", "delete", "dev1", "--admin", admin}, 0, "deleted device dev1"},
 		{[]string{"devices", "delete", "dev1", "--admin", admin}, 1, "device not found"},
 	})
-	if v := ferryJSON[edge.DeviceView](t, "devices", "show", "cam1", "--json", "--admin", admin); !v.Enabled || v.ACL.Publish[0] != "cams/{device}" {
+	if v := ferryJSON[adminapi.DeviceView](t, "devices", "show", "cam1", "--json", "--admin", admin); !v.Enabled || v.ACL.Publish[0] != "cams/{device}" {
 		t.Fatalf("devices show --json: %+v", v)
 	}
 

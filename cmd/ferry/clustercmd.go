@@ -6,7 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 func clusterCommand() *command {
@@ -17,14 +17,14 @@ func clusterCommand() *command {
 			name:    "status",
 			summary: "nodes, controller, raft term and index, partitions per broker, fenced brokers and offline partitions",
 			example: "ferry cluster status --admin http://localhost:18080\n  ferry cluster status --admin http://localhost:18080 --json",
-			flags: nodeView("", "/api/cluster", func(out io.Writer, v edge.ClusterView, _ *adminClient, _ []byte) error {
+			flags: nodeView("", "/api/cluster", func(out io.Writer, v adminapi.ClusterView, _ *adminClient, _ []byte) error {
 				return printClusterStatus(out, v)
 			}),
 		}},
 	}
 }
 
-func printClusterStatus(out io.Writer, v edge.ClusterView) error {
+func printClusterStatus(out io.Writer, v adminapi.ClusterView) error {
 	ctrl := "none known"
 	if v.Controller >= 0 {
 		ctrl = fmt.Sprintf("node %d", v.Controller)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"ferry/edge"
+	"ferry/edge/adminapi"
 	"ferry/edge/cluster"
 )
 
@@ -30,9 +31,9 @@ func TestClusterStatus(t *testing.T) {
 	defer n.Close()
 	admin := "http://" + n.AdminAddr()
 	deadline := time.Now().Add(20 * time.Second)
-	var v edge.ClusterView
+	var v adminapi.ClusterView
 	for {
-		v = ferryJSON[edge.ClusterView](t, "cluster", "status", "--admin", admin, "--json")
+		v = ferryJSON[adminapi.ClusterView](t, "cluster", "status", "--admin", admin, "--json")
 		if v.Controller == 1 && len(v.Brokers) == 1 {
 			break
 		}

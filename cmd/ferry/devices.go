@@ -15,12 +15,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"ferry/devices"
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 // The device commands work on a running node's registry through its admin
 // API, or, with --data-dir, on a stopped node's registry file; both print
-// the same tables and JSON (edge.DeviceView).
+// the same tables and JSON (adminapi.DeviceView).
 
 // stdin is where --password-stdin and `ferry produce` read from, and
 // devicesBcryptCost the cost of the hashes the offline commands make (0:
@@ -57,7 +57,7 @@ func devicesCommand() *command {
 						d := devices.Device{ID: id, Enabled: true, CertCN: *cn, RateLimit: *rate, Burst: *burst,
 							ACL: devices.ACL{Publish: *pub, Subscribe: *sub}}
 						return where.registry(func(r *devices.Registry) error { return r.Add(d, password) },
-							send("POST", "/api/devices", edge.AddDeviceRequest{ID: d.ID, Password: password, CertCN: d.CertCN,
+							send("POST", "/api/devices", adminapi.AddDeviceRequest{ID: d.ID, Password: password, CertCN: d.CertCN,
 								ACL: d.ACL, RateLimit: d.RateLimit, Burst: d.Burst}))
 					})
 				},
@@ -66,21 +66,21 @@ func devicesCommand() *command {
 				name: "list", summary: "list devices with their presence",
 				example: "ferry devices list --admin http://localhost:8080\n  ferry devices list --data-dir ./data --json",
 				flags: dataView(localOrAdmin.registry, "", "/api/devices",
-					func(r *devices.Registry, _ string) ([]edge.DeviceView, error) { return edge.DeviceViews(r) }, printDevices),
+					func(r *devices.Registry, _ string) ([]adminapi.DeviceView, error) { return adminapi.DeviceViews(r) }, printDevices),
 			},
 			{
 				name: "show", args: "ID", summary: "show a device's settings and presence",
 				example: "ferry devices show dev1 --admin http://localhost:8080 --json",
-				flags:   dataView(localOrAdmin.registry, "ID", "/api/devices", edge.DescribeDevice, printDevice),
+				flags:   dataView(localOrAdmin.registry, "ID", "/api/devices", adminapi.DescribeDevice, printDevice),
 			},
 			deviceChangeCommand("enable", "enable a device", "enabled", func(r *devices.Registry, id string) error { return r.SetEnabled(id, true) },
 				func(c *adminClient, id string) error {
-					return patchDevice(c, id, edge.ChangeDeviceRequest{Enabled: ptr(true)})
+					return patchDevice(c, id, adminapi.ChangeDeviceRequest{Enabled: ptr(true)})
 				}),
 			deviceChangeCommand("disable", "disable a device: it can no longer connect, publish or subscribe", "disabled",
 				func(r *devices.Registry, id string) error { return r.SetEnabled(id, false) },
 				func(c *adminClient, id string) error {
-					return patchDevice(c, id, edge.ChangeDeviceRequest{Enabled: ptr(false)})
+					return patchDevice(c, id, adminapi.ChangeDeviceRequest{Enabled: ptr(false)})
 				}),
 			deviceChangeCommand("delete", "delete a device, its credentials and its presence", "deleted", (*devices.Registry).Delete,
 				func(c *adminClient, id string) error {
@@ -95,7 +95,7 @@ func devicesCommand() *command {
 					pw := passwordFlags(fs)
 					return changeAction("ID", "password of device %s changed", pw.with(func(id, password string) error {
 						return where.registry(func(r *devices.Registry) error { return r.SetPassword(id, password) },
-							send("PATCH", "/api/devices/"+pathEscape(id), edge.ChangeDeviceRequest{Password: &password}))
+							send("PATCH", "/api/devices/"+pathEscape(id), adminapi.ChangeDeviceRequest{Password: &password}))
 					}))
 				},
 			},
@@ -119,7 +119,7 @@ func deviceChangeCommand(name, summary, done string, local func(*devices.Registr
 	}
 }
 
-func patchDevice(c *adminClient, id string, req edge.ChangeDeviceRequest) error {
+func patchDevice(c *adminClient, id string, req adminapi.ChangeDeviceRequest) error {
 	_, err := c.call("PATCH", "/api/devices/"+pathEscape(id), req, nil)
 	return err
 }
@@ -216,7 +216,7 @@ func formatTimePtr(t *time.Time) string {
 	return formatTime(*t)
 }
 
-func printDevices(out io.Writer, views []edge.DeviceView) error {
+func printDevices(out io.Writer, views []adminapi.DeviceView) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tENABLED\tONLINE\tLAST SEEN\tMESSAGES IN")
 	for _, v := range views {
@@ -225,7 +225,7 @@ func printDevices(out io.Writer, views []edge.DeviceView) error {
 	return tw.Flush()
 }
 
-func printDevice(out io.Writer, v edge.DeviceView) error {
+func printDevice(out io.Writer, v adminapi.DeviceView) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	orNone := func(s []string) string {
 		if len(s) == 0 {

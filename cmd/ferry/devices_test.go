@@ -12,7 +12,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"ferry/devices"
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 // openDevices opens the registry the commands wrote, for checks the output
@@ -117,7 +117,7 @@ func TestDevicesCommands(t *testing.T) {
 	}
 
 	code, out, _ = ferry(t, "devices", "list", "--json", "--data-dir", dir)
-	var list []edge.DeviceView
+	var list []adminapi.DeviceView
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 3 {
 		t.Fatalf("list --json: %d %q", code, out)
 	}
@@ -137,7 +137,7 @@ func TestDevicesCommands(t *testing.T) {
 	}
 
 	code, out, _ = ferry(t, "devices", "show", "dev1", "--json", "--data-dir", dir)
-	var v edge.DeviceView
+	var v adminapi.DeviceView
 	if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
 		t.Fatalf("show --json: %d %q", code, out)
 	}

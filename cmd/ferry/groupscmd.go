@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 func groupsCommand() *command {
@@ -23,7 +23,7 @@ func groupsCommand() *command {
 			{
 				name: "list", summary: "list groups with their state, members and lag",
 				example: "ferry groups list --admin http://localhost:8080 --json",
-				flags: nodeView("", "/api/groups", func(out io.Writer, gs []edge.GroupSummary, _ *adminClient, _ []byte) error {
+				flags: nodeView("", "/api/groups", func(out io.Writer, gs []adminapi.GroupSummary, _ *adminClient, _ []byte) error {
 					tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(tw, "GROUP\tSTATE\tMEMBERS\tLAG")
 					for _, g := range gs {
@@ -35,7 +35,7 @@ func groupsCommand() *command {
 			{
 				name: "describe", args: "GROUP", summary: "show a group's members, their assignments, and per partition the committed offset, end and lag",
 				example: "ferry groups describe billing --admin http://localhost:8080",
-				flags: nodeView("GROUP", "/api/groups", func(out io.Writer, g edge.GroupView, _ *adminClient, _ []byte) error {
+				flags: nodeView("GROUP", "/api/groups", func(out io.Writer, g adminapi.GroupView, _ *adminClient, _ []byte) error {
 					return printGroup(out, g)
 				}),
 			},
@@ -74,9 +74,9 @@ func groupsCommand() *command {
 						if err != nil {
 							return err
 						}
-						var res edge.ResetOffsetsResult
+						var res adminapi.ResetOffsetsResult
 						body, err := c.call("POST", "/api/groups/"+pathEscape(args[0])+"/reset-offsets",
-							edge.ResetOffsetsRequest{Topic: *topic, To: target, Partitions: *parts, DryRun: dry}, &res)
+							adminapi.ResetOffsetsRequest{Topic: *topic, To: target, Partitions: *parts, DryRun: dry}, &res)
 						if err != nil {
 							return err
 						}
@@ -123,7 +123,7 @@ func optOffset(o *int64) string {
 	return strconv.FormatInt(*o, 10)
 }
 
-func printGroup(out io.Writer, g edge.GroupView) error {
+func printGroup(out io.Writer, g adminapi.GroupView) error {
 	proto := g.ProtocolType
 	if g.Protocol != "" {
 		proto += "/" + g.Protocol

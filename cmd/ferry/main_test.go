@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"ferry/edge"
+	"ferry/edge/adminapi"
 	flog "ferry/log"
 )
 
@@ -127,7 +128,7 @@ func TestTopicsCommands(t *testing.T) {
 	l.Close()
 
 	code, out, _ := ferry(t, "topics", "list", "--json", "--data-dir", dir)
-	var list []edge.TopicView
+	var list []adminapi.TopicView
 	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list) != 1 || list[0].Name != "telemetry" || list[0].Records != 2 || len(list[0].Partitions) != 3 {
 		t.Fatalf("list --json: %d %q", code, out)
 	}
@@ -135,7 +136,7 @@ func TestTopicsCommands(t *testing.T) {
 		t.Fatalf("list: %d %q", code, out)
 	}
 	code, out, _ = ferry(t, "topics", "describe", "telemetry", "--json", "--data-dir", dir)
-	var d edge.TopicView
+	var d adminapi.TopicView
 	if code != 0 || json.Unmarshal([]byte(out), &d) != nil {
 		t.Fatalf("describe --json: %d %q", code, out)
 	}

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"ferry/edge"
+	"ferry/edge/adminapi"
 	"ferry/mirror"
 )
 
@@ -94,7 +94,7 @@ func printCenterStatus(out io.Writer, st mirror.ReceiverStatus) error {
 	}
 	now := time.Now()
 	for _, e := range st.Edges {
-		fmt.Fprintln(out, edgeLine(edge.EdgeSummary{Edge: e.Edge, Connected: e.Connected, Since: e.Since, LastChunk: e.LastChunk,
+		fmt.Fprintln(out, edgeLine(adminapi.EdgeSummary{Edge: e.Edge, Connected: e.Connected, Since: e.Since, LastChunk: e.LastChunk,
 			RecordsPerSecond: e.RecordsPerSecond, LagKnown: e.LagKnown, LagRecords: e.LagRecords, LagSeconds: e.LagSeconds,
 			GapRecords: e.GapRecords, Errors: e.Errors}, now))
 		if le := e.LastError; le != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 // `ferry produce` and `ferry consume` are Kafka clients (franz-go) of a
@@ -53,7 +53,7 @@ func (k kafkaOptions) seeds() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var st edge.StatusView
+	var st adminapi.StatusView
 	if _, err := c.get("/api/status", &st); err != nil {
 		return nil, err
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 func statusCommand() *command {
@@ -14,13 +14,13 @@ func statusCommand() *command {
 		name:    "status",
 		summary: "a running node at a glance: listeners, topics, disk against its budget, groups, devices, mirror",
 		example: "ferry status --admin http://localhost:8080\n  ferry status --json",
-		flags: nodeView("", "/api/status", func(out io.Writer, st edge.StatusView, c *adminClient, _ []byte) error {
+		flags: nodeView("", "/api/status", func(out io.Writer, st adminapi.StatusView, c *adminClient, _ []byte) error {
 			return printStatus(out, c.base, st)
 		}),
 	}
 }
 
-func printStatus(out io.Writer, admin string, st edge.StatusView) error {
+func printStatus(out io.Writer, admin string, st adminapi.StatusView) error {
 	ready := "ready"
 	if !st.Ready {
 		ready = "NOT READY"
@@ -79,7 +79,7 @@ func printStatus(out io.Writer, admin string, st edge.StatusView) error {
 }
 
 // edgeLine is one edge at a center, for ferry status.
-func edgeLine(e edge.EdgeSummary, now time.Time) string {
+func edgeLine(e adminapi.EdgeSummary, now time.Time) string {
 	ago := func(t time.Time) string { return now.Sub(t).Round(time.Second).String() + " ago" }
 	conn := "connected"
 	if !e.Connected {

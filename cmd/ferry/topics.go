@@ -14,12 +14,13 @@ import (
 	"github.com/spf13/pflag"
 
 	"ferry/edge"
+	"ferry/edge/adminapi"
 	flog "ferry/log"
 )
 
 // The topic commands work on a running node through its admin API, or,
 // with --data-dir, on a stopped node's data directory; both print the same
-// tables and the same JSON (edge.TopicView).
+// tables and the same JSON (adminapi.TopicView).
 
 func topicsCommand() *command {
 	return &command{
@@ -44,15 +45,15 @@ func topicsCommand() *command {
 						if err != nil {
 							return err
 						}
-						var v edge.TopicView
+						var v adminapi.TopicView
 						err = where.run(func(l *flog.Log) error {
 							if _, err := l.CreateTopic(args[0], *parts, cfg); err != nil {
 								return err
 							}
-							v, err = edge.DescribeTopic(l, args[0])
+							v, err = adminapi.DescribeTopic(l, args[0])
 							return err
 						}, func(c *adminClient) error {
-							req := edge.CreateTopicRequest{Name: args[0], Configs: cfg}
+							req := adminapi.CreateTopicRequest{Name: args[0], Configs: cfg}
 							if fs.Changed("partitions") {
 								req.Partitions = *parts
 							}
@@ -71,12 +72,12 @@ func topicsCommand() *command {
 				name: "list", summary: "list topics with their partitions, records and bytes",
 				example: "ferry topics list --admin http://localhost:8080\n  ferry topics list --data-dir ./data --json",
 				flags: dataView(localOrAdmin.run, "", "/api/topics",
-					func(l *flog.Log, _ string) ([]edge.TopicView, error) { return edge.TopicViews(l), nil }, printTopics),
+					func(l *flog.Log, _ string) ([]adminapi.TopicView, error) { return adminapi.TopicViews(l), nil }, printTopics),
 			},
 			{
 				name: "describe", args: "NAME", summary: "show a topic's partitions, offsets, sizes and configs",
 				example: "ferry topics describe telemetry --admin http://localhost:8080\n  ferry topics describe telemetry --data-dir ./data --json",
-				flags:   dataView(localOrAdmin.run, "NAME", "/api/topics", edge.DescribeTopic, printDescription),
+				flags:   dataView(localOrAdmin.run, "NAME", "/api/topics", adminapi.DescribeTopic, printDescription),
 			},
 			{
 				name: "alter", args: "NAME", summary: "change a topic's configs (live on a running node) or grow its partitions",
@@ -100,7 +101,7 @@ func topicsCommand() *command {
 							return usagef("nothing to change: give --set, --delete or --partitions")
 						}
 						name := args[0]
-						var v edge.TopicView
+						var v adminapi.TopicView
 						var raw []byte
 						err = where.run(func(l *flog.Log) error {
 							if len(cfg) > 0 || len(*del) > 0 {
@@ -113,16 +114,16 @@ func topicsCommand() *command {
 									return err
 								}
 							}
-							v, err = edge.DescribeTopic(l, name)
+							v, err = adminapi.DescribeTopic(l, name)
 							return err
 						}, func(c *adminClient) (err error) {
 							if len(cfg) > 0 || len(*del) > 0 {
-								if raw, err = c.call("PATCH", "/api/topics/"+pathEscape(name)+"/configs", edge.AlterConfigsRequest{Set: cfg, Delete: *del}, &v); err != nil {
+								if raw, err = c.call("PATCH", "/api/topics/"+pathEscape(name)+"/configs", adminapi.AlterConfigsRequest{Set: cfg, Delete: *del}, &v); err != nil {
 									return err
 								}
 							}
 							if *parts > 0 {
-								raw, err = c.call("POST", "/api/topics/"+pathEscape(name)+"/partitions", edge.AddPartitionsRequest{Partitions: *parts}, &v)
+								raw, err = c.call("POST", "/api/topics/"+pathEscape(name)+"/partitions", adminapi.AddPartitionsRequest{Partitions: *parts}, &v)
 							}
 							return err
 						})
@@ -213,7 +214,7 @@ func formatConfigs(m map[string]string) string {
 	return strings.Join(keys, " ")
 }
 
-func printTopics(out io.Writer, views []edge.TopicView) error {
+func printTopics(out io.Writer, views []adminapi.TopicView) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITIONS\tRECORDS\tBYTES")
 	for _, v := range views {
@@ -222,7 +223,7 @@ func printTopics(out io.Writer, views []edge.TopicView) error {
 	return tw.Flush()
 }
 
-func printDescription(out io.Writer, v edge.TopicView) error {
+func printDescription(out io.Writer, v adminapi.TopicView) error {
 	fmt.Fprintf(out, "Topic: %s  id: %s  partitions: %d  records: %d  bytes: %d\n\n", v.Name, v.ID, len(v.Partitions), v.Records, v.SizeBytes)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tSTART\tEND\tDURABLE\tBYTES\tSEGMENTS")

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"ferry/devices"
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 // The Kafka users and ACL commands, like the device commands, work on a
@@ -31,7 +31,7 @@ func usersCommand() *command {
 					pw := passwordFlags(fs)
 					return changeAction("NAME", "added user %s", pw.with(func(name, password string) error {
 						return where.registry(func(r *devices.Registry) error { return r.AddUser(name, password) },
-							send("POST", "/api/users", edge.AddUserRequest{Name: name, Password: password}))
+							send("POST", "/api/users", adminapi.AddUserRequest{Name: name, Password: password}))
 					}))
 				},
 			},
@@ -39,7 +39,7 @@ func usersCommand() *command {
 				name: "list", summary: "list Kafka users and their mechanisms",
 				example: "ferry users list --data-dir ./data --json",
 				flags: dataView(localOrAdmin.registry, "", "/api/users",
-					func(r *devices.Registry, _ string) ([]edge.UserView, error) { return r.Users() }, printUsers),
+					func(r *devices.Registry, _ string) ([]adminapi.UserView, error) { return r.Users() }, printUsers),
 			},
 			{
 				name: "delete", args: "NAME", summary: "delete a Kafka user (its ACLs stay, as Kafka's do)",
@@ -60,7 +60,7 @@ func usersCommand() *command {
 					pw := passwordFlags(fs)
 					return changeAction("NAME", "password of user %s changed", pw.with(func(name, password string) error {
 						return where.registry(func(r *devices.Registry) error { return r.SetUserPassword(name, password) },
-							send("PATCH", "/api/users/"+pathEscape(name), edge.ChangeUserRequest{Password: password}))
+							send("PATCH", "/api/users/"+pathEscape(name), adminapi.ChangeUserRequest{Password: password}))
 					}))
 				},
 			},
@@ -68,7 +68,7 @@ func usersCommand() *command {
 	}
 }
 
-func printUsers(out io.Writer, users []edge.UserView) error {
+func printUsers(out io.Writer, users []adminapi.UserView) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tMECHANISMS\tCREATED")
 	for _, u := range users {
@@ -208,7 +208,7 @@ func aclsCommand() *command {
 func bindings(where localOrAdmin, q url.Values, local func(*devices.Registry, devices.KafkaACLFilter) ([]devices.KafkaACL, error),
 	method string) (acls []devices.KafkaACL, raw []byte, err error) {
 	err = where.registry(func(r *devices.Registry) (err error) {
-		acls, err = local(r, edge.KafkaACLFilter(q))
+		acls, err = local(r, adminapi.KafkaACLFilter(q))
 		return err
 	}, func(c *adminClient) (err error) {
 		raw, err = c.call(method, "/api/kafka-acls?"+q.Encode(), nil, &acls)

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"ferry/devices"
-	"ferry/edge"
+	"ferry/edge/adminapi"
 )
 
 // TestUsersAndACLsCommands runs the users and acls commands against a
@@ -24,7 +24,7 @@ func TestUsersAndACLsCommands(t *testing.T) {
 		{[]string{"acls", "add", "--principal", "alice", "--resource-type", "USER", "--resource", "x", "--operation", "read", "--data-dir", dir}, 2, "resource type"},
 		{[]string{"acls", "delete", "--data-dir", dir}, 2, "at least one"},
 	})
-	users := ferryJSON[[]edge.UserView](t, "users", "list", "--json", "--data-dir", dir)
+	users := ferryJSON[[]adminapi.UserView](t, "users", "list", "--json", "--data-dir", dir)
 	if len(users) != 1 || users[0].Name != "alice" || len(users[0].Mechanisms) != 3 {
 		t.Fatalf("users list --json: %+v", users)
 	}
@@ -54,7 +54,7 @@ func TestUsersAndACLsCommands(t *testing.T) {
 		{[]string{"acls", "add", "--principal", "carol", "--resource-type", "group", "--resource", "g1", "--operation", "read", "--admin", admin}, 0, "GROUP"},
 		{[]string{"acls", "add", "--principal", "carol", "--resource-type", "cluster", "--operation", "describe", "--admin", admin}, 0, "kafka-cluster"},
 	})
-	if users := ferryJSON[[]edge.UserView](t, "users", "list", "--json", "--admin", admin); len(users) != 1 || users[0].Name != "carol" {
+	if users := ferryJSON[[]adminapi.UserView](t, "users", "list", "--json", "--admin", admin); len(users) != 1 || users[0].Name != "carol" {
 		t.Fatalf("users list --json (admin): %+v", users)
 	}
 	if acls := ferryJSON[[]devices.KafkaACL](t, "acls", "list", "--resource-type", "GROUP", "--json", "--admin", admin); len(acls) != 1 || acls[0].ResourceName != "g1" {

@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"net/http"
@@ -104,18 +104,18 @@ var errNoRegistry = requestError{http.StatusNotFound, "this node has no device r
 // registerDevicesAPI serves the device registry. A node runs one whenever
 // MQTT is on, under --auth none too (it keeps the presence of registered
 // devices, and devices can be added before switching to --auth registry).
-func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/devices", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+func (s *server) registerDevicesAPI(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/devices", s.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		vs, err := DeviceViews(reg)
 		if err == nil {
 			writeJSON(w, http.StatusOK, vs)
 		}
 		return err
 	}))
-	mux.HandleFunc("GET /api/devices/{id}", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("GET /api/devices/{id}", s.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		return answerDevice(w, reg, http.StatusOK, r.PathValue("id"))
 	}))
-	mux.HandleFunc("POST /api/devices", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("POST /api/devices", s.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		var req AddDeviceRequest
 		if err := decodeBody(r, &req); err != nil {
 			return err
@@ -127,7 +127,7 @@ func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
 		}
 		return answerDevice(w, reg, http.StatusCreated, req.ID)
 	}))
-	mux.HandleFunc("PATCH /api/devices/{id}", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("PATCH /api/devices/{id}", s.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		var req ChangeDeviceRequest
 		if err := decodeBody(r, &req); err != nil {
 			return err
@@ -156,7 +156,7 @@ func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
 		}
 		return answerDevice(w, reg, http.StatusOK, id)
 	}))
-	mux.HandleFunc("DELETE /api/devices/{id}", n.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
+	mux.HandleFunc("DELETE /api/devices/{id}", s.registryHandler(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		if err := reg.Delete(r.PathValue("id")); err != nil {
 			return err
 		}
@@ -167,13 +167,14 @@ func (n *Node) registerDevicesAPI(mux *http.ServeMux) {
 
 // registryHandler serves h with the node's device registry, or answers
 // errNoRegistry when the node has none; an error h returns is the answer.
-func (n *Node) registryHandler(h func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error) http.HandlerFunc {
+func (s *server) registryHandler(h func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.devices == nil {
+		reg := s.b.Devices()
+		if reg == nil {
 			writeErr(w, errNoRegistry)
 			return
 		}
-		if err := h(w, r, n.devices); err != nil {
+		if err := h(w, r, reg); err != nil {
 			writeErr(w, err)
 		}
 	}

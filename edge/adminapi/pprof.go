@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"net/http"

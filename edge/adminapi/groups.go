@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"fmt"
@@ -75,15 +75,16 @@ type ResetOffsetsItem struct {
 
 var errNoGroups = requestError{http.StatusNotFound, "this node has no consumer groups (its Kafka listener is off)"}
 
-func (n *Node) registerGroupsAPI(mux *http.ServeMux) {
+func (s *server) registerGroupsAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/groups", func(w http.ResponseWriter, r *http.Request) {
-		if n.groups == nil {
+		groups := s.b.Groups()
+		if groups == nil {
 			writeErr(w, errNoGroups)
 			return
 		}
 		out := []GroupSummary{}
-		for _, g := range n.groups.List() {
-			v, err := n.groupView(g)
+		for _, g := range groups.List() {
+			v, err := groupView(groups, s.b.Log(), g)
 			if err != nil {
 				writeErr(w, err)
 				return
@@ -93,16 +94,17 @@ func (n *Node) registerGroupsAPI(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("GET /api/groups/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if n.groups == nil {
+		groups := s.b.Groups()
+		if groups == nil {
 			writeErr(w, errNoGroups)
 			return
 		}
-		g, err := n.groups.Group(r.PathValue("id"))
+		g, err := groups.Group(r.PathValue("id"))
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		v, err := n.groupView(g)
+		v, err := groupView(groups, s.b.Log(), g)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -110,18 +112,20 @@ func (n *Node) registerGroupsAPI(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, v)
 	})
 	mux.HandleFunc("DELETE /api/groups/{id}", func(w http.ResponseWriter, r *http.Request) {
-		if n.groups == nil {
+		groups := s.b.Groups()
+		if groups == nil {
 			writeErr(w, errNoGroups)
 			return
 		}
-		if err := n.groups.Delete(r.PathValue("id")); err != nil {
+		if err := groups.Delete(r.PathValue("id")); err != nil {
 			writeErr(w, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /api/groups/{id}/reset-offsets", func(w http.ResponseWriter, r *http.Request) {
-		if n.groups == nil {
+		groups := s.b.Groups()
+		if groups == nil {
 			writeErr(w, errNoGroups)
 			return
 		}
@@ -130,7 +134,7 @@ func (n *Node) registerGroupsAPI(mux *http.ServeMux) {
 			writeErr(w, err)
 			return
 		}
-		res, err := n.resetOffsets(r.PathValue("id"), req)
+		res, err := resetOffsets(groups, s.b.Log(), r.PathValue("id"), req)
 		if err != nil {
 			writeErr(w, err)
 			return
@@ -141,8 +145,8 @@ func (n *Node) registerGroupsAPI(mux *http.ServeMux) {
 
 // groupView joins the coordinator's view of a group with its committed
 // offsets and the log's end offsets.
-func (n *Node) groupView(g kafka.GroupInfo) (GroupView, error) {
-	committed, err := n.groups.CommittedOffsets(g.Group)
+func groupView(groups Groups, l *flog.Log, g kafka.GroupInfo) (GroupView, error) {
+	committed, err := groups.CommittedOffsets(g.Group)
 	if err != nil {
 		return GroupView{}, err
 	}
@@ -180,7 +184,7 @@ func (n *Node) groupView(g kafka.GroupInfo) (GroupView, error) {
 	v := GroupView{GroupInfo: g, Offsets: make([]GroupOffset, 0, len(keys))}
 	for _, k := range keys {
 		o := GroupOffset{Topic: k.topic, Partition: k.part, EndOffset: -1, Member: owner[k]}
-		if p, err := n.log.Partition(k.topic, k.part); err == nil {
+		if p, err := l.Partition(k.topic, k.part); err == nil {
 			o.EndOffset = p.EndOffset()
 		}
 		if c, ok := committed[k.topic][k.part]; ok {
@@ -198,7 +202,7 @@ func (n *Node) groupView(g kafka.GroupInfo) (GroupView, error) {
 
 // resetOffsets works out the offsets a reset asks for and has the
 // coordinator commit them (it refuses while the group has members).
-func (n *Node) resetOffsets(group string, req ResetOffsetsRequest) (ResetOffsetsResult, error) {
+func resetOffsets(groups Groups, l *flog.Log, group string, req ResetOffsetsRequest) (ResetOffsetsResult, error) {
 	res := ResetOffsetsResult{Group: group, Topic: req.Topic, DryRun: req.DryRun, Partitions: []ResetOffsetsItem{}}
 	if req.Topic == "" {
 		return res, badRequest(`reset-offsets needs a "topic"`)
@@ -207,7 +211,7 @@ func (n *Node) resetOffsets(group string, req ResetOffsetsRequest) (ResetOffsets
 	if err != nil {
 		return res, err
 	}
-	count, err := n.log.PartitionCount(req.Topic)
+	count, err := l.PartitionCount(req.Topic)
 	if err != nil {
 		return res, err
 	}
@@ -219,13 +223,13 @@ func (n *Node) resetOffsets(group string, req ResetOffsetsRequest) (ResetOffsets
 	}
 	slices.Sort(parts)
 	parts = slices.Compact(parts)
-	committed, err := n.groups.CommittedOffsets(group)
+	committed, err := groups.CommittedOffsets(group)
 	if err != nil {
 		return res, err
 	}
 	offsets := map[int32]int64{}
 	for _, p := range parts {
-		part, err := n.log.Partition(req.Topic, p)
+		part, err := l.Partition(req.Topic, p)
 		if err != nil {
 			return res, err
 		}
@@ -241,12 +245,12 @@ func (n *Node) resetOffsets(group string, req ResetOffsetsRequest) (ResetOffsets
 		res.Partitions = append(res.Partitions, item)
 	}
 	if req.DryRun {
-		if g, err := n.groups.Group(group); err == nil && len(g.Members) > 0 {
+		if g, err := groups.Group(group); err == nil && len(g.Members) > 0 {
 			return res, fmt.Errorf("%w (group %q has %d)", kafka.ErrGroupNotEmpty, group, len(g.Members))
 		}
 		return res, nil
 	}
-	return res, n.groups.ResetOffsets(group, req.Topic, offsets)
+	return res, groups.ResetOffsets(group, req.Topic, offsets)
 }
 
 // resetTarget is a parsed "to" of a reset.

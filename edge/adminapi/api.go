@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"crypto/subtle"
@@ -9,7 +9,11 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"ferry/devices"
+	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
 	flog "ferry/log"
 )
@@ -44,21 +48,84 @@ import (
 //
 // Successes answer 200 (201 for a creation, 204 with no body for a
 // deletion); errors answer {"error":"message"} with a fitting status.
-// With Options.AdminToken set, every /api/ route needs the header
+// With Config.Token (the node's --admin-token) set, every /api/ route needs the header
 // "Authorization: Bearer TOKEN" (401 otherwise); /healthz, /readyz,
 // /metrics and the status page stay open.
 
 // maxRequestBody bounds the JSON a request may carry.
 const maxRequestBody = 1 << 20
 
+// Config is what the admin listener serves besides the backend.
+type Config struct {
+	// Token, when set, guards every /api/ path (edge.Options.AdminToken).
+	Token string
+	// Metrics is what GET /metrics exposes (the node's registry).
+	Metrics prometheus.Gatherer
+	// History serves GET /api/history, the status page's samples
+	// (statuspage.Sampler).
+	History http.Handler
+}
+
+// server serves the admin listener's routes from b.
+type server struct {
+	b   Backend
+	cfg Config
+}
+
+// Handler serves the admin listener: metrics, health, the status page and
+// the JSON admin API, every /api/ path behind cfg.Token.
+func Handler(b Backend, cfg Config) http.Handler {
+	s := &server{b: b, cfg: cfg}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{}))
+	mux.Handle("GET /", statuspage.Handler())   // the status page (edge/statuspage)
+	mux.Handle("GET /api/history", cfg.History) // its tiles' and charts' samples
+	mux.HandleFunc("GET /api/mirror", s.handleMirror)
+	mux.HandleFunc("GET /api/mirror/edges", s.handleMirrorEdges)
+	s.registerAPI(mux)
+	mux.Handle("GET /api/debug/pprof/", pprofHandler()) // behind the token, as all of /api/
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !b.Node().Ready {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(b.Log().Topics())})
+	})
+	return requireToken(cfg.Token, mux)
+}
+
+func (s *server) handleMirror(w http.ResponseWriter, r *http.Request) {
+	if st, ok := s.b.MirrorSender(); ok {
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	if st, ok := s.b.MirrorReceiver(); ok { // a center: its copies of each edge
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node mirrors nothing (no --mirror-to) and receives nothing (no --mirror-addr)"})
+}
+
+func (s *server) handleMirrorEdges(w http.ResponseWriter, r *http.Request) {
+	st, ok := s.b.MirrorReceiver()
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": "this node receives nothing from edges (no --mirror-addr)"})
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
 // registerAPI adds the admin API's routes to mux.
-func (n *Node) registerAPI(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/status", n.handleStatus)
-	mux.HandleFunc("GET /api/cluster", n.handleCluster)
-	n.registerTopicsAPI(mux)
-	n.registerGroupsAPI(mux)
-	n.registerDevicesAPI(mux)
-	n.registerUsersAPI(mux)
+func (s *server) registerAPI(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/status", s.handleStatus)
+	mux.HandleFunc("GET /api/cluster", s.handleCluster)
+	s.registerTopicsAPI(mux)
+	s.registerGroupsAPI(mux)
+	s.registerDevicesAPI(mux)
+	s.registerUsersAPI(mux)
 	// Anything else under /api/ answers JSON too. One pattern per method:
 	// a method-less "/api/" would conflict with the status page's "GET /".
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
@@ -70,8 +137,7 @@ func (n *Node) registerAPI(mux *http.ServeMux) {
 
 // requireToken guards every /api/ path with the bearer token, when one is
 // configured.
-func (n *Node) requireToken(next http.Handler) http.Handler {
-	token := n.opts.AdminToken
+func requireToken(token string, next http.Handler) http.Handler {
 	if token == "" {
 		return next
 	}
@@ -90,6 +156,12 @@ func (n *Node) requireToken(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
 }
 
 // writeError answers {"error": msg}.

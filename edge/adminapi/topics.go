@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"fmt"
@@ -114,12 +114,12 @@ type AddPartitionsRequest struct {
 	Partitions int32 `json:"partitions"`
 }
 
-func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
+func (s *server) registerTopicsAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/topics", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, TopicViews(n.log))
+		writeJSON(w, http.StatusOK, TopicViews(s.b.Log()))
 	})
 	mux.HandleFunc("GET /api/topics/{name}", func(w http.ResponseWriter, r *http.Request) {
-		n.answerTopic(w, http.StatusOK, r.PathValue("name"), nil)
+		s.answerTopic(w, http.StatusOK, r.PathValue("name"), nil)
 	})
 	mux.HandleFunc("POST /api/topics", func(w http.ResponseWriter, r *http.Request) {
 		var req CreateTopicRequest
@@ -128,13 +128,13 @@ func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
 			return
 		}
 		if req.Partitions == 0 {
-			req.Partitions = max(n.opts.DefaultPartitions, 1)
+			req.Partitions = max(s.b.Node().DefaultPartitions, 1)
 		}
-		_, err := n.topicAdmin().CreateTopic(req.Name, req.Partitions, req.Configs)
-		n.answerTopic(w, http.StatusCreated, req.Name, err)
+		_, err := s.b.TopicAdmin().CreateTopic(req.Name, req.Partitions, req.Configs)
+		s.answerTopic(w, http.StatusCreated, req.Name, err)
 	})
 	mux.HandleFunc("DELETE /api/topics/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := n.topicAdmin().DeleteTopic(r.PathValue("name")); err != nil {
+		if err := s.b.TopicAdmin().DeleteTopic(r.PathValue("name")); err != nil {
 			writeErr(w, err)
 			return
 		}
@@ -151,7 +151,7 @@ func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
 			return
 		}
 		name := r.PathValue("name")
-		n.answerTopic(w, http.StatusOK, name, n.topicAdmin().AlterConfigs(name, req.Set, req.Delete))
+		s.answerTopic(w, http.StatusOK, name, s.b.TopicAdmin().AlterConfigs(name, req.Set, req.Delete))
 	})
 	mux.HandleFunc("POST /api/topics/{name}/partitions", func(w http.ResponseWriter, r *http.Request) {
 		var req AddPartitionsRequest
@@ -160,17 +160,17 @@ func (n *Node) registerTopicsAPI(mux *http.ServeMux) {
 			return
 		}
 		name := r.PathValue("name")
-		n.answerTopic(w, http.StatusOK, name, n.topicAdmin().AddPartitions(name, req.Partitions))
+		s.answerTopic(w, http.StatusOK, name, s.b.TopicAdmin().AddPartitions(name, req.Partitions))
 	})
 }
 
 // answerTopic answers err, or else the topic's description with code.
-func (n *Node) answerTopic(w http.ResponseWriter, code int, name string, err error) {
+func (s *server) answerTopic(w http.ResponseWriter, code int, name string, err error) {
 	if err != nil {
 		writeErr(w, err)
 		return
 	}
-	v, err := DescribeTopic(n.log, name)
+	v, err := DescribeTopic(s.b.Log(), name)
 	if err != nil {
 		writeErr(w, err)
 		return

@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"net/http"
@@ -30,7 +30,7 @@ type ClusterBrokerView struct {
 }
 
 // clusterView builds the view from the node's copy of the metadata.
-func clusterView(c *cluster.Node) ClusterView {
+func clusterView(c Cluster) ClusterView {
 	im := c.Image()
 	v := ClusterView{Status: c.Status(), Topics: len(im.Topics), Offline: []string{}}
 	replicas, leads := im.PartitionsPerBroker()
@@ -50,10 +50,11 @@ func clusterView(c *cluster.Node) ClusterView {
 	return v
 }
 
-func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
-	if n.cluster == nil {
+func (s *server) handleCluster(w http.ResponseWriter, r *http.Request) {
+	c := s.b.Cluster()
+	if c == nil {
 		writeError(w, http.StatusNotFound, "this node is not in a cluster (ferry full --cluster-voters)")
 		return
 	}
-	writeJSON(w, http.StatusOK, clusterView(n.cluster))
+	writeJSON(w, http.StatusOK, clusterView(c))
 }

@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"net/http"
@@ -93,17 +93,19 @@ type MirrorSummary struct {
 }
 
 // Status reports the node now.
-func (n *Node) Status() StatusView {
-	mode := n.opts.Mode
+func Status(b Backend) StatusView {
+	info := b.Node()
+	l := b.Log()
+	mode := info.Mode
 	if mode == "" {
 		mode = "edge"
 	}
-	max, blocked := n.log.DiskBudget()
+	max, blocked := l.DiskBudget()
 	st := StatusView{
-		Mode: mode, Version: n.opts.Version, Ready: n.ready.Load(), StartedAt: n.started.UTC(),
-		UptimeSeconds: int64(time.Since(n.started).Seconds()), DataDir: n.opts.DataDir, AdminAuth: n.opts.AdminToken != "",
-		Listeners: ListenersView{Kafka: n.KafkaAddr(), MQTT: n.MQTTAddrs(), MQTTWebSocket: n.MQTTWSAddr(), Mirror: n.MirrorAddr()},
-		DiskBytes: n.log.Size(), DiskBudgetBytes: max, AppendsBlocked: blocked,
+		Mode: mode, Version: info.Version, Ready: info.Ready, StartedAt: info.StartedAt.UTC(),
+		UptimeSeconds: int64(time.Since(info.StartedAt).Seconds()), DataDir: info.DataDir, AdminAuth: info.AdminAuth,
+		Listeners: info.Listeners, DiskBytes: l.Size(), DiskBudgetBytes: max, AppendsBlocked: blocked,
+		Auth: info.Auth, DevicesOnline: info.DevicesOnline,
 	}
 	if st.Version == "" {
 		st.Version = "dev"
@@ -111,35 +113,24 @@ func (n *Node) Status() StatusView {
 	if st.Listeners.MQTT == nil {
 		st.Listeners.MQTT = []string{}
 	}
-	if n.adminLn != nil {
-		st.Listeners.Admin = n.AdminAddr()
-	}
-	for _, t := range n.log.Topics() {
+	for _, t := range l.Topics() {
 		st.Topics++
 		st.Partitions += int(t.Partitions)
 		for i := int32(0); i < t.Partitions; i++ {
-			if p, err := n.log.Partition(t.Name, i); err == nil {
+			if p, err := l.Partition(t.Name, i); err == nil {
 				st.Records += p.EndOffset() - p.StartOffset()
 			}
 		}
 	}
-	if n.groups != nil {
-		st.Groups = len(n.groups.List())
+	if g := b.Groups(); g != nil {
+		st.Groups = len(g.List())
 	}
-	if n.mqtt != nil {
-		st.DevicesOnline = n.mqtt.Connected()
-		st.Auth = n.opts.AuthMode
-		if st.Auth == "" {
-			st.Auth = AuthNone
-		}
-	}
-	if n.devices != nil {
-		if ds, err := n.devices.List(); err == nil {
+	if reg := b.Devices(); reg != nil {
+		if ds, err := reg.List(); err == nil {
 			st.DevicesRegistered = len(ds)
 		}
 	}
-	if n.sender != nil {
-		ms := n.sender.Status()
+	if ms, ok := b.MirrorSender(); ok {
 		m := &MirrorSummary{EdgeID: ms.EdgeID, Center: ms.Center, LinkUp: ms.LinkUp, LastAck: ms.LastAck}
 		for _, p := range ms.Partitions {
 			m.BacklogRecords += p.BacklogRecords
@@ -147,9 +138,9 @@ func (n *Node) Status() StatusView {
 		}
 		st.Mirror = m
 	}
-	if n.receiver != nil {
+	if rs, ok := b.MirrorReceiver(); ok {
 		f := &FleetSummary{Members: []EdgeSummary{}}
-		for _, e := range n.receiver.Status().Edges {
+		for _, e := range rs.Edges {
 			f.Edges++
 			if e.Connected {
 				f.Connected++
@@ -164,6 +155,6 @@ func (n *Node) Status() StatusView {
 	return st
 }
 
-func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.Status())
+func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, Status(s.b))
 }

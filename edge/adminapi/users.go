@@ -1,4 +1,4 @@
-package edge
+package adminapi
 
 import (
 	"net/http"
@@ -40,8 +40,8 @@ func KafkaACLFilter(q map[string][]string) devices.KafkaACLFilter {
 
 // registerUsersAPI serves the Kafka users and ACLs of the registry (there
 // when MQTT or Kafka SASL is on).
-func (n *Node) registerUsersAPI(mux *http.ServeMux) {
-	with := n.registryHandler
+func (s *server) registerUsersAPI(mux *http.ServeMux) {
+	with := s.registryHandler
 	mux.HandleFunc("GET /api/users", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
 		us, err := reg.Users()
 		if err == nil {
