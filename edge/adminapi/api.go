@@ -62,7 +62,7 @@ type Config struct {
 	// Metrics is what GET /metrics exposes (the node's registry).
 	Metrics prometheus.Gatherer
 	// History serves GET /api/history, the status page's samples
-	// (statuspage.Sampler).
+	// (statuspage.Sampler); nil: not served.
 	History http.Handler
 }
 
@@ -78,8 +78,10 @@ func Handler(b Backend, cfg Config) http.Handler {
 	s := &server{b: b, cfg: cfg}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Metrics, promhttp.HandlerOpts{}))
-	mux.Handle("GET /", statuspage.Handler())   // the status page (edge/statuspage)
-	mux.Handle("GET /api/history", cfg.History) // its tiles' and charts' samples
+	mux.Handle("GET /", statuspage.Handler()) // the status page (edge/statuspage)
+	if cfg.History != nil {
+		mux.Handle("GET /api/history", cfg.History) // its tiles' and charts' samples
+	}
 	mux.HandleFunc("GET /api/mirror", s.handleMirror)
 	mux.HandleFunc("GET /api/mirror/edges", s.handleMirrorEdges)
 	s.registerAPI(mux)
