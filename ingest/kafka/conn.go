@@ -367,6 +367,7 @@ func (c *conn) handle(frame []byte) bool {
 		if latency != nil {
 			latency.Observe(time.Since(began).Seconds())
 		}
+		c.s.metrics.api(rq.key).observe(time.Since(began))
 		c.mute(hold)
 		return true
 	}
@@ -393,9 +394,10 @@ func (c *conn) handle(frame []byte) bool {
 	return true
 }
 
-// write encodes and sends a response. Its bytes, and for a request whose
-// latency is observed the time since it began, are counted before the write,
-// so a client holding the answer finds it in the metrics.
+// write encodes and sends a response. Its bytes, and for a produce the time
+// since it began, are counted before the write, so a client holding the
+// answer finds them in the metrics; the request duration by API is observed
+// once the response is written.
 func (c *conn) write(rq request, resp kmsg.Response, latency prometheus.Observer, began time.Time) bool {
 	b := append(c.out[:0], 0, 0, 0, 0)
 	b = binary.BigEndian.AppendUint32(b, uint32(rq.corr))
@@ -417,6 +419,7 @@ func (c *conn) write(rq request, resp kmsg.Response, latency prometheus.Observer
 		c.logger.Debug("write failed", "err", err)
 		return false
 	}
+	c.s.metrics.api(rq.key).observe(time.Since(began))
 	return true
 }
 

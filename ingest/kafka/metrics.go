@@ -1,6 +1,9 @@
 package kafka
 
 import (
+	"sync"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -16,7 +19,11 @@ type metrics struct {
 	bytesOut    *prometheus.CounterVec // by api
 	partErrors  *prometheus.CounterVec // by api and Kafka error name
 	produce     *prometheus.HistogramVec
-	auths       *prometheus.CounterVec // by mechanism and result
+	// duration is every request's time from its frame read to its
+	// response written, by api; its children are made on an API's first
+	// request (apiMetrics.observe), so APIs nobody calls add no series.
+	duration *prometheus.HistogramVec
+	auths    *prometheus.CounterVec // by mechanism and result
 	// unauthenticated counts connections closed for a request other than
 	// ApiVersions and SASL before authentication.
 	unauthenticated prometheus.Counter
@@ -45,9 +52,23 @@ type metrics struct {
 	timeoutByReason map[string]prometheus.Counter
 }
 
-// apiMetrics are one API's request and byte counters.
+// apiMetrics are one API's request and byte counters and its latency
+// histogram's child, made on first use.
 type apiMetrics struct {
 	requests, bytesIn, bytesOut prometheus.Counter
+	name                        string
+	durations                   *prometheus.HistogramVec // nil: not observed (unknown)
+	once                        sync.Once
+	duration                    prometheus.Observer
+}
+
+// observe records a request's latency under its API.
+func (a *apiMetrics) observe(d time.Duration) {
+	if a.durations == nil {
+		return
+	}
+	a.once.Do(func() { a.duration = a.durations.WithLabelValues(a.name) })
+	a.duration.Observe(d.Seconds())
 }
 
 // newMetrics makes the server's metrics and registers them with reg (none
@@ -67,6 +88,10 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 		produce: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_kafka_produce_duration_seconds",
 			Help:    "Time from a Produce request being read to its response being sent (acks=0: to its records being appended), by acks (0, 1, all).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"acks"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ferry_kafka_request_duration_seconds",
+			Help: "Time from a Kafka request's frame being read to its response being written (a produce waiting for durability: to its answer; acks=0: to its records being appended), by API.",
+			// 100 µs to 26 s: a fetch's max wait and a produce's fsync on an SD card.
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 19)}, []string{"api"}),
 		auths: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_kafka_sasl_authentications_total",
 			Help: "SASL authentications on the Kafka listener, by mechanism (unsupported: a handshake naming no enabled mechanism) and result (ok, failed)."}, []string{"mechanism", "result"}),
 		unauthenticated: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_kafka_unauthenticated_requests_total",
@@ -86,13 +111,15 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 		maxKey = max(maxKey, k)
 	}
 	child := func(api string) *apiMetrics {
-		return &apiMetrics{m.requests.WithLabelValues(api), m.bytesIn.WithLabelValues(api), m.bytesOut.WithLabelValues(api)}
+		return &apiMetrics{requests: m.requests.WithLabelValues(api), bytesIn: m.bytesIn.WithLabelValues(api),
+			bytesOut: m.bytesOut.WithLabelValues(api), name: api, durations: m.duration}
 	}
 	m.byKey = make([]*apiMetrics, maxKey+1)
 	for k := range handlers {
 		m.byKey[k] = child(kmsg.NameForKey(k))
 	}
 	m.unknown = child("unknown")
+	m.unknown.durations = nil // never answered: the connection is closed
 	for i, acks := range []string{"0", "1", "all"} {
 		m.produceByAcks[i] = m.produce.WithLabelValues(acks)
 	}
@@ -106,7 +133,7 @@ func newMetrics(reg prometheus.Registerer, groups *Groups, l *flog.Log) (*metric
 		m.timeoutByReason[r] = m.timeouts.WithLabelValues(r)
 	}
 	if reg != nil {
-		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce, m.auths, m.unauthenticated, m.denied,
+		cs := []prometheus.Collector{m.connections, m.requests, m.malformed, m.bytesIn, m.bytesOut, m.partErrors, m.produce, m.duration, m.auths, m.unauthenticated, m.denied,
 			m.timeouts, m.throttled, m.throttleSeconds}
 		if groups != nil {
 			cs = append(cs, newLagCollector(groups, l))

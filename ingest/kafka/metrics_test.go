@@ -147,3 +147,78 @@ func TestMetricsConsumerLagAndProduceLatency(t *testing.T) {
 		t.Errorf("+Inf bucket %v != count %v", inf, nAll)
 	}
 }
+
+// Every request is in the latency histogram under its API, observed once
+// its response is written: the produces (acks=all, so after their fsync)
+// and two fetches, one of which waits its MaxWait for records that never
+// come, so its time is the wait's; an API nobody called has no series.
+func TestMetricsRequestDurationPerAPI(t *testing.T) {
+	b := startBroker(t, nil)
+	ctx := ctxT(t)
+	if _, err := b.log.CreateTopic("lat", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl := b.client(t, kgo.DefaultProduceTopic("lat"))
+	for i := 0; i < 3; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fetch := func(offset int64, maxWait time.Duration) {
+		req := kmsg.NewPtrFetchRequest()
+		req.Version = 11
+		req.ReplicaID, req.MaxWaitMillis, req.MinBytes, req.MaxBytes = -1, int32(maxWait/time.Millisecond), 1, 1<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "lat"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = offset, 1<<20, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("fetch at %d: error %d", offset, code)
+		}
+	}
+	fetch(0, 0)                    // the three records, at once
+	fetch(3, 300*time.Millisecond) // at the end: waits 300 ms, answers empty
+
+	// Observed once the response is written, which may be after the
+	// client has read it: poll.
+	var m map[string]float64
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m = scrapeSeries(t, b.reg)
+		if m[`ferry_kafka_request_duration_seconds_count{api="Produce"}`] == 3 &&
+			m[`ferry_kafka_request_duration_seconds_count{api="Fetch"}`] == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// (ApiVersions is left out: an answer to a version above ours, KIP-511,
+	// is observed but not in requests_total.)
+	for _, api := range []string{"Produce", "Fetch", "Metadata"} {
+		count := m[`ferry_kafka_request_duration_seconds_count{api="`+api+`"}`]
+		if reqs := m[`ferry_kafka_requests_total{api="`+api+`"}`]; count != reqs || count == 0 {
+			t.Errorf("%s: %v latency observations for %v requests", api, count, reqs)
+		}
+		if inf := m[`ferry_kafka_request_duration_seconds_bucket{api="`+api+`",le="+Inf"}`]; inf != count {
+			t.Errorf("%s: +Inf bucket %v != count %v", api, inf, count)
+		}
+	}
+	if sum := m[`ferry_kafka_request_duration_seconds_sum{api="Fetch"}`]; sum < 0.3 || sum > 10 {
+		t.Errorf("fetch latency sum %v s, want at least the 0.3 s the second one waited", sum)
+	}
+	// The smallest bucket is 100 µs and the largest finite one past 25 s.
+	if _, ok := m[`ferry_kafka_request_duration_seconds_bucket{api="Produce",le="0.0001"}`]; !ok {
+		t.Error("no 100 µs bucket")
+	}
+	if _, ok := m[`ferry_kafka_request_duration_seconds_bucket{api="Produce",le="26.2144"}`]; !ok {
+		t.Error("no 26.2 s bucket")
+	}
+	if _, ok := m[`ferry_kafka_request_duration_seconds_count{api="DeleteTopics"}`]; ok {
+		t.Error("a series for an API nobody called")
+	}
+}
