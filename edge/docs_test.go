@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -211,6 +212,60 @@ func TestDocsNameOnlyRealMetrics(t *testing.T) {
 		`ferry_mirror_receiver_edge_lag_seconds{edge="gw1",topic="telemetry"}`, `ferry_mirror_receiver_edge_records_total{edge="gw1"}`} {
 		if !strings.Contains(centerText, want) {
 			t.Errorf("the center's /metrics lacks %s", want)
+		}
+	}
+}
+
+// apiPage documents the admin listener's routes.
+const apiPage = "../docs/api.md"
+
+// Every route the admin listener registers (a "METHOD /path" pattern
+// given to a ServeMux in this package's sources) has a row in a table of
+// docs/api.md, and every route a row names is registered: the page cannot
+// fall behind the API, nor describe an endpoint that is gone. The
+// catch-all "/api/" patterns (built, not literal) answer 404 and are
+// not routes.
+func TestAPIPageNamesEveryRoute(t *testing.T) {
+	page, err := os.ReadFile(apiPage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	row := regexp.MustCompile("^\\| `([A-Z]+ /[^`]*)` \\|")
+	for _, line := range strings.Split(string(page), "\n") {
+		if m := row.FindStringSubmatch(line); m != nil {
+			// A row may stand for a family: GET /api/debug/pprof/… is the
+			// pattern GET /api/debug/pprof/.
+			documented[strings.TrimSuffix(m[1], "…")] = true
+		}
+	}
+	registered := map[string]bool{}
+	pattern := regexp.MustCompile(`\.Handle(?:Func)?\("([A-Z]+ /[^"]*)"`)
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range pattern.FindAllStringSubmatch(string(src), -1) {
+			registered[m[1]] = true
+			if !documented[m[1]] {
+				t.Errorf("%s: route %s has no row in %s", f, m[1], apiPage)
+			}
+		}
+	}
+	if len(registered) < 25 {
+		t.Fatalf("only %d routes found in the sources: is the pattern wrong?", len(registered))
+	}
+	for r := range documented {
+		if !registered[r] {
+			t.Errorf("%s: a row for %s, which no source registers", apiPage, r)
 		}
 	}
 }

@@ -14,7 +14,7 @@ import (
 // registry know, read at scrape time (nothing runs between scrapes), the
 // log's fsync latency, and the admin listener's traffic. The front ends
 // and the mirror register their own (ferry_kafka_*, ferry_mqtt_*,
-// ferry_mirror_*). Every metric is listed in the README's Metrics table.
+// ferry_mirror_*). Every metric is listed in docs/monitoring.md's Metrics table.
 
 // nodeMetrics are the metrics the node feeds as things happen.
 type nodeMetrics struct {

@@ -235,15 +235,19 @@ func TestMetricsAfterAKnownWorkload(t *testing.T) {
 	}
 }
 
+// metricsPage is the page whose Metrics table lists every metric.
+const metricsPage = "../docs/monitoring.md"
+
 // Every metric ferry defines (a "ferry_…" name in a non-test Go file) has
-// a row in the README's Metrics table.
+// a row in the Metrics table of docs/monitoring.md, and every metric a row
+// names is one ferry defines.
 func TestEveryMetricIsDocumented(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	page, err := os.ReadFile(metricsPage)
 	if err != nil {
 		t.Fatal(err)
 	}
 	documented := map[string]bool{}
-	for _, line := range strings.Split(string(readme), "\n") {
+	for _, line := range strings.Split(string(page), "\n") {
 		if cells := strings.Split(line, "|"); len(cells) > 2 && strings.HasPrefix(line, "| `ferry_") {
 			for _, m := range regexp.MustCompile("`(ferry_[a-z_]+)`").FindAllStringSubmatch(cells[1], -1) {
 				documented[m[1]] = true
@@ -252,6 +256,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	}
 	name := regexp.MustCompile(`"(ferry_[a-z_]+)"`)
 	found := 0
+	defined := map[string]bool{}
 	err = filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -268,8 +273,9 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 		}
 		for _, m := range name.FindAllStringSubmatch(string(src), -1) {
 			found++
+			defined[m[1]] = true
 			if !documented[m[1]] {
-				t.Errorf("%s: metric %s has no row in README.md's Metrics table", path, m[1])
+				t.Errorf("%s: metric %s has no row in the Metrics table of %s", path, m[1], metricsPage)
 			}
 		}
 		return nil
@@ -279,5 +285,10 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	}
 	if found < 40 {
 		t.Fatalf("found only %d metric names in the sources", found)
+	}
+	for m := range documented {
+		if !defined[m] {
+			t.Errorf("%s: a row for %s, which no source defines", metricsPage, m)
+		}
 	}
 }

@@ -4,24 +4,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/spf13/pflag"
 
 	"ferry/configs"
 )
 
-// readmeKey is one row of the README's table of config keys:
+// readmeKey is one row of the table of config keys in docs/configuration.md:
 // | `key` | node | `default` | what it does |
 type readmeKey struct {
 	key, node, def, what string
 	line                 int
 }
 
-// readmeKeys reads the rows of the key table in the README's
-// Configuration section. A row that does not have the table's shape is
-// an error, so a typo cannot hide a key from TestReadmeDocumentsEveryKey.
+// readmeKeys reads the rows of the key table in the Configuration section
+// of docs/configuration.md. A row that does not have the table's shape is
+// an error, so a typo cannot hide a key from TestConfigPageDocumentsEveryKey.
 func readmeKeys(path string) ([]readmeKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -69,12 +71,12 @@ func readmeKeys(path string) ([]readmeKey, error) {
 }
 
 // Every flag of ferry edge and ferry full (but --config) has a row in the
-// README's table of config keys, for its command or for both, whose
+// table of config keys of docs/configuration.md (the flags page), for its command or for both, whose
 // default, read as a config file would be, is the flag's; and every row
-// names a flag of the command(s) it is for, once. So the README cannot
+// names a flag of the command(s) it is for, once. So the page cannot
 // fall behind the flags: a new flag fails here with the row to add.
-func TestReadmeDocumentsEveryKey(t *testing.T) {
-	path := filepath.Join("..", "..", "README.md")
+func TestConfigPageDocumentsEveryKey(t *testing.T) {
+	path := filepath.Join("..", "..", "docs", "configuration.md")
 	rows, err := readmeKeys(path)
 	if err != nil {
 		t.Fatal(err)
@@ -147,4 +149,97 @@ func defaultReads(t *testing.T, mode string, fl *pflag.Flag, def string) error {
 		return fmt.Errorf("the documented default %s is %q, the flag's is %q", def, got, fl.DefValue)
 	}
 	return nil
+}
+
+// mdLink is an inline Markdown link or image: [text](target).
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// anchors returns the heading anchors of a Markdown file as GitHub makes
+// them: lower case, spaces to hyphens, punctuation but - and _ dropped, a
+// repeated heading suffixed -1, -2, …
+func anchors(text string) map[string]bool {
+	out := map[string]bool{}
+	fenced := false
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "```") {
+			fenced = !fenced
+		}
+		if fenced || !strings.HasPrefix(l, "#") {
+			continue
+		}
+		h := strings.TrimSpace(strings.TrimLeft(l, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(h) {
+			switch {
+			case unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_':
+				b.WriteRune(r)
+			case r == ' ':
+				b.WriteByte('-')
+			}
+		}
+		a := b.String()
+		for i, base := 1, a; out[a]; i++ {
+			a = fmt.Sprintf("%s-%d", base, i)
+		}
+		out[a] = true
+	}
+	return out
+}
+
+// Every relative link in README.md and docs/*.md names a file that exists,
+// and, for a link into a Markdown file with a #fragment, one of its
+// headings: moving reference text between pages cannot leave a link
+// dangling.
+func TestDocsLinksResolve(t *testing.T) {
+	root := filepath.Join("..", "..")
+	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join(root, "README.md"), filepath.Join(root, "DESIGN.md"))
+	checked := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fenced := false
+		for i, l := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "```") {
+				fenced = !fenced
+			}
+			if fenced {
+				continue
+			}
+			for _, m := range mdLink.FindAllStringSubmatch(l, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				checked++
+				path, frag, _ := strings.Cut(target, "#")
+				file := f
+				if path != "" {
+					file = filepath.Join(filepath.Dir(f), filepath.FromSlash(path))
+				}
+				if _, err := os.Stat(file); err != nil {
+					t.Errorf("%s:%d: link %s: no such file %s", f, i+1, target, file)
+					continue
+				}
+				if frag == "" || !strings.HasSuffix(file, ".md") {
+					continue
+				}
+				text, err := os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !anchors(string(text))[frag] {
+					t.Errorf("%s:%d: link %s: %s has no heading #%s", f, i+1, target, file, frag)
+				}
+			}
+		}
+	}
+	if checked < 30 {
+		t.Fatalf("only %d relative links found: is the link pattern wrong?", checked)
+	}
 }
