@@ -220,7 +220,7 @@ func TestDocsNameOnlyRealMetrics(t *testing.T) {
 const apiPage = "../docs/api.md"
 
 // Every route the admin listener registers (a "METHOD /path" pattern
-// given to a ServeMux in this package's sources) has a row in a table of
+// given to a ServeMux in this package's or edge/adminapi's sources) has a row in a table of
 // docs/api.md, and every route a row names is registered: the page cannot
 // fall behind the API, nor describe an endpoint that is gone. The
 // catch-all "/api/" patterns (built, not literal) answer 404 and are
@@ -241,9 +241,13 @@ func TestAPIPageNamesEveryRoute(t *testing.T) {
 	}
 	registered := map[string]bool{}
 	pattern := regexp.MustCompile(`\.Handle(?:Func)?\("([A-Z]+ /[^"]*)"`)
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
+	var files []string
+	for _, dir := range []string{".", "adminapi"} { // the node's listener and the API's routes
+		fs, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, fs...)
 	}
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

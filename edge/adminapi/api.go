@@ -132,7 +132,7 @@ func (s *server) registerAPI(mux *http.ServeMux) {
 	// a method-less "/api/" would conflict with the status page's "GET /".
 	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
 		mux.HandleFunc(m+" /api/", func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s (see the README's admin API section)", r.Method, r.URL.Path))
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s (see docs/api.md)", r.Method, r.URL.Path))
 		})
 	}
 }
