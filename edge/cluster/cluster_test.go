@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,6 +206,17 @@ func TestClusterCreatesTopicFromAnyNodeSpreadOverAll(t *testing.T) {
 			t.Fatalf("partitions led per broker %v, want 2 each", leads)
 		}
 	}
+	// The cluster's default replication factor (three voters: 3), every
+	// replica in sync at creation, and min ISR 2 by default.
+	for i, p := range tp.Partitions {
+		if len(p.Replicas) != 3 || !reflect.DeepEqual(p.ISR, p.Replicas) || p.Leader != p.Replicas[0] {
+			t.Fatalf("partition %d: %+v, want 3 replicas all in sync, led by the first", i, p)
+		}
+	}
+	waitFor(t, "the controller's defaults in the image", func() bool {
+		im := follower.Image()
+		return im.Defaults == Defaults{ReplicationFactor: 3, MinInsyncReplicas: 2} && im.MinISR(im.Topics["telemetry"]) == 2
+	})
 	if res, err := ctrl.Propose(ctx, Record{Op: OpCreateTopic, Topic: "telemetry", Count: 1}); err != nil || !errors.Is(res.Err, ErrTopicExists) {
 		t.Fatalf("second create: %v %v, want ErrTopicExists", err, res.Err)
 	}
@@ -237,7 +249,7 @@ func TestControllerFailoverKeepsMetadata(t *testing.T) {
 	old := c.controller()
 	c.waitBrokers(3)
 	ctx := context.Background()
-	if _, err := old.Propose(ctx, Record{Op: OpCreateTopic, Topic: "a", Count: 3}); err != nil {
+	if _, err := old.Propose(ctx, Record{Op: OpCreateTopic, Topic: "a", Count: 3, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
 	c.stop(old.ID())
@@ -263,7 +275,7 @@ func TestControllerFailoverKeepsMetadata(t *testing.T) {
 			t.Fatalf("partition %d moved although its broker lives", i)
 		}
 	}
-	if _, err := ctrl.Propose(ctx, Record{Op: OpCreateTopic, Topic: "b", Count: 4}); err != nil {
+	if _, err := ctrl.Propose(ctx, Record{Op: OpCreateTopic, Topic: "b", Count: 4, ReplicationFactor: 1}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range ctrl.Image().Topics["b"].Partitions {
@@ -377,7 +389,7 @@ func TestQuorumLossRecoveredWithPeersJSON(t *testing.T) {
 	if one.Image().Topics["kept"] == nil {
 		t.Fatal("the survivor lost the metadata")
 	}
-	if res, err := one.Propose(ctx, Record{Op: OpCreateTopic, Topic: "after", Count: 1}); err != nil || res.Err != nil {
+	if res, err := one.Propose(ctx, Record{Op: OpCreateTopic, Topic: "after", Count: 1, ReplicationFactor: 1}); err != nil || res.Err != nil {
 		t.Fatalf("a proposal after the recovery: %v %v", err, res.Err)
 	}
 	if _, err := os.Stat(filepath.Join(c.cfgs[1].Dir, PeersFile+".applied")); err != nil {

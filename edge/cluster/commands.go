@@ -9,7 +9,11 @@ import (
 // recordVersion is the version of the records this code writes. A node
 // applying a record of a newer version stops with an error rather than
 // guessing (a mixed-version cluster upgrades its oldest members first).
-const recordVersion = 1
+//
+// Version 2 added ISR/ELR (alter_partition, controlled_shutdown,
+// cluster_defaults, clean_shutdown on register_broker); a version 1
+// record means the same under version 2's rules.
+const recordVersion = 2
 
 // Op names a record's kind.
 type Op string
@@ -27,6 +31,15 @@ const (
 	OpAllocProducerIDs Op = "alloc_producer_ids"
 	OpProducerIDFloor  Op = "producer_id_floor"
 	OpMirrorSession    Op = "mirror_session"
+	// OpAlterPartition is Kafka's AlterPartition (KIP-497): a leader
+	// changes its partition's ISR.
+	OpAlterPartition Op = "alter_partition"
+	// OpControlledShutdown is a broker about to stop asking that its
+	// leaderships move first (Kafka's ControlledShutdown).
+	OpControlledShutdown Op = "controlled_shutdown"
+	// OpClusterDefaults sets the cluster's topic defaults (the
+	// controller's --default-replication-factor and --min-insync-replicas).
+	OpClusterDefaults Op = "cluster_defaults"
 )
 
 // Record is one entry of the metadata log: a version, an op and the fields
@@ -56,6 +69,18 @@ type Record struct {
 	// ReplicationFactor of a topic the controller places.
 	ReplicationFactor int32  `json:"replication_factor,omitempty"`
 	Edge              string `json:"edge,omitempty"`
+
+	// CleanShutdown: the registering broker's previous run ended with a
+	// clean shutdown (register_broker). False, the safe assumption, takes
+	// it out of every ELR.
+	CleanShutdown bool `json:"clean_shutdown,omitempty"`
+	// Partition, LeaderEpoch, PartitionEpoch and ISR: alter_partition.
+	Partition      int32   `json:"partition,omitempty"`
+	LeaderEpoch    int32   `json:"leader_epoch,omitempty"`
+	PartitionEpoch int32   `json:"partition_epoch,omitempty"`
+	ISR            []int32 `json:"isr,omitempty"`
+	// MinISR: cluster_defaults (with ReplicationFactor).
+	MinISR int32 `json:"min_isr,omitempty"`
 }
 
 // Result is what applying a record answers the proposer.
@@ -78,6 +103,18 @@ var (
 	ErrStaleIncarnation  = errors.New("cluster: record for an earlier incarnation of the broker")
 	ErrInvalidAssignment = errors.New("cluster: invalid replica assignment")
 	ErrInvalidRecord     = errors.New("cluster: invalid record")
+	ErrInvalidConfig     = errors.New("cluster: invalid topic config")
+	// ErrFencedLeaderEpoch: an AlterPartition from a broker that does not
+	// lead the partition at the leader epoch it names (Kafka's
+	// FENCED_LEADER_EPOCH): a deposed leader.
+	ErrFencedLeaderEpoch = errors.New("cluster: fenced leader epoch")
+	// ErrInvalidUpdateVersion: an AlterPartition at a partition epoch that
+	// is not the partition's (Kafka's INVALID_UPDATE_VERSION): the
+	// leader re-reads the partition and tries again.
+	ErrInvalidUpdateVersion = errors.New("cluster: stale partition epoch")
+	// ErrIneligibleReplica: an AlterPartition adding a broker that is not
+	// registered, fenced or shutting down (Kafka's INELIGIBLE_REPLICA).
+	ErrIneligibleReplica = errors.New("cluster: ineligible replica")
 )
 
 func encodeRecord(r Record) ([]byte, error) {
@@ -104,12 +141,28 @@ func (im *Image) apply(r Record) Result {
 	case OpRegisterBroker:
 		// A (re)registration replaces the broker's endpoints and
 		// incarnation and leaves it unfenced: the controller registers a
-		// broker only when it has just heard from it.
+		// broker only when it has just heard from it. A new incarnation
+		// means the previous run is gone: it leaves the ISRs first, as a
+		// fenced broker does; after an unclean shutdown it leaves the
+		// ELRs too. It is never put back into an ISR here.
 		if r.Broker < 0 {
 			return Result{Err: fmt.Errorf("%w: broker id %d", ErrInvalidRecord, r.Broker)}
 		}
-		im.Brokers[r.Broker] = &Broker{ID: r.Broker, Incarnation: r.Incarnation, Endpoints: copyMap(r.Endpoints), Rack: r.Rack}
-		im.reelect()
+		old := im.Brokers[r.Broker]
+		restarted := old == nil || old.Incarnation != r.Incarnation
+		if old != nil && restarted {
+			old.Fenced = true
+			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.leave(p, r.Broker) })
+		}
+		if restarted && !r.CleanShutdown {
+			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.forgetUnclean(p, r.Broker) })
+		}
+		nb := &Broker{ID: r.Broker, Incarnation: r.Incarnation, Endpoints: copyMap(r.Endpoints), Rack: r.Rack}
+		if !restarted {
+			nb.ShuttingDown = old.ShuttingDown
+		}
+		im.Brokers[r.Broker] = nb
+		im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.elect(p) })
 	case OpFenceBroker, OpUnfenceBroker:
 		// Only for the incarnation the controller observed: a fence
 		// proposed before a broker restarted must not fence its new run.
@@ -121,7 +174,31 @@ func (im *Image) apply(r Record) Result {
 			return Result{Err: ErrStaleIncarnation}
 		}
 		b.Fenced = r.Op == OpFenceBroker
-		im.reelect()
+		if b.Fenced {
+			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.leave(p, r.Broker) })
+		} else {
+			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.elect(p) })
+		}
+	case OpControlledShutdown:
+		// The broker stays registered and unfenced until it stops, but
+		// leaves every ISR (the last member stays) and leads nothing.
+		b := im.Brokers[r.Broker]
+		if b == nil {
+			return Result{Err: ErrUnknownBroker}
+		}
+		if b.Incarnation != r.Incarnation {
+			return Result{Err: ErrStaleIncarnation}
+		}
+		b.ShuttingDown = true
+		im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.leave(p, r.Broker) })
+	case OpAlterPartition:
+		return im.alterPartition(r)
+	case OpClusterDefaults:
+		if r.ReplicationFactor < 0 || r.ReplicationFactor > MaxReplicationFactor || r.MinISR < 0 || r.MinISR > MaxReplicationFactor {
+			return Result{Err: fmt.Errorf("%w: defaults replication factor %d, min ISR %d", ErrInvalidRecord, r.ReplicationFactor, r.MinISR)}
+		}
+		im.Defaults = Defaults{ReplicationFactor: r.ReplicationFactor, MinInsyncReplicas: r.MinISR}
+		im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.settle(p) })
 	case OpCreateTopic:
 		if im.Topics[r.Topic] != nil {
 			return Result{Err: ErrTopicExists}
@@ -129,7 +206,10 @@ func (im *Image) apply(r Record) Result {
 		if r.Topic == "" || r.TopicID == "" {
 			return Result{Err: fmt.Errorf("%w: topic name and id are required", ErrInvalidRecord)}
 		}
-		if err := im.checkAssignment(r.Assignment); err != nil {
+		if err := im.checkAssignment(r.Assignment, 0); err != nil {
+			return Result{Err: err}
+		}
+		if err := checkTopicConfigs(r.Configs, int32(len(r.Assignment[0]))); err != nil {
 			return Result{Err: err}
 		}
 		t := &Topic{Name: r.Topic, ID: r.TopicID, Configs: copyMap(r.Configs), Group: r.Group}
@@ -147,7 +227,7 @@ func (im *Image) apply(r Record) Result {
 		if t == nil {
 			return Result{Err: ErrUnknownTopic}
 		}
-		if err := im.checkAssignment(r.Assignment); err != nil {
+		if err := im.checkAssignment(r.Assignment, t.ReplicationFactor()); err != nil {
 			return Result{Err: err}
 		}
 		im.addPartitions(t, r.Assignment)
@@ -155,6 +235,9 @@ func (im *Image) apply(r Record) Result {
 		t := im.Topics[r.Topic]
 		if t == nil {
 			return Result{Err: ErrUnknownTopic}
+		}
+		if err := checkTopicConfigs(r.Configs, t.ReplicationFactor()); err != nil {
+			return Result{Err: err}
 		}
 		if t.Configs == nil {
 			t.Configs = map[string]string{}
@@ -165,6 +248,9 @@ func (im *Image) apply(r Record) Result {
 		for _, k := range r.Delete {
 			delete(t.Configs, k)
 		}
+		// A new min ISR may empty ELRs; unclean election just allowed
+		// elects where no leader was.
+		im.topicPartitions(t, func(pr partitionRules, p *PartitionState) { pr.settle(p) })
 	case OpAllocProducerIDs:
 		// A block of Count ids, from the first not yet handed out. Ids
 		// are never handed out twice, whoever asks and whenever.
@@ -204,15 +290,25 @@ func (im *Image) apply(r Record) Result {
 	return Result{}
 }
 
-// checkAssignment: every partition has at least one replica, no replica
-// twice, every replica a registered broker.
-func (im *Image) checkAssignment(a [][]int32) error {
+// checkAssignment: every partition has at least one replica and at most
+// MaxReplicationFactor, all of them as many as rf (when not 0) and as
+// each other, no replica twice, every replica a registered broker.
+func (im *Image) checkAssignment(a [][]int32, rf int32) error {
 	if len(a) == 0 {
 		return fmt.Errorf("%w: no partitions", ErrInvalidAssignment)
+	}
+	if rf == 0 {
+		rf = int32(len(a[0]))
 	}
 	for i, replicas := range a {
 		if len(replicas) == 0 {
 			return fmt.Errorf("%w: partition %d has no replica", ErrInvalidAssignment, i)
+		}
+		if len(replicas) > MaxReplicationFactor {
+			return fmt.Errorf("%w: partition %d has %d replicas (at most %d)", ErrInvalidAssignment, i, len(replicas), MaxReplicationFactor)
+		}
+		if int32(len(replicas)) != rf {
+			return fmt.Errorf("%w: partition %d has %d replicas, the topic's others %d", ErrInvalidAssignment, i, len(replicas), rf)
 		}
 		seen := map[int32]bool{}
 		for _, r := range replicas {
@@ -228,10 +324,17 @@ func (im *Image) checkAssignment(a [][]int32) error {
 	return nil
 }
 
+// addPartitions: a new partition is empty, so every replica is in sync;
+// its leader is the first electable replica.
 func (im *Image) addPartitions(t *Topic, a [][]int32) {
 	for _, replicas := range a {
-		p := PartitionState{Replicas: append([]int32(nil), replicas...), Leader: NoLeader}
-		p.Leader = im.electable(p)
+		p := PartitionState{Replicas: append([]int32(nil), replicas...), ISR: append([]int32(nil), replicas...), Leader: NoLeader}
 		t.Partitions = append(t.Partitions, p)
+	}
+	r := im.rulesFor(t)
+	for i := len(t.Partitions) - len(a); i < len(t.Partitions); i++ {
+		p := &t.Partitions[i]
+		r.elect(p)
+		p.LeaderEpoch, p.PartitionEpoch = 0, 0
 	}
 }

@@ -14,6 +14,10 @@ type Heartbeat struct {
 	Incarnation uint64            `json:"incarnation"`
 	Endpoints   map[string]string `json:"endpoints"`
 	Rack        string            `json:"rack,omitempty"`
+	// CleanShutdown: this run started after a clean shutdown of the
+	// previous one (its log says so). Registered with the incarnation;
+	// false takes the broker out of every ELR.
+	CleanShutdown bool `json:"clean_shutdown,omitempty"`
 }
 
 // proposer applies a record through raft and answers its result.
@@ -32,12 +36,16 @@ type controller struct {
 	now            func() time.Time
 	sessionTimeout time.Duration
 
+	// defaults are this controller's topic defaults (its flags), put in
+	// the image when it differs.
+	defaults Defaults
+
 	mu       sync.Mutex
 	lastSeen map[int32]time.Time // by broker id, on c.now's clock
 }
 
-func newController(p proposer, now func() time.Time, sessionTimeout time.Duration) *controller {
-	return &controller{p: p, now: now, sessionTimeout: sessionTimeout, lastSeen: map[int32]time.Time{}}
+func newController(p proposer, now func() time.Time, sessionTimeout time.Duration, defaults Defaults) *controller {
+	return &controller{p: p, now: now, sessionTimeout: sessionTimeout, defaults: defaults, lastSeen: map[int32]time.Time{}}
 }
 
 // reset forgets every observation: called when this node becomes the
@@ -57,7 +65,7 @@ func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) error {
 	b := c.p.image().Brokers[hb.Broker]
 	switch {
 	case b == nil || b.Incarnation != hb.Incarnation || b.Rack != hb.Rack || !maps.Equal(b.Endpoints, hb.Endpoints):
-		r, err := c.p.propose(ctx, Record{Op: OpRegisterBroker, Broker: hb.Broker, Incarnation: hb.Incarnation, Endpoints: hb.Endpoints, Rack: hb.Rack})
+		r, err := c.p.propose(ctx, Record{Op: OpRegisterBroker, Broker: hb.Broker, Incarnation: hb.Incarnation, Endpoints: hb.Endpoints, Rack: hb.Rack, CleanShutdown: hb.CleanShutdown})
 		if err == nil {
 			err = r.Err
 		}
@@ -74,11 +82,15 @@ func (c *controller) heartbeat(ctx context.Context, hb Heartbeat) error {
 
 // tick fences every unfenced broker not heard from for a session timeout.
 // A broker this controller has not heard from at all is given the timeout
-// from now (its grace period).
+// from now (its grace period). It also puts the controller's topic
+// defaults in the image when the image has others.
 func (c *controller) tick(ctx context.Context) error {
 	now := c.now()
 	im := c.p.image()
 	var fence []Record
+	if im.Defaults != c.defaults {
+		fence = append(fence, Record{Op: OpClusterDefaults, ReplicationFactor: c.defaults.ReplicationFactor, MinISR: c.defaults.MinInsyncReplicas})
+	}
 	c.mu.Lock()
 	for _, id := range im.BrokerIDs(true) {
 		b := im.Brokers[id]

@@ -11,8 +11,10 @@ import (
 )
 
 // snapshotVersion is the version of the snapshot format (the image as
-// JSON, in an envelope).
-const snapshotVersion = 1
+// JSON, in an envelope). Version 2 added the ISR, ELR, partition epoch and
+// cluster defaults; a version 1 snapshot loads with the ISR of
+// PartitionState.normalize and the defaults at 1.
+const snapshotVersion = 2
 
 // FSM is the metadata image as raft's state machine. Apply and Restore run
 // on raft's goroutine; readers take Image, a copy, at any time.
@@ -125,11 +127,14 @@ func readSnapshot(r io.Reader) (*Image, error) {
 		return nil, fmt.Errorf("cluster: metadata snapshot without an image")
 	}
 	im := newImage()
-	im.Index, im.NextProducerID = s.Image.Index, s.Image.NextProducerID
+	im.Index, im.NextProducerID, im.Defaults = s.Image.Index, s.Image.NextProducerID, s.Image.Defaults
 	for k, v := range s.Image.Brokers {
 		im.Brokers[k] = v
 	}
 	for k, v := range s.Image.Topics {
+		for i := range v.Partitions {
+			v.Partitions[i].normalize()
+		}
 		im.Topics[k] = v
 	}
 	for k, v := range s.Image.Mirror {

@@ -140,7 +140,7 @@ func TestFSMSnapshotRoundTrip(t *testing.T) {
 	if !bytes.Equal(x, y) {
 		t.Fatal("the same records gave two images")
 	}
-	if err := b.Restore(io.NopCloser(bytes.NewReader([]byte(`{"v":2,"image":{}}`)))); err == nil {
+	if err := b.Restore(io.NopCloser(bytes.NewReader([]byte(`{"v":99,"image":{}}`)))); err == nil {
 		t.Fatal("a newer snapshot version was restored")
 	}
 }
@@ -198,7 +198,7 @@ func (p *fakeProposer) image() *Image { return p.f.Image() }
 func TestControllerFencesOnItsOwnClockWithGrace(t *testing.T) {
 	now := time.Unix(1000, 0)
 	p := &fakeProposer{f: NewFSM(nil)}
-	c := newController(p, func() time.Time { return now }, 9*time.Second)
+	c := newController(p, func() time.Time { return now }, 9*time.Second, Defaults{})
 	ctx := context.Background()
 	for _, id := range []int32{1, 2} {
 		if err := c.heartbeat(ctx, Heartbeat{Broker: id, Incarnation: uint64(id), Endpoints: map[string]string{"kafka": "x"}}); err != nil {

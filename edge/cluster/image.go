@@ -20,13 +20,48 @@ type Broker struct {
 	Rack string `json:"rack,omitempty"`
 	// Fenced brokers lead nothing and are not given new partitions.
 	Fenced bool `json:"fenced"`
+	// ShuttingDown is set by a controlled shutdown (OpControlledShutdown)
+	// of this incarnation: the broker is still alive but is not elected
+	// leader, added to an in-sync set, or given new partitions; its next
+	// registration (a new incarnation) clears it.
+	ShuttingDown bool `json:"shutting_down,omitempty"`
 }
 
-// PartitionState is one partition's replica set and leadership.
+// electable says whether b may lead or join an in-sync set: registered,
+// unfenced and not shutting down.
+func (b *Broker) electable() bool { return b != nil && !b.Fenced && !b.ShuttingDown }
+
+// PartitionState is one partition's replica set, in-sync set and
+// leadership (Kafka's PartitionRecord/PartitionChangeRecord as KRaft keeps
+// them). elect.go has the rules that change it.
 type PartitionState struct {
-	Replicas    []int32 `json:"replicas"`
+	Replicas []int32 `json:"replicas"`
+	// ISR is the in-sync replica set, in replica order: the leader and
+	// the followers caught up with it. Never empty: the last member stays
+	// even when fenced (then the partition is offline, leader -1).
+	ISR []int32 `json:"isr"`
+	// ELR are KIP-966's eligible leader replicas: replicas out of the ISR
+	// that still hold every committed record, because they left it while
+	// the ISR was below min.insync.replicas (the high watermark cannot
+	// advance then). Empty whenever len(ISR) >= min ISR; never overlaps
+	// the ISR.
+	ELR         []int32 `json:"elr,omitempty"`
 	Leader      int32   `json:"leader"`
 	LeaderEpoch int32   `json:"leader_epoch"`
+	// PartitionEpoch is bumped by every change of leader, ISR, ELR or
+	// replicas: AlterPartition names the one it read (KIP-497's
+	// partition epoch).
+	PartitionEpoch int32 `json:"partition_epoch"`
+}
+
+func (p PartitionState) clone() PartitionState {
+	c := p
+	c.Replicas = append([]int32(nil), p.Replicas...)
+	c.ISR = append([]int32(nil), p.ISR...)
+	if p.ELR != nil {
+		c.ELR = append([]int32(nil), p.ELR...)
+	}
+	return c
 }
 
 // Topic is one topic as the image knows it.
@@ -63,6 +98,17 @@ type Image struct {
 	// deleted each: a node deletes its local copy of a topic only when its
 	// id is here, never a local topic the cluster never knew.
 	Deleted map[string]uint64 `json:"deleted,omitempty"`
+	// Defaults are the cluster-wide topic defaults the controller set
+	// (OpClusterDefaults): in the image, not in each node's flags, so
+	// every node applies the same min ISR rule.
+	Defaults Defaults `json:"defaults"`
+}
+
+// Defaults are the cluster's topic defaults. Zero values (an image from
+// before they existed) mean replication factor 1 and min ISR 1.
+type Defaults struct {
+	ReplicationFactor int32 `json:"replication_factor,omitempty"`
+	MinInsyncReplicas int32 `json:"min_insync_replicas,omitempty"`
 }
 
 func newImage() *Image {
@@ -78,7 +124,7 @@ func newImage() *Image {
 // is never shared with a caller.
 func (im *Image) clone() *Image {
 	c := newImage()
-	c.Index, c.NextProducerID = im.Index, im.NextProducerID
+	c.Index, c.NextProducerID, c.Defaults = im.Index, im.NextProducerID, im.Defaults
 	for id, b := range im.Brokers {
 		nb := *b
 		nb.Endpoints = copyMap(b.Endpoints)
@@ -89,7 +135,7 @@ func (im *Image) clone() *Image {
 		nt.Configs = copyMap(t.Configs)
 		nt.Partitions = make([]PartitionState, len(t.Partitions))
 		for i, p := range t.Partitions {
-			nt.Partitions[i] = PartitionState{Replicas: append([]int32(nil), p.Replicas...), Leader: p.Leader, LeaderEpoch: p.LeaderEpoch}
+			nt.Partitions[i] = p.clone()
 		}
 		c.Topics[name] = &nt
 	}
@@ -176,36 +222,4 @@ func (im *Image) Offline() int {
 		}
 	}
 	return n
-}
-
-// electable is the first replica of p that is registered and unfenced, or
-// NoLeader. At replication factor 1 that is the one replica or nobody.
-func (im *Image) electable(p PartitionState) int32 {
-	for _, r := range p.Replicas {
-		if b := im.Brokers[r]; b != nil && !b.Fenced {
-			return r
-		}
-	}
-	return NoLeader
-}
-
-// reelect gives every partition whose leader is not electable any more the
-// first electable replica (or none), bumping the leader epoch on each
-// change; it is how fencing and unfencing move leadership, inside Apply.
-func (im *Image) reelect() {
-	for _, name := range im.TopicNames() {
-		t := im.Topics[name]
-		for i := range t.Partitions {
-			p := &t.Partitions[i]
-			if p.Leader != NoLeader {
-				if b := im.Brokers[p.Leader]; b != nil && !b.Fenced {
-					continue
-				}
-			}
-			if next := im.electable(*p); next != p.Leader {
-				p.Leader = next
-				p.LeaderEpoch++
-			}
-		}
-	}
 }

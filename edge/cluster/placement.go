@@ -11,9 +11,11 @@ import (
 var ErrNotEnoughBrokers = errors.New("cluster: not enough live brokers")
 
 // Place chooses the replicas of count new partitions. Each partition's
-// first replica (its preferred leader) is the least loaded unfenced broker,
-// counting the replicas it holds already and those this placement gives it,
-// ties to the lowest id; further replicas are the next least loaded ones.
+// first replica (its preferred leader) is the unfenced broker leading the
+// fewest partitions, then holding the fewest replicas, counting those this
+// placement gives it, ties to the lowest id; further replicas are the
+// least loaded others (so at replication factor 3 on three brokers the
+// leaders still spread).
 // A topic with a group (a mirrored topic's edge) goes where that group's
 // topics already are, when that broker is live, so one edge's partitions
 // stay together and one node receives its mirror stream.
@@ -24,11 +26,19 @@ func (im *Image) Place(count, replicationFactor int, group string) ([][]int32, e
 	if replicationFactor <= 0 {
 		replicationFactor = 1
 	}
-	live := im.BrokerIDs(true)
+	if replicationFactor > MaxReplicationFactor {
+		return nil, fmt.Errorf("%w: replication factor %d (at most %d)", ErrInvalidAssignment, replicationFactor, MaxReplicationFactor)
+	}
+	var live []int32
+	for _, id := range im.BrokerIDs(true) {
+		if !im.Brokers[id].ShuttingDown {
+			live = append(live, id)
+		}
+	}
 	if len(live) < replicationFactor {
 		return nil, fmt.Errorf("%w: replication factor %d, %d unfenced broker(s)", ErrNotEnoughBrokers, replicationFactor, len(live))
 	}
-	load, _ := im.PartitionsPerBroker()
+	load, leads := im.PartitionsPerBroker()
 	home := im.groupHome(group)
 	out := make([][]int32, count)
 	for i := range out {
@@ -37,9 +47,15 @@ func (im *Image) Place(count, replicationFactor int, group string) ([][]int32, e
 			if (order[a] == home) != (order[b] == home) {
 				return order[a] == home
 			}
+			if leads[order[a]] != leads[order[b]] {
+				return leads[order[a]] < leads[order[b]]
+			}
 			return load[order[a]] < load[order[b]]
 		})
+		rest := order[1:]
+		sort.SliceStable(rest, func(a, b int) bool { return load[rest[a]] < load[rest[b]] })
 		out[i] = append([]int32(nil), order[:replicationFactor]...)
+		leads[out[i][0]]++
 		for _, r := range out[i] {
 			load[r]++
 		}

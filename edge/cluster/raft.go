@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,6 +28,17 @@ const (
 	DefaultSessionTimeout    = 9 * time.Second
 	DefaultProposeTimeout    = 10 * time.Second
 )
+
+// DefaultReplicationFactor is a cluster's default replication factor:
+// three copies, as a demanding Kafka user expects of a cluster whose
+// promise is that nothing acknowledged is lost (one node may be down for
+// maintenance while another fails), or every voter when there are fewer.
+func DefaultReplicationFactor(voters int) int32 { return int32(max(1, min(3, voters))) }
+
+// DefaultMinInsyncReplicas is the default min.insync.replicas: two, so an
+// acks=all record is on two nodes before it is acknowledged and one node's
+// loss loses nothing, or the replication factor when it is smaller.
+func DefaultMinInsyncReplicas(replicationFactor int32) int32 { return max(1, min(2, replicationFactor)) }
 
 // Errors of the node.
 var (
@@ -93,6 +105,18 @@ type Config struct {
 	// still starting is not given partitions to lead.
 	Endpoints func() map[string]string
 	Rack      string
+	// CleanShutdown says this run started after a clean shutdown of the
+	// previous one (the log's knowledge). False, the safe assumption,
+	// takes this broker out of every ELR when it registers.
+	CleanShutdown bool
+
+	// DefaultReplicationFactor and MinInsyncReplicas are the topic
+	// defaults this node sets while it is the controller: 0 means
+	// min(3, voters) and min(2, replication factor). A topic's own
+	// min.insync.replicas wins; the default is capped at a topic's
+	// replication factor.
+	DefaultReplicationFactor int32
+	MinInsyncReplicas        int32
 
 	HeartbeatInterval time.Duration
 	SessionTimeout    time.Duration
@@ -157,6 +181,15 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.DefaultReplicationFactor <= 0 {
+		cfg.DefaultReplicationFactor = DefaultReplicationFactor(len(cfg.Voters))
+	}
+	if cfg.MinInsyncReplicas <= 0 {
+		cfg.MinInsyncReplicas = DefaultMinInsyncReplicas(cfg.DefaultReplicationFactor)
+	}
+	if cfg.DefaultReplicationFactor > MaxReplicationFactor || cfg.MinInsyncReplicas > MaxReplicationFactor {
+		return nil, fmt.Errorf("cluster: default replication factor %d and min ISR %d: at most %d", cfg.DefaultReplicationFactor, cfg.MinInsyncReplicas, MaxReplicationFactor)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -168,7 +201,7 @@ func Open(cfg Config) (*Node, error) {
 	for _, b := range inc {
 		n.incarnation = n.incarnation<<8 | uint64(b)
 	}
-	n.ctrl = newController(n, cfg.Now, cfg.SessionTimeout)
+	n.ctrl = newController(n, cfg.Now, cfg.SessionTimeout, Defaults{ReplicationFactor: cfg.DefaultReplicationFactor, MinInsyncReplicas: cfg.MinInsyncReplicas})
 
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: slogWriter{cfg.Logger}, Level: hclog.Info})
 	rc := raft.DefaultConfig()
@@ -307,8 +340,8 @@ func (n *Node) run() {
 		}
 		wasController = isController
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.HeartbeatInterval)
-		if eps := n.cfg.Endpoints(); eps != nil {
-			hb := Heartbeat{Broker: n.cfg.NodeID, Incarnation: n.incarnation, Endpoints: eps, Rack: n.cfg.Rack}
+		if eps := n.endpoints(); eps != nil {
+			hb := Heartbeat{Broker: n.cfg.NodeID, Incarnation: n.incarnation, Endpoints: eps, Rack: n.cfg.Rack, CleanShutdown: n.cfg.CleanShutdown}
 			if _, err := n.request(ctx, Request{Heartbeat: &hb}); err != nil && !errors.Is(err, ErrNoController) {
 				n.log.Debug("cluster: heartbeat", "err", err)
 			}
@@ -325,6 +358,53 @@ func (n *Node) run() {
 		case <-t.C:
 		}
 	}
+}
+
+// endpoints are what this broker registers: the node's, and its cluster
+// listener (its address among the voters) as "cluster" unless the node
+// names another; nil while the node is not ready.
+func (n *Node) endpoints() map[string]string {
+	eps := n.cfg.Endpoints()
+	if eps == nil {
+		return nil
+	}
+	if _, ok := eps["cluster"]; !ok && n.cfg.Addr != "" {
+		eps = maps.Clone(eps)
+		eps["cluster"] = n.cfg.Addr
+	}
+	return eps
+}
+
+// AlterPartition proposes a new ISR for a partition this broker leads, at
+// the leader and partition epochs it read (Kafka's AlterPartition): the
+// answer is the new partition epoch once applied here, or
+// ErrFencedLeaderEpoch (this broker no longer leads at that epoch),
+// ErrInvalidUpdateVersion (the partition changed since: read it again),
+// ErrIneligibleReplica (a broker added is fenced, shutting down or
+// unknown).
+func (n *Node) AlterPartition(ctx context.Context, topic string, partition, leaderEpoch, partitionEpoch int32, isr []int32) (int32, error) {
+	res, err := n.Propose(ctx, Record{Op: OpAlterPartition, Topic: topic, Partition: partition, Broker: n.cfg.NodeID,
+		LeaderEpoch: leaderEpoch, PartitionEpoch: partitionEpoch, ISR: isr})
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return 0, err
+	}
+	return int32(res.Value), nil
+}
+
+// ShutdownLeaderships is this broker's controlled shutdown: it asks the
+// controller to move every leadership it holds to an in-sync replica (or
+// an eligible one) and to take it out of every ISR it is not the last
+// member of, and returns once that is applied here. From then on it is
+// not elected until it registers again (its next run).
+func (n *Node) ShutdownLeaderships(ctx context.Context) error {
+	res, err := n.Propose(ctx, Record{Op: OpControlledShutdown, Broker: n.cfg.NodeID, Incarnation: n.incarnation})
+	if err == nil {
+		err = res.Err
+	}
+	return err
 }
 
 // Propose applies a record through the controller, from any node: the
@@ -438,6 +518,9 @@ func (n *Node) image() *Image { return n.fsm.Image() }
 func (n *Node) prepare(r Record) (Record, error) {
 	switch r.Op {
 	case OpCreateTopic:
+		if r.ReplicationFactor <= 0 && r.Assignment == nil {
+			r.ReplicationFactor = n.cfg.DefaultReplicationFactor
+		}
 		if r.TopicID == "" {
 			var id [16]byte
 			if _, err := rand.Read(id[:]); err != nil {
@@ -459,11 +542,7 @@ func (n *Node) prepare(r Record) (Record, error) {
 			if t == nil {
 				return r, ErrUnknownTopic
 			}
-			rf := 1
-			if len(t.Partitions) > 0 {
-				rf = len(t.Partitions[0].Replicas)
-			}
-			a, err := im.Place(int(r.Count), rf, t.Group)
+			a, err := im.Place(int(r.Count), int(max(1, t.ReplicationFactor())), t.Group)
 			if err != nil {
 				return r, err
 			}

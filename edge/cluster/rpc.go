@@ -24,14 +24,18 @@ const codeNotController = "not_controller"
 
 // codes are the errors a Response carries by name.
 var codes = map[string]error{
-	codeNotController:    ErrNoController,
-	"topic_exists":       ErrTopicExists,
-	"unknown_topic":      ErrUnknownTopic,
-	"unknown_broker":     ErrUnknownBroker,
-	"stale_incarnation":  ErrStaleIncarnation,
-	"invalid_assignment": ErrInvalidAssignment,
-	"invalid_record":     ErrInvalidRecord,
-	"not_enough_brokers": ErrNotEnoughBrokers,
+	codeNotController:        ErrNoController,
+	"topic_exists":           ErrTopicExists,
+	"unknown_topic":          ErrUnknownTopic,
+	"unknown_broker":         ErrUnknownBroker,
+	"stale_incarnation":      ErrStaleIncarnation,
+	"invalid_assignment":     ErrInvalidAssignment,
+	"invalid_record":         ErrInvalidRecord,
+	"not_enough_brokers":     ErrNotEnoughBrokers,
+	"invalid_config":         ErrInvalidConfig,
+	"fenced_leader_epoch":    ErrFencedLeaderEpoch,
+	"invalid_update_version": ErrInvalidUpdateVersion,
+	"ineligible_replica":     ErrIneligibleReplica,
 }
 
 // codedError keeps the words of an error that came over the wire while
