@@ -324,11 +324,21 @@ func (im *Image) checkAssignment(a [][]int32, rf int32) error {
 	return nil
 }
 
-// addPartitions: a new partition is empty, so every replica is in sync;
-// its leader is the first electable replica.
+// addPartitions: a new partition is empty, so every live replica is in
+// sync (every replica when none is live, as Kafka's controller does); its
+// leader is the first of them.
 func (im *Image) addPartitions(t *Topic, a [][]int32) {
 	for _, replicas := range a {
-		p := PartitionState{Replicas: append([]int32(nil), replicas...), ISR: append([]int32(nil), replicas...), Leader: NoLeader}
+		var isr []int32
+		for _, r := range replicas {
+			if im.Brokers[r].electable() {
+				isr = append(isr, r)
+			}
+		}
+		if isr == nil {
+			isr = append(isr, replicas...)
+		}
+		p := PartitionState{Replicas: append([]int32(nil), replicas...), ISR: isr, Leader: NoLeader}
 		t.Partitions = append(t.Partitions, p)
 	}
 	r := im.rulesFor(t)
