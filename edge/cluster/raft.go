@@ -38,7 +38,9 @@ func DefaultReplicationFactor(voters int) int32 { return int32(max(1, min(3, vot
 // DefaultMinInsyncReplicas is the default min.insync.replicas: two, so an
 // acks=all record is on two nodes before it is acknowledged and one node's
 // loss loses nothing, or the replication factor when it is smaller.
-func DefaultMinInsyncReplicas(replicationFactor int32) int32 { return max(1, min(2, replicationFactor)) }
+func DefaultMinInsyncReplicas(replicationFactor int32) int32 {
+	return max(1, min(2, replicationFactor))
+}
 
 // Errors of the node.
 var (
