@@ -151,8 +151,7 @@ func (im *Image) apply(r Record) Result {
 		old := im.Brokers[r.Broker]
 		restarted := old == nil || old.Incarnation != r.Incarnation
 		if old != nil && restarted {
-			old.Fenced = true
-			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.leave(p, r.Broker) })
+			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.drop(p, r.Broker) })
 		}
 		if restarted && !r.CleanShutdown {
 			im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.forgetUnclean(p, r.Broker) })

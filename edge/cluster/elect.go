@@ -143,10 +143,22 @@ func (r partitionRules) setISR(p *PartitionState, isr []int32) {
 // incarnation, out of the ISR (unless it is the last member) and elects
 // a leader if it led.
 func (r partitionRules) leave(p *PartitionState, b int32) {
+	r.drop(p, b)
+	r.elect(p)
+}
+
+// drop is leave without the election: the leadership b held is vacated
+// (a new leader epoch) and left to the caller to fill, so a restarting
+// broker's partitions are not elected (perhaps uncleanly) before its new
+// run is registered and may lead them again.
+func (r partitionRules) drop(p *PartitionState, b int32) {
 	if slices.Contains(p.ISR, b) && len(p.ISR) > 1 {
 		r.setISR(p, minus(p.ISR, []int32{b}))
 	}
-	r.elect(p)
+	if p.Leader == b {
+		p.Leader = NoLeader
+		p.LeaderEpoch++
+	}
 }
 
 // elect gives the partition a leader when its current one cannot lead.
