@@ -143,7 +143,9 @@ func (r partitionRules) setISR(p *PartitionState, isr []int32) {
 // incarnation, out of the ISR (unless it is the last member) and elects
 // a leader if it led.
 func (r partitionRules) leave(p *PartitionState, b int32) {
-	r.drop(p, b)
+	if slices.Contains(p.ISR, b) && len(p.ISR) > 1 {
+		r.setISR(p, minus(p.ISR, []int32{b}))
+	}
 	r.elect(p)
 }
 
