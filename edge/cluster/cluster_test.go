@@ -396,3 +396,90 @@ func TestQuorumLossRecoveredWithPeersJSON(t *testing.T) {
 		t.Fatalf("peers.json not marked applied: %v", err)
 	}
 }
+
+// TestAlterPartitionAndControlledShutdownThroughTheController: a broker
+// that is not the controller changes its partition's ISR and shuts down
+// its leaderships through the controller; the errors keep their sentinels
+// over the wire, and its metrics count what it leads.
+func TestAlterPartitionAndControlledShutdownThroughTheController(t *testing.T) {
+	c := newMemCluster(t, 3)
+	ctrl := c.controller()
+	c.waitBrokers(3)
+	var f *Node
+	for _, n := range c.live() {
+		if n != ctrl {
+			f = n
+		}
+	}
+	waitFor(t, "the defaults", func() bool { return f.Image().Defaults.MinInsyncReplicas == 2 })
+	ctx := context.Background()
+	if res, err := f.Propose(ctx, Record{Op: OpCreateTopic, Topic: "r", Count: 3}); err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	if addr, ok := f.Image().ClusterAddr(f.ID()); !ok || addr != c.cfgs[f.ID()].Addr {
+		t.Fatalf("cluster address %q %v, want %q", addr, ok, c.cfgs[f.ID()].Addr)
+	}
+	var mine ReplicaAssignment
+	for _, a := range f.Image().Replicas(f.ID()) {
+		if a.Leader == f.ID() {
+			mine = a
+		}
+	}
+	if mine.Topic != "r" || mine.MinISR != 2 || len(mine.ISR) != 3 {
+		t.Fatalf("the partition f leads: %+v", mine)
+	}
+	others := minus(mine.Replicas, []int32{f.ID()})
+	pe, err := f.AlterPartition(ctx, "r", mine.Partition, mine.LeaderEpoch, mine.PartitionEpoch, []int32{f.ID(), others[0]})
+	if err != nil || pe != mine.PartitionEpoch+1 {
+		t.Fatalf("shrink: epoch %d, %v", pe, err)
+	}
+	if p := f.Image().Topics["r"].Partitions[mine.Partition]; p.PartitionEpoch != pe || len(p.ISR) != 2 {
+		t.Fatalf("not applied on the proposer at once: %+v", p)
+	}
+	if _, err := f.AlterPartition(ctx, "r", mine.Partition, mine.LeaderEpoch, mine.PartitionEpoch, []int32{f.ID()}); !errors.Is(err, ErrInvalidUpdateVersion) {
+		t.Fatalf("stale partition epoch: %v", err)
+	}
+	if _, err := f.AlterPartition(ctx, "r", mine.Partition, mine.LeaderEpoch-1, pe, []int32{f.ID()}); !errors.Is(err, ErrFencedLeaderEpoch) {
+		t.Fatalf("stale leader epoch: %v", err)
+	}
+	const metrics = `
+# HELP ferry_cluster_under_min_isr_partitions Partitions this broker leads with fewer in-sync replicas than min.insync.replicas: acks=all is refused (Kafka's UnderMinIsrPartitionCount).
+# TYPE ferry_cluster_under_min_isr_partitions gauge
+ferry_cluster_under_min_isr_partitions %d
+# HELP ferry_cluster_under_replicated_partitions Partitions this broker leads with fewer in-sync replicas than replicas (Kafka's UnderReplicatedPartitions).
+# TYPE ferry_cluster_under_replicated_partitions gauge
+ferry_cluster_under_replicated_partitions %d
+`
+	check := func(n *Node, underMin, urp int) {
+		t.Helper()
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(n.Collector())
+		want := fmt.Sprintf(metrics, underMin, urp)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ferry_cluster_under_min_isr_partitions", "ferry_cluster_under_replicated_partitions"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check(f, 0, 1)
+	check(ctrl, 0, 0) // URP is the leader's
+	if _, err := f.AlterPartition(ctx, "r", mine.Partition, mine.LeaderEpoch, pe, []int32{f.ID()}); err != nil {
+		t.Fatal(err)
+	}
+	check(f, 1, 1)
+	if st := f.Status(); st.Replication.UnderMinISR != 1 || st.Replication.UnderReplicated != 1 || len(st.PartitionStates) != 3 {
+		t.Fatalf("status %+v", st.Replication)
+	}
+
+	// Controlled shutdown: f's leadership moves to the eligible replica
+	// (f shrank the ISR to itself below min ISR, so the other left for
+	// the ELR).
+	if err := f.ShutdownLeaderships(ctx); err != nil {
+		t.Fatal(err)
+	}
+	im := f.Image()
+	if _, leads := im.PartitionsPerBroker(); leads[f.ID()] != 0 {
+		t.Fatalf("f still leads %d partitions", leads[f.ID()])
+	}
+	if p := im.Topics["r"].Partitions[mine.Partition]; p.Leader != others[0] || p.LeaderEpoch != mine.LeaderEpoch+1 {
+		t.Fatalf("after the controlled shutdown: %+v, want led by %d", p, others[0])
+	}
+}

@@ -564,10 +564,29 @@ type Status struct {
 	LastIndex    uint64 `json:"raft_last_index"`
 	CommitIndex  uint64 `json:"raft_commit_index"`
 	AppliedIndex uint64 `json:"metadata_applied_index"`
+	// Defaults are the cluster's topic defaults in the image.
+	Defaults Defaults `json:"defaults"`
+	// Replication counts the cluster's partitions not fully replicated
+	// (all of them, whoever leads).
+	Replication ReplicationCounts `json:"replication"`
+	// PartitionStates are every partition's replicas, ISR, ELR, leader
+	// and epochs.
+	PartitionStates []PartitionStatus `json:"partition_states"`
 }
 
-// Status reads raft's figures.
+// Status reads raft's figures and the image's partitions.
 func (n *Node) Status() Status {
+	st := n.raftStatus()
+	n.fsm.View(func(im *Image) {
+		st.Defaults = im.Defaults
+		st.Replication = im.Replication(NoLeader)
+		st.PartitionStates = im.PartitionStatuses()
+	})
+	return st
+}
+
+// raftStatus is Status without the partitions: raft's figures alone.
+func (n *Node) raftStatus() Status {
 	st := n.raft.Stats()
 	num := func(k string) uint64 { v, _ := strconv.ParseUint(st[k], 10, 64); return v }
 	ctrl, _ := n.Controller()
