@@ -22,15 +22,23 @@ import (
 // instead of raft: raft's own connections open with its RPC type (0–4).
 const rpcMagic byte = 'F'
 
+// replicaMagic opens a connection that is a replica stream (the data
+// path's follower fetches), handed whole to the HandleReplica handler.
+const replicaMagic byte = 'R'
+
 // maxRPCBytes bounds a Request or Response frame.
 const maxRPCBytes = 1 << 20
 
 // rpcTimeout bounds one request's exchange once its connection is open.
 const rpcTimeout = 15 * time.Second
 
-// Transport is the cluster listener: raft's connections and the nodes'
-// requests to the controller share one port, told apart by their first
-// byte. With TLS configs both ways every connection is mutual TLS.
+// Transport is the cluster listener: raft's connections, the nodes'
+// requests to the controller and the replica streams share one port, told
+// apart by their first byte (raft's RPC type 0–4, 'F', 'R'). With TLS
+// configs both ways every connection is mutual TLS: what authenticates a
+// peer, on every kind, is possession of a certificate signed by the
+// cluster's CA (ferry certs); the broker id a peer then claims is not
+// proven by TLS unless the certificates name it.
 type Transport struct {
 	ln        net.Listener
 	serverTLS *tls.Config // nil: plaintext (loopback only)
@@ -39,6 +47,8 @@ type Transport struct {
 
 	raftConns chan net.Conn
 	handler   func(context.Context, Request) Response
+	replica   func(net.Conn)
+	streams   map[net.Conn]struct{} // replica streams being served
 
 	mu     sync.Mutex
 	closed bool
@@ -103,6 +113,66 @@ func (t *Transport) Handle(h func(context.Context, Request) Response) {
 	t.mu.Unlock()
 }
 
+// HandleReplica sets who serves replica streams (the data path's leader
+// side): h gets each connection, mutual TLS done and the kind byte read,
+// and owns it until it returns (the transport closes it then, and closes
+// it under h at Close). Until set, replica streams are closed at once.
+func (t *Transport) HandleReplica(h func(net.Conn)) {
+	t.mu.Lock()
+	t.replica = h
+	t.mu.Unlock()
+}
+
+// DialReplica opens a replica stream to the cluster listener at addr,
+// with the same mutual TLS as raft. The caller owns the connection.
+func (t *Transport) DialReplica(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		c.SetDeadline(d)
+	}
+	if t.clientTLS != nil {
+		tc := tls.Client(c, clientConfigFor(t.clientTLS, addr))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
+	}
+	if _, err := c.Write([]byte{replicaMagic}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// serveReplica hands a replica stream to the handler, and keeps it where
+// Close finds it.
+func (t *Transport) serveReplica(c net.Conn) {
+	defer c.Close()
+	t.mu.Lock()
+	h := t.replica
+	if t.closed || h == nil {
+		t.mu.Unlock()
+		return
+	}
+	if t.streams == nil {
+		t.streams = map[net.Conn]struct{}{}
+	}
+	t.streams[c] = struct{}{}
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		delete(t.streams, c)
+		t.mu.Unlock()
+	}()
+	h(c)
+}
+
 // Close stops the listener, raft's transport and every connection being
 // served.
 func (t *Transport) Close() error {
@@ -113,6 +183,9 @@ func (t *Transport) Close() error {
 	}
 	t.closed = true
 	close(t.done)
+	for c := range t.streams {
+		c.Close()
+	}
 	t.mu.Unlock()
 	err := t.raft.Close() // closes the stream layer, hence the listener
 	t.ln.Close()
@@ -146,7 +219,7 @@ func (t *Transport) acceptLoop() {
 }
 
 // sort finishes the TLS handshake, reads the first byte and hands the
-// connection to raft or serves its request.
+// connection to raft or to the replica handler, or serves its request.
 func (t *Transport) sort(c net.Conn) {
 	defer t.wg.Done()
 	if t.serverTLS != nil {
@@ -157,6 +230,12 @@ func (t *Transport) sort(c net.Conn) {
 	first, err := br.Peek(1)
 	if err != nil {
 		c.Close()
+		return
+	}
+	if first[0] == replicaMagic {
+		br.ReadByte()
+		c.SetReadDeadline(time.Time{})
+		t.serveReplica(&peekedConn{Conn: c, r: br})
 		return
 	}
 	if first[0] != rpcMagic {

@@ -137,3 +137,82 @@ func TestClusterListenerNeedsTLSBeyondLoopback(t *testing.T) {
 		t.Fatalf("oversized frame: read %v, want the connection closed", err)
 	}
 }
+
+// TestReplicaStreamOverTLS: a replica stream between two cluster
+// listeners over mutual TLS reaches the handler with the kind byte read,
+// beside the request path on the same port; a peer without a cluster
+// certificate gets no stream; Close ends a stream being served.
+func TestReplicaStreamOverTLS(t *testing.T) {
+	ca, err := certs.NewCA("cluster test CA", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	listen := func(name string) *Transport {
+		s, c := peerTLS(t, ca, name)
+		tr, err := Listen("127.0.0.1:0", s, c, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	leader, follower := listen("leader"), listen("follower")
+	defer follower.Close()
+	served := make(chan string, 4)
+	leader.HandleReplica(func(c net.Conn) {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			served <- "read: " + err.Error()
+			return
+		}
+		served <- string(buf)
+		c.Write([]byte("batch"))
+		io.Copy(io.Discard, c) // until the peer or Close ends it
+		served <- "ended"
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := follower.DialReplica(ctx, leader.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("fetch")); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-served; got != "fetch" {
+		t.Fatalf("handler read %q", got)
+	}
+	reply := make([]byte, 5)
+	if _, err := io.ReadFull(c, reply); err != nil || string(reply) != "batch" {
+		t.Fatalf("reply %q %v", reply, err)
+	}
+	// The request path still answers on the same port.
+	if resp, err := follower.Call(ctx, leader.Addr().String(), Request{Heartbeat: &Heartbeat{Broker: 1}}); err != nil || resp.Code != codeNotController {
+		t.Fatalf("request beside a replica stream: %+v %v", resp, err)
+	}
+	// No cluster certificate, no stream.
+	_, bare := peerTLS(t, ca, "x")
+	bare.Certificates = nil
+	stranger := &Transport{clientTLS: bare}
+	if sc, err := stranger.DialReplica(ctx, leader.Addr().String()); err == nil {
+		sc.Write([]byte("fetch"))
+		sc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, _ := sc.Read(reply); n > 0 {
+			t.Fatal("a peer without a certificate was served a replica stream")
+		}
+		sc.Close()
+	}
+	// Close ends the stream being served, and returns.
+	if err := leader.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-served; got != "ended" {
+		t.Fatalf("after Close: %q", got)
+	}
+	select {
+	case got := <-served:
+		t.Fatalf("the stranger reached the handler: %q", got)
+	default:
+	}
+}
