@@ -39,6 +39,14 @@ type ClusterOptions struct {
 	// (0: 30 s, Kafka's default request timeout).
 	TopicTimeout time.Duration
 	Rack         string
+	// DefaultReplicationFactor and MinInsyncReplicas are the topic
+	// defaults this node sets while it is the controller (0:
+	// min(3, voters) and min(2, replication factor)).
+	DefaultReplicationFactor, MinInsyncReplicas int32
+	// CleanShutdown says this run started after a clean shutdown of the
+	// previous one; false (the safe assumption) takes this broker out of
+	// every ELR when it registers.
+	CleanShutdown bool
 
 	raft func(*raft.Config) // tests: shorter raft timeouts
 }
@@ -80,6 +88,7 @@ func (n *Node) startCluster() error {
 		NodeID: co.NodeID, Addr: self.Addr, Voters: co.Voters, Dir: filepath.Join(n.opts.DataDir, "cluster"),
 		Transport: n.clusterTr.Raft(), Caller: n.clusterTr, Endpoints: n.clusterEndpoints, Rack: co.Rack,
 		HeartbeatInterval: co.HeartbeatInterval, SessionTimeout: co.SessionTimeout, Raft: co.raft, Logger: n.logger,
+		DefaultReplicationFactor: co.DefaultReplicationFactor, MinInsyncReplicas: co.MinInsyncReplicas, CleanShutdown: co.CleanShutdown,
 	})
 	if err != nil {
 		return err
@@ -230,11 +239,9 @@ func (v kafkaClusterView) Partition(topic string, partition int32) (kafka.Partit
 		ok = true
 		pv.Leader, pv.LeaderEpoch = p.Leader, p.LeaderEpoch
 		pv.Replicas = append([]int32(nil), p.Replicas...)
-		pv.ISR = []int32{}
+		pv.ISR = append([]int32{}, p.ISR...)
 		for _, r := range p.Replicas {
-			if b := im.Brokers[r]; b != nil && !b.Fenced {
-				pv.ISR = append(pv.ISR, r)
-			} else {
+			if b := im.Brokers[r]; b == nil || b.Fenced {
 				pv.Offline = append(pv.Offline, r)
 			}
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"testing"
@@ -34,7 +35,7 @@ func TestClusterStatus(t *testing.T) {
 	var v adminapi.ClusterView
 	for {
 		v = ferryJSON[adminapi.ClusterView](t, "cluster", "status", "--admin", admin, "--json")
-		if v.Controller == 1 && len(v.Brokers) == 1 {
+		if v.Controller == 1 && len(v.Brokers) == 1 && v.Defaults.ReplicationFactor == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -47,7 +48,29 @@ func TestClusterStatus(t *testing.T) {
 	}
 	runCLICases(t, []cliCase{
 		{[]string{"cluster", "status", "--admin", admin}, 0, "controller node 1"},
-		{[]string{"cluster", "status", "--admin", admin}, 0, "0 offline"},
+		{[]string{"cluster", "status", "--admin", admin}, 0, "0 offline, 0 under-replicated, 0 under min ISR"},
+	})
+	// A partition: its replicas, ISR and epochs in --json, and in the
+	// text listing with --all-partitions (a healthy one is not listed
+	// without).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := n.Cluster().Propose(ctx, cluster.Record{Op: cluster.OpCreateTopic, Topic: "replicated", Count: 1}); err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	v = ferryJSON[adminapi.ClusterView](t, "cluster", "status", "--admin", admin, "--json")
+	if len(v.PartitionStates) != 1 {
+		t.Fatalf("partition states %+v", v.PartitionStates)
+	}
+	if p := v.PartitionStates[0]; p.Topic != "replicated" || p.Leader != 1 || len(p.ISR) != 1 || p.ISR[0] != 1 || p.MinISR != 1 || p.UnderReplicated {
+		t.Fatalf("partition state %+v", p)
+	}
+	if v.Defaults.ReplicationFactor != 1 || v.Defaults.MinInsyncReplicas != 1 {
+		t.Fatalf("defaults of a one-voter cluster: %+v", v.Defaults)
+	}
+	runCLICases(t, []cliCase{
+		{[]string{"cluster", "status", "--admin", admin}, 0, "every partition fully in sync"},
+		{[]string{"cluster", "status", "--admin", admin, "--all-partitions"}, 0, "replicated  0          1"},
 	})
 	_, alone := startNode(t, "")
 	runCLICases(t, []cliCase{{[]string{"cluster", "status", "--admin", alone}, 1, "not in a cluster"}})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"fmt"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -18,6 +19,8 @@ type clusterFlags struct {
 	cert, key, ca      *string
 	heartbeat, session *time.Duration
 	rack               *string
+	replicationFactor  *int32
+	minISR             *int32
 }
 
 func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
@@ -33,6 +36,10 @@ func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
 		heartbeat: fs.Duration("cluster-heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often this broker tells the controller it lives"),
 		session:   fs.Duration("cluster-session-timeout", cluster.DefaultSessionTimeout, "a broker silent this long is fenced by the controller: it leads nothing until it returns"),
 		rack:      fs.String("cluster-rack", "", "this broker's rack, as Kafka clients see it"),
+		replicationFactor: fs.Int32("default-replication-factor", 0, fmt.Sprintf("replicas of a topic created without one (Kafka's default.replication.factor), at most %d; "+
+			"0: min(3, voters), so one node may be down while another fails", cluster.MaxReplicationFactor)),
+		minISR: fs.Int32("min-insync-replicas", 0, "in-sync replicas an acks=all record must reach before it is acknowledged, for topics without min.insync.replicas "+
+			"(capped at a topic's replication factor); 0: min(2, --default-replication-factor). Set by the controller, so give every node the same"),
 	}
 }
 
@@ -46,7 +53,21 @@ func (f *clusterFlags) options() (*edge.ClusterOptions, error) {
 		return nil, usagef("--cluster-voters: %v", err)
 	}
 	co := &edge.ClusterOptions{NodeID: *f.nodeID, Voters: voters, ListenAddr: *f.addr,
-		HeartbeatInterval: *f.heartbeat, SessionTimeout: *f.session, Rack: *f.rack}
+		HeartbeatInterval: *f.heartbeat, SessionTimeout: *f.session, Rack: *f.rack,
+		DefaultReplicationFactor: *f.replicationFactor, MinInsyncReplicas: *f.minISR}
+	if rf := *f.replicationFactor; rf < 0 || rf > cluster.MaxReplicationFactor {
+		return nil, usagef("--default-replication-factor %d: want 1 to %d (0: min(3, voters))", rf, cluster.MaxReplicationFactor)
+	}
+	if rf := *f.replicationFactor; rf > int32(len(voters)) {
+		return nil, usagef("--default-replication-factor %d: the cluster has %d voters", rf, len(voters))
+	}
+	rf := *f.replicationFactor
+	if rf == 0 {
+		rf = cluster.DefaultReplicationFactor(len(voters))
+	}
+	if m := *f.minISR; m < 0 || m > rf {
+		return nil, usagef("--min-insync-replicas %d: want 1 to the default replication factor %d (0: min(2, it))", m, rf)
+	}
 	found := false
 	for _, v := range voters {
 		found = found || v.ID == co.NodeID
