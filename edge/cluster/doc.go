@@ -1,10 +1,10 @@
 // Package cluster is the metadata quorum of a ferry center: several
 // `ferry full` nodes agree, through hashicorp/raft, on one metadata image —
 // the brokers (id, incarnation, endpoints, fenced or not), the topics (id,
-// configs, replica assignment), each partition's leader and leader epoch,
-// the next producer-id block and the mirror's edge sessions — and the raft
-// leader acts as the controller (Kafka's KRaft combined mode: a metadata
-// quorum decides, brokers serve data).
+// configs, replica assignment), each partition's in-sync set, leader and
+// epochs, the next producer-id block and the mirror's edge sessions — and
+// the raft leader acts as the controller (Kafka's KRaft combined mode: a
+// metadata quorum decides, brokers serve data).
 //
 // What it owns:
 //   - image.go: the image and its read-only queries (Image, Broker, Topic,
@@ -24,15 +24,20 @@
 //   - raft.go: the raft node: bbolt log and stable store (raft-boltdb), file
 //     snapshots, a static voter set bootstrapped once, proposals with a
 //     deadline.
-//   - transport.go: the stream layer raft speaks over (TLS when given one).
+//   - elect.go: the partition state machine: ISR, KIP-966 eligible leader
+//     replicas, AlterPartition, elections (its comment has the rules).
+//   - views.go: what the data path and the operators read (Replicas,
+//     ClusterAddr, the replication counts and partition states).
+//   - transport.go: the stream layer raft speaks over, the controller's
+//     requests and the replica streams (TLS when given one).
 //
-// Leadership is decided inside the image, deterministically: fencing a
-// broker moves the leadership of each partition it led to the next unfenced
-// replica (none at replication factor 1: the partition is offline, leader
-// -1) and bumps the partition's leader epoch; unfencing gives an offline
-// partition back to its first unfenced replica. So every node computes the
-// same leaders from the same records, and a change of leader is never a
-// message of our own.
+// Leadership and the in-sync sets are decided inside the image,
+// deterministically: fencing, restarting or shutting down a broker takes it
+// out of the ISRs (the last member stays) and moves each partition it led
+// to the first live ISR member, else a live eligible replica, else nobody
+// (offline, leader -1), bumping the leader epoch; leaders change ISRs with
+// AlterPartition records. So every node computes the same leaders from the
+// same records, and a change of leader is never a message of our own.
 //
 // What it must never do: touch log segment files (only package log does),
 // import a front end (ingest/*) or the mirror (they ask the node, which asks
