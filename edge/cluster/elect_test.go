@@ -359,3 +359,29 @@ func TestPart1SnapshotLoads(t *testing.T) {
 	g.fence(2)
 	wantPart(t, "r-0 after its leader fenced", g.p("r", 0), NoLeader, []int32{2}, nil)
 }
+
+func TestReplicaViewsAndCounts(t *testing.T) {
+	g := newImg(t, 3)
+	g.ok(Record{Op: OpClusterDefaults, ReplicationFactor: 3, MinISR: 2})
+	rf3(g, "t", nil)
+	g.ok(Record{Op: OpCreateTopic, Topic: "one", TopicID: "1", Assignment: [][]int32{{1}, {3}}})
+	got := g.im.Replicas(3)
+	if len(got) != 2 || got[0].Topic != "one" || got[0].Partition != 1 || got[1].Topic != "t" || got[1].MinISR != 2 || got[1].TopicID != "t-id" || got[0].MinISR != 1 {
+		t.Fatalf("replicas of broker 3: %+v", got)
+	}
+	got[1].ISR[0] = 99 // a copy
+	if g.p("t", 0).ISR[0] != 1 {
+		t.Fatal("Replicas shares the image's slices")
+	}
+	g.alter("t", 0, 1, 1)
+	g.fence(3)
+	if c := g.im.Replication(NoLeader); c != (ReplicationCounts{UnderReplicated: 1, UnderMinISR: 1, Offline: 1}) {
+		t.Fatalf("cluster counts %+v", c)
+	}
+	if c := g.im.Replication(1); c != (ReplicationCounts{UnderReplicated: 1, UnderMinISR: 1}) {
+		t.Fatalf("broker 1's counts %+v", c)
+	}
+	if c := g.im.Replication(2); c != (ReplicationCounts{}) {
+		t.Fatalf("broker 2's counts %+v", c)
+	}
+}
