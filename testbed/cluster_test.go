@@ -38,6 +38,9 @@ type clusterProcs struct {
 	mirror   []string
 	procs    []*ferryProc
 	extra    [][]string
+	// wrap, when set for a node, runs it through a command that execs it
+	// in place (its network namespace: jepsen_netns_test.go).
+	wrap [][]string
 	// heartbeat and session are the cluster's timings (short in tests,
 	// the defaults in the benchmarks).
 	heartbeat, session string
@@ -99,7 +102,12 @@ func (c *clusterProcs) start(i int) *ferryProc {
 	args := append([]string{"--cluster-voters", c.voters, "--cluster-node-id", strconv.Itoa(i + 1),
 		"--cluster-heartbeat-interval", c.heartbeat, "--cluster-session-timeout", c.session,
 		"--mirror-token", "gw1=s3cret", "--mirror-token", "gw2=s3cret"}, c.extra[i]...)
-	c.procs[i] = startFull(c.t, c.dirs[i], c.mirror[i], args...)
+	if c.wrap != nil && c.wrap[i] != nil {
+		c.procs[i] = startFerryWrapped(c.t, c.wrap[i], ferryBinary(c.t), "", "full",
+			append([]string{"--data-dir", c.dirs[i], "--mirror-addr", c.mirror[i]}, args...))
+	} else {
+		c.procs[i] = startFull(c.t, c.dirs[i], c.mirror[i], args...)
+	}
 	return c.procs[i]
 }
 
@@ -143,7 +151,8 @@ func (c *clusterProcs) view(i int) (clusterView, bool) {
 	if p == nil {
 		return v, false
 	}
-	resp, err := http.Get("http://" + p.adminAddr + "/api/cluster")
+	hc := http.Client{Timeout: 2 * time.Second} // a paused (SIGSTOP) node answers nothing
+	resp, err := hc.Get("http://" + p.adminAddr + "/api/cluster")
 	if err != nil {
 		return v, false
 	}

@@ -87,8 +87,16 @@ func startFerry(t testing.TB, mode string, extra []string) *ferryProc {
 // working directory (relative paths in a config file; "": the test's).
 func startFerryBin(t testing.TB, bin, workDir, mode string, extra []string) *ferryProc {
 	t.Helper()
+	return startFerryWrapped(t, nil, bin, workDir, mode, extra)
+}
+
+// startFerryWrapped is startFerryBin run through wrap, a command that
+// execs the binary in place (`ip netns exec NS`: the pid is ferry's).
+func startFerryWrapped(t testing.TB, wrap []string, bin, workDir, mode string, extra []string) *ferryProc {
+	t.Helper()
 	args := append([]string{mode, "--admin-addr", "127.0.0.1:0", "--kafka-addr", "127.0.0.1:0", "--log-format", "json"}, extra...)
-	cmd := exec.Command(bin, args...)
+	argv := append(append(append([]string(nil), wrap...), bin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = workDir
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

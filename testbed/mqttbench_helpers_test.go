@@ -159,9 +159,20 @@ func raiseNofile(tb testing.TB) uint64 {
 // samples whose name (with labels) starts with one of prefixes.
 func ferryMetrics(tb testing.TB, adminAddr string, prefixes ...string) map[string]float64 {
 	tb.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	out, err := scrapeMetrics(adminAddr, prefixes...)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return out
+}
+
+// scrapeMetrics is ferryMetrics returning its error (the node may be
+// down, or paused).
+func scrapeMetrics(adminAddr string, prefixes ...string) (map[string]float64, error) {
+	cl := http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		return nil, err
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -184,7 +195,7 @@ func ferryMetrics(tb testing.TB, adminAddr string, prefixes ...string) map[strin
 			}
 		}
 	}
-	return out
+	return out, sc.Err()
 }
 
 // climateRow is one reading of the room-climate sample.
