@@ -292,26 +292,36 @@ func (c *jepsenCluster) readReplicas(i int, p tp) ([]replicaBatch, error) {
 		if !strings.HasSuffix(e.Name(), ".log") {
 			continue
 		}
-		path := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(path)
+		bs, err := readSegment(filepath.Join(dir, e.Name()))
 		if err != nil {
 			return nil, err
 		}
-		sum, err := flog.ScanSegmentFile(path, func(b flog.ScannedBatch) bool {
-			end := b.Position + int64(b.Header.Length)
-			if end <= int64(len(data)) {
-				out = append(out, replicaBatch{BaseOffset: b.Header.BaseOffset, LastOffset: b.Header.LastOffset(), Bytes: data[b.Position:end]})
-			}
-			return true
-		})
-		if err != nil {
-			return nil, err
-		}
-		if !sum.OK() {
-			return nil, fmt.Errorf("%s: %s", path, sum.Problem)
-		}
+		out = append(out, bs...)
 	}
 	slices.SortFunc(out, func(a, b replicaBatch) int { return int(a.BaseOffset - b.BaseOffset) })
+	return out, nil
+}
+
+// readSegment reads one segment file's batches, whole, in order.
+func readSegment(path string) ([]replicaBatch, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []replicaBatch
+	sum, err := flog.ScanSegmentFile(path, func(b flog.ScannedBatch) bool {
+		end := b.Position + int64(b.Header.Length)
+		if end <= int64(len(data)) {
+			out = append(out, replicaBatch{BaseOffset: b.Header.BaseOffset, LastOffset: b.Header.LastOffset(), Bytes: data[b.Position:end]})
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !sum.OK() {
+		return out, fmt.Errorf("%s: %s", path, sum.Problem)
+	}
 	return out, nil
 }
 

@@ -39,7 +39,14 @@ func (l *flakyLink) addr() string { return l.proxy.Listen }
 // toxic("bw", "bandwidth", `"rate":64`).
 func (l *flakyLink) toxic(name, typ, attrs string) {
 	l.t.Helper()
-	js := fmt.Sprintf(`{"name":%q,"type":%q,"stream":"upstream","attributes":{%s}}`, name, typ, attrs)
+	l.toxicStream(name, typ, "upstream", attrs)
+}
+
+// toxicStream adds a toxic on stream: "upstream" (towards the upstream
+// address) or "downstream" (its answers).
+func (l *flakyLink) toxicStream(name, typ, stream, attrs string) {
+	l.t.Helper()
+	js := fmt.Sprintf(`{"name":%q,"type":%q,"stream":%q,"attributes":{%s}}`, name, typ, stream, attrs)
 	if _, err := l.proxy.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
 		l.t.Fatal(err)
 	}
