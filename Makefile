@@ -143,7 +143,7 @@ conformance-ci:
 
 ## torture: the torture suite at full size (20 kill -9 cycles under mixed load, a 10-minute soak, ...; about 15 min)
 torture: deps
-	FERRY_TORTURE=full $(GO) test -run '^TestTorture' -v -timeout 60m ./testbed
+	FERRY_TORTURE=full $(GO) test -run '^(TestTorture|TestJepsen)' -v -timeout 90m ./testbed
 
 ## fuzz: each fuzz target for a while (FUZZTIME per target; make test runs each for FUZZTIME_BRIEF)
 FUZZTIME ?= 60s

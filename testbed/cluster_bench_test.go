@@ -26,53 +26,58 @@ import (
 // each leader).
 func BenchmarkClusterProduce(b *testing.B) {
 	n := envInt("CLUSTER_BENCH_RECORDS", 300_000)
-	run := func(b *testing.B, seeds []string) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("bench"), kgo.ProducerLinger(5*time.Millisecond))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, 1, nil, "bench"); err != nil {
-			b.Fatal(err)
-		}
-		val := make([]byte, 100)
-		b.ResetTimer()
-		start := time.Now()
-		for range b.N {
-			errs := make(chan error, 1)
-			for i := 0; i < n; i++ {
-				cl.Produce(ctx, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: val}, func(_ *kgo.Record, err error) {
-					if err != nil {
-						select {
-						case errs <- err:
-						default:
-						}
-					}
-				})
-			}
-			if err := cl.Flush(ctx); err != nil {
-				b.Fatal(err)
-			}
-			select {
-			case err := <-errs:
-				b.Fatal(err)
-			default:
-			}
-		}
-		b.StopTimer()
-		b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "records/s")
-	}
 	b.Run("nodes=1", func(b *testing.B) {
 		fp := startFull(b, b.TempDir(), "")
-		run(b, []string{fp.kafkaAddr})
+		produceBench(b, []string{fp.kafkaAddr}, n, 1, nil)
 	})
 	b.Run("nodes=3", func(b *testing.B) {
 		c := newClusterProcs(b, 3)
 		c.startAll()
-		run(b, c.kafkaAddrs())
+		produceBench(b, c.kafkaAddrs(), n, 1, nil)
 	})
+}
+
+// produceBench produces n 100-byte records per iteration with franz-go's
+// default producer (acks=all, idempotent, linger 5 ms) into a new topic
+// "bench" of 6 partitions at replication factor rf with configs, through
+// seeds, and reports records/s.
+func produceBench(b *testing.B, seeds []string, n int, rf int16, configs map[string]*string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.DefaultProduceTopic("bench"), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, rf, configs, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	val := make([]byte, 100)
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		errs := make(chan error, 1)
+		for i := 0; i < n; i++ {
+			cl.Produce(ctx, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: val}, func(_ *kgo.Record, err error) {
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			})
+		}
+		if err := cl.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case err := <-errs:
+			b.Fatal(err)
+		default:
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(n*b.N)/time.Since(start).Seconds(), "records/s")
 }
 
 // BenchmarkClusterFailover: with the default heartbeat (2 s) and session

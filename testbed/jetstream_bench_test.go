@@ -50,6 +50,28 @@ type jetStream struct {
 // installed it.
 func startJetStream(b *testing.B) *jetStream {
 	b.Helper()
+	bin := natsServerBin(b)
+	port := freePort(b)
+	pid := runNatsServer(b, bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", b.TempDir())
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := nc.JetStream(nats.PublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.AddStream(&nats.StreamConfig{Name: "BENCH", Subjects: []string{"bench"}, Storage: nats.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
+	return &jetStream{js: js, pid: pid}
+}
+
+// natsServerBin is nats-server's path. Without it b is skipped, except
+// under CI=true, where `make bench-peers` must have installed it.
+func natsServerBin(b testing.TB) string {
+	b.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -57,8 +79,14 @@ func startJetStream(b *testing.B) *jetStream {
 		}
 		b.Skip("nats-server not installed (apt-get install nats-server)")
 	}
-	port := freePort(b)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", b.TempDir())
+	return bin
+}
+
+// runNatsServer starts nats-server with args, waits for it to be ready and
+// stops it when b ends; it returns its pid.
+func runNatsServer(b testing.TB, bin string, args ...string) int {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -78,19 +106,7 @@ func startJetStream(b *testing.B) *jetStream {
 	case <-time.After(20 * time.Second):
 		b.Fatal("nats-server did not start")
 	}
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", port))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	js, err := nc.JetStream(nats.PublishAsyncMaxPending(4096))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := js.AddStream(&nats.StreamConfig{Name: "BENCH", Subjects: []string{"bench"}, Storage: nats.FileStorage}); err != nil {
-		b.Fatal(err)
-	}
-	return &jetStream{js: js, pid: cmd.Process.Pid}
+	return cmd.Process.Pid
 }
 
 func freePort(b testing.TB) int {

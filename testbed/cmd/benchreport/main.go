@@ -115,6 +115,10 @@ func steps(quick bool, benchDir string) []step {
 				Bench: "BenchmarkClusterProduce", Benchtime: "1x", Timeout: "5m", Env: []string{"CLUSTER_BENCH_RECORDS=50000"}},
 			{Key: "cluster-failover", Title: "Center cluster: broker fenced and controller re-elected after kill -9", Pkg: "./testbed",
 				Bench: "BenchmarkClusterFailover", Benchtime: "1x", Timeout: "10m", Env: []string{"CLUSTER_BENCH_KILLS=2"}},
+			{Key: "replicated-produce", Title: "Replicated partitions: acks=all at RF 3 vs one node vs nats-server JetStream R3", Pkg: "./testbed",
+				Bench: "BenchmarkReplicatedProduce", Benchtime: "1x", Timeout: "5m", Env: []string{"REPL_BENCH_RECORDS=50000"}},
+			{Key: "leader-kill", Title: "Replicated partitions: producer unavailability on leader kill -9", Pkg: "./testbed",
+				Bench: "BenchmarkLeaderKillUnavailability", Benchtime: "1x", Timeout: "10m", Env: []string{"REPL_BENCH_KILLS=3"}},
 		}
 	}
 	return []step{
@@ -150,6 +154,10 @@ func steps(quick bool, benchDir string) []step {
 			Bench: "BenchmarkClusterProduce", Benchtime: "1x", Timeout: "10m"},
 		{Key: "cluster-failover", Title: "Center cluster: broker fenced and controller re-elected after kill -9 (10 each)", Pkg: "./testbed",
 			Bench: "BenchmarkClusterFailover", Benchtime: "1x", Timeout: "25m"},
+		{Key: "replicated-produce", Title: "Replicated partitions: acks=all at RF 3 vs one node vs nats-server JetStream R3", Pkg: "./testbed",
+			Bench: "BenchmarkReplicatedProduce", Benchtime: "1x", Timeout: "15m"},
+		{Key: "leader-kill", Title: "Replicated partitions: producer unavailability on leader kill -9 (20 kills)", Pkg: "./testbed",
+			Bench: "BenchmarkLeaderKillUnavailability", Benchtime: "1x", Timeout: "30m"},
 	}
 }
 

@@ -79,6 +79,10 @@ type comparisonSpec struct {
 var comparisons = []comparisonSpec{
 	{"Center cluster: produce through 3 ferry full processes on this machine (acks=all, 6 partitions)", "one ferry full alone",
 		bench("BenchmarkClusterProduce/nodes=3", "records/s"), bench("BenchmarkClusterProduce/nodes=1", "records/s"), false},
+	{"Replicated partitions: acks=all produce at RF 3, min ISR 2, 3 ferry full processes on this machine", "nats-server JetStream, R3 stream on a 3-node cluster",
+		bench("BenchmarkReplicatedProduce/ferry=rf3", "records/s"), bench("BenchmarkReplicatedProduce/jetstream=r3", "records/s"), false},
+	{"Replicated partitions: acks=all produce at RF 3, min ISR 2, 3 ferry full processes on this machine", "one ferry full alone",
+		bench("BenchmarkReplicatedProduce/ferry=rf3", "records/s"), bench("BenchmarkReplicatedProduce/ferry=1node", "records/s"), false},
 	{"Kafka produce, acks=1 (page cache), 1 partition", "nats-server JetStream publish, file store",
 		bench("BenchmarkProduce/acks=1/partitions=1", "records/s"), bench("BenchmarkJetStreamPublish", "records/s"), false},
 	{"Kafka produce, acks=1, 8 partitions", "nats-server JetStream publish, file store",
