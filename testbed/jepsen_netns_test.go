@@ -208,7 +208,7 @@ func TestJepsenNetLab(t *testing.T) {
 		defer cancel()
 		ctrl := c.controller()
 		victim := (ctrl + 1) % 3
-		createAssignedTopic(t, ctx, c.kafkaAddrs(), "netlab", [][]int32{{int32(ctrl + 1)}, {int32((victim+1)%3 + 1)}})
+		createAssignedTopic(t, ctx, c.kafkaAddrs(), "netlab", [][]int32{{int32(ctrl + 1)}, {int32((victim+1)%3 + 1)}}, nil)
 		w := startWorkload(t, c.kafka, 500, 1, "netlab")
 		w.awaitAcks(200, 30*time.Second)
 		fenced := func(want bool) func() bool {

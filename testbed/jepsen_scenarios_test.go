@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -34,11 +35,28 @@ const jepsenTopic = "orders"
 // load running.
 func jepsenRF3(t *testing.T, how jepsenNet, rate int) (*jepsenCluster, context.Context, *workload) {
 	t.Helper()
-	c := newJepsenCluster(t, 3, how, "--default-replication-factor", "3", "--min-insync-replicas", "2")
+	return jepsenRF3Placed(t, newJepsenCluster(t, 3, how, "--default-replication-factor", "3", "--min-insync-replicas", "2"), rate, nil)
+}
+
+// followerOnly3 places 4 partitions at RF 3 so that node 3 leads none of
+// them while nodes 1 and 2 live.
+var followerOnly3 = [][]int32{{1, 2, 3}, {2, 1, 3}, {1, 2, 3}, {2, 1, 3}}
+
+// jepsenRF3Placed starts c (prepared by newJepsenCluster), creates the
+// topic (6 partitions at RF 3, or placed by assignment), waits for every
+// replica in sync and starts the load.
+func jepsenRF3Placed(t *testing.T, c *jepsenCluster, rate int, assignment [][]int32) (*jepsenCluster, context.Context, *workload) {
+	t.Helper()
 	c.startAll()
 	ctx, cancel := context.WithTimeout(context.Background(), tortureSize(3*time.Minute, 30*time.Minute))
 	t.Cleanup(cancel)
-	createRF3(t, ctx, c, jepsenTopic, 6)
+	if assignment == nil {
+		createRF3(t, ctx, c, jepsenTopic, 6)
+	} else {
+		two := "2"
+		createAssignedTopic(t, ctx, c.kafkaAddrs(), jepsenTopic, assignment, map[string]*string{"min.insync.replicas": &two})
+		c.awaitInSync(ctx, jepsenTopic)
+	}
 	w := startWorkload(t, c.kafka, rate, 2, jepsenTopic)
 	w.awaitAcks(int64(rate/2), 30*time.Second)
 	return c, ctx, w
@@ -220,15 +238,7 @@ func TestJepsenKillControllerChurn(t *testing.T) {
 // it. Acknowledgements go on (min ISR 2 without it), the URP metric says
 // what Metadata says throughout, and once it is fast again it rejoins.
 func TestJepsenSlowFollower(t *testing.T) {
-	c := newJepsenCluster(t, 3, netProxied, "--default-replication-factor", "3", "--min-insync-replicas", "2")
-	c.startAll()
-	ctx, cancel := context.WithTimeout(context.Background(), tortureSize(3*time.Minute, 30*time.Minute))
-	defer cancel()
-	createAssignedTopic(t, ctx, c.kafkaAddrs(), jepsenTopic, [][]int32{{1, 2, 3}, {2, 1, 3}, {1, 2, 3}, {2, 1, 3}})
-	c.awaitInSync(ctx, jepsenTopic)
-	w := startWorkload(t, c.kafka, 1000, 2, jepsenTopic)
-	w.awaitAcks(500, 30*time.Second)
-
+	c, ctx, w := jepsenRF3Placed(t, newJepsenCluster(t, 3, netProxied, "--default-replication-factor", "3", "--min-insync-replicas", "2"), 1000, followerOnly3)
 	slow := 2
 	c.links[slow].toxicStream("lat-up", "latency", "upstream", `"latency":200`)
 	c.links[slow].toxicStream("lat-down", "latency", "downstream", `"latency":200`)
@@ -277,29 +287,38 @@ func (c *jepsenCluster) starve(i int, pause, period time.Duration) (stop func())
 	return stop
 }
 
-// Scenario 5b: a follower whose disk fills. Node 3's data directory is a
-// 48 MiB tmpfs, mostly taken by a filler file; under load its appends
-// fail for lack of space while the other two go on acknowledging (min ISR
-// 2); the filler removed, it catches up and rejoins.
+// Scenario 5b: a follower whose disk fills. Node 3 (leading nothing) has
+// its data directory on a 64 MiB tmpfs, filled but for 1 MiB once the
+// load runs; its appends then fail for lack of space while the other two
+// go on acknowledging (min ISR 2), and the URP metric follows it out of
+// the in-sync set. The filler removed, it catches up and rejoins. It
+// must not exit on the full disk.
 func TestJepsenFollowerDiskFull(t *testing.T) {
 	c := newJepsenCluster(t, 3, netLoopback, "--default-replication-factor", "3", "--min-insync-replicas", "2")
 	full := 2
 	disk := filepath.Join(t.TempDir(), "disk")
-	mountTmpfs(t, disk, "48m")
+	mountTmpfs(t, disk, "64m")
 	c.dirs[full] = filepath.Join(disk, "data")
-	filler := filepath.Join(disk, "filler")
-	if err := os.WriteFile(filler, make([]byte, 36<<20), 0o644); err != nil {
+	c, ctx, w := jepsenRF3Placed(t, c, 2000, followerOnly3)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(disk, &st); err != nil {
 		t.Fatal(err)
 	}
-	c.startAll()
-	ctx, cancel := context.WithTimeout(context.Background(), tortureSize(3*time.Minute, 30*time.Minute))
-	defer cancel()
-	createAssignedTopic(t, ctx, c.kafkaAddrs(), jepsenTopic, [][]int32{{1, 2, 3}, {2, 1, 3}, {1, 2, 3}, {2, 1, 3}})
-	c.awaitInSync(ctx, jepsenTopic)
-	w := startWorkload(t, c.kafka, 2000, 2, jepsenTopic)
-	c.waitFor("node 3's disk full", func() bool {
-		var st syscall.Statfs_t
-		return syscall.Statfs(disk, &st) == nil && st.Bavail*uint64(st.Bsize) < 1<<20
+	filler := filepath.Join(disk, "filler")
+	if err := os.WriteFile(filler, make([]byte, int64(st.Bavail)*st.Bsize-1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("node 3's disk full or node 3 out of an in-sync set", func() bool {
+		if syscall.Statfs(disk, &st) == nil && int64(st.Bavail)*st.Bsize < 256<<10 {
+			return true
+		}
+		md, err := c.metadata(ctx, jepsenTopic)
+		for _, p := range md {
+			if err == nil && !slices.Contains(p.ISR, int32(full+1)) {
+				return true
+			}
+		}
+		return false
 	})
 	w.awaitAcks(2000, 30*time.Second) // acknowledgements go on without it
 	if p := c.checkURPWithin(ctx, 15*time.Second, jepsenTopic); len(p) > 0 {
@@ -307,6 +326,13 @@ func TestJepsenFollowerDiskFull(t *testing.T) {
 	}
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case err := <-c.procs[full].exited:
+		t.Errorf("node 3 exited on a full disk: %v", err)
+		c.procs[full] = nil
+		c.start(full)
+	default:
 	}
 	c.awaitInSync(ctx, jepsenTopic)
 	failOn(t, c.verify(ctx, w, jepsenTopic))
@@ -341,11 +367,11 @@ func TestJepsenRollingRestart(t *testing.T) {
 // removed. Restarted, it must recover, truncate to the leader and rejoin,
 // nothing acknowledged lost.
 func TestJepsenPowerCutFollower(t *testing.T) {
-	c, ctx, w := jepsenRF3(t, netLoopback, 1000)
+	c, ctx, w := jepsenRF3Placed(t, newJepsenCluster(t, 3, netLoopback, "--default-replication-factor", "3", "--min-insync-replicas", "2"), 1000, followerOnly3)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	follower := 2 // leads nothing
 	for round := range tortureSize(2, 10) {
-		leader, _ := c.busiestLeader(ctx, jepsenTopic, w)
-		follower := (leader + 1 + rng.IntN(2)) % 3
+		w.awaitAcks(500, 30*time.Second)
 		c.kill9(follower)
 		cut := powerCut(t, rng, filepath.Join(c.dirs[follower], "log"), jepsenTopic)
 		t.Logf("round %d: follower %d cut: %v", round, follower+1, cut)

@@ -331,9 +331,12 @@ func readSegment(path string) ([]replicaBatch, error) {
 // below the high watermark. It returns the problems found.
 func (c *jepsenCluster) verify(ctx context.Context, w *workload, topics ...string) []string {
 	c.t.Helper()
-	w.stop()
+	var h history // nil w: the topics were written by someone else (mirrors)
+	if w != nil {
+		w.stop()
+		h = w.history()
+	}
 	var problems []string
-	h := w.history()
 	h.Final = map[tp]map[int64]string{}
 	type replicaSet struct {
 		p        tp
@@ -481,7 +484,7 @@ func TestJepsenHarness(t *testing.T) {
 	for p := range 4 {
 		assignment = append(assignment, []int32{int32((victim+1+p%2)%3 + 1)})
 	}
-	createAssignedTopic(t, ctx, c.kafkaAddrs(), "jepsen", assignment)
+	createAssignedTopic(t, ctx, c.kafkaAddrs(), "jepsen", assignment, nil)
 	c.waitFor("the topic's leaders", func() bool {
 		md, err := c.metadata(ctx, "jepsen")
 		if err != nil || len(md) != 4 {
@@ -521,8 +524,9 @@ func TestJepsenHarness(t *testing.T) {
 }
 
 // createAssignedTopic creates topic with an explicit replica assignment
-// (partition i on assignment[i]).
-func createAssignedTopic(t testing.TB, ctx context.Context, addrs []string, topic string, assignment [][]int32) {
+// (partition i on assignment[i], its first replica the preferred leader)
+// and configs.
+func createAssignedTopic(t testing.TB, ctx context.Context, addrs []string, topic string, assignment [][]int32, configs map[string]*string) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
@@ -536,6 +540,11 @@ func createAssignedTopic(t testing.TB, ctx context.Context, addrs []string, topi
 		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
 		a.Partition, a.Replicas = int32(p), replicas
 		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+	}
+	for k, v := range configs {
+		c := kmsg.NewCreateTopicsRequestTopicConfig()
+		c.Name, c.Value = k, v
+		rt.Configs = append(rt.Configs, c)
 	}
 	req.Topics = append(req.Topics, rt)
 	req.TimeoutMillis = 30000
