@@ -45,7 +45,7 @@ func BenchmarkReplicatedProduce(b *testing.B) {
 		start := time.Now()
 		for range b.N {
 			for i := 0; i < n; i++ {
-				if _, err := js.PublishAsync("bench", val); err != nil {
+				if _, err := js.PublishAsync("bench", val, nats.StallWait(time.Minute)); err != nil { // wait for acks, as the Kafka producer does
 					b.Fatal(err)
 				}
 			}
