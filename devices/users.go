@@ -40,7 +40,7 @@ const (
 // have: Kafka's minimum, and the least its clients accept.
 const MinSCRAMIterations = 4096
 
-var bucketUsers = []byte("kafka_users") // name → userRecord (JSON)
+var bucketUsers = []byte("kafka_users") // name → UserSecrets (JSON)
 
 // bucketUsersMeta keeps keyDecoy, the secret behind unknown users' decoy
 // SCRAM salts (SCRAMDecoy), drawn once when the file is created.
@@ -62,8 +62,8 @@ type SCRAMCredential struct {
 	ServerKey  []byte `json:"server_key"`
 }
 
-// userRecord is a user as stored, secrets included.
-type userRecord struct {
+// UserSecrets is a user as stored, secrets included.
+type UserSecrets struct {
 	Name      string                     `json:"name"`
 	CreatedAt time.Time                  `json:"created_at"`
 	PlainHash []byte                     `json:"plain_hash"`
@@ -73,11 +73,11 @@ type userRecord struct {
 // userEntry is a user in memory; replaced, never changed, except for the
 // verification cache.
 type userEntry struct {
-	rec      userRecord
+	rec      UserSecrets
 	verified *[32]byte // guarded by Registry.mu; the MAC of the last PLAIN password that verified
 }
 
-func (u userRecord) view() User {
+func (u UserSecrets) view() User {
 	mechs := []string{}
 	if len(u.PlainHash) > 0 {
 		mechs = append(mechs, "PLAIN")
@@ -117,26 +117,26 @@ func scramHash(mechanism string) (func() hash.Hash, bool) {
 
 // credentials makes a user's record for password: a bcrypt hash and a SCRAM
 // credential per mechanism, each with its own random salt.
-func (r *Registry) credentials(name, password string) (userRecord, error) {
+func (r *Registry) credentials(name, password string) (UserSecrets, error) {
 	if password == "" {
-		return userRecord{}, fmt.Errorf("%w: empty", ErrInvalidPassword)
+		return UserSecrets{}, fmt.Errorf("%w: empty", ErrInvalidPassword)
 	}
 	plain, err := r.hash(password)
 	if err != nil {
-		return userRecord{}, err
+		return UserSecrets{}, err
 	}
-	rec := userRecord{Name: name, PlainHash: plain, SCRAM: map[string]SCRAMCredential{}}
+	rec := UserSecrets{Name: name, PlainHash: plain, SCRAM: map[string]SCRAMCredential{}}
 	for _, m := range []string{SCRAMSHA256, SCRAMSHA512} {
 		h, _ := scramHash(m)
 		salt := make([]byte, 24)
 		rand.Read(salt)
 		c, err := scram.HashGeneratorFcn(h).NewClientUnprepped(name, password, "")
 		if err != nil {
-			return userRecord{}, err
+			return UserSecrets{}, err
 		}
 		sc, err := c.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: r.opts.SCRAMIterations})
 		if err != nil {
-			return userRecord{}, err
+			return UserSecrets{}, err
 		}
 		rec.SCRAM[m] = SCRAMCredential{Salt: salt, Iterations: sc.Iters, StoredKey: sc.StoredKey, ServerKey: sc.ServerKey}
 	}
@@ -163,7 +163,7 @@ func (r *Registry) loadUsers(tx *bolt.Tx) error {
 		}
 	}
 	return b.ForEach(func(k, v []byte) error {
-		var rec userRecord
+		var rec UserSecrets
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return fmt.Errorf("user %q: %w", k, err)
 		}
@@ -199,7 +199,7 @@ func (r *Registry) SetUserPassword(name, password string) error {
 
 // putUser stores rec; replace says whether the user must exist (true) or
 // must not (false).
-func (r *Registry) putUser(rec userRecord, replace bool) error {
+func (r *Registry) putUser(rec UserSecrets, replace bool) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed {
@@ -356,15 +356,12 @@ func (r *Registry) SetUserSCRAM(name, mechanism string, c SCRAMCredential) error
 	if err := ValidateUserName(name); err != nil {
 		return err
 	}
-	if _, ok := scramHash(mechanism); !ok {
-		return fmt.Errorf("%w: unknown SCRAM mechanism %q", ErrInvalidCredential, mechanism)
+	if err := ValidateSCRAMCredential(mechanism, c); err != nil {
+		return err
 	}
-	if c.Iterations < MinSCRAMIterations || len(c.Salt) == 0 || len(c.StoredKey) == 0 || len(c.ServerKey) == 0 {
-		return fmt.Errorf("%w: a SCRAM credential needs a salt, keys and at least %d iterations", ErrInvalidCredential, MinSCRAMIterations)
-	}
-	return r.changeUser(name, func(rec *userRecord, exists bool) error {
+	return r.changeUser(name, func(rec *UserSecrets, exists bool) error {
 		if !exists {
-			*rec = userRecord{Name: name, CreatedAt: r.opts.Now().UTC()}
+			*rec = UserSecrets{Name: name, CreatedAt: r.opts.Now().UTC()}
 		}
 		next := make(map[string]SCRAMCredential, len(rec.SCRAM)+1)
 		for m, old := range rec.SCRAM {
@@ -380,7 +377,7 @@ func (r *Registry) SetUserSCRAM(name, mechanism string, c SCRAMCredential) error
 // ErrUserNotFound if it has none. A user left with no credential at all is
 // removed, as Kafka has no user without one.
 func (r *Registry) DeleteUserSCRAM(name, mechanism string) error {
-	return r.changeUser(name, func(rec *userRecord, exists bool) error {
+	return r.changeUser(name, func(rec *UserSecrets, exists bool) error {
 		if _, ok := rec.SCRAM[mechanism]; !exists || !ok {
 			return fmt.Errorf("%w: %q has no %s credential", ErrUserNotFound, name, mechanism)
 		}
@@ -398,7 +395,7 @@ func (r *Registry) DeleteUserSCRAM(name, mechanism string) error {
 // changeUser applies change to a copy of user name's record (the zero
 // record and false if there is none) and stores the result, or removes the
 // user if it is left with no credential.
-func (r *Registry) changeUser(name string, change func(rec *userRecord, exists bool) error) error {
+func (r *Registry) changeUser(name string, change func(rec *UserSecrets, exists bool) error) error {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
 	if r.closed {
@@ -407,7 +404,7 @@ func (r *Registry) changeUser(name string, change func(rec *userRecord, exists b
 	r.mu.RLock()
 	old := r.users[name]
 	r.mu.RUnlock()
-	var rec userRecord
+	var rec UserSecrets
 	if old != nil {
 		rec = old.rec
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"ferry/devices"
 )
 
 // recordVersion is the version of the records this code writes. A node
@@ -81,6 +83,8 @@ type Record struct {
 	ISR            []int32 `json:"isr,omitempty"`
 	// MinISR: cluster_defaults (with ReplicationFactor).
 	MinISR int32 `json:"min_isr,omitempty"`
+	// Security is a security record's change (security.go).
+	Security *SecurityChange `json:"security,omitempty"`
 }
 
 // Result is what applying a record answers the proposer.
@@ -93,6 +97,8 @@ type Result struct {
 	// Index is the raft index the record was applied at (set by
 	// Node.Propose, for WaitReconciled).
 	Index uint64
+	// ACLs are the bindings delete_acls removed.
+	ACLs []devices.KafkaACL
 }
 
 // Errors a record's rules answer.
@@ -284,6 +290,9 @@ func (im *Image) apply(r Record) Result {
 		s.Node = r.Broker
 		return Result{Value: s.Epoch}
 	default:
+		if res, ok := im.applySecurity(r); ok {
+			return res
+		}
 		return Result{Err: fmt.Errorf("%w: unknown op %q", ErrInvalidRecord, r.Op)}
 	}
 	return Result{}

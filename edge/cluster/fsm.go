@@ -143,6 +143,8 @@ func readSnapshot(r io.Reader) (*Image, error) {
 	for k, v := range s.Image.Deleted {
 		im.Deleted[k] = v
 	}
+	im.Security = s.Image.Security // a snapshot from before security.go has none
+	im.Security.init()
 	return im, nil
 }
 

@@ -98,6 +98,8 @@ type Image struct {
 	// deleted each: a node deletes its local copy of a topic only when its
 	// id is here, never a local topic the cluster never knew.
 	Deleted map[string]uint64 `json:"deleted,omitempty"`
+	// Security: the Kafka users and ACLs (security.go).
+	Security Security `json:"security"`
 	// Defaults are the cluster-wide topic defaults the controller set
 	// (OpClusterDefaults): in the image, not in each node's flags, so
 	// every node applies the same min ISR rule.
@@ -146,6 +148,7 @@ func (im *Image) clone() *Image {
 	for id, idx := range im.Deleted {
 		c.Deleted[id] = idx
 	}
+	c.Security = im.Security.clone()
 	return c
 }
 

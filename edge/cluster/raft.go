@@ -438,7 +438,7 @@ func (n *Node) Propose(ctx context.Context, r Record) (Result, error) {
 	if err := n.WaitIndex(ctx, resp.Index); err != nil {
 		return Result{}, err
 	}
-	return Result{Value: resp.Value, Err: resp.err(), Index: resp.Index}, nil
+	return Result{Value: resp.Value, Err: resp.err(), Index: resp.Index, ACLs: resp.ACLs}, nil
 }
 
 // WaitIndex waits until this node's image has applied index.

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+
+	"ferry/devices"
 )
 
 // Request is what a node asks the controller: one of its fields is set.
@@ -18,6 +20,8 @@ type Response struct {
 	Value int64  `json:"value,omitempty"`
 	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
+	// ACLs are the bindings a delete_acls record removed.
+	ACLs []devices.KafkaACL `json:"acls,omitempty"`
 }
 
 const codeNotController = "not_controller"
@@ -92,7 +96,9 @@ func (n *Node) Serve(ctx context.Context, req Request) Response {
 		if err == nil {
 			err = res.Err
 		}
-		return responseFor(n.fsm.Index(), res.Value, err)
+		resp := responseFor(n.fsm.Index(), res.Value, err)
+		resp.ACLs = res.ACLs
+		return resp
 	}
 	return responseFor(0, 0, ErrInvalidRecord)
 }
