@@ -51,6 +51,13 @@ func (b adminBackend) Groups() adminapi.Groups {
 
 func (b adminBackend) Devices() *devices.Registry { return b.n.devices }
 
+func (b adminBackend) UserChanges() adminapi.UserStore {
+	if b.n.cluster == nil || b.n.security == nil {
+		return nil
+	}
+	return b.n.securityStore()
+}
+
 func (b adminBackend) MirrorSender() (mirror.Status, bool) {
 	if b.n.sender == nil {
 		return mirror.Status{}, false

@@ -66,7 +66,11 @@ type testCluster struct {
 // startTestCluster starts three full nodes on loopback in this process,
 // each its own data directory, Kafka listener, cluster listener and mirror
 // receiver (fixed ports, so a restarted node is where edges look).
-func startTestCluster(t *testing.T) *testCluster {
+func startTestCluster(t *testing.T) *testCluster { return startTestClusterWith(t, nil) }
+
+// startTestClusterWith is startTestCluster with each node's options
+// changed by edit first.
+func startTestClusterWith(t *testing.T, edit func(o *Options)) *testCluster {
 	t.Helper()
 	addrs := freeLoopbackAddrs(t, 3)
 	tc := &testCluster{t: t, mirrorAddrs: freeLoopbackAddrs(t, 3)}
@@ -82,6 +86,11 @@ func startTestCluster(t *testing.T) *testCluster {
 			Cluster: &ClusterOptions{NodeID: int32(i + 1), Voters: voters,
 				HeartbeatInterval: 50 * time.Millisecond, SessionTimeout: time.Second, raft: quickRaft},
 		})
+	}
+	if edit != nil {
+		for i := range tc.opts {
+			edit(&tc.opts[i])
+		}
 	}
 	tc.nodes = make([]*Node, len(addrs))
 	for i := range addrs {

@@ -95,7 +95,7 @@ func (n *Node) startCluster() error {
 	}
 	n.clusterTr.Handle(n.cluster.Serve)
 	ctx, cancel := context.WithCancel(context.Background())
-	n.stopCluster = cancel
+	n.stopCluster, n.clusterCtx = cancel, ctx
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()

@@ -10,8 +10,12 @@ import (
 
 // kafkaAuth lets the Kafka front end authenticate users and check ACLs
 // against the device registry without importing it (kafka.Credentials,
-// kafka.ACLs).
-type kafkaAuth struct{ r *devices.Registry }
+// kafka.ACLs). Changes go to w: the registry for a node alone, the
+// cluster's metadata in a cluster.
+type kafkaAuth struct {
+	r *devices.Registry
+	w securityStore
+}
 
 func (a kafkaAuth) CheckPlain(user, password string) error {
 	if err := a.r.AuthenticateUser(user, password); err != nil {
@@ -42,11 +46,11 @@ func (a kafkaAuth) Users() ([]string, error) {
 }
 
 func (a kafkaAuth) SetSCRAM(mechanism, user string, c kafka.SCRAMCredential) error {
-	return a.r.SetUserSCRAM(user, mechanism, devices.SCRAMCredential(c))
+	return a.w.SetUserSCRAM(user, mechanism, devices.SCRAMCredential(c))
 }
 
 func (a kafkaAuth) DeleteSCRAM(mechanism, user string) error {
-	if err := a.r.DeleteUserSCRAM(user, mechanism); errors.Is(err, devices.ErrUserNotFound) {
+	if err := a.w.DeleteUserSCRAM(user, mechanism); errors.Is(err, devices.ErrUserNotFound) {
 		return fmt.Errorf("%w: %v", kafka.ErrBadCredentials, err)
 	} else if err != nil {
 		return err
@@ -67,7 +71,7 @@ func (a kafkaAuth) AddACLs(acls []kafka.ACL) error {
 	for i, x := range acls {
 		in[i] = devices.KafkaACL(x)
 	}
-	err := a.r.AddKafkaACLs(in)
+	err := a.w.AddKafkaACLs(in)
 	if errors.Is(err, devices.ErrInvalidKafkaACL) {
 		return fmt.Errorf("%w: %v", kafka.ErrInvalidACL, err)
 	}
@@ -80,7 +84,7 @@ func (a kafkaAuth) ACLs(f kafka.ACLFilter) ([]kafka.ACL, error) {
 }
 
 func (a kafkaAuth) DeleteACLs(f kafka.ACLFilter) ([]kafka.ACL, error) {
-	out, err := a.r.DeleteKafkaACLs(devices.KafkaACLFilter(f))
+	out, err := a.w.DeleteKafkaACLs(devices.KafkaACLFilter(f))
 	return fromKafkaACLs(out), err
 }
 

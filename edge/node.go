@@ -172,9 +172,11 @@ type Node struct {
 	ready    atomic.Bool
 	started  time.Time
 
-	cluster     *cluster.Node      // nil: a node alone
-	clusterTr   *cluster.Transport // the cluster listener
-	stopCluster context.CancelFunc // ends the applier and the import
+	cluster     *cluster.Node            // nil: a node alone
+	clusterTr   *cluster.Transport       // the cluster listener
+	stopCluster context.CancelFunc       // ends the applier and the import
+	clusterCtx  context.Context          // what stopCluster ends
+	security    *cluster.SecurityApplier // the registry follows the cluster's users and ACLs (clustersecurity.go)
 
 	wg       sync.WaitGroup // the node's goroutines
 	closeErr error
@@ -272,7 +274,7 @@ func (n *Node) start() error {
 			if err := n.openDevices(); err != nil {
 				return err
 			}
-			auth := kafkaAuth{n.devices}
+			auth := kafkaAuth{n.devices, n.securityStore()}
 			ko.SASLMechanisms, ko.Credentials, ko.ACLs, ko.SuperUsers = opts.KafkaSASL, auth, auth, opts.KafkaSuperUsers
 		} else if len(opts.KafkaSuperUsers) > 0 {
 			return errors.New("kafka super users without SASL: there is no principal to check")
@@ -409,6 +411,7 @@ func (n *Node) openDevices() error {
 	if n.devices, err = devices.Open(filepath.Join(n.opts.DataDir, devices.FileName), dopts); err != nil {
 		return fmt.Errorf("opening device registry: %w", err)
 	}
+	n.startClusterSecurity()
 	return nil
 }
 

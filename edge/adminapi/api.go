@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ferry/devices"
+	"ferry/edge/cluster"
 	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
 	flog "ferry/log"
@@ -192,7 +193,7 @@ func statusFor(err error) int {
 		errors.Is(err, devices.ErrInvalidID), errors.Is(err, devices.ErrInvalidFilter), errors.Is(err, devices.ErrInvalidPassword),
 		errors.Is(err, devices.ErrInvalidDevice), errors.Is(err, devices.ErrInvalidUser), errors.Is(err, devices.ErrInvalidKafkaACL):
 		return http.StatusBadRequest
-	case errors.Is(err, flog.ErrClosed), errors.Is(err, devices.ErrClosed):
+	case errors.Is(err, flog.ErrClosed), errors.Is(err, devices.ErrClosed), errors.Is(err, cluster.ErrNoController):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

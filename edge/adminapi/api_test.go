@@ -35,6 +35,7 @@ func (f *fakeNode) Log() *flog.Log                      { return f.log }
 func (f *fakeNode) TopicAdmin() kafka.TopicAdmin        { return f.log }
 func (f *fakeNode) Groups() Groups                      { return nil }
 func (f *fakeNode) Devices() *devices.Registry          { return nil }
+func (f *fakeNode) UserChanges() UserStore              { return nil }
 func (f *fakeNode) MirrorSender() (mirror.Status, bool) { return mirror.Status{}, false }
 func (f *fakeNode) MirrorReceiver() (mirror.ReceiverStatus, bool) {
 	return mirror.ReceiverStatus{}, false

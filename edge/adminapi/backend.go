@@ -28,6 +28,10 @@ type Backend interface {
 	// Devices is the device registry (devices, Kafka users and ACLs); nil
 	// when the node runs none.
 	Devices() *devices.Registry
+	// UserChanges is where changes to Kafka users and ACLs go when they
+	// are not the registry's own: the cluster's metadata, for a node of a
+	// cluster (the registry follows it). nil: the registry.
+	UserChanges() UserStore
 	// MirrorSender is the edge's link to its center; false when the node
 	// mirrors nothing.
 	MirrorSender() (mirror.Status, bool)
@@ -67,6 +71,15 @@ type Groups interface {
 	Delete(id string) error
 	CommittedOffsets(group string) (map[string]map[int32]int64, error)
 	ResetOffsets(group, topic string, offsets map[int32]int64) error
+}
+
+// UserStore changes Kafka users and ACLs; *devices.Registry is one.
+type UserStore interface {
+	AddUser(name, password string) error
+	SetUserPassword(name, password string) error
+	DeleteUser(name string) error
+	AddKafkaACLs(acls []devices.KafkaACL) error
+	DeleteKafkaACLs(f devices.KafkaACLFilter) ([]devices.KafkaACL, error)
 }
 
 // Cluster is the node's copy of the cluster's metadata; *cluster.Node is

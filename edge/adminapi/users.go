@@ -54,7 +54,7 @@ func (s *server) registerUsersAPI(mux *http.ServeMux) {
 		if err := decodeBody(r, &req); err != nil {
 			return err
 		}
-		if err := reg.AddUser(req.Name, req.Password); err != nil {
+		if err := s.userStore(reg).AddUser(req.Name, req.Password); err != nil {
 			return err
 		}
 		return answerUser(w, reg, http.StatusCreated, req.Name)
@@ -64,13 +64,13 @@ func (s *server) registerUsersAPI(mux *http.ServeMux) {
 		if err := decodeBody(r, &req); err != nil {
 			return err
 		}
-		if err := reg.SetUserPassword(r.PathValue("name"), req.Password); err != nil {
+		if err := s.userStore(reg).SetUserPassword(r.PathValue("name"), req.Password); err != nil {
 			return err
 		}
 		return answerUser(w, reg, http.StatusOK, r.PathValue("name"))
 	}))
 	mux.HandleFunc("DELETE /api/users/{name}", with(func(w http.ResponseWriter, r *http.Request, reg *devices.Registry) error {
-		if err := reg.DeleteUser(r.PathValue("name")); err != nil {
+		if err := s.userStore(reg).DeleteUser(r.PathValue("name")); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -88,7 +88,7 @@ func (s *server) registerUsersAPI(mux *http.ServeMux) {
 		if err := decodeBody(r, &acls); err != nil {
 			return err
 		}
-		if err := reg.AddKafkaACLs(acls); err != nil {
+		if err := s.userStore(reg).AddKafkaACLs(acls); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusCreated, acls)
@@ -98,12 +98,21 @@ func (s *server) registerUsersAPI(mux *http.ServeMux) {
 		if len(r.URL.Query()) == 0 {
 			return badRequest("give at least one filter field (principal, resource_type, resource_name, ...): an empty filter would delete every ACL")
 		}
-		deleted, err := reg.DeleteKafkaACLs(KafkaACLFilter(r.URL.Query()))
+		deleted, err := s.userStore(reg).DeleteKafkaACLs(KafkaACLFilter(r.URL.Query()))
 		if err == nil {
 			writeJSON(w, http.StatusOK, deleted)
 		}
 		return err
 	}))
+}
+
+// userStore is where the users routes' changes go: the cluster's
+// metadata in a cluster, else the registry.
+func (s *server) userStore(reg *devices.Registry) UserStore {
+	if u := s.b.UserChanges(); u != nil {
+		return u
+	}
+	return reg
 }
 
 // answerUser answers with the user's view (code: its status), as POST and
