@@ -83,7 +83,9 @@ func (s clusterSecurity) putUser(name, password string, replace bool) error {
 	return err
 }
 
-func (s clusterSecurity) AddUser(name, password string) error { return s.putUser(name, password, false) }
+func (s clusterSecurity) AddUser(name, password string) error {
+	return s.putUser(name, password, false)
+}
 
 func (s clusterSecurity) SetUserPassword(name, password string) error {
 	return s.putUser(name, password, true)
