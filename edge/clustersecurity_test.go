@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"ferry/devices"
 	"ferry/ingest/kafka"
 )
 
@@ -179,5 +180,63 @@ func TestClusterReplicatesUsersAndACLs(t *testing.T) {
 	raw, _ := json.Marshal(im)
 	if bytes.Contains(raw, []byte("adm1n")) {
 		t.Fatal("a password in the metadata image")
+	}
+}
+
+// TestClusterImportsANodesUsersOnce: a single node's users and ACLs come
+// into the cluster it founds (node 1) and reach every node; a node that
+// restarts after a user was deleted does not bring the user back.
+func TestClusterImportsANodesUsersOnce(t *testing.T) {
+	alone := startSASLNode(t, map[string]string{"admin": "adm1n", "alice": "al1ce"})
+	dir := alone.opts.DataDir
+	if err := alone.devices.AddKafkaACLs([]devices.KafkaACL{{Principal: "User:alice", ResourceType: "TOPIC", ResourceName: "t",
+		PatternType: "LITERAL", Operation: "READ", Permission: "ALLOW"}}); err != nil {
+		t.Fatal(err)
+	}
+	alone.Close()
+
+	tc := startTestClusterWith(t, func(o *Options) {
+		o.KafkaSASL = []string{kafka.SASLPlain, kafka.SASLSCRAMSHA256, kafka.SASLSCRAMSHA512}
+		o.KafkaSuperUsers = []string{"admin"}
+		if o.Cluster.NodeID == 1 {
+			o.DataDir = dir
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	tc.waitFor("node 1's users and ACL on every node", func() bool {
+		for _, n := range tc.nodes {
+			if _, err := n.devices.GetUser("alice"); err != nil {
+				return false
+			}
+			if !n.devices.AuthorizeKafka("User:alice", "127.0.0.1", "TOPIC", "t", "READ") {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := kadm.NewClient(scramClient(t, tc.nodes[2], "alice", "al1ce")).BrokerMetadata(ctx); err != nil {
+		t.Fatalf("alice, a user of node 1 alone, on node 3: %v", err)
+	}
+
+	// Node 3 stops; alice is deleted meanwhile; node 3 comes back and
+	// follows the cluster instead of bringing her back.
+	tc.nodes[2].Close()
+	tc.nodes[2] = nil
+	if code := adminCall(t, tc.nodes[0], "DELETE", "/api/users/alice", nil); code != http.StatusNoContent {
+		t.Fatalf("DELETE /api/users/alice: %d", code)
+	}
+	tc.start(2)
+	tc.waitFor("alice gone from the restarted node", func() bool {
+		_, err := tc.nodes[2].devices.GetUser("alice")
+		return err != nil
+	})
+	if _, err := kadm.NewClient(scramClient(t, tc.nodes[2], "alice", "al1ce")).BrokerMetadata(ctx); err == nil {
+		t.Fatal("alice logged in on the restarted node after her deletion")
+	}
+	for _, n := range tc.nodes {
+		if n.Cluster().Image().Security.Users["alice"] != nil {
+			t.Fatal("the restarted node brought alice back into the cluster")
+		}
 	}
 }
