@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -30,7 +32,7 @@ func usersCommand() *command {
 					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
 					return changeAction("NAME", "added user %s", pw.with(func(name, password string) error {
-						return where.registry(func(r *devices.Registry) error { return r.AddUser(name, password) },
+						return where.securityChange(func(r *devices.Registry) error { return r.AddUser(name, password) },
 							send("POST", "/api/users", adminapi.AddUserRequest{Name: name, Password: password}))
 					}))
 				},
@@ -47,7 +49,7 @@ func usersCommand() *command {
 				flags: func(fs *pflag.FlagSet) func([]string, io.Writer) error {
 					where := localOrAdminFlags(fs)
 					return changeAction("NAME", "deleted user %s", func(name string) error {
-						return where.registry(func(r *devices.Registry) error { return r.DeleteUser(name) },
+						return where.securityChange(func(r *devices.Registry) error { return r.DeleteUser(name) },
 							send("DELETE", "/api/users/"+pathEscape(name), nil))
 					})
 				},
@@ -59,13 +61,26 @@ func usersCommand() *command {
 					where := localOrAdminFlags(fs)
 					pw := passwordFlags(fs)
 					return changeAction("NAME", "password of user %s changed", pw.with(func(name, password string) error {
-						return where.registry(func(r *devices.Registry) error { return r.SetUserPassword(name, password) },
+						return where.securityChange(func(r *devices.Registry) error { return r.SetUserPassword(name, password) },
 							send("PATCH", "/api/users/"+pathEscape(name), adminapi.ChangeUserRequest{Password: password}))
 					}))
 				},
 			},
 		},
 	}
+}
+
+// securityChange is registry for a change of Kafka users or ACLs, which
+// is refused on the data directory of a cluster's node: there they are the
+// cluster's, agreed through its metadata, and the node's registry follows
+// that copy (a change made here would be undone at its next start).
+func (t localOrAdmin) securityChange(local func(*devices.Registry) error, remote func(*adminClient) error) error {
+	return t.choose(func(dir string) error {
+		if fi, err := os.Stat(filepath.Join(dir, "cluster")); err == nil && fi.IsDir() {
+			return fmt.Errorf("%s is the data directory of a cluster's node: its Kafka users and ACLs are the cluster's; change them on any running node of the cluster with --admin URL", dir)
+		}
+		return withRegistry(dir, local)
+	}, remote)
 }
 
 func printUsers(out io.Writer, users []adminapi.UserView) error {
@@ -169,7 +184,7 @@ func aclsCommand() *command {
 						if err := devices.ValidateKafkaACL(&a); err != nil {
 							return usagef("%v", err)
 						}
-						err := where.registry(func(r *devices.Registry) error { return r.AddKafkaACLs([]devices.KafkaACL{a}) },
+						err := where.securityChange(func(r *devices.Registry) error { return r.AddKafkaACLs([]devices.KafkaACL{a}) },
 							send("POST", "/api/kafka-acls", []devices.KafkaACL{a}))
 						if err != nil {
 							return err
@@ -207,7 +222,11 @@ func aclsCommand() *command {
 // when local.
 func bindings(where localOrAdmin, q url.Values, local func(*devices.Registry, devices.KafkaACLFilter) ([]devices.KafkaACL, error),
 	method string) (acls []devices.KafkaACL, raw []byte, err error) {
-	err = where.registry(func(r *devices.Registry) (err error) {
+	use := where.registry
+	if method != "GET" {
+		use = where.securityChange
+	}
+	err = use(func(r *devices.Registry) (err error) {
 		acls, err = local(r, adminapi.KafkaACLFilter(q))
 		return err
 	}, func(c *adminClient) (err error) {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -66,5 +68,29 @@ func TestUsersAndACLsCommands(t *testing.T) {
 	runCLICases(t, []cliCase{
 		{[]string{"users", "delete", "carol", "--admin", admin}, 0, "deleted user carol"},
 		{[]string{"users", "delete", "carol", "--admin", admin}, 1, "user not found"},
+	})
+}
+
+// TestUsersCommandsRefuseAClusterNodesDataDir: a cluster node's users and
+// ACLs are the cluster's, so the offline commands do not change its data
+// directory's copy (which the node would undo), and say where to go;
+// reading it is still allowed.
+func TestUsersCommandsRefuseAClusterNodesDataDir(t *testing.T) {
+	fastHashes(t)
+	dir := t.TempDir()
+	withStdin(t, "s3cret\n")
+	runCLICases(t, []cliCase{
+		{[]string{"users", "add", "alice", "--password-stdin", "--data-dir", dir, "--create-data-dir"}, 0, "added user alice"},
+	})
+	if err := os.Mkdir(filepath.Join(dir, "cluster"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runCLICases(t, []cliCase{
+		{[]string{"users", "add", "bob", "--password", "x", "--data-dir", dir}, 1, "cluster's node"},
+		{[]string{"users", "passwd", "alice", "--password", "x", "--data-dir", dir}, 1, "--admin"},
+		{[]string{"users", "delete", "alice", "--data-dir", dir}, 1, "cluster's node"},
+		{[]string{"acls", "add", "--principal", "alice", "--resource", "t", "--operation", "read", "--data-dir", dir}, 1, "cluster's node"},
+		{[]string{"acls", "delete", "--principal", "alice", "--data-dir", dir}, 1, "cluster's node"},
+		{[]string{"users", "list", "--data-dir", dir}, 0, "alice"},
 	})
 }
