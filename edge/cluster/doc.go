@@ -2,9 +2,10 @@
 // `ferry full` nodes agree, through hashicorp/raft, on one metadata image —
 // the brokers (id, incarnation, endpoints, fenced or not), the topics (id,
 // configs, replica assignment), each partition's in-sync set, leader and
-// epochs, the next producer-id block and the mirror's edge sessions — and
-// the raft leader acts as the controller (Kafka's KRaft combined mode: a
-// metadata quorum decides, brokers serve data).
+// epochs, the next producer-id block, the mirror's edge sessions, and the
+// Kafka users (hashes and SCRAM credentials, never a password) and ACLs —
+// and the raft leader acts as the controller (Kafka's KRaft combined mode:
+// a metadata quorum decides, brokers serve data).
 //
 // What it owns:
 //   - image.go: the image and its read-only queries (Image, Broker, Topic,
@@ -14,6 +15,10 @@
 //     nothing and answers an error).
 //   - fsm.go: the raft.FSM: apply, snapshot (the whole image as JSON),
 //     restore, and the applied index callers wait on.
+//   - security.go: the Kafka users and ACLs in the image, their records
+//     (put_user, delete_user, set_scram, delete_scram, add_acls,
+//     delete_acls, import_security once per broker), and the
+//     SecurityApplier that makes a node's device registry follow them.
 //   - placement.go: where a new topic's partitions go (spread over the
 //     unfenced brokers, least loaded first; one edge's mirrored topics kept
 //     together).
