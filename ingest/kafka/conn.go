@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
 	"sync"
 	"time"
@@ -204,13 +203,13 @@ type headerReader struct {
 }
 
 func (r *headerReader) Uvarint() uint32 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 || v > math.MaxUint32 {
+	v, n := uvarint32(r.b) // as kmsg reads a uvarint (prepass.go)
+	if n == 0 {
 		r.bad, r.b = true, nil
 		return 0
 	}
 	r.b = r.b[n:]
-	return uint32(v)
+	return v
 }
 
 func (r *headerReader) Span(n int) []byte {
@@ -223,19 +222,22 @@ func (r *headerReader) Span(n int) []byte {
 	return s
 }
 
-// skipTags skips tagged fields: a count, then each field's key, size and
-// bytes. A field takes at least two bytes (key and size), so a count above
-// half the bytes left is refused before anything loops on it.
-func (r *headerReader) skipTags() {
+// skipTags skips tagged fields and returns how many there were: a count,
+// then each field's key, size and bytes. A field takes at least two bytes
+// (key and size), so a count above half the bytes left is refused before
+// anything loops on it, and so is a count over maxFrameTags, the cap on a
+// frame's header and body tags together (prepass.go).
+func (r *headerReader) skipTags() int {
 	n := r.Uvarint()
-	if r.bad || int64(n) > int64(len(r.b))/2 {
+	if r.bad || int64(n) > int64(len(r.b))/2 || n > maxFrameTags {
 		r.bad, r.b = true, nil
-		return
+		return 0
 	}
-	for ; n > 0 && !r.bad; n-- {
+	for i := n; i > 0 && !r.bad; i-- {
 		r.Uvarint() // key
 		r.Span(int(r.Uvarint()))
 	}
+	return int(n)
 }
 
 func (r *headerReader) int16() int16 {
@@ -306,9 +308,14 @@ func decodeRequest(frame []byte, mayDecode func(key int16) bool) (rq request, re
 	req = kmsg.RequestForKey(rq.key)
 	req.SetVersion(rq.version)
 	if req.IsFlexible() {
-		hr.skipTags()
+		tags := hr.skipTags()
 		if hr.bad {
 			return rq, nil, nil, "header", errors.New("bad tagged fields in request header")
+		}
+		// kmsg keeps each unknown tagged field in a map: walk the body
+		// first, refusing it malformed or over maxFrameTags (prepass.go).
+		if _, err := prepassBody(rq.key, rq.version, hr.b, tags); err != nil {
+			return rq, nil, nil, "body", fmt.Errorf("%s v%d refused before decoding: %w", kmsg.NameForKey(rq.key), rq.version, err)
 		}
 	}
 	if err := req.ReadFrom(hr.b); err != nil {

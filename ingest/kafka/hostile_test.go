@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -108,12 +109,13 @@ func fill(v reflect.Value, depth int) {
 // distinct keys, each (but the first) padded to fill the frame.
 func hostileTails(room int) []hostileFrame {
 	maxUvarint := []byte{0xff, 0xff, 0xff, 0xff, 0x0f}
-	pad := func(prefix []byte) []byte {
+	padWith := func(prefix []byte, b byte) []byte {
 		if room <= len(prefix) {
 			return prefix
 		}
-		return append(prefix, make([]byte, room-len(prefix))...)
+		return append(prefix, bytes.Repeat([]byte{b}, room-len(prefix))...)
 	}
+	pad := func(prefix []byte) []byte { return padWith(prefix, 0) }
 	left := room - 5
 	if left < 0 {
 		left = 0
@@ -129,6 +131,9 @@ func hostileTails(room int) []hostileFrame {
 		{"max-uvarint", maxUvarint},
 		{"max-uvarint-padded", pad(maxUvarint)},
 		{"compact-count-of-bytes-left", pad(exact)},
+		// 0x01 is an empty compact string or array, and a tagged-field
+		// count of one: the elements of such an array are valid.
+		{"compact-count-of-bytes-left-of-ones", padWith(exact, 1)},
 		{"max-int32-padded", pad([]byte{0x7f, 0xff, 0xff, 0xff})},
 		{"int32-count-of-bytes-left", pad(int32Exact)},
 		{"distinct-tags", tags},
