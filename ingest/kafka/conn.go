@@ -307,16 +307,18 @@ func decodeRequest(frame []byte, mayDecode func(key int16) bool) (rq request, re
 	}
 	req = kmsg.RequestForKey(rq.key)
 	req.SetVersion(rq.version)
+	tags := 0
 	if req.IsFlexible() {
-		tags := hr.skipTags()
+		tags = hr.skipTags()
 		if hr.bad {
 			return rq, nil, nil, "header", errors.New("bad tagged fields in request header")
 		}
-		// kmsg keeps each unknown tagged field in a map: walk the body
-		// first, refusing it malformed or over maxFrameTags (prepass.go).
-		if _, err := prepassBody(rq.key, rq.version, hr.b, tags); err != nil {
-			return rq, nil, nil, "body", fmt.Errorf("%s v%d refused before decoding: %w", kmsg.NameForKey(rq.key), rq.version, err)
-		}
+	}
+	// kmsg sizes a slice by a count as if each element took a byte, and
+	// keeps each unknown tagged field in a map: walk the body first,
+	// refusing it malformed or over maxFrameTags (prepass.go).
+	if _, err := prepassBody(rq.key, rq.version, hr.b, tags); err != nil {
+		return rq, nil, nil, "body", fmt.Errorf("%s v%d refused before decoding: %w", kmsg.NameForKey(rq.key), rq.version, err)
 	}
 	if err := req.ReadFrom(hr.b); err != nil {
 		return rq, nil, nil, "body", fmt.Errorf("%s v%d does not decode: %w", kmsg.NameForKey(rq.key), rq.version, err)

@@ -10,8 +10,12 @@
 // header is read here (conn.go's headerReader), its tagged-field count
 // refused when the bytes left cannot hold it; kmsg (v1.15.1 and later) stops
 // at the first failed read and checks every array count against the bytes
-// left, so a frame's decoding costs work bounded by its size
-// (hostile_test.go measures it for every key and version).
+// left (as if each element took a byte). Before kmsg sees a body, it is
+// walked from a wire schema of ferry's own (prepass.go): a body that is
+// malformed, holds a count its bytes cannot at each element's least size,
+// or carries more than 256 tagged fields in header and body (kmsg keeps each
+// unknown one in a map) is refused. So a frame's decoding costs work bounded
+// by its size (hostile_test.go measures it for every key and version).
 //
 // It appends to and reads from the log only through the log's API. It must
 // never import another front end (ingest/mqtt) or the mirror, and never

@@ -10,19 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// flexibleServed lists every advertised key and version that is flexible:
-// the ones the pre-pass walks.
-func flexibleServed() (out [][2]int16) {
-	for _, kv := range servedVersions() {
-		req := kmsg.RequestForKey(kv[0])
-		req.SetVersion(kv[1])
-		if req.IsFlexible() {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
 // randomFill sets every exported field of v to a random value: numbers,
 // strings of 0 to 200 bytes (a length over 127 takes a two-byte uvarint),
 // nullable strings and byte slices nil or not, arrays of 0 to 3 elements (or
@@ -128,14 +115,14 @@ func countUnknownTags(v reflect.Value) int {
 	return n
 }
 
-// TestPrepassAcceptsWhatKmsgEncodes: for every advertised flexible key and
-// version, random requests encoded by kmsg are accepted by the pre-pass,
+// TestPrepassAcceptsWhatKmsgEncodes: for every advertised key and version,
+// flexible or not, random requests encoded by kmsg are accepted by the pre-pass,
 // which consumes exactly the body; a body cut short anywhere is refused.
 func TestPrepassAcceptsWhatKmsgEncodes(t *testing.T) {
 	r := rand.New(rand.NewSource(13))
-	served := flexibleServed()
-	if len(served) < 50 {
-		t.Fatalf("only %d flexible versions advertised", len(served))
+	served := servedVersions()
+	if len(served) < 100 {
+		t.Fatalf("only %d versions advertised", len(served))
 	}
 	for _, kv := range served {
 		key, version := kv[0], kv[1]
@@ -229,5 +216,24 @@ func TestPrepassBoundsWhatKmsgDecodes(t *testing.T) {
 	}
 	if flexible == 0 {
 		t.Fatal("no flexible frame decoded")
+	}
+}
+
+// TestPrepassAcceptsClientFrames: the requests real clients sent
+// (franz-go, kcat: the client-* FuzzRequest seeds, captured by
+// TestCaptureClientRequests) all pass the pre-pass and decode.
+func TestPrepassAcceptsClientFrames(t *testing.T) {
+	n := 0
+	for _, f := range committedSeeds(t) {
+		if !strings.HasPrefix(f.name, "seed client-") || strings.Contains(f.name, " max-uvarint") {
+			continue
+		}
+		n++
+		if _, req, early, _, err := decodeRequest(f.frame, nil); err != nil || (req == nil && early == nil) {
+			t.Errorf("%s: %v", f.name, err)
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d client frames", n)
 	}
 }
