@@ -369,6 +369,13 @@ func (w *walker) structure(fields []wireField) error {
 			return &walkError{field: f.name, err: err}
 		}
 	}
+	if !w.flexible {
+		return nil
+	}
+	if len(w.b) > 0 && w.b[0] == 0 { // no tagged field, as nearly always
+		w.b = w.b[1:]
+		return nil
+	}
 	if err := w.tagged(); err != nil {
 		return &walkError{field: "tagged fields", err: err}
 	}
@@ -426,13 +433,16 @@ func uvarint32(b []byte) (uint32, int) {
 // length reads a length or count: a uvarint of n+1 when flexible (0 for
 // null), else an int16 (strings) or int32; -1 for null.
 func (w *walker) length(int16Wide bool) (int, error) {
+	if b := w.b; w.flexible && len(b) > 0 && b[0] < 0x80 { // one byte, as nearly always
+		w.b = b[1:]
+		return int(b[0]) - 1, nil
+	}
+	return w.lengthSlow(int16Wide)
+}
+
+func (w *walker) lengthSlow(int16Wide bool) (int, error) {
 	switch {
 	case w.flexible:
-		if len(w.b) > 0 && w.b[0] < 0x80 {
-			n := int(w.b[0]) - 1
-			w.b = w.b[1:]
-			return n, nil
-		}
 		u, err := w.uvarint()
 		return int(u) - 1, err
 	case int16Wide:
@@ -536,13 +546,6 @@ func (w *walker) structs(f *wireField) error {
 // (each field takes at least two bytes, its key and its size), then each
 // key, size and bytes; the frame's total is capped at maxFrameTags.
 func (w *walker) tagged() error {
-	if !w.flexible {
-		return nil
-	}
-	if len(w.b) > 0 && w.b[0] == 0 { // none, as nearly always
-		w.b = w.b[1:]
-		return nil
-	}
 	u, err := w.uvarint()
 	if err != nil {
 		return err
