@@ -84,6 +84,9 @@ func (n *Node) startCluster() error {
 	if err != nil {
 		return fmt.Errorf("cluster listener: %w", err)
 	}
+	// Peers reach this node at its voter address (a proxy or a wildcard
+	// bind may stand between): raft tells them that one.
+	n.clusterTr.Advertise(self.Addr)
 	n.cluster, err = cluster.Open(cluster.Config{
 		NodeID: co.NodeID, Addr: self.Addr, Voters: co.Voters, Dir: filepath.Join(n.opts.DataDir, "cluster"),
 		Transport: n.clusterTr.Raft(), Caller: n.clusterTr, Endpoints: n.clusterEndpoints, Rack: co.Rack,

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -56,6 +57,24 @@ type Transport struct {
 	wg     sync.WaitGroup // the accept loop and each connection being sorted or served
 
 	raft *raft.NetworkTransport
+	// advertised is the address raft tells its peers (Advertise); nil:
+	// the listener's.
+	advertised atomic.Pointer[advertisedAddr]
+}
+
+// advertisedAddr is a host:port the cluster's peers reach this node at.
+type advertisedAddr string
+
+func (a advertisedAddr) Network() string { return "tcp" }
+func (a advertisedAddr) String() string  { return string(a) }
+
+// Advertise sets the address raft gives its peers for this node (the
+// leader's address every follower forwards to): its voter address, where
+// peers reach it, when that is not the address it listens on (a proxy,
+// NAT, a wildcard bind). Call it before the raft node opens.
+func (t *Transport) Advertise(addr string) {
+	a := advertisedAddr(addr)
+	t.advertised.Store(&a)
 }
 
 // Listen opens the cluster listener on addr. Without TLS it refuses any
@@ -273,7 +292,10 @@ func (t *Transport) Call(ctx context.Context, addr string, req Request) (Respons
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return Response{}, err
+		// Nothing was sent: the controller this node knows is down or
+		// out of reach (an election is coming), so the caller may retry
+		// as it does while no controller is known.
+		return Response{}, fmt.Errorf("%w: controller at %s unreachable: %v", ErrNoController, addr, err)
 	}
 	defer c.Close()
 	if t.clientTLS != nil {
@@ -374,7 +396,12 @@ func (s streamLayer) Close() error {
 	return s.t.ln.Close()
 }
 
-func (s streamLayer) Addr() net.Addr { return s.t.ln.Addr() }
+func (s streamLayer) Addr() net.Addr {
+	if a := s.t.advertised.Load(); a != nil {
+		return *a
+	}
+	return s.t.ln.Addr()
+}
 
 func (s streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}

@@ -216,3 +216,22 @@ func TestReplicaStreamOverTLS(t *testing.T) {
 	default:
 	}
 }
+
+// Raft tells its peers the address Advertise set (the voter address peers
+// reach, a proxy say), not the one the listener bound: followers forward
+// to the leader at the address raft gives them, so a bound address would
+// go around the proxy.
+func TestTransportAdvertisesTheVoterAddress(t *testing.T) {
+	tr, err := Listen("127.0.0.1:0", nil, nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if got, bound := string(tr.Raft().LocalAddr()), tr.Addr().String(); got != bound {
+		t.Fatalf("without Advertise raft says %s, the listener is %s", got, bound)
+	}
+	tr.Advertise("127.0.0.1:1") // a proxy's address
+	if got := string(tr.Raft().LocalAddr()); got != "127.0.0.1:1" {
+		t.Fatalf("raft advertises %s, want the voter address 127.0.0.1:1", got)
+	}
+}
