@@ -13,6 +13,7 @@
 //	00000000000000000009.snapshot   idempotent-producer state as of offset 9
 //	leader-epoch-checkpoint         leader epoch -> first offset (Kafka's format)
 //	high-watermark-checkpoint       the checkpointed high watermark (replicated partitions only)
+//	log-start-offset-checkpoint     the log start a DeleteRecords set (only after one)
 //
 // Topic names, ids, partition counts and configs live in <dir>/topics.db
 // (bbolt).

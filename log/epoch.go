@@ -311,7 +311,7 @@ func (p *Partition) loadEpochs() error {
 	}
 	p.epochs = epochCache{entries: entries}
 	p.epochsReady = true
-	p.epochs.truncateFromStart(p.segs[0].base)
+	p.epochs.truncateFromStart(p.logStartLocked())
 	if p.epochs.truncateFromEnd(p.active.next) {
 		return p.saveEpochsLocked()
 	}
@@ -328,7 +328,7 @@ func (p *Partition) ensureEpochsLocked() error {
 	if err != nil {
 		return err
 	}
-	c.truncateFromStart(p.segs[0].base)
+	c.truncateFromStart(p.logStartLocked())
 	c.truncateFromEnd(p.active.next)
 	p.epochs = c
 	if err := p.saveEpochsLocked(); err != nil {

@@ -29,7 +29,7 @@ const hwFileName = "high-watermark-checkpoint"
 // a truncation cut committed records, guessing high could expose
 // uncommitted ones.
 func (p *Partition) loadHighWatermark() error {
-	start, end := p.segs[0].base, p.active.next
+	start, end := p.logStartLocked(), p.active.next
 	b, err := readSmallFile(p.fs, filepath.Join(p.dir, hwFileName))
 	if errors.Is(err, fs.ErrNotExist) {
 		p.hw.Store(start)

@@ -63,6 +63,11 @@ type Partition struct {
 	ckmu    sync.Mutex
 	hwSaved int64
 
+	// recStart is the log start DeleteRecords set (deleterecords.go),
+	// under mu; delmu serialises DeleteRecords calls.
+	recStart int64
+	delmu    sync.Mutex
+
 	// Lock-free views for hot readers.
 	startOff  atomic.Int64
 	endOff    atomic.Int64
@@ -167,7 +172,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 		case strings.HasSuffix(name, ".tmp"):
 			fsys.Remove(filepath.Join(dir, name))
 		case ext == "snapshot":
-		case name == epochFileName, name == hwFileName:
+		case name == epochFileName, name == hwFileName, name == logStartFileName:
 		default:
 			p.logger.Warn("ignoring unexpected file in partition directory", "file", name)
 		}
@@ -221,6 +226,12 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 	p.startOff.Store(p.segs[0].base)
 	p.endOff.Store(p.active.next)
 	p.durable.Store(p.active.next)
+	if err := p.loadLogStart(); err != nil {
+		for _, s := range p.segs {
+			s.release()
+		}
+		return nil, err
+	}
 	if err := p.loadProducers(); err != nil {
 		for _, s := range p.segs {
 			s.release()
@@ -778,7 +789,7 @@ func (p *Partition) segmentFor(offset int64) (seg *segment, limit int64, entries
 		p.mu.RUnlock()
 		return nil, 0, nil, 0, 0, 0, ErrClosed
 	}
-	start, end = p.segs[0].base, p.active.next
+	start, end = p.logStartLocked(), p.active.next
 	if offset < start || offset >= end {
 		p.mu.RUnlock()
 		return nil, 0, nil, 0, start, end, nil
@@ -897,15 +908,21 @@ func (p *Partition) OffsetForTime(ts int64) (int64, int64, error) {
 		bases[i] = s.base
 	}
 	p.mu.RUnlock()
-	for _, base := range bases {
-		seg, limit, entries, _, _, _, err := p.segmentFor(base)
+	for i, base := range bases {
+		// Records below a log start inside a segment (DeleteRecords)
+		// are never the answer.
+		start := p.StartOffset()
+		if i+1 < len(bases) && bases[i+1] <= start {
+			continue
+		}
+		seg, limit, entries, _, _, _, err := p.segmentFor(max(base, start))
 		if err != nil {
 			return -1, -1, err
 		}
 		if seg == nil {
 			continue // deleted meanwhile, or empty active segment
 		}
-		off, t, err := p.searchTime(seg, limit, entries, ts)
+		off, t, err := p.searchTime(seg, limit, entries, ts, start)
 		seg.release()
 		if err != nil || off >= 0 {
 			return off, t, err
@@ -914,7 +931,7 @@ func (p *Partition) OffsetForTime(ts int64) (int64, int64, error) {
 	return -1, -1, nil
 }
 
-func (p *Partition) searchTime(seg *segment, limit int64, entries []indexEntry, ts int64) (int64, int64, error) {
+func (p *Partition) searchTime(seg *segment, limit int64, entries []indexEntry, ts, start int64) (int64, int64, error) {
 	x := index{entries: entries}
 	from := int64(0)
 	if e, ok := x.lookupTime(ts); ok {
@@ -943,7 +960,7 @@ func (p *Partition) searchTime(seg *segment, limit int64, entries []indexEntry, 
 			return -1, -1, seg.corruptError(sc.pos, err)
 		}
 		for _, r := range recs {
-			if r.Timestamp >= ts {
+			if r.Timestamp >= ts && r.Offset >= start {
 				return r.Offset, r.Timestamp, nil
 			}
 		}

@@ -102,9 +102,9 @@ func (p *Partition) detachHeadLocked(head *segment) {
 		}
 	}
 	p.totalSize.Add(-head.size)
-	p.startOff.Store(p.segs[0].base)
+	p.startOff.Store(p.logStartLocked())
 	if p.epochsReady { // else the rebuild reads only what is left
-		p.epochs.truncateFromStart(p.segs[0].base)
+		p.epochs.truncateFromStart(p.logStartLocked())
 	}
 }
 

@@ -41,7 +41,7 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 	if p.failed != nil {
 		return 0, p.failed
 	}
-	end, start := p.active.next, p.segs[0].base
+	end, start := p.active.next, p.logStartLocked()
 	if offset >= end {
 		return end, nil
 	}
