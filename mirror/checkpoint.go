@@ -33,7 +33,7 @@ func openCheckpoints(path string) (*checkpoints, error) {
 		return nil, fmt.Errorf("mirror: opening %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketAcked, bucketLost} {
+		for _, b := range [][]byte{bucketMeta, bucketAcked, bucketLost, bucketDeleted} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -84,9 +84,13 @@ func (c *checkpoints) loadLost() (map[partKey]int64, error) { return c.loadBucke
 
 // setLost records (fsynced) where a partition's unreported loss starts;
 // a negative offset clears it.
-func (c *checkpoints) setLost(k partKey, from int64) error {
+func (c *checkpoints) setLost(k partKey, from int64) error { return c.setIn(bucketLost, k, from) }
+
+// setIn records (fsynced) a partition's offset in a bucket; a negative
+// offset clears it.
+func (c *checkpoints) setIn(bucket []byte, k partKey, from int64) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketLost)
+		b := tx.Bucket(bucket)
 		if from < 0 {
 			return b.Delete(ackKey(k.topic, k.partition))
 		}

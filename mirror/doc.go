@@ -12,8 +12,10 @@
 // partition, so nothing is shipped twice into the log and nothing is
 // skipped, after any cut, restart or crash on either side. The sender pins
 // what the center has not acknowledged against retention, ranks topics for
-// the disk budget's drop-oldest policy and records what that policy drops:
-// it is the log's log.Shipper, registered by its owner (log.Log.SetShipper).
+// the disk budget's drop-oldest policy and records what that policy drops,
+// and what a DeleteRecords request deletes, before the center had it (a gap
+// the center is told): it is the log's log.Shipper and log.DeleteObserver,
+// registered by its owner (log.Log.SetShipper).
 //
 // The sender's second target is an existing Kafka cluster (kafka.go): the
 // edge's records produced one by one into {edge}.{topic} with a

@@ -348,7 +348,7 @@ var (
 	descEdgeWireBytes = prometheus.NewDesc("ferry_mirror_receiver_edge_wire_bytes_total",
 		"Chunk bytes received from the edge (compressed).", []string{"edge"}, nil)
 	descEdgeGapRecords = prometheus.NewDesc("ferry_mirror_receiver_gap_records_total",
-		"Offsets edges dropped before shipping them (their disk budget's drop-oldest policy), recorded as gaps in the copies.", []string{"edge"}, nil)
+		"Offsets edges dropped before shipping them (their disk budget's drop-oldest policy, or a DeleteRecords request), recorded as gaps in the copies.", []string{"edge"}, nil)
 	descEdgeErrors = prometheus.NewDesc("ferry_mirror_receiver_edge_errors_total",
 		"Connections of the edge the center ended after it authenticated: a refusal of what it sent, or the center's failure storing it.", []string{"edge"}, nil)
 	descEdgeLagRecords = prometheus.NewDesc("ferry_mirror_receiver_edge_lag_records",

@@ -55,6 +55,7 @@ type senderMetrics struct {
 	backlog   *prometheus.GaugeVec   // records not yet acknowledged, by topic and partition
 	lastAck   prometheus.GaugeFunc
 	dropped   *prometheus.CounterVec // records dropped unshipped by the disk budget, by topic
+	deleted   *prometheus.CounterVec // records deleted unshipped by DeleteRecords, by topic
 	gaps      prometheus.Counter
 }
 
@@ -81,6 +82,8 @@ func newSenderMetrics(reg prometheus.Registerer, st *linkState, kafka bool) (*se
 	}
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_dropped_records_total",
 		Help: "Records the disk budget's drop-oldest policy deleted before the center had them (lost; should stay 0)."}, []string{"topic"})
+	m.deleted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_deleted_records_total",
+		Help: "Records a DeleteRecords request deleted before the center had them (told to the center as a gap)."}, []string{"topic"})
 	m.gaps = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mirror_gaps_sent_total", Help: "Gaps (offset ranges the edge no longer has) told to the center, or to a Kafka target as a ferry.gap header."})
 	m.linkErrs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mirror_link_errors_total",
 		Help: "Connections to the center that failed or ended in an error (each is retried after a backoff), by reason: dial, tls, refused, ack_timeout, center, protocol, link."}, []string{"reason"})
@@ -89,7 +92,7 @@ func newSenderMetrics(reg prometheus.Registerer, st *linkState, kafka bool) (*se
 	for _, r := range linkErrorReasons {
 		m.linkErrs.WithLabelValues(r)
 	}
-	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.linkErrs, m.readErrs, m.backlog, m.lastAck, m.dropped, m.gaps)
+	return m, register(reg, m.linkUp, m.chunks, m.acked, m.wireBytes, m.rawBytes, m.reconnect, m.linkErrs, m.readErrs, m.backlog, m.lastAck, m.dropped, m.deleted, m.gaps)
 }
 
 func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {

@@ -113,6 +113,9 @@ type Sender struct {
 	// before the center had it, until a gap has told the center (kept in
 	// bbolt).
 	lost map[partKey]int64
+	// deleted is, per partition, the first offset of lost that a
+	// DeleteRecords removed (deleterecords.go): the gap's reason.
+	deleted map[partKey]int64
 	// blocked are the partitions whose shipping stopped this session at
 	// a local read failure (a corrupt segment, a disabled partition): the
 	// center has everything before it, the rest of the link goes on, and
@@ -210,13 +213,18 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		cp.close()
 		return nil, err
 	}
+	deleted, err := cp.loadBucket(bucketDeleted)
+	if err != nil {
+		cp.close()
+		return nil, err
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(opts.Level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	if err != nil {
 		cp.close()
 		return nil, err
 	}
 	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
-		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked, lost: lost}
+		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked, lost: lost, deleted: deleted}
 	s.centers = centers
 	return s, nil
 }
@@ -660,6 +668,12 @@ func (s *Sender) advance(k partKey, next int64) {
 	}
 	if lost, ok := s.lost[k]; ok && next > lost {
 		delete(s.lost, k)
+		if _, ok := s.deleted[k]; ok {
+			delete(s.deleted, k)
+			if err := s.cp.setIn(bucketDeleted, k, -1); err != nil {
+				s.logger.Error("mirror: clearing a reported deletion", "topic", k.topic, "partition", k.partition, "err", err)
+			}
+		}
 		if err := s.cp.setLost(k, -1); err != nil {
 			s.logger.Error("mirror: clearing a reported loss", "topic", k.topic, "partition", k.partition, "err", err)
 		}

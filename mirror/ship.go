@@ -196,6 +196,9 @@ func (l *link) gapShipment(key partKey, flags uint8, from, to int64) *shipment {
 	if lost, ok := s.lost[key]; ok && lost <= from {
 		reason = "dropped at the edge by the disk budget (max.disk.bytes, drop-oldest)"
 	}
+	if del, ok := s.deleted[key]; ok && del <= from {
+		reason = "deleted at the edge by DeleteRecords before it was shipped"
+	}
 	s.mu.Unlock()
 	s.logger.Warn("mirror: telling the center of a gap", "topic", key.topic, "partition", key.partition, "from_offset", from, "to_offset", to, "reason", reason)
 	frame := framePool.Get().(*[]byte)
