@@ -117,6 +117,9 @@ type AppendResult struct {
 	LogStartOffset int64 // the partition's start offset after the append
 	Position       int64 // file position of the batch in its segment
 	Segment        int64 // base offset of the segment the batch went to
+	// LogAppendTime is the time Append stamped on the batch (a topic with
+	// message.timestamp.type=LogAppendTime), else 0.
+	LogAppendTime int64
 }
 
 // ReadResult is a batch-aligned read.

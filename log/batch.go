@@ -11,7 +11,8 @@ import (
 
 // Layout of a Kafka RecordBatch (magic 2) header. Every batch the log stores
 // is kept byte for byte as a client sent it, except the base offset (and the
-// partition leader epoch), which lie outside the CRC.
+// partition leader epoch), which lie outside the CRC, and what the topic's
+// compression.type and message.timestamp.type rewrite (with a new CRC).
 const (
 	batchHeaderSize   = 61 // bytes before the first record
 	batchLogOverhead  = 12 // base offset + batch length, not counted in the length field

@@ -79,6 +79,8 @@ type TopicConfig struct {
 	MaxMessageBytes    int32         // largest RecordBatch accepted by Append
 	IndexIntervalBytes int32         // bytes of log between two sparse index entries
 	MaxInflatedBytes   int64         // most bytes a compressed batch's records may inflate to (resolved: never 0)
+	Compression        int8          // compression.type: the codec Append stores batches in; -1: the producer's (recompress.go)
+	LogAppendTime      bool          // message.timestamp.type=LogAppendTime: Append stamps the append time (appendtime.go)
 }
 
 // configSpec describes one config key: its default and how to parse it.

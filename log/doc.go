@@ -7,7 +7,7 @@
 // A topic partition is the directory <dir>/<topic>-<partition>/ holding
 // segments named by the 20-digit offset of their first record:
 //
-//	00000000000000000000.log        RecordBatch v2 bytes, as clients sent them
+//	00000000000000000000.log        RecordBatch v2 bytes, as clients sent them (but see compression.type, message.timestamp.type)
 //	00000000000000000000.index      sparse offset index: relative offset -> file position
 //	00000000000000000000.timeindex  sparse time index: max timestamp so far -> relative offset
 //	00000000000000000009.snapshot   idempotent-producer state as of offset 9
@@ -59,10 +59,12 @@
 // given CreateTime -1 writes FirstTimestamp -1, MaxTimestamp 0): Append
 // gathers the records' largest timestamp while it validates them (for a
 // compressed batch, from the decompressed records), recovery and index
-// rebuilds walk the records again. The stored bytes stay the client's. A
-// record timestamp below zero means none (Kafka's NO_TIMESTAMP) and never
-// counts. With a LogAppendTime batch every record's time is the header's
-// MaxTimestamp, as clients read it.
+// rebuilds walk the records again. The stored bytes stay the client's
+// unless the topic recompresses them (compression.type, recompress.go) or
+// stamps the append time (message.timestamp.type=LogAppendTime,
+// appendtime.go). A record timestamp below zero means none (Kafka's
+// NO_TIMESTAMP) and never counts. With a LogAppendTime batch every
+// record's time is the header's MaxTimestamp, as clients read it.
 //
 //   - The time index holds the running maximum of the records' timestamps;
 //     OffsetForTime (ListOffsets by time) skips a batch only if its records

@@ -9,18 +9,20 @@ import (
 
 // Kafka's topic configs that ferry keeps without acting on them. Kafka tools
 // and clients' test suites set them on every topic they create; ferry
-// accepts each value it can stand behind on one node without compaction,
-// tiered storage or recompression, stores and describes it, and refuses any
-// other with ErrInvalidConfig and the reason (what ferry would have to do
-// and does not). The eight keys of config.go are the ones ferry acts on.
+// accepts each value it can stand behind on one node without compaction or
+// tiered storage, stores and describes it, and refuses any other with
+// ErrInvalidConfig and the reason (what ferry would have to do and does
+// not). The eight keys of config.go, compression.type (recompress.go) and
+// message.timestamp.type (appendtime.go) are the ones ferry acts on.
 //
 // Accepted and without effect (documented as such in their descriptions):
 // the compaction settings until compaction exists, the replication and
 // throttling settings of a one-node cluster, the preallocation and index
 // sizing of Kafka's own segment files, and the compression levels (ferry
-// stores batches as the producer compressed them).
+// recompresses at the codec's default level).
 
-// Kafka topic config keys ferry keeps without acting on them.
+// Kafka topic config keys ferry keeps without acting on them, and two it
+// honours (recompress.go, appendtime.go).
 const (
 	ConfigCleanupPolicy        = "cleanup.policy"
 	ConfigCompressionType      = "compression.type"
@@ -54,16 +56,6 @@ func init() {
 	for k, s := range map[string]configSpec{
 		ConfigCleanupPolicy: {"delete", "what happens to old segments: delete (compact is not implemented)",
 			word(ConfigCleanupPolicy, []string{"delete"}, map[string]string{"compact": noCompaction, "compact,delete": noCompaction, "delete,compact": noCompaction})},
-		ConfigCompressionType: {"producer", "the codec batches are stored in: producer (as the client compressed them; recompression on append is not implemented)",
-			word(ConfigCompressionType, []string{"producer"}, map[string]string{
-				"uncompressed": "ferry stores batches as the producer compressed them; recompression on append is not implemented",
-				"gzip":         "ferry stores batches as the producer compressed them; recompression on append is not implemented",
-				"snappy":       "ferry stores batches as the producer compressed them; recompression on append is not implemented",
-				"lz4":          "ferry stores batches as the producer compressed them; recompression on append is not implemented",
-				"zstd":         "ferry stores batches as the producer compressed them; recompression on append is not implemented",
-			})},
-		ConfigMessageTimestampType: {"CreateTime", "whose time records carry: CreateTime, the producer's (LogAppendTime is not implemented)",
-			word(ConfigMessageTimestampType, []string{"CreateTime"}, map[string]string{"LogAppendTime": "ferry keeps the producer's timestamps; setting the broker's time on append is not implemented"})},
 		ConfigMinInsyncReplicas: {"1", "replicas that must have a record before acks=all: 1, this node being the only replica",
 			func(_ *TopicConfig, v string) error {
 				n, err := parseInt(ConfigMinInsyncReplicas, v, 1, math.MaxInt32)
@@ -95,9 +87,9 @@ func init() {
 			word("remote.storage.enable", []string{"false"}, map[string]string{"true": "tiered storage is not implemented"})},
 		"local.retention.ms":     {"-2", "tiered storage's local retention" + noEffect, integer("local.retention.ms", -2, math.MaxInt64)},
 		"local.retention.bytes":  {"-2", "tiered storage's local retention" + noEffect, integer("local.retention.bytes", -2, math.MaxInt64)},
-		"compression.gzip.level": {"-1", "gzip level for recompression" + noEffect, integer("compression.gzip.level", -1, 9)},
-		"compression.lz4.level":  {"9", "lz4 level for recompression" + noEffect, integer("compression.lz4.level", 1, 17)},
-		"compression.zstd.level": {"3", "zstd level for recompression" + noEffect, integer("compression.zstd.level", -131072, 22)},
+		"compression.gzip.level": {"-1", "gzip level for recompression; ferry recompresses at the codec's default level" + noEffect, integer("compression.gzip.level", -1, 9)},
+		"compression.lz4.level":  {"9", "lz4 level for recompression; ferry recompresses at the codec's default level" + noEffect, integer("compression.lz4.level", 1, 17)},
+		"compression.zstd.level": {"3", "zstd level for recompression; ferry recompresses at the codec's default level" + noEffect, integer("compression.zstd.level", -131072, 22)},
 	} {
 		if _, taken := configSpecs[k]; !taken { // a key ferry acts on wins
 			configSpecs[k] = s

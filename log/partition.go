@@ -313,6 +313,10 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	if err != nil {
 		return AppendResult{}, err
 	}
+	batch, h, maxTs, appendTime, err := p.prepareAppend(batch, h, maxTs, cfg) // appendtime.go
+	if err != nil {
+		return AppendResult{}, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.writableLocked(); err != nil {
@@ -332,7 +336,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		binary.BigEndian.PutUint32(batch[offLeaderEpoch:], uint32(p.leaderEpoch))
 		h.LeaderEpoch = p.leaderEpoch
 	}
-	return p.writeLocked(batch, h, maxTs, cfg)
+	res, err := p.writeLocked(batch, h, maxTs, cfg)
+	if appendTime >= 0 {
+		res.LogAppendTime = appendTime
+	}
+	return res, err
 }
 
 // checkBatch validates a batch for appending: its size under the topic's

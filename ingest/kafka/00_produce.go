@@ -17,7 +17,10 @@ import (
 //   - Each partition's records must be exactly one RecordBatch v2; the log
 //     validates framing, CRC-32C and record count (streaming the records of
 //     gzip, snappy, lz4, zstd batches, never inflating them whole) and
-//     stores the batch as sent, assigning its offsets. Errors per
+//     stores the batch as sent, assigning its offsets, unless the topic's
+//     compression.type recompresses it or its message.timestamp.type is
+//     LogAppendTime (the append time is then in the answer's
+//     LogAppendTime, else -1; log/recompress.go, appendtime.go). Errors per
 //     partition: UNKNOWN_TOPIC_OR_PARTITION, CORRUPT_MESSAGE,
 //     MESSAGE_TOO_LARGE (max.message.bytes), RECORD_LIST_TOO_LARGE (records
 //     inflating past max.inflated.bytes: a decompression bomb),
@@ -92,6 +95,9 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 			switch {
 			case err == nil:
 				sp.BaseOffset, sp.LogStartOffset = res.BaseOffset, res.LogStartOffset
+				if res.LogAppendTime > 0 { // message.timestamp.type=LogAppendTime
+					sp.LogAppendTime = res.LogAppendTime
+				}
 				waits = append(waits, durableWait{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
 			case errors.Is(err, flog.ErrDuplicateSequence):
 				// Already stored: success with the original offsets.

@@ -568,8 +568,8 @@ func TestKafkaTopicConfigs(t *testing.T) {
 	}
 	for key, want := range map[string]string{
 		"cleanup.policy":         "compact",
-		"compression.type":       "zstd",
-		"message.timestamp.type": "LogAppendTime",
+		"compression.type":       "brotli",
+		"message.timestamp.type": "Now",
 		"min.insync.replicas":    "2",
 	} {
 		r, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{key: kmsg.StringPtr(want)}, "refused-"+strings.ReplaceAll(key, ".", "-"))
