@@ -507,8 +507,13 @@ func (l *Log) EffectiveConfigs(name string) (map[string]string, map[string]bool,
 }
 
 // TopicDefaults returns the node's topic config defaults
-// (Options.TopicDefaults), which override the built-in ones.
-func (l *Log) TopicDefaults() map[string]string { return copyConfigs(l.defaults) }
+// (Options.TopicDefaults, or as SetTopicDefaults changed them), which
+// override the built-in ones.
+func (l *Log) TopicDefaults() map[string]string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return copyConfigs(l.defaults)
+}
 
 // Topics lists every topic, sorted by name.
 func (l *Log) Topics() []TopicInfo {

@@ -27,7 +27,9 @@ import (
 //   - Broker resources (this node's id, or "" for the cluster's default):
 //     the node's settings Kafka tools look for, under Kafka's names
 //     (brokerconfigs.go), read-only (STATIC_BROKER_CONFIG: flags change at a
-//     restart); another broker's id is INVALID_REQUEST. Other resource
+//     restart) except the dynamic ones (brokerdynamic.go: DYNAMIC_BROKER_CONFIG
+//     or DYNAMIC_DEFAULT_BROKER_CONFIG once altered, with the values below
+//     as synonyms); another broker's id is INVALID_REQUEST. Other resource
 //     types are INVALID_REQUEST.
 //
 // Version notes:

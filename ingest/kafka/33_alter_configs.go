@@ -17,7 +17,10 @@ import (
 //     default (log.ReplaceConfigs), applied to every partition at once. An
 //     unknown key or a bad value is INVALID_CONFIG with the reason, a null
 //     value INVALID_REQUEST; ValidateOnly changes nothing.
-//   - Broker resources: INVALID_REQUEST (nothing is alterable yet).
+//   - Broker resources (this node's id, or "" for the cluster's default):
+//     the dynamic broker configs (brokerdynamic.go) of the resource become
+//     exactly those named; a read-only one is INVALID_REQUEST, "Cannot
+//     update these configs dynamically", for the whole resource.
 //   - The internal __consumer_offsets (internal.go) has no configs to
 //     alter: INVALID_TOPIC_EXCEPTION.
 //   - With ACLs: ALTER_CONFIGS on the topic, or on the cluster for a broker.
@@ -46,7 +49,9 @@ func serveAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 			}
 			set[c.Name] = *c.Value
 		}
-		if sr.ErrorCode == 0 {
+		if sr.ErrorCode == 0 && rr.ResourceType == kmsg.ConfigResourceTypeBroker {
+			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(rr.ResourceName, set, nil, true, req.ValidateOnly)
+		} else if sr.ErrorCode == 0 {
 			var err error
 			switch {
 			case s.virtualOffsetsTopic(rr.ResourceName):
@@ -67,14 +72,13 @@ func serveAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 
 // alterRefused is why a config change of a resource is refused before it
 // is looked at (AlterConfigs, IncrementalAlterConfigs): the principal may
-// not alter it, or it is not a topic (broker configs are read-only); 0
-// when neither.
+// not alter it, or it is neither a topic nor a broker; 0 when neither.
 func (cn *conn) alterRefused(rt kmsg.ConfigResourceType, name string) (int16, *string) {
 	if code := cn.configsAllowed(kmsg.ACLOperationAlterConfigs, rt, name); code != 0 {
 		return code, nil
 	}
-	if rt != kmsg.ConfigResourceTypeTopic {
-		return kerr.InvalidRequest.Code, kmsg.StringPtr("only topic configs can be altered")
+	if rt != kmsg.ConfigResourceTypeTopic && rt != kmsg.ConfigResourceTypeBroker {
+		return kerr.InvalidRequest.Code, kmsg.StringPtr("only topic and broker configs can be altered")
 	}
 	return 0, nil
 }

@@ -22,7 +22,11 @@ import (
 //     on any other key they are INVALID_CONFIG. An unknown key or bad value
 //     (the list that results included) is INVALID_CONFIG with the reason;
 //     ValidateOnly changes nothing.
-//   - Broker resources: INVALID_REQUEST (nothing is alterable yet).
+//   - Broker resources (this node's id, or "" for the cluster's default):
+//     SET and DELETE of the dynamic broker configs (brokerdynamic.go),
+//     applied live; a read-only one is INVALID_REQUEST, "Cannot update
+//     these configs dynamically", for the whole resource; APPEND and
+//     SUBTRACT INVALID_CONFIG (none is a list).
 //   - The internal __consumer_offsets (internal.go) has no configs to
 //     alter: INVALID_TOPIC_EXCEPTION.
 //
@@ -83,7 +87,7 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 					sr.ErrorCode, sr.ErrorMessage = kerr.InvalidConfig.Code, kmsg.StringPtr(c.Name+" is not a list config: APPEND and SUBTRACT do not apply")
 					break
 				}
-				if current == nil {
+				if current == nil && rr.ResourceType == kmsg.ConfigResourceTypeTopic {
 					current, _, _ = s.log.EffectiveConfigs(rr.ResourceName) // nil for an unknown topic: refused below
 				}
 				v, ok := set[c.Name]
@@ -95,7 +99,9 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 				sr.ErrorCode, sr.ErrorMessage = kerr.InvalidRequest.Code, kmsg.StringPtr("unknown operation")
 			}
 		}
-		if sr.ErrorCode == 0 {
+		if sr.ErrorCode == 0 && rr.ResourceType == kmsg.ConfigResourceTypeBroker {
+			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(rr.ResourceName, set, remove, false, req.ValidateOnly)
+		} else if sr.ErrorCode == 0 {
 			var err error
 			if s.virtualOffsetsTopic(rr.ResourceName) {
 				err = errOffsetsTopic

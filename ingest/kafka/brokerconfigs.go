@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
 )
 
 // brokerConfig is one of the node's settings as DescribeConfigs shows it on
@@ -17,15 +19,13 @@ type brokerConfig struct {
 
 // brokerConfigs are the node's settings that Kafka clients and tools look
 // for on a broker, with the values this server runs with. They come from
-// the node's flags and are read-only over the wire: a flag is changed by
-// restarting the node (or SIGHUP for certificates), not by AlterConfigs.
+// the node's flags; most are read-only over the wire (a flag is changed by
+// restarting the node, or SIGHUP for certificates), the few of
+// brokerdynamic.go change live with AlterConfigs.
 func (s *Server) brokerConfigs() []brokerConfig {
 	host, port := s.advertisedHostPort()
 	ms := func(d int64) string { return strconv.FormatInt(d, 10) }
-	var delay int64
-	if s.opts.Groups != nil {
-		delay = s.opts.Groups.initialDelay.Milliseconds()
-	}
+	delay := s.initialRebalanceDelay().Milliseconds()
 	out := []brokerConfig{
 		{"broker.id", strconv.Itoa(int(s.opts.NodeID)), "this node's id"},
 		{"node.id", strconv.Itoa(int(s.opts.NodeID)), "this node's id"},
@@ -42,18 +42,20 @@ func (s *Server) brokerConfigs() []brokerConfig {
 		{"sasl.enabled.mechanisms", strings.Join(s.opts.SASLMechanisms, ","), "SASL mechanisms clients authenticate with (--kafka-sasl)"},
 	}
 	defaults := s.log.TopicDefaults()
-	for _, k := range []string{"retention.ms", "retention.bytes", "segment.bytes", "segment.ms"} {
-		if v, ok := defaults[k]; ok {
-			out = append(out, brokerConfig{"log." + k, v, "the node's default for topics' " + k})
+	for name, k := range dynamicTopicDefaults {
+		v, ok := defaults[k]
+		if !ok {
+			v, _, _ = flog.ConfigDefault(k)
 		}
+		out = append(out, brokerConfig{name, v, "the node's default for topics' " + k + " (--topic-defaults), for topics that do not set it"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
 }
 
 // describeBroker answers DescribeConfigs for the BROKER resource: every
-// setting of brokerConfigs (or those named), read-only, from the node's
-// static config.
+// setting of brokerConfigs (or those named), read-only from the node's
+// static config, except the dynamic ones (brokerdynamic.go).
 func (s *Server) describeBroker(req *kmsg.DescribeConfigsRequest, names []string, sr *kmsg.DescribeConfigsResponseResource) {
 	for _, bc := range s.brokerConfigs() {
 		if names != nil && !slices.Contains(names, bc.name) {
@@ -69,6 +71,9 @@ func (s *Server) describeBroker(req *kmsg.DescribeConfigsRequest, names []string
 			syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
 			syn.Name, syn.Value, syn.Source = bc.name, kmsg.StringPtr(bc.value), kmsg.ConfigSourceStaticBrokerConfig
 			c.ConfigSynonyms = append(c.ConfigSynonyms, syn)
+		}
+		if isDynamicBrokerConfig(bc.name) {
+			s.describeDynamic(&c, req.IncludeSynonyms)
 		}
 		sr.Configs = append(sr.Configs, c)
 	}

@@ -133,6 +133,7 @@ type Server struct {
 	sasl       *saslServer     // nil: no SASL
 	quotas     *produceQuotas  // nil: no produce quota
 	superUsers map[string]bool // principals ACLs do not restrict
+	dyn        brokerDynamic   // broker configs altered live (brokerdynamic.go)
 
 	mu     sync.Mutex
 	ln     net.Listener
