@@ -19,8 +19,11 @@ import (
 //     or set on the topic (DYNAMIC_TOPIC_CONFIG) or by the node's topic
 //     defaults (--topic-defaults: STATIC_BROKER_CONFIG), its type, and its
 //     documentation (v3+). With IncludeSynonyms (v1+), every value that
-//     could apply, in precedence order: the topic's, the node's default,
-//     the built-in default.
+//     could apply, in precedence order: the topic's, the node's default
+//     (split, once altered live on the broker resource, into this broker's
+//     DYNAMIC_BROKER_CONFIG, the cluster's DYNAMIC_DEFAULT_BROKER_CONFIG and
+//     the flags' STATIC_BROKER_CONFIG: brokerdynamic.go), the built-in
+//     default.
 //     None is read-only or sensitive. UNKNOWN_TOPIC_OR_PARTITION for an
 //     unknown topic. The internal __consumer_offsets (internal.go) is
 //     described with no configs: it is not a log topic.
@@ -112,7 +115,7 @@ func serveDescribeConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Requ
 				}
 				c := kmsg.NewDescribeConfigsResponseResourceConfig()
 				c.Name, c.Value, c.IsDefault = k, kmsg.StringPtr(v), !explicit[k]
-				c.ConfigSynonyms = configSynonyms(k, explicit[k], v, nodeDefaults)
+				c.ConfigSynonyms = s.withDynamicDefaults(k, configSynonyms(k, explicit[k], v, nodeDefaults))
 				c.Source = c.ConfigSynonyms[0].Source
 				if !req.IncludeSynonyms {
 					c.ConfigSynonyms = nil

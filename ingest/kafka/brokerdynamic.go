@@ -257,3 +257,49 @@ func (s *Server) describeDynamic(c *kmsg.DescribeConfigsResponseResourceConfig, 
 		}
 	}
 }
+
+// withDynamicDefaults rewrites a topic config's synonyms (configSynonyms)
+// when the node's default for it was altered live: the node default's
+// entry (the value now in force) becomes this broker's dynamic value, the
+// cluster default's and the flags', each with its source, as Kafka lists a
+// topic config's broker-level synonyms.
+func (s *Server) withDynamicDefaults(key string, syns []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym) []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
+	var name string
+	for n, k := range dynamicTopicDefaults {
+		if k == key {
+			name = n
+		}
+	}
+	if name == "" {
+		return syns
+	}
+	per, def := s.dynamicSource(name)
+	if per == nil && def == nil {
+		return syns
+	}
+	static, hasStatic := s.brokerStaticValue(name)
+	out := make([]kmsg.DescribeConfigsResponseResourceConfigConfigSynonym, 0, len(syns)+2)
+	add := func(v string, src kmsg.ConfigSource) {
+		syn := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+		syn.Name, syn.Value, syn.Source = key, kmsg.StringPtr(v), src
+		out = append(out, syn)
+	}
+	for _, syn := range syns {
+		switch syn.Source {
+		case kmsg.ConfigSourceStaticBrokerConfig:
+			continue // the node's default: the layers below say it
+		case kmsg.ConfigSourceDefaultConfig:
+			if per != nil {
+				add(*per, kmsg.ConfigSourceDynamicBrokerConfig)
+			}
+			if def != nil {
+				add(*def, kmsg.ConfigSourceDynamicDefaultBrokerConfig)
+			}
+			if hasStatic {
+				add(static, kmsg.ConfigSourceStaticBrokerConfig)
+			}
+		}
+		out = append(out, syn)
+	}
+	return out
+}

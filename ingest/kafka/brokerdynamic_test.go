@@ -112,8 +112,27 @@ func TestDynamicBrokerConfigs(t *testing.T) {
 		t.Fatalf("described %s from %v, synonyms %v", c.MaybeValue(), c.Source, syn)
 	}
 
+	// A topic without its own value says where the broker's comes from.
+	tc, err := adm.DescribeTopicConfigs(ctx, "plain")
+	if err != nil || len(tc) != 1 {
+		t.Fatalf("describe plain: %+v %v", tc, err)
+	}
+	for _, c := range tc[0].Configs {
+		if c.Key != "retention.ms" {
+			continue
+		}
+		syn = syn[:0]
+		for _, s := range c.Synonyms {
+			syn = append(syn, s.Source.String()+"="+*s.Value)
+		}
+		if c.MaybeValue() != "60000" || c.Source != kmsg.ConfigSourceDynamicBrokerConfig ||
+			strings.Join(syn, " ") != "DYNAMIC_BROKER_CONFIG=60000 DYNAMIC_DEFAULT_BROKER_CONFIG=120000 DEFAULT_CONFIG=604800000" {
+			t.Fatalf("plain's retention.ms: %s from %v, synonyms %v", c.MaybeValue(), c.Source, syn)
+		}
+	}
+
 	// A read-only key refuses the whole resource.
-	err := alter(false, []kadm.AlterConfig{set("log.retention.ms", "1"), set("num.partitions", "9")}, 0)
+	err = alter(false, []kadm.AlterConfig{set("log.retention.ms", "1"), set("num.partitions", "9")}, 0)
 	if !errors.Is(err, kerr.InvalidRequest) || !strings.Contains(err.Error(), "Cannot update these configs dynamically: Set(num.partitions)") {
 		t.Fatalf("read-only key: %v", err)
 	}
