@@ -154,6 +154,7 @@ var requestSchemaText = map[int16]struct {
 	18: {0, 3, "ClientSoftwareName:s@3+ ClientSoftwareVersion:s@3+"},
 	19: {0, 7, "Topics:[Topic:s NumPartitions:4 ReplicationFactor:2 ReplicaAssignment:[Partition:4 Replicas:[]4] Configs:[Name:s Value:s?]] TimeoutMillis:4 ValidateOnly:1@1+"},
 	20: {0, 6, "TopicNames:[]s@-5 Topics:[Topic:s? TopicID:16]@6+ TimeoutMillis:4"},
+	21: {0, 2, "Topics:[Topic:s Partitions:[Partition:4 Offset:8]] TimeoutMillis:4"},
 	22: {0, 4, "TransactionalID:s? TransactionTimeoutMillis:4 ProducerID:8@3+ ProducerEpoch:2@3+"},
 	23: {2, 4, "ReplicaID:4@3+ Topics:[Topic:s Partitions:[Partition:4 CurrentLeaderEpoch:4 LeaderEpoch:4]]"},
 	29: {0, 3, "ResourceType:1 ResourceName:s? ResourcePatternType:1@1+ Principal:s? Host:s? Operation:1 PermissionType:1"},
