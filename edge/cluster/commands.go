@@ -15,7 +15,11 @@ import (
 // Version 2 added ISR/ELR (alter_partition, controlled_shutdown,
 // cluster_defaults, clean_shutdown on register_broker); a version 1
 // record means the same under version 2's rules.
-const recordVersion = 2
+//
+// Version 3 added reassign_partitions and a partition's adding and
+// removing replicas (reassign.go): a version 2 node would refuse the
+// record and keep another image.
+const recordVersion = 3
 
 // Op names a record's kind.
 type Op string
@@ -83,6 +87,11 @@ type Record struct {
 	ISR            []int32 `json:"isr,omitempty"`
 	// MinISR: cluster_defaults (with ReplicationFactor).
 	MinISR int32 `json:"min_isr,omitempty"`
+	// Target is the replica set a reassignment moves Partition to;
+	// Cancel restores its original replicas instead
+	// (reassign_partitions).
+	Target []int32 `json:"target,omitempty"`
+	Cancel bool    `json:"cancel,omitempty"`
 	// Security is a security record's change (security.go).
 	Security *SecurityChange `json:"security,omitempty"`
 }
@@ -198,6 +207,8 @@ func (im *Image) apply(r Record) Result {
 		im.eachPartition(func(pr partitionRules, p *PartitionState) { pr.leave(p, r.Broker) })
 	case OpAlterPartition:
 		return im.alterPartition(r)
+	case OpReassignPartitions:
+		return im.reassign(r)
 	case OpClusterDefaults:
 		if r.ReplicationFactor < 0 || r.ReplicationFactor > MaxReplicationFactor || r.MinISR < 0 || r.MinISR > MaxReplicationFactor {
 			return Result{Err: fmt.Errorf("%w: defaults replication factor %d, min ISR %d", ErrInvalidRecord, r.ReplicationFactor, r.MinISR)}

@@ -48,12 +48,14 @@ const (
 )
 
 // ReplicationFactor is the number of replicas of the topic's partitions (0
-// for a topic without partitions).
+// for a topic without partitions): of its first partition, the replicas
+// it had before a reassignment under way (Kafka's rule), so min ISR and
+// under-replication do not count a replica still catching up.
 func (t *Topic) ReplicationFactor() int32 {
 	if len(t.Partitions) == 0 {
 		return 0
 	}
-	return int32(len(t.Partitions[0].Replicas))
+	return t.Partitions[0].replicationFactor()
 }
 
 // MinISR is the topic's min.insync.replicas: its own config, else the
@@ -104,7 +106,8 @@ func (im *Image) rulesFor(t *Topic) partitionRules {
 }
 
 // eachPartition runs fn on every partition of every topic (in name order),
-// bumping the partition epoch of each that fn changed.
+// completing the reassignments whose target the ISR then covers, bumping
+// the partition epoch of each that changed.
 func (im *Image) eachPartition(fn func(r partitionRules, p *PartitionState)) {
 	for _, name := range im.TopicNames() {
 		im.topicPartitions(im.Topics[name], fn)
@@ -118,6 +121,9 @@ func (im *Image) topicPartitions(t *Topic, fn func(r partitionRules, p *Partitio
 		p := &t.Partitions[i]
 		before := p.clone()
 		fn(r, p)
+		// An election may bring a reassignment's target into the ISR
+		// (an ELR or unclean one): it completes then too.
+		r.completeReassignment(p)
 		if changed(before, *p) {
 			p.PartitionEpoch = before.PartitionEpoch + 1
 		}
@@ -125,7 +131,8 @@ func (im *Image) topicPartitions(t *Topic, fn func(r partitionRules, p *Partitio
 }
 
 func changed(a, b PartitionState) bool {
-	return a.Leader != b.Leader || !slices.Equal(a.Replicas, b.Replicas) || !slices.Equal(a.ISR, b.ISR) || !slices.Equal(a.ELR, b.ELR)
+	return a.Leader != b.Leader || !slices.Equal(a.Replicas, b.Replicas) || !slices.Equal(a.ISR, b.ISR) || !slices.Equal(a.ELR, b.ELR) ||
+		!slices.Equal(a.AddingReplicas, b.AddingReplicas) || !slices.Equal(a.RemovingReplicas, b.RemovingReplicas)
 }
 
 // setISR replaces the ISR and keeps the ELR by KIP-966's rule.
@@ -248,6 +255,9 @@ func (im *Image) alterPartition(rec Record) Result {
 	}
 	r := im.rulesFor(t)
 	r.setISR(p, rec.ISR)
+	// The ISR covering a reassignment's target completes it, in the same
+	// record (reassign.go).
+	r.completeReassignment(p)
 	p.PartitionEpoch++
 	return Result{Value: int64(p.PartitionEpoch)}
 }

@@ -58,6 +58,7 @@ type model struct {
 	next      int   // the next record id
 	committed []int // records the high watermark passed, in order
 	uncleanEl bool  // an unclean election happened: losses allowed
+	vouched   int32 // the broker the step's AlterPartition added (caught up), or NoLeader
 }
 
 func (m *model) apply(r Record) Result {
@@ -92,7 +93,8 @@ func (m *model) step() {
 	before := m.part().clone()
 	restarted, uncleanRestart := NoLeader, false
 	b := int32(rapid.IntRange(1, int(m.brokers)).Draw(rt, "broker"))
-	switch op := rapid.IntRange(0, 9).Draw(rt, "op"); op {
+	m.vouched = NoLeader
+	switch op := rapid.IntRange(0, 11).Draw(rt, "op"); op {
 	case 0, 1: // the leader appends a record
 		if l := before.Leader; l != NoLeader {
 			m.logs[l] = append(m.logs[l], m.next)
@@ -124,10 +126,16 @@ func (m *model) step() {
 			}
 		case res.Err != nil:
 			rt.Fatalf("a valid AlterPartition %v from %d: %v", isr, l, res.Err)
-		case res.Value != int64(m.part().PartitionEpoch) || !slices.Equal(m.part().ISR, inReplicaOrder(before.Replicas, isr)):
+		case res.Value != int64(m.part().PartitionEpoch):
 			rt.Fatalf("AlterPartition %v: answered %d, partition %+v", isr, res.Value, *m.part())
-		case len(isr) > len(before.ISR):
+		case before.Reassigning() && isSubset(before.Target(), isr):
+			m.checkCompleted(before)
+		case !slices.Equal(m.part().ISR, inReplicaOrder(before.Replicas, isr)) || m.part().Reassigning() != before.Reassigning():
+			rt.Fatalf("AlterPartition %v: partition %+v", isr, *m.part())
+		}
+		if res.Err == nil && len(isr) > len(before.ISR) {
 			m.dirty[b] = false // it holds the leader's log, as fetched
+			m.vouched = b
 		}
 	case 4: // a stale AlterPartition: a deposed leader, or an old partition epoch
 		r := Record{Op: OpAlterPartition, Topic: "t", Broker: b, LeaderEpoch: before.LeaderEpoch, PartitionEpoch: before.PartitionEpoch - 1, ISR: []int32{b}}
@@ -162,6 +170,73 @@ func (m *model) step() {
 	case 9: // b shuts down in a controlled way
 		if !m.im.Brokers[b].ShuttingDown {
 			m.ok(Record{Op: OpControlledShutdown, Broker: b, Incarnation: m.inc[b]})
+		}
+	case 10: // a reassignment to a random target starts (or replaces one)
+		ids := make([]int32, m.brokers)
+		for i := range ids {
+			ids[i] = int32(i + 1)
+		}
+		target := rapid.Permutation(ids).Draw(rt, "order")[:rapid.IntRange(1, min(int(m.brokers), MaxReplicationFactor)).Draw(rt, "size")]
+		res := m.apply(Record{Op: OpReassignPartitions, Topic: "t", Target: target})
+		orig := before.Original()
+		if res.Err != nil {
+			// Refused only below min ISR, or when no in-sync replica
+			// would be left; and then nothing changed.
+			keeps := len(inReplicaOrder(append(slices.Clone(target), orig...), before.ISR)) > 0
+			if !errors.Is(res.Err, ErrInvalidAssignment) || (int32(len(target)) >= m.minISR && keeps) || changed(before, *m.part()) {
+				rt.Fatalf("reassigning %v: %v, partition %+v", target, res.Err, *m.part())
+			}
+			break
+		}
+		p := m.part()
+		inSync := isSubset(target, before.ISR) || sameSet(target, orig) // the same replicas: a new order only
+		switch {
+		case inSync && (p.Reassigning() || !slices.Equal(p.Replicas, target)):
+			rt.Fatalf("reassigning %v within the ISR %v did not complete: %+v", target, before.ISR, *p)
+		case !p.Reassigning() && !inSync && !m.unclean:
+			rt.Fatalf("reassigning %v, beyond the ISR %v, completed at once: %+v", target, before.ISR, *p)
+		case !p.Reassigning():
+			// Within the ISR, or after an unclean election put a target
+			// replica in it.
+			if !slices.Equal(p.Replicas, target) {
+				rt.Fatalf("reassigning %v completed as %+v", target, *p)
+			}
+			m.checkLeaderIn(target)
+			break
+		}
+		if !p.Reassigning() {
+			break
+		}
+		if !slices.Equal(p.Target(), target) || !sameSet(p.Original(), orig) || !sameSet(p.AddingReplicas, minus(target, orig)) || !sameSet(p.RemovingReplicas, minus(orig, target)) {
+			rt.Fatalf("reassigning %v from %v: %+v", target, orig, *p)
+		}
+	case 11: // the reassignment under way is cancelled
+		res := m.apply(Record{Op: OpReassignPartitions, Topic: "t", Cancel: true})
+		switch {
+		case !before.Reassigning():
+			if !errors.Is(res.Err, ErrNoReassignment) {
+				rt.Fatalf("cancelling nothing: %v", res.Err)
+			}
+		case len(inReplicaOrder(before.Original(), before.ISR)) == 0:
+			if !errors.Is(res.Err, ErrInvalidAssignment) || changed(before, *m.part()) {
+				rt.Fatalf("a cancel keeping no in-sync replica: %v, %+v", res.Err, *m.part())
+			}
+		case res.Err != nil:
+			rt.Fatalf("cancel: %v", res.Err)
+		default:
+			p := m.part()
+			if p.Reassigning() || !slices.Equal(p.Replicas, before.Original()) || !slices.Equal(p.ISR, inReplicaOrder(before.Original(), before.ISR)) {
+				rt.Fatalf("cancelled from %+v: %+v", before, *p)
+			}
+		}
+	}
+	if p := m.part(); p.Reassigning() {
+		if !sameSet(p.Replicas, append(p.Target(), p.RemovingReplicas...)) || !isSubset(p.AddingReplicas, p.Target()) ||
+			!isSubset(p.RemovingReplicas, p.Original()) || len(p.Target()) == 0 {
+			rt.Fatalf("a reassignment under way: %+v", *p)
+		}
+		if isSubset(p.Target(), p.ISR) {
+			rt.Fatalf("the ISR %v covers the target %v, not completed", p.ISR, p.Target())
 		}
 	}
 	m.advanceHW()
@@ -221,7 +296,7 @@ func (m *model) check(before PartitionState, restarted int32, uncleanRestart boo
 		rt.Fatalf("partition changed at the same partition epoch %d: %+v", p.PartitionEpoch, p)
 	}
 	if p.Leader != NoLeader && (p.Leader != before.Leader || p.Leader == restarted) {
-		eligible := slices.Contains(before.ISR, p.Leader) || slices.Contains(before.ELR, p.Leader)
+		eligible := slices.Contains(before.ISR, p.Leader) || slices.Contains(before.ELR, p.Leader) || p.Leader == m.vouched
 		if p.Leader == restarted && uncleanRestart {
 			eligible = slices.Equal(before.ISR, []int32{p.Leader}) && len(minus(before.ELR, before.ISR)) == 0
 		}
@@ -256,6 +331,23 @@ func (m *model) check(before PartitionState, restarted int32, uncleanRestart boo
 		}
 	}
 }
+
+// checkCompleted: the step completed the reassignment before had.
+func (m *model) checkCompleted(before PartitionState) {
+	p, target := m.part(), before.Target()
+	if p.Reassigning() || !slices.Equal(p.Replicas, target) || !slices.Equal(p.ISR, target) {
+		m.rt.Fatalf("the ISR covered the target %v; the partition is %+v", target, *p)
+	}
+	m.checkLeaderIn(target)
+}
+
+func (m *model) checkLeaderIn(target []int32) {
+	if l := m.part().Leader; l != NoLeader && !slices.Contains(target, l) {
+		m.rt.Fatalf("a completed reassignment to %v led by %d", target, l)
+	}
+}
+
+func sameSet(a, b []int32) bool { return isSubset(a, b) && isSubset(b, a) }
 
 func isSubset(a, b []int32) bool {
 	seen := map[int32]bool{}

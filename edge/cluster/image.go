@@ -52,6 +52,13 @@ type PartitionState struct {
 	// replicas: AlterPartition names the one it read (KIP-497's
 	// partition epoch).
 	PartitionEpoch int32 `json:"partition_epoch"`
+	// AddingReplicas and RemovingReplicas are a reassignment under way
+	// (KIP-455, reassign.go): Replicas is then the target followed by the
+	// original replicas leaving, Adding the target's brokers that were not
+	// replicas, Removing the original ones not in the target. Both empty:
+	// no reassignment.
+	AddingReplicas   []int32 `json:"adding_replicas,omitempty"`
+	RemovingReplicas []int32 `json:"removing_replicas,omitempty"`
 }
 
 func (p PartitionState) clone() PartitionState {
@@ -60,6 +67,12 @@ func (p PartitionState) clone() PartitionState {
 	c.ISR = append([]int32(nil), p.ISR...)
 	if p.ELR != nil {
 		c.ELR = append([]int32(nil), p.ELR...)
+	}
+	if p.AddingReplicas != nil {
+		c.AddingReplicas = append([]int32(nil), p.AddingReplicas...)
+	}
+	if p.RemovingReplicas != nil {
+		c.RemovingReplicas = append([]int32(nil), p.RemovingReplicas...)
 	}
 	return c
 }

@@ -40,6 +40,7 @@ var codes = map[string]error{
 	"fenced_leader_epoch":    ErrFencedLeaderEpoch,
 	"invalid_update_version": ErrInvalidUpdateVersion,
 	"ineligible_replica":     ErrIneligibleReplica,
+	"no_reassignment":        ErrNoReassignment,
 }
 
 // codedError keeps the words of an error that came over the wire while

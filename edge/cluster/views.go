@@ -16,6 +16,10 @@ type ReplicaAssignment struct {
 	// MinISR is the topic's min.insync.replicas, or the cluster's default
 	// capped at the replication factor.
 	MinISR int32 `json:"min_isr"`
+	// AddingReplicas and RemovingReplicas: a reassignment under way
+	// (reassign.go); the adding ones follow the leader as any replica.
+	AddingReplicas   []int32 `json:"adding_replicas,omitempty"`
+	RemovingReplicas []int32 `json:"removing_replicas,omitempty"`
 }
 
 // Replicas lists every partition with a replica on broker, by topic name
@@ -41,7 +45,8 @@ func (im *Image) Replicas(broker int32) []ReplicaAssignment {
 func assignmentOf(t *Topic, i int32, p PartitionState, minISR int32) ReplicaAssignment {
 	c := p.clone()
 	return ReplicaAssignment{Topic: t.Name, TopicID: t.ID, Partition: i, Replicas: c.Replicas, ISR: c.ISR, ELR: c.ELR,
-		Leader: c.Leader, LeaderEpoch: c.LeaderEpoch, PartitionEpoch: c.PartitionEpoch, MinISR: minISR}
+		Leader: c.Leader, LeaderEpoch: c.LeaderEpoch, PartitionEpoch: c.PartitionEpoch, MinISR: minISR,
+		AddingReplicas: c.AddingReplicas, RemovingReplicas: c.RemovingReplicas}
 }
 
 // ClusterAddr is the broker's cluster listener (its "cluster" endpoint):
@@ -56,7 +61,8 @@ func (im *Image) ClusterAddr(broker int32) (string, bool) {
 
 // ReplicationCounts are the partitions not fully replicated.
 type ReplicationCounts struct {
-	// UnderReplicated: fewer in-sync replicas than replicas.
+	// UnderReplicated: fewer in-sync replicas than replicas (the original
+	// ones during a reassignment, as Kafka counts).
 	UnderReplicated int `json:"under_replicated_partitions"`
 	// UnderMinISR: fewer in-sync replicas than min.insync.replicas
 	// (acks=all is refused).
@@ -79,7 +85,7 @@ func (im *Image) Replication(leader int32) ReplicationCounts {
 			if p.Leader == NoLeader {
 				c.Offline++
 			}
-			if len(p.ISR) < len(p.Replicas) {
+			if int32(len(p.ISR)) < p.replicationFactor() {
 				c.UnderReplicated++
 			}
 			if int32(len(p.ISR)) < minISR {
@@ -106,7 +112,7 @@ func (im *Image) PartitionStatuses() []PartitionStatus {
 		minISR := im.MinISR(t)
 		for i, p := range t.Partitions {
 			out = append(out, PartitionStatus{ReplicaAssignment: assignmentOf(t, int32(i), p, minISR),
-				UnderReplicated: len(p.ISR) < len(p.Replicas), UnderMinISR: int32(len(p.ISR)) < minISR})
+				UnderReplicated: int32(len(p.ISR)) < p.replicationFactor(), UnderMinISR: int32(len(p.ISR)) < minISR})
 		}
 	}
 	return out
