@@ -111,6 +111,10 @@ type Config struct {
 	// previous one (the log's knowledge). False, the safe assumption,
 	// takes this broker out of every ELR when it registers.
 	CleanShutdown bool
+	// Join: this node joins a cluster that exists already, so it does not
+	// bootstrap a voter set of its own; it waits until a voter adds it
+	// (AddVoter, `ferry cluster add-voter`).
+	Join bool
 
 	// DefaultReplicationFactor and MinInsyncReplicas are the topic
 	// defaults this node sets while it is the controller: 0 means
@@ -163,7 +167,8 @@ type Node struct {
 
 // Open starts the node: it opens (or creates) its raft state in cfg.Dir,
 // bootstraps the voter set when there is no state yet (every voter does the
-// same with the same list, which raft allows), and starts heartbeating.
+// same with the same list, which raft allows) unless it joins an existing
+// cluster (cfg.Join), and starts heartbeating.
 func Open(cfg Config) (*Node, error) {
 	if cfg.Transport == nil || cfg.Caller == nil || cfg.Endpoints == nil {
 		return nil, fmt.Errorf("cluster: a transport, a caller and endpoints are required")
@@ -230,7 +235,7 @@ func Open(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, err
 	}
-	if !has {
+	if !has && !cfg.Join {
 		var conf raft.Configuration
 		for _, v := range cfg.Voters {
 			conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(strconv.Itoa(int(v.ID))), Address: raft.ServerAddress(v.Addr)})

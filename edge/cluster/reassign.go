@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"slices"
 )
@@ -232,4 +233,83 @@ func nonNil(s []int32) []int32 {
 		return []int32{}
 	}
 	return s
+}
+
+// PartitionTarget is one partition's replicas in a reassignment plan
+// (kafka-reassign-partitions' JSON: topic, partition, replicas).
+type PartitionTarget struct {
+	Topic     string  `json:"topic"`
+	Partition int32   `json:"partition"`
+	Replicas  []int32 `json:"replicas"`
+}
+
+// PlanReplicationFactor is the reassignment that gives every partition of
+// topic rf replicas, changing as little as it can: a partition keeps its
+// replicas (its target, when one is being reassigned) in order; growing
+// adds the live brokers holding the fewest replicas (counting this plan's,
+// ties to the lowest id); shrinking drops the last ones, never the leader.
+// Partitions already at rf are not in the plan.
+func (im *Image) PlanReplicationFactor(topic string, rf int32) ([]PartitionTarget, error) {
+	t := im.Topics[topic]
+	if t == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
+	}
+	if rf < 1 || rf > MaxReplicationFactor {
+		return nil, fmt.Errorf("%w: replication factor %d (1 to %d)", ErrInvalidAssignment, rf, MaxReplicationFactor)
+	}
+	var live []int32
+	for _, id := range im.BrokerIDs(true) {
+		if !im.Brokers[id].ShuttingDown {
+			live = append(live, id)
+		}
+	}
+	load, _ := im.PartitionsPerBroker()
+	out := []PartitionTarget{}
+	for i, p := range t.Partitions {
+		cur := p.Target()
+		next := slices.Clone(cur)
+		switch {
+		case int32(len(cur)) > rf:
+			next = next[:rf]
+			if p.Leader != NoLeader && slices.Contains(cur, p.Leader) && !slices.Contains(next, p.Leader) {
+				next[rf-1] = p.Leader
+			}
+		case int32(len(cur)) < rf:
+			cand := minus(live, cur)
+			if int32(len(cur)+len(cand)) < rf {
+				return nil, fmt.Errorf("%w: %s-%d needs %d more replicas, %d live broker(s) hold none of it", ErrNotEnoughBrokers, topic, i, int(rf)-len(cur), len(cand))
+			}
+			for int32(len(next)) < rf {
+				slices.SortStableFunc(cand, func(a, b int32) int {
+					if load[a] != load[b] {
+						return load[a] - load[b]
+					}
+					return int(a - b)
+				})
+				next = append(next, cand[0])
+				load[cand[0]]++
+				cand = cand[1:]
+			}
+		default:
+			continue
+		}
+		out = append(out, PartitionTarget{Topic: topic, Partition: int32(i), Replicas: next})
+	}
+	return out, nil
+}
+
+// ReassignPartition starts (target) or, with cancel, cancels the
+// reassignment of one partition through the controller, from any node;
+// it returns once this node's image shows it (perhaps completed already:
+// a target the ISR covers completes at once).
+func (n *Node) ReassignPartition(ctx context.Context, topic string, partition int32, target []int32, cancel bool) error {
+	r := Record{Op: OpReassignPartitions, Topic: topic, Partition: partition, Cancel: cancel}
+	if !cancel {
+		r.Target = slices.Clone(target)
+	}
+	res, err := n.Propose(ctx, r)
+	if err == nil {
+		err = res.Err
+	}
+	return err
 }

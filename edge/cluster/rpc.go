@@ -11,6 +11,8 @@ import (
 type Request struct {
 	Heartbeat *Heartbeat `json:"heartbeat,omitempty"`
 	Propose   *Record    `json:"propose,omitempty"`
+	// Voter adds or removes a voter (voters.go).
+	Voter *VoterChange `json:"voter,omitempty"`
 }
 
 // Response is the controller's answer. Code names a known error (so the
@@ -41,6 +43,7 @@ var codes = map[string]error{
 	"invalid_update_version": ErrInvalidUpdateVersion,
 	"ineligible_replica":     ErrIneligibleReplica,
 	"no_reassignment":        ErrNoReassignment,
+	"voter_change":           ErrVoterChange,
 }
 
 // codedError keeps the words of an error that came over the wire while
@@ -100,6 +103,8 @@ func (n *Node) Serve(ctx context.Context, req Request) Response {
 		resp := responseFor(n.fsm.Index(), res.Value, err)
 		resp.ACLs = res.ACLs
 		return resp
+	case req.Voter != nil:
+		return n.serveVoter(ctx, *req.Voter)
 	}
 	return responseFor(0, 0, ErrInvalidRecord)
 }
