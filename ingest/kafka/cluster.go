@@ -18,6 +18,12 @@ var (
 	// ErrReplicationFactor: more replicas than live brokers, or a factor
 	// the cluster does not offer (INVALID_REPLICATION_FACTOR).
 	ErrReplicationFactor = errors.New("kafka: replication factor not possible")
+	// ErrInvalidReplicaAssignment: replicas a reassignment cannot move to
+	// (INVALID_REPLICA_ASSIGNMENT).
+	ErrInvalidReplicaAssignment = errors.New("kafka: invalid replica assignment")
+	// ErrNoReassignment: cancelling a reassignment that is not under way
+	// (NO_REASSIGNMENT_IN_PROGRESS).
+	ErrNoReassignment = errors.New("kafka: no reassignment in progress")
 )
 
 // AdvertisedAddr is the host:port this broker gives clients.
@@ -79,6 +85,28 @@ type TopicAdmin interface {
 	DeleteTopic(name string) error
 	AddPartitions(name string, total int32) error
 	AlterConfigs(name string, set map[string]string, remove []string) error
+}
+
+// Reassigner is a TopicAdmin that moves partitions between brokers (a
+// cluster's, through its controller): AlterPartitionReassignments and
+// ListPartitionReassignments. A node alone has none, and answers as a
+// Kafka cluster of one broker would.
+type Reassigner interface {
+	// ReassignPartition moves a partition to replicas, or with cancel
+	// restores the replicas it had before the reassignment under way;
+	// returns once the change is applied (ErrInvalidReplicaAssignment,
+	// ErrNoReassignment, log.ErrUnknownTopic, ErrNoController).
+	ReassignPartition(topic string, partition int32, replicas []int32, cancel bool) error
+	// Reassignments are the partitions being reassigned.
+	Reassignments() []Reassignment
+}
+
+// Reassignment is one partition under reassignment: Replicas is the
+// target followed by the replicas leaving.
+type Reassignment struct {
+	Topic                      string
+	Partition                  int32
+	Replicas, Adding, Removing []int32
 }
 
 // soloCluster is a node alone: it is the only broker, leads every

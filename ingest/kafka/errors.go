@@ -58,6 +58,10 @@ func errorCode(err error) int16 {
 		return kerr.NotController.Code
 	case errors.Is(err, ErrReplicationFactor):
 		return kerr.InvalidReplicationFactor.Code
+	case errors.Is(err, ErrInvalidReplicaAssignment):
+		return kerr.InvalidReplicaAssignment.Code
+	case errors.Is(err, ErrNoReassignment):
+		return kerr.NoReassignmentInProgress.Code
 	case errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
 	default: // I/O errors, a corrupt segment, a disabled partition

@@ -166,6 +166,8 @@ var requestSchemaText = map[int16]struct {
 	37: {0, 3, "Topics:[Topic:s Count:4 Assignment:[Replicas:[]4]] TimeoutMillis:4 ValidateOnly:1"},
 	42: {0, 2, "Groups:[]s"},
 	44: {0, 1, "Resources:[ResourceType:1 ResourceName:s Configs:[Name:s Op:1 Value:s?]] ValidateOnly:1"},
+	45: {0, 1, "TimeoutMillis:4 AllowReplicationFactorChange:1@1+ Topics:[Topic:s Partitions:[Partition:4 Replicas:[]4]]"},
+	46: {0, 0, "TimeoutMillis:4 Topics:[Topic:s Partitions:[]4]"},
 	47: {0, 0, "Group:s Topics:[Topic:s Partitions:[Partition:4]]"},
 	50: {0, 0, "Users:[Name:s]"},
 	51: {0, 0, "Deletions:[Name:s Mechanism:1] Upsertions:[Name:s Mechanism:1 Iterations:4 Salt:b SaltedPassword:b]"},
