@@ -1,0 +1,145 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"ferry/edge/cluster"
+)
+
+// A reassignment over the Kafka API in a cluster of three: started from
+// any node, listed while the new replicas are out of sync, completed when
+// the leader's AlterPartition (the data path's, driven here by hand) puts
+// the whole target in the ISR; a cancel restores the original replicas.
+func TestClusterPartitionReassignmentOverKafka(t *testing.T) {
+	tc := startTestCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(tc.nodes[2].KafkaAddr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "moving"); err != nil {
+		t.Fatal(err)
+	}
+	part := func(i int32) cluster.PartitionState {
+		return tc.nodes[2].Cluster().Image().Topics["moving"].Partitions[i]
+	}
+	orig := part(0).Replicas
+	var others []int32
+	for id := int32(1); id <= 3; id++ {
+		if id != orig[0] {
+			others = append(others, id)
+		}
+	}
+	target := append(orig[:1:1], others...) // replication factor 1 → 3
+
+	var req kadm.AlterPartitionAssignmentsReq
+	req.Assign("moving", 0, target)
+	req.Assign("moving", 1, []int32{1, 9})
+	req.CancelAssign("nothing", 0)
+	resp, err := adm.AlterPartitionAssignments(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resp["moving"][0].Err; err != nil {
+		t.Fatalf("moving-0 to %v: %v %s", target, err, resp["moving"][0].ErrMessage)
+	}
+	if err := resp["moving"][1].Err; !errors.Is(err, kerr.InvalidReplicaAssignment) {
+		t.Fatalf("to an unknown broker: %v", err)
+	}
+	if err := resp["nothing"][0].Err; !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("an unknown topic: %v", err)
+	}
+
+	// Listed, from another node, while the added replicas catch up.
+	listed := func() kadm.ListPartitionReassignmentsResponses {
+		t.Helper()
+		other, err := kgo.NewClient(kgo.SeedBrokers(tc.nodes[0].KafkaAddr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Close()
+		l, err := kadm.NewClient(other).ListPartitionReassignments(ctx, kadm.TopicsSet{"moving": {0: {}, 1: {}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	tc.waitFor("the reassignment on node 1", func() bool { return tc.nodes[0].Cluster().Image().Topics["moving"].Partitions[0].Reassigning() })
+	l := listed()
+	got, ok := l["moving"][0]
+	if !ok || len(l["moving"]) != 1 || !slices.Equal(got.Replicas, target) || !slices.Equal(got.AddingReplicas, others) || len(got.RemovingReplicas) != 0 {
+		t.Fatalf("listed %+v, want moving-0 to %v adding %v", l, target, others)
+	}
+
+	// The leader adds one follower, then the other: completed.
+	leaderISR := func(isr []int32) {
+		t.Helper()
+		p := part(0)
+		n := tc.nodes[p.Leader-1].Cluster()
+		if _, err := n.AlterPartition(ctx, "moving", 0, p.LeaderEpoch, p.PartitionEpoch, isr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaderISR(target[:2])
+	if !part(0).Reassigning() {
+		t.Fatal("completed with one new replica out of sync")
+	}
+	leaderISR(target)
+	tc.waitFor("the reassignment completed on every node", func() bool {
+		for _, n := range tc.nodes {
+			p := n.Cluster().Image().Topics["moving"].Partitions[0]
+			if p.Reassigning() || !slices.Equal(p.Replicas, target) || !slices.Equal(p.ISR, target) {
+				return false
+			}
+		}
+		return true
+	})
+	if l := listed(); len(l) != 0 {
+		t.Fatalf("still listed: %+v", l)
+	}
+	md, err := adm.Metadata(ctx, "moving")
+	if err != nil || !slices.Equal(md.Topics["moving"].Partitions[0].Replicas, target) {
+		t.Fatalf("metadata after the move: %+v %v", md.Topics["moving"].Partitions[0], err)
+	}
+
+	// moving-1 grows to three, then the move is cancelled.
+	orig1 := part(1).Replicas
+	grow := append(slices.Clone(orig1), minusIDs([]int32{1, 2, 3}, orig1)...)
+	var req2 kadm.AlterPartitionAssignmentsReq
+	req2.Assign("moving", 1, grow)
+	if resp, err := adm.AlterPartitionAssignments(ctx, req2); err != nil || resp["moving"][1].Err != nil {
+		t.Fatalf("growing moving-1: %v %+v", err, resp)
+	}
+	var req3 kadm.AlterPartitionAssignmentsReq
+	req3.CancelAssign("moving", 1)
+	if resp, err := adm.AlterPartitionAssignments(ctx, req3); err != nil || resp["moving"][1].Err != nil {
+		t.Fatalf("cancelling moving-1: %v %+v", err, resp)
+	}
+	if p := part(1); p.Reassigning() || !slices.Equal(p.Replicas, orig1) {
+		t.Fatalf("after the cancel: %+v, want replicas %v", p, orig1)
+	}
+	if resp, err := adm.AlterPartitionAssignments(ctx, req3); err != nil || !errors.Is(resp["moving"][1].Err, kerr.NoReassignmentInProgress) {
+		t.Fatalf("cancelling nothing: %v %+v", err, resp)
+	}
+}
+
+func minusIDs(a, b []int32) []int32 {
+	var out []int32
+	for _, id := range a {
+		if !slices.Contains(b, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
