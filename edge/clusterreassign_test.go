@@ -31,6 +31,15 @@ func TestClusterPartitionReassignmentOverKafka(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, "moving"); err != nil {
 		t.Fatal(err)
 	}
+	// Created through the controller; every node follows.
+	tc.waitFor("the topic on every node", func() bool {
+		for _, n := range tc.nodes {
+			if n.Cluster().Image().Topics["moving"] == nil {
+				return false
+			}
+		}
+		return true
+	})
 	part := func(i int32) cluster.PartitionState {
 		return tc.nodes[2].Cluster().Image().Topics["moving"].Partitions[i]
 	}
@@ -75,7 +84,20 @@ func TestClusterPartitionReassignmentOverKafka(t *testing.T) {
 		}
 		return l
 	}
-	tc.waitFor("the reassignment on node 1", func() bool { return tc.nodes[0].Cluster().Image().Topics["moving"].Partitions[0].Reassigning() })
+	// Applied on the controller, which kadm sends admin requests to; every
+	// node follows.
+	everywhere := func(what string, cond func(p cluster.PartitionState) bool, i int32) {
+		t.Helper()
+		tc.waitFor(what, func() bool {
+			for _, n := range tc.nodes {
+				if !cond(n.Cluster().Image().Topics["moving"].Partitions[i]) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	everywhere("the reassignment on every node", cluster.PartitionState.Reassigning, 0)
 	l := listed()
 	got, ok := l["moving"][0]
 	if !ok || len(l["moving"]) != 1 || !slices.Equal(got.Replicas, target) || !slices.Equal(got.AddingReplicas, others) || len(got.RemovingReplicas) != 0 {
@@ -85,26 +107,21 @@ func TestClusterPartitionReassignmentOverKafka(t *testing.T) {
 	// The leader adds one follower, then the other: completed.
 	leaderISR := func(isr []int32) {
 		t.Helper()
-		p := part(0)
-		n := tc.nodes[p.Leader-1].Cluster()
+		n := tc.nodes[part(0).Leader-1].Cluster()
+		p := n.Image().Topics["moving"].Partitions[0]
 		if _, err := n.AlterPartition(ctx, "moving", 0, p.LeaderEpoch, p.PartitionEpoch, isr); err != nil {
 			t.Fatal(err)
 		}
 	}
 	leaderISR(target[:2])
+	everywhere("one follower in sync", func(p cluster.PartitionState) bool { return len(p.ISR) == 2 }, 0)
 	if !part(0).Reassigning() {
 		t.Fatal("completed with one new replica out of sync")
 	}
 	leaderISR(target)
-	tc.waitFor("the reassignment completed on every node", func() bool {
-		for _, n := range tc.nodes {
-			p := n.Cluster().Image().Topics["moving"].Partitions[0]
-			if p.Reassigning() || !slices.Equal(p.Replicas, target) || !slices.Equal(p.ISR, target) {
-				return false
-			}
-		}
-		return true
-	})
+	everywhere("the reassignment completed", func(p cluster.PartitionState) bool {
+		return !p.Reassigning() && slices.Equal(p.Replicas, target) && slices.Equal(p.ISR, target)
+	}, 0)
 	if l := listed(); len(l) != 0 {
 		t.Fatalf("still listed: %+v", l)
 	}
@@ -126,9 +143,9 @@ func TestClusterPartitionReassignmentOverKafka(t *testing.T) {
 	if resp, err := adm.AlterPartitionAssignments(ctx, req3); err != nil || resp["moving"][1].Err != nil {
 		t.Fatalf("cancelling moving-1: %v %+v", err, resp)
 	}
-	if p := part(1); p.Reassigning() || !slices.Equal(p.Replicas, orig1) {
-		t.Fatalf("after the cancel: %+v, want replicas %v", p, orig1)
-	}
+	everywhere("the original replicas back", func(p cluster.PartitionState) bool {
+		return !p.Reassigning() && slices.Equal(p.Replicas, orig1)
+	}, 1)
 	if resp, err := adm.AlterPartitionAssignments(ctx, req3); err != nil || !errors.Is(resp["moving"][1].Err, kerr.NoReassignmentInProgress) {
 		t.Fatalf("cancelling nothing: %v %+v", err, resp)
 	}
