@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"ferry/edge/adminapi"
 	"ferry/edge/cluster"
 	"ferry/ingest/kafka"
 )
@@ -40,3 +41,4 @@ func reassignError(err error) error {
 }
 
 var _ kafka.Reassigner = clusterTopics{}
+var _ adminapi.ClusterAdmin = (*cluster.Node)(nil)

@@ -16,8 +16,8 @@ import (
 func clusterCommand() *command {
 	return &command{
 		name:    "cluster",
-		summary: "the cluster of a running full node: its controller, raft state and brokers",
-		subs: []*command{{
+		summary: "the cluster of a running full node: its controller, raft state and brokers; reassignments and voters",
+		subs: append([]*command{{
 			name:    "status",
 			summary: "nodes, controller, raft term and index, partitions per broker, fenced brokers, and each partition's replicas, ISR, ELR, leader and epochs",
 			example: "ferry cluster status --admin http://localhost:18080\n  ferry cluster status --admin http://localhost:18080 --all-partitions\n  ferry cluster status --admin http://localhost:18080 --json",
@@ -27,7 +27,7 @@ func clusterCommand() *command {
 					return printClusterStatus(out, v, *all)
 				})(fs)
 			},
-		}},
+		}}, clusterOpsCommands()...),
 	}
 }
 

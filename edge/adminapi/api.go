@@ -125,6 +125,7 @@ func (s *server) handleMirrorEdges(w http.ResponseWriter, r *http.Request) {
 func (s *server) registerAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/status", s.handleStatus)
 	mux.HandleFunc("GET /api/cluster", s.handleCluster)
+	s.registerClusterOpsAPI(mux)
 	s.registerTopicsAPI(mux)
 	s.registerGroupsAPI(mux)
 	s.registerDevicesAPI(mux)
@@ -187,6 +188,8 @@ func statusFor(err error) int {
 	case errors.Is(err, flog.ErrUnknownTopic), errors.Is(err, flog.ErrUnknownPartition),
 		errors.Is(err, kafka.ErrUnknownGroup), errors.Is(err, devices.ErrNotFound), errors.Is(err, devices.ErrUserNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, cluster.ErrVoterChange):
+		return http.StatusConflict
 	case errors.Is(err, flog.ErrTopicExists), errors.Is(err, devices.ErrExists), errors.Is(err, devices.ErrUserExists), errors.Is(err, kafka.ErrGroupNotEmpty):
 		return http.StatusConflict
 	case errors.Is(err, flog.ErrInvalidTopic), errors.Is(err, flog.ErrInvalidPartitions), errors.Is(err, flog.ErrPartitionLimit), errors.Is(err, flog.ErrInvalidConfig),
