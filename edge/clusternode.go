@@ -47,6 +47,9 @@ type ClusterOptions struct {
 	// previous one; false (the safe assumption) takes this broker out of
 	// every ELR when it registers.
 	CleanShutdown bool
+	// Join: this node joins a running cluster (no bootstrap; a voter adds
+	// it with `ferry cluster add-voter`).
+	Join bool
 
 	raft func(*raft.Config) // tests: shorter raft timeouts
 }
@@ -92,6 +95,7 @@ func (n *Node) startCluster() error {
 		Transport: n.clusterTr.Raft(), Caller: n.clusterTr, Endpoints: n.clusterEndpoints, Rack: co.Rack,
 		HeartbeatInterval: co.HeartbeatInterval, SessionTimeout: co.SessionTimeout, Raft: co.raft, Logger: n.logger,
 		DefaultReplicationFactor: co.DefaultReplicationFactor, MinInsyncReplicas: co.MinInsyncReplicas, CleanShutdown: co.CleanShutdown,
+		Join: co.Join,
 	})
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ type clusterFlags struct {
 	cert, key, ca      *string
 	heartbeat, session *time.Duration
 	rack               *string
+	join               *bool
 	replicationFactor  *int32
 	minISR             *int32
 }
@@ -36,6 +37,8 @@ func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
 		heartbeat: fs.Duration("cluster-heartbeat-interval", cluster.DefaultHeartbeatInterval, "how often this broker tells the controller it lives"),
 		session:   fs.Duration("cluster-session-timeout", cluster.DefaultSessionTimeout, "a broker silent this long is fenced by the controller: it leads nothing until it returns"),
 		rack:      fs.String("cluster-rack", "", "this broker's rack, as Kafka clients see it"),
+		join: fs.Bool("cluster-join", false, "this node joins a cluster that runs already: it does not bootstrap a voter set of its own "+
+			"and waits until a voter adds it (ferry cluster add-voter); ignored once it has raft state"),
 		replicationFactor: fs.Int32("default-replication-factor", 0, fmt.Sprintf("replicas of a topic created without one (Kafka's default.replication.factor), at most %d; "+
 			"0: min(3, voters), so one node may be down while another fails", cluster.MaxReplicationFactor)),
 		minISR: fs.Int32("min-insync-replicas", 0, "in-sync replicas an acks=all record must reach before it is acknowledged, for topics without min.insync.replicas "+
@@ -54,7 +57,7 @@ func (f *clusterFlags) options() (*edge.ClusterOptions, error) {
 	}
 	co := &edge.ClusterOptions{NodeID: *f.nodeID, Voters: voters, ListenAddr: *f.addr,
 		HeartbeatInterval: *f.heartbeat, SessionTimeout: *f.session, Rack: *f.rack,
-		DefaultReplicationFactor: *f.replicationFactor, MinInsyncReplicas: *f.minISR}
+		DefaultReplicationFactor: *f.replicationFactor, MinInsyncReplicas: *f.minISR, Join: *f.join}
 	if rf := *f.replicationFactor; rf < 0 || rf > cluster.MaxReplicationFactor {
 		return nil, usagef("--default-replication-factor %d: want 1 to %d (0: min(3, voters))", rf, cluster.MaxReplicationFactor)
 	}
