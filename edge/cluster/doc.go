@@ -27,10 +27,17 @@
 //     broker a fresh session timeout), fencing the silent, unfencing the
 //     returning.
 //   - raft.go: the raft node: bbolt log and stable store (raft-boltdb), file
-//     snapshots, a static voter set bootstrapped once, proposals with a
-//     deadline.
+//     snapshots, a static voter set bootstrapped once (not by a node that
+//     joins), proposals with a deadline.
 //   - elect.go: the partition state machine: ISR, KIP-966 eligible leader
 //     replicas, AlterPartition, elections (its comment has the rules).
+//   - reassign.go: KIP-455 partition reassignment (reassign_partitions:
+//     start, replace, cancel; completed inside Apply by the record that
+//     makes the ISR cover the target), and the plan of a replication-factor
+//     change.
+//   - voters.go: adding and removing raft voters through the controller
+//     (AddVoter, RemoveServer), refusing to lose a live majority or a
+//     broker's replicas.
 //   - views.go: what the data path and the operators read (Replicas,
 //     ClusterAddr, the replication counts and partition states).
 //   - transport.go: the stream layer raft speaks over, the controller's
