@@ -3,7 +3,10 @@ package edge
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -159,4 +162,76 @@ func minusIDs(a, b []int32) []int32 {
 		}
 	}
 	return out
+}
+
+// A fourth node started with --cluster-join becomes a voter and a broker
+// through the admin API of another node, and is removed again.
+func TestClusterAddAndRemoveVoterOverAdminAPI(t *testing.T) {
+	tc := startTestCluster(t)
+	o := tc.opts[0]
+	co := *o.Cluster
+	addr := freeLoopbackAddrs(t, 1)[0]
+	co.NodeID, co.Join = 4, true
+	co.Voters = append(slices.Clone(co.Voters), cluster.Voter{ID: 4, Addr: addr})
+	o.Cluster, o.DataDir, o.MirrorAddr = &co, t.TempDir(), ""
+	n4, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n4.Close()
+
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+tc.nodes[1].AdminAddr()+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("POST", "/api/cluster/voters", `{"id":4,"addr":"`+addr+`"}`); code != http.StatusOK || !strings.Contains(body, addr) {
+		t.Fatalf("add-voter: %d %s", code, body)
+	}
+	tc.waitFor("broker 4 registered and live", func() bool {
+		b := tc.nodes[0].Cluster().Image().Brokers[4]
+		return b != nil && !b.Fenced && n4.Cluster().Image().Brokers[1] != nil
+	})
+	// Broker 4 holds a replica: not removed until it is moved away.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res, err := n4.Cluster().Propose(ctx, cluster.Record{Op: cluster.OpCreateTopic, Topic: "on4", Assignment: [][]int32{{4}}}); err != nil || res.Err != nil {
+		t.Fatal(err, res.Err)
+	}
+	if code, body := call("DELETE", "/api/cluster/voters/4", ""); code != http.StatusConflict || !strings.Contains(body, "on4-0") || !strings.Contains(body, "reassign") {
+		t.Fatalf("remove-voter 4 holding on4-0: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/cluster/reassignments", `{"partitions":[{"topic":"on4","partition":0,"replicas":[1]}]}`); code != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("reassign on4-0: %d %s", code, body)
+	}
+	tc.waitFor("the move on node 4", func() bool { return n4.Cluster().Image().Topics["on4"].Partitions[0].Reassigning() })
+	p := n4.Cluster().Image().Topics["on4"].Partitions[0]
+	if _, err := n4.Cluster().AlterPartition(ctx, "on4", 0, p.LeaderEpoch, p.PartitionEpoch, []int32{4, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if p := n4.Cluster().Image().Topics["on4"].Partitions[0]; p.Reassigning() || p.Leader != 1 {
+		t.Fatalf("on4-0 after 1 caught up: %+v", p)
+	}
+	if code, body := call("DELETE", "/api/cluster/voters/4", ""); code != http.StatusNoContent {
+		t.Fatalf("remove-voter 4: %d %s", code, body)
+	}
+	// Committed by the controller; every voter's configuration follows.
+	tc.waitFor("voters 1, 2, 3 on every node", func() bool {
+		for _, n := range tc.nodes {
+			vs, err := n.Cluster().Voters()
+			if err != nil || len(vs) != 3 || slices.ContainsFunc(vs, func(v cluster.VoterStatus) bool { return v.ID == 4 }) {
+				return false
+			}
+		}
+		return true
+	})
 }
