@@ -112,7 +112,9 @@ func (n *Node) serveVoter(ctx context.Context, c VoterChange) Response {
 	sid := raft.ServerID(strconv.Itoa(int(c.ID)))
 	timeout := n.cfg.ProposeTimeout
 	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, max(0, time.Until(d)))
+		if timeout = min(timeout, time.Until(d)); timeout <= 0 {
+			return responseFor(0, 0, ctx.Err())
+		}
 	}
 	var fut raft.IndexFuture
 	if c.Remove {
