@@ -103,3 +103,20 @@ var (
 	// than the partition's current one.
 	ErrStaleLeaderEpoch = errors.New("leader epoch is older than the current one")
 )
+
+// Errors of replication, returned by a node's replica manager through the
+// front ends' narrow views of it (a Kafka front end's Replication): the log
+// defines them so that both sides name them without importing each other.
+var (
+	// ErrNotLeader: this node does not lead the partition (any more); the
+	// client asks the metadata again (Kafka's NOT_LEADER_OR_FOLLOWER).
+	ErrNotLeader = errors.New("not the leader of the partition")
+
+	// ErrNotEnoughReplicas: an acks=all append refused before anything was
+	// written, the in-sync set being smaller than min.insync.replicas.
+	ErrNotEnoughReplicas = errors.New("in-sync replicas fewer than min.insync.replicas")
+
+	// ErrNotEnoughReplicasAfterAppend: an acks=all append was written, but
+	// the in-sync set fell below min.insync.replicas before it committed.
+	ErrNotEnoughReplicasAfterAppend = errors.New("in-sync replicas fell below min.insync.replicas after the append")
+)

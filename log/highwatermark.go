@@ -76,16 +76,30 @@ func (p *Partition) HighWatermark() int64 {
 
 // AdvanceHighWatermark moves the high watermark up to offset, capped at
 // the end offset (a follower's is the leader's, bounded by what it holds);
-// it never moves back. It returns the high watermark.
+// it never moves back. It returns the high watermark. A move closes the
+// channel Wait returned, as an append does.
 func (p *Partition) AdvanceHighWatermark(offset int64) int64 {
 	// hwmu, not mu: appends do not wait for it; TruncateTo moves the end
 	// offset and clamps hw under it, so hw never passes the end.
 	p.hwmu.Lock()
-	defer p.hwmu.Unlock()
+	moved := false
 	if next := min(offset, p.endOff.Load()); next > p.hw.Load() {
 		p.hw.Store(next)
+		moved = true
 	}
-	return p.HighWatermark()
+	hw := p.HighWatermark()
+	p.hwmu.Unlock()
+	if moved {
+		// Readers bounded by the high watermark (consumers of a
+		// replicated partition) long-poll on Wait: wake them.
+		p.mu.Lock()
+		if p.waitCh != nil {
+			close(p.waitCh)
+			p.waitCh = nil
+		}
+		p.mu.Unlock()
+	}
+	return hw
 }
 
 // CheckpointHighWatermark writes the high watermark to the partition's

@@ -700,6 +700,16 @@ func (p *Partition) failDurability(err error) {
 	p.dmu.Unlock()
 }
 
+// DurableChanged returns a channel that is closed when the durable offset
+// next advances (or syncing fails, or the partition closes). Unlike
+// WaitDurable it asks for no fsync: a replica manager watches the leader's
+// durable end with it without changing when the flush policy syncs.
+func (p *Partition) DurableChanged() <-chan struct{} {
+	p.dmu.Lock()
+	defer p.dmu.Unlock()
+	return p.durableCh
+}
+
 // Sync fsyncs everything appended so far, whatever the flush policy.
 func (p *Partition) Sync() error {
 	p.mu.RLock()
@@ -711,8 +721,9 @@ func (p *Partition) Sync() error {
 	return p.syncAll()
 }
 
-// Wait returns a channel that is closed when the end offset next advances
-// (or the partition closes). It is how long-poll fetches wait for data.
+// Wait returns a channel that is closed when the end offset or the high
+// watermark next advances (or the partition closes). It is how long-poll
+// fetches wait for data.
 func (p *Partition) Wait() <-chan struct{} {
 	p.mu.Lock()
 	defer p.mu.Unlock()

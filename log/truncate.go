@@ -10,7 +10,8 @@ import (
 // dropping a tail a deposed leader gave it (Kafka's UnifiedLog.truncateTo).
 // A batch is never split: when offset falls inside one, that whole batch
 // goes too, so the log may end below offset; the new end offset is
-// returned. Nothing happens when offset is at or past the end. It refuses
+// returned. Nothing is cut when offset is at or past the end, but for an
+// epoch noted at the end with nothing appended under it. It refuses
 // (ErrBelowHighWatermark) to cut below the high watermark, which after a
 // reopen is the checkpointed one: those records are committed. Segments,
 // their indexes, idempotent-producer state and the leader-epoch cache are
@@ -43,6 +44,18 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 	}
 	end, start := p.active.next, p.logStartLocked()
 	if offset >= end {
+		// Nothing to cut but an epoch a deposed leader noted at its end
+		// before it appended under it (Kafka's truncateTo does the same):
+		// kept, a follower would report it as its last fetched epoch and
+		// diverge again after every truncation.
+		if err := p.ensureEpochsLocked(); err != nil {
+			return end, err
+		}
+		if p.epochs.truncateFromEnd(end) {
+			if err := p.saveEpochsLocked(); err != nil {
+				return end, err
+			}
+		}
 		return end, nil
 	}
 	if offset < start {

@@ -458,3 +458,46 @@ func TestTruncateToUnderConcurrentUse(t *testing.T) {
 		t.Fatalf("high watermark %d past the end %d", p.HighWatermark(), p.EndOffset())
 	}
 }
+
+// A deposed leader noted its epoch at its end and appended nothing under
+// it: truncating to the end (a follower's cut at the divergence point)
+// drops that epoch, else the follower would report it as its last fetched
+// epoch and diverge again after each cut.
+func TestTruncateToEndDropsEpochNotedAtEnd(t *testing.T) {
+	l, p, _ := truncFixture(t, t.TempDir(), nil)
+	defer l.Close()
+	end := p.EndOffset()
+	if err := p.SetLeaderEpoch(7); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.LeaderEpochs(); got[len(got)-1] != (EpochEntry{Epoch: 7, StartOffset: end}) {
+		t.Fatalf("epochs after SetLeaderEpoch(7): %v", got)
+	}
+	if n, err := p.TruncateTo(end); err != nil || n != end {
+		t.Fatalf("TruncateTo(end) = %d, %v", n, err)
+	}
+	if got := p.LeaderEpochs(); got[len(got)-1].Epoch != 4 {
+		t.Fatalf("epoch 7 kept at the end after TruncateTo(end): %v", got)
+	}
+}
+
+// A consumer long-polling a replicated partition waits for the high
+// watermark: its advance wakes Wait as an append does.
+func TestAdvanceHighWatermarkWakesWait(t *testing.T) {
+	l, p, _ := truncFixture(t, t.TempDir(), nil)
+	defer l.Close()
+	ch := p.Wait()
+	p.AdvanceHighWatermark(3)
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Wait's channel not closed by a high-watermark advance")
+	}
+	ch = p.Wait()
+	p.AdvanceHighWatermark(3) // no move: no wake
+	select {
+	case <-ch:
+		t.Fatal("Wait's channel closed without a move")
+	default:
+	}
+}
