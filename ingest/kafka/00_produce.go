@@ -28,7 +28,16 @@ import (
 //   - acks=0: no response is sent. acks=1: answered once the batch is
 //     appended (page cache; survives a crash of ferry, not of the machine).
 //     acks=-1: answered once every batch of the request is durable under its
-//     topic's flush.policy, or REQUEST_TIMED_OUT after TimeoutMillis. The
+//     topic's flush.policy, or REQUEST_TIMED_OUT after TimeoutMillis.
+//   - A replicated partition (Options.Replication) is appended through its
+//     leader (NOT_LEADER_OR_FOLLOWER elsewhere); acks=-1 is refused with
+//     NOT_ENOUGH_REPLICAS, nothing appended, while the in-sync set is below
+//     min.insync.replicas, and answered once the high watermark passes the
+//     batch (every in-sync replica holds it; the leader's durable end
+//     bounds the high watermark), NOT_ENOUGH_REPLICAS_AFTER_APPEND if the
+//     in-sync set fell below min.insync.replicas first, REQUEST_TIMED_OUT
+//     after TimeoutMillis. acks=1 is answered after the leader's append, as
+//     in Kafka. The
 //     appends happen in request order as the request is read; the wait for
 //     durability does not hold the connection, which reads and appends the
 //     next produce meanwhile, and answers still leave in request order
@@ -89,7 +98,20 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 			}
 			p, err := s.partitionForProduce(c, rt.Topic, rp.Partition)
 			var res flog.AppendResult
-			if err == nil {
+			var rl ReplicaLeader
+			switch {
+			case err != nil:
+			case s.opts.Replication != nil:
+				// A replicated partition: appended as its leader, which
+				// refuses an acks=all produce while the in-sync set is
+				// below min.insync.replicas.
+				var ok bool
+				if rl, ok = s.opts.Replication.Leader(rt.Topic, rp.Partition); !ok {
+					err = flog.ErrNotLeader
+				} else {
+					res, err = rl.Append(rp.Records, req.Acks == -1)
+				}
+			default:
 				res, err = p.Append(rp.Records)
 			}
 			switch {
@@ -98,11 +120,11 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 				if res.LogAppendTime > 0 { // message.timestamp.type=LogAppendTime
 					sp.LogAppendTime = res.LogAppendTime
 				}
-				waits = append(waits, durableWait{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
+				waits = append(waits, durableWait{p, rl, res.LastOffset, len(resp.Topics), len(st.Partitions)})
 			case errors.Is(err, flog.ErrDuplicateSequence):
 				// Already stored: success with the original offsets.
 				sp.BaseOffset, sp.LogStartOffset = res.BaseOffset, res.LogStartOffset
-				waits = append(waits, durableWait{p, res.LastOffset, len(resp.Topics), len(st.Partitions)})
+				waits = append(waits, durableWait{p, rl, res.LastOffset, len(resp.Topics), len(st.Partitions)})
 			default:
 				sp.ErrorCode = errorCode(err)
 				s.metrics.partitionError("Produce", sp.ErrorCode)
@@ -123,7 +145,7 @@ func serveProduce(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (k
 		// durable already needs no wait.
 		c.durable = nil
 		for _, w := range waits {
-			if w.p.DurableOffset() <= w.last {
+			if w.rl != nil && w.rl.HighWatermark() <= w.last || w.rl == nil && w.p.DurableOffset() <= w.last {
 				c.durable = append(c.durable, w)
 			}
 		}

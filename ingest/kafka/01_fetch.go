@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
 )
 
 // Fetch: v4-12
@@ -27,6 +29,19 @@ import (
 //     a corrupt range (reads of other ranges keep working).
 //   - High watermark and last stable offset are the end offset (one node,
 //     no transactions); LogStartOffset is the partition's start offset.
+//   - A replicated partition (Options.Replication) is served by its leader
+//     only (NOT_LEADER_OR_FOLLOWER elsewhere; CurrentLeaderEpoch older than
+//     the leader's is FENCED_LEADER_EPOCH, newer UNKNOWN_LEADER_EPOCH). A
+//     consumer reads whole batches below the high watermark, which the
+//     answer carries (read_uncommitted = high watermark, no transactions).
+//   - A follower's fetch (ReplicaID ≥ 0) is served only on a connection the
+//     cluster listener handed over (ServeReplica); elsewhere every
+//     partition is TOPIC_AUTHORIZATION_FAILED, as Kafka answers a principal
+//     without CLUSTER_ACTION. It reads up to the log end; its fetch offset
+//     is recorded as the follower's end (FollowerFetched) unless its
+//     LastFetchedEpoch ended here before that offset or is unknown here,
+//     when the answer is DivergingEpoch (KIP-320), from the leader-epoch
+//     cache, and no records.
 //   - Bytes are read from the segment files with pread into the response,
 //     not sent with sendfile: the issue asks for kmsg as the only codec, and
 //     kmsg encodes a whole response into one buffer, so splicing file ranges
@@ -40,7 +55,9 @@ import (
 //
 // Version notes:
 //   - v4: RecordBatch v2, LastStableOffset, IsolationLevel (ignored)
-//   - v5: LogStartOffset; v7: sessions; v11: RackID; v12: flexible
+//   - v5: LogStartOffset; v7: sessions; v11: RackID; v12: flexible,
+//     LastFetchedEpoch and DivergingEpoch (v13+, topic ids, and v15's
+//     ReplicaState are not served: followers fetch at v12 with ReplicaID)
 
 func init() { register(1, 4, 12, serveFetch) }
 
@@ -52,8 +69,15 @@ func serveFetch(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kms
 		return resp, nil
 	}
 	var denied map[string]bool // topics the principal may not READ
+	follower := int32(-1)
+	if req.ReplicaID >= 0 {
+		// A replica's fetch is a broker's, served only on a connection the
+		// cluster listener handed over (Kafka: CLUSTER_ACTION, else
+		// TOPIC_AUTHORIZATION_FAILED for every partition).
+		follower = req.ReplicaID
+	}
 	for _, rt := range req.Topics {
-		if !c.canTopic(kmsg.ACLOperationRead, rt.Topic) {
+		if follower >= 0 && !c.replica || follower < 0 && !c.canTopic(kmsg.ACLOperationRead, rt.Topic) {
 			if denied == nil {
 				denied = map[string]bool{}
 			}
@@ -62,7 +86,7 @@ func serveFetch(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	}
 	deadline := time.Now().Add(time.Duration(req.MaxWaitMillis) * time.Millisecond)
 	for {
-		resp, total, anyErr, waits := s.fetchOnce(req, denied)
+		resp, total, anyErr, waits := s.fetchOnce(req, denied, follower)
 		if total >= int(req.MinBytes) || anyErr || len(waits) == 0 || !time.Now().Before(deadline) {
 			return s.countServed(req, resp), nil
 		}
@@ -79,7 +103,7 @@ func serveFetch(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kms
 		chosen, _, _ := reflect.Select(cases)
 		timer.Stop()
 		if chosen <= 1 {
-			resp, _, _, _ := s.fetchOnce(req, denied)
+			resp, _, _, _ := s.fetchOnce(req, denied, follower)
 			return s.countServed(req, resp), nil
 		}
 	}
@@ -136,7 +160,7 @@ func recordsFrom(data []byte, offset int64) int64 {
 // the bytes in it, whether any partition had an error, and for each
 // partition a channel that an append closes, taken before the read so no
 // append is missed. Topics in denied are answered TOPIC_AUTHORIZATION_FAILED.
-func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
+func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool, follower int32) (*kmsg.FetchResponse, int, bool, []<-chan struct{}) {
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	budget := int(req.MaxBytes)
 	if req.Version < 3 || budget <= 0 {
@@ -167,6 +191,27 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool) (*kms
 				continue
 			}
 			waits = append(waits, p.Wait())
+			var rl ReplicaLeader
+			if s.opts.Replication != nil || follower >= 0 {
+				var code int16
+				rl, code = s.replicaFetch(name, p, rp, follower, &sp)
+				if code != 0 || sp.DivergingEpoch.Epoch >= 0 {
+					// An error, or a follower told where its log diverges:
+					// answered at once.
+					sp.ErrorCode, anyErr = code, true
+					if code != 0 {
+						s.metrics.partitionError("Fetch", code)
+					}
+					st.Partitions = append(st.Partitions, sp)
+					continue
+				}
+			}
+			// A consumer of a replicated partition reads below the high
+			// watermark; a follower up to the end.
+			hw := int64(-1)
+			if rl != nil {
+				hw = rl.HighWatermark()
+			}
 			max := int(rp.PartitionMaxBytes)
 			if max > budget {
 				max = budget
@@ -174,6 +219,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool) (*kms
 			if total > 0 && max <= 0 {
 				// Out of budget: report offsets only.
 				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = p.EndOffset(), p.EndOffset(), p.StartOffset()
+				if hw >= 0 {
+					sp.HighWatermark, sp.LastStableOffset = hw, hw
+				}
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
@@ -182,6 +230,12 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool) (*kms
 			}
 			r, err := p.Read(rp.FetchOffset, max, nil)
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = r.EndOffset, r.EndOffset, r.StartOffset
+			if hw >= 0 {
+				sp.HighWatermark, sp.LastStableOffset = hw, hw
+				if follower < 0 {
+					r.Data = below(r.Data, hw)
+				}
+			}
 			if err != nil {
 				sp.ErrorCode, anyErr = errorCode(err), true
 				s.metrics.partitionError("Fetch", sp.ErrorCode)
@@ -200,4 +254,74 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool) (*kms
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, total, anyErr, waits
+}
+
+// replicaFetch checks one partition of a fetch of a replicated partition
+// (Kafka's Partition.fetchRecords): the leadership and CurrentLeaderEpoch
+// (FENCED_LEADER_EPOCH if older, UNKNOWN_LEADER_EPOCH if newer); for a
+// follower, whether its log diverges from the leader's (KIP-320: the epoch
+// of its last fetched batch ended, here, before its fetch offset or is not
+// an epoch here; answered in sp.DivergingEpoch with no records, and its
+// fetch offset not taken as its end), else its fetch offset is recorded.
+// It returns the partition's leader and an error code.
+func (s *Server) replicaFetch(topic string, p *flog.Partition, rp kmsg.FetchRequestTopicPartition, follower int32, sp *kmsg.FetchResponseTopicPartition) (ReplicaLeader, int16) {
+	if s.opts.Replication == nil {
+		return nil, kerr.NotLeaderForPartition.Code // nothing here is replicated
+	}
+	rl, ok := s.opts.Replication.Leader(topic, rp.Partition)
+	if !ok {
+		return nil, kerr.NotLeaderForPartition.Code
+	}
+	sp.LogStartOffset = p.StartOffset()
+	sp.HighWatermark = rl.HighWatermark()
+	sp.LastStableOffset = sp.HighWatermark
+	switch epoch := rl.LeaderEpoch(); {
+	case rp.CurrentLeaderEpoch < 0:
+	case rp.CurrentLeaderEpoch < epoch:
+		return nil, kerr.FencedLeaderEpoch.Code
+	case rp.CurrentLeaderEpoch > epoch:
+		return nil, kerr.UnknownLeaderEpoch.Code
+	}
+	if follower < 0 {
+		return rl, 0
+	}
+	if rp.LastFetchedEpoch >= 0 {
+		epoch, end, err := p.EndOffsetForEpoch(rp.LastFetchedEpoch)
+		switch {
+		case err != nil:
+			return nil, errorCode(err)
+		case epoch < 0 || end < 0:
+			return nil, kerr.OffsetOutOfRange.Code
+		case epoch < rp.LastFetchedEpoch || end < rp.FetchOffset:
+			sp.DivergingEpoch.Epoch, sp.DivergingEpoch.EndOffset = epoch, end
+			return rl, 0
+		}
+	}
+	if err := rl.FollowerFetched(follower, rp.FetchOffset); err != nil {
+		return nil, errorCode(err)
+	}
+	sp.HighWatermark = rl.HighWatermark()
+	sp.LastStableOffset = sp.HighWatermark
+	return rl, 0
+}
+
+// below keeps the whole batches of data that end below offset (a
+// consumer's read of a replicated partition stops at the high watermark,
+// which falls between batches).
+func below(data []byte, offset int64) []byte {
+	const headerLen = 61
+	keep := 0
+	for rest := data; len(rest) >= headerLen; {
+		base := int64(binary.BigEndian.Uint64(rest[0:8]))
+		size := int(binary.BigEndian.Uint32(rest[8:12])) + 12
+		if size < headerLen || size > len(rest) {
+			break
+		}
+		if base+int64(int32(binary.BigEndian.Uint32(rest[23:27]))) >= offset {
+			break
+		}
+		keep += size
+		rest = rest[size:]
+	}
+	return data[:keep]
 }

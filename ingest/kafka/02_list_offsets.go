@@ -5,13 +5,16 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
 )
 
 // ListOffsets: v1-8
 //
 // Behavior:
 //   - Timestamp -2: the log start offset; -1: the end offset (the high
-//     watermark); -3 (v7+): the first record holding the partition's
+//     watermark: of a replicated partition, the committed end below which
+//     consumers read); -3 (v7+): the first record holding the partition's
 //     largest timestamp, with that timestamp, or -1/-1 if no record carries
 //     one (KIP-734); -4 (v8+, the earliest local offset): the log start
 //     offset, since every record is local (no tiered storage); otherwise
@@ -54,6 +57,15 @@ func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) 
 					sp.Offset = p.StartOffset()
 				case -1:
 					sp.Offset = p.EndOffset()
+					if s.opts.Replication != nil {
+						// Replicated: the latest offset is the high
+						// watermark, what consumers may read up to.
+						if rl, ok := s.opts.Replication.Leader(rt.Topic, rp.Partition); ok {
+							sp.Offset = rl.HighWatermark()
+						} else {
+							err = flog.ErrNotLeader
+						}
+					}
 				default:
 					sp.Offset, sp.Timestamp, err = p.OffsetForTime(rp.Timestamp)
 				}

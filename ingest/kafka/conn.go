@@ -48,6 +48,7 @@ type conn struct {
 	principal  string
 	super      bool
 	closeAfter bool // close once the response is written (failed authentication)
+	replica    bool // a broker's connection from the cluster listener (ServeReplica)
 
 	authBy   time.Time     // with SASL: closed if not authenticated by then (zero: never)
 	throttle time.Duration // set by a produce over quota: how long to mute the connection

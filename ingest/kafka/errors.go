@@ -52,7 +52,11 @@ func errorCode(err error) int16 {
 		// Shutting down: a retriable error sends the client elsewhere or
 		// back later.
 		return kerr.NotLeaderForPartition.Code
-	case errors.Is(err, errNotLeader):
+	case errors.Is(err, flog.ErrNotEnoughReplicas):
+		return kerr.NotEnoughReplicas.Code
+	case errors.Is(err, flog.ErrNotEnoughReplicasAfterAppend):
+		return kerr.NotEnoughReplicasAfterAppend.Code
+	case errors.Is(err, errNotLeader), errors.Is(err, flog.ErrNotLeader):
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, ErrNoController):
 		return kerr.NotController.Code

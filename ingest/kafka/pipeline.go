@@ -69,6 +69,7 @@ type answer struct {
 // the records to be durable.
 type durableWait struct {
 	p      *flog.Partition
+	rl     ReplicaLeader // a replicated partition's leader: the wait is for its high watermark
 	last   int64
 	ti, pi int // where the partition's answer is in the response
 }
@@ -148,14 +149,19 @@ func (c *conn) awaitWritten(a *answer) bool {
 }
 
 // awaitDurable is a produce's durability wait, in its own goroutine: every
-// appended partition durable, the request's timeout, or the connection's
+// appended partition durable (a replicated one committed: its high
+// watermark past the batch), the request's timeout, or the connection's
 // end; then the answer is complete.
 func (c *conn) awaitDurable(a *answer, waits []durableWait, timeout time.Duration) {
 	defer c.waiters.Done()
 	resp := a.resp.(*kmsg.ProduceResponse)
 	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	for _, w := range waits {
-		if err := w.p.WaitDurable(ctx, w.last); err != nil {
+		wait := w.p.WaitDurable
+		if w.rl != nil {
+			wait = w.rl.WaitCommitted
+		}
+		if err := wait(ctx, w.last); err != nil {
 			code := errorCode(err)
 			resp.Topics[w.ti].Partitions[w.pi].ErrorCode = code
 			c.s.metrics.partitionError("Produce", code)

@@ -56,6 +56,10 @@ type Options struct {
 	Topics TopicAdmin
 	// ClusterID is reported in Metadata.
 	ClusterID string
+	// Replication is this node's replica manager (replication.go); nil
+	// means no partition is replicated: every offset up to the end is
+	// readable, acks=all waits for the leader's durability only.
+	Replication Replication
 
 	// SASLMechanisms, when set (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512), make
 	// every connection authenticate before any request but ApiVersions,
@@ -239,25 +243,38 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("kafka listener: %w", err)
 		}
 		c := newConn(s, nc)
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
+		if !s.track(c) {
 			nc.Close()
 			return nil
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		s.metrics.connections.Inc()
 		go func() {
-			defer s.wg.Done()
+			defer s.untrack(c)
 			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-			s.metrics.connections.Dec()
 		}()
 	}
+}
+
+// track registers a connection about to be served, so Close closes it and
+// waits for it; false if the server is closed.
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.metrics.connections.Inc()
+	return true
+}
+
+// untrack is a tracked connection's end.
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.metrics.connections.Dec()
+	s.wg.Done()
 }
 
 // Addr is the listener's address (nil before Serve).

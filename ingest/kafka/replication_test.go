@@ -1,0 +1,176 @@
+package kafka
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	flog "ferry/log"
+)
+
+// fakeReplication leads every partition of its log at epoch, with a high
+// watermark the test sets, and records followers' fetch offsets.
+type fakeReplication struct {
+	log     *flog.Log
+	epoch   int32
+	hw      atomic.Int64
+	mu      sync.Mutex
+	fetched map[int32]int64
+}
+
+type fakeLeader struct {
+	r *fakeReplication
+	p *flog.Partition
+}
+
+func (r *fakeReplication) Leader(topic string, partition int32) (ReplicaLeader, bool) {
+	p, err := r.log.Partition(topic, partition)
+	if err != nil {
+		return nil, false
+	}
+	return fakeLeader{r, p}, true
+}
+
+func (l fakeLeader) LeaderEpoch() int32 { return l.r.epoch }
+func (l fakeLeader) Append(b []byte, acksAll bool) (flog.AppendResult, error) {
+	return l.p.Append(b)
+}
+func (l fakeLeader) FollowerFetched(replica int32, off int64) error {
+	l.r.mu.Lock()
+	defer l.r.mu.Unlock()
+	l.r.fetched[replica] = off
+	return nil
+}
+func (l fakeLeader) HighWatermark() int64 { return l.r.hw.Load() }
+func (l fakeLeader) WaitCommitted(ctx context.Context, off int64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// replicaListener serves ServeReplica on a listener of its own, as the
+// cluster listener hands connections over.
+func replicaListener(t *testing.T, srv *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); srv.ServeReplica(c) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); srv.Close(); wg.Wait() })
+	return ln.Addr().String()
+}
+
+// A follower's fetch is served only on a replica connection: there it
+// reads past the high watermark, reports the follower's offset and is told
+// where its log diverges; on the client listener it is refused, and a
+// consumer reads below the high watermark only.
+func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
+	repl := &fakeReplication{epoch: 3, fetched: map[int32]int64{}}
+	b := startBroker(t, func(o *Options) { o.Replication = repl })
+	repl.log = b.log
+	if _, err := b.log.CreateTopic("r", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.log.Partition("r", 0)
+	p.SetLeaderEpoch(2)
+	for i := 0; i < 2; i++ { // epoch 2: offsets 0-3
+		p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a")}, {Value: []byte("b")}}))
+	}
+	p.SetLeaderEpoch(3)
+	p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("c")}, {Value: []byte("d")}})) // epoch 3: 4-5
+	repl.hw.Store(4)
+
+	fetch := func(addr string, replica, current, lastEpoch int32, offset int64) kmsg.FetchResponseTopicPartition {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(12)
+		req.ReplicaID, req.MaxBytes, req.MaxWaitMillis = replica, 1<<20, 0
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "r"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.CurrentLeaderEpoch, rp.LastFetchedEpoch, rp.PartitionMaxBytes = offset, current, lastEpoch, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxT(t), cl.SeedBrokers()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	records := func(sp kmsg.FetchResponseTopicPartition) int64 { return recordsFrom(sp.RecordBatches, 0) }
+
+	if sp := fetch(b.addr, 2, 3, 2, 0); sp.ErrorCode != kerr.TopicAuthorizationFailed.Code {
+		t.Fatalf("follower fetch on the client listener: error %d, want TOPIC_AUTHORIZATION_FAILED", sp.ErrorCode)
+	}
+	if len(repl.fetched) != 0 {
+		t.Fatalf("a refused follower fetch was recorded: %v", repl.fetched)
+	}
+	if sp := fetch(b.addr, -1, 3, -1, 0); sp.ErrorCode != 0 || sp.HighWatermark != 4 || records(sp) != 4 {
+		t.Fatalf("consumer fetch: error %d, HW %d, %d records; want 0, 4, 4 (below the HW)", sp.ErrorCode, sp.HighWatermark, records(sp))
+	}
+	if sp := fetch(b.addr, -1, 2, -1, 0); sp.ErrorCode != kerr.FencedLeaderEpoch.Code {
+		t.Fatalf("consumer fetch at an older epoch: error %d, want FENCED_LEADER_EPOCH", sp.ErrorCode)
+	}
+
+	raddr := replicaListener(t, b.srv)
+	if sp := fetch(raddr, 2, 3, 2, 2); sp.ErrorCode != 0 || records(sp) != 4 || sp.DivergingEpoch.Epoch != -1 {
+		t.Fatalf("follower fetch: error %d, %d records, diverging %v; want 0, 4 (to the end), none", sp.ErrorCode, records(sp), sp.DivergingEpoch)
+	}
+	repl.mu.Lock()
+	got := repl.fetched[2]
+	repl.mu.Unlock()
+	if got != 2 {
+		t.Fatalf("follower 2's fetch offset recorded as %d, want 2", got)
+	}
+	// Epoch 2 ended at 4 here: a follower at 5 that last fetched epoch 2
+	// diverges there.
+	if sp := fetch(raddr, 2, 3, 2, 5); sp.DivergingEpoch.Epoch != 2 || sp.DivergingEpoch.EndOffset != 4 || len(sp.RecordBatches) != 0 {
+		t.Fatalf("diverging follower: %v with %d bytes, want epoch 2 ending at 4, no records", sp.DivergingEpoch, len(sp.RecordBatches))
+	}
+	if sp := fetch(raddr, 2, 4, 3, 6); sp.ErrorCode != kerr.UnknownLeaderEpoch.Code {
+		t.Fatalf("follower ahead of the leader's epoch: error %d, want UNKNOWN_LEADER_EPOCH", sp.ErrorCode)
+	}
+	if sp := fetch(raddr, 2, 2, 2, 4); sp.ErrorCode != kerr.FencedLeaderEpoch.Code {
+		t.Fatalf("follower of an older epoch: error %d, want FENCED_LEADER_EPOCH", sp.ErrorCode)
+	}
+
+	// ListOffsets(latest) is the high watermark.
+	cl := b.client(t)
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "r"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	lo, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off := lo.Topics[0].Partitions[0].Offset; off != 4 {
+		t.Fatalf("ListOffsets(latest) = %d, want the high watermark 4", off)
+	}
+}
