@@ -1,0 +1,584 @@
+package replica_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"ferry/edge/replica"
+	"ferry/ingest/kafka"
+	flog "ferry/log"
+)
+
+// The tests run three "brokers" in one process on 127.0.0.1, each with its
+// own log directory, Kafka server (a client listener and a replica
+// listener handing connections to ServeReplica) and replica manager, over
+// a fake metadata the test controls: it applies AlterPartition at once,
+// checking the epochs as a controller does, and the test moves leaders.
+
+const topic = "t"
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// cluster is the fake metadata of every node and the nodes themselves.
+type cluster struct {
+	t       *testing.T
+	lag     time.Duration
+	durable bool
+
+	mu      sync.Mutex
+	a       replica.Assignment // the one partition, t-0
+	changed chan struct{}
+	nodes   map[int32]*node
+}
+
+type node struct {
+	c     *cluster
+	id    int32
+	log   *flog.Log
+	srv   *kafka.Server
+	addr  string // clients
+	raddr string // replica connections
+	mgr   atomic.Pointer[replica.Manager]
+	part  *flog.Partition
+}
+
+// newCluster starts three nodes with t-0 replicated on all, led by node 1
+// at epoch 1, all in sync, min ISR 2.
+func newCluster(t *testing.T, lag time.Duration) *cluster { return newClusterDurable(t, lag, false) }
+
+// newClusterDurable is newCluster with Options.DurableFollowers.
+func newClusterDurable(t *testing.T, lag time.Duration, durable bool) *cluster {
+	c := &cluster{t: t, lag: lag, durable: durable, changed: make(chan struct{}), nodes: map[int32]*node{}}
+	c.a = replica.Assignment{Topic: topic, TopicID: [16]byte{1}, Partition: 0, Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3},
+		Leader: 1, LeaderEpoch: 1, PartitionEpoch: 1, MinISR: 2}
+	for id := int32(1); id <= 3; id++ {
+		c.startNode(id)
+	}
+	for id := int32(1); id <= 3; id++ {
+		c.nodes[id].startManager()
+	}
+	c.waitLeader(1, 1)
+	return c
+}
+
+func (c *cluster) startNode(id int32) {
+	t := c.t
+	dir := t.TempDir()
+	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateTopicWithID(topic, c.a.TopicID, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := kafka.OpenProducerIDs(filepath.Join(dir, "producer-ids.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{c: c, id: id, log: l}
+	n.part, _ = l.Partition(topic, 0)
+	srv, err := kafka.NewServer(kafka.Options{Log: l, NodeID: id, Cluster: clusterView{n}, Replication: replication{n},
+		ProducerIDs: ids, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv = srv
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.addr, n.raddr = ln.Addr().String(), rln.Addr().String()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); srv.Serve(ln) }()
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := rln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); srv.ServeReplica(conn) }()
+		}
+	}()
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	t.Cleanup(func() {
+		if m := n.mgr.Load(); m != nil {
+			m.Close()
+		}
+		rln.Close()
+		srv.Close()
+		wg.Wait()
+		ids.Close()
+		l.Close()
+	})
+}
+
+// startManager starts (again) the node's replica manager.
+func (n *node) startManager() {
+	m, err := replica.New(replica.Options{Log: n.log, Metadata: meta{n}, Logger: quiet, ReplicaLagTime: n.c.lag,
+		FetchMaxWait: 200 * time.Millisecond, CheckpointInterval: 50 * time.Millisecond, DurableFollowers: n.c.durable})
+	if err != nil {
+		n.c.t.Fatal(err)
+	}
+	m.Start()
+	n.mgr.Store(m)
+}
+
+// stopManager stops the node's replica manager: it neither fetches nor
+// leads (its Kafka server still answers, as a process whose replica
+// manager stalled).
+func (n *node) stopManager() {
+	if err := n.mgr.Load().Close(); err != nil {
+		n.c.t.Fatal(err)
+	}
+}
+
+// change applies fn to the assignment and tells every node.
+func (c *cluster) change(fn func(a *replica.Assignment)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn(&c.a)
+	c.a.PartitionEpoch++
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *cluster) assignment() replica.Assignment {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := c.a
+	a.Replicas, a.ISR = slices.Clone(a.Replicas), slices.Clone(a.ISR)
+	return a
+}
+
+// meta is one node's view of the fake metadata.
+type meta struct{ n *node }
+
+func (m meta) Self() int32 { return m.n.id }
+
+func (m meta) Assignments() ([]replica.Assignment, <-chan struct{}) {
+	c := m.n.c
+	c.mu.Lock()
+	ch := c.changed
+	c.mu.Unlock()
+	return []replica.Assignment{c.assignment()}, ch
+}
+
+func (m meta) AlterPartition(ctx context.Context, tp string, p, leaderEpoch, partitionEpoch int32, isr []int32) (int32, error) {
+	c := m.n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.a.Leader != m.n.id || leaderEpoch != c.a.LeaderEpoch:
+		return 0, errors.New("fenced leader epoch")
+	case partitionEpoch != c.a.PartitionEpoch:
+		return 0, errors.New("stale partition epoch")
+	}
+	c.a.ISR = slices.Clone(isr)
+	c.a.PartitionEpoch++
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return c.a.PartitionEpoch, nil
+}
+
+func (m meta) Dial(ctx context.Context, broker int32) (net.Conn, error) {
+	c := m.n.c
+	c.mu.Lock()
+	n := c.nodes[broker]
+	c.mu.Unlock()
+	if n == nil {
+		return nil, fmt.Errorf("no broker %d", broker)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", n.raddr)
+}
+
+// clusterView is the Kafka front end's view of the fake metadata.
+type clusterView struct{ n *node }
+
+func (v clusterView) Brokers() []kafka.Broker {
+	c := v.n.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []kafka.Broker
+	for id := int32(1); id <= 3; id++ {
+		if n := c.nodes[id]; n != nil {
+			host, port, _ := net.SplitHostPort(n.addr)
+			p, _ := strconv.Atoi(port)
+			out = append(out, kafka.Broker{ID: id, Host: host, Port: int32(p)})
+		}
+	}
+	return out
+}
+
+func (v clusterView) Controller() int32 { return 1 }
+
+func (v clusterView) Partition(tp string, p int32) (kafka.PartitionView, bool) {
+	if tp != topic || p != 0 {
+		return kafka.PartitionView{}, false
+	}
+	a := v.n.c.assignment()
+	return kafka.PartitionView{Leader: a.Leader, LeaderEpoch: a.LeaderEpoch, Replicas: a.Replicas, ISR: a.ISR}, true
+}
+
+func (v clusterView) Coordinator(string) (kafka.Broker, bool) { return kafka.Broker{}, false }
+
+// replication adapts the node's current manager to the front end (as
+// edge.KafkaReplication does).
+type replication struct{ n *node }
+
+func (r replication) Leader(tp string, p int32) (kafka.ReplicaLeader, bool) {
+	m := r.n.mgr.Load()
+	if m == nil {
+		return nil, false
+	}
+	l, ok := m.Leader(tp, p)
+	if !ok {
+		return nil, false
+	}
+	return l, true
+}
+
+// poll waits for cond, failing after a deadline.
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(8 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (c *cluster) waitLeader(id, epoch int32) {
+	c.t.Helper()
+	poll(c.t, fmt.Sprintf("node %d to lead at epoch %d", id, epoch), func() bool {
+		m := c.nodes[id].mgr.Load()
+		l, ok := m.Leader(topic, 0)
+		return ok && l.LeaderEpoch() == epoch
+	})
+}
+
+func (c *cluster) waitISR(want ...int32) {
+	c.t.Helper()
+	poll(c.t, fmt.Sprintf("ISR %v", want), func() bool { return slices.Equal(c.assignment().ISR, want) })
+}
+
+// client produces to and consumes from the cluster through node id.
+func (c *cluster) client(id int32, opts ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.nodes[id].addr), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0)}, opts...)...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// contents reads a partition's whole log as stored.
+func contents(t *testing.T, p *flog.Partition) []byte {
+	t.Helper()
+	var out []byte
+	for off := p.StartOffset(); off < p.EndOffset(); {
+		r, err := p.Read(off, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Data) == 0 {
+			break
+		}
+		out = append(out, r.Data...)
+		off = lastOffset(r.Data) + 1
+	}
+	return out
+}
+
+// lastOffset is the last offset of the last batch in data.
+func lastOffset(data []byte) int64 {
+	last := int64(-1)
+	for len(data) >= 61 {
+		h, err := flog.ParseBatch(data)
+		if err != nil {
+			break
+		}
+		last = h.LastOffset()
+		data = data[h.Length:]
+	}
+	return last
+}
+
+// waitIdentical waits until every node's log equals the leader's, byte for
+// byte (leader-epoch stamps included: followers copy them).
+func (c *cluster) waitIdentical(leader int32) {
+	c.t.Helper()
+	lp := c.nodes[leader].part
+	for id := int32(1); id <= 3; id++ {
+		p := c.nodes[id].part
+		poll(c.t, fmt.Sprintf("node %d to reach the leader's end", id), func() bool { return p.EndOffset() == lp.EndOffset() })
+		if !bytes.Equal(contents(c.t, p), contents(c.t, lp)) {
+			c.t.Fatalf("node %d's log differs from leader %d's", id, leader)
+		}
+	}
+}
+
+// An acks=all produce (idempotent) is acknowledged only once both
+// followers hold it; a consumer never reads above the high watermark, and
+// whatever it reads every replica holds; the followers end byte-identical
+// to the leader, its epoch stamps included.
+func TestAcksAllWaitsForEveryInSyncReplica(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	prod := c.client(1)
+	ctx := ctxT(t)
+	for i := 0; i < 30; i++ {
+		r := &kgo.Record{Value: []byte("v" + strconv.Itoa(i))}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for id := int32(2); id <= 3; id++ {
+			if end := c.nodes[id].part.EndOffset(); end <= r.Offset {
+				t.Fatalf("record %d acknowledged with acks=all while follower %d ends at %d", r.Offset, id, end)
+			}
+		}
+		if hw := c.nodes[1].part.HighWatermark(); hw <= r.Offset {
+			t.Fatalf("record %d acknowledged with the high watermark at %d", r.Offset, hw)
+		}
+	}
+	// acks=1 records are readable only once committed: every fetch
+	// returns records that every replica holds.
+	prod1 := c.client(1, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	cons := c.client(1)
+	for i := 0; i < 20; i++ {
+		if err := prod1.ProduceSync(ctx, &kgo.Record{Value: []byte("w")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		resp := fetch(t, cons, 0)
+		last := lastOffset(resp.RecordBatches)
+		if last >= resp.HighWatermark {
+			t.Fatalf("consumer read offset %d above the high watermark %d", last, resp.HighWatermark)
+		}
+		for id := int32(2); id <= 3; id++ {
+			if end := c.nodes[id].part.EndOffset(); end <= last {
+				t.Fatalf("consumer read offset %d that follower %d (end %d) does not hold", last, id, end)
+			}
+		}
+	}
+	c.waitIdentical(1)
+	if e := c.nodes[3].part.LeaderEpochs(); len(e) != 1 || e[0].Epoch != 1 {
+		t.Fatalf("follower's leader epochs %v, want epoch 1 from the leader's stamps", e)
+	}
+}
+
+// fetch is one consumer fetch of t-0 at offset from the partition's
+// leader, at the leader epoch the cluster says.
+func fetch(t *testing.T, cl *kgo.Client, offset int64) kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxBytes = -1, 1<<20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.FetchOffset, rp.PartitionMaxBytes = offset, 1<<20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := resp.Topics[0].Partitions[0]
+	if sp.ErrorCode != 0 {
+		t.Fatalf("fetch: %v", kerr.ErrorForCode(sp.ErrorCode))
+	}
+	return sp
+}
+
+// produceRaw sends one batch of one record to node id with acks, and
+// returns the partition's error code and base offset.
+func (c *cluster) produceRaw(id int32, acks int16, value string) (int16, int64) {
+	c.t.Helper()
+	ack := kgo.AllISRAcks()
+	if acks == 1 {
+		ack = kgo.LeaderAck()
+	}
+	// kgo sends a raw produce with the client's acks.
+	cl := c.client(id, kgo.RequiredAcks(ack), kgo.DisableIdempotentWrite())
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = acks, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = flog.AppendBatch(nil, []flog.Record{{Value: []byte(value)}})
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(c.t), cl.Broker(int(id)))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	sp := resp.Topics[0].Partitions[0]
+	return sp.ErrorCode, sp.BaseOffset
+}
+
+// A leader change while the old leader holds an uncommitted tail: the old
+// leader, now a follower, truncates the tail where its log diverges, the
+// new leader re-uses those offsets, and nothing acknowledged is lost.
+func TestLeaderChangeTruncatesUncommittedTail(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	ctx := ctxT(t)
+	prod := c.client(1)
+	var acked []*kgo.Record
+	for i := 0; i < 5; i++ {
+		r := &kgo.Record{Value: []byte("acked" + strconv.Itoa(i))}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, r)
+	}
+	committed := c.nodes[1].part.HighWatermark()
+	// The followers stop; the leader takes a tail with acks=1 that no
+	// follower copies.
+	c.nodes[2].stopManager()
+	c.nodes[3].stopManager()
+	for i := 0; i < 3; i++ {
+		if code, _ := c.produceRaw(1, 1, "tail"); code != 0 {
+			t.Fatalf("acks=1 produce: %v", kerr.ErrorForCode(code))
+		}
+	}
+	tailEnd := c.nodes[1].part.EndOffset()
+	if tailEnd != committed+3 || c.nodes[1].part.HighWatermark() != committed {
+		t.Fatalf("leader ends at %d with HW %d, want %d and %d", tailEnd, c.nodes[1].part.HighWatermark(), committed+3, committed)
+	}
+	// Node 1 is deposed (the controller fenced it): node 2 leads at
+	// epoch 2 with the in-sync set {2, 3}.
+	c.change(func(a *replica.Assignment) { a.Leader, a.LeaderEpoch, a.ISR = 2, 2, []int32{2, 3} })
+	c.nodes[2].startManager()
+	c.nodes[3].startManager()
+	c.waitLeader(2, 2)
+	code, base := c.produceRaw(2, -1, "new")
+	if code != 0 {
+		t.Fatalf("acks=all produce to the new leader: %v", kerr.ErrorForCode(code))
+	}
+	if base != committed {
+		t.Fatalf("the new leader appended at %d, want the old leader's uncommitted offset %d re-used", base, committed)
+	}
+	c.waitIdentical(2)
+	c.waitISR(1, 2, 3) // the old leader caught up and rejoined
+	// Every acknowledged record is where it was acknowledged, on every
+	// node; the tail is gone everywhere.
+	for id := int32(1); id <= 3; id++ {
+		data := contents(t, c.nodes[id].part)
+		for _, r := range acked {
+			if !bytes.Contains(data, r.Value) {
+				t.Fatalf("node %d lost acknowledged record %d (%s)", id, r.Offset, r.Value)
+			}
+		}
+		if bytes.Contains(data, []byte("tail")) {
+			t.Fatalf("node %d kept the deposed leader's uncommitted tail", id)
+		}
+	}
+	if e := c.nodes[1].part.LeaderEpochs(); e[len(e)-1] != (flog.EpochEntry{Epoch: 2, StartOffset: committed}) {
+		t.Fatalf("old leader's epochs after following: %v, want epoch 2 from %d last", e, committed)
+	}
+}
+
+// A follower that stops fetching leaves the in-sync set after the lag
+// time, letting acks=all produces complete with the rest; it rejoins once
+// it has caught up. With fewer in-sync replicas than min.insync.replicas,
+// acks=all is refused (NOT_ENOUGH_REPLICAS) and acks=1 still served.
+func TestISRShrinksAndExpands(t *testing.T) {
+	c := newCluster(t, 300*time.Millisecond)
+	ctx := ctxT(t)
+	prod := c.client(1)
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("a")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[3].stopManager()
+	// Answered once node 3 has been dropped: the high watermark then
+	// counts nodes 1 and 2 only.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("b")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitISR(1, 2)
+	c.nodes[3].startManager()
+	c.waitISR(1, 2, 3)
+	c.waitIdentical(1)
+
+	c.nodes[2].stopManager()
+	c.nodes[3].stopManager()
+	// A follower at the leader's end is in sync however long it has been
+	// silent (Kafka's isCaughtUp): an append makes them lag.
+	if code, _ := c.produceRaw(1, 1, "one"); code != 0 {
+		t.Fatalf("acks=1: %v", kerr.ErrorForCode(code))
+	}
+	c.waitISR(1)
+	if code, _ := c.produceRaw(1, -1, "refused"); code != kerr.NotEnoughReplicas.Code {
+		t.Fatalf("acks=all with the ISR below min: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(code))
+	}
+	if code, _ := c.produceRaw(1, 1, "two"); code != 0 {
+		t.Fatalf("acks=1 with the ISR below min: %v", kerr.ErrorForCode(code))
+	}
+	if data := contents(t, c.nodes[1].part); bytes.Contains(data, []byte("refused")) {
+		t.Fatal("a refused acks=all batch was appended")
+	}
+}
+
+// An acks=all produce appended while the in-sync set was big enough, whose
+// followers then fall out of it, is answered
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND.
+func TestNotEnoughReplicasAfterAppend(t *testing.T) {
+	c := newCluster(t, time.Second)
+	c.nodes[2].stopManager()
+	c.nodes[3].stopManager()
+	if code, _ := c.produceRaw(1, -1, "late"); code != kerr.NotEnoughReplicasAfterAppend.Code {
+		t.Fatalf("acks=all whose ISR shrank below min meanwhile: %v, want NOT_ENOUGH_REPLICAS_AFTER_APPEND", kerr.ErrorForCode(code))
+	}
+}
+
+// With DurableFollowers, an acks=all acknowledgement means every in-sync
+// follower has made the record durable (fsynced under its flush.policy),
+// not only appended it.
+func TestDurableFollowersAckOnlyDurable(t *testing.T) {
+	c := newClusterDurable(t, 30*time.Second, true)
+	prod := c.client(1)
+	ctx := ctxT(t)
+	for i := 0; i < 20; i++ {
+		r := &kgo.Record{Value: []byte("d" + strconv.Itoa(i))}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for id := int32(2); id <= 3; id++ {
+			if d := c.nodes[id].part.DurableOffset(); d <= r.Offset {
+				t.Fatalf("record %d acknowledged while follower %d is durable only below %d", r.Offset, id, d)
+			}
+		}
+	}
+}
