@@ -180,6 +180,36 @@ func (p *Partition) Clear() error {
 	return p.resetLocked(p.active.next)
 }
 
+// StartOver deletes every record and makes the partition start, empty,
+// at offset (Kafka's truncateFullyAndStartAt): a follower whose end lies
+// below its leader's log start (retention deleted what it would continue
+// with) starts over there. offset must not be below the end offset, so no
+// committed offset is ever reused.
+func (p *Partition) StartOver(offset int64) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if p.failed != nil {
+		return p.failed
+	}
+	if end := p.active.next; offset < end {
+		return fmt.Errorf("%w: starting %s-%d over at %d, below its end offset %d", ErrOffsetMismatch, p.topic, p.id, offset, end)
+	}
+	if err := p.resetLocked(offset); err != nil {
+		return err
+	}
+	p.producers = producerState{}
+	p.hwmu.Lock()
+	if p.hw.Load() < offset {
+		p.hw.Store(offset)
+	}
+	p.hwmu.Unlock()
+	p.logger.Info("partition started over at its leader's log start", "topic", p.topic, "partition", p.id, "start_offset", offset)
+	return nil
+}
+
 // resetLocked replaces every segment with one empty segment at base
 // (reusing the active one when it is already that). p.mu is held.
 func (p *Partition) resetLocked(base int64) error {

@@ -2,6 +2,7 @@ package log
 
 import (
 	"bytes"
+	"encoding/binary"
 	"context"
 	"errors"
 	"fmt"
@@ -499,5 +500,27 @@ func TestAdvanceHighWatermarkWakesWait(t *testing.T) {
 	case <-ch:
 		t.Fatal("Wait's channel closed without a move")
 	default:
+	}
+}
+
+// StartOver empties a follower's log at its leader's log start; it never
+// moves the log back.
+func TestStartOver(t *testing.T) {
+	l, p, _ := truncFixture(t, t.TempDir(), nil)
+	defer l.Close()
+	end := p.EndOffset()
+	if err := p.StartOver(end - 1); !errors.Is(err, ErrOffsetMismatch) {
+		t.Fatalf("StartOver below the end: %v, want ErrOffsetMismatch", err)
+	}
+	if err := p.StartOver(end + 10); err != nil {
+		t.Fatal(err)
+	}
+	if p.StartOffset() != end+10 || p.EndOffset() != end+10 || p.HighWatermark() != end+10 || len(p.LeaderEpochs()) != 0 {
+		t.Fatalf("after StartOver: [%d, %d) HW %d epochs %v", p.StartOffset(), p.EndOffset(), p.HighWatermark(), p.LeaderEpochs())
+	}
+	b := testBatch(1, 5, "x")
+	binary.BigEndian.PutUint64(b, uint64(end+10))
+	if _, err := p.AppendAt(b); err != nil {
+		t.Fatalf("AppendAt at the new start: %v", err)
 	}
 }

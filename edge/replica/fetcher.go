@@ -262,6 +262,17 @@ func (f *fetcher) apply(s sent, rp *kmsg.FetchResponseTopicPartition) error {
 	if !st.following(f.leader, s.epoch) {
 		return nil // the role changed meanwhile: the answer is stale
 	}
+	if rp.ErrorCode == kerr.OffsetOutOfRange.Code && rp.LogStartOffset > st.p.EndOffset() {
+		// The leader no longer holds what this log would continue with
+		// (retention cut it): start over at the leader's log start
+		// (Kafka's truncateFullyAndStartAt).
+		if err := st.p.StartOver(rp.LogStartOffset); err != nil {
+			return err
+		}
+		f.m.logger.Warn("follower behind the leader's log start; starting over there", "topic", st.tp.topic,
+			"partition", st.tp.partition, "leader", f.leader, "leader_log_start", rp.LogStartOffset)
+		return nil
+	}
 	if rp.ErrorCode != 0 {
 		return fmt.Errorf("fetching %s-%d from broker %d: %w", st.tp.topic, st.tp.partition, f.leader, kerr.ErrorForCode(rp.ErrorCode))
 	}

@@ -582,3 +582,40 @@ func TestDurableFollowersAckOnlyDurable(t *testing.T) {
 		}
 	}
 }
+
+// A follower whose end is below the leader's log start (retention deleted
+// what it would continue with) starts over at the leader's log start.
+func TestFollowerBehindLeaderLogStartStartsOver(t *testing.T) {
+	c := newCluster(t, 300*time.Millisecond)
+	c.nodes[3].stopManager()
+	lp := c.nodes[1].part
+	for i := 0; i < 6; i++ {
+		if code, _ := c.produceRaw(1, 1, "r"+strconv.Itoa(i)); code != 0 {
+			t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+		}
+		if err := lp.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitISR(1, 2)
+	if err := c.nodes[1].log.AlterConfigs(topic, map[string]string{flog.ConfigRetentionBytes: "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes[1].log.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	start := lp.StartOffset()
+	if start <= c.nodes[3].part.EndOffset() {
+		t.Fatalf("retention left the leader's start at %d, follower 3 ends at %d", start, c.nodes[3].part.EndOffset())
+	}
+	if code, _ := c.produceRaw(1, 1, "after"); code != 0 {
+		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+	c.nodes[3].startManager()
+	c.waitISR(1, 2, 3)
+	p3 := c.nodes[3].part
+	poll(t, "follower 3 to copy the record after the leader's start", func() bool { return p3.EndOffset() == lp.EndOffset() })
+	if p3.StartOffset() != start || p3.EndOffset() != lp.EndOffset() || !bytes.Equal(contents(t, p3), contents(t, lp)) {
+		t.Fatalf("follower 3 holds [%d, %d), leader [%d, %d); or their bytes differ", p3.StartOffset(), p3.EndOffset(), start, lp.EndOffset())
+	}
+}
