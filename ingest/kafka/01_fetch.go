@@ -297,6 +297,11 @@ func (s *Server) replicaFetch(topic string, p *flog.Partition, rp kmsg.FetchRequ
 			return rl, 0
 		}
 	}
+	if rp.FetchOffset > p.EndOffset() || rp.FetchOffset < p.StartOffset() {
+		// Not an end this log can vouch for: never recorded (it would
+		// count the follower as caught up).
+		return nil, kerr.OffsetOutOfRange.Code
+	}
 	if err := rl.FollowerFetched(follower, rp.FetchOffset); err != nil {
 		return nil, errorCode(err)
 	}

@@ -150,6 +150,15 @@ func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
 	if sp := fetch(raddr, 2, 3, 2, 5); sp.DivergingEpoch.Epoch != 2 || sp.DivergingEpoch.EndOffset != 4 || len(sp.RecordBatches) != 0 {
 		t.Fatalf("diverging follower: %v with %d bytes, want epoch 2 ending at 4, no records", sp.DivergingEpoch, len(sp.RecordBatches))
 	}
+	if sp := fetch(raddr, 3, 3, -1, 9); sp.ErrorCode != kerr.OffsetOutOfRange.Code || sp.LogStartOffset != 0 {
+		t.Fatalf("follower past the leader's end: error %d, log start %d; want OFFSET_OUT_OF_RANGE, 0", sp.ErrorCode, sp.LogStartOffset)
+	}
+	repl.mu.Lock()
+	_, recorded := repl.fetched[3]
+	repl.mu.Unlock()
+	if recorded {
+		t.Fatal("a fetch offset past the leader's end was recorded as the follower's end")
+	}
 	if sp := fetch(raddr, 2, 4, 3, 6); sp.ErrorCode != kerr.UnknownLeaderEpoch.Code {
 		t.Fatalf("follower ahead of the leader's epoch: error %d, want UNKNOWN_LEADER_EPOCH", sp.ErrorCode)
 	}
