@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -349,4 +351,59 @@ func (m *Manager) checkpointAll() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// PartitionStatus is one local replica's state, for metrics and the
+// cluster's status (Kafka's UnderReplicatedPartitions, UnderMinIsrPartitions
+// are counted by leaders).
+type PartitionStatus struct {
+	Topic     string
+	Partition int32
+	Role      string // "leader", "follower" or "none" (offline, or not started)
+	// Leader and LeaderEpoch are what this replica leads or follows (-1:
+	// none).
+	Leader, LeaderEpoch      int32
+	HighWatermark, EndOffset int64
+	// Leaders only: the in-sync set as committed, the replicas, and
+	// whether the set is smaller than the replicas (under-replicated) or
+	// than min.insync.replicas (acks=all refused).
+	ISR, Replicas                []int32
+	UnderReplicated, UnderMinISR bool
+}
+
+// Partitions is the state of every local replica, sorted by topic and
+// partition.
+func (m *Manager) Partitions() []PartitionStatus {
+	m.mu.Lock()
+	sts := make([]*partState, 0, len(m.parts))
+	for _, st := range m.parts {
+		sts = append(sts, st)
+	}
+	m.mu.Unlock()
+	out := make([]PartitionStatus, 0, len(sts))
+	for _, st := range sts {
+		s := PartitionStatus{Topic: st.tp.topic, Partition: st.tp.partition, Role: "none", Leader: -1, LeaderEpoch: -1,
+			HighWatermark: st.p.HighWatermark(), EndOffset: st.p.EndOffset()}
+		st.role.RLock()
+		l, fl := st.leader, st.follow
+		st.role.RUnlock()
+		switch {
+		case l != nil && !l.isEnded():
+			l.mu.Lock()
+			s.Role, s.Leader, s.LeaderEpoch = "leader", m.self, l.epoch
+			s.ISR, s.Replicas = slices.Clone(l.isr), slices.Clone(l.replicas)
+			s.UnderReplicated, s.UnderMinISR = len(l.isr) < len(l.replicas), len(l.isr) < l.minISR
+			l.mu.Unlock()
+		case fl.leader >= 0:
+			s.Role, s.Leader, s.LeaderEpoch = "follower", fl.leader, fl.epoch
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b PartitionStatus) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition - b.Partition)
+	})
+	return out
 }

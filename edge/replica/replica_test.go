@@ -528,9 +528,11 @@ func TestISRShrinksAndExpands(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitISR(1, 2)
+	c.checkStatus(false)
 	c.nodes[3].startManager()
 	c.waitISR(1, 2, 3)
 	c.waitIdentical(1)
+	c.checkStatus(false)
 
 	c.nodes[2].stopManager()
 	c.nodes[3].stopManager()
@@ -540,6 +542,7 @@ func TestISRShrinksAndExpands(t *testing.T) {
 		t.Fatalf("acks=1: %v", kerr.ErrorForCode(code))
 	}
 	c.waitISR(1)
+	c.checkStatus(true)
 	if code, _ := c.produceRaw(1, -1, "refused"); code != kerr.NotEnoughReplicas.Code {
 		t.Fatalf("acks=all with the ISR below min: %v, want NOT_ENOUGH_REPLICAS", kerr.ErrorForCode(code))
 	}
@@ -617,5 +620,29 @@ func TestFollowerBehindLeaderLogStartStartsOver(t *testing.T) {
 	poll(t, "follower 3 to copy the record after the leader's start", func() bool { return p3.EndOffset() == lp.EndOffset() })
 	if p3.StartOffset() != start || p3.EndOffset() != lp.EndOffset() || !bytes.Equal(contents(t, p3), contents(t, lp)) {
 		t.Fatalf("follower 3 holds [%d, %d), leader [%d, %d); or their bytes differ", p3.StartOffset(), p3.EndOffset(), start, lp.EndOffset())
+	}
+}
+
+// checkStatus checks node 1's report of t-0 as leader: under-replicated
+// while the ISR is smaller than the replicas (polled: the leader learns
+// its ISR from AlterPartition's answer), under min ISR as said.
+func (c *cluster) checkStatus(underMin bool) {
+	c.t.Helper()
+	var last replica.PartitionStatus
+	poll(c.t, "node 1's partition status to match the ISR", func() bool {
+		ps := c.nodes[1].mgr.Load().Partitions()
+		if len(ps) != 1 {
+			return false
+		}
+		last = ps[0]
+		a := c.assignment()
+		return last.Role == "leader" && slices.Equal(last.ISR, a.ISR) &&
+			last.UnderReplicated == (len(a.ISR) < len(a.Replicas)) && last.UnderMinISR == underMin
+	})
+	if last.Topic != topic || last.Leader != 1 || last.LeaderEpoch != 1 || last.HighWatermark > last.EndOffset {
+		c.t.Fatalf("status %+v", last)
+	}
+	if ps := c.nodes[2].mgr.Load().Partitions(); len(ps) != 1 || ps[0].Role != "follower" && ps[0].Role != "none" {
+		c.t.Fatalf("node 2's status %+v", ps)
 	}
 }
