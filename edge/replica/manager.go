@@ -268,7 +268,9 @@ func (m *Manager) becomeLeaderLocked(st *partState, a Assignment) {
 // epoch (Kafka's makeFollower): it stops leading, and the fetcher of that
 // leader fetches the partition (cutting what diverges). m.mu is held.
 func (m *Manager) becomeFollowerLocked(st *partState, a Assignment) {
-	m.unfollowLocked(st)
+	if st.follow.leader != a.Leader {
+		m.unfollowLocked(st) // the same leader's fetcher keeps it, at the new epoch
+	}
 	st.role.Lock()
 	if st.leader != nil {
 		st.leader.end()

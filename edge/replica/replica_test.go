@@ -41,7 +41,7 @@ type cluster struct {
 	durable bool
 
 	mu      sync.Mutex
-	a       replica.Assignment // the one partition, t-0
+	as      []replica.Assignment // t-0 first, then u-0, u-1, u-2
 	changed chan struct{}
 	nodes   map[int32]*node
 }
@@ -64,8 +64,14 @@ func newCluster(t *testing.T, lag time.Duration) *cluster { return newClusterDur
 // newClusterDurable is newCluster with Options.DurableFollowers.
 func newClusterDurable(t *testing.T, lag time.Duration, durable bool) *cluster {
 	c := &cluster{t: t, lag: lag, durable: durable, changed: make(chan struct{}), nodes: map[int32]*node{}}
-	c.a = replica.Assignment{Topic: topic, TopicID: [16]byte{1}, Partition: 0, Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3},
-		Leader: 1, LeaderEpoch: 1, PartitionEpoch: 1, MinISR: 2}
+	c.as = []replica.Assignment{{Topic: topic, TopicID: [16]byte{1}, Partition: 0, Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3},
+		Leader: 1, LeaderEpoch: 1, PartitionEpoch: 1, MinISR: 2}}
+	// u's partitions are led by nodes 2, 3 and 1: each node leads one
+	// and follows two leaders, one fetcher each.
+	for i, leader := range []int32{2, 3, 1} {
+		c.as = append(c.as, replica.Assignment{Topic: "u", TopicID: [16]byte{2}, Partition: int32(i), Replicas: []int32{1, 2, 3},
+			ISR: []int32{1, 2, 3}, Leader: leader, LeaderEpoch: 4, PartitionEpoch: 1, MinISR: 2})
+	}
 	for id := int32(1); id <= 3; id++ {
 		c.startNode(id)
 	}
@@ -83,7 +89,10 @@ func (c *cluster) startNode(id int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.CreateTopicWithID(topic, c.a.TopicID, 1, nil); err != nil {
+	if _, err := l.CreateTopicWithID(topic, [16]byte{1}, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.CreateTopicWithID("u", [16]byte{2}, 3, nil); err != nil {
 		t.Fatal(err)
 	}
 	ids, err := kafka.OpenProducerIDs(filepath.Join(dir, "producer-ids.db"))
@@ -160,18 +169,35 @@ func (n *node) stopManager() {
 func (c *cluster) change(fn func(a *replica.Assignment)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	fn(&c.a)
-	c.a.PartitionEpoch++
+	fn(&c.as[0])
+	c.as[0].PartitionEpoch++
 	close(c.changed)
 	c.changed = make(chan struct{})
 }
 
-func (c *cluster) assignment() replica.Assignment {
+// assignment is t-0's assignment now.
+func (c *cluster) assignment() replica.Assignment { return c.lookup(topic, 0) }
+
+// lookup is a partition's assignment now (Leader -1 if unknown).
+func (c *cluster) lookup(tp string, p int32) replica.Assignment {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	a := c.a
-	a.Replicas, a.ISR = slices.Clone(a.Replicas), slices.Clone(a.ISR)
-	return a
+	if a := c.find(tp, p); a != nil {
+		b := *a
+		b.Replicas, b.ISR = slices.Clone(a.Replicas), slices.Clone(a.ISR)
+		return b
+	}
+	return replica.Assignment{Leader: -1}
+}
+
+// find is a partition's assignment; c.mu is held.
+func (c *cluster) find(tp string, p int32) *replica.Assignment {
+	for i := range c.as {
+		if c.as[i].Topic == tp && c.as[i].Partition == p {
+			return &c.as[i]
+		}
+	}
+	return nil
 }
 
 // meta is one node's view of the fake metadata.
@@ -182,26 +208,33 @@ func (m meta) Self() int32 { return m.n.id }
 func (m meta) Assignments() ([]replica.Assignment, <-chan struct{}) {
 	c := m.n.c
 	c.mu.Lock()
-	ch := c.changed
+	ch, as := c.changed, slices.Clone(c.as)
 	c.mu.Unlock()
-	return []replica.Assignment{c.assignment()}, ch
+	var out []replica.Assignment
+	for _, a := range as {
+		out = append(out, c.lookup(a.Topic, a.Partition))
+	}
+	return out, ch
 }
 
 func (m meta) AlterPartition(ctx context.Context, tp string, p, leaderEpoch, partitionEpoch int32, isr []int32) (int32, error) {
 	c := m.n.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	a := c.find(tp, p)
 	switch {
-	case c.a.Leader != m.n.id || leaderEpoch != c.a.LeaderEpoch:
+	case a == nil:
+		return 0, errors.New("unknown partition")
+	case a.Leader != m.n.id || leaderEpoch != a.LeaderEpoch:
 		return 0, errors.New("fenced leader epoch")
-	case partitionEpoch != c.a.PartitionEpoch:
+	case partitionEpoch != a.PartitionEpoch:
 		return 0, errors.New("stale partition epoch")
 	}
-	c.a.ISR = slices.Clone(isr)
-	c.a.PartitionEpoch++
+	a.ISR = slices.Clone(isr)
+	a.PartitionEpoch++
 	close(c.changed)
 	c.changed = make(chan struct{})
-	return c.a.PartitionEpoch, nil
+	return a.PartitionEpoch, nil
 }
 
 func (m meta) Dial(ctx context.Context, broker int32) (net.Conn, error) {
@@ -237,10 +270,10 @@ func (v clusterView) Brokers() []kafka.Broker {
 func (v clusterView) Controller() int32 { return 1 }
 
 func (v clusterView) Partition(tp string, p int32) (kafka.PartitionView, bool) {
-	if tp != topic || p != 0 {
+	a := v.n.c.lookup(tp, p)
+	if a.Leader < 0 {
 		return kafka.PartitionView{}, false
 	}
-	a := v.n.c.assignment()
 	return kafka.PartitionView{Leader: a.Leader, LeaderEpoch: a.LeaderEpoch, Replicas: a.Replicas, ISR: a.ISR}, true
 }
 
@@ -631,10 +664,10 @@ func (c *cluster) checkStatus(underMin bool) {
 	var last replica.PartitionStatus
 	poll(c.t, "node 1's partition status to match the ISR", func() bool {
 		ps := c.nodes[1].mgr.Load().Partitions()
-		if len(ps) != 1 {
+		if len(ps) != 4 || ps[0].Topic != topic {
 			return false
 		}
-		last = ps[0]
+		last = ps[0] // sorted: t-0 before u's
 		a := c.assignment()
 		return last.Role == "leader" && slices.Equal(last.ISR, a.ISR) &&
 			last.UnderReplicated == (len(a.ISR) < len(a.Replicas)) && last.UnderMinISR == underMin
@@ -642,7 +675,74 @@ func (c *cluster) checkStatus(underMin bool) {
 	if last.Topic != topic || last.Leader != 1 || last.LeaderEpoch != 1 || last.HighWatermark > last.EndOffset {
 		c.t.Fatalf("status %+v", last)
 	}
-	if ps := c.nodes[2].mgr.Load().Partitions(); len(ps) != 1 || ps[0].Role != "follower" && ps[0].Role != "none" {
+	if ps := c.nodes[2].mgr.Load().Partitions(); len(ps) != 4 || ps[0].Role != "follower" && ps[0].Role != "none" {
 		c.t.Fatalf("node 2's status %+v", ps)
+	}
+}
+
+// Every node leads one partition of u and follows the other two, fetching
+// from two leaders at once: acks=all produces to all three partitions
+// complete, and every replica ends byte-identical to its leader.
+func TestEveryNodeLeadsAndFollows(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	for id := int32(1); id <= 3; id++ {
+		c.waitLeaderOf("u", (id+1)%3, id) // u-0 by 2, u-1 by 3, u-2 by 1
+	}
+	prod := c.client(1, kgo.DefaultProduceTopic("u"))
+	ctx := ctxT(t)
+	for i := 0; i < 30; i++ {
+		r := &kgo.Record{Value: []byte("u" + strconv.Itoa(i)), Partition: int32(i % 3)}
+		if err := prod.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		leader := c.lookup("u", r.Partition).Leader
+		for id := int32(1); id <= 3; id++ {
+			p, _ := c.nodes[id].log.Partition("u", r.Partition)
+			if id != leader && p.EndOffset() <= r.Offset {
+				t.Fatalf("u-%d record %d acknowledged while follower %d ends at %d", r.Partition, r.Offset, id, p.EndOffset())
+			}
+		}
+	}
+	for part := int32(0); part < 3; part++ {
+		lp, _ := c.nodes[c.lookup("u", part).Leader].log.Partition("u", part)
+		for id := int32(1); id <= 3; id++ {
+			p, _ := c.nodes[id].log.Partition("u", part)
+			poll(t, "every replica of u to reach its leader's end", func() bool { return p.EndOffset() == lp.EndOffset() })
+			if !bytes.Equal(contents(t, p), contents(t, lp)) {
+				t.Fatalf("node %d's u-%d differs from its leader's", id, part)
+			}
+		}
+	}
+}
+
+func (c *cluster) waitLeaderOf(tp string, p, id int32) {
+	c.t.Helper()
+	poll(c.t, fmt.Sprintf("node %d to lead %s-%d", id, tp, p), func() bool {
+		_, ok := c.nodes[id].mgr.Load().Leader(tp, p)
+		return ok
+	})
+}
+
+// A new leader epoch with the same leader (a re-election): followers go on
+// fetching from it at the new epoch, and copy its new stamps.
+func TestSameLeaderNewEpoch(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	if code, _ := c.produceRaw(1, -1, "before"); code != 0 {
+		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+	c.change(func(a *replica.Assignment) { a.LeaderEpoch = 2 })
+	c.waitLeader(1, 2)
+	code, base := c.produceRaw(1, -1, "after")
+	if code != 0 {
+		t.Fatalf("produce at epoch 2: %v", kerr.ErrorForCode(code))
+	}
+	for id := int32(2); id <= 3; id++ {
+		if end := c.nodes[id].part.EndOffset(); end <= base {
+			t.Fatalf("acknowledged at epoch 2 while follower %d ends at %d", id, end)
+		}
+	}
+	c.waitIdentical(1)
+	if e := c.nodes[2].part.LeaderEpochs(); len(e) != 2 || e[1] != (flog.EpochEntry{Epoch: 2, StartOffset: base}) {
+		t.Fatalf("follower's epochs %v, want epoch 2 from %d", e, base)
 	}
 }
