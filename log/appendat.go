@@ -25,6 +25,21 @@ import (
 // It returns ErrOffsetMismatch when the offsets are not where the copy can
 // continue.
 func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
+	return p.appendAt(false, batches)
+}
+
+// AppendAtStamped is AppendAt for a leader storing a copy of its own (the
+// mirror receiver on a replicated center): each batch keeps its offsets
+// but is stamped, in place, with the leader epoch Append stamps
+// (SetLeaderEpoch) in bytes 12-15, outside the CRC, so that the leader's
+// epoch cache covers it and its followers can find where their logs
+// diverge. A partition given no leader epoch stores the batches as
+// AppendAt does.
+func (p *Partition) AppendAtStamped(batches ...[]byte) (AppendResult, error) {
+	return p.appendAt(true, batches)
+}
+
+func (p *Partition) appendAt(stamp bool, batches [][]byte) (AppendResult, error) {
 	if len(batches) == 0 {
 		return AppendResult{}, fmt.Errorf("%w: no batches", ErrCorruptBatch)
 	}
@@ -48,9 +63,15 @@ func (p *Partition) AppendAt(batches ...[]byte) (AppendResult, error) {
 	if err := p.continueAtLocked(hs[0].BaseOffset); err != nil {
 		return AppendResult{}, err
 	}
+	if stamp && p.leaderEpoch >= 0 {
+		for i, b := range batches {
+			binary.BigEndian.PutUint32(b[offLeaderEpoch:], uint32(p.leaderEpoch))
+			hs[i].LeaderEpoch = p.leaderEpoch
+		}
+	}
 	// A copy keeps the epoch the source stamped (bytes 12-15 are written
-	// as they came) and learns where each epoch starts, before the
-	// batches are written.
+	// as they came, unless stamped above) and learns where each epoch
+	// starts, before the batches are written.
 	if err := p.noteEpochsLocked(hs); err != nil {
 		return AppendResult{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -226,5 +227,47 @@ func TestClearWakesDurabilityWaiters(t *testing.T) {
 	}
 	if err := <-waited; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// AppendAtStamped keeps a copy's offsets but stamps the leader's epoch, as
+// Append does, so the epoch cache covers the copied batches; without a
+// leader epoch it stores the bytes as they came.
+func TestAppendAtStamped(t *testing.T) {
+	l, err := Open(Options{Dir: t.TempDir(), RetentionCheckInterval: -1, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.CreateTopic("s", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("s", 0)
+	b := AppendBatch(nil, []Record{{Value: []byte("a")}, {Value: []byte("b")}})
+	binary.BigEndian.PutUint64(b, 10)
+	binary.BigEndian.PutUint32(b[offLeaderEpoch:], 0xFFFFFFFF) // a client's -1
+	if _, err := p.AppendAtStamped(slices.Clone(b)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := p.Read(10, 1<<20, nil); !bytes.Equal(r.Data, b) {
+		t.Fatal("without a leader epoch, AppendAtStamped changed the bytes")
+	}
+	if err := p.SetLeaderEpoch(7); err != nil {
+		t.Fatal(err)
+	}
+	c := AppendBatch(nil, []Record{{Value: []byte("c")}})
+	binary.BigEndian.PutUint64(c, 12)
+	if _, err := p.AppendAtStamped(c); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := p.Read(12, 1<<20, nil)
+	if h, err := ParseBatch(r.Data); err != nil || h.LeaderEpoch != 7 || h.BaseOffset != 12 {
+		t.Fatalf("stamped batch: %+v, %v; want epoch 7 at 12", h, err)
+	}
+	if e, end, _ := p.EndOffsetForEpoch(7); e != 7 || end != 13 {
+		t.Fatalf("EndOffsetForEpoch(7) = %d, %d; want 7, 13", e, end)
+	}
+	if got := p.LeaderEpochs(); len(got) != 1 || got[0] != (EpochEntry{7, 12}) {
+		t.Fatalf("epochs %v, want [{7 12}]", got)
 	}
 }

@@ -3,6 +3,7 @@ package replica_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,7 @@ import (
 	"ferry/edge/replica"
 	"ferry/ingest/kafka"
 	flog "ferry/log"
+	"ferry/mirror"
 )
 
 // The tests run three "brokers" in one process on 127.0.0.1, each with its
@@ -744,5 +746,54 @@ func TestSameLeaderNewEpoch(t *testing.T) {
 	c.waitIdentical(1)
 	if e := c.nodes[2].part.LeaderEpochs(); len(e) != 2 || e[1] != (flog.EpochEntry{Epoch: 2, StartOffset: base}) {
 		t.Fatalf("follower's epochs %v, want epoch 2 from %d", e, base)
+	}
+}
+
+// The mirror receiver's copy of an edge's partition on a replicated
+// center: a chunk counts as durable (is acknowledged) only once committed,
+// the edge resumes from the committed end, and the leader stamps its epoch
+// into the edge's batches, which followers copy.
+func TestCommittedCopyForTheMirror(t *testing.T) {
+	var _ mirror.Copy = (*replica.CommittedCopy)(nil)
+	c := newCluster(t, 30*time.Second)
+	cp, ok := c.nodes[1].mgr.Load().Copy(topic, 0)
+	if !ok {
+		t.Fatal("no copy on the leader")
+	}
+	if _, ok := c.nodes[2].mgr.Load().Copy(topic, 0); ok {
+		t.Fatal("a follower offered a copy to write")
+	}
+	c.nodes[2].stopManager()
+	c.nodes[3].stopManager()
+	b := flog.AppendBatch(nil, []flog.Record{{Value: []byte("edge")}, {Value: []byte("data")}})
+	binary.BigEndian.PutUint64(b, uint64(cp.EndOffset())) // the edge's offsets
+	res, err := cp.AppendAt(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := c.nodes[1].part
+	if err := lp.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := cp.WaitDurable(short, res.LastOffset); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitDurable with the followers stopped: %v, want a timeout (not committed)", err)
+	}
+	if d := cp.DurableOffset(); d > res.BaseOffset || lp.DurableOffset() <= res.LastOffset {
+		t.Fatalf("copy's durable offset %d (log's %d): the edge would resume above the committed end", d, lp.DurableOffset())
+	}
+	c.nodes[2].startManager()
+	c.nodes[3].startManager()
+	if err := cp.WaitDurable(ctxT(t), res.LastOffset); err != nil {
+		t.Fatal(err)
+	}
+	if d := cp.DurableOffset(); d <= res.LastOffset {
+		t.Fatalf("committed, but the copy's durable offset is %d", d)
+	}
+	c.waitIdentical(1)
+	r, _ := c.nodes[3].part.Read(res.BaseOffset, 1<<20, nil)
+	if h, err := flog.ParseBatch(r.Data); err != nil || h.LeaderEpoch != 1 {
+		t.Fatalf("follower's copy of the edge's batch: %+v, %v; want the leader's epoch 1 stamped", h, err)
 	}
 }
