@@ -300,7 +300,9 @@ func (l *Leader) proposeLocked(isr []int32, what string, replicas ...int32) {
 			if !l.ended {
 				l.m.logger.Warn("in-sync set change refused; retrying after the next metadata change",
 					"topic", l.topic, "partition", l.part, "proposed", isr, "err", err)
-				l.blocked = true
+				// Unless that change came meanwhile (the proposal was
+				// stale because of it): then at once.
+				l.blocked = l.partitionEpoch == partitionEpoch
 			}
 			return
 		}

@@ -44,6 +44,8 @@ type cluster struct {
 
 	mu      sync.Mutex
 	as      []replica.Assignment // t-0 first, then u-0, u-1, u-2
+	refuse  int                  // AlterPartition calls to refuse ("no controller")
+	refused int                  // how many were
 	changed chan struct{}
 	nodes   map[int32]*node
 }
@@ -225,6 +227,10 @@ func (m meta) AlterPartition(ctx context.Context, tp string, p, leaderEpoch, par
 	defer c.mu.Unlock()
 	a := c.find(tp, p)
 	switch {
+	case c.refuse > 0:
+		c.refuse--
+		c.refused++
+		return 0, errors.New("no controller")
 	case a == nil:
 		return 0, errors.New("unknown partition")
 	case a.Leader != m.n.id || leaderEpoch != a.LeaderEpoch:
@@ -796,4 +802,27 @@ func TestCommittedCopyForTheMirror(t *testing.T) {
 	if h, err := flog.ParseBatch(r.Data); err != nil || h.LeaderEpoch != 1 {
 		t.Fatalf("follower's copy of the edge's batch: %+v, %v; want the leader's epoch 1 stamped", h, err)
 	}
+}
+
+// A refused in-sync set change is proposed again after the next metadata
+// change.
+func TestRefusedISRChangeRetriedAfterMetadataChange(t *testing.T) {
+	c := newCluster(t, 300*time.Millisecond)
+	c.mu.Lock()
+	c.refuse = 1
+	c.mu.Unlock()
+	c.nodes[3].stopManager()
+	if code, _ := c.produceRaw(1, 1, "lag"); code != 0 {
+		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+	poll(t, "the shrink to be refused", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.refused == 1
+	})
+	if isr := c.assignment().ISR; !slices.Equal(isr, []int32{1, 2, 3}) {
+		t.Fatalf("ISR %v after a refused change", isr)
+	}
+	c.change(func(*replica.Assignment) {}) // some other change of the metadata
+	c.waitISR(1, 2)
 }
