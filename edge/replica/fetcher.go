@@ -95,6 +95,7 @@ func (f *fetcher) run() {
 		if ctx.Err() != nil {
 			return
 		}
+		f.m.metrics.fetchErrors.WithLabelValues("connection").Inc()
 		logger.Warn("replica fetching interrupted; reconnecting", "err", err, "backoff", backoff)
 		if !sleep(ctx, backoff) {
 			return
@@ -269,6 +270,7 @@ func (f *fetcher) apply(s sent, rp *kmsg.FetchResponseTopicPartition) error {
 		if err := st.p.StartOver(rp.LogStartOffset); err != nil {
 			return err
 		}
+		f.m.metrics.truncations.Inc()
 		f.m.logger.Warn("follower behind the leader's log start; starting over there", "topic", st.tp.topic,
 			"partition", st.tp.partition, "leader", f.leader, "leader_log_start", rp.LogStartOffset)
 		return nil
@@ -285,6 +287,7 @@ func (f *fetcher) apply(s sent, rp *kmsg.FetchResponseTopicPartition) error {
 			if _, err := st.p.AppendAt(batches...); err != nil {
 				return err
 			}
+			f.m.metrics.fetched.Add(float64(len(rp.RecordBatches)))
 		}
 	}
 	// The leader's high watermark, never above this log's end
@@ -314,6 +317,7 @@ func (f *fetcher) truncate(st *partState, epoch int32, end int64) error {
 	if err != nil {
 		return err
 	}
+	f.m.metrics.truncations.Inc()
 	f.m.logger.Info("follower log diverged from the leader's; truncated", "topic", st.tp.topic, "partition", st.tp.partition,
 		"leader", f.leader, "diverging_epoch", epoch, "epoch_end_offset", end, "from_end_offset", before, "to_end_offset", got)
 	return nil
@@ -322,6 +326,12 @@ func (f *fetcher) truncate(st *partState, epoch int32, end int64) error {
 // failed delays the partition's next fetch (100 ms, doubling to 2 s),
 // unless it is no longer followed.
 func (f *fetcher) failed(st *partState, err error) {
+	name := "storage" // the follower's log refused
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		name = ke.Message
+	}
+	f.m.metrics.fetchErrors.WithLabelValues(name).Inc()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fs := f.parts[st]

@@ -296,6 +296,11 @@ func (l *Leader) proposeLocked(isr []int32, what string, replicas ...int32) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.proposed = nil
+		result := "committed"
+		if err != nil {
+			result = "refused"
+		}
+		l.m.metrics.isrChanges.WithLabelValues(what, result).Inc()
 		if err != nil {
 			if !l.ended {
 				l.m.logger.Warn("in-sync set change refused; retrying after the next metadata change",

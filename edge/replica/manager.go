@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	flog "ferry/log"
 )
 
@@ -43,6 +45,9 @@ type Options struct {
 	DurableFollowers bool
 	// Now is the clock of the lag checks; nil means time.Now.
 	Now func() time.Time
+	// Registerer receives the ferry_replica_* metrics; nil keeps them
+	// private.
+	Registerer prometheus.Registerer
 }
 
 // Manager is one node's replica manager (doc.go). Start it with Start;
@@ -52,7 +57,8 @@ type Manager struct {
 	log    *flog.Log
 	md     Metadata
 	self   int32
-	logger *slog.Logger
+	logger  *slog.Logger
+	metrics *metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -113,10 +119,14 @@ func New(opts Options) (*Manager, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	met, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		opts: opts, log: opts.Log, md: opts.Metadata, self: opts.Metadata.Self(),
-		logger: opts.Logger.With("component", "replica"),
+		logger: opts.Logger.With("component", "replica"), metrics: met,
 		ctx:    ctx, cancel: cancel,
 		parts: map[tp]*partState{}, fetchers: map[int32]*fetcher{},
 	}, nil

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -44,7 +45,7 @@ type cluster struct {
 
 	mu      sync.Mutex
 	as      []replica.Assignment // t-0 first, then u-0, u-1, u-2
-	refuse  int                  // AlterPartition calls to refuse ("no controller")
+	refuse  int                  // AlterPartition calls for t-0 to refuse ("no controller")
 	refused int                  // how many were
 	changed chan struct{}
 	nodes   map[int32]*node
@@ -59,6 +60,7 @@ type node struct {
 	raddr string // replica connections
 	mgr   atomic.Pointer[replica.Manager]
 	part  *flog.Partition
+	reg   *prometheus.Registry // the replica manager's metrics, kept across restarts
 }
 
 // newCluster starts three nodes with t-0 replicated on all, led by node 1
@@ -103,7 +105,7 @@ func (c *cluster) startNode(id int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{c: c, id: id, log: l}
+	n := &node{c: c, id: id, log: l, reg: prometheus.NewRegistry()}
 	n.part, _ = l.Partition(topic, 0)
 	srv, err := kafka.NewServer(kafka.Options{Log: l, NodeID: id, Cluster: clusterView{n}, Replication: replication{n},
 		ProducerIDs: ids, Logger: quiet})
@@ -152,7 +154,8 @@ func (c *cluster) startNode(id int32) {
 // startManager starts (again) the node's replica manager.
 func (n *node) startManager() {
 	m, err := replica.New(replica.Options{Log: n.log, Metadata: meta{n}, Logger: quiet, ReplicaLagTime: n.c.lag,
-		FetchMaxWait: 200 * time.Millisecond, CheckpointInterval: 50 * time.Millisecond, DurableFollowers: n.c.durable})
+		FetchMaxWait: 200 * time.Millisecond, CheckpointInterval: 50 * time.Millisecond, DurableFollowers: n.c.durable,
+		Registerer: n.reg})
 	if err != nil {
 		n.c.t.Fatal(err)
 	}
@@ -227,7 +230,7 @@ func (m meta) AlterPartition(ctx context.Context, tp string, p, leaderEpoch, par
 	defer c.mu.Unlock()
 	a := c.find(tp, p)
 	switch {
-	case c.refuse > 0:
+	case c.refuse > 0 && tp == topic:
 		c.refuse--
 		c.refused++
 		return 0, errors.New("no controller")
@@ -546,6 +549,9 @@ func TestLeaderChangeTruncatesUncommittedTail(t *testing.T) {
 			t.Fatalf("node %d kept the deposed leader's uncommitted tail", id)
 		}
 	}
+	if n := c.nodes[1].metric("ferry_replica_truncations_total"); n < 1 {
+		t.Fatalf("the old leader counted %v truncations", n)
+	}
 	if e := c.nodes[1].part.LeaderEpochs(); e[len(e)-1] != (flog.EpochEntry{Epoch: 2, StartOffset: committed}) {
 		t.Fatalf("old leader's epochs after following: %v, want epoch 2 from %d last", e, committed)
 	}
@@ -574,6 +580,15 @@ func TestISRShrinksAndExpands(t *testing.T) {
 	c.waitISR(1, 2, 3)
 	c.waitIdentical(1)
 	c.checkStatus(false)
+	for _, change := range []string{"shrink", "expand"} {
+		// t-0's, and u-2's if node 3 had not fetched it before it stopped.
+		if n := c.nodes[1].metric("ferry_replica_isr_changes_total", "change", change, "result", "committed"); n < 1 {
+			t.Fatalf("%v committed ISR %ss counted, want 1 or more", n, change)
+		}
+	}
+	if n := c.nodes[3].metric("ferry_replica_fetched_bytes_total"); n <= 0 {
+		t.Fatal("the follower counted no fetched bytes")
+	}
 
 	c.nodes[2].stopManager()
 	c.nodes[3].stopManager()
@@ -823,6 +838,38 @@ func TestRefusedISRChangeRetriedAfterMetadataChange(t *testing.T) {
 	if isr := c.assignment().ISR; !slices.Equal(isr, []int32{1, 2, 3}) {
 		t.Fatalf("ISR %v after a refused change", isr)
 	}
+	poll(t, "the refused shrink to be counted", func() bool {
+		return c.nodes[1].metric("ferry_replica_isr_changes_total", "change", "shrink", "result", "refused") == 1
+	})
 	c.change(func(*replica.Assignment) {}) // some other change of the metadata
 	c.waitISR(1, 2)
+}
+
+// metric is the value of a counter of the node's replica manager, the one
+// with the given label pairs (0 if none).
+func (n *node) metric(name string, labels ...string) float64 {
+	n.c.t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		n.c.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || lp.GetName() == labels[i] && lp.GetValue() == labels[i+1]
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
