@@ -53,10 +53,10 @@ type Options struct {
 // Manager is one node's replica manager (doc.go). Start it with Start;
 // Close stops it.
 type Manager struct {
-	opts   Options
-	log    *flog.Log
-	md     Metadata
-	self   int32
+	opts    Options
+	log     *flog.Log
+	md      Metadata
+	self    int32
 	logger  *slog.Logger
 	metrics *metrics
 
@@ -127,7 +127,7 @@ func New(opts Options) (*Manager, error) {
 	return &Manager{
 		opts: opts, log: opts.Log, md: opts.Metadata, self: opts.Metadata.Self(),
 		logger: opts.Logger.With("component", "replica"), metrics: met,
-		ctx:    ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel,
 		parts: map[tp]*partState{}, fetchers: map[int32]*fetcher{},
 	}, nil
 }
