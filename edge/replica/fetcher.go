@@ -260,8 +260,13 @@ func (f *fetcher) apply(s sent, rp *kmsg.FetchResponseTopicPartition) error {
 	st := s.st
 	st.role.RLock()
 	defer st.role.RUnlock()
-	if !st.following(f.leader, s.epoch) {
-		return nil // the role changed meanwhile: the answer is stale
+	f.mu.Lock()
+	owned := f.parts[st] != nil
+	f.mu.Unlock()
+	if !owned || !st.following(f.leader, s.epoch) {
+		// The role changed meanwhile, or a newer fetcher of the same
+		// leader took the partition over: the answer is stale.
+		return nil
 	}
 	if rp.ErrorCode == kerr.OffsetOutOfRange.Code && rp.LogStartOffset > st.p.EndOffset() {
 		// The leader no longer holds what this log would continue with
