@@ -608,6 +608,15 @@ func TestISRShrinksAndExpands(t *testing.T) {
 	if data := contents(t, c.nodes[1].part); bytes.Contains(data, []byte("refused")) {
 		t.Fatal("a refused acks=all batch was appended")
 	}
+	// Below min ISR the high watermark stands still (KIP-966), so the
+	// followers can reach it and rejoin; acks=all is served again.
+	c.nodes[2].startManager()
+	c.nodes[3].startManager()
+	c.waitISR(1, 2, 3)
+	if code, _ := c.produceRaw(1, -1, "again"); code != 0 {
+		t.Fatalf("acks=all with the ISR restored: %v", kerr.ErrorForCode(code))
+	}
+	c.waitIdentical(1)
 }
 
 // An acks=all produce appended while the in-sync set was big enough, whose
