@@ -17,6 +17,13 @@
 // unknown one in a map) is refused. So a frame's decoding costs work bounded
 // by its size (hostile_test.go measures it for every key and version).
 //
+// In a center cluster it sees the metadata through its Cluster view and a
+// replicated partition's leadership through Replication (replication.go,
+// implemented by edge/replica): produce appends through the leader, acks=all
+// waits for the high watermark, consumers read below it, and a follower's
+// fetch is served only on a broker's connection handed over by the cluster
+// listener (ServeReplica).
+//
 // It appends to and reads from the log only through the log's API. It must
 // never import another front end (ingest/mqtt) or the mirror, and never
 // touch segment files.
