@@ -882,3 +882,113 @@ func (n *node) metric(name string, labels ...string) float64 {
 	}
 	return 0
 }
+
+// An idempotent producer writing through a leader change (node 1 to node
+// 2, all in sync): every acknowledged record is present exactly once, at
+// the offset it was acknowledged with, on every replica. The new leader
+// holds the producer's state from the batches it copied, so retries of
+// what it already has are answered as duplicates, not stored twice.
+func TestIdempotentProducerAcrossLeaderChange(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	prod := c.client(1, kgo.ProducerLinger(time.Millisecond), kgo.RecordRetries(1000),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MetadataMinAge(50*time.Millisecond))
+	ctx := ctxT(t)
+	const n = 2000
+	var mu sync.Mutex
+	acked := map[string]int64{}
+	var failed error
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		if i == n/4 {
+			// Once some are acknowledged, node 2 takes over.
+			poll(t, "some acknowledgements", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > 0 })
+			c.change(func(a *replica.Assignment) { a.Leader, a.LeaderEpoch = 2, 2 })
+		}
+		wg.Add(1)
+		v := "k" + strconv.Itoa(i)
+		prod.Produce(ctx, &kgo.Record{Value: []byte(v)}, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = err
+				return
+			}
+			acked[v] = r.Offset
+		})
+	}
+	wg.Wait()
+	if failed != nil {
+		t.Fatalf("a produce failed: %v", failed)
+	}
+	c.waitIdentical(2)
+	// Every value once, at its acknowledged offset.
+	cons := c.client(2)
+	seen := map[string]int64{}
+	for off := int64(0); off < c.nodes[2].part.EndOffset(); {
+		sp := fetch(t, cons, off)
+		recs := records(t, sp.RecordBatches)
+		if len(recs) == 0 {
+			t.Fatalf("no records at %d below the end %d", off, c.nodes[2].part.EndOffset())
+		}
+		for _, r := range recs {
+			if r.offset < off {
+				continue
+			}
+			if prev, dup := seen[r.value]; dup {
+				t.Fatalf("%s stored twice, at %d and %d", r.value, prev, r.offset)
+			}
+			seen[r.value] = r.offset
+			off = r.offset + 1
+		}
+	}
+	for v, off := range acked {
+		if got, ok := seen[v]; !ok || got != off {
+			t.Fatalf("%s acknowledged at %d, stored at %d (present %v)", v, off, got, ok)
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d records stored, want %d", len(seen), n)
+	}
+	p2 := c.nodes[2].part
+	if e := p2.LeaderEpochs(); e[len(e)-1].Epoch != 2 || e[len(e)-1].StartOffset >= p2.EndOffset() || e[0].Epoch != 1 {
+		t.Fatalf("epochs %v (end %d): the records were not written under both leaders", e, p2.EndOffset())
+	}
+}
+
+type rec struct {
+	offset int64
+	value  string
+}
+
+// records decodes the records of fetched batches (uncompressed: the test's
+// producer compresses nothing).
+func records(t *testing.T, data []byte) []rec {
+	t.Helper()
+	var out []rec
+	for len(data) >= 61 {
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(data); err != nil {
+			t.Fatal(err)
+		}
+		size := int(rb.Length) + 12
+		raw := rb.Records
+		if rb.Attributes&0x7 != 0 {
+			t.Fatalf("compressed batch (attributes %x)", rb.Attributes)
+		}
+		for i := 0; i < int(rb.NumRecords); i++ {
+			var r kmsg.Record
+			l, n := binary.Varint(raw)
+			if n <= 0 {
+				t.Fatal("bad record length")
+			}
+			if err := r.ReadFrom(raw[:n+int(l)]); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, rec{rb.FirstOffset + int64(r.OffsetDelta), string(r.Value)})
+			raw = raw[n+int(l):]
+		}
+		data = data[size:]
+	}
+	return out
+}
