@@ -88,7 +88,7 @@ func serveFetch(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kms
 	for {
 		resp, total, anyErr, waits := s.fetchOnce(req, denied, follower)
 		if total >= int(req.MinBytes) || anyErr || len(waits) == 0 || !time.Now().Before(deadline) {
-			return s.countServed(req, resp), nil
+			return s.countServed(req, resp, follower), nil
 		}
 		// Wait for an append to any asked-for partition, the deadline, or
 		// shutdown; then read again.
@@ -104,7 +104,7 @@ func serveFetch(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kms
 		timer.Stop()
 		if chosen <= 1 {
 			resp, _, _, _ := s.fetchOnce(req, denied, follower)
-			return s.countServed(req, resp), nil
+			return s.countServed(req, resp, follower), nil
 		}
 	}
 }
@@ -116,9 +116,13 @@ func serveFetch(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) (kms
 func (s *Server) RecordsServed() int64 { return s.recordsServed.Load() }
 
 // countServed adds the records of a fetch response to RecordsServed and
-// returns the response. fetchOnce answers every asked-for partition, in
-// the request's order.
-func (s *Server) countServed(req *kmsg.FetchRequest, resp *kmsg.FetchResponse) *kmsg.FetchResponse {
+// returns the response; a follower's (replication, not consumption) are
+// not counted. fetchOnce answers every asked-for partition, in the
+// request's order.
+func (s *Server) countServed(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, follower int32) *kmsg.FetchResponse {
+	if follower >= 0 {
+		return resp
+	}
 	var n int64
 	for i, t := range resp.Topics {
 		for j, p := range t.Partitions {

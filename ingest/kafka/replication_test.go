@@ -139,6 +139,9 @@ func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
 	if sp := fetch(raddr, 2, 3, 2, 2); sp.ErrorCode != 0 || records(sp) != 4 || sp.DivergingEpoch.Epoch != -1 {
 		t.Fatalf("follower fetch: error %d, %d records, diverging %v; want 0, 4 (to the end), none", sp.ErrorCode, records(sp), sp.DivergingEpoch)
 	}
+	if n := b.srv.RecordsServed(); n != 4 {
+		t.Fatalf("RecordsServed %d after a consumer's 4 records and a follower's, want 4 (replication is not consumption)", n)
+	}
 	repl.mu.Lock()
 	got := repl.fetched[2]
 	repl.mu.Unlock()
