@@ -470,6 +470,12 @@ func fetch(t *testing.T, cl *kgo.Client, offset int64) kmsg.FetchResponseTopicPa
 // returns the partition's error code and base offset.
 func (c *cluster) produceRaw(id int32, acks int16, value string) (int16, int64) {
 	c.t.Helper()
+	return c.produceRawTimeout(id, acks, value, 5000)
+}
+
+// produceRawTimeout is produceRaw with the request's timeout.
+func (c *cluster) produceRawTimeout(id int32, acks int16, value string, timeoutMillis int32) (int16, int64) {
+	c.t.Helper()
 	ack := kgo.AllISRAcks()
 	if acks == 1 {
 		ack = kgo.LeaderAck()
@@ -477,7 +483,7 @@ func (c *cluster) produceRaw(id int32, acks int16, value string) (int16, int64) 
 	// kgo sends a raw produce with the client's acks.
 	cl := c.client(id, kgo.RequiredAcks(ack), kgo.DisableIdempotentWrite())
 	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = acks, 5000
+	req.Acks, req.TimeoutMillis = acks, timeoutMillis
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
@@ -991,4 +997,21 @@ func records(t *testing.T, data []byte) []rec {
 		data = data[size:]
 	}
 	return out
+}
+
+// An acks=all produce whose followers stall (still in the in-sync set:
+// the lag time has not passed) is answered REQUEST_TIMED_OUT at the
+// request's timeout; its batch stays in the leader's log, above the high
+// watermark.
+func TestAcksAllTimesOut(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	c.nodes[2].stopManager()
+	c.nodes[3].stopManager()
+	code, base := c.produceRawTimeout(1, -1, "stalled", 300)
+	if code != kerr.RequestTimedOut.Code {
+		t.Fatalf("acks=all with stalled followers: %v, want REQUEST_TIMED_OUT", kerr.ErrorForCode(code))
+	}
+	if p := c.nodes[1].part; p.EndOffset() != base+1 || p.HighWatermark() > base {
+		t.Fatalf("leader ends at %d with HW %d; want the batch at %d appended, uncommitted", p.EndOffset(), p.HighWatermark(), base)
+	}
 }
