@@ -73,6 +73,8 @@ type Partition struct {
 	endOff    atomic.Int64
 	durable   atomic.Int64
 	totalSize atomic.Int64
+	// damage is the lowest corrupt batch found (damage.go), nil if none.
+	damage atomic.Pointer[Damage]
 
 	dmu       sync.Mutex
 	durableCh chan struct{} // closed when durable advances or syncing fails
@@ -232,6 +234,7 @@ func openPartition(fsys FS, dir, topic string, id int32, cfg *atomic.Pointer[Top
 		}
 		return nil, err
 	}
+	p.checkActive()
 	if err := p.loadProducers(); err != nil {
 		for _, s := range p.segs {
 			s.release()
@@ -903,7 +906,11 @@ func (p *Partition) Read(offset int64, maxBytes int, dst []byte) (ReadResult, er
 		}
 		if err != nil {
 			if keep == 0 {
-				p.logger.Error("corrupt batch on read", "segment", seg.path+".log", "position", pos, "err", err)
+				// Logged once per damaged batch, not at every
+				// fetch a stalled consumer repeats.
+				if p.noteDamage(seg, pos, expect, err) {
+					p.logger.Error("corrupt batch on read", "segment", seg.path+".log", "position", pos, "offset", expect, "err", err)
+				}
 				return res, seg.corruptError(pos, err)
 			}
 			break

@@ -94,6 +94,7 @@ func (p *Partition) TruncateTo(offset int64) (int64, error) {
 		p.failDurability(p.failed)
 		return 0, p.failed
 	}
+	p.clearDamageFrom(cut)
 	p.logger.Info("truncated log", "from_end_offset", end, "to_end_offset", cut, "requested", offset)
 	return cut, nil
 }
