@@ -261,8 +261,8 @@ func TestTortureCorruptSealedSegment(t *testing.T) {
 	for next < nextBase {
 		code, offs := fetchAt(t, cl, "climate", 0, next)
 		if code != 0 {
-			if code != kerr.KafkaStorageError.Code {
-				t.Fatalf("fetch at %d: error %d, want KAFKA_STORAGE_ERROR", next, code)
+			if code != kerr.CorruptMessage.Code {
+				t.Fatalf("fetch at %d: error %d, want CORRUPT_MESSAGE", next, code)
 			}
 			damagedAt = next
 			break
@@ -276,13 +276,13 @@ func TestTortureCorruptSealedSegment(t *testing.T) {
 		t.Fatalf("the damaged segment [%d, %d): refused at %d; want its batches before the damage served and a refusal after", victimBase, nextBase, damagedAt)
 	}
 	m := ferryMetrics(t, p2.adminAddr, "ferry_kafka_partition_errors_total")
-	var storageErrs float64
+	var corruptErrs float64
 	for k, v := range m {
-		if strings.Contains(k, "KAFKA_STORAGE_ERROR") {
-			storageErrs += v
+		if strings.Contains(k, "CORRUPT_MESSAGE") {
+			corruptErrs += v
 		}
 	}
-	if storageErrs < 1 {
+	if corruptErrs < 1 {
 		t.Errorf("the damaged fetch is not in ferry_kafka_partition_errors_total: %v", m)
 	}
 	t.Logf("damage in segment %d (to %d): served up to %d, refused there", victimBase, nextBase, damagedAt)

@@ -53,6 +53,10 @@ func printStatus(out io.Writer, admin string, st adminapi.StatusView) error {
 		disk += ": APPENDS BLOCKED (budget reached, everything left unshipped)"
 	}
 	fmt.Fprintf(out, "disk:       %s\n", disk)
+	for _, d := range st.Damaged {
+		fmt.Fprintf(out, "DAMAGED:    %s-%d at offset %d (%s, position %d): %s; consumers stop there, see `ferry log truncate`\n",
+			d.Topic, d.Partition, d.Offset, d.Segment, d.Position, d.Reason)
+	}
 	fmt.Fprintf(out, "groups:     %d\n", st.Groups)
 	if st.Auth != "" {
 		fmt.Fprintf(out, "devices:    %d online, %d registered (auth %s)\n", st.DevicesOnline, st.DevicesRegistered, st.Auth)

@@ -91,8 +91,16 @@ func Handler(b Backend, cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !b.Node().Ready {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready"})
+		// A damaged partition makes the node not ready: consumers of it
+		// stop at the damage until an operator cuts it (ferry log
+		// truncate), and a load balancer or an orchestrator should know.
+		damaged := damagedViews(b.Log())
+		if !b.Node().Ready || len(damaged) > 0 {
+			body := map[string]any{"status": "not ready"}
+			if len(damaged) > 0 {
+				body["damaged"] = damaged
+			}
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "topics": len(b.Log().Topics())})

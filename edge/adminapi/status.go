@@ -3,6 +3,8 @@ package adminapi
 import (
 	"net/http"
 	"time"
+
+	flog "ferry/log"
 )
 
 // StatusView is GET /api/status: the node at a glance.
@@ -26,6 +28,11 @@ type StatusView struct {
 	DiskBytes       int64 `json:"disk_bytes"`
 	DiskBudgetBytes int64 `json:"disk_budget_bytes"`
 	AppendsBlocked  bool  `json:"appends_blocked"`
+
+	// Damaged lists the partitions holding a corrupt batch consumers
+	// cannot read past (log.Damage); empty when none. Any makes the node
+	// not ready (/readyz).
+	Damaged []DamageView `json:"damaged"`
 
 	// Groups counts consumer groups (with members or committed offsets).
 	Groups int `json:"groups"`
@@ -71,6 +78,32 @@ type EdgeSummary struct {
 	Errors           int64      `json:"errors"`
 }
 
+// DamageView is a damaged partition in GET /api/status and /readyz: the
+// offset of the first batch that cannot be read, where it is, why, and
+// since when. `ferry log truncate` cuts the partition there.
+type DamageView struct {
+	Topic     string    `json:"topic"`
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Segment   string    `json:"segment"`
+	Position  int64     `json:"position"`
+	Reason    string    `json:"reason"`
+	FoundAt   time.Time `json:"found_at"`
+}
+
+// damagedViews lists l's damaged partitions (never nil, for JSON's []).
+func damagedViews(l *flog.Log) []DamageView {
+	out := []DamageView{}
+	if l == nil {
+		return out
+	}
+	for _, d := range l.Damaged() {
+		out = append(out, DamageView{Topic: d.Topic, Partition: d.Partition, Offset: d.Offset, Segment: d.Segment,
+			Position: d.Position, Reason: d.Reason, FoundAt: d.FoundAt})
+	}
+	return out
+}
+
 // ListenersView holds the bound addresses of the node's listeners; ""
 // (or empty) for those it does not run.
 type ListenersView struct {
@@ -101,11 +134,12 @@ func Status(b Backend) StatusView {
 		mode = "edge"
 	}
 	max, blocked := l.DiskBudget()
+	damaged := damagedViews(l)
 	st := StatusView{
-		Mode: mode, Version: info.Version, Ready: info.Ready, StartedAt: info.StartedAt.UTC(),
+		Mode: mode, Version: info.Version, Ready: info.Ready && len(damaged) == 0, StartedAt: info.StartedAt.UTC(),
 		UptimeSeconds: int64(time.Since(info.StartedAt).Seconds()), DataDir: info.DataDir, AdminAuth: info.AdminAuth,
 		Listeners: info.Listeners, DiskBytes: l.Size(), DiskBudgetBytes: max, AppendsBlocked: blocked,
-		Auth: info.Auth, DevicesOnline: info.DevicesOnline,
+		Auth: info.Auth, DevicesOnline: info.DevicesOnline, Damaged: damaged,
 	}
 	if st.Version == "" {
 		st.Version = "dev"

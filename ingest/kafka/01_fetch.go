@@ -25,8 +25,12 @@ import (
 //     has an error, the request waits up to MaxWaitMillis and is woken by
 //     the next append to any partition it asks for (no polling loop).
 //   - OFFSET_OUT_OF_RANGE for an offset below the log start or past the end;
-//     UNKNOWN_TOPIC_OR_PARTITION for unknown topics; KAFKA_STORAGE_ERROR for
-//     a corrupt range (reads of other ranges keep working).
+//     UNKNOWN_TOPIC_OR_PARTITION for unknown topics; CORRUPT_MESSAGE for a
+//     damaged batch (reads of other ranges keep working), as Kafka answers
+//     when a segment's batch cannot be read, and which consumers surface
+//     as an error rather than retry silently; KAFKA_STORAGE_ERROR for other
+//     read failures. A failing partition is logged at most once a minute
+//     (fetchwarn.go), not at every fetch a stalled consumer repeats.
 //   - High watermark and last stable offset are the end offset (one node,
 //     no transactions); LogStartOffset is the partition's start offset.
 //   - A replicated partition (Options.Replication) is served by its leader
@@ -244,7 +248,9 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool, follo
 				sp.ErrorCode, anyErr = errorCode(err), true
 				s.metrics.partitionError("Fetch", sp.ErrorCode)
 				if sp.ErrorCode != kerr.OffsetOutOfRange.Code {
-					s.logger.Warn("fetch failed", "topic", name, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err)
+					if ok, n := s.fetchWarn.allow(name, rp.Partition, sp.ErrorCode, time.Now()); ok {
+						s.logger.Warn("fetch failed", "topic", name, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err, "not_logged_since", n)
+					}
 				}
 			} else if total > 0 && len(r.Data) > max {
 				// Only the response's first batch may exceed the limits.

@@ -18,7 +18,11 @@ func errorCode(err error) int16 {
 		return kerr.UnknownTopicOrPartition.Code
 	case errors.Is(err, flog.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code
-	case errors.Is(err, flog.ErrCorruptBatch):
+	case errors.Is(err, flog.ErrCorruptBatch), errors.Is(err, flog.ErrCorruptSegment):
+		// A damaged stored batch answers what Kafka's ReplicaManager
+		// answers for a CorruptRecordException on read; Java consumers
+		// and librdkafka report it to the application, where
+		// KAFKA_STORAGE_ERROR is retried silently.
 		return kerr.CorruptMessage.Code
 	case errors.Is(err, flog.ErrBatchTooLarge):
 		return kerr.MessageTooLarge.Code
@@ -68,7 +72,7 @@ func errorCode(err error) int16 {
 		return kerr.NoReassignmentInProgress.Code
 	case errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
-	default: // I/O errors, a corrupt segment, a disabled partition
+	default: // I/O errors, a disabled partition
 		return kerr.KafkaStorageError.Code
 	}
 }

@@ -128,7 +128,8 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: wakes long polls
 	cancel context.CancelFunc
 
-	recordsServed atomic.Int64 // records fetches returned (RecordsServed)
+	recordsServed atomic.Int64  // records fetches returned (RecordsServed)
+	fetchWarn     fetchWarnings // rate-limits the "fetch failed" line (fetchwarn.go)
 
 	cluster Cluster    // Options.Cluster, or soloCluster
 	topics  TopicAdmin // Options.Topics, or Log
