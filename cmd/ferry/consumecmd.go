@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -127,7 +128,7 @@ func consumeCommand() *command {
 				}
 				c := &consumption{topic: topic, exit: *exit, count: *count, target: map[int32]int64{}, pos: map[int32]int64{}, scope: map[int32]bool{}}
 				ends.Each(func(o kadm.ListedOffset) { c.target[o.Partition] = o.Offset })
-				opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.FetchMaxWait(500 * time.Millisecond)}
+				opts := []kgo.Opt{kgo.SeedBrokers(seeds...), kgo.FetchMaxWait(500 * time.Millisecond), kgo.KeepRetryableFetchErrors()}
 				if *group != "" {
 					// What was printed is committed after each poll, once
 					// written out, with rebalances held off meanwhile: a
@@ -210,7 +211,16 @@ func consumeCommand() *command {
 				for stop := false; !stop && pctx.Err() == nil && ferr == nil; {
 					fetches := cl.PollFetches(pctx)
 					fetches.EachError(func(t string, p int32, err error) {
-						if !errors.Is(err, context.Canceled) && ferr == nil {
+						switch {
+						case errors.Is(err, context.Canceled) || ferr != nil:
+						case errors.Is(err, kerr.CorruptMessage):
+							// Retriable to franz-go, which would retry it
+							// forever: a damaged batch the node reports.
+							ferr = fmt.Errorf("%s-%d: %w: the node cannot read the batch at this partition's next offset (its /readyz and ferry status say where; ferry log truncate cuts the partition there)", t, p, err)
+						case kerr.IsRetriable(err):
+							// franz-go retries these itself (a moved
+							// leader, a broker restarting).
+						default:
 							ferr = fmt.Errorf("%s-%d: %w", t, p, err)
 						}
 					})

@@ -19,8 +19,8 @@ import (
 func logCommand() *command {
 	return &command{
 		name:    "log",
-		summary: "inspect segment files: dump batches and records, verify CRCs and offsets",
-		example: "ferry log verify ./data/log\n  ferry log dump ./data/log/telemetry-0/00000000000000000000.log --records",
+		summary: "inspect segment files: dump batches and records, verify CRCs and offsets; cut a damaged partition",
+		example: "ferry log verify ./data/log\n  ferry log dump ./data/log/telemetry-0/00000000000000000000.log --records\n  ferry log truncate --data-dir ./data --topic telemetry --partition 0 --offset 1234",
 		subs: []*command{
 			{
 				name: "dump", args: "PATH", summary: "print the batches (and records) of segment files",
@@ -49,6 +49,7 @@ func logCommand() *command {
 					}
 				},
 			},
+			logTruncateCommand(),
 		},
 	}
 }
