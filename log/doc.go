@@ -47,7 +47,11 @@
 //
 // Open scans only the active (last) segment of each partition, from its last
 // valid index entry, and truncates a torn or corrupt tail back to the last
-// valid batch, logging the bytes dropped. Sealed segments are validated
+// valid batch, logging the bytes dropped. It then checks the batches before
+// that entry too (checkActive, damage.go): a damaged one is not cut, the
+// partition is reported damaged (Damage, Log.Damaged) and reads there fail
+// with ErrCorruptSegment until an operator cuts it (CutAt, after
+// BackupFrom: `ferry log truncate`). Sealed segments are validated
 // lazily, when first read: a missing or damaged index is rebuilt, while damage
 // to a sealed segment's data is logged loudly and reported as
 // ErrCorruptSegment on reads of that range, never skipped or deleted.
