@@ -30,7 +30,7 @@ import (
 //     when a segment's batch cannot be read, and which consumers surface
 //     as an error rather than retry silently; KAFKA_STORAGE_ERROR for other
 //     read failures. A failing partition is logged at most once a minute
-//     (fetchwarn.go), not at every fetch a stalled consumer repeats.
+//     (ratelog.go), not at every fetch a stalled consumer repeats.
 //   - High watermark and last stable offset are the end offset (one node,
 //     no transactions); LogStartOffset is the partition's start offset.
 //   - A replicated partition (Options.Replication) is served by its leader
@@ -248,7 +248,7 @@ func (s *Server) fetchOnce(req *kmsg.FetchRequest, denied map[string]bool, follo
 				sp.ErrorCode, anyErr = errorCode(err), true
 				s.metrics.partitionError("Fetch", sp.ErrorCode)
 				if sp.ErrorCode != kerr.OffsetOutOfRange.Code {
-					if ok, n := s.fetchWarn.allow(name, rp.Partition, sp.ErrorCode, time.Now()); ok {
+					if ok, n := s.fetchWarn.allow(fetchWarnKey{name, rp.Partition, sp.ErrorCode}, time.Now()); ok {
 						s.logger.Warn("fetch failed", "topic", name, "partition", rp.Partition, "offset", rp.FetchOffset, "err", err, "not_logged_since", n)
 					}
 				}

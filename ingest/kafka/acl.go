@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -104,6 +105,13 @@ func (c *conn) allowed(op kmsg.ACLOperation, rt kmsg.ACLResourceType, name strin
 	}
 	if m := c.s.metrics.deniedByType[rt.String()]; m != nil {
 		m.Inc()
+	}
+	// One line per principal, operation and resource a minute: a client
+	// refused retries, often.
+	k := deniedKey{c.principal, op.String(), rt.String(), name}
+	if ok, n := c.s.deniedLog.allow(k, time.Now()); ok {
+		c.logger.Warn("refused by an ACL", "principal", c.principal, "operation", k.operation,
+			"resource_type", k.resourceType, "resource", name, "host", c.host, "not_logged_since", n)
 	}
 	return false
 }

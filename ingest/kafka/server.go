@@ -128,8 +128,9 @@ type Server struct {
 	ctx    context.Context // cancelled by Close: wakes long polls
 	cancel context.CancelFunc
 
-	recordsServed atomic.Int64  // records fetches returned (RecordsServed)
-	fetchWarn     fetchWarnings // rate-limits the "fetch failed" line (fetchwarn.go)
+	recordsServed atomic.Int64          // records fetches returned (RecordsServed)
+	fetchWarn     rateLog[fetchWarnKey] // the "fetch failed" line (ratelog.go)
+	deniedLog     rateLog[deniedKey]    // the "refused by an ACL" line
 
 	cluster Cluster    // Options.Cluster, or soloCluster
 	topics  TopicAdmin // Options.Topics, or Log
