@@ -4,12 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nuid"
 	bolt "go.etcd.io/bbolt"
+
+	flog "ferry/log"
 )
 
 // checkpoints is the edge's mirror state in bbolt: its edge id and, per
@@ -49,7 +52,23 @@ func openCheckpoints(path string) (*checkpoints, error) {
 
 func (c *checkpoints) close() error { return c.db.Close() }
 
-// edgeID returns the configured id, or the one generated on first start.
+// hostname is os.Hostname; tests replace it.
+var hostname = os.Hostname
+
+// defaultEdgeID is what an edge without --mirror-edge-id is called at the
+// center: its hostname, which an operator recognises in the center's
+// fleet view and its metrics, when that is a valid id (a topic name's
+// characters); else a generated one.
+func defaultEdgeID() string {
+	if h, err := hostname(); err == nil && h != "" && flog.ValidateTopicName(h) == nil {
+		return h
+	}
+	return nuid.Next()
+}
+
+// edgeID returns the configured id, or the one chosen on first start (the
+// hostname, or generated) and kept since: renaming the machine later does
+// not rename the edge.
 func (c *checkpoints) edgeID(configured string) (string, error) {
 	var id string
 	err := c.db.Update(func(tx *bolt.Tx) error {
@@ -61,7 +80,7 @@ func (c *checkpoints) edgeID(configured string) (string, error) {
 		case stored != "":
 			id = stored
 		default:
-			id = nuid.Next()
+			id = defaultEdgeID()
 		}
 		if id != stored {
 			return b.Put(keyEdgeID, []byte(id))

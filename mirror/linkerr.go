@@ -4,9 +4,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync/atomic"
+	"syscall"
 )
 
 // Why a session with the center ended, as counted in
@@ -77,4 +80,16 @@ func classify(err error) string {
 type errorState struct {
 	last     atomic.Pointer[LinkError] // never changed once stored: Status hands out copies
 	failures atomic.Int64
+}
+
+// plaintextHint adds the likeliest cause to a plaintext session the center
+// closed before it answered the hello: a center serving TLS closes a
+// connection whose first bytes are not a TLS handshake (it logs "first
+// record does not look like a TLS handshake"), which the edge sees as an
+// EOF or a reset and nothing more.
+func plaintextHint(err error, usingTLS bool) error {
+	if usingTLS || !(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+		return err
+	}
+	return fmt.Errorf("%w (the center closed the connection without answering: it may require TLS, which --mirror-tls-ca turns on)", err)
 }

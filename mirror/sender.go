@@ -38,8 +38,9 @@ type SenderOptions struct {
 	// the next is tried). TLS, when set, secures the link.
 	Center string
 	TLS    *tls.Config
-	// EdgeID names this edge at the center; empty means an id generated
-	// once and kept in StatePath. Token authenticates it.
+	// EdgeID names this edge at the center; empty means the hostname
+	// (or, when it is not a valid id, a generated one), chosen once and
+	// kept in StatePath. Token authenticates it.
 	EdgeID string
 	Token  string
 	// Topics are the topics mirrored, as path.Match patterns; empty means
@@ -486,7 +487,7 @@ func (s *Sender) session(ctx context.Context) error {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			err = asLink(reasonLink, err) // no answer to the hello: not an acknowledgement's
 		}
-		return fmt.Errorf("reading welcome: %w", err)
+		return fmt.Errorf("reading welcome: %w", plaintextHint(err, s.opts.TLS != nil))
 	}
 	var w *wire.Welcome
 	switch m := msg.(type) {

@@ -45,7 +45,7 @@ func edgeCommand() *command {
 			maxDisk := sizeFlag(fs, "max-disk-bytes", int64(0), "data-disk budget of the log, bytes or with a unit: 8GiB (0: none): past it the oldest mirrored segments go, then --max-disk-policy applies")
 			diskPolicy := fs.String("max-disk-policy", "block", "at the disk budget with everything left unshipped: block (producers get back-pressure: Kafka THROTTLING_QUOTA_EXCEEDED, MQTT 5 PUBACK quota exceeded; nothing is lost) or drop-oldest (the oldest unshipped segments go, lowest --mirror-priority class first; counted, logged, and the center is told the gap)")
 			mirrorTo := fs.String("mirror-to", "", "host:port of the center's mirror receiver (ferry full); empty: no mirroring")
-			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: generated once and kept in the data directory)")
+			mirrorEdge := fs.String("mirror-edge-id", "", "this edge's id at the center (default: the hostname at the first start, kept in the data directory)")
 			mirrorToken := fs.String("mirror-token", "", "this edge's token at the center")
 			mirrorTopics := fs.StringSlice("mirror-topics", nil, "topics to mirror, as glob patterns (default: all but __*)")
 			mirrorChunk := sizeFlag(fs, "mirror-chunk-bytes", 1<<20, "chunk size to aim for, before compression (bytes, or 1MiB) (a larger record batch is one chunk); smaller loses less to a reset on a bad link")
