@@ -166,6 +166,9 @@ type Node struct {
 	mqttLns  []net.Listener
 	mqttWSLn net.Listener
 	adminLn  net.Listener
+	// bound holds the listeners bound before any state was opened, until
+	// start takes each (bind.go).
+	bound    map[string]net.Listener
 	admin    *http.Server
 	status   *statuspage.Sampler // the status page's history (status.go)
 	stopStat func()              // stops the sampler and waits for it
@@ -240,6 +243,9 @@ func (n *Node) start() error {
 	opts := n.opts
 	var err error
 	n.metrics = newNodeMetrics()
+	if err := n.bindListeners(); err != nil {
+		return err
+	}
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
 		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy,
 		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, OnSync: n.metrics.observeFsync})
@@ -553,6 +559,7 @@ func (n *Node) Close() error {
 // accepting, drop connections, wake long polls), then the admin listener,
 // then the log (flush, fsync, close).
 func (n *Node) stop() error {
+	n.closeBound()
 	n.stopStatus()
 	if n.kafka != nil {
 		n.kafka.Close()
@@ -615,9 +622,12 @@ func (n *Node) stop() error {
 // authenticate its clients ("" when it does): a listener open beyond
 // loopback without authentication is warned about, once, here.
 func (n *Node) listen(name, addr, closeWith string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
+	ln, ok := n.takeBound(name) // bound before any state was opened (bind.go)
+	if !ok {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
 	}
 	if closeWith != "" && !n.opts.isLoopback(addr) {
 		n.logger.Warn("listener open to the network without authentication: anyone who reaches it may use it",
