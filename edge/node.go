@@ -246,22 +246,25 @@ func (n *Node) start() error {
 	if err := n.bindListeners(); err != nil {
 		return err
 	}
+	if err := CheckDataFormat(opts.DataDir, true); err != nil {
+		return err
+	}
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
 		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy,
 		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, OnSync: n.metrics.observeFsync})
 	if err != nil {
-		return fmt.Errorf("opening log: %w", err)
+		return fmt.Errorf("opening log: %w", stateFileError(filepath.Join(LogDir(opts.DataDir), "topics.db"), err))
 	}
 	if err := n.startCluster(); err != nil {
 		return err
 	}
 	if opts.KafkaAddr != "" {
 		if n.ids, err = kafka.OpenProducerIDs(filepath.Join(opts.DataDir, "kafka-producer-ids.db")); err != nil {
-			return err
+			return stateFileError(filepath.Join(opts.DataDir, "kafka-producer-ids.db"), err)
 		}
 		if n.groups, err = kafka.OpenGroupsOptions(filepath.Join(opts.DataDir, "kafka-groups.db"),
 			kafka.GroupsOptions{Logger: opts.Logger, InitialRebalanceDelay: opts.KafkaGroupInitialRebalanceDelay}); err != nil {
-			return err
+			return stateFileError(filepath.Join(opts.DataDir, "kafka-groups.db"), err)
 		}
 		ko := kafka.Options{
 			Log: n.log, Advertised: opts.KafkaAdvertised, AutoCreateTopics: opts.AutoCreateTopics,
@@ -361,7 +364,7 @@ func (n *Node) startMQTT() error {
 	}
 	var err error
 	if n.mqtt, err = mqtt.New(mo); err != nil {
-		return err
+		return stateFileError(mo.SessionDB, err)
 	}
 	if opts.MQTTAddr != "" {
 		ln, err := n.listen("mqtt", opts.MQTTAddr, opts.mqttCloseWith(nil))
@@ -415,7 +418,7 @@ func (n *Node) openDevices() error {
 	dopts.Logger = n.opts.Logger
 	var err error
 	if n.devices, err = devices.Open(filepath.Join(n.opts.DataDir, devices.FileName), dopts); err != nil {
-		return fmt.Errorf("opening device registry: %w", err)
+		return fmt.Errorf("opening device registry: %w", stateFileError(filepath.Join(n.opts.DataDir, devices.FileName), err))
 	}
 	n.startClusterSecurity()
 	return nil

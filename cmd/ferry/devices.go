@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"ferry/devices"
+	"ferry/edge"
 	"ferry/edge/adminapi"
 )
 
@@ -183,6 +184,9 @@ func (o passwordOptions) with(change func(name, password string) error) func(nam
 // command.
 func withRegistry(dataDir string, fn func(*devices.Registry) error) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return err
+	}
+	if err := edge.CheckDataFormat(dataDir, false); err != nil {
 		return err
 	}
 	r, err := devices.Open(filepath.Join(dataDir, devices.FileName), devices.Options{

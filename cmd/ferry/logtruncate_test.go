@@ -118,3 +118,18 @@ func TestLogTruncateAtADamagedBatch(t *testing.T) {
 		t.Fatalf("end offset %d, want %d", p.EndOffset(), bad+2)
 	}
 }
+
+// Offline commands refuse a data directory a newer ferry wrote.
+func TestOfflineCommandsRefuseANewerDataFormat(t *testing.T) {
+	dir := t.TempDir()
+	n, _ := startDataDirNode(t, dir)
+	n.Close()
+	if err := os.WriteFile(filepath.Join(dir, edge.FormatFile), []byte("7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCLICases(t, []cliCase{
+		{[]string{"topics", "list", "--data-dir", dir}, 1, "written by a newer ferry"},
+		{[]string{"devices", "list", "--data-dir", dir}, 1, "written by a newer ferry"},
+		{[]string{"log", "truncate", "--data-dir", dir, "--topic", "t", "--partition", "0", "--offset", "0"}, 1, "written by a newer ferry"},
+	})
+}

@@ -170,6 +170,9 @@ func printJSON(out io.Writer, raw []byte, v any) error {
 
 // withLog opens the log of a data directory for an offline command.
 func withLog(dataDir string, fn func(*flog.Log) error) error {
+	if err := edge.CheckDataFormat(dataDir, false); err != nil {
+		return err
+	}
 	l, err := flog.Open(flog.Options{
 		Dir: edge.LogDir(dataDir), LockTimeout: 300 * time.Millisecond, RetentionCheckInterval: -1,
 		Logger: slog.New(slog.DiscardHandler),
