@@ -88,6 +88,12 @@ func TestCorruptActiveBatchFoundAtStartAndSurfaced(t *testing.T) {
 		t.Fatalf("/api/status with a damaged partition: %d ready=%v damaged=%v", code, st["ready"], st["damaged"])
 	}
 
+	if code, tv := getJSON(t, "http://"+n.AdminAddr()+"/api/topics/climate"); code != 200 {
+		t.Fatalf("/api/topics/climate: %d", code)
+	} else if pd, _ := tv["partitions"].([]any)[0].(map[string]any)["damaged"].(map[string]any); pd == nil || pd["offset"] != float64(bad) {
+		t.Fatalf("/api/topics/climate partition 0: damaged %v, want offset %d", pd, bad)
+	}
+
 	// A franz-go consumer reads up to the damage, then sees the error.
 	// franz-go strips retriable fetch errors by default (CORRUPT_MESSAGE
 	// is retriable in kerr); KeepRetryableFetchErrors hands them over.

@@ -74,6 +74,7 @@ func TestLogTruncateAtADamagedBatch(t *testing.T) {
 	n, admin := startDataDirNode(t, dir)
 	runCLICases(t, []cliCase{
 		{[]string{"status", "--admin", admin}, 0, fmt.Sprintf("DAMAGED:    climate-0 at offset %d", bad)},
+		{[]string{"topics", "describe", "climate", "--admin", admin}, 0, fmt.Sprintf("DAMAGED: partition 0 at offset %d", bad)},
 		{[]string{"log", "truncate", "--data-dir", dir, "--topic", "climate", "--partition", "0", "--offset", fmt.Sprint(bad)}, 1, "in use by a running ferry"},
 		{[]string{"log", "truncate", "--data-dir", dir, "--topic", "climate", "--partition", "0"}, 2, "--offset is required"},
 	})

@@ -233,6 +233,11 @@ func printDescription(out io.Writer, v adminapi.TopicView) error {
 	for _, p := range v.Partitions {
 		fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\n", p.Partition, p.StartOffset, p.EndOffset, p.DurableOffset, p.SizeBytes, p.Segments)
 	}
+	for _, p := range v.Partitions {
+		if d := p.Damaged; d != nil {
+			fmt.Fprintf(tw, "\nDAMAGED: partition %d at offset %d (%s, position %d): %s; see ferry log truncate\n", p.Partition, d.Offset, d.Segment, d.Position, d.Reason)
+		}
+	}
 	fmt.Fprintln(tw, "\nCONFIG\tVALUE\tSOURCE")
 	keys := make([]string, 0, len(v.EffectiveConfigs))
 	for k := range v.EffectiveConfigs {

@@ -98,10 +98,14 @@ func damagedViews(l *flog.Log) []DamageView {
 		return out
 	}
 	for _, d := range l.Damaged() {
-		out = append(out, DamageView{Topic: d.Topic, Partition: d.Partition, Offset: d.Offset, Segment: d.Segment,
-			Position: d.Position, Reason: d.Reason, FoundAt: d.FoundAt})
+		out = append(out, damageView(d))
 	}
 	return out
+}
+
+func damageView(d flog.Damage) DamageView {
+	return DamageView{Topic: d.Topic, Partition: d.Partition, Offset: d.Offset, Segment: d.Segment,
+		Position: d.Position, Reason: d.Reason, FoundAt: d.FoundAt}
 }
 
 // ListenersView holds the bound addresses of the node's listeners; ""

@@ -36,6 +36,9 @@ type PartitionView struct {
 	DurableOffset int64 `json:"durable_offset"`
 	SizeBytes     int64 `json:"size_bytes"`
 	Segments      int   `json:"segments"`
+	// Damaged is the corrupt batch consumers stop at (as in /readyz);
+	// absent when the partition has none.
+	Damaged *DamageView `json:"damaged,omitempty"`
 }
 
 // ConfigValue is a topic config's value and whether it is a default.
@@ -86,6 +89,10 @@ func topicView(l *flog.Log, t flog.TopicInfo) TopicView {
 		}
 		pv := PartitionView{Partition: i, StartOffset: p.StartOffset(), EndOffset: p.EndOffset(), DurableOffset: p.DurableOffset(),
 			SizeBytes: p.Size(), Segments: len(p.Segments())}
+		if d, ok := p.Damage(); ok {
+			dv := damageView(d)
+			pv.Damaged = &dv
+		}
 		v.Partitions = append(v.Partitions, pv)
 		v.Records += pv.EndOffset - pv.StartOffset
 		v.SizeBytes += pv.SizeBytes

@@ -442,7 +442,12 @@
         const ps = t.partitions || [];
         let recs = 0, endOff = 0, size = 0;
         ps.forEach((p) => { recs += Math.max(0, p.end_offset - p.start_offset); endOff += p.end_offset; size += p.size_bytes || 0; });
-        return "<tr" + (internal(t) ? ' style="color:var(--muted)"' : "") + '><td class="name">' + esc(t.name) + '</td><td class="num">' + ps.length +
+        // A partition holding a corrupt batch (/readyz says not ready):
+        // where, and the way out.
+        const damaged = ps.filter((p) => p.damaged).map((p) => '<span class="state warn" title="' +
+          esc(p.damaged.reason + " · " + p.damaged.segment + " · ferry log truncate cuts the partition there") + '">partition ' +
+          p.partition + " damaged at " + int(p.damaged.offset) + "</span>").join(" ");
+        return "<tr" + (internal(t) ? ' style="color:var(--muted)"' : "") + '><td class="name">' + esc(t.name) + (damaged ? " " + damaged : "") + '</td><td class="num">' + ps.length +
           '</td><td class="num">' + int(recs) + '</td><td class="num wide">' + int(endOff) + '</td><td class="num">' + bytes(size) +
           '</td><td class="num wide">' + retention(t.configs) + "</td></tr>";
       }), "no topics yet");
