@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,5 +155,52 @@ func TestCorruptActiveBatchFoundAtStartAndSurfaced(t *testing.T) {
 	}
 	if !strings.Contains(out, filepath.Base(d["segment"].(string))) {
 		t.Errorf("the start-up line does not name the segment:\n%s", out)
+	}
+}
+
+// kcat (librdkafka) reports CORRUPT_MESSAGE to the application ("Broker:
+// Invalid message", librdkafka's name for it): it reads up to the damage
+// and prints the error, where KAFKA_STORAGE_ERROR was retried silently.
+func TestCorruptBatchKcatReportsIt(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kcat is required under CI=true (make deps installs it): %v", err)
+		}
+		t.Skipf("kcat not installed: %v", err)
+	}
+	dir, bad := damagedDataDir(t)
+	n := startTestNode(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kcat, "-b", n.KafkaAddr(), "-C", "-t", "climate", "-p", "0", "-o", "beginning", "-f", "%o\n")
+	var out, errOut syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	text := func(b *syncBuffer) string {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.b.String()
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	exited := false
+	for !exited && !strings.Contains(text(&errOut), "Broker: Invalid message") && time.Now().Before(deadline) {
+		select {
+		case <-done:
+			exited = true
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if !exited {
+		cmd.Process.Kill()
+		<-done
+	}
+	lines := strings.Fields(text(&out))
+	if !strings.Contains(text(&errOut), "Broker: Invalid message") || len(lines) != int(bad) {
+		t.Fatalf("kcat: %d record(s) (want %d), stderr %q", len(lines), bad, text(&errOut))
 	}
 }
