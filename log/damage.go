@@ -112,3 +112,41 @@ func (p *Partition) reportDamage(s *segment, pos, offset int64, cause error) {
 			"segment", s.path+".log", "position", pos, "offset", offset, "err", cause)
 	}
 }
+
+// noteReadDamage records the damage a read of a sealed segment ran into:
+// load found its first bad batch at corruptAt, whose offset the headers
+// before it give (its own may be what is damaged).
+func (p *Partition) noteReadDamage(seg *segment, entries []indexEntry, cause error) {
+	if seg.corruptAt < 0 {
+		return
+	}
+	if off, ok := seg.offsetAt(entries, seg.corruptAt); ok && p.noteDamage(seg, seg.corruptAt, off, cause) {
+		p.logger.Error("corrupt batch on read", "segment", seg.path+".log", "position", seg.corruptAt, "offset", off, "err", cause)
+	}
+}
+
+// offsetAt is the offset of the batch at position pos of a loaded segment,
+// walking the (valid) batch headers from the index entry before it; ok is
+// false when they do not lead to pos.
+func (s *segment) offsetAt(entries []indexEntry, pos int64) (int64, bool) {
+	at, expect := int64(0), s.base
+	for _, e := range entries {
+		if int64(e.pos) > pos {
+			break
+		}
+		at, expect = int64(e.pos), s.base+int64(e.rel)
+	}
+	var hb [batchHeaderSize]byte
+	for at < pos {
+		if _, err := s.log.ReadAt(hb[:], at); err != nil {
+			return 0, false
+		}
+		h, err := parseHeader(hb[:])
+		if err != nil || h.BaseOffset != expect || h.Length <= 0 {
+			return 0, false
+		}
+		at += int64(h.Length)
+		expect = h.LastOffset() + 1
+	}
+	return expect, at == pos
+}

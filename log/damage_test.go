@@ -133,3 +133,35 @@ func TestCutAtDamagedHeaderWithBackup(t *testing.T) {
 	}
 	f.expectKept(t, p, victim)
 }
+
+// Damage in a sealed segment, found by a read, is recorded with its
+// offset, and CutAt cuts there (the sealed segment becomes the active
+// one, the later segments go).
+func TestCutAtDamageInASealedSegment(t *testing.T) {
+	f := buildLog(t, 12, 6)
+	segs := f.segments(t)
+	victim := 3
+	h, _ := ParseBatch(f.batches[victim])
+	// f.pos holds the active segment's positions; the sealed one's are
+	// the sums of the batches before.
+	var pos int64
+	for _, b := range f.batches[:victim] {
+		pos += int64(len(b))
+	}
+	flipByte(t, segs[0], pos+int64(len(f.batches[victim]))-2)
+	_, p := f.reopen(t)
+	if _, err := p.Read(h.BaseOffset, 1<<20, nil); !errors.Is(err, ErrCorruptSegment) {
+		t.Fatalf("read at the damage: %v", err)
+	}
+	d, ok := p.Damage()
+	if !ok || d.Offset != h.BaseOffset || d.Position != pos || d.Segment != segs[0] {
+		t.Fatalf("damage %+v %v, want offset %d at %d of %s", d, ok, h.BaseOffset, pos, segs[0])
+	}
+	if end, err := p.CutAt(h.BaseOffset); err != nil || end != h.BaseOffset {
+		t.Fatalf("CutAt(%d) = %d, %v", h.BaseOffset, end, err)
+	}
+	if _, ok := p.Damage(); ok {
+		t.Fatal("damage still reported after the cut")
+	}
+	f.expectKept(t, p, victim)
+}

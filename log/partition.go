@@ -865,6 +865,7 @@ func (p *Partition) Read(offset int64, maxBytes int, dst []byte) (ReadResult, er
 		if cause == nil {
 			cause = errors.New("offset not found in its segment")
 		}
+		p.noteReadDamage(seg, entries, cause)
 		return res, seg.corruptError(pos, cause)
 	}
 	if err != nil {

@@ -120,18 +120,15 @@ func copyFile(fsys FS, from, to string, copied func(int64)) error {
 }
 
 // CutAt cuts the partition so that it ends at offset, as TruncateTo does
-// (whole batches, never below the start offset or the high watermark),
-// and also where the batch at offset is the damaged one whose header can
-// no longer be read: then the cut is at the position the damage was
-// found at. It returns the new end offset.
+// (whole batches, never below the start offset or the high watermark).
+// At the recorded damage (Damage) it cuts at the position the damaged
+// batch was found at, which also works where its header can no longer be
+// read or a sealed segment's validation stopped there. It returns the new
+// end offset.
 func (p *Partition) CutAt(offset int64) (int64, error) {
-	end, err := p.TruncateTo(offset)
-	if err == nil || !errors.Is(err, ErrCorruptSegment) {
-		return end, err
-	}
 	d, ok := p.Damage()
 	if !ok || d.Offset != offset {
-		return end, err
+		return p.TruncateTo(offset)
 	}
 	p.smu.Lock()
 	defer p.smu.Unlock()
@@ -142,7 +139,13 @@ func (p *Partition) CutAt(offset int64) (int64, error) {
 	if p.closed {
 		return 0, ErrClosed
 	}
-	end = p.active.next
+	if p.failed != nil {
+		return 0, p.failed
+	}
+	end := p.active.next
+	if offset < p.segs[0].base {
+		return end, fmt.Errorf("%w: truncating %s-%d to %d, below its start offset %d", ErrOffsetOutOfRange, p.topic, p.id, offset, p.segs[0].base)
+	}
 	if hw := p.HighWatermark(); offset < hw {
 		return end, fmt.Errorf("%w: truncating %s-%d to %d, high watermark %d", ErrBelowHighWatermark, p.topic, p.id, offset, hw)
 	}
@@ -153,13 +156,14 @@ func (p *Partition) CutAt(offset int64) (int64, error) {
 		}
 	}
 	if i < 0 {
-		return end, err
+		return end, fmt.Errorf("truncating %s-%d at the damaged batch: its segment %s is gone", p.topic, p.id, d.Segment)
 	}
 	if err := p.ensureEpochsLocked(); err != nil {
 		return end, err
 	}
 	if err := p.truncateLocked(i, d.Position, offset); err != nil {
 		p.failed = fmt.Errorf("partition %s-%d disabled after a failed truncation to %d: %w", p.topic, p.id, offset, err)
+		p.logger.Error("partition disabled", "err", p.failed)
 		p.failDurability(p.failed)
 		return 0, p.failed
 	}
