@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -133,4 +134,29 @@ func TestOfflineCommandsRefuseANewerDataFormat(t *testing.T) {
 		{[]string{"devices", "list", "--data-dir", dir}, 1, "written by a newer ferry"},
 		{[]string{"log", "truncate", "--data-dir", dir, "--topic", "t", "--partition", "0", "--offset", "0"}, 1, "written by a newer ferry"},
 	})
+}
+
+// ferry log truncate refuses an offset below the partition's start.
+func TestLogTruncateRefusesBelowTheStart(t *testing.T) {
+	dir := t.TempDir()
+	n, _ := startDataDirNode(t, dir)
+	if _, err := n.Log().CreateTopic("copy", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := n.Log().Partition("copy", 0)
+	b := flog.AppendBatch(nil, []flog.Record{{Value: []byte("v"), Timestamp: 1}})
+	binary.BigEndian.PutUint64(b[0:8], 10) // a copy starting at offset 10
+	if _, err := p.AppendAt(b); err != nil {
+		t.Fatal(err)
+	}
+	if p.StartOffset() != 10 {
+		t.Fatalf("start offset %d, want 10", p.StartOffset())
+	}
+	n.Close()
+	runCLICases(t, []cliCase{
+		{[]string{"log", "truncate", "--data-dir", dir, "--topic", "copy", "--partition", "0", "--offset", "5"}, 1, "below copy-0's start offset 10"},
+	})
+	if entries, _ := os.ReadDir(filepath.Join(dir, "backup")); len(entries) != 0 {
+		t.Fatalf("a refused cut made a backup: %v", entries)
+	}
 }
