@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// buildFerry builds the ferry binary once per test binary.
+// buildFerry builds the ferry binary once per test binary; FERRY_TEST_BIN
+// names one to run instead.
 var (
 	buildOnce sync.Once
 	ferryBin  string
@@ -23,6 +24,11 @@ var (
 func ferryBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
+		if bin := os.Getenv("FERRY_TEST_BIN"); bin != "" {
+			// A build to compare with (an older commit's, say).
+			ferryBin = bin
+			return
+		}
 		dir, err := filepath.Abs("../bin-test")
 		if err != nil {
 			buildErr = err
