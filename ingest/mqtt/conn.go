@@ -41,6 +41,7 @@ type conn struct {
 	wake       chan struct{} // (1) tells a lingering drain the queue has more
 	space      chan struct{} // closed and replaced when the queue shrinks, if waited on
 	waited     bool          // someone waits on space
+	early      []refusal     // refusals of records whose acknowledgement is not queued yet
 
 	// Owned by the running drain goroutine (at most one at a time), kept
 	// so that a drain per message, the one-in-flight client's pattern,
@@ -63,14 +64,65 @@ const maxKeptQueue = 64
 const drainLinger = 50 * time.Millisecond
 
 // pendingAck is one acknowledgement to send: PUBACK (QoS 1) or PUBREC
-// (QoS 2) with code, once part is durable up to offset (part nil: at once).
+// (QoS 2) with code, once part is durable up to offset, or once record seq
+// of group g is committed (both nil: at once). drop: send nothing (the
+// connection is being closed instead).
 type pendingAck struct {
 	id       uint16
 	qos      byte
+	drop     bool
 	code     packets.Code
 	part     *flog.Partition
 	offset   int64
+	g        *group
+	seq      uint64
 	appended time.Time
+}
+
+// ready reports whether the acknowledgement may be sent now.
+func (a *pendingAck) ready() bool {
+	return (a.part == nil || a.part.DurableOffset() > a.offset) && (a.g == nil || a.g.ready(a.seq))
+}
+
+// refusal is a record of group g the log refused, with the reason.
+type refusal struct {
+	g    *group
+	seq  uint64
+	code packets.Code
+}
+
+// refused is told by g's committer that the log refused record seq, which
+// this connection published: an MQTT 5 client is answered code, an MQTT
+// 3.1.1 client (which cannot be) is disconnected and retransmits. It comes
+// before the commit's end, so the acknowledgement is never sent as a
+// success; if the reader has not queued it yet, enqueue applies it.
+func (c *conn) refused(g *group, seq uint64, code packets.Code) {
+	c.mu.Lock()
+	found := false
+	for i := range c.queue {
+		if a := &c.queue[i]; a.g == g && a.seq == seq {
+			c.refuse(a, code)
+			found = true
+			break
+		}
+	}
+	if !found {
+		c.early = append(c.early, refusal{g, seq, code})
+	}
+	c.mu.Unlock()
+	if !c.v5 {
+		c.s.broker.DisconnectClient(c.cl, code)
+	}
+}
+
+// refuse turns a queued acknowledgement into a refusal. c.mu is held.
+func (c *conn) refuse(a *pendingAck, code packets.Code) {
+	a.g = nil
+	if c.v5 {
+		a.code = code
+	} else {
+		a.drop = true
+	}
 }
 
 func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
@@ -121,6 +173,15 @@ func (c *conn) enqueue(a pendingAck) bool {
 		c.queue = c.qbuf[:0] // start again at the array's beginning
 	}
 	c.queue = append(c.queue, a)
+	if a.g != nil && len(c.early) > 0 {
+		for i, r := range c.early {
+			if r.g == a.g && r.seq == a.seq {
+				c.refuse(&c.queue[len(c.queue)-1], r.code)
+				c.early = append(c.early[:i], c.early[i+1:]...)
+				break
+			}
+		}
+	}
 	if len(c.queue) == 1 && cap(c.queue) <= maxKeptQueue {
 		c.qbuf = c.queue[:0]
 	}
@@ -193,27 +254,35 @@ func (c *conn) drain() {
 		head := c.queue[0]
 		c.mu.Unlock()
 
-		if head.part != nil {
-			if err := head.part.WaitDurable(c.ctx, head.offset); err != nil {
-				if c.ctx.Err() == nil {
-					// The partition could not be made durable: no
-					// acknowledgement may claim it was. Closing the
-					// connection makes the client retransmit.
-					c.s.logger.Error("mqtt: record not durable; closing the connection so the client retransmits",
-						"client", c.cl.ID, "topic", head.part.Topic(), "partition", head.part.ID(), "err", err)
-					c.s.broker.DisconnectClient(c.cl, packets.ErrUnspecifiedError)
-					c.cancel()
-				}
-				continue
+		var err error
+		part := head.part
+		switch {
+		case head.g != nil:
+			part = head.g.part
+			err = head.g.wait(c.ctx, head.seq)
+		case head.part != nil:
+			err = head.part.WaitDurable(c.ctx, head.offset)
+		}
+		if err != nil {
+			if c.ctx.Err() == nil {
+				// The partition could not be made durable: no
+				// acknowledgement may claim it was. Closing the
+				// connection makes the client retransmit.
+				c.s.logger.Error("mqtt: record not durable; closing the connection so the client retransmits",
+					"client", c.cl.ID, "topic", part.Topic(), "partition", part.ID(), "err", err)
+				c.s.broker.DisconnectClient(c.cl, packets.ErrUnspecifiedError)
+				c.cancel()
 			}
+			continue
 		}
 		c.mu.Lock()
 		batch := c.batch[:0]
-		for _, a := range c.queue {
-			if len(batch) == maxAckBatch || (a.part != nil && a.part.DurableOffset() <= a.offset) {
+		for i := range c.queue {
+			a := &c.queue[i]
+			if len(batch) == maxAckBatch || !a.ready() {
 				break
 			}
-			batch = append(batch, a)
+			batch = append(batch, *a)
 		}
 		c.mu.Unlock()
 
@@ -264,6 +333,9 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) (rel int) {
 	buf.Reset()
 	now := time.Now()
 	for _, a := range batch {
+		if a.drop {
+			continue
+		}
 		if !a.appended.IsZero() {
 			c.s.metrics.ackWait.Observe(now.Sub(a.appended).Seconds())
 		}

@@ -387,6 +387,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if qos > 0 {
 		hash = contentHash(pk.TopicName, pk.Payload)
 		if pk.FixedHeader.Dup {
+			// The original may still be queued for its commit (sent on
+			// a connection this one took over): let it be remembered.
+			s.settle(c, &pk)
 			if st, ok := s.dedupe.lookup(cl.ID, pk.PacketID, hash); ok {
 				s.metrics.publish(qos, resultDuplicate)
 				c.enqueue(pendingAck{id: pk.PacketID, qos: qos, code: packets.QosCodes[qos], part: st.part, offset: st.offset, appended: time.Now()})
@@ -394,7 +397,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			}
 		}
 	}
-	part, res, code, err := s.appendPublish(c, &pk)
+	g, seq, code, err := s.queuePublish(c, &pk, hash)
 	if err != nil {
 		s.logger.Warn("mqtt: publish not stored", "client", cl.ID, "topic", pk.TopicName, "err", err)
 		if qos == 0 {
@@ -413,13 +416,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if qos == 0 {
 		return pk, nil
 	}
-	if part != nil {
-		s.dedupe.remember(cl.ID, pk.PacketID, hash, part, res.LastOffset)
-	}
 	s.deliver(c.inlineClient(), pk)
 	a := pendingAck{id: pk.PacketID, qos: qos, code: packets.QosCodes[qos], appended: time.Now()}
-	if part != nil {
-		a.part, a.offset = part, res.LastOffset
+	if g != nil {
+		a.g, a.seq = g, seq
 	}
 	c.enqueue(a)
 	return pk, errReject
@@ -455,40 +455,78 @@ func (s *Server) deliver(from *mqtt.Client, pk packets.Packet) {
 	}
 }
 
-// appendPublish maps a client's publish to its record and appends it.
-func (s *Server) appendPublish(c *conn, pk *packets.Packet) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+// publishInfo is what a client's publish is stored as.
+func (c *conn) publishInfo(pk *packets.Packet) publishInfo {
 	info := publishInfo{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 		ClientID: c.cl.ID, Username: c.username, Device: c.device, PacketID: pk.PacketID}
 	if c.v5 {
 		info.V5, info.Props = true, propsOf(&pk.Properties)
 	}
-	return s.ingest(&info, &c.scratch)
+	return info
 }
 
-// ingest routes a publish to its rule, builds its record and appends it,
-// counting the result (stored, unmatched or error) and the device's
-// traffic. It returns a nil partition when the publish matches no rule
-// (and is dropped), and on error the MQTT 5 reason code to answer with.
-func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, flog.AppendResult, packets.Code, error) {
-	part, res, code, err := s.route(info, sc)
+// queuePublish maps a client's publish to its record and queues it with
+// its partition's group (group.go), which appends it and, for QoS 1/2,
+// makes the connection's acknowledgement wait for its commit. It returns a
+// nil group when the publish matches no rule (and is dropped), and on
+// error the MQTT 5 reason code to answer with.
+func (s *Server) queuePublish(c *conn, pk *packets.Packet, hash uint64) (*group, uint64, packets.Code, error) {
+	info := c.publishInfo(pk)
+	it := groupItem{id: pk.PacketID, hash: hash}
+	if info.QoS > 0 {
+		it.c = c
+	}
+	return s.queue(&info, &c.scratch, it)
+}
+
+// settle waits until the group a publish goes to has committed what is
+// queued (a retransmission's original is then in the dedupe memory).
+func (s *Server) settle(c *conn, pk *packets.Packet) {
+	info := c.publishInfo(pk)
+	if _, part, err := s.target(&info, &c.scratch); err == nil && part != nil {
+		s.group(part).settle(c.ctx)
+	}
+}
+
+// queue routes a publish to its rule, builds its record and queues it with
+// its partition's group, counting it if it matches no rule or cannot be
+// routed (the commit counts the rest).
+func (s *Server) queue(info *publishInfo, sc *recordScratch, it groupItem) (*group, uint64, packets.Code, error) {
+	rec, part, err := s.target(info, sc)
 	switch {
 	case err != nil:
 		s.metrics.publish(info.QoS, resultError)
+		return nil, 0, packets.ErrImplementationSpecificError, err
 	case part == nil:
 		s.metrics.publish(info.QoS, resultUnmatched)
 		s.metrics.drop(dropUnmatched)
-	default:
-		s.metrics.publish(info.QoS, resultStored)
-		s.metrics.bytesIn.Add(float64(len(info.Payload)))
-		if s.opts.Presence != nil {
-			s.opts.Presence.CountIn(info.Device, 1, uint64(len(info.Payload)))
-		}
+		return nil, 0, packets.Code{}, nil
 	}
-	return part, res, code, err
+	g := s.group(part)
+	it.qos, it.client, it.device = info.QoS, info.ClientID, info.Device
+	return g, g.add(rec, it), packets.Code{}, nil
 }
 
-// route finds a publish's rule and appends its record.
-func (s *Server) route(info *publishInfo, sc *recordScratch) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+// ingest stores a publish and returns once it is appended (not
+// necessarily durable): its partition (nil when it matches no rule) and
+// offset, and on error the MQTT 5 reason code to answer with. It is for
+// wills and the bridge; a client's publishes are queued (queuePublish).
+func (s *Server) ingest(info *publishInfo, sc *recordScratch) (*flog.Partition, flog.AppendResult, packets.Code, error) {
+	r := &syncResult{done: make(chan struct{})}
+	g, _, code, err := s.queue(info, sc, groupItem{res: r})
+	if err != nil || g == nil {
+		return nil, flog.AppendResult{}, code, err
+	}
+	<-r.done
+	if r.err != nil {
+		return nil, flog.AppendResult{}, r.code, r.err
+	}
+	return g.part, flog.AppendResult{BaseOffset: r.offset, LastOffset: r.offset}, packets.Code{}, nil
+}
+
+// target finds a publish's rule and partition and builds its record in
+// sc; a nil partition means no rule matched.
+func (s *Server) target(info *publishInfo, sc *recordScratch) (flog.Record, *flog.Partition, error) {
 	var valsBuf [8]string
 	vals := valsBuf[:]
 	if s.router.maxCaptures > len(vals) {
@@ -496,25 +534,11 @@ func (s *Server) route(info *publishInfo, sc *recordScratch) (*flog.Partition, f
 	}
 	rule := s.router.route(info.Topic, vals)
 	if rule == nil {
-		return nil, flog.AppendResult{}, packets.Code{}, nil
+		return flog.Record{}, nil, nil
 	}
 	rec := rule.record(info, vals, time.Now().UnixMilli(), sc)
 	part, err := s.partitionForKey(rule.Topic, rec.Key)
-	if err != nil {
-		return nil, flog.AppendResult{}, packets.ErrImplementationSpecificError, err
-	}
-	res, err := s.appendRecord(part, rec)
-	if err != nil {
-		code := packets.ErrImplementationSpecificError
-		switch {
-		case errors.Is(err, flog.ErrBatchTooLarge):
-			code = packets.ErrPacketTooLarge
-		case errors.Is(err, flog.ErrDiskBudget):
-			code = packets.ErrQuotaExceeded // back-pressure: the disk budget is full of unshipped records
-		}
-		return nil, res, code, err
-	}
-	return part, res, packets.Code{}, nil
+	return rec, part, err
 }
 
 // partitionForKey is the partition of topic Kafka's partitioner picks for

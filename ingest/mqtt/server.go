@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -123,18 +124,22 @@ type Server struct {
 	churn   churnTracker   // connects and disconnects, for releasing memory once they settle (quiet.go)
 	writers sync.WaitGroup // delivery writers (writer.go)
 
-	conns   sync.Map // *mqtt.Client → *conn
-	closing atomic.Bool
-	pubMu   sync.RWMutex   // held shared by publishes in flight, exclusively by Close
-	acks    sync.WaitGroup // acknowledgement drains
-	bridges []*bridge
-	done    chan struct{}
-	quit    chan struct{} // closed when Close begins: lingering drains leave
-	once    sync.Once
-	lnMu    sync.Mutex
-	lnSeq   int
-	lnIDs   []string // every listener added to the broker
-	bufPool sync.Pool
+	conns       sync.Map // *mqtt.Client → *conn
+	closing     atomic.Bool
+	pubMu       sync.RWMutex    // held shared by publishes in flight, exclusively by Close
+	acks        sync.WaitGroup  // acknowledgement drains
+	groups      sync.Map        // *flog.Partition → *group: group commit of publishes (group.go)
+	groupsWg    sync.WaitGroup  // the groups' committers
+	groupCtx    context.Context // ends once Close no longer waits for commits
+	groupCancel context.CancelFunc
+	bridges     []*bridge
+	done        chan struct{}
+	quit        chan struct{} // closed when Close begins: lingering drains leave
+	once        sync.Once
+	lnMu        sync.Mutex
+	lnSeq       int
+	lnIDs       []string // every listener added to the broker
+	bufPool     sync.Pool
 
 	topics map[string]int32 // the topics the rules, the default rule and presence write to, and their partitions
 }
@@ -167,6 +172,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Log, logger: opts.Logger, router: r,
 		dedupe: newDedupe(int(opts.ReceiveMaximum)), done: make(chan struct{}), quit: make(chan struct{}),
 		sw: sweeper{offline: map[*mqtt.Client]struct{}{}}, swept: make(chan struct{})}
+	s.groupCtx, s.groupCancel = context.WithCancel(context.Background())
 	s.churn.quiet.Store(int64(releaseQuiet))
 	s.churn.min.Store(releaseChurn)
 	m, err := newMetrics(opts.Registerer, func() *system.Info {
@@ -360,7 +366,9 @@ func (s *Server) Close() error {
 		s.drainClients()
 		s.broker.Close()
 		s.broker.Listeners.ClientsWg.Wait()
-		s.writers.Wait() // the connections are closed: their writers end
+		s.writers.Wait()                         // the connections are closed: their writers end
+		waitTimeout(&s.groupsWg, 10*time.Second) // committers of wills sent as clients left
+		s.groupCancel()
 		close(s.done)
 	})
 	return nil

@@ -1,0 +1,155 @@
+package mqtt
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	flog "ferry/log"
+)
+
+// groupSetup is a broker whose fsyncs can be held, with every publish
+// going to the one partition of topic "mqtt", and a first commit on it
+// held in its fsync: what is published from now on queues for the next.
+func groupSetup(t *testing.T, v3 ...bool) (*testBroker, *flog.Partition, func()) {
+	t.Helper()
+	h := &heldFS{release: make(chan struct{})}
+	b := startBrokerFS(t, "", h, nil)
+	var once sync.Once
+	release := func() { once.Do(func() { h.hold.Store(false); close(h.release) }) }
+	t.Cleanup(release) // before the broker stops, which fsyncs
+	part, err := b.log.Partition("mqtt", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.hold.Store(true)
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "first", clean: true})
+	rc.publish("other/first", []byte("first"), 1, 1, false)
+	waitFor(t, "the first commit's fsync held", func() bool { return h.held.Load() == 1 })
+	return b, part, release
+}
+
+// queued is how many records wait for the partition's next commit.
+func (b *testBroker) queued(part *flog.Partition) int {
+	g := b.srv.group(part)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.cur.recs)
+}
+
+// batchSizes returns the record count of each batch of part, in order.
+func batchSizes(t *testing.T, part *flog.Partition) []int {
+	t.Helper()
+	var sizes []int
+	for off := int64(0); off < part.EndOffset(); {
+		rr, err := part.Read(off, 1<<20, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for data := rr.Data; len(data) > 0; {
+			h, err := flog.ParseBatchHeader(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := int(h.LastOffsetDelta) + 1
+			if h.BaseOffset >= off {
+				sizes = append(sizes, n)
+			}
+			off = h.LastOffset() + 1
+			data = data[h.Length:]
+		}
+	}
+	return sizes
+}
+
+// TestPublishesDuringAnFsyncShareOneAppend: publishes from several
+// connections that arrive while a partition's fsync runs are appended
+// together, as one batch, once it ends, and each connection gets its
+// PUBACK once that batch is durable, in its own publish order.
+func TestPublishesDuringAnFsyncShareOneAppend(t *testing.T) {
+	b, part, release := groupSetup(t)
+	const conns, each = 5, 2
+	rcs := make([]*rawClient, conns)
+	for i := range rcs {
+		rcs[i] = dialRaw(t, b.addr, 5)
+		rcs[i].connect(connectOpts{id: fmt.Sprintf("c%d", i), clean: true})
+		for j := range each {
+			rcs[i].publish("other/x", []byte(fmt.Sprintf("c%d-%d", i, j)), 1, uint16(10+j), false)
+		}
+	}
+	waitFor(t, "every publish queued", func() bool { return b.queued(part) == conns*each })
+	if d := part.DurableOffset(); d != 0 {
+		t.Fatalf("durable offset %d while the fsync is held", d)
+	}
+	release()
+	for i, rc := range rcs {
+		for j := range each {
+			if pk := rc.expect(packets.Puback); pk.PacketID != uint16(10+j) || pk.ReasonCode != 0 {
+				t.Fatalf("c%d: PUBACK %d reason %#x, want %d", i, pk.PacketID, pk.ReasonCode, 10+j)
+			}
+			if d := part.DurableOffset(); d < 1+conns*each {
+				t.Fatalf("PUBACK with durable offset %d", d)
+			}
+		}
+	}
+	if got := batchSizes(t, part); len(got) != 2 || got[0] != 1 || got[1] != conns*each {
+		t.Fatalf("batches of %v records, want [1 %d]", got, conns*each)
+	}
+	// Each connection's records are in its publish order.
+	last := map[string]int{}
+	for _, r := range b.records(t, "mqtt")[0][1:] {
+		var c, j int
+		if _, err := fmt.Sscanf(string(r.Value), "c%d-%d", &c, &j); err != nil {
+			t.Fatal(err)
+		}
+		if prev, ok := last[fmt.Sprint(c)]; ok && prev > j {
+			t.Fatalf("c%d: record %d after %d", c, j, prev)
+		}
+		last[fmt.Sprint(c)] = j
+	}
+}
+
+// TestRefusedRecordInASharedAppend: when the log refuses a record queued
+// with others (larger than the topic's max.message.bytes), only that
+// publish is refused: the MQTT 5 client is answered "packet too large"
+// for it, the MQTT 3.1.1 client is disconnected without a PUBACK for it,
+// and the records around them are stored and acknowledged.
+func TestRefusedRecordInASharedAppend(t *testing.T) {
+	b, part, release := groupSetup(t)
+	if err := b.log.AlterConfigs("mqtt", map[string]string{"max.message.bytes": "1000"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 2000)
+	v5 := dialRaw(t, b.addr, 5)
+	v5.connect(connectOpts{id: "v5", clean: true})
+	v3 := dialRaw(t, b.addr, 4)
+	v3.connect(connectOpts{id: "v3", clean: true})
+	v5.publish("other/a", []byte("a"), 1, 1, false)
+	v5.publish("other/big", big, 1, 2, false)
+	v5.publish("other/b", []byte("b"), 1, 3, false)
+	v3.publish("other/big3", big, 1, 7, false)
+	waitFor(t, "every publish queued", func() bool { return b.queued(part) == 4 })
+	release()
+	for _, want := range []struct {
+		id   uint16
+		code byte
+	}{{1, 0}, {2, packets.ErrPacketTooLarge.Code}, {3, 0}} {
+		if pk := v5.expect(packets.Puback); pk.PacketID != want.id || pk.ReasonCode != want.code {
+			t.Fatalf("PUBACK %d reason %#x, want %d reason %#x", pk.PacketID, pk.ReasonCode, want.id, want.code)
+		}
+	}
+	if pk, closed := v3.closed(); !closed {
+		t.Fatalf("3.1.1 client not disconnected (got %v)", pk)
+	}
+	var vals []string
+	for _, r := range b.records(t, "mqtt")[0] {
+		vals = append(vals, string(r.Value))
+	}
+	if fmt.Sprint(vals) != "[first a b]" {
+		t.Fatalf("records %q, want [first a b]", vals)
+	}
+}
