@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	flog "ferry/log"
@@ -151,5 +152,36 @@ func TestRefusedRecordInASharedAppend(t *testing.T) {
 	}
 	if fmt.Sprint(vals) != "[first a b]" {
 		t.Fatalf("records %q, want [first a b]", vals)
+	}
+}
+
+// onPublishHook is another hook that sees publishes.
+type onPublishHook struct{ mqtt.HookBase }
+
+func (onPublishHook) ID() string           { return "other" }
+func (onPublishHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+
+// TestQoS1PublishSkipsMochisHookChain: with ferry's hook the only one
+// that sees publishes, a QoS 1 publish is handled without mochi's hook
+// chain (publish.go); with another such hook, mochi's chain runs.
+func TestQoS1PublishSkipsMochisHookChain(t *testing.T) {
+	b := startBroker(t, "", nil)
+	if !b.srv.fastPublish {
+		t.Fatal("QoS 1/2 publishes go through mochi's hook chain")
+	}
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "d", clean: true})
+	rc.publish("factory/s1/d/telemetry", []byte("x"), 1, 1, false)
+	if pk := rc.expect(packets.Puback); pk.PacketID != 1 || pk.ReasonCode != 0 {
+		t.Fatalf("PUBACK %d reason %#x", pk.PacketID, pk.ReasonCode)
+	}
+	if n := b.count("telemetry"); n != 1 {
+		t.Fatalf("%d records", n)
+	}
+	if err := b.srv.broker.AddHook(new(onPublishHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	if soleOnPublish(b.srv.mochi.hooks, b.srv.hook) {
+		t.Fatal("another hook's OnPublish not noticed")
 	}
 }

@@ -305,5 +305,8 @@ func (s *Server) handlePacket(cl *mqtt.Client, fh packets.FixedHeader, body []by
 	if err != nil {
 		return err
 	}
+	if pk.FixedHeader.Type == packets.Publish && s.publishQoS(cl, pk) {
+		return nil
+	}
 	return mochiReceivePacket(s.broker, cl, pk)
 }

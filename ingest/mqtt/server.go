@@ -140,6 +140,7 @@ type Server struct {
 	lnSeq       int
 	lnIDs       []string // every listener added to the broker
 	bufPool     sync.Pool
+	fastPublish bool // QoS 1/2 publishes skip mochi's hook chain (publish.go)
 
 	topics map[string]int32 // the topics the rules, the default rule and presence write to, and their partitions
 }
@@ -242,6 +243,7 @@ func New(opts Options) (*Server, error) {
 		sess.Stop()
 		return nil, err
 	}
+	s.fastPublish = receiveQuotaOffset != 0 && soleOnPublish(s.mochi.hooks, s.hook)
 	if err := s.broker.Serve(); err != nil {
 		s.broker.Close()
 		return nil, fmt.Errorf("mqtt: starting broker: %w", err)
