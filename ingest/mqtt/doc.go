@@ -11,10 +11,12 @@
 // retain, client id and the MQTT 5 properties), the acknowledgement rule (a
 // QoS 1 PUBACK or QoS 2 PUBREC is sent only once the record is durable under
 // its topic's flush policy, in the order the publishes arrived, without
-// holding up the connection's next publish), recognition of retransmitted
-// publishes so a lost PUBACK does not store a message twice, connection
-// limits, and the hand-off of authentication, ACLs and presence to an
-// Authenticator (the device registry, wired in by the edge node).
+// holding up the connection's next publish; the publishes of all
+// connections to a partition are appended and fsynced together, group.go),
+// recognition of retransmitted publishes so a lost PUBACK does not store a
+// message twice, connection limits, and the hand-off of authentication,
+// ACLs and presence to an Authenticator (the device registry, wired in by
+// the edge node).
 //
 // It appends to the log only through the log's API. It must never import
 // another front end (ingest/kafka), the mirror or the device registry (it
