@@ -48,6 +48,8 @@ type group struct {
 	next    uint64      // sequence number of the next queued record
 	running bool        // a committer owns the group
 	wake    chan struct{}
+	taken   sync.Cond // broadcast when the committer takes cur (with mu)
+	waiting int       // readers waiting in add for cur to be taken
 
 	// done: every record numbered below it has been through its commit
 	// (appended and durable, or refused). Records numbered failedFrom and
@@ -71,6 +73,12 @@ const (
 	maxGroupBytes   = 256 << 10
 )
 
+// maxGroupQueued bounds the bytes queued for a group's next commit: a
+// reader that would queue more waits until the committer takes them (the
+// back-pressure an append that blocks on a slow disk gave before). QoS 1/2
+// publishes are also bounded by Receive Maximum; QoS 0 only by this.
+var maxGroupQueued = 8 << 20
+
 // groupBatch is the records of one commit, with their key and header bytes
 // copied into arena (each publish's own scratch is reused at once).
 type groupBatch struct {
@@ -78,6 +86,7 @@ type groupBatch struct {
 	items []groupItem
 	hdrs  []kmsg.Header
 	arena []byte
+	size  int // estimated bytes, values included
 }
 
 // groupItem is who a queued record is for.
@@ -106,6 +115,7 @@ func (s *Server) group(part *flog.Partition) *group {
 	g := &group{s: s, part: part, cur: new(groupBatch), spare: new(groupBatch), wake: make(chan struct{}, 1),
 		doneCh: make(chan struct{})}
 	g.failedFrom.Store(math.MaxUint64)
+	g.taken.L = &g.mu
 	v, _ := s.groups.LoadOrStore(part, g)
 	return v.(*group)
 }
@@ -114,7 +124,13 @@ func (s *Server) group(part *flog.Partition) *group {
 // unchanged until the commit) and returns its sequence number.
 func (g *group) add(rec flog.Record, it groupItem) uint64 {
 	g.mu.Lock()
+	for g.cur.size > 0 && g.cur.size+recordSize(&rec) > maxGroupQueued {
+		g.waiting++
+		g.taken.Wait()
+		g.waiting--
+	}
 	b := g.cur
+	b.size += recordSize(&rec)
 	start := len(b.arena)
 	b.arena = append(b.arena, rec.Key...)
 	if rec.Key != nil {
@@ -186,6 +202,9 @@ func (g *group) run() {
 		b := g.cur
 		g.cur, g.spare = g.spare, nil
 		first := g.next - uint64(len(b.recs))
+		if g.waiting > 0 {
+			g.taken.Broadcast()
+		}
 		g.mu.Unlock()
 
 		g.commit(b, first)
@@ -206,6 +225,7 @@ func (b *groupBatch) reset() {
 		b.arena = nil
 	}
 	b.arena = b.arena[:0]
+	b.size = 0
 	if cap(b.recs) > 8*maxGroupRecords {
 		b.recs, b.items = nil, nil
 	}

@@ -185,3 +185,36 @@ func TestQoS1PublishSkipsMochisHookChain(t *testing.T) {
 		t.Fatal("another hook's OnPublish not noticed")
 	}
 }
+
+// TestQueuedForACommitIsBounded: while a commit's fsync is held, a QoS 0
+// flood (which no Receive Maximum bounds) queues at most maxGroupQueued
+// bytes for the next commit; its reader then waits, and everything is
+// stored once the fsync ends.
+func TestQueuedForACommitIsBounded(t *testing.T) {
+	defer func(n int) { maxGroupQueued = n }(maxGroupQueued)
+	maxGroupQueued = 64 << 10
+	b, part, release := groupSetup(t)
+	g := b.srv.group(part)
+	state := func() (size, waiting int) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.cur.size, g.waiting
+	}
+	const n, each = 64, 4 << 10 // 256 KiB: four times the bound
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "flood", clean: true})
+	go func() {
+		for i := range n {
+			rc.publish("other/flood", bytes.Repeat([]byte{byte(i)}, each), 0, 0, false)
+		}
+	}()
+	waitFor(t, "the flood's reader to wait, or the bound passed", func() bool {
+		size, waiting := state()
+		return waiting > 0 || size > maxGroupQueued
+	})
+	if size, _ := state(); size > maxGroupQueued {
+		t.Fatalf("%d bytes queued, bound %d", size, maxGroupQueued)
+	}
+	release()
+	waitFor(t, "every publish stored", func() bool { return part.EndOffset() == 1+n })
+}
