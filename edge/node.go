@@ -251,7 +251,8 @@ func (n *Node) start() error {
 	}
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
 		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy,
-		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, OnSync: n.metrics.observeFsync})
+		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, OnSync: n.metrics.observeFsync,
+		CleanShutdownMarker: true, Replicated: opts.Cluster != nil})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", stateFileError(filepath.Join(LogDir(opts.DataDir), "topics.db"), err))
 	}

@@ -25,6 +25,17 @@ type Options struct {
 	// LockTimeout bounds the wait for the metadata file lock held by another
 	// process; 0 means 1 second. Past it Open fails with ErrDataDirLocked.
 	LockTimeout time.Duration
+	// Replicated makes this log a cluster member's: a topic may ask for
+	// up to MaxReplicas in-sync replicas (min.insync.replicas), which the
+	// cluster checks against its replication factor. Alone, this node is
+	// every partition's only replica, so more than 1 is refused: acks=all
+	// could never be met.
+	Replicated bool
+	// CleanShutdownMarker makes this log a node's: Open takes the
+	// clean-shutdown marker (Log.CleanShutdown says whether it was there)
+	// and a Close without error writes it. Offline tools leave it as it
+	// is, so a crash stays visible to the node's next start.
+	CleanShutdownMarker bool
 	// Now is the clock used for segment age and retention; nil means time.Now.
 	Now func() time.Time
 	// MaxDiskBytes is the data-disk budget (max.disk.bytes); 0 means none.

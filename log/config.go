@@ -81,7 +81,12 @@ type TopicConfig struct {
 	MaxInflatedBytes   int64         // most bytes a compressed batch's records may inflate to (resolved: never 0)
 	Compression        int8          // compression.type: the codec Append stores batches in; -1: the producer's (recompress.go)
 	LogAppendTime      bool          // message.timestamp.type=LogAppendTime: Append stamps the append time (appendtime.go)
+	MinInsyncReplicas  int           // in-sync replicas acks=all needs (min.insync.replicas)
 }
+
+// MaxReplicas is the most replicas a partition may have (a cluster's
+// replication factor), and so the highest min.insync.replicas.
+const MaxReplicas = 5
 
 // configSpec describes one config key: its default and how to parse it.
 type configSpec struct {
@@ -200,6 +205,18 @@ func ValidateConfigs(configs map[string]string) error {
 		if err := s.parse(&c, configs[k]); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateConfigs is ValidateConfigs with this log's own rule: alone,
+// min.insync.replicas above 1 could never be met (Options.Replicated).
+func (l *Log) validateConfigs(configs map[string]string) error {
+	if err := ValidateConfigs(configs); err != nil {
+		return err
+	}
+	if v, ok := configs[ConfigMinInsyncReplicas]; ok && !l.replicated && v != "1" {
+		return fmt.Errorf("%w: %s=%s: this node is a partition's only replica, so acks=all could never be met", ErrInvalidConfig, ConfigMinInsyncReplicas, v)
 	}
 	return nil
 }

@@ -56,12 +56,13 @@ func init() {
 	for k, s := range map[string]configSpec{
 		ConfigCleanupPolicy: {"delete", "what happens to old segments: delete (compact is not implemented)",
 			word(ConfigCleanupPolicy, []string{"delete"}, map[string]string{"compact": noCompaction, "compact,delete": noCompaction, "delete,compact": noCompaction})},
-		ConfigMinInsyncReplicas: {"1", "replicas that must have a record before acks=all: 1, this node being the only replica",
-			func(_ *TopicConfig, v string) error {
-				n, err := parseInt(ConfigMinInsyncReplicas, v, 1, math.MaxInt32)
-				if err == nil && n > 1 {
-					return fmt.Errorf("%w: %s=%d: this node is a partition's only replica, so acks=all could never be met", ErrInvalidConfig, ConfigMinInsyncReplicas, n)
-				}
+		ConfigMinInsyncReplicas: {"1", "in-sync replicas a record must reach before acks=all answers (1..5, at most the replication factor); a node alone, each partition's only replica, accepts only 1",
+			func(c *TopicConfig, v string) error {
+				// The replication factor is the cluster's to check it
+				// against (edge/cluster); the log bounds it by the most
+				// replicas a partition may have.
+				n, err := parseInt(ConfigMinInsyncReplicas, v, 1, MaxReplicas)
+				c.MinInsyncReplicas = int(n)
 				return err
 			}},
 		"delete.retention.ms":   {"86400000", "how long compaction keeps tombstones" + noEffect + " until compaction exists", integer("delete.retention.ms", 0, math.MaxInt64)},

@@ -23,11 +23,14 @@ import (
 // Log is a set of topics, each a fixed number of partitions, kept in one
 // directory. It is safe for concurrent use.
 type Log struct {
-	dir    string
-	fs     FS
-	logger *slog.Logger
-	now    func() time.Time
-	db     *bolt.DB
+	// cleanShutdown: the previous run ended with Close (cleanshutdown.go).
+	cleanShutdown, markClean bool
+	replicated               bool // Options.Replicated
+	dir                      string
+	fs                       FS
+	logger                   *slog.Logger
+	now                      func() time.Time
+	db                       *bolt.DB
 
 	// mu guards topics, shipper and closed. Held only for lookups and
 	// topic-level changes, never during appends or reads.
@@ -114,10 +117,16 @@ func Open(opts Options) (*Log, error) {
 		dir: opts.Dir, fs: opts.FS, logger: opts.Logger.With("component", "log"), now: opts.Now, db: db,
 		topics: map[string]*topic{}, deleting: map[string]bool{}, defaults: opts.TopicDefaults, maxDisk: opts.MaxDiskBytes, policy: opts.BudgetPolicy,
 		maxPerTopic: opts.MaxPartitionsPerTopic, maxParts: opts.MaxPartitions, fileLimit: opts.OpenFileLimit,
-		onSync: opts.OnSync, stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
+		markClean: opts.CleanShutdownMarker, replicated: opts.Replicated, onSync: opts.OnSync, stop: make(chan struct{}), done: make(chan struct{}), budgetWake: make(chan struct{}, 1),
 	}
 	if l.fileLimit == 0 {
 		l.fileLimit = openFileLimit()
+	}
+	if opts.CleanShutdownMarker {
+		if l.cleanShutdown, err = l.takeCleanShutdown(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("clean-shutdown marker: %w", err)
+		}
 	}
 	if err := l.load(); err != nil {
 		l.closeTopics()
@@ -250,7 +259,7 @@ func (l *Log) CreateTopicWithID(name string, id [16]byte, partitions int32, conf
 	if partitions <= 0 || partitions > 100_000 {
 		return TopicInfo{}, fmt.Errorf("%w: %d", ErrInvalidPartitions, partitions)
 	}
-	if err := ValidateConfigs(configs); err != nil {
+	if err := l.validateConfigs(configs); err != nil {
 		return TopicInfo{}, err
 	}
 	l.mu.Lock()
@@ -425,7 +434,7 @@ func (l *Log) ReplaceConfigs(name string, set map[string]string) error {
 }
 
 func (l *Log) alterConfigs(name string, set map[string]string, remove []string, replace bool) error {
-	if err := ValidateConfigs(set); err != nil {
+	if err := l.validateConfigs(set); err != nil {
 		return err
 	}
 	for _, k := range remove {
@@ -682,6 +691,9 @@ func (l *Log) Close() error {
 	err := l.closeTopics()
 	if cerr := l.db.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && l.markClean {
+		err = l.markCleanShutdown()
 	}
 	return err
 }
