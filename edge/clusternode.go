@@ -43,10 +43,6 @@ type ClusterOptions struct {
 	// defaults this node sets while it is the controller (0:
 	// min(3, voters) and min(2, replication factor)).
 	DefaultReplicationFactor, MinInsyncReplicas int32
-	// CleanShutdown says this run started after a clean shutdown of the
-	// previous one; false (the safe assumption) takes this broker out of
-	// every ELR when it registers.
-	CleanShutdown bool
 	// Join: this node joins a running cluster (no bootstrap; a voter adds
 	// it with `ferry cluster add-voter`).
 	Join bool
@@ -94,7 +90,7 @@ func (n *Node) startCluster() error {
 		NodeID: co.NodeID, Addr: self.Addr, Voters: co.Voters, Dir: filepath.Join(n.opts.DataDir, "cluster"),
 		Transport: n.clusterTr.Raft(), Caller: n.clusterTr, Endpoints: n.clusterEndpoints, Rack: co.Rack,
 		HeartbeatInterval: co.HeartbeatInterval, SessionTimeout: co.SessionTimeout, Raft: co.raft, Logger: n.logger,
-		DefaultReplicationFactor: co.DefaultReplicationFactor, MinInsyncReplicas: co.MinInsyncReplicas, CleanShutdown: co.CleanShutdown,
+		DefaultReplicationFactor: co.DefaultReplicationFactor, MinInsyncReplicas: co.MinInsyncReplicas, CleanShutdown: n.log.CleanShutdown(),
 		Join: co.Join,
 	})
 	if err != nil {
@@ -334,7 +330,15 @@ func topicError(err error) error {
 	return err
 }
 
+// CreateTopic creates a topic at the cluster's default replication
+// factor (auto-creation, the admin API).
 func (t clusterTopics) CreateTopic(name string, partitions int32, configs map[string]string) (flog.TopicInfo, error) {
+	return t.CreateTopicReplicated(name, partitions, 0, configs)
+}
+
+// CreateTopicReplicated creates a topic with replicationFactor replicas
+// of each partition, placed by the controller (0: the cluster's default).
+func (t clusterTopics) CreateTopicReplicated(name string, partitions, replicationFactor int32, configs map[string]string) (flog.TopicInfo, error) {
 	if err := flog.ValidateTopicName(name); err != nil {
 		return flog.TopicInfo{}, err
 	}
@@ -348,7 +352,7 @@ func (t clusterTopics) CreateTopic(name string, partitions int32, configs map[st
 	if t.group != nil {
 		group = t.group(name)
 	}
-	err := t.propose(cluster.Record{Op: cluster.OpCreateTopic, Topic: name, Count: int64(partitions), ReplicationFactor: 1, Configs: configs, Group: group})
+	err := t.propose(cluster.Record{Op: cluster.OpCreateTopic, Topic: name, Count: int64(partitions), ReplicationFactor: replicationFactor, Configs: configs, Group: group})
 	if err != nil {
 		return flog.TopicInfo{}, err
 	}

@@ -88,8 +88,13 @@ func (n *Node) registerMetrics() {
 			ConstLabels: buildLabels(n.opts)},
 			func() float64 { return 1 }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferry_under_replicated_partitions",
-			Help: "Partitions with fewer in-sync replicas than configured: always 0 on a single node (every partition has one replica, its leader); meaningful once partitions are replicated."},
-			func() float64 { return 0 }),
+			Help: "Partitions this node leads with fewer in-sync replicas than replicas (ferry_cluster_under_replicated_partitions); always 0 on a node alone, every partition's one replica and leader."},
+			func() float64 {
+				if n.cluster == nil {
+					return 0
+				}
+				return float64(n.cluster.UnderReplicated())
+			}),
 	)
 	if n.kafka != nil {
 		k := n.kafka

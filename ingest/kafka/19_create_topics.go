@@ -13,12 +13,15 @@ import (
 // CreateTopics: v0-7
 //
 // Behavior:
-//   - NumPartitions -1 means the server's default; ReplicationFactor must be
-//     -1 or 1 (one node), else INVALID_REPLICATION_FACTOR.
+//   - NumPartitions -1 means the server's default; ReplicationFactor -1 the
+//     cluster's default (--default-replication-factor), else 1..5 in a
+//     cluster and 1 for a node alone (INVALID_REPLICATION_FACTOR
+//     otherwise; the cluster refuses more replicas than live brokers).
 //   - Explicit replica assignments are accepted when they name live brokers
-//     (this node): partitions 0..n-1, each with this node as its one
-//     replica. One naming another broker, a duplicate broker or a gap in
-//     the partitions is INVALID_REPLICA_ASSIGNMENT with the reason; with
+//     (this node, alone): partitions 0..n-1, each with 1..5 distinct
+//     replicas, all partitions as many. One naming a broker that is not
+//     live, a duplicate broker or a gap in the partitions is
+//     INVALID_REPLICA_ASSIGNMENT with the reason; with
 //     NumPartitions or ReplicationFactor set as well, INVALID_REQUEST, as
 //     Kafka answers.
 //   - Configs are ferry's topic configs (Kafka's names where Kafka has one);
@@ -51,22 +54,65 @@ func (s *Server) checkAssignments(as []kmsg.CreateTopicsRequestTopicReplicaAssig
 	return ""
 }
 
-// checkReplicas checks one partition's replicas: one live broker (this
-// node, alone; any live broker of a cluster), since partitions are not
-// replicated yet.
+// checkReplicas checks one partition's replicas: distinct live brokers,
+// 1..log.MaxReplicas of them in a cluster whose topic admin places
+// replicas, one (this node) alone.
 func (s *Server) checkReplicas(replicas []int32) string {
 	if len(replicas) == 0 {
 		return "no replicas"
 	}
-	if len(replicas) > 1 {
-		return fmt.Sprintf("%d replicas: partitions are not replicated yet (one replica each)", len(replicas))
+	if _, replicated := s.topics.(replicatedCreator); !replicated && len(replicas) > 1 {
+		return fmt.Sprintf("%d replicas: a node alone holds the one replica of each partition", len(replicas))
 	}
+	if len(replicas) > flog.MaxReplicas {
+		return fmt.Sprintf("%d replicas: at most %d", len(replicas), flog.MaxReplicas)
+	}
+	live := map[int32]bool{}
 	for _, b := range s.cluster.Brokers() {
-		if b.ID == replicas[0] {
-			return ""
-		}
+		live[b.ID] = true
 	}
-	return fmt.Sprintf("broker %d is not a live broker", replicas[0])
+	seen := map[int32]bool{}
+	for _, r := range replicas {
+		switch {
+		case seen[r]:
+			return fmt.Sprintf("broker %d named twice", r)
+		case !live[r]:
+			return fmt.Sprintf("broker %d is not a live broker", r)
+		}
+		seen[r] = true
+	}
+	return ""
+}
+
+// replicatedCreator is a TopicAdmin that creates topics with a
+// replication factor (a cluster's; 0: its default). Alone, every
+// partition has one replica, this node.
+type replicatedCreator interface {
+	CreateTopicReplicated(name string, partitions, replicationFactor int32, configs map[string]string) (flog.TopicInfo, error)
+}
+
+// checkReplicationFactor says why CreateTopics' replication factor cannot
+// be honoured ("" if it can); -1 is the default.
+func (s *Server) checkReplicationFactor(rf int16) string {
+	_, replicated := s.topics.(replicatedCreator)
+	switch {
+	case rf == -1 || rf == 1:
+		return ""
+	case !replicated:
+		return fmt.Sprintf("replication factor %d: a node alone holds one replica of each partition (1 only)", rf)
+	case rf < 1 || rf > flog.MaxReplicas:
+		return fmt.Sprintf("replication factor %d: 1..%d", rf, flog.MaxReplicas)
+	}
+	return ""
+}
+
+// replicationFactor is a created topic's replication factor as the
+// cluster placed it (1 alone).
+func (s *Server) replicationFactor(topic string) int16 {
+	if pv, ok := s.cluster.Partition(topic, 0); ok && len(pv.Replicas) > 0 {
+		return int16(len(pv.Replicas))
+	}
+	return 1
 }
 
 // assignedCreator is a TopicAdmin that places partitions as asked (a
@@ -115,8 +161,8 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 		switch {
 		case !cn.canCreateTopic(rt.Topic):
 			fail(kerr.TopicAuthorizationFailed.Code, "CREATE on the cluster or the topic is not allowed")
-		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1:
-			fail(kerr.InvalidReplicationFactor.Code, fmt.Sprintf("replication factor %d: partitions are not replicated yet (1 only)", rt.ReplicationFactor))
+		case s.checkReplicationFactor(rt.ReplicationFactor) != "":
+			fail(kerr.InvalidReplicationFactor.Code, s.checkReplicationFactor(rt.ReplicationFactor))
 		case len(rt.ReplicaAssignment) > 0 && (rt.NumPartitions != -1 || rt.ReplicationFactor != -1):
 			fail(kerr.InvalidRequest.Code, "both numPartitions or replicationFactor and replicasAssignments were set")
 		case len(rt.ReplicaAssignment) > 0 && s.checkAssignments(rt.ReplicaAssignment) != "":
@@ -151,7 +197,13 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 				st.TopicID = info.ID
 			}
 		default:
-			info, err := s.topics.CreateTopic(rt.Topic, parts, configs)
+			var info flog.TopicInfo
+			var err error
+			if rc, ok := s.topics.(replicatedCreator); ok {
+				info, err = rc.CreateTopicReplicated(rt.Topic, parts, max(int32(rt.ReplicationFactor), 0), configs)
+			} else {
+				info, err = s.topics.CreateTopic(rt.Topic, parts, configs)
+			}
 			if err != nil {
 				fail(errorCode(err), err.Error())
 			} else {
@@ -159,7 +211,10 @@ func serveCreateTopics(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 			}
 		}
 		if st.ErrorCode == 0 {
-			st.NumPartitions, st.ReplicationFactor = parts, 1
+			st.NumPartitions, st.ReplicationFactor = parts, s.replicationFactor(rt.Topic)
+			if req.ValidateOnly {
+				st.ReplicationFactor = max(rt.ReplicationFactor, 1)
+			}
 			if req.Version >= 5 {
 				vals, explicit, _ := s.log.EffectiveConfigs(rt.Topic)
 				if vals == nil { // validate-only: the topic does not exist
