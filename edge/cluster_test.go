@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -202,9 +203,9 @@ func TestClusterRoutesClientsToLeaders(t *testing.T) {
 		return tp != nil && tp.Partitions[0].Leader == 2 && tp.Partitions[1].Leader == 3
 	})
 
-	// A replication factor above 1 is refused until replication exists.
-	if _, err := ka.CreateTopic(ctx, 1, 3, nil, "replicated"); err == nil {
-		t.Fatal("replication factor 3 accepted")
+	// A replication factor above the brokers there are is refused.
+	if r, err := ka.CreateTopic(ctx, 1, 4, nil, "replicated"); err == nil && r.Err == nil {
+		t.Fatal("replication factor 4 accepted by 3 brokers")
 	}
 
 	// A producer and a consumer bootstrapped at node 3 reach every leader.
@@ -510,7 +511,9 @@ func TestClusterReceivesEdgesAtTheirHome(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(a.Data, b.Data) {
+			// The center's leader stamps its leader epoch in each copied
+			// batch (bytes 12–15); everything else is the edge's bytes.
+			if !bytes.Equal(maskLeaderEpochs(a.Data), maskLeaderEpochs(b.Data)) {
 				t.Fatalf("%s partition %d: the copy differs from the edge's log", e.id, p)
 			}
 		}
@@ -548,4 +551,16 @@ func TestClusterReceivesEdgesAtTheirHome(t *testing.T) {
 	appendSome(edges[0], 5)
 	exact(edges[0])
 	exact(edges[1])
+}
+
+// maskLeaderEpochs copies record batches with each batch's partition
+// leader epoch (bytes 12–15, outside the CRC) zeroed.
+func maskLeaderEpochs(b []byte) []byte {
+	out := append([]byte(nil), b...)
+	for i := 0; i+17 <= len(out); {
+		n := int(binary.BigEndian.Uint32(out[i+8:])) + 12
+		copy(out[i+12:i+16], []byte{0, 0, 0, 0})
+		i += n
+	}
+	return out
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"ferry/edge/cluster"
+	"ferry/edge/replica"
 	"ferry/ingest/kafka"
 	flog "ferry/log"
 )
@@ -43,6 +44,11 @@ type ClusterOptions struct {
 	// defaults this node sets while it is the controller (0:
 	// min(3, voters) and min(2, replication factor)).
 	DefaultReplicationFactor, MinInsyncReplicas int32
+	// DurableFollowers and ReplicaLagTime are the replica manager's
+	// (replica.Options): acks=all waits for every in-sync replica's fsync;
+	// a follower behind this long leaves the in-sync set (0: 30 s).
+	DurableFollowers bool
+	ReplicaLagTime   time.Duration
 	// Join: this node joins a running cluster (no bootstrap; a voter adds
 	// it with `ferry cluster add-voter`).
 	Join bool
@@ -111,6 +117,13 @@ func (n *Node) startCluster() error {
 		}
 	}()
 	n.registry.MustRegister(n.cluster.Collector())
+	// The replica manager starts once the Kafka front end that serves
+	// its followers' fetches exists (startReplicas).
+	n.replicas, err = replica.New(replica.Options{Log: n.log, Metadata: replicaMetadata{c: n.cluster, tr: n.clusterTr},
+		Logger: n.logger, ReplicaLagTime: co.ReplicaLagTime, DurableFollowers: co.DurableFollowers, Registerer: n.registry})
+	if err != nil {
+		return fmt.Errorf("replica manager: %w", err)
+	}
 	n.logger.Info("cluster: joined the voters", "node", co.NodeID, "addr", n.clusterTr.Addr().String(), "voters", len(co.Voters))
 	return nil
 }
@@ -173,6 +186,43 @@ func (n *Node) topicAdmin() kafka.TopicAdmin {
 // clusterTopics is the cluster's topic admin for this node's front ends.
 func (n *Node) clusterTopics() clusterTopics {
 	return clusterTopics{c: n.cluster, log: n.log, timeout: n.opts.Cluster.TopicTimeout}
+}
+
+// startReplicas hands the cluster listener's replica streams to the Kafka
+// front end (followers fetch there, as brokers) and starts the replica
+// manager: leaders, followers' fetchers, the high watermarks.
+func (n *Node) startReplicas() {
+	if n.replicas == nil || n.kafka == nil {
+		return
+	}
+	n.clusterTr.HandleReplica(n.kafka.ServeReplica)
+	n.replicas.Start()
+}
+
+// shutDownLeaderships is a controlled shutdown (Kafka's): before this node
+// stops serving, the controller moves its leaderships to in-sync
+// replicas, so producers fail over at once instead of after the session
+// timeout. Bounded: a node that cannot reach a controller stops anyway.
+func (n *Node) shutDownLeaderships() {
+	if n.cluster == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(n.opts.ShutdownTimeout, 10*time.Second))
+	defer cancel()
+	if err := n.cluster.ShutdownLeaderships(ctx); err != nil {
+		n.logger.Warn("cluster: leaderships not moved before stopping (they move at the session timeout)", "err", err)
+	}
+}
+
+// closeReplicas stops the fetchers and checkpoints the high watermarks,
+// before the log closes.
+func (n *Node) closeReplicas() {
+	if n.replicas == nil {
+		return
+	}
+	if err := n.replicas.Close(); err != nil {
+		n.logger.Error("closing the replica manager", "err", err)
+	}
 }
 
 // closeCluster leaves the quorum (after stopCluster and the node's

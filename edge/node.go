@@ -19,6 +19,7 @@ import (
 	"ferry/devices"
 	"ferry/edge/certs"
 	"ferry/edge/cluster"
+	"ferry/edge/replica"
 	"ferry/edge/statuspage"
 	"ferry/ingest/kafka"
 	"ferry/ingest/mqtt"
@@ -177,6 +178,7 @@ type Node struct {
 
 	cluster     *cluster.Node            // nil: a node alone
 	clusterTr   *cluster.Transport       // the cluster listener
+	replicas    *replica.Manager         // the cluster's replica manager (nil alone)
 	stopCluster context.CancelFunc       // ends the applier and the import
 	clusterCtx  context.Context          // what stopCluster ends
 	security    *cluster.SecurityApplier // the registry follows the cluster's users and ACLs (clustersecurity.go)
@@ -276,6 +278,7 @@ func (n *Node) start() error {
 			ko.NodeID = opts.Cluster.NodeID
 			ko.Cluster = kafkaClusterView{n.cluster}
 			ko.Topics = n.clusterTopics()
+			ko.Replication = KafkaReplication(n.replicas)
 			if err := n.clusterProducerIDs(); err != nil {
 				return err
 			}
@@ -293,6 +296,7 @@ func (n *Node) start() error {
 		if err != nil {
 			return err
 		}
+		n.startReplicas()
 		if n.kafkaLn, err = n.listen("kafka", opts.KafkaAddr, opts.kafkaCloseWith()); err != nil {
 			return fmt.Errorf("kafka listener: %w", err)
 		}
@@ -431,6 +435,10 @@ func (n *Node) startMirror() error {
 	if opts.MirrorAddr != "" {
 		ro := opts.MirrorReceiver
 		ro.Log, ro.Registerer, ro.Logger = mirror.LogTarget{Log: n.log}, n.registry, opts.Logger
+		if n.replicas != nil {
+			// A copy is acknowledged to its edge once committed.
+			ro.Log = ReplicatedMirrorTarget(n.log, n.replicas)
+		}
 		if n.cluster != nil {
 			ro.Cluster = mirrorCluster{n: n, topics: n.clusterTopics()}
 		}
@@ -565,6 +573,7 @@ func (n *Node) Close() error {
 func (n *Node) stop() error {
 	n.closeBound()
 	n.stopStatus()
+	n.shutDownLeaderships()
 	if n.kafka != nil {
 		n.kafka.Close()
 	}
@@ -595,6 +604,7 @@ func (n *Node) stop() error {
 	} else if n.adminLn != nil {
 		n.adminLn.Close()
 	}
+	n.closeReplicas()
 	if n.stopCluster != nil {
 		n.stopCluster()
 	}

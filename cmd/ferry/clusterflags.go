@@ -22,6 +22,8 @@ type clusterFlags struct {
 	join               *bool
 	replicationFactor  *int32
 	minISR             *int32
+	durableFollowers   *bool
+	replicaLag         *time.Duration
 }
 
 func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
@@ -43,6 +45,9 @@ func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
 			"0: min(3, voters), so one node may be down while another fails", cluster.MaxReplicationFactor)),
 		minISR: fs.Int32("min-insync-replicas", 0, "in-sync replicas an acks=all record must reach before it is acknowledged, for topics without min.insync.replicas "+
 			"(capped at a topic's replication factor); 0: min(2, --default-replication-factor). Set by the controller, so give every node the same"),
+		durableFollowers: fs.Bool("durable-followers", false, "acks=all waits until every in-sync replica has made the record durable under the topic's flush.policy "+
+			"(followers sync what they copied before they fetch again); off, it waits until every in-sync replica has it, durable on the leader"),
+		replicaLag: fs.Duration("replica-lag-time", 30*time.Second, "a follower that has not caught up to its leader's end for this long leaves the in-sync set (Kafka's replica.lag.time.max.ms)"),
 	}
 }
 
@@ -57,7 +62,11 @@ func (f *clusterFlags) options() (*edge.ClusterOptions, error) {
 	}
 	co := &edge.ClusterOptions{NodeID: *f.nodeID, Voters: voters, ListenAddr: *f.addr,
 		HeartbeatInterval: *f.heartbeat, SessionTimeout: *f.session, Rack: *f.rack,
-		DefaultReplicationFactor: *f.replicationFactor, MinInsyncReplicas: *f.minISR, Join: *f.join}
+		DefaultReplicationFactor: *f.replicationFactor, MinInsyncReplicas: *f.minISR, Join: *f.join,
+		DurableFollowers: *f.durableFollowers, ReplicaLagTime: *f.replicaLag}
+	if *f.replicaLag <= 0 {
+		return nil, usagef("--replica-lag-time %v: want a positive duration", *f.replicaLag)
+	}
 	if rf := *f.replicationFactor; rf < 0 || rf > cluster.MaxReplicationFactor {
 		return nil, usagef("--default-replication-factor %d: want 1 to %d (0: min(3, voters))", rf, cluster.MaxReplicationFactor)
 	}
