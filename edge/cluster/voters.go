@@ -84,7 +84,10 @@ func (n *Node) changeVoter(ctx context.Context, c VoterChange) error {
 		resp, err := n.request(ctx, Request{Voter: &c})
 		if err == nil {
 			if err = resp.err(); err == nil {
-				return n.WaitIndex(ctx, resp.Index)
+				if err := n.WaitIndex(ctx, resp.Index); err != nil {
+					return err
+				}
+				return n.waitVoterChange(ctx, c)
 			}
 			if !errors.Is(err, ErrNoController) {
 				return err
@@ -95,6 +98,32 @@ func (n *Node) changeVoter(ctx context.Context, c VoterChange) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (%v)", ErrNoController, ctx.Err())
+		case <-n.stop:
+			return ErrClosed
+		case <-time.After(n.cfg.HeartbeatInterval / 4):
+		}
+	}
+}
+
+// waitVoterChange waits until this node's raft configuration shows c: the
+// controller committed it, and this node's log gets it a heartbeat later,
+// so a caller reading Voters here sees its own change.
+func (n *Node) waitVoterChange(ctx context.Context, c VoterChange) error {
+	sid := raft.ServerID(strconv.Itoa(int(c.ID)))
+	for {
+		f := n.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return err
+		}
+		present := slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool {
+			return s.ID == sid && s.Suffrage == raft.Voter
+		})
+		if present != c.Remove {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: voter change committed, not yet seen here: %w", ctx.Err())
 		case <-n.stop:
 			return ErrClosed
 		case <-time.After(n.cfg.HeartbeatInterval / 4):
