@@ -266,6 +266,13 @@ func (m *Manager) becomeLeaderLocked(st *partState, a Assignment) {
 		return
 	}
 	l := newLeader(m, st, a)
+	// The high watermark as this leader knows it now, before it serves:
+	// alone in its ISR, its durable end (a single node's acknowledged
+	// records, when it becomes node 1 of a cluster); otherwise it moves
+	// once the followers have fetched.
+	l.mu.Lock()
+	l.advanceLocked()
+	l.mu.Unlock()
 	st.leader = l
 	st.role.Unlock()
 	m.logger.Info("leading partition", "topic", a.Topic, "partition", a.Partition, "leader_epoch", a.LeaderEpoch,
