@@ -57,7 +57,15 @@ type clusterView struct {
 		ID     int32 `json:"id"`
 		Fenced bool  `json:"fenced"`
 	} `json:"brokers"`
-	Offline []string `json:"offline_partitions"`
+	Offline         []string `json:"offline_partitions"`
+	PartitionStates []struct {
+		Topic       string  `json:"topic"`
+		Partition   int32   `json:"partition"`
+		Replicas    []int32 `json:"replicas"`
+		ISR         []int32 `json:"isr"`
+		Leader      int32   `json:"leader"`
+		LeaderEpoch int32   `json:"leader_epoch"`
+	} `json:"partition_states"`
 }
 
 // freePorts draws n free 127.0.0.1 ports below the ephemeral range, so a

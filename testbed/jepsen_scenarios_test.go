@@ -1,5 +1,3 @@
-//go:build replication
-
 package testbed
 
 import (
@@ -85,6 +83,34 @@ func (c *jepsenCluster) awaitInSync(ctx context.Context, topics ...string) time.
 	return c.waitFor("every partition led, its replicas all in sync", func() bool {
 		for _, p := range c.procs {
 			if p == nil {
+				return false
+			}
+		}
+		// Every node's own image agrees (a node just healed from a
+		// partition may still answer from the one it had), and so does
+		// what clients are told.
+		epochs := map[string]int32{}
+		for i := range c.procs {
+			v, ok := c.view(i)
+			if !ok {
+				return false
+			}
+			n := 0
+			for _, ps := range v.PartitionStates {
+				if !slices.Contains(topics, ps.Topic) {
+					continue
+				}
+				n++
+				key := fmt.Sprintf("%s-%d", ps.Topic, ps.Partition)
+				if ps.Leader <= 0 || len(ps.ISR) != len(ps.Replicas) {
+					return false
+				}
+				if e, seen := epochs[key]; seen && e != ps.LeaderEpoch {
+					return false
+				}
+				epochs[key] = ps.LeaderEpoch
+			}
+			if n == 0 {
 				return false
 			}
 		}
