@@ -13,7 +13,7 @@ import (
 
 // Replication's measurements (issue 16), peers in the same run:
 //
-//	go test -tags replication -run '^$' -bench 'BenchmarkReplicatedProduce|BenchmarkLeaderKillUnavailability' -benchtime=1x -timeout 30m ./testbed
+//	go test -run '^$' -bench 'BenchmarkReplicatedProduce|BenchmarkLeaderKillUnavailability' -benchtime=1x -timeout 30m ./testbed
 //
 // (the tag goes once replication is merged). Three processes share this
 // machine's cores, in both ferry's cluster and nats-server's.
