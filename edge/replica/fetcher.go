@@ -298,7 +298,25 @@ func (f *fetcher) apply(s sent, rp *kmsg.FetchResponseTopicPartition) error {
 	// The leader's high watermark, never above this log's end
 	// (AdvanceHighWatermark caps it).
 	st.p.AdvanceHighWatermark(rp.HighWatermark)
+	f.followLogStart(st, rp.LogStartOffset)
 	return nil
+}
+
+// followLogStart moves this log's start up to the leader's, as far as the
+// high watermark (Kafka's follower maybeIncrementLogStartOffset): records
+// the leader deleted (DeleteRecords, retention) are gone here too, so a
+// new leader elected from here does not bring them back.
+func (f *fetcher) followLogStart(st *partState, leaderStart int64) {
+	start := min(leaderStart, st.p.HighWatermark())
+	if start <= st.p.StartOffset() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(f.m.ctx, 10*time.Second)
+	defer cancel()
+	if _, err := f.m.log.DeleteRecords(ctx, st.tp.topic, st.tp.partition, start); err != nil {
+		f.m.logger.Warn("follower log start not moved to the leader's", "topic", st.tp.topic, "partition", st.tp.partition,
+			"leader", f.leader, "leader_log_start", leaderStart, "err", err)
+	}
 }
 
 // truncate cuts the follower's log where it diverges from the leader's

@@ -1015,3 +1015,29 @@ func TestAcksAllTimesOut(t *testing.T) {
 		t.Fatalf("leader ends at %d with HW %d; want the batch at %d appended, uncommitted", p.EndOffset(), p.HighWatermark(), base)
 	}
 }
+
+// DeleteRecords on the leader reaches the followers with the fetch's log
+// start offset (Kafka's follower moves its own up to it): a follower that
+// becomes leader does not bring the deleted records back.
+func TestFollowersTakeTheLeadersLogStart(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	prod := c.client(1)
+	ctx := ctxT(t)
+	for i := 0; i < 20; i++ {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("v" + strconv.Itoa(i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start, err := c.nodes[1].log.DeleteRecords(ctx, topic, 0, 12)
+	if err != nil || start != 12 {
+		t.Fatalf("DeleteRecords on the leader: %d %v", start, err)
+	}
+	// One more record: a fetch answers with the new log start.
+	if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte("after")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for id := int32(2); id <= 3; id++ {
+		p := c.nodes[id].part
+		poll(t, fmt.Sprintf("follower %d's log start at 12", id), func() bool { return p.StartOffset() == 12 })
+	}
+}
