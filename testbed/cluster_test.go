@@ -540,7 +540,8 @@ func TestClusterFromASingleNode(t *testing.T) {
 
 // TestStatusPageShowsTheCluster: a node of a three-node center shows the
 // cluster on its status page: the controller, each broker live or fenced
-// with the partitions it holds and leads.
+// with the partitions it holds and leads, offline and under-replicated
+// partitions.
 func TestStatusPageShowsTheCluster(t *testing.T) {
 	chromium := requireTool(t, "chromium")
 	c := newClusterProcs(t, 3)
@@ -553,6 +554,10 @@ func TestStatusPageShowsTheCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, 1, nil, "spread"); err != nil {
+		t.Fatal(err)
+	}
+	// Replicated on all three: under-replicated once node 3 is gone.
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 3, 3, nil, "replicated"); err != nil {
 		t.Fatal(err)
 	}
 	c.kill9(2)
@@ -571,7 +576,7 @@ func TestStatusPageShowsTheCluster(t *testing.T) {
 		const got = {shown: !!card && !card.hidden, summary: (document.querySelector("#cluster-summary") || {}).textContent || "", rows};
 		window.__ferryGot = got;
 		const ok = got.shown && rows.length === 3 && rows[2][1] === "fenced" && rows[0][1] === "live" && rows[1][1] === "live" &&
-			got.summary.includes("controller node") && got.summary.includes("offline");
+			got.summary.includes("controller node") && got.summary.includes("offline") && /[1-9][0-9]* under-replicated/.test(got.summary);
 		return ok ? JSON.stringify(got) : false;
 	})()`
 	pctx, pcancel := context.WithTimeout(bctx, 60*time.Second)

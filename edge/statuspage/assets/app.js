@@ -416,9 +416,11 @@
     if (res.status === 404) { card.hidden = true; return; }
     card.hidden = false;
     if (res.status !== 200 || !res.body || !Array.isArray(res.body.brokers)) return tableMessage("table-cluster", res, "the cluster");
-    const c = res.body, off = (c.offline_partitions || []).length;
+    const c = res.body, off = (c.offline_partitions || []).length, rep = c.replication || {};
+    const urp = int(rep.under_replicated_partitions), underMin = int(rep.under_min_isr_partitions);
     $("#cluster-summary").textContent = "node " + c.node + " · controller " + (c.controller >= 0 ? "node " + c.controller : "none") +
-      " · raft term " + int(c.raft_term) + " · " + int(c.partitions) + " partitions" + (off ? " · " + off + " offline" : "");
+      " · raft term " + int(c.raft_term) + " · " + int(c.partitions) + " partitions" + (off ? " · " + off + " offline" : "") +
+      " · " + urp + " under-replicated" + (underMin ? " · " + underMin + " under min ISR (acks=all refused)" : "");
     fillTable("table-cluster", c.brokers.map((b) => '<tr><td class="name">' + int(b.id) + (b.id === c.controller ? " (controller)" : "") + "</td><td>" +
       (b.fenced ? '<span class="state warn">fenced</span>' : '<span class="state on">live</span>') + "</td><td>" + esc((b.endpoints || {}).kafka || "—") +
       '</td><td class="num">' + int(b.replicas) + '</td><td class="num">' + int(b.leads) + "</td><td>" + esc(b.rack || "—") + "</td></tr>"), "no broker registered yet");
