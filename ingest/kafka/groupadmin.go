@@ -1,7 +1,7 @@
 package kafka
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -9,7 +9,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	bolt "go.etcd.io/bbolt"
 )
 
 // What the coordinator tells operators (the admin API): groups, their
@@ -146,19 +145,13 @@ func (g *Groups) ResetOffsets(id, topic string, offsets map[int32]int64) error {
 		return fmt.Errorf("%w (group %q has %d)", ErrGroupNotEmpty, id, len(gr.members))
 	}
 	now := time.Now().UnixMilli()
-	return g.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(offsetsBucket)
-		for p, off := range offsets {
-			v, err := json.Marshal(committedOffset{Offset: off, LeaderEpoch: -1, CommitMs: now})
-			if err != nil {
-				return err
-			}
-			if err := b.Put(offsetKey(id, topic, p), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	puts := make(map[tpKey]committedOffset, len(offsets))
+	for p, off := range offsets {
+		puts[tpKey{topic, p}] = committedOffset{Offset: off, LeaderEpoch: -1, CommitMs: now}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+	defer cancel()
+	return g.store.write(ctx, id, puts, nil)
 }
 
 // Delete removes a group without members and its committed offsets
@@ -193,7 +186,7 @@ func (g *Groups) deleteOffsets(id string, topics map[string][]int32) (int16, map
 	}
 	committed, err := g.Committed(id)
 	if err != nil {
-		return kerr.CoordinatorNotAvailable.Code, nil
+		return storeCode(err), nil
 	}
 	gr := g.groups[id]
 	if (gr == nil || len(gr.members) == 0) && len(committed) == 0 {
@@ -214,25 +207,27 @@ func (g *Groups) deleteOffsets(id string, topics map[string][]int32) (int16, map
 		}
 	}
 	codes := make(map[string]int16, len(topics))
-	err = g.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(offsetsBucket)
-		for topic, parts := range topics {
-			if subscribed[topic] {
-				codes[topic] = kerr.GroupSubscribedToTopic.Code
-				continue
-			}
-			codes[topic] = 0
-			for _, p := range parts {
-				if err := b.Delete(offsetKey(id, topic, p)); err != nil {
-					return err
-				}
+	var dels []tpKey
+	for topic, parts := range topics {
+		if subscribed[topic] {
+			codes[topic] = kerr.GroupSubscribedToTopic.Code
+			continue
+		}
+		codes[topic] = 0
+		for _, p := range parts {
+			if _, ok := committed[topic][p]; ok {
+				dels = append(dels, tpKey{topic, p})
 			}
 		}
-		return nil
-	})
+	}
+	if len(dels) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		err = g.store.write(ctx, id, nil, dels)
+		cancel()
+	}
 	if err != nil {
 		g.logger.Error("deleting committed offsets", "group", id, "err", err)
-		return kerr.CoordinatorNotAvailable.Code, nil
+		return storeCode(err), nil
 	}
 	return 0, codes
 }

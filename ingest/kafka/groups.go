@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -25,7 +24,8 @@ import (
 // crashes. Every group is guarded by the one mutex mu; blocking calls (join
 // and sync waiting for a rebalance to complete) wait on channels without it.
 type Groups struct {
-	db           *bolt.DB
+	db           *bolt.DB    // kafka-groups.db
+	store        offsetStore // boltStore over db; replStore once Replicate was called
 	logger       *slog.Logger
 	initialDelay time.Duration // GroupsOptions.InitialRebalanceDelay; 0: none
 
@@ -122,7 +122,7 @@ func OpenGroupsOptions(path string, opts GroupsOptions) (*Groups, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Groups{db: db, logger: logger.With("component", "groups"), groups: map[string]*group{}, initialDelay: delay}, nil
+	return &Groups{db: db, store: boltStore{db}, logger: logger.With("component", "groups"), groups: map[string]*group{}, initialDelay: delay}, nil
 }
 
 // Close stops every timer, fails waiting joins and syncs, and closes the
@@ -142,7 +142,7 @@ func (g *Groups) Close() error {
 		}
 	}
 	g.mu.Unlock()
-	return g.db.Close()
+	return g.store.close()
 }
 
 func (g *Groups) failWaiters(gr *group, m *member, code int16) {
@@ -628,24 +628,20 @@ func (g *Groups) commit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitRespons
 		}
 	}
 	g.mu.Unlock()
-	var err error
 	if code == 0 {
 		now := time.Now().UnixMilli()
-		err = g.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(offsetsBucket)
-			for _, t := range req.Topics {
-				for _, p := range t.Partitions {
-					v, _ := json.Marshal(committedOffset{Offset: p.Offset, LeaderEpoch: p.LeaderEpoch, Metadata: p.Metadata, CommitMs: now})
-					if err := b.Put(offsetKey(req.Group, t.Topic, p.Partition), v); err != nil {
-						return err
-					}
-				}
+		puts := map[tpKey]committedOffset{}
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				puts[tpKey{t.Topic, p.Partition}] = committedOffset{Offset: p.Offset, LeaderEpoch: p.LeaderEpoch, Metadata: p.Metadata, CommitMs: now}
 			}
-			return nil
-		})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		err := g.store.write(ctx, req.Group, puts, nil)
+		cancel()
 		if err != nil {
 			g.logger.Error("storing committed offsets", "group", req.Group, "err", err)
-			code = kerr.CoordinatorNotAvailable.Code
+			code = storeCode(err)
 		}
 	}
 	for _, t := range req.Topics {
@@ -663,27 +659,7 @@ func (g *Groups) commit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitRespons
 
 // Committed returns a group's committed offsets: topic → partition → offset.
 func (g *Groups) Committed(groupID string) (map[string]map[int32]committedOffset, error) {
-	out := map[string]map[int32]committedOffset{}
-	err := g.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(offsetsBucket).Cursor()
-		prefix := append([]byte(groupID), 0)
-		for k, v := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
-			_, topic, p, ok := parseOffsetKey(k)
-			if !ok {
-				continue
-			}
-			var co committedOffset
-			if json.Unmarshal(v, &co) != nil {
-				continue
-			}
-			if out[topic] == nil {
-				out[topic] = map[int32]committedOffset{}
-			}
-			out[topic][p] = co
-		}
-		return nil
-	})
-	return out, err
+	return g.store.committed(groupID)
 }
 
 // deleteGroup removes an empty group and its committed offsets.
@@ -696,26 +672,25 @@ func (g *Groups) deleteGroup(groupID string) int16 {
 	}
 	committed, err := g.Committed(groupID)
 	if err != nil {
-		return kerr.CoordinatorNotAvailable.Code
+		return storeCode(err)
 	}
 	if gr == nil && len(committed) == 0 {
 		return kerr.GroupIDNotFound.Code
 	}
-	delete(g.groups, groupID)
-	err = g.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(offsetsBucket)
-		for topic, ps := range committed {
-			for p := range ps {
-				if err := b.Delete(offsetKey(groupID, topic, p)); err != nil {
-					return err
-				}
-			}
+	var dels []tpKey
+	for topic, ps := range committed {
+		for p := range ps {
+			dels = append(dels, tpKey{topic, p})
 		}
-		return nil
-	})
-	if err != nil {
-		return kerr.CoordinatorNotAvailable.Code
 	}
+	if len(dels) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), commitTimeout)
+		defer cancel()
+		if err := g.store.write(ctx, groupID, nil, dels); err != nil {
+			return storeCode(err)
+		}
+	}
+	delete(g.groups, groupID)
 	return 0
 }
 
@@ -727,14 +702,9 @@ func (g *Groups) groupNames() []string {
 		seen[name] = true
 	}
 	g.mu.Unlock()
-	g.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(offsetsBucket).ForEach(func(k, _ []byte) error {
-			if gid, _, _, ok := parseOffsetKey(k); ok {
-				seen[gid] = true
-			}
-			return nil
-		})
-	})
+	for _, gid := range g.store.groupIDs() {
+		seen[gid] = true
+	}
 	names := make([]string, 0, len(seen))
 	for n := range seen {
 		names = append(names, n)
