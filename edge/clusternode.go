@@ -5,10 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"time"
 
@@ -52,6 +50,14 @@ type ClusterOptions struct {
 	// Join: this node joins a running cluster (no bootstrap; a voter adds
 	// it with `ferry cluster add-voter`).
 	Join bool
+	// OffsetsPartitions and OffsetsReplicationFactor shape the
+	// __consumer_offsets topic when this node creates it (0:
+	// DefaultOffsetsPartitions; the cluster's default replication
+	// factor, Kafka's offsets.topic.replication.factor). Give every node
+	// the same. OffsetsSnapshotBytes: kafka.GroupsReplication's (0: its
+	// default).
+	OffsetsPartitions, OffsetsReplicationFactor int32
+	OffsetsSnapshotBytes                        int64
 
 	raft func(*raft.Config) // tests: shorter raft timeouts
 }
@@ -302,31 +308,32 @@ func (v kafkaClusterView) Partition(topic string, partition int32) (kafka.Partit
 	return pv, ok
 }
 
-// Coordinator: a group is coordinated by one broker chosen by a hash of
-// its id over every registered broker, fenced or not, so a group stays
-// where its committed offsets are (they live in that node's groups.db
-// until groups are replicated); while that broker is fenced the
-// coordinator is not available, as with an offline partition of Kafka's
-// __consumer_offsets at replication factor 1.
+// Coordinator: a group is coordinated by the leader of its partition of
+// the __consumer_offsets topic (kafka.OffsetsPartition: Kafka's hash), not
+// available while the topic does not exist yet or the partition has no
+// leader. The coordinator answers COORDINATOR_LOAD_IN_PROGRESS itself
+// until it has loaded the partition.
 func (v kafkaClusterView) Coordinator(group string) (kafka.Broker, bool) {
 	var kb kafka.Broker
 	ok := false
 	v.c.FSM().View(func(im *cluster.Image) {
-		ids := im.BrokerIDs(false)
-		if len(ids) == 0 {
+		t := im.Topics[offsetsTopic]
+		if t == nil || len(t.Partitions) == 0 {
 			return
 		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		h := fnv.New32a()
-		h.Write([]byte(group))
-		b := im.Brokers[ids[h.Sum32()%uint32(len(ids))]]
-		if b.Fenced {
+		p := t.Partitions[kafka.OffsetsPartition(group, int32(len(t.Partitions)))]
+		b := im.Brokers[p.Leader]
+		if p.Leader == cluster.NoLeader || b == nil || b.Fenced {
 			return
 		}
 		kb, ok = brokerOf(b)
 	})
 	return kb, ok
 }
+
+// Changed is closed at the next change of the metadata (the coordinator
+// follows its offsets partitions' leadership by it).
+func (v kafkaClusterView) Changed() <-chan struct{} { return v.c.FSM().Changed() }
 
 // clusterTopics applies topic changes through the controller and returns
 // once this node's log shows them: the Kafka front end's TopicAdmin, the

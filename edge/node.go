@@ -279,6 +279,9 @@ func (n *Node) start() error {
 			ko.Cluster = kafkaClusterView{n.cluster}
 			ko.Topics = n.clusterTopics()
 			ko.Replication = KafkaReplication(n.replicas)
+			if err := n.startClusterGroups(kafkaClusterView{n.cluster}); err != nil {
+				return err
+			}
 			if err := n.clusterProducerIDs(); err != nil {
 				return err
 			}

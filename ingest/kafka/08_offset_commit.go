@@ -39,8 +39,8 @@ func serveOffsetCommit(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 	if !c.canGroup(kmsg.ACLOperationRead, req.Group) {
 		return commitRefused(req, req.Topics, kerr.GroupAuthorizationFailed.Code, nil), nil
 	}
-	if !s.coordinates(req.Group) {
-		return commitRefused(req, req.Topics, kerr.NotCoordinator.Code, nil), nil
+	if code := s.coordinatorCode(req.Group); code != 0 {
+		return commitRefused(req, req.Topics, code, nil), nil
 	}
 	var denied []kmsg.OffsetCommitRequestTopic
 	if s.authorizing() {

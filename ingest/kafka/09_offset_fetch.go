@@ -38,12 +38,12 @@ func (s *Server) fetchOffsets(c *conn, group string, topics map[string][]int32, 
 	if !c.canGroup(kmsg.ACLOperationDescribe, group) {
 		return nil, kerr.GroupAuthorizationFailed.Code
 	}
-	if !s.coordinates(group) {
-		return nil, kerr.NotCoordinator.Code
+	if code := s.coordinatorCode(group); code != 0 {
+		return nil, code
 	}
 	committed, err := s.opts.Groups.Committed(group)
 	if err != nil {
-		return nil, kerr.CoordinatorNotAvailable.Code
+		return nil, storeCode(err)
 	}
 	out := map[string][]fetchedOffset{}
 	if all {

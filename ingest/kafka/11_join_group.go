@@ -42,9 +42,9 @@ func serveJoinGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) 
 		resp.ErrorCode, resp.Generation = kerr.GroupAuthorizationFailed.Code, -1
 		return resp, nil
 	}
-	if req := kreq.(*kmsg.JoinGroupRequest); !s.coordinates(req.Group) {
+	if req := kreq.(*kmsg.JoinGroupRequest); s.coordinatorCode(req.Group) != 0 {
 		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
-		resp.ErrorCode, resp.Generation = kerr.NotCoordinator.Code, -1
+		resp.ErrorCode, resp.Generation = s.coordinatorCode(req.Group), -1
 		return resp, nil
 	}
 	host, _, _ := net.SplitHostPort(c.nc.RemoteAddr().String())

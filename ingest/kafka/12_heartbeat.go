@@ -26,8 +26,8 @@ func serveHeartbeat(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (k
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
-	if !s.coordinates(req.Group) {
-		resp.ErrorCode = kerr.NotCoordinator.Code
+	if code := s.coordinatorCode(req.Group); code != 0 {
+		resp.ErrorCode = code
 		return resp, nil
 	}
 	resp.ErrorCode = s.opts.Groups.heartbeat(req)

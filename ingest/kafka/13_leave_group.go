@@ -28,8 +28,8 @@ func serveLeaveGroup(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
-	if !s.coordinates(req.Group) {
-		resp.ErrorCode = kerr.NotCoordinator.Code
+	if code := s.coordinatorCode(req.Group); code != 0 {
+		resp.ErrorCode = code
 		return resp, nil
 	}
 	if req.Version < 3 {

@@ -28,9 +28,9 @@ func serveSyncGroup(s *Server, ctx context.Context, c *conn, kreq kmsg.Request) 
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
-	if req := kreq.(*kmsg.SyncGroupRequest); !s.coordinates(req.Group) {
+	if req := kreq.(*kmsg.SyncGroupRequest); s.coordinatorCode(req.Group) != 0 {
 		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
-		resp.ErrorCode = kerr.NotCoordinator.Code
+		resp.ErrorCode = s.coordinatorCode(req.Group)
 		return resp, nil
 	}
 	return s.opts.Groups.sync(ctx, kreq.(*kmsg.SyncGroupRequest)), nil

@@ -33,9 +33,9 @@ func serveDescribeGroups(s *Server, _ context.Context, c *conn, kreq kmsg.Reques
 			resp.Groups = append(resp.Groups, g)
 			continue
 		}
-		if !s.coordinates(name) {
+		if code := s.coordinatorCode(name); code != 0 {
 			g := kmsg.NewDescribeGroupsResponseGroup()
-			g.Group, g.ErrorCode = name, kerr.NotCoordinator.Code
+			g.Group, g.ErrorCode = name, code
 			resp.Groups = append(resp.Groups, g)
 			continue
 		}

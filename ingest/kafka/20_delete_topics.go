@@ -68,7 +68,7 @@ func serveDeleteTopics(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 			continue
 		}
 		err := errOffsetsTopic
-		if !s.virtualOffsetsTopic(tg.name) {
+		if !s.frozenOffsetsTopic(tg.name) {
 			err = s.topics.DeleteTopic(tg.name)
 		}
 		if err != nil {

@@ -58,6 +58,9 @@ func serveDeleteRecords(s *Server, ctx context.Context, c *conn, kreq kmsg.Reque
 				continue
 			}
 			p, err := s.partition(rt.Topic, rp.Partition)
+			if err == nil && s.frozenOffsetsTopic(rt.Topic) {
+				err = errOffsetsTopic // the coordinators move its start (snapshots)
+			}
 			if err == nil {
 				off := rp.Offset
 				if off == -1 {

@@ -54,7 +54,7 @@ func serveAlterConfigs(s *Server, _ context.Context, cn *conn, kreq kmsg.Request
 		} else if sr.ErrorCode == 0 {
 			var err error
 			switch {
-			case s.virtualOffsetsTopic(rr.ResourceName):
+			case s.frozenOffsetsTopic(rr.ResourceName):
 				err = errOffsetsTopic
 			case req.ValidateOnly:
 				if _, err = s.log.Topic(rr.ResourceName); err == nil {

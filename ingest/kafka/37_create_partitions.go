@@ -50,7 +50,7 @@ func serveCreatePartitions(s *Server, _ context.Context, c *conn, kreq kmsg.Requ
 			continue
 		}
 		info, err := s.log.Topic(rt.Topic)
-		if s.virtualOffsetsTopic(rt.Topic) {
+		if s.frozenOffsetsTopic(rt.Topic) {
 			err = errOffsetsTopic
 		}
 		switch {

@@ -26,8 +26,8 @@ func serveDeleteGroups(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 		g := kmsg.NewDeleteGroupsResponseGroup()
 		if !c.canGroup(kmsg.ACLOperationDelete, name) {
 			g.Group, g.ErrorCode = name, kerr.GroupAuthorizationFailed.Code
-		} else if !s.coordinates(name) {
-			g.Group, g.ErrorCode = name, kerr.NotCoordinator.Code
+		} else if code := s.coordinatorCode(name); code != 0 {
+			g.Group, g.ErrorCode = name, code
 		} else {
 			g.Group, g.ErrorCode = name, s.opts.Groups.deleteGroup(name)
 		}

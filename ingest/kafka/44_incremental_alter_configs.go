@@ -103,7 +103,7 @@ func serveIncrementalAlterConfigs(s *Server, _ context.Context, cn *conn, kreq k
 			sr.ErrorCode, sr.ErrorMessage = s.alterBroker(rr.ResourceName, set, remove, false, req.ValidateOnly)
 		} else if sr.ErrorCode == 0 {
 			var err error
-			if s.virtualOffsetsTopic(rr.ResourceName) {
+			if s.frozenOffsetsTopic(rr.ResourceName) {
 				err = errOffsetsTopic
 			} else if req.ValidateOnly {
 				if _, err = s.log.Topic(rr.ResourceName); err == nil {

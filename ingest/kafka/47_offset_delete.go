@@ -33,8 +33,8 @@ func serveOffsetDelete(s *Server, _ context.Context, c *conn, kreq kmsg.Request)
 		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
-	if !s.coordinates(req.Group) {
-		resp.ErrorCode = kerr.NotCoordinator.Code
+	if code := s.coordinatorCode(req.Group); code != 0 {
+		resp.ErrorCode = code
 		return resp, nil
 	}
 	codes := map[string]int16{} // per topic, decided here

@@ -6,6 +6,8 @@ import (
 	"net"
 	"strconv"
 
+	"github.com/twmb/franz-go/pkg/kerr"
+
 	flog "ferry/log"
 )
 
@@ -151,13 +153,16 @@ func (s *Server) partition(topic string, partition int32) (*flog.Partition, erro
 	return p, nil
 }
 
-// coordinates says whether this broker coordinates group (always, alone).
-// The group APIs of a group coordinated elsewhere answer NOT_COORDINATOR,
-// and clients ask FindCoordinator again.
-func (s *Server) coordinates(group string) bool {
-	if s.opts.Cluster == nil {
-		return true
+// coordinatorCode says whether this broker coordinates group now: 0 if it
+// does (always, alone); NOT_COORDINATOR if the Cluster names another (the
+// client asks FindCoordinator again); COORDINATOR_LOAD_IN_PROGRESS while
+// it leads the group's offsets partition but has not loaded it (the client
+// retries here).
+func (s *Server) coordinatorCode(group string) int16 {
+	if s.opts.Cluster != nil {
+		if b, ok := s.cluster.Coordinator(group); !ok || b.ID != s.opts.NodeID {
+			return kerr.NotCoordinator.Code
+		}
 	}
-	b, ok := s.cluster.Coordinator(group)
-	return ok && b.ID == s.opts.NodeID
+	return s.opts.Groups.loadCode(group)
 }

@@ -1,7 +1,10 @@
 package kafka
 
 import (
+	"cmp"
 	"encoding/json"
+	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,10 +20,13 @@ type CommittedOffset struct {
 // AllCommitted returns every group's committed offsets, ordered by group,
 // topic and partition, in one read of the offsets file. Operators' views
 // (the status page's consumer lag) use it; it does not take the
-// coordinator's lock.
-func (g *Groups) AllCommitted() ([]CommittedOffset, error) {
+// coordinator's lock. In a cluster they are the offsets of the groups
+// this broker coordinates.
+func (g *Groups) AllCommitted() ([]CommittedOffset, error) { return g.store.all() }
+
+func (b boltStore) all() ([]CommittedOffset, error) {
 	var out []CommittedOffset
-	err := g.db.View(func(tx *bolt.Tx) error {
+	err := b.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(offsetsBucket).ForEach(func(k, v []byte) error {
 			gid, topic, p, ok := parseOffsetKey(k)
 			if !ok {
@@ -35,4 +41,11 @@ func (g *Groups) AllCommitted() ([]CommittedOffset, error) {
 		})
 	})
 	return out, err
+}
+
+// sortCommitted orders offsets by group, topic and partition.
+func sortCommitted(cs []CommittedOffset) {
+	slices.SortFunc(cs, func(a, b CommittedOffset) int {
+		return cmp.Or(strings.Compare(a.Group, b.Group), strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
 }

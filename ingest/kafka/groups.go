@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -32,6 +33,10 @@ type Groups struct {
 	mu     sync.Mutex
 	groups map[string]*group
 	closed bool
+
+	// offsetsSnapshots and offsetsSkipped count the replicated store's
+	// snapshots and the offsets records it could not read (metrics).
+	offsetsSnapshots, offsetsSkipped atomic.Int64
 }
 
 type groupState string

@@ -28,6 +28,8 @@ type offsetStore interface {
 	committed(group string) (map[string]map[int32]committedOffset, error)
 	// groupIDs are the groups with committed offsets.
 	groupIDs() []string
+	// all is every group's committed offsets, sorted.
+	all() ([]CommittedOffset, error)
 	close() error
 }
 

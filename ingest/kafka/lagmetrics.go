@@ -16,6 +16,8 @@ type lagCollector struct {
 	log    *flog.Log
 
 	committed, lag, members *prometheus.Desc
+	// The replicated coordinator's offsets topic (groupsrepl.go); 0 alone.
+	loaded, snapshots, skipped *prometheus.Desc
 }
 
 func newLagCollector(g *Groups, l *flog.Log) *lagCollector {
@@ -26,6 +28,12 @@ func newLagCollector(g *Groups, l *flog.Log) *lagCollector {
 		lag: prometheus.NewDesc("ferry_kafka_consumer_group_lag",
 			"Records of a partition after a consumer group's committed offset: the partition's end offset minus the committed offset (0 if the group is ahead).", labels, nil),
 		members: prometheus.NewDesc("ferry_kafka_consumer_group_members", "Members of a consumer group (0: none running).", []string{"group"}, nil),
+		loaded: prometheus.NewDesc("ferry_kafka_offsets_partitions_loaded",
+			"Partitions of __consumer_offsets this broker leads and has loaded: it coordinates their groups (a cluster node; 0 alone).", nil, nil),
+		snapshots: prometheus.NewDesc("ferry_kafka_offsets_snapshots_total",
+			"Snapshots of the live committed offsets written to a __consumer_offsets partition, each followed by advancing its start.", nil, nil),
+		skipped: prometheus.NewDesc("ferry_kafka_offsets_records_skipped_total",
+			"Records of __consumer_offsets a loading coordinator could not read (malformed, or a type or version it does not know) and skipped.", nil, nil),
 	}
 }
 
@@ -33,6 +41,9 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.committed
 	ch <- c.lag
 	ch <- c.members
+	ch <- c.loaded
+	ch <- c.snapshots
+	ch <- c.skipped
 }
 
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
@@ -53,6 +64,13 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		ends[k] = e
 		return e
 	}
+	loaded := 0
+	if rs, ok := c.groups.store.(*replStore); ok {
+		loaded = rs.loadedPartitions()
+	}
+	ch <- prometheus.MustNewConstMetric(c.loaded, prometheus.GaugeValue, float64(loaded))
+	ch <- prometheus.MustNewConstMetric(c.snapshots, prometheus.CounterValue, float64(c.groups.offsetsSnapshots.Load()))
+	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(c.groups.offsetsSkipped.Load()))
 	entries, err := c.groups.AllCommitted() // read first, emitted after: no bbolt transaction waits on ch
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.lag, err)
