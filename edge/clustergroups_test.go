@@ -1,0 +1,197 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"ferry/edge/cluster"
+	"ferry/ingest/kafka"
+)
+
+// offsetsLeader is the leader of a group's partition of the offsets topic
+// (-1: none, or no such topic yet) on node n's image.
+func offsetsLeader(n *Node, group string) (partition, leader int32) {
+	partition, leader = -1, cluster.NoLeader
+	n.Cluster().FSM().View(func(im *cluster.Image) {
+		t := im.Topics[offsetsTopic]
+		if t == nil {
+			return
+		}
+		partition = kafka.OffsetsPartition(group, int32(len(t.Partitions)))
+		leader = t.Partitions[partition].Leader
+	})
+	return partition, leader
+}
+
+// A group's committed offsets survive the loss of its coordinator: a
+// consumer commits at the leader of the group's offsets partition, that
+// node is closed, another replica is elected leader of the partition,
+// loads it, and a consumer of the same group resumes at the committed
+// offset, never below it.
+//
+// What this proves before replication is on main: the coordinator's side
+// of failover — FindCoordinator following the partition's leadership,
+// the election in the metadata, the new leader's load of the partition,
+// the consumer's resume. What it cannot prove: that a follower has the
+// records. The test copies the leader's offsets partition to the other
+// replicas with AppendAt (bytes and offsets as the leader has them, as
+// a follower's fetch will) before closing the leader; the data path's own
+// tests prove the copy.
+func TestClusterGroupOffsetsSurviveTheCoordinator(t *testing.T) {
+	tc := startTestClusterWith(t, func(o *Options) {
+		o.KafkaGroupInitialRebalanceDelay = 50 * time.Millisecond
+		o.Cluster.OffsetsPartitions = 3
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	const group = "resume"
+	var part, lead int32
+	tc.waitFor("the offsets topic, led", func() bool {
+		part, lead = offsetsLeader(tc.nodes[0], group)
+		return lead != cluster.NoLeader
+	})
+	// The data lives on a node the test keeps (replication factor 1).
+	data := lead%3 + 1
+	if _, err := tc.nodes[0].clusterTopics().CreateTopicAssigned("orders", [][]int32{{data}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	seeds := func() []string {
+		var s []string
+		for _, n := range tc.nodes {
+			if n != nil {
+				s = append(s, n.KafkaAddr())
+			}
+		}
+		return s
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(seeds()...), kgo.DefaultProduceTopic("orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(fmt.Sprint(i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prod.Close()
+
+	// The first consumer reads ten records and commits 10 at the
+	// coordinator, node lead.
+	c1, err := kgo.NewClient(kgo.SeedBrokers(seeds()...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+		kgo.DisableAutoCommit(), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 10; {
+		fs := c1.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatal("first consumer read nothing")
+		}
+		got += fs.NumRecords()
+	}
+	var commitErr error
+	c1.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{"orders": {0: {Epoch: -1, Offset: 10}}},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+			commitErr = err
+		})
+	if commitErr != nil {
+		t.Fatal(commitErr)
+	}
+	c1.Close()
+	adm := kadm.NewClient(mustClient(t, seeds()...))
+	fetched, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := fetched.Lookup("orders", 0); o.At != 10 {
+		t.Fatalf("committed %d at the coordinator, want 10", o.At)
+	}
+	adm.Close()
+
+	// Replication's stand-in: the other replicas get the leader's records.
+	src, err := tc.nodes[lead-1].log.Partition(offsetsTopic, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range tc.nodes {
+		if int32(i+1) == lead {
+			continue
+		}
+		dst, err := n.log.Partition(offsetsTopic, part)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for off := src.StartOffset(); off < src.EndOffset(); {
+			res, err := src.Read(off, 1<<20, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := dst.AppendAt(res.Data); err != nil {
+				t.Fatalf("copying the offsets partition to node %d: %v", i+1, err)
+			}
+			off = dst.EndOffset()
+		}
+		if err := dst.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The coordinator goes; another replica leads the partition.
+	tc.nodes[lead-1].Close()
+	tc.nodes[lead-1] = nil
+	survivor := tc.nodes[data-1]
+	var newLead int32
+	tc.waitFor("a new leader of the group's offsets partition", func() bool {
+		_, newLead = offsetsLeader(survivor, group)
+		return newLead != cluster.NoLeader && newLead != lead
+	})
+
+	// The second consumer of the group resumes at 10.
+	c2, err := kgo.NewClient(kgo.SeedBrokers(seeds()...), kgo.ConsumerGroup(group), kgo.ConsumeTopics("orders"),
+		kgo.DisableAutoCommit(), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	var offsets []int64
+	for len(offsets) < 10 {
+		fs := c2.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("second consumer read %v before the deadline", offsets)
+		}
+		fs.EachRecord(func(r *kgo.Record) { offsets = append(offsets, r.Offset) })
+	}
+	if offsets[0] != 10 || slices.Min(offsets) < 10 {
+		t.Fatalf("after the coordinator's loss the group resumed at %v, want 10 and never below", offsets)
+	}
+	// Its coordinator is the new leader.
+	fc := kmsg.NewPtrFindCoordinatorRequest()
+	fc.CoordinatorKey, fc.CoordinatorKeys = group, []string{group}
+	resp, err := fc.RequestWith(ctx, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.NodeID
+	if len(resp.Coordinators) == 1 {
+		id = resp.Coordinators[0].NodeID
+	}
+	if id != newLead {
+		t.Fatalf("FindCoordinator names %d, the partition's leader is %d", id, newLead)
+	}
+}
+
+func mustClient(t *testing.T, seeds ...string) *kgo.Client {
+	t.Helper()
+	c, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
