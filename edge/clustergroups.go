@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"ferry/edge/cluster"
@@ -56,12 +57,20 @@ func (n *Node) ensureOffsetsTopic(ctx context.Context) {
 		if exists {
 			return
 		}
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		res, err := n.cluster.Propose(pctx, cluster.Record{Op: cluster.OpCreateTopic, Topic: offsetsTopic,
-			Count: int64(parts), ReplicationFactor: co.OffsetsReplicationFactor})
-		cancel()
+		r := cluster.Record{Op: cluster.OpCreateTopic, Topic: offsetsTopic, Count: int64(parts), ReplicationFactor: co.OffsetsReplicationFactor}
+		var err error
+		if n.groups.ImportPending() {
+			r.Count, r.ReplicationFactor = 0, 0
+			r.Assignment, err = n.leadingAssignment(parts, co.OffsetsReplicationFactor)
+		}
 		if err == nil {
-			err = res.Err
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var res cluster.Result
+			res, err = n.cluster.Propose(pctx, r)
+			cancel()
+			if err == nil {
+				err = res.Err
+			}
 		}
 		if err == nil || errors.Is(err, cluster.ErrTopicExists) {
 			if err == nil {
@@ -77,6 +86,39 @@ func (n *Node) ensureOffsetsTopic(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// leadingAssignment places every partition on this broker first (its
+// leader) and on rf-1 other live brokers in turn (rf 0: the cluster's
+// default): a node alone grown into node 1 of a cluster imports its
+// kafka-groups.db offsets into every partition as their first leader.
+func (n *Node) leadingAssignment(parts, rf int32) ([][]int32, error) {
+	self := n.opts.Cluster.NodeID
+	var out [][]int32
+	var err error
+	n.cluster.FSM().View(func(im *cluster.Image) {
+		if rf <= 0 {
+			rf = max(im.Defaults.ReplicationFactor, 1)
+		}
+		var others []int32
+		for _, id := range im.BrokerIDs(true) {
+			if id != self {
+				others = append(others, id)
+			}
+		}
+		if im.Brokers[self] == nil || int(rf)-1 > len(others) {
+			err = fmt.Errorf("%w: replication factor %d, %d other live broker(s)", cluster.ErrNotEnoughBrokers, rf, len(others))
+			return
+		}
+		for i := range parts {
+			rs := []int32{self}
+			for j := range rf - 1 {
+				rs = append(rs, others[(int(i)+int(j))%len(others)])
+			}
+			out = append(out, rs)
+		}
+	})
+	return out, err
 }
 
 // offsetsTopic is Kafka's internal topic of committed offsets.

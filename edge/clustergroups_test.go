@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -194,4 +195,57 @@ func mustClient(t *testing.T, seeds ...string) *kgo.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A node alone grown into node 1 of a cluster keeps its groups' committed
+// offsets: kafka-groups.db's are imported into the offsets topic, which
+// node 1 creates leading every partition so that it imports them all.
+func TestClusterImportsANodeAlonesGroupOffsets(t *testing.T) {
+	dir := t.TempDir()
+	alone, err := Start(Options{DataDir: dir, AdminAddr: "127.0.0.1:0", KafkaAddr: "127.0.0.1:0", Mode: "full",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alone.log.CreateTopic("t", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	groups := []string{"legacy-a", "legacy-b", "legacy-c", "legacy-d", "legacy-e"}
+	adm := kadm.NewClient(mustClient(t, alone.KafkaAddr()))
+	for i, g := range groups {
+		offs := kadm.Offsets{}
+		offs.AddOffset("t", 0, int64(100+i), -1)
+		offs.AddOffset("t", 1, int64(200+i), -1)
+		if resp, err := adm.CommitOffsets(ctx, g, offs); err != nil || resp.Error() != nil {
+			t.Fatalf("commit alone: %v %v", resp, err)
+		}
+	}
+	adm.Close()
+	alone.Close()
+
+	tc := startTestClusterWith(t, func(o *Options) {
+		if o.Cluster.NodeID == 1 {
+			o.DataDir = dir
+		}
+		o.Cluster.OffsetsPartitions = 3
+	})
+	var seeds []string
+	for _, n := range tc.nodes {
+		seeds = append(seeds, n.KafkaAddr())
+	}
+	adm = kadm.NewClient(mustClient(t, seeds...))
+	defer adm.Close()
+	for i, g := range groups {
+		tc.waitFor("group "+g+"'s offsets in the cluster", func() bool {
+			fetched, err := adm.FetchOffsets(ctx, g)
+			if err != nil {
+				return false
+			}
+			o0, _ := fetched.Lookup("t", 0)
+			o1, _ := fetched.Lookup("t", 1)
+			return o0.At == int64(100+i) && o1.At == int64(200+i)
+		})
+	}
 }

@@ -24,6 +24,8 @@ type clusterFlags struct {
 	minISR             *int32
 	durableFollowers   *bool
 	replicaLag         *time.Duration
+	offsetsPartitions  *int32
+	offsetsRF          *int32
 }
 
 func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
@@ -48,6 +50,9 @@ func addClusterFlags(fs *pflag.FlagSet) *clusterFlags {
 		durableFollowers: fs.Bool("durable-followers", false, "acks=all waits until every in-sync replica has made the record durable under the topic's flush.policy "+
 			"(followers sync what they copied before they fetch again); off, it waits until every in-sync replica has it, durable on the leader"),
 		replicaLag: fs.Duration("replica-lag-time", 30*time.Second, "a follower that has not caught up to its leader's end for this long leaves the in-sync set (Kafka's replica.lag.time.max.ms)"),
+		offsetsPartitions: fs.Int32("offsets-topic-partitions", edge.DefaultOffsetsPartitions, "partitions of __consumer_offsets, where the cluster keeps committed group offsets "+
+			"(Kafka's offsets.topic.num.partitions); a group is coordinated by the leader of its partition. Used when the topic is created, never changed after: give every node the same"),
+		offsetsRF: fs.Int32("offsets-topic-replication-factor", 0, "replicas of __consumer_offsets (Kafka's offsets.topic.replication.factor); 0: the cluster's default replication factor"),
 	}
 }
 
@@ -63,9 +68,16 @@ func (f *clusterFlags) options() (*edge.ClusterOptions, error) {
 	co := &edge.ClusterOptions{NodeID: *f.nodeID, Voters: voters, ListenAddr: *f.addr,
 		HeartbeatInterval: *f.heartbeat, SessionTimeout: *f.session, Rack: *f.rack,
 		DefaultReplicationFactor: *f.replicationFactor, MinInsyncReplicas: *f.minISR, Join: *f.join,
-		DurableFollowers: *f.durableFollowers, ReplicaLagTime: *f.replicaLag}
+		DurableFollowers: *f.durableFollowers, ReplicaLagTime: *f.replicaLag,
+		OffsetsPartitions: *f.offsetsPartitions, OffsetsReplicationFactor: *f.offsetsRF}
 	if *f.replicaLag <= 0 {
 		return nil, usagef("--replica-lag-time %v: want a positive duration", *f.replicaLag)
+	}
+	if n := *f.offsetsPartitions; n < 1 || n > 1000 {
+		return nil, usagef("--offsets-topic-partitions %d: want 1 to 1000", n)
+	}
+	if rf := *f.offsetsRF; rf < 0 || rf > cluster.MaxReplicationFactor || rf > int32(len(voters)) {
+		return nil, usagef("--offsets-topic-replication-factor %d: want 1 to %d and at most the voters (0: the default replication factor)", rf, min(cluster.MaxReplicationFactor, int32(len(voters))))
 	}
 	if rf := *f.replicationFactor; rf < 0 || rf > cluster.MaxReplicationFactor {
 		return nil, usagef("--default-replication-factor %d: want 1 to %d (0: min(3, voters))", rf, cluster.MaxReplicationFactor)

@@ -688,3 +688,21 @@ func (g *Groups) storeOf() offsetStore {
 	}
 	return g.store
 }
+
+// ImportPending says whether kafka-groups.db holds offsets that no offsets
+// partition has imported yet: the node (edge) then creates the offsets
+// topic leading every partition, so they are all imported here.
+func (g *Groups) ImportPending() bool {
+	if len(boltGroupIDs(g.db)) == 0 {
+		return false
+	}
+	pending := true
+	g.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(importedBucket); b != nil {
+			k, _ := b.Cursor().First()
+			pending = k == nil
+		}
+		return nil
+	})
+	return pending
+}
