@@ -11,7 +11,12 @@ import (
 // OffsetCommit: v0-8
 //
 // Behavior:
-//   - Stores offsets durably (bbolt, fsynced) before answering. Members
+//   - Stores offsets durably before answering: alone in bbolt (fsynced);
+//     in a cluster as records of the group's __consumer_offsets partition,
+//     answered once committed (groupsrepl.go; REQUEST_TIMED_OUT after
+//     5 s, Kafka's offsets.commit.timeout.ms; COORDINATOR_LOAD_IN_PROGRESS
+//     while the partition loads; NOT_COORDINATOR if its leadership moved
+//     before the record was committed). Members
 //     commit with their generation (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION,
 //     REBALANCE_IN_PROGRESS while assignments are being synced); a simple
 //     commit (generation -1, no member) is allowed while the group has no

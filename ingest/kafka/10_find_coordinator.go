@@ -11,7 +11,10 @@ import (
 //
 // Behavior:
 //   - The Cluster view names a group's coordinator: alone, this node
-//     coordinates every group; one that is not available is
+//     coordinates every group; in a cluster, the leader of the group's
+//     __consumer_offsets partition (OffsetsPartition), named even while
+//     it loads the partition (its group APIs then answer
+//     COORDINATOR_LOAD_IN_PROGRESS); one that is not available is
 //     COORDINATOR_NOT_AVAILABLE.
 //   - Transactions are not supported (future work): a transaction
 //     coordinator (key type 1) is answered at once with UNSUPPORTED_VERSION

@@ -25,7 +25,9 @@ import (
 //     center as a gap, as drop-oldest losses are.
 //   - UNKNOWN_TOPIC_OR_PARTITION for unknown topics and partitions (the
 //     internal __consumer_offsets has none); NOT_LEADER_OR_FOLLOWER for a
-//     partition another broker leads.
+//     partition another broker leads. A cluster's real __consumer_offsets
+//     is INVALID_TOPIC_EXCEPTION: its coordinators move its start
+//     (snapshots, groupsrepl.go).
 //   - With ACLs: DELETE on the topic, else TOPIC_AUTHORIZATION_FAILED.
 //   - TimeoutMillis bounds the wait for the deleted records to be durable
 //     (the new start is checkpointed only past durable records):
