@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -113,6 +115,17 @@ func TestClusterGroupOffsetsSurviveTheCoordinator(t *testing.T) {
 	}
 	if o, _ := fetched.Lookup("orders", 0); o.At != 10 {
 		t.Fatalf("committed %d at the coordinator, want 10", o.At)
+	}
+	// Clients read the offsets topic but never trim it: its start is the
+	// coordinators' to move.
+	trim := kadm.Offsets{}
+	trim.AddOffset(offsetsTopic, part, -1, -1)
+	if del, err := adm.DeleteRecords(ctx, trim); err == nil {
+		if r, ok := del.Lookup(offsetsTopic, part); !ok || !errors.Is(r.Err, kerr.InvalidTopicException) {
+			t.Fatalf("DeleteRecords of the offsets topic: %+v", r)
+		}
+	} else {
+		t.Fatal(err)
 	}
 	adm.Close()
 
