@@ -323,17 +323,36 @@ func applyOffset(m map[string]map[tpKey]*cachedOffset, ref offsetRef, co *commit
 
 // part is the loaded partition of a group's offsets.
 func (rs *replStore) partLocked(group string) (*offsetsPart, error) {
-	if rs.n == 0 {
-		return nil, errNotCoordinator
+	var part *offsetsPart
+	if rs.n > 0 {
+		part = rs.parts[OffsetsPartition(group, rs.n)]
 	}
-	part := rs.parts[OffsetsPartition(group, rs.n)]
 	switch {
+	case part == nil && rs.leadsNow(group):
+		return nil, errLoadInProgress // the watcher has not caught up yet
 	case part == nil:
 		return nil, errNotCoordinator
 	case !part.loaded:
 		return nil, errLoadInProgress
 	}
 	return part, nil
+}
+
+// leadsNow asks the Cluster itself whether this broker leads the group's
+// offsets partition.
+func (rs *replStore) leadsNow(group string) bool {
+	var n int32
+	for n < maxOffsetsPartitions {
+		if _, ok := rs.r.Cluster.Partition(offsetsTopic, n); !ok {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		return false
+	}
+	pv, ok := rs.r.Cluster.Partition(offsetsTopic, OffsetsPartition(group, n))
+	return ok && pv.Leader == rs.r.NodeID
 }
 
 // loadCode is COORDINATOR_LOAD_IN_PROGRESS while the group's partition,

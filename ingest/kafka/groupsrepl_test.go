@@ -302,8 +302,11 @@ func TestReplicatedOffsetsLoadInProgressAndLeadershipLoss(t *testing.T) {
 	g0.Close()
 
 	release := make(chan struct{})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
 	g := replicatedGroups(t, filepath.Join(dir, "b.db"), blockingOffsets{LogOffsets{l}, release}, c, 0)
 	defer g.Close()
+	defer unblock() // before Close, should the test fail while loading
 	deadline := time.Now().Add(5 * time.Second)
 	for g.loadCode("grp") != kerr.CoordinatorLoadInProgress.Code {
 		if time.Now().After(deadline) {
@@ -317,7 +320,7 @@ func TestReplicatedOffsetsLoadInProgressAndLeadershipLoss(t *testing.T) {
 	if _, err := g.Committed("grp"); storeCode(err) != kerr.CoordinatorLoadInProgress.Code {
 		t.Fatalf("fetch while loading: %v", err)
 	}
-	close(release)
+	unblock()
 	waitLoaded(t, g, "grp")
 	if got, _ := g.Committed("grp"); got["t"][0].Offset != 11 {
 		t.Fatalf("loaded %+v, want offset 11", got)
