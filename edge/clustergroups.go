@@ -33,12 +33,52 @@ func (n *Node) startClusterGroups(view kafkaClusterView) error {
 	if err != nil {
 		return err
 	}
+	n.offsetsImport = n.groups.ImportPending()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		n.ensureOffsetsTopic(n.clusterCtx)
 	}()
 	return nil
+}
+
+// offsetsImportEndpoint marks, among a broker's registered endpoints, a
+// node with kafka-groups.db offsets to import: the other nodes leave the
+// offsets topic's creation to it while it is live, so it leads every
+// partition and imports into each.
+const offsetsImportEndpoint = "offsets-import"
+
+// offsetsCreateGrace is how long a node with nothing to import waits for
+// every voter to register before creating the offsets topic: a node that
+// has offsets to import registers the endpoint above, and the others must
+// see it before they create the topic in its place.
+const offsetsCreateGrace = 30 * time.Second
+
+// votersRegistered says whether every voter has registered as a broker
+// (fenced or not).
+func (n *Node) votersRegistered() bool {
+	all := true
+	n.cluster.FSM().View(func(im *cluster.Image) {
+		for _, v := range n.opts.Cluster.Voters {
+			all = all && im.Brokers[v.ID] != nil
+		}
+	})
+	return all
+}
+
+// importerElsewhere is a broker other than this one that has offsets to
+// import: live, or fenced (perhaps only just registered) within the grace.
+func (n *Node) importerElsewhere(inGrace bool) bool {
+	found := false
+	n.cluster.FSM().View(func(im *cluster.Image) {
+		for _, id := range im.BrokerIDs(false) {
+			b := im.Brokers[id]
+			if id != n.opts.Cluster.NodeID && b.Endpoints[offsetsImportEndpoint] != "" && (!b.Fenced || inGrace) {
+				found = true
+			}
+		}
+	})
+	return found
 }
 
 // ensureOffsetsTopic creates the offsets topic unless the cluster has it,
@@ -50,12 +90,23 @@ func (n *Node) ensureOffsetsTopic(ctx context.Context) {
 	if parts <= 0 {
 		parts = DefaultOffsetsPartitions
 	}
+	begin := time.Now()
 	for {
 		exists := false
 		changed := n.cluster.FSM().Changed()
 		n.cluster.FSM().View(func(im *cluster.Image) { exists = im.Topics[offsetsTopic] != nil })
 		if exists {
 			return
+		}
+		inGrace := time.Since(begin) < offsetsCreateGrace
+		if n.importerElsewhere(inGrace) || !n.offsetsImport && !n.votersRegistered() && inGrace {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		r := cluster.Record{Op: cluster.OpCreateTopic, Topic: offsetsTopic, Count: int64(parts), ReplicationFactor: co.OffsetsReplicationFactor}
 		var err error

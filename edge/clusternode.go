@@ -147,6 +147,9 @@ func (n *Node) clusterEndpoints() map[string]string {
 	if n.mirrorLn != nil {
 		eps["mirror"] = n.mirrorLn.Addr().String()
 	}
+	if n.offsetsImport {
+		eps[offsetsImportEndpoint] = "pending" // clustergroups.go
+	}
 	return eps
 }
 

@@ -182,6 +182,9 @@ type Node struct {
 	stopCluster context.CancelFunc       // ends the applier and the import
 	clusterCtx  context.Context          // what stopCluster ends
 	security    *cluster.SecurityApplier // the registry follows the cluster's users and ACLs (clustersecurity.go)
+	// offsetsImport: kafka-groups.db had offsets to import into the
+	// cluster's offsets topic at start (clustergroups.go).
+	offsetsImport bool
 
 	wg       sync.WaitGroup // the node's goroutines
 	closeErr error
