@@ -340,11 +340,9 @@ func TestClusterOfProcesses(t *testing.T) {
 			if err == nil {
 				md := kresp.(*kmsg.MetadataResponse)
 				topics, parts := 0, 0
-				for _, tp := range md.Topics {
-					if !tp.IsInternal { // __consumer_offsets, the coordinator's, is not the cluster's
-						topics++
-						parts += len(tp.Partitions)
-					}
+				for _, tp := range md.Topics { // __consumer_offsets included: a cluster topic
+					topics++
+					parts += len(tp.Partitions)
 				}
 				last = fmt.Sprintf("Kafka lists %d topics, %d partitions; metadata %d and %d", topics, parts, v.Topics, v.Partitions)
 				if topics == v.Topics && parts == v.Partitions {
@@ -511,6 +509,11 @@ func TestClusterFromASingleNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := md.Topics["history"].ID
+	offs := kadm.Offsets{}
+	offs.AddOffset("history", 0, 20, -1)
+	if resp, err := kadm.NewClient(cl).CommitOffsets(ctx, "history-readers", offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit alone: %v %v", resp, err)
+	}
 	cl.Close()
 	alone.cmd.Process.Signal(syscall.SIGTERM)
 	<-alone.done
@@ -518,7 +521,7 @@ func TestClusterFromASingleNode(t *testing.T) {
 	c.startAll()
 	c.waitFor("the imported topic in the cluster's metadata", func() bool {
 		v, ok := c.view(1)
-		return ok && v.Topics == 1
+		return ok && v.Topics == 2 // and __consumer_offsets
 	})
 	cl2, err := kgo.NewClient(kgo.SeedBrokers(c.procs[2].kafkaAddr))
 	if err != nil {
@@ -536,6 +539,13 @@ func TestClusterFromASingleNode(t *testing.T) {
 	if n := countRecords(t, ctx, c.kafkaAddrs(), "history"); n != 25 {
 		t.Fatalf("%d records after the upgrade, want 25", n)
 	}
+	// The group's committed offset, in node 1's kafka-groups.db alone, is
+	// the cluster's, in __consumer_offsets.
+	c.waitFor("the group's offset imported into the cluster", func() bool {
+		fetched, err := kadm.NewClient(cl2).FetchOffsets(ctx, "history-readers")
+		o, _ := fetched.Lookup("history", 0)
+		return err == nil && o.At == 20
+	})
 }
 
 // TestStatusPageShowsTheCluster: a node of a three-node center shows the
