@@ -262,3 +262,60 @@ func TestClusterImportsANodeAlonesGroupOffsets(t *testing.T) {
 		})
 	}
 }
+
+// With --offsets-topic-replication-factor 1, a group whose coordinator's
+// node is down has no coordinator (COORDINATOR_NOT_AVAILABLE) rather than
+// an empty one, and finds its offsets again when the node returns and
+// reloads the partition from its disk.
+func TestClusterGroupOffsetsWaitForTheirNodeAtReplicationFactor1(t *testing.T) {
+	tc := startTestClusterWith(t, func(o *Options) {
+		o.Cluster.OffsetsPartitions = 3
+		o.Cluster.OffsetsReplicationFactor = 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const group = "patient"
+	var lead int32
+	tc.waitFor("the offsets topic, led", func() bool {
+		_, lead = offsetsLeader(tc.nodes[0], group)
+		return lead != cluster.NoLeader
+	})
+	if _, err := tc.nodes[0].clusterTopics().CreateTopicAssigned("events", [][]int32{{lead%3 + 1}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	survivor := tc.nodes[lead%3]
+	cl := mustClient(t, survivor.KafkaAddr())
+	adm := kadm.NewClient(cl)
+	defer adm.Close()
+	offs := kadm.Offsets{}
+	offs.AddOffset("events", 0, 5, -1)
+	if resp, err := adm.CommitOffsets(ctx, group, offs); err != nil || resp.Error() != nil {
+		t.Fatalf("commit: %v %v", resp, err)
+	}
+
+	tc.nodes[lead-1].Close()
+	tc.nodes[lead-1] = nil
+	tc.waitFor("no coordinator while its node is down", func() bool {
+		fc := kmsg.NewPtrFindCoordinatorRequest()
+		fc.CoordinatorKey, fc.CoordinatorKeys = group, []string{group}
+		resp, err := fc.RequestWith(ctx, cl)
+		if err != nil {
+			return false
+		}
+		code := resp.ErrorCode
+		if len(resp.Coordinators) == 1 {
+			code = resp.Coordinators[0].ErrorCode
+		}
+		return code == kerr.CoordinatorNotAvailable.Code
+	})
+	tc.start(int(lead - 1))
+	tc.waitFor("the offset back with its node", func() bool {
+		// A new client each time: the node's Kafka port changed with its
+		// restart, and a client's cached broker address lags it.
+		a := kadm.NewClient(mustClient(t, survivor.KafkaAddr()))
+		defer a.Close()
+		fetched, err := a.FetchOffsets(ctx, group)
+		o, ok := fetched.Lookup("events", 0)
+		return err == nil && ok && o.At == 5 && o.Err == nil
+	})
+}
