@@ -57,8 +57,13 @@ const offsetValueVersion = 1
 // The seam to the replicated data path: Append answers once the records
 // are committed — today, durable in the local log (LogOffsets, under the
 // topic's flush.policy); with replication, once the partition's high
-// watermark has passed them — and Read and Bounds see committed records
-// only. A coordinator appends only to partitions it leads.
+// watermark has passed them (acks=all's wait, NOT_ENOUGH_REPLICAS and
+// timeouts surfacing as the commit's error) — and Bounds' end is the
+// committed end (today the durable offset; then the high watermark), so a
+// new leader loads only what was committed. Trim moves the leader's log
+// start; with replication the followers follow it as Kafka's do (the log
+// start in each fetch answer). A coordinator appends only to partitions
+// it leads, and the front end refuses every client write to the topic.
 type OffsetsLog interface {
 	// Append appends recs to the partition as one batch and returns the
 	// offset of its last record once the batch is committed.
