@@ -351,6 +351,8 @@ var nodeChecks = map[string]map[string]func(string) error{
 			}
 			return nil
 		},
+		"offsets-topic-partitions":         inRange(1, 1000),
+		"offsets-topic-replication-factor": inRange(0, cluster.MaxReplicationFactor),
 	},
 	"": { // every node command
 		"admin-addr":               hostPort,
@@ -362,6 +364,16 @@ var nodeChecks = map[string]map[string]func(string) error{
 		"max-partitions-per-topic": notNegative,
 		"max-partitions":           notNegative,
 	},
+}
+
+// inRange checks a count between lo and hi.
+func inRange(lo, hi int64) func(string) error {
+	return func(v string) error {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && (n < lo || n > hi) {
+			return fmt.Errorf("want %d to %d", lo, hi)
+		}
+		return nil // not a number: the flag's own parser says so
+	}
 }
 
 // notNegative checks a cap whose 0 means none.
