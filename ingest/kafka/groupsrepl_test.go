@@ -241,6 +241,8 @@ func TestReplicatedOffsetsSnapshotAndReload(t *testing.T) {
 	if maxRecords > 300 {
 		t.Fatalf("the offsets partition grew to %d records over %d commits: not bounded by its snapshots", maxRecords, commits)
 	}
+	t.Logf("%d commits of 3 offsets: at most %d records in the partition, %d snapshots, start %d end %d",
+		commits, maxRecords, g.offsetsSnapshots.Load(), p.StartOffset(), p.EndOffset())
 	if g.offsetsSnapshots.Load() == 0 || p.StartOffset() == 0 {
 		t.Fatalf("no snapshot advanced the start: %d snapshots, start %d", g.offsetsSnapshots.Load(), p.StartOffset())
 	}
