@@ -28,7 +28,11 @@ const DefaultOffsetsPartitions = 10
 // are registered for its replication factor.
 func (n *Node) startClusterGroups(view kafkaClusterView) error {
 	co := n.opts.Cluster
-	err := n.groups.Replicate(kafka.GroupsReplication{Log: kafka.LogOffsets{Log: n.log}, Cluster: view, NodeID: co.NodeID,
+	var offsets kafka.OffsetsLog = kafka.LogOffsets{Log: n.log}
+	if n.replicas != nil {
+		offsets = replicatedOffsets{log: n.log, replicas: n.replicas}
+	}
+	err := n.groups.Replicate(kafka.GroupsReplication{Log: offsets, Cluster: view, NodeID: co.NodeID,
 		SnapshotBytes: co.OffsetsSnapshotBytes})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	flog "ferry/log"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -44,7 +45,8 @@ func storeCode(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errNotCoordinator):
+	case errors.Is(err, errNotCoordinator), errors.Is(err, flog.ErrNotLeader):
+		// The offsets partition's leadership moved (replicated).
 		return kerr.NotCoordinator.Code
 	case errors.Is(err, errLoadInProgress):
 		return kerr.CoordinatorLoadInProgress.Code
