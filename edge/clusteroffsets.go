@@ -14,8 +14,7 @@ import (
 // commit is appended by the partition's leader and answered once the high
 // watermark passes it, so it survives the loss of any min.insync.replicas-1
 // replicas, as Kafka's offsets.commit.required.acks=-1; a coordinator that
-// lost the leadership gets flog.ErrNotLeader (NOT_COORDINATOR). Loads read
-// below the high watermark: what a new leader replays was committed.
+// lost the leadership gets flog.ErrNotLeader (NOT_COORDINATOR).
 type replicatedOffsets struct {
 	log      *flog.Log
 	replicas *replica.Manager
@@ -46,16 +45,18 @@ func (o replicatedOffsets) Append(ctx context.Context, partition int32, recs []f
 	return res.LastOffset, nil
 }
 
+// Bounds ends at the leader's log end, as Kafka's coordinator loads: a new
+// leader's high watermark may lag its followers' last fetch, while its log
+// is what every replica will hold (followers cut what diverges from it).
 func (o replicatedOffsets) Bounds(partition int32) (int64, int64, error) {
-	l, err := o.leader(partition)
-	if err != nil {
+	if _, err := o.leader(partition); err != nil {
 		return 0, 0, err
 	}
 	p, err := o.log.Partition(offsetsTopic, partition)
 	if err != nil {
 		return 0, 0, err
 	}
-	return p.StartOffset(), l.HighWatermark(), nil
+	return p.StartOffset(), p.EndOffset(), nil
 }
 
 func (o replicatedOffsets) Read(partition int32, offset int64, maxBytes int) ([]byte, error) {
