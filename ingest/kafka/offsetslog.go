@@ -78,9 +78,10 @@ type OffsetsLog interface {
 }
 
 // LogOffsets is the offsets topic in a *log.Log: an append is committed
-// once durable (WaitDurable) on this node. When replication lands, an
-// implementation that waits for the high watermark instead takes its
-// place; the coordinator does not change.
+// once durable (WaitDurable) on this node (a cluster that does not
+// replicate; tests). A replicating cluster's node uses edge's
+// replicatedOffsets instead, which waits for the high watermark; the
+// coordinator does not change.
 type LogOffsets struct{ Log *flog.Log }
 
 func (l LogOffsets) partition(p int32) (*flog.Partition, error) {
