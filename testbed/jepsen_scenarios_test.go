@@ -145,7 +145,7 @@ func TestJepsenKillLeader(t *testing.T) {
 			t.Fatalf("kill %d: no acknowledgement on %v within 30 s of killing their leader, node %d", k, parts, victim+1)
 		}
 		t.Logf("kill %d: node %d led %v; next acknowledgement there %s later", k, victim+1, parts, gap.Round(time.Millisecond))
-		if p := c.checkURPWithin(ctx, 10*time.Second, jepsenTopic); len(p) > 0 {
+		if p := c.checkURPWithin(ctx, 10*time.Second); len(p) > 0 {
 			t.Errorf("kill %d, a replica down: %v", k, p)
 		}
 		w.awaitAcks(300, 30*time.Second)
@@ -272,7 +272,7 @@ func TestJepsenSlowFollower(t *testing.T) {
 	deadline := time.Now().Add(tortureSize(8*time.Second, 60*time.Second))
 	for time.Now().Before(deadline) {
 		w.awaitAcks(200, 30*time.Second)
-		if p := c.checkURPWithin(ctx, 10*time.Second, jepsenTopic); len(p) > 0 {
+		if p := c.checkURPWithin(ctx, 10*time.Second); len(p) > 0 {
 			t.Errorf("while node %d is slow: %v", slow+1, p)
 		}
 	}
@@ -347,7 +347,7 @@ func TestJepsenFollowerDiskFull(t *testing.T) {
 		return false
 	})
 	w.awaitAcks(2000, 30*time.Second) // acknowledgements go on without it
-	if p := c.checkURPWithin(ctx, 15*time.Second, jepsenTopic); len(p) > 0 {
+	if p := c.checkURPWithin(ctx, 15*time.Second); len(p) > 0 {
 		t.Errorf("with node 3's disk full: %v", p)
 	}
 	if err := os.Remove(filler); err != nil {

@@ -215,9 +215,15 @@ func (c *jepsenCluster) busiestLeader(ctx context.Context, topic string, w *work
 	return int(best - 1), parts
 }
 
-// underReplicated counts the partitions of topics whose in-sync set is
+// underReplicated counts the cluster's partitions whose in-sync set is
 // smaller than their replica set, as Metadata says.
-func (c *jepsenCluster) underReplicated(ctx context.Context, topics ...string) (int, error) {
+func (c *jepsenCluster) underReplicated(ctx context.Context) (int, error) {
+	// The gauge counts every partition a node leads, the cluster's
+	// __consumer_offsets too: so does the count it is checked against.
+	topics, err := c.topicNames(ctx)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
 	for _, topic := range topics {
 		md, err := c.metadata(ctx, topic)
@@ -231,6 +237,20 @@ func (c *jepsenCluster) underReplicated(ctx context.Context, topics ...string) (
 		}
 	}
 	return n, nil
+}
+
+// topicNames are every topic of the cluster, internal ones included.
+func (c *jepsenCluster) topicNames(ctx context.Context) ([]string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...), kgo.RequestTimeoutOverhead(3*time.Second), kgo.RetryTimeout(5*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	md, err := kadm.NewClient(cl).Metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return md.Topics.Names(), nil
 }
 
 // urpMetric reads the under-replicated-partitions gauge of every live
@@ -259,11 +279,11 @@ func (c *jepsenCluster) urpMetric() map[string]float64 {
 
 // checkURPWithin polls until the URP metric matches the metadata, for
 // within; it returns the last mismatch if it never does.
-func (c *jepsenCluster) checkURPWithin(ctx context.Context, within time.Duration, topics ...string) []string {
+func (c *jepsenCluster) checkURPWithin(ctx context.Context, within time.Duration) []string {
 	deadline := time.Now().Add(within)
 	var last []string
 	for {
-		want, err := c.underReplicated(ctx, topics...)
+		want, err := c.underReplicated(ctx)
 		if err == nil {
 			if last = checkURP(c.urpMetric(), want); len(last) == 0 {
 				return nil
@@ -358,7 +378,7 @@ func (c *jepsenCluster) verify(ctx context.Context, w *workload, topics ...strin
 		}
 	}
 	problems = append(problems, checkHistory(h)...)
-	problems = append(problems, c.checkURPWithin(ctx, 10*time.Second, topics...)...)
+	problems = append(problems, c.checkURPWithin(ctx, 10*time.Second)...)
 	c.t.Logf("checked %d acknowledged and %d observed records against %d partitions read back", len(h.Acked), len(h.Observed), len(h.Final))
 
 	for i := range c.procs {
