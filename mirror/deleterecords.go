@@ -20,28 +20,9 @@ var bucketDeleted = []byte("deleted")
 // durably as lost, as WillDrop does, so the gap is told even after a
 // restart, and counted in ferry_mirror_deleted_records_total.
 func (s *Sender) WillDelete(topic string, partition int32, from, to int64) {
-	if !s.mirrored(topic) {
+	first, ok := s.noteLost(topic, partition, from, to, s.deleted, "recording deleted records")
+	if !ok {
 		return
-	}
-	k := partKey{topic, partition}
-	s.mu.Lock()
-	first := max(from, s.acked[k])
-	if to < first {
-		s.mu.Unlock()
-		return
-	}
-	var err error
-	if was, ok := s.lost[k]; !ok || first < was {
-		s.lost[k] = first
-		err = s.cp.setLost(k, first)
-	}
-	if was, ok := s.deleted[k]; (!ok || first < was) && err == nil {
-		s.deleted[k] = first
-		err = s.cp.setIn(bucketDeleted, k, first)
-	}
-	s.mu.Unlock()
-	if err != nil {
-		s.logger.Error("mirror: recording deleted records", "topic", topic, "partition", partition, "err", err)
 	}
 	s.metrics.deleted.WithLabelValues(topic).Add(float64(to + 1 - first))
 	s.logger.Warn("mirror: records deleted (DeleteRecords) before the center had them; the center will be told the gap",

@@ -266,28 +266,46 @@ func (s *Sender) RetainFrom(topic string, partition int32) int64 {
 // are lost. It counts them and notes durably where the loss starts, so
 // the center is told the exact range (a gap) even after a restart.
 func (s *Sender) WillDrop(topic string, partition int32, from, to int64) {
-	if !s.mirrored(topic) {
+	first, ok := s.noteLost(topic, partition, from, to, nil, "recording dropped records")
+	if !ok {
 		return
+	}
+	s.metrics.dropped.WithLabelValues(topic).Add(float64(to + 1 - first))
+	s.logger.Error("mirror: records dropped before the center had them; the center will be told the gap",
+		"topic", topic, "partition", partition, "from_offset", first, "to_offset", to)
+}
+
+// noteLost notes durably that offsets from..to of a mirrored partition are
+// going before the center acknowledged them: where the loss starts (and,
+// with reason, the sender's deleted map, there and in its bucket too, so
+// the gap's cause survives a restart).
+// It returns the first offset lost, and false when none is (not mirrored,
+// or all acknowledged already).
+func (s *Sender) noteLost(topic string, partition int32, from, to int64, reason map[partKey]int64, what string) (int64, bool) {
+	if !s.mirrored(topic) {
+		return 0, false
 	}
 	k := partKey{topic, partition}
 	s.mu.Lock()
 	first := max(from, s.acked[k])
 	if to < first {
 		s.mu.Unlock()
-		return
+		return 0, false
 	}
 	var err error
 	if was, ok := s.lost[k]; !ok || first < was {
 		s.lost[k] = first
 		err = s.cp.setLost(k, first)
 	}
+	if was, ok := reason[k]; reason != nil && (!ok || first < was) && err == nil {
+		reason[k] = first
+		err = s.cp.setIn(bucketDeleted, k, first)
+	}
 	s.mu.Unlock()
 	if err != nil {
-		s.logger.Error("mirror: recording dropped records", "topic", topic, "partition", partition, "err", err)
+		s.logger.Error("mirror: "+what, "topic", topic, "partition", partition, "err", err)
 	}
-	s.metrics.dropped.WithLabelValues(topic).Add(float64(to + 1 - first))
-	s.logger.Error("mirror: records dropped before the center had them; the center will be told the gap",
-		"topic", topic, "partition", partition, "from_offset", first, "to_offset", to)
+	return first, true
 }
 
 // Acked returns the next offset the center needs for a partition.
