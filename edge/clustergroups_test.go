@@ -271,6 +271,16 @@ func TestClusterGroupOffsetsWaitForTheirNodeAtReplicationFactor1(t *testing.T) {
 	if _, err := tc.nodes[0].clusterTopics().CreateTopicAssigned("events", [][]int32{{lead%3 + 1}}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// The coordinator checks a commit's topic in its own log: wait until
+	// every node's applier has created it.
+	tc.waitFor("events on every node", func() bool {
+		for _, n := range tc.nodes {
+			if _, err := n.log.Partition("events", 0); err != nil {
+				return false
+			}
+		}
+		return true
+	})
 	survivor := tc.nodes[lead%3]
 	cl := mustClient(t, survivor.KafkaAddr())
 	adm := kadm.NewClient(cl)

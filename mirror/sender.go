@@ -335,7 +335,7 @@ func (s *Sender) Run(ctx context.Context) error {
 		}
 	}()
 	defer func() { <-saveDone }()
-	var attempt int
+	var attempt, refusedInRow int
 	for ctx.Err() == nil {
 		start := time.Now()
 		var err error
@@ -357,6 +357,18 @@ func (s *Sender) Run(ctx context.Context) error {
 		reason := classify(err)
 		if s.opts.Kafka != nil {
 			reason = classifyKafka(err)
+		}
+		// A node of a center cluster refuses an edge whose copies another
+		// node leads (after a failover, say): the next node of the list is
+		// dialled at once; the backoff grows only between rounds in which
+		// every node of the list refused.
+		if reason == reasonRefused && len(s.centers) > 1 {
+			if refusedInRow++; refusedInRow%len(s.centers) != 0 {
+				attempt--
+				wait = 0
+			}
+		} else {
+			refusedInRow = 0
 		}
 		if reason != "" {
 			s.state.errs.failures.Add(1)

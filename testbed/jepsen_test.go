@@ -186,10 +186,21 @@ func (c *jepsenCluster) metadata(ctx context.Context, topic string) (map[int32]p
 // with the most acknowledged records, and those partitions.
 func (c *jepsenCluster) busiestLeader(ctx context.Context, topic string, w *workload) (int, []tp) {
 	c.t.Helper()
-	md, err := c.metadata(ctx, topic)
-	if err != nil {
-		c.t.Fatalf("metadata of %s: %v", topic, err)
-	}
+	// A node just restarted may answer from an image that has not caught
+	// up yet (no leaders): ask until some partition has one.
+	var md map[int32]partitionView
+	c.waitFor("a leader of "+topic+" in Metadata", func() bool {
+		var err error
+		if md, err = c.metadata(ctx, topic); err != nil {
+			return false
+		}
+		for _, v := range md {
+			if v.Leader > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	acked := w.ackCounts()
 	load := map[int32]int{}
 	for p, v := range md {
