@@ -287,6 +287,11 @@ func (n *Node) Close() error {
 		close(n.stop)
 		<-n.done
 		err = n.raft.Shutdown().Error()
+		// Raft's transport answers heartbeats outside raft's loop, writing
+		// the term to the store: it must be done before the store closes.
+		if q, ok := n.cfg.Caller.(interface{ QuiesceRaft(time.Duration) }); ok {
+			q.QuiesceRaft(5 * time.Second)
+		}
 		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}

@@ -51,6 +51,10 @@ type Transport struct {
 	replica   func(net.Conn)
 	streams   map[net.Conn]struct{} // replica streams being served
 
+	rmu      sync.Mutex
+	raftIn   map[*raftIn]bool // inbound raft connections: busy or not (QuiesceRaft)
+	raftIdle *sync.Cond       // on rmu: a connection went idle or away
+
 	mu     sync.Mutex
 	closed bool
 	done   chan struct{}
@@ -260,7 +264,7 @@ func (t *Transport) sort(c net.Conn) {
 	if first[0] != rpcMagic {
 		c.SetReadDeadline(time.Time{})
 		select {
-		case t.raftConns <- &peekedConn{Conn: c, r: br}:
+		case t.raftConns <- t.trackRaft(&peekedConn{Conn: c, r: br}):
 		case <-t.done:
 			c.Close()
 		}
@@ -372,6 +376,94 @@ type peekedConn struct {
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// raftIn is an inbound raft connection, tracked so that QuiesceRaft can
+// close it and wait for the request it carries: raft's transport answers
+// heartbeats on the connection's goroutine, outside raft's main loop, and
+// writes the term to the store there, even after raft has shut down.
+// busy runs from a read that brought bytes to the next write (the answer)
+// or the close.
+type raftIn struct {
+	*peekedConn
+	t *Transport
+}
+
+func (t *Transport) trackRaft(c *peekedConn) net.Conn {
+	rc := &raftIn{peekedConn: c, t: t}
+	t.rmu.Lock()
+	if t.raftIn == nil {
+		t.raftIn = map[*raftIn]bool{}
+		t.raftIdle = sync.NewCond(&t.rmu)
+	}
+	t.raftIn[rc] = false
+	t.rmu.Unlock()
+	return rc
+}
+
+func (c *raftIn) setBusy(busy bool) {
+	c.t.rmu.Lock()
+	if _, ok := c.t.raftIn[c]; ok {
+		c.t.raftIn[c] = busy
+	}
+	if !busy {
+		c.t.raftIdle.Broadcast()
+	}
+	c.t.rmu.Unlock()
+}
+
+func (c *raftIn) Read(p []byte) (int, error) {
+	n, err := c.peekedConn.Read(p)
+	if n > 0 {
+		c.setBusy(true)
+	}
+	return n, err
+}
+
+func (c *raftIn) Write(p []byte) (int, error) {
+	c.setBusy(false)
+	return c.peekedConn.Write(p)
+}
+
+func (c *raftIn) Close() error {
+	c.t.rmu.Lock()
+	delete(c.t.raftIn, c)
+	c.t.raftIdle.Broadcast()
+	c.t.rmu.Unlock()
+	return c.peekedConn.Close()
+}
+
+// QuiesceRaft closes every inbound raft connection and waits, at most
+// timeout, until none is still handling a request: after it, raft's
+// transport touches the raft store no more (call it after raft's
+// Shutdown, before the store closes).
+func (t *Transport) QuiesceRaft(timeout time.Duration) {
+	t.rmu.Lock()
+	if t.raftIn == nil {
+		t.rmu.Unlock()
+		return
+	}
+	for c := range t.raftIn {
+		c.peekedConn.Close() // its handler returns at its next read or write
+	}
+	timer := time.AfterFunc(timeout, func() {
+		t.rmu.Lock()
+		t.raftIn = map[*raftIn]bool{} // give up waiting
+		t.raftIdle.Broadcast()
+		t.rmu.Unlock()
+	})
+	defer timer.Stop()
+	for {
+		busy := false
+		for _, b := range t.raftIn {
+			busy = busy || b
+		}
+		if !busy {
+			break
+		}
+		t.raftIdle.Wait()
+	}
+	t.rmu.Unlock()
+}
 
 // streamLayer is raft's view of the listener: the connections sorted as
 // raft's, and dials (TLS when configured).
