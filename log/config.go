@@ -215,8 +215,11 @@ func (l *Log) validateConfigs(configs map[string]string) error {
 	if err := ValidateConfigs(configs); err != nil {
 		return err
 	}
-	if v, ok := configs[ConfigMinInsyncReplicas]; ok && !l.replicated && v != "1" {
-		return fmt.Errorf("%w: %s=%s: this node is a partition's only replica, so acks=all could never be met", ErrInvalidConfig, ConfigMinInsyncReplicas, v)
+	if l.replicated {
+		return nil
+	}
+	if c, err := ParseTopicConfig(configs, nil); err == nil && c.MinInsyncReplicas > 1 {
+		return fmt.Errorf("%w: %s=%d: this node is a partition's only replica, so acks=all could never be met", ErrInvalidConfig, ConfigMinInsyncReplicas, c.MinInsyncReplicas)
 	}
 	return nil
 }
