@@ -139,17 +139,6 @@ type replicaBatch struct {
 	Bytes                  []byte // the whole batch, as on disk
 }
 
-// maskEpoch returns the batch bytes with the partition leader epoch
-// (bytes 12–15, outside the CRC, stamped by whichever leader wrote it)
-// zeroed.
-func maskEpoch(b []byte) []byte {
-	c := bytes.Clone(b)
-	if len(c) >= 16 {
-		clear(c[12:16])
-	}
-	return c
-}
-
 // checkReplicas: every replica of a partition holds, below the high
 // watermark hw, the same batches byte for byte, leader epochs masked; and
 // each holds all of them (a replica short of hw is missing committed
@@ -189,9 +178,9 @@ func checkReplicas(p tp, hw int64, replicas map[string][]replicaBatch) []string 
 		}
 		for i := 0; i < len(bs) && i < len(ref); i++ {
 			a, b := ref[i], bs[i]
-			if a.BaseOffset != b.BaseOffset || a.LastOffset != b.LastOffset || !bytes.Equal(maskEpoch(a.Bytes), maskEpoch(b.Bytes)) {
+			if a.BaseOffset != b.BaseOffset || a.LastOffset != b.LastOffset || !bytes.Equal(maskEpochs(a.Bytes), maskEpochs(b.Bytes)) {
 				out = append(out, fmt.Sprintf("replicas diverge below the high watermark %d of %s: batch %d is [%d,%d] on %s, [%d,%d] on %s, bytes differ: %v",
-					hw, p, i, a.BaseOffset, a.LastOffset, refName, b.BaseOffset, b.LastOffset, n, !bytes.Equal(maskEpoch(a.Bytes), maskEpoch(b.Bytes))))
+					hw, p, i, a.BaseOffset, a.LastOffset, refName, b.BaseOffset, b.LastOffset, n, !bytes.Equal(maskEpochs(a.Bytes), maskEpochs(b.Bytes))))
 				break
 			}
 		}
