@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
+	"sync"
 
 	flog "ferry/log"
 )
@@ -121,11 +122,7 @@ func (n *Node) Apply(ctx context.Context, l LocalLog) {
 		im := n.fsm.Image()
 		r := Reconcile(im, l)
 		logReconciled(n.log, r)
-		n.recMu.Lock()
-		n.reconciled = im.Index
-		close(n.recCh)
-		n.recCh = make(chan struct{})
-		n.recMu.Unlock()
+		n.reconciled.set(im.Index)
 		select {
 		case <-ctx.Done():
 			return
@@ -139,11 +136,36 @@ func (n *Node) Apply(ctx context.Context, l LocalLog) {
 // WaitReconciled waits until the local log has followed the metadata up
 // to index (a pass of Apply over an image at least that recent).
 func (n *Node) WaitReconciled(ctx context.Context, index uint64) error {
-	return n.waitUntil(ctx, func() (bool, <-chan struct{}) {
-		n.recMu.Lock()
-		defer n.recMu.Unlock()
-		return n.reconciled >= index, n.recCh
-	})
+	return n.waitUntil(ctx, n.reconciled.reached(index))
+}
+
+// followed is how far a local copy (the log, the device registry) has
+// followed the image: the index of the last image applied, and a channel
+// closed and replaced at each pass, for waitUntil.
+type followed struct {
+	mu    sync.Mutex
+	index uint64
+	ch    chan struct{}
+}
+
+func newFollowed() *followed { return &followed{ch: make(chan struct{})} }
+
+// set records a pass over the image at index and wakes the waiters.
+func (f *followed) set(index uint64) {
+	f.mu.Lock()
+	f.index = index
+	close(f.ch)
+	f.ch = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// reached is waitUntil's check for index.
+func (f *followed) reached(index uint64) func() (bool, <-chan struct{}) {
+	return func() (bool, <-chan struct{}) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.index >= index, f.ch
+	}
 }
 
 func logReconciled(l *slog.Logger, r Reconciled) {

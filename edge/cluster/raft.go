@@ -156,9 +156,7 @@ type Node struct {
 	// answer requests, so it never places or fences from a stale image.
 	ready atomic.Bool
 
-	recMu      sync.Mutex
-	reconciled uint64        // the image index the local log last followed (Apply)
-	recCh      chan struct{} // closed and replaced after each pass of Apply
+	reconciled *followed // how far the local log followed the image (Apply)
 
 	stop chan struct{}
 	done chan struct{}
@@ -200,7 +198,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, fsm: NewFSM(cfg.Logger), log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{}), recCh: make(chan struct{})}
+	n := &Node{cfg: cfg, fsm: NewFSM(cfg.Logger), log: cfg.Logger, stop: make(chan struct{}), done: make(chan struct{}), reconciled: newFollowed()}
 	var inc [8]byte
 	if _, err := rand.Read(inc[:]); err != nil {
 		return nil, err

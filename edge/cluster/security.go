@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"ferry/devices"
@@ -305,15 +304,13 @@ type SecurityApplier struct {
 	n     *Node
 	local LocalSecurity
 
-	mu      sync.Mutex
-	applied uint64        // the image index the registry last followed
-	ch      chan struct{} // closed and replaced after each pass
+	applied *followed // how far the registry followed the image
 }
 
 // NewSecurityApplier is the applier of local's users and ACLs; the node's
 // assembly runs it (Run) in a goroutine it owns.
 func (n *Node) NewSecurityApplier(local LocalSecurity) *SecurityApplier {
-	return &SecurityApplier{n: n, local: local, ch: make(chan struct{})}
+	return &SecurityApplier{n: n, local: local, applied: newFollowed()}
 }
 
 // Run first brings the registry's users and ACLs into the cluster, once
@@ -361,11 +358,7 @@ func (a *SecurityApplier) Run(ctx context.Context) {
 			if len(r.UsersPut)+len(r.UsersDeleted) > 0 || r.ACLsChanged {
 				n.log.Info("cluster: device registry follows the metadata", "users_put", r.UsersPut, "users_deleted", r.UsersDeleted, "acls_changed", r.ACLsChanged)
 			}
-			a.mu.Lock()
-			a.applied = index
-			close(a.ch)
-			a.ch = make(chan struct{})
-			a.mu.Unlock()
+			a.applied.set(index)
 		}
 		select {
 		case <-ctx.Done():
@@ -405,9 +398,5 @@ func (a *SecurityApplier) importOnce(ctx context.Context) error {
 
 // Wait waits until the registry has followed the image up to index.
 func (a *SecurityApplier) Wait(ctx context.Context, index uint64) error {
-	return a.n.waitUntil(ctx, func() (bool, <-chan struct{}) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.applied >= index, a.ch
-	})
+	return a.n.waitUntil(ctx, a.applied.reached(index))
 }
