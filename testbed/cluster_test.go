@@ -107,9 +107,12 @@ func newClusterProcs(t testing.TB, n int) *clusterProcs {
 // directory and its fixed mirror port.
 func (c *clusterProcs) start(i int) *ferryProc {
 	c.t.Helper()
-	args := append([]string{"--cluster-voters", c.voters, "--cluster-node-id", strconv.Itoa(i + 1),
-		"--cluster-heartbeat-interval", c.heartbeat, "--cluster-session-timeout", c.session,
-		"--mirror-token", "gw1=s3cret", "--mirror-token", "gw2=s3cret"}, c.extra[i]...)
+	args := []string{"--cluster-voters", c.voters, "--cluster-node-id", strconv.Itoa(i + 1),
+		"--mirror-token", "gw1=s3cret", "--mirror-token", "gw2=s3cret"}
+	if c.heartbeat != "" { // "" runs the node's defaults
+		args = append(args, "--cluster-heartbeat-interval", c.heartbeat, "--cluster-session-timeout", c.session)
+	}
+	args = append(args, c.extra[i]...)
 	if c.wrap != nil && c.wrap[i] != nil {
 		c.procs[i] = startFerryWrapped(c.t, c.wrap[i], ferryBinary(c.t), "", "full",
 			append([]string{"--data-dir", c.dirs[i], "--mirror-addr", c.mirror[i]}, args...))

@@ -49,10 +49,18 @@ func newController(p proposer, now func() time.Time, sessionTimeout time.Duratio
 }
 
 // reset forgets every observation: called when this node becomes the
-// controller.
-func (c *controller) reset() {
+// controller. prev is the broker that led raft before this node (-1 when
+// unknown) and prevContact when this node last heard from it as a raft
+// follower (zero when never): the previous controller is the one broker
+// whose silence this node has itself observed, so its session runs from
+// then instead of from now. Every other broker gets a fresh session
+// timeout, as in Kafka's KRaft.
+func (c *controller) reset(prev int32, prevContact time.Time) {
 	c.mu.Lock()
 	c.lastSeen = map[int32]time.Time{}
+	if prev >= 0 && !prevContact.IsZero() && prevContact.Before(c.now()) {
+		c.lastSeen[prev] = prevContact
+	}
 	c.mu.Unlock()
 }
 

@@ -215,7 +215,7 @@ func TestControllerFencesOnItsOwnClockWithGrace(t *testing.T) {
 	}
 	// A new controller (reset) heard from nobody yet: it grants a full
 	// session timeout before fencing broker 1.
-	c.reset()
+	c.reset(-1, time.Time{})
 	c.tick(ctx)
 	now = now.Add(8 * time.Second)
 	c.tick(ctx)
@@ -236,5 +236,43 @@ func TestControllerFencesOnItsOwnClockWithGrace(t *testing.T) {
 	c.heartbeat(ctx, Heartbeat{Broker: 1, Incarnation: 1, Endpoints: map[string]string{"kafka": "x"}})
 	if p.image().Brokers[1].Fenced {
 		t.Fatal("broker 1 still fenced after a heartbeat")
+	}
+}
+
+// A new controller counts the previous controller's session from when it
+// last heard from it as a raft follower, not from its own start: a killed
+// controller's partitions move a session timeout after its death, not a
+// raft election plus a session timeout.
+func TestNewControllerTimesThePreviousControllerFromLastContact(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := &fakeProposer{f: NewFSM(nil)}
+	c := newController(p, func() time.Time { return now }, 3*time.Second, Defaults{})
+	ctx := context.Background()
+	for _, id := range []int32{1, 2, 3} {
+		if err := c.heartbeat(ctx, Heartbeat{Broker: id, Incarnation: uint64(id), Endpoints: map[string]string{"kafka": "x"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastWord := now // broker 1, the old controller, dies here
+	now = now.Add(2 * time.Second)
+	c.reset(1, lastWord) // this node wins the election 2 s later
+	c.tick(ctx)
+	now = now.Add(1500 * time.Millisecond) // 3.5 s after broker 1's last word
+	c.tick(ctx)
+	im := p.image()
+	if !im.Brokers[1].Fenced {
+		t.Fatal("the previous controller is not fenced a session timeout after its last contact")
+	}
+	if im.Brokers[2].Fenced || im.Brokers[3].Fenced {
+		t.Fatal("a broker the new controller has not timed yet was fenced")
+	}
+	// A last contact in the future (clock trouble) or none at all is a
+	// fresh grace period, as for everyone else.
+	c.reset(2, now.Add(time.Hour))
+	c.reset(3, time.Time{})
+	now = now.Add(2 * time.Second)
+	c.tick(ctx)
+	if im := p.image(); im.Brokers[2].Fenced || im.Brokers[3].Fenced {
+		t.Fatal("fenced within the grace period")
 	}
 }

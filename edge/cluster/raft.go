@@ -21,11 +21,18 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Defaults, as Kafka's KRaft brokers have them: a heartbeat every
-// broker.heartbeat.interval.ms, fenced after broker.session.timeout.ms.
+// Defaults for broker liveness: a heartbeat every half second, fenced after
+// three seconds of silence (six heartbeats missed). Kafka's KRaft brokers
+// default to 2 s and 9 s (broker.heartbeat.interval.ms,
+// broker.session.timeout.ms); ferry's center is a few nodes on one network,
+// and a killed leader's partitions move only when it is fenced, so the
+// shorter session is what keeps a producer's unavailability on a leader's
+// death under six seconds with a Kafka client's default 5 s metadata
+// refresh (testbed's BenchmarkLeaderKillUnavailability). hashicorp/raft's
+// own leader is suspected after 1 s.
 const (
-	DefaultHeartbeatInterval = 2 * time.Second
-	DefaultSessionTimeout    = 9 * time.Second
+	DefaultHeartbeatInterval = 500 * time.Millisecond
+	DefaultSessionTimeout    = 3 * time.Second
 	DefaultProposeTimeout    = 10 * time.Second
 )
 
@@ -333,10 +340,20 @@ func (n *Node) run() {
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
 	wasController := false
+	prevLeader := int32(-1) // the raft leader this node last followed
 	for {
 		isController := n.IsController()
+		if !isController {
+			if _, id := n.raft.LeaderWithID(); id != "" {
+				if v, err := strconv.ParseInt(string(id), 10, 32); err == nil && int32(v) != n.cfg.NodeID {
+					prevLeader = int32(v)
+				}
+			}
+		}
 		if isController && !wasController {
-			n.ctrl.reset()
+			// raft leaves LastContact at the last word from the
+			// previous leader until this node steps down.
+			n.ctrl.reset(prevLeader, n.raft.LastContact())
 			if err := n.raft.Barrier(n.cfg.ProposeTimeout).Error(); err != nil {
 				n.log.Warn("cluster: new controller could not catch up", "err", err)
 				isController = false
@@ -366,6 +383,7 @@ func (n *Node) run() {
 		case <-n.stop:
 			return
 		case <-t.C:
+		case <-n.raft.LeaderCh(): // gained or lost: act now, not a tick later
 		}
 	}
 }
