@@ -55,7 +55,9 @@
 // before its own flush). With Options.DurableFollowers, a follower fsyncs
 // what it appended (under its flush.policy, as the leader does) before it
 // fetches again, and only that fetch reports the new end to the leader, so
-// an acknowledged record is fsynced on every in-sync replica. Either way,
+// an acknowledged record is fsynced on every in-sync replica; a follower
+// whose end is not durable (its fsync failed, which disables its log)
+// fetches no more, and so leaves the in-sync set rather than report it. Either way,
 // a record acknowledged with acks=all survives the loss of any
 // min.insync.replicas-1 replicas, because a new leader is elected only from
 // the in-sync set (never unclean); a consumer reads only below the high

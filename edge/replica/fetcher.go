@@ -26,6 +26,10 @@ const fetchVersion = 12
 // the framing. A larger frame closes the connection.
 const maxResponseBytes = 128 << 20
 
+// undurableRetry is how soon, with DurableFollowers, a partition whose end
+// is not durable yet is looked at again.
+const undurableRetry = 50 * time.Millisecond
+
 // fetcher fetches, for one leader broker, every partition this node
 // follows on it (Kafka's ReplicaFetcherThread): one Fetch per round for
 // all of them, on one connection (Metadata.Dial), reconnecting with a
@@ -158,6 +162,17 @@ func (f *fetcher) request() (*kmsg.FetchRequest, map[tp]sent) {
 	topics := map[string]int{}
 	for st, fs := range f.parts {
 		if now.Before(fs.retryAt) {
+			continue
+		}
+		if end := st.p.EndOffset(); f.m.opts.DurableFollowers && st.p.DurableOffset() < end {
+			// The fetch offset tells the leader this replica holds
+			// everything below it: with DurableFollowers, durably. An end
+			// that is not durable (a failed fsync disabled the log, or
+			// appends of an earlier role are not synced yet) is not
+			// reported: the partition waits for the sync, out of the
+			// in-sync set if it never comes.
+			st.p.SyncSoon(end - 1)
+			fs.retryAt = now.Add(undurableRetry)
 			continue
 		}
 		rp := kmsg.NewFetchRequestTopicPartition()

@@ -49,6 +49,7 @@ type cluster struct {
 	refused int                  // how many were
 	changed chan struct{}
 	nodes   map[int32]*node
+	configs map[string]string // t's topic configs (nil: the defaults)
 }
 
 type node struct {
@@ -61,6 +62,8 @@ type node struct {
 	mgr   atomic.Pointer[replica.Manager]
 	part  *flog.Partition
 	reg   *prometheus.Registry // the replica manager's metrics, kept across restarts
+	dir   string               // the log's directory
+	stop  func()               // closes what openNode opened (once; also at the test's end)
 }
 
 // newCluster starts three nodes with t-0 replicated on all, led by node 1
@@ -69,7 +72,13 @@ func newCluster(t *testing.T, lag time.Duration) *cluster { return newClusterDur
 
 // newClusterDurable is newCluster with Options.DurableFollowers.
 func newClusterDurable(t *testing.T, lag time.Duration, durable bool) *cluster {
-	c := &cluster{t: t, lag: lag, durable: durable, changed: make(chan struct{}), nodes: map[int32]*node{}}
+	return newClusterOn(t, lag, durable, nil, nil)
+}
+
+// newClusterOn is newClusterDurable with t's topic configs and each
+// node's filesystem (nil, or missing: the operating system's).
+func newClusterOn(t *testing.T, lag time.Duration, durable bool, configs map[string]string, fss map[int32]flog.FS) *cluster {
+	c := &cluster{t: t, lag: lag, durable: durable, changed: make(chan struct{}), nodes: map[int32]*node{}, configs: configs}
 	c.as = []replica.Assignment{{Topic: topic, TopicID: [16]byte{1}, Partition: 0, Replicas: []int32{1, 2, 3}, ISR: []int32{1, 2, 3},
 		Leader: 1, LeaderEpoch: 1, PartitionEpoch: 1, MinISR: 2}}
 	// u's partitions are led by nodes 2, 3 and 1: each node leads one
@@ -79,7 +88,7 @@ func newClusterDurable(t *testing.T, lag time.Duration, durable bool) *cluster {
 			ISR: []int32{1, 2, 3}, Leader: leader, LeaderEpoch: 4, PartitionEpoch: 1, MinISR: 2})
 	}
 	for id := int32(1); id <= 3; id++ {
-		c.startNode(id)
+		c.openNode(id, t.TempDir(), fss[id])
 	}
 	for id := int32(1); id <= 3; id++ {
 		c.nodes[id].startManager()
@@ -88,24 +97,26 @@ func newClusterDurable(t *testing.T, lag time.Duration, durable bool) *cluster {
 	return c
 }
 
-func (c *cluster) startNode(id int32) {
+// openNode opens node id's log in dir through fsys (nil: the operating
+// system's), creating the topics if they are not there yet, and starts
+// its Kafka server; not its replica manager.
+func (c *cluster) openNode(id int32, dir string, fsys flog.FS) *node {
 	t := c.t
-	dir := t.TempDir()
-	l, err := flog.Open(flog.Options{Dir: dir, RetentionCheckInterval: -1, Logger: quiet})
+	l, err := flog.Open(flog.Options{Dir: dir, FS: fsys, RetentionCheckInterval: -1, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.CreateTopicWithID(topic, [16]byte{1}, 1, nil); err != nil {
+	if _, err := l.CreateTopicWithID(topic, [16]byte{1}, 1, c.configs); err != nil && !errors.Is(err, flog.ErrTopicExists) {
 		t.Fatal(err)
 	}
-	if _, err := l.CreateTopicWithID("u", [16]byte{2}, 3, nil); err != nil {
+	if _, err := l.CreateTopicWithID("u", [16]byte{2}, 3, nil); err != nil && !errors.Is(err, flog.ErrTopicExists) {
 		t.Fatal(err)
 	}
 	ids, err := kafka.OpenProducerIDs(filepath.Join(dir, "producer-ids.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{c: c, id: id, log: l, reg: prometheus.NewRegistry()}
+	n := &node{c: c, id: id, log: l, reg: prometheus.NewRegistry(), dir: dir}
 	n.part, _ = l.Partition(topic, 0)
 	srv, err := kafka.NewServer(kafka.Options{Log: l, NodeID: id, Cluster: clusterView{n}, Replication: replication{n},
 		ProducerIDs: ids, Logger: quiet})
@@ -139,16 +150,21 @@ func (c *cluster) startNode(id int32) {
 	c.mu.Lock()
 	c.nodes[id] = n
 	c.mu.Unlock()
-	t.Cleanup(func() {
-		if m := n.mgr.Load(); m != nil {
-			m.Close()
-		}
-		rln.Close()
-		srv.Close()
-		wg.Wait()
-		ids.Close()
-		l.Close()
-	})
+	var once sync.Once
+	n.stop = func() {
+		once.Do(func() {
+			if m := n.mgr.Load(); m != nil {
+				m.Close()
+			}
+			rln.Close()
+			srv.Close()
+			wg.Wait()
+			ids.Close()
+			l.Close()
+		})
+	}
+	t.Cleanup(n.stop)
+	return n
 }
 
 // startManager starts (again) the node's replica manager.

@@ -153,11 +153,16 @@ func (c *PowerCutFS) SyncDir(path string) error {
 }
 
 // Cut turns the power off: it reverts every file to what was durable and
-// fails every later change. It returns how many bytes were lost.
+// fails every later change. It returns how many bytes were lost. A file it
+// cannot revert fails the test (t.Error: Cut may run on any goroutine,
+// inside the log's own calls). Cutting again does nothing.
 func (c *PowerCutFS) Cut(t testing.TB) (lost int64) {
 	t.Helper()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.dead {
+		return 0
+	}
 	c.dead = true
 	for name, s := range c.files {
 		st, err := os.Stat(name)
@@ -167,16 +172,23 @@ func (c *PowerCutFS) Cut(t testing.TB) (lost int64) {
 		if s.newEntry {
 			lost += st.Size()
 			if err := os.Remove(name); err != nil {
-				t.Fatal(err)
+				t.Error(err)
 			}
 			continue
 		}
 		lost += max(0, st.Size()-int64(len(s.durable)))
 		if err := os.WriteFile(name, s.durable, 0o644); err != nil {
-			t.Fatal(err)
+			t.Error(err)
 		}
 	}
 	return lost
+}
+
+// IsCut says whether the power was cut.
+func (c *PowerCutFS) IsCut() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dead
 }
 
 type cutFile struct {
