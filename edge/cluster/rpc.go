@@ -13,6 +13,10 @@ type Request struct {
 	Propose   *Record    `json:"propose,omitempty"`
 	// Voter adds or removes a voter (voters.go).
 	Voter *VoterChange `json:"voter,omitempty"`
+	// Identify asks any node, controller or not, for its node id
+	// (Response.Value): the controller checks a voter to add answers at
+	// its address as the node it is said to be.
+	Identify bool `json:"identify,omitempty"`
 }
 
 // Response is the controller's answer. Code names a known error (so the
@@ -84,6 +88,9 @@ func responseFor(index uint64, value int64, err error) Response {
 // Serve answers a request as the controller. A node that is not the
 // controller answers not_controller, and the caller looks for the new one.
 func (n *Node) Serve(ctx context.Context, req Request) Response {
+	if req.Identify {
+		return Response{Value: int64(n.cfg.NodeID)}
+	}
 	if !n.serving() {
 		return responseFor(0, 0, ErrNoController)
 	}

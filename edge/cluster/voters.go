@@ -17,6 +17,11 @@ import (
 // set given by --cluster-voters only bootstraps a new cluster; from then on
 // raft's configuration, in its log, is the voter set.
 //
+// Adding is refused unless the node answers on the address given as the
+// node id given (Request.Identify, asked by the controller before the
+// configuration changes): raft would otherwise count a voter that is not
+// there (a typo, a node not started yet) in every quorum from then on.
+//
 // Removing is refused when it would leave no voter, when the voters left
 // would not have a live majority (registered and unfenced brokers: the
 // quorum would be lost the moment the change commits), and when the voter
@@ -166,6 +171,9 @@ func (n *Node) serveVoter(ctx context.Context, c VoterChange) Response {
 				return responseFor(0, 0, fmt.Errorf("%w: %s is voter %s's address", ErrVoterChange, c.Addr, s.ID))
 			}
 		}
+		if err := n.checkNewVoter(ctx, c.ID, c.Addr); err != nil {
+			return responseFor(0, 0, err)
+		}
 		fut = n.raft.AddVoter(sid, raft.ServerAddress(c.Addr), f.Index(), timeout)
 	}
 	if err := fut.Error(); err != nil {
@@ -178,6 +186,29 @@ func (n *Node) serveVoter(ctx context.Context, c VoterChange) Response {
 	// The configuration is raft's, not the image's: the caller waits for
 	// the image as it was (nothing of it changed).
 	return responseFor(n.fsm.Index(), 0, nil)
+}
+
+// identifyTimeout bounds the controller's check of a voter to add.
+const identifyTimeout = 5 * time.Second
+
+// checkNewVoter asks the node at addr who it is: it must answer, as id.
+func (n *Node) checkNewVoter(ctx context.Context, id int32, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, identifyTimeout)
+	defer cancel()
+	resp, err := n.cfg.Caller.Call(ctx, addr, Request{Identify: true})
+	if err == nil {
+		err = resp.err()
+	}
+	if err != nil {
+		// %v, not %w: the cause (an unreachable address reads as "no
+		// controller") must not make the caller retry.
+		return fmt.Errorf("%w: no node answers as voter %d at %s (start it with --cluster-join first, and check the address): %v",
+			ErrVoterChange, id, addr, err)
+	}
+	if resp.Value != int64(id) {
+		return fmt.Errorf("%w: the node at %s is node %d, not %d", ErrVoterChange, addr, resp.Value, id)
+	}
+	return nil
 }
 
 // checkRemoveVoter is the rule for removing id from conf.

@@ -148,3 +148,53 @@ func TestRemoveVoterRules(t *testing.T) {
 		t.Fatalf("removing 2, leaving only the fenced 1: %v", err)
 	}
 }
+
+// Adding a voter that does not answer at its address (never started, a
+// wrong address), or answers there as another node, is refused before
+// raft's configuration changes: a voter that is not there would count in
+// every quorum from then on.
+func TestAddVoterChecksTheNodeAnswers(t *testing.T) {
+	c := newMemCluster(t, 3)
+	ctrl := c.controller()
+	c.waitBrokers(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	servers := func() []raft.Server {
+		f := ctrl.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		return f.Configuration().Servers
+	}
+	before := servers()
+
+	err := ctrl.AddVoter(ctx, 4, "node4") // nothing runs there
+	if !errors.Is(err, ErrVoterChange) || !strings.Contains(err.Error(), "no node answers") {
+		t.Fatalf("adding a voter nobody runs: %v", err)
+	}
+	if got := servers(); !slices.Equal(got, before) {
+		t.Fatalf("the configuration changed to %v after a refused add", got)
+	}
+
+	c.join(4)
+	var follower *Node
+	for _, n := range c.live() {
+		if n != ctrl && n.ID() != 4 {
+			follower = n
+		}
+	}
+	// From a follower too (the controller checks); node 4 runs at node4.
+	err = follower.AddVoter(ctx, 5, "node4")
+	if !errors.Is(err, ErrVoterChange) || !strings.Contains(err.Error(), "is node 4, not 5") {
+		t.Fatalf("adding node 4's address as voter 5: %v", err)
+	}
+	if got := servers(); !slices.Equal(got, before) {
+		t.Fatalf("the configuration changed to %v after a refused add", got)
+	}
+	if err := follower.AddVoter(ctx, 4, "node4"); err != nil {
+		t.Fatalf("adding node 4, which runs: %v", err)
+	}
+	if got := voterIDs(t, ctrl); !slices.Equal(got, []int32{1, 2, 3, 4}) {
+		t.Fatalf("voters %v after adding 4", got)
+	}
+}
