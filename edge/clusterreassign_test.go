@@ -182,6 +182,19 @@ func TestClusterAddAndRemoveVoterOverAdminAPI(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	// A voter nothing answers for (node 5 was never started), or whose
+	// address answers as another node, is refused: the voters stay.
+	dead := freeLoopbackAddrs(t, 1)[0]
+	_, votersBefore := call("GET", "/api/cluster/voters", "")
+	if code, body := call("POST", "/api/cluster/voters", `{"id":5,"addr":"`+dead+`"}`); code != http.StatusConflict || !strings.Contains(body, "no node answers") {
+		t.Fatalf("add-voter of a dead address: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/cluster/voters", `{"id":5,"addr":"`+addr+`"}`); code != http.StatusConflict || !strings.Contains(body, "is node 4, not 5") {
+		t.Fatalf("add-voter 5 at node 4's address: %d %s", code, body)
+	}
+	if _, after := call("GET", "/api/cluster/voters", ""); after != votersBefore {
+		t.Fatalf("voters %s after refused adds, were %s", after, votersBefore)
+	}
 	if code, body := call("POST", "/api/cluster/voters", `{"id":4,"addr":"`+addr+`"}`); code != http.StatusOK || !strings.Contains(body, addr) {
 		t.Fatalf("add-voter: %d %s", code, body)
 	}
