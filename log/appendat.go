@@ -188,7 +188,9 @@ func (p *Partition) restartAtLocked(base int64) error {
 // offset, from where a copy (AppendAt, AppendGap) may restart at any
 // higher offset. It is for staging areas, such as the mirror receiver's
 // live tail once merged into the main copy; readers holding a segment keep
-// reading it.
+// reading it. The latest leader epoch stays, from the end on (as
+// DeleteRecords keeps it: Kafka's truncateFromStart), so a follower that
+// fetches with it is told where it stands, not that the epoch is unknown.
 func (p *Partition) Clear() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -198,7 +200,18 @@ func (p *Partition) Clear() error {
 	if p.failed != nil {
 		return p.failed
 	}
-	return p.resetLocked(p.active.next)
+	end := p.active.next
+	latest, hasEpoch := EpochEntry{}, false
+	if err := p.ensureEpochsLocked(); err == nil {
+		latest, hasEpoch = p.epochs.latest()
+	}
+	if err := p.resetLocked(end); err != nil {
+		return err
+	}
+	if hasEpoch {
+		return p.noteEpochLocked(latest.Epoch, end)
+	}
+	return nil
 }
 
 // StartOver deletes every record and makes the partition start, empty,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -269,5 +270,34 @@ func TestAppendAtStamped(t *testing.T) {
 	}
 	if got := p.LeaderEpochs(); len(got) != 1 || got[0] != (EpochEntry{7, 12}) {
 		t.Fatalf("epochs %v, want [{7 12}]", got)
+	}
+}
+
+// Clear keeps the latest leader epoch, from the end on (as DeleteRecords
+// does): a follower fetching with its last epoch is answered where it
+// stands, not that the leader knows no epoch (which would stop it ever
+// taking the cleared start).
+func TestClearKeepsTheLatestEpoch(t *testing.T) {
+	l := openTestLog(t, Options{})
+	if _, err := l.CreateTopic("stage", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("stage", 0)
+	for _, e := range []int32{3, 5} {
+		if err := p.SetLeaderEpoch(e); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Append(testBatch(2, 1, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Clear(); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.LeaderEpochs(); !reflect.DeepEqual(got, []EpochEntry{{Epoch: 5, StartOffset: 4}}) {
+		t.Fatalf("epochs after Clear: %v, want epoch 5 from the end 4", got)
+	}
+	if e, end, err := p.EndOffsetForEpoch(5); err != nil || e != 5 || end != 4 {
+		t.Fatalf("EndOffsetForEpoch(5) after Clear: %d %d %v", e, end, err)
 	}
 }

@@ -16,8 +16,10 @@ import (
 // for consumers that want the newest records now), with the edge's
 // offsets. When the backfill reaches the staged tail, the center moves it
 // into the copy itself (nothing is sent twice), and clears the staging once
-// the copy holds it durably. How far each copy is contiguous, and what is
-// staged beyond, is in Receiver.Status.
+// the copy holds it durably (at a replicated center, Copy.Clear returns
+// once every in-sync replica of the staging has cleared it: a replica
+// elected later holds no stale tail). How far each copy is contiguous, and
+// what is staged beyond, is in Receiver.Status.
 
 // stagingConfigs keep a staging topic's records until the merge clears
 // them: no retention by age or size.

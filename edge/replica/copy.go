@@ -25,9 +25,12 @@ import (
 //     in-sync set fell below min.insync.replicas: the receiver drops the
 //     connection and the edge resumes from the committed end).
 //
-// Clear empties the leader's copy only (the receiver clears a staged live
-// tail once merged): the followers keep theirs until the staging topic is
-// deleted.
+// Clear (the receiver clears a staged live tail once merged) moves the
+// log start to the end, on the leader and then, through the replicated log
+// itself, on every in-sync replica: followers take the leader's log start
+// from each fetch, and report theirs in the next, as after DeleteRecords.
+// Clear returns once every in-sync replica has, so a follower elected
+// later holds no stale staged tail.
 type CommittedCopy struct{ l *Leader }
 
 // Copy is the partition as the mirror receiver's copy, when this node
@@ -90,9 +93,29 @@ func (c *CommittedCopy) Read(offset int64, maxBytes int, dst []byte) (flog.ReadR
 	return c.l.p.Read(offset, maxBytes, dst)
 }
 
-// Clear empties the leader's copy (see CommittedCopy).
+// Clear empties the copy on every in-sync replica (see CommittedCopy). It
+// waits for the followers at most twice the lag time and fetch wait; an
+// error then says the leader's copy is empty and an in-sync follower's
+// not yet.
 func (c *CommittedCopy) Clear() error {
-	return c.l.whileLeading(c.l.p.Clear)
+	var start int64
+	err := c.l.whileLeading(func() error {
+		err := c.l.p.Clear()
+		start = c.l.p.StartOffset()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Bounded: an in-sync follower fetches within the lag time, or leaves
+	// the in-sync set.
+	opts := c.l.m.opts
+	ctx, cancel := context.WithTimeout(c.l.m.ctx, 2*(opts.ReplicaLagTime+opts.FetchMaxWait))
+	defer cancel()
+	if err := c.l.waitLogStart(ctx, start); err != nil {
+		return fmt.Errorf("%s-%d cleared on the leader, not yet on every in-sync replica: %w", c.l.topic, c.l.part, err)
+	}
+	return nil
 }
 
 // whileLeading runs fn holding the leadership (a change of role waits),

@@ -326,6 +326,17 @@ func (f *fetcher) followLogStart(st *partState, leaderStart int64) {
 	if start <= st.p.StartOffset() {
 		return
 	}
+	if start == st.p.EndOffset() {
+		// Nothing of this log is left at the leader (a staged live tail
+		// the mirror receiver cleared once merged): empty it as the
+		// leader's is, segments and all, so that elected later it is an
+		// empty staging, not records hidden below the start.
+		if err := st.p.Clear(); err != nil {
+			f.m.logger.Warn("follower log not cleared as the leader's", "topic", st.tp.topic, "partition", st.tp.partition,
+				"leader", f.leader, "leader_log_start", leaderStart, "err", err)
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(f.m.ctx, 10*time.Second)
 	defer cancel()
 	if _, err := f.m.log.DeleteRecords(ctx, st.tp.topic, st.tp.partition, start); err != nil {

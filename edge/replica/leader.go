@@ -50,6 +50,7 @@ type Leader struct {
 // ReplicaState).
 type followerState struct {
 	end             int64     // its log end offset: its last fetch offset; -1 unknown
+	start           int64     // its log start offset, as its last fetch said; -1 unknown
 	lastCaughtUp    time.Time // the last time it had all the leader had
 	lastFetch       time.Time
 	lastFetchLeader int64 // the leader's end offset at its last fetch
@@ -70,7 +71,7 @@ func newLeader(m *Manager, st *partState, a Assignment) *Leader {
 		// Unknown ends; the in-sync ones are taken as caught up now, so
 		// they are not dropped before they could fetch (Kafka's
 		// resetReplicaState).
-		f := &followerState{end: -1}
+		f := &followerState{end: -1, start: -1}
 		if slices.Contains(a.ISR, r) {
 			f.lastCaughtUp = now
 		}
@@ -104,9 +105,10 @@ func (l *Leader) Append(batch []byte, acksAll bool) (flog.AppendResult, error) {
 }
 
 // FollowerFetched records a follower's fetch at fetchOffset (Kafka's
-// updateFollowerFetchState): its log holds everything below it. The high
-// watermark may advance, and the follower may rejoin the in-sync set.
-func (l *Leader) FollowerFetched(replica int32, fetchOffset int64) error {
+// updateFollowerFetchState): its log holds everything below it, from
+// logStart on. The high watermark may advance, and the follower may rejoin
+// the in-sync set.
+func (l *Leader) FollowerFetched(replica int32, fetchOffset, logStart int64) error {
 	now := l.m.opts.Now()
 	leaderEnd := l.p.EndOffset()
 	l.mu.Lock()
@@ -126,6 +128,10 @@ func (l *Leader) FollowerFetched(replica int32, fetchOffset int64) error {
 		f.lastCaughtUp = maxTime(f.lastCaughtUp, f.lastFetch)
 	}
 	f.end, f.lastFetch, f.lastFetchLeader = fetchOffset, now, leaderEnd
+	if logStart > f.start {
+		f.start = logStart
+		l.signalLocked() // waitLogStart
+	}
 	l.maybeExpandLocked(replica, f)
 	l.advanceLocked()
 	return nil
@@ -152,6 +158,40 @@ func (l *Leader) WaitCommitted(ctx context.Context, offset int64) error {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+	}
+}
+
+// waitLogStart waits until every follower in the in-sync set (the proposed
+// one too while a change is in flight) has said, in a fetch, that its log
+// starts at or above offset (Kafka's low watermark, which DeleteRecords
+// waits for), the leadership ends (flog.ErrNotLeader), or ctx ends. A
+// follower dropped from the in-sync set meanwhile no longer counts: it is
+// not elected before it rejoins, and it takes the leader's log start on
+// its way back (the fetcher's followLogStart, or StartOver).
+func (l *Leader) waitLogStart(ctx context.Context, offset int64) error {
+	for {
+		l.mu.Lock()
+		ended, ch := l.ended, l.changed
+		behind := int32(-1)
+		for _, set := range [][]int32{l.isr, l.proposed} {
+			for _, r := range set {
+				if f := l.followers[r]; r != l.m.self && (f == nil || f.start < offset) {
+					behind = r
+				}
+			}
+		}
+		l.mu.Unlock()
+		switch {
+		case ended:
+			return flog.ErrNotLeader
+		case behind < 0:
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("in-sync follower %d has not taken log start %d: %w", behind, offset, ctx.Err())
 		}
 	}
 }
@@ -196,7 +236,7 @@ func (l *Leader) update(a Assignment) {
 	now := l.m.opts.Now()
 	for _, r := range a.Replicas {
 		if r != l.m.self && l.followers[r] == nil {
-			l.followers[r] = &followerState{end: -1, lastCaughtUp: now}
+			l.followers[r] = &followerState{end: -1, start: -1, lastCaughtUp: now}
 		}
 	}
 	for r := range l.followers {

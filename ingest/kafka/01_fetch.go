@@ -42,7 +42,8 @@ import (
 //     cluster listener handed over (ServeReplica); elsewhere every
 //     partition is TOPIC_AUTHORIZATION_FAILED, as Kafka answers a principal
 //     without CLUSTER_ACTION. It reads up to the log end; its fetch offset
-//     is recorded as the follower's end (FollowerFetched) unless its
+//     is recorded as the follower's end (FollowerFetched, with its log
+//     start) unless its
 //     LastFetchedEpoch ended here before that offset or is unknown here,
 //     when the answer is DivergingEpoch (KIP-320), from the leader-epoch
 //     cache, and no records.
@@ -312,7 +313,7 @@ func (s *Server) replicaFetch(topic string, p *flog.Partition, rp kmsg.FetchRequ
 		// count the follower as caught up).
 		return nil, kerr.OffsetOutOfRange.Code
 	}
-	if err := rl.FollowerFetched(follower, rp.FetchOffset); err != nil {
+	if err := rl.FollowerFetched(follower, rp.FetchOffset, rp.LogStartOffset); err != nil {
 		return nil, errorCode(err)
 	}
 	sp.HighWatermark = rl.HighWatermark()

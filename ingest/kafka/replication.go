@@ -39,10 +39,11 @@ type ReplicaLeader interface {
 	Append(batch []byte, acksAll bool) (flog.AppendResult, error)
 	// FollowerFetched records that replica fetched at fetchOffset: its log
 	// holds everything below it (durably, in the replica manager's durable
-	// mode). It may advance the high watermark and take the follower back
-	// into the in-sync set. An error means replica is not a replica of
-	// the partition, or the leadership ended.
-	FollowerFetched(replica int32, fetchOffset int64) error
+	// mode), from logStart on (the fetch's LogStartOffset; -1 unknown). It
+	// may advance the high watermark and take the follower back into the
+	// in-sync set. An error means replica is not a replica of the
+	// partition, or the leadership ended.
+	FollowerFetched(replica int32, fetchOffset, logStart int64) error
 	// HighWatermark is the committed end: consumers read below it.
 	HighWatermark() int64
 	// WaitCommitted waits until the high watermark passes offset (nil),

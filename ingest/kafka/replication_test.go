@@ -41,7 +41,7 @@ func (l fakeLeader) LeaderEpoch() int32 { return l.r.epoch }
 func (l fakeLeader) Append(b []byte, acksAll bool) (flog.AppendResult, error) {
 	return l.p.Append(b)
 }
-func (l fakeLeader) FollowerFetched(replica int32, off int64) error {
+func (l fakeLeader) FollowerFetched(replica int32, off, logStart int64) error {
 	l.r.mu.Lock()
 	defer l.r.mu.Unlock()
 	l.r.fetched[replica] = off
