@@ -1,6 +1,7 @@
 package mirror
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -31,6 +32,12 @@ func TestMirrorLiveTailFirst(t *testing.T) {
 	}
 	edge, _ := edgeLog.Partition("telemetry", 0)
 	backlogEnd := edge.EndOffset()
+	// The live tail starts at the edge's durable offset when the session
+	// starts: the backlog must be durable by then (flush.ms may not have
+	// passed on a loaded machine), or the split starts inside it.
+	if err := edge.WaitDurable(context.Background(), backlogEnd-1); err != nil {
+		t.Fatal(err)
+	}
 	c = startCenter(t, centerLog, c.addr)
 	waitFor(t, "the split", func() bool { return e.sender.Status().Partitions[0].LiveTailFrom == backlogEnd })
 	produce(t, edgeLog, "telemetry", 0, 3, "live")
@@ -105,6 +112,12 @@ func TestMirrorLiveTailHealsALostStaging(t *testing.T) {
 	}
 	edge, _ := edgeLog.Partition("telemetry", 0)
 	backlogEnd := edge.EndOffset()
+	// The live tail starts at the edge's durable offset when the session
+	// starts: the backlog must be durable by then (flush.ms may not have
+	// passed on a loaded machine), or the split starts inside it.
+	if err := edge.WaitDurable(context.Background(), backlogEnd-1); err != nil {
+		t.Fatal(err)
+	}
 	c = startCenter(t, centerLog, c.addr)
 	waitFor(t, "the split", func() bool { return e.sender.Status().Partitions[0].LiveTailFrom == backlogEnd })
 	produce(t, edgeLog, "telemetry", 0, 3, "live")
