@@ -40,7 +40,7 @@ func (n *Node) startClusterSecurity() {
 // securityStore is where this node's changes to users and ACLs go.
 func (n *Node) securityStore() securityStore {
 	if n.cluster != nil && n.security != nil {
-		return clusterSecurity{c: n.cluster, a: n.security, reg: n.devices, timeout: n.opts.Cluster.TopicTimeout}
+		return clusterSecurity{c: n.cluster, a: n.security, reg: n.devices, timeout: n.opts.Cluster.TopicTimeout, now: n.opts.Now}
 	}
 	return n.devices
 }
@@ -55,6 +55,7 @@ type clusterSecurity struct {
 	a       *cluster.SecurityApplier
 	reg     *devices.Registry
 	timeout time.Duration
+	now     func() time.Time // the node's wall clock (Options.Now)
 }
 
 func (s clusterSecurity) propose(op cluster.Op, ch cluster.SecurityChange) (cluster.Result, error) {
@@ -103,7 +104,7 @@ func (s clusterSecurity) SetUserSCRAM(name, mechanism string, c devices.SCRAMCre
 	if err := devices.ValidateSCRAMCredential(mechanism, c); err != nil {
 		return err
 	}
-	_, err := s.propose(cluster.OpSetSCRAM, cluster.SecurityChange{Name: name, Mechanism: mechanism, SCRAM: &c, CreatedAt: time.Now().UTC()})
+	_, err := s.propose(cluster.OpSetSCRAM, cluster.SecurityChange{Name: name, Mechanism: mechanism, SCRAM: &c, CreatedAt: s.now().UTC()})
 	return err
 }
 

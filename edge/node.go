@@ -139,6 +139,15 @@ type Options struct {
 	// Cluster, for a full node, makes it one of a cluster's voters and
 	// brokers (clusternode.go); nil: a node alone.
 	Cluster *ClusterOptions
+	// Now is the node's wall clock, for what is a time of day rather than
+	// a duration: the timestamps the node stamps (LogAppendTime, MQTT
+	// ingest and presence, committed offsets, mirror gaps), segment roll
+	// and time-based retention, the mirror's schedule and ages, the last
+	// seen of devices. nil means time.Now. Timeouts, sessions, raft, the
+	// controller's liveness and replica lag stay on Go's monotonic clock
+	// whatever it says. It is a test seam: --debug-wall-clock-offset sets
+	// it to a clock running ahead or behind (testbed's clock skew).
+	Now func() time.Time
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 
@@ -209,6 +218,9 @@ func Start(opts Options) (*Node, error) {
 	if opts.AdminReadTimeout == 0 {
 		opts.AdminReadTimeout = 10 * time.Second
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	n := &Node{opts: opts, logger: opts.Logger, registry: prometheus.NewRegistry(), started: time.Now()}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := n.checkAdminExposure(); err != nil {
@@ -257,7 +269,7 @@ func (n *Node) start() error {
 	n.log, err = flog.Open(flog.Options{Dir: LogDir(opts.DataDir), Logger: opts.Logger, TopicDefaults: opts.TopicDefaults,
 		MaxDiskBytes: opts.MaxDiskBytes, BudgetPolicy: opts.DiskPolicy,
 		MaxPartitionsPerTopic: opts.MaxPartitionsPerTopic, MaxPartitions: opts.MaxPartitions, OnSync: n.metrics.observeFsync,
-		CleanShutdownMarker: true, Replicated: opts.Cluster != nil})
+		CleanShutdownMarker: true, Replicated: opts.Cluster != nil, Now: opts.Now})
 	if err != nil {
 		return fmt.Errorf("opening log: %w", stateFileError(filepath.Join(LogDir(opts.DataDir), "topics.db"), err))
 	}
@@ -269,7 +281,7 @@ func (n *Node) start() error {
 			return stateFileError(filepath.Join(opts.DataDir, "kafka-producer-ids.db"), err)
 		}
 		if n.groups, err = kafka.OpenGroupsOptions(filepath.Join(opts.DataDir, "kafka-groups.db"),
-			kafka.GroupsOptions{Logger: opts.Logger, InitialRebalanceDelay: opts.KafkaGroupInitialRebalanceDelay}); err != nil {
+			kafka.GroupsOptions{Logger: opts.Logger, InitialRebalanceDelay: opts.KafkaGroupInitialRebalanceDelay, Now: opts.Now}); err != nil {
 			return stateFileError(filepath.Join(opts.DataDir, "kafka-groups.db"), err)
 		}
 		ko := kafka.Options{
@@ -359,6 +371,9 @@ func (n *Node) startMQTT() error {
 	}
 	mo := opts.MQTT
 	mo.Log, mo.Registerer, mo.Logger = n.log, n.registry, opts.Logger
+	if mo.Now == nil {
+		mo.Now = opts.Now
+	}
 	if err := n.openDevices(); err != nil {
 		return err
 	}
@@ -441,6 +456,9 @@ func (n *Node) startMirror() error {
 	if opts.MirrorAddr != "" {
 		ro := opts.MirrorReceiver
 		ro.Log, ro.Registerer, ro.Logger = mirror.LogTarget{Log: n.log}, n.registry, opts.Logger
+		if ro.Now == nil {
+			ro.Now = opts.Now
+		}
 		if n.replicas != nil {
 			// A copy is acknowledged to its edge once committed.
 			ro.Log = ReplicatedMirrorTarget(n.log, n.replicas)
@@ -470,6 +488,9 @@ func (n *Node) startMirror() error {
 	if opts.MirrorTo.Center != "" || opts.MirrorTo.Kafka != nil {
 		so := opts.MirrorTo
 		so.Log, so.Registerer, so.Logger = n.log, n.registry, opts.Logger
+		if so.Now == nil {
+			so.Now = opts.Now
+		}
 		if so.StatePath == "" {
 			so.StatePath = filepath.Join(opts.DataDir, "mirror.db")
 		}

@@ -89,8 +89,8 @@ type linkLimiter struct {
 	lim *rate.Limiter
 }
 
-func newLinkLimiter(base int, sched Schedule) *linkLimiter {
-	return &linkLimiter{base: base, sched: sched, now: time.Now}
+func newLinkLimiter(base int, sched Schedule, now func() time.Time) *linkLimiter {
+	return &linkLimiter{base: base, sched: sched, now: now}
 }
 
 // rate returns the rate in force now, adjusting the bucket to it.

@@ -133,7 +133,8 @@ type ReceiverOptions struct {
 	// status and the metrics labelled by edge (fleet.go); 0 means
 	// DefaultEdgeRetention.
 	EdgeRetention time.Duration
-	// Now is the clock of the fleet's times and retention; nil: time.Now.
+	// Now is the wall clock of the fleet's times and retention, and the
+	// timestamp of each gap stored; nil: time.Now.
 	Now func() time.Time
 }
 
@@ -683,7 +684,7 @@ func (e *edgeConn) storeGap(g *wire.Gap) error {
 		from = g.From // an empty copy starts with the gap
 	}
 	if from <= g.To {
-		if _, err := part.AppendGap(from, g.To, time.Now().UnixMilli()); err != nil {
+		if _, err := part.AppendGap(from, g.To, e.r.now().UnixMilli()); err != nil {
 			if errors.Is(err, flog.ErrOffsetMismatch) {
 				return chunkRejectf("gap %s-%d from %d: %v", g.Topic, g.Partition, g.From, err)
 			}

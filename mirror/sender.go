@@ -81,7 +81,12 @@ type SenderOptions struct {
 	CatchUp CatchUp
 	// Kafka, when set, makes a Kafka cluster the target instead of a
 	// ferry center (Center and Token are then unused): see kafka.go.
-	Kafka      *KafkaOptions
+	Kafka *KafkaOptions
+	// Now is the wall clock of RateSchedule's time of day and of the
+	// status's backlog ages (measured against the log's timestamps, so the
+	// log's clock); nil means time.Now. Deadlines and backoffs stay on
+	// Go's monotonic clock.
+	Now        func() time.Time
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
@@ -155,6 +160,9 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 	if len(centers) == 0 {
 		return nil, errors.New("mirror: SenderOptions.Center names no address")
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -224,7 +232,7 @@ func NewSender(opts SenderOptions) (*Sender, error) {
 		cp.close()
 		return nil, err
 	}
-	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
+	s := &Sender{limiter: newLinkLimiter(opts.RateLimit, opts.RateSchedule, opts.Now), opts: opts, logger: opts.Logger.With("component", "mirror", "edge", edge, "center", opts.Center),
 		metrics: m, state: state, cp: cp, edge: edge, enc: enc, acked: acked, lost: lost, deleted: deleted}
 	s.centers = centers
 	return s, nil

@@ -85,7 +85,7 @@ func (s *Sender) Status() Status {
 		at := time.Unix(0, ns)
 		st.LastAck = &at
 	}
-	now := time.Now()
+	now := s.opts.Now()
 	for _, t := range s.opts.Log.Topics() {
 		if !s.mirrored(t.Name) {
 			continue

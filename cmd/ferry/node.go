@@ -35,6 +35,7 @@ type nodeFlags struct {
 	kafkaIdleTimeout, kafkaGroupDelay                                      *time.Duration
 	kafkaProduceQuota                                                      *int64
 	maxInflated                                                            *int64
+	wallClockOffset                                                        *time.Duration
 	config                                                                 *configFile
 	tlsCerts                                                               []*certs.Server // every listener's, for SIGHUP
 }
@@ -73,9 +74,21 @@ func addNodeFlags(fs *pflag.FlagSet) *nodeFlags {
 		maxPartsPerTopic: fs.Int32("max-partitions-per-topic", 1000, "partitions one topic may have (create, grow, auto-create; Kafka answers INVALID_PARTITIONS past it; 0: no cap)"),
 		maxParts: fs.Int32("max-partitions", 4000, "partitions this node may hold, all topics together (Kafka answers POLICY_VIOLATION past it; 0: no cap); "+
 			"each holds 3 files open, and creates are also refused past three quarters of the open-file limit"),
-		level:  fs.String("log-level", "info", "log level: debug, info, warn, error"),
-		format: fs.String("log-format", "text", "log format: text or json"),
+		level:           fs.String("log-level", "info", "log level: debug, info, warn, error"),
+		format:          fs.String("log-format", "text", "log format: text or json"),
+		wallClockOffset: wallClockOffsetFlag(fs),
 	}
+}
+
+// wallClockOffsetFlag declares --debug-wall-clock-offset, hidden from
+// --help: a test seam (testbed's clock-skew scenario), since a Go binary
+// reads the clock through the vDSO, which faketime cannot move, and time
+// namespaces do not offset CLOCK_REALTIME.
+func wallClockOffsetFlag(fs *pflag.FlagSet) *time.Duration {
+	d := fs.Duration("debug-wall-clock-offset", 0, "FOR TESTS ONLY: run the node's wall clock this far ahead (negative: behind) of the machine's, "+
+		"for the timestamps it stamps, segment roll and time-based retention; durations, timeouts and raft are unaffected (0: the machine's clock)")
+	fs.MarkHidden("debug-wall-clock-offset")
+	return d
 }
 
 func (f *nodeFlags) logger() (*slog.Logger, error) { return newLogger(os.Stderr, *f.level, *f.format) }
@@ -103,6 +116,9 @@ func (f *nodeFlags) serverTLS(name, certFile, keyFile, clientCA string, auth tls
 func (f *nodeFlags) run(opts edge.Options) error {
 	opts.DataDir, opts.AdminAddr, opts.KafkaAddr, opts.KafkaAdvertised = *f.dataDir, *f.adminAddr, *f.kafkaAddr, *f.advertised
 	opts.AdminToken, opts.AdminInsecureOpen, opts.Version = *f.adminToken, *f.adminInsecureOpen, version
+	if off := *f.wallClockOffset; off != 0 {
+		opts.Now = func() time.Time { return time.Now().Add(off) }
+	}
 	if *f.maxConns < 0 || *f.maxConnsPerIP < 0 {
 		return usagef("--max-connections and --max-connections-per-ip: want 0 (no cap) or more")
 	}
@@ -150,6 +166,9 @@ func (f *nodeFlags) run(opts edge.Options) error {
 		opts.MirrorReceiver.MaxChunkBytes = m
 	}
 	f.config.log(opts.Logger)
+	if off := *f.wallClockOffset; off != 0 && opts.Logger != nil {
+		opts.Logger.Warn("the node's wall clock is offset from the machine's (--debug-wall-clock-offset, for tests only)", "offset", off)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	hup := make(chan os.Signal, 1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -144,7 +143,7 @@ func (g *Groups) ResetOffsets(id, topic string, offsets map[int32]int64) error {
 	if gr := g.groups[id]; gr != nil && len(gr.members) > 0 {
 		return fmt.Errorf("%w (group %q has %d)", ErrGroupNotEmpty, id, len(gr.members))
 	}
-	now := time.Now().UnixMilli()
+	now := g.now().UnixMilli()
 	puts := make(map[tpKey]committedOffset, len(offsets))
 	for p, off := range offsets {
 		puts[tpKey{topic, p}] = committedOffset{Offset: off, LeaderEpoch: -1, CommitMs: now}

@@ -28,7 +28,8 @@ type Groups struct {
 	db           *bolt.DB    // kafka-groups.db
 	store        offsetStore // boltStore over db; replStore once Replicate was called
 	logger       *slog.Logger
-	initialDelay time.Duration // GroupsOptions.InitialRebalanceDelay; 0: none
+	initialDelay time.Duration    // GroupsOptions.InitialRebalanceDelay; 0: none
+	now          func() time.Time // GroupsOptions.Now
 
 	mu     sync.Mutex
 	groups map[string]*group
@@ -104,6 +105,11 @@ type GroupsOptions struct {
 	// one generation instead of rebalancing once per member. 0 means
 	// DefaultInitialRebalanceDelay, negative none.
 	InitialRebalanceDelay time.Duration
+	// Now is the wall clock committed offsets are stamped by (their
+	// commit time, and the timestamps of the records the replicated store
+	// writes to __consumer_offsets); nil means time.Now. Timeouts and
+	// rebalance delays stay on Go's monotonic clock.
+	Now func() time.Time
 }
 
 // OpenGroups opens (creating) the committed-offsets file, with the default
@@ -119,6 +125,10 @@ func OpenGroupsOptions(path string, opts GroupsOptions) (*Groups, error) {
 		logger = slog.Default()
 	}
 	delay := orDefault(opts.InitialRebalanceDelay, DefaultInitialRebalanceDelay)
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	db, err := bolt.Open(path, 0o644, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("opening group offsets %s: %w", path, err)
@@ -127,7 +137,7 @@ func OpenGroupsOptions(path string, opts GroupsOptions) (*Groups, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Groups{db: db, store: boltStore{db}, logger: logger.With("component", "groups"), groups: map[string]*group{}, initialDelay: delay}, nil
+	return &Groups{db: db, store: boltStore{db}, logger: logger.With("component", "groups"), groups: map[string]*group{}, initialDelay: delay, now: now}, nil
 }
 
 // Close stops every timer, fails waiting joins and syncs, and closes the
@@ -634,7 +644,7 @@ func (g *Groups) commit(req *kmsg.OffsetCommitRequest) *kmsg.OffsetCommitRespons
 	}
 	g.mu.Unlock()
 	if code == 0 {
-		now := time.Now().UnixMilli()
+		now := g.now().UnixMilli()
 		puts := map[tpKey]committedOffset{}
 		for _, t := range req.Topics {
 			for _, p := range t.Partitions {

@@ -377,7 +377,7 @@ func (rs *replStore) write(ctx context.Context, group string, puts map[tpKey]com
 }
 
 func (rs *replStore) writePart(ctx context.Context, part *offsetsPart, group string, puts map[tpKey]committedOffset, dels []tpKey) error {
-	now := time.Now().UnixMilli()
+	now := rs.g.now().UnixMilli()
 	refs := make([]offsetRef, 0, len(puts)+len(dels))
 	recs := make([]flog.Record, 0, len(puts)+len(dels))
 	var size int64
@@ -537,7 +537,7 @@ func (rs *replStore) snapshot(part *offsetsPart) error {
 	defer cancel()
 	var from int64 = -1
 	ats := make([]int64, len(all))
-	now := time.Now().UnixMilli()
+	now := rs.g.now().UnixMilli()
 	for i := 0; i < len(all); i += snapshotChunk {
 		chunk := all[i:min(i+snapshotChunk, len(all))]
 		recs := make([]flog.Record, len(chunk))

@@ -226,7 +226,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	c.countUnreleased()
-	now := time.Now()
+	now := s.opts.Now()
 	if s.opts.Presence != nil {
 		s.opts.Presence.Connected(c.device, cl.Net.Remote, now)
 	}
@@ -248,7 +248,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	c := v.(*conn)
 	c.cancel()
-	now := time.Now()
+	now := s.opts.Now()
 	if s.opts.Presence != nil {
 		s.opts.Presence.Disconnected(c.device, now)
 	}
@@ -536,7 +536,7 @@ func (s *Server) target(info *publishInfo, sc *recordScratch) (flog.Record, *flo
 	if rule == nil {
 		return flog.Record{}, nil, nil
 	}
-	rec := rule.record(info, vals, time.Now().UnixMilli(), sc)
+	rec := rule.record(info, vals, s.opts.Now().UnixMilli(), sc)
 	part, err := s.partitionForKey(rule.Topic, rec.Key)
 	return rec, part, err
 }

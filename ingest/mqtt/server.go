@@ -92,6 +92,11 @@ type Options struct {
 	// ConnectTimeout closes connections that do not send CONNECT in time;
 	// 0 means 10 s.
 	ConnectTimeout time.Duration
+	// Now is the wall clock of the times the front end writes down: each
+	// record's ingest timestamp, presence events and the registry's last
+	// seen; nil means time.Now. Message and session expiry, keepalives
+	// and timeouts stay on the kernel's clock (mochi's own).
+	Now func() time.Time
 	// Bridges subscribe to other MQTT brokers and ingest what they
 	// receive through the same rules.
 	Bridges []Bridge
@@ -165,6 +170,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.ConnectTimeout <= 0 {
 		opts.ConnectTimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	r, err := newRouter(opts.Rules, opts.DefaultTopic, opts.DefaultKey, opts.DefaultPartitions)
 	if err != nil {
