@@ -105,3 +105,40 @@ func TestClockJumpsBackwards(t *testing.T) {
 	_, p = open()
 	check("after a reopen")
 }
+
+// A replica of a replicated log whose clock runs ten minutes ahead holds
+// records its leader stamped five minutes ago... by the leader's clock:
+// to it they are fifteen minutes old, past retention.ms of ten. As a
+// follower it deletes nothing (its copy is cut where its leader's is); the
+// same replica leading applies retention by its own clock, as Kafka's
+// leaders do. A log alone applies retention whatever the flag says.
+func TestReplicatedRetentionOnlyByTheLeader(t *testing.T) {
+	leaderTime := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{}
+	clock.set(leaderTime.Add(10 * time.Minute))
+	for _, replicated := range []bool{true, false} {
+		l := openTestLog(t, Options{Now: clock.now, RetentionCheckInterval: -1, Replicated: replicated, Logger: quietLogger})
+		if _, err := l.CreateTopic("t", 1, map[string]string{ConfigRetentionMs: "600000"}); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := l.Partition("t", 0)
+		if _, err := p.Append(testBatch(3, leaderTime.Add(-5*time.Minute).UnixMilli(), "x")); err != nil {
+			t.Fatal(err)
+		}
+		res, err := l.EnforceRetention()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if replicated && (res.Segments != 0 || p.StartOffset() != 0) {
+			t.Fatalf("a follower's retention pass: %+v, start %d; want nothing deleted", res, p.StartOffset())
+		}
+		if !replicated && p.StartOffset() != 3 {
+			t.Fatalf("a log alone: start %d after retention, want 3 (its clock says the records are 15 min old)", p.StartOffset())
+		}
+		p.SetAppliesRetention(true)
+		if _, err := l.EnforceRetention(); err != nil || p.StartOffset() != 3 {
+			t.Fatalf("replicated %v, leading: start %d, %v; want 3", replicated, p.StartOffset(), err)
+		}
+		l.Close()
+	}
+}

@@ -610,8 +610,9 @@ func retainFrom(s Shipper, p *Partition) int64 {
 	return s.RetainFrom(p.topic, p.id)
 }
 
-// EnforceRetention runs one retention pass over every partition now. The
-// background pass calls it every Options.RetentionCheckInterval.
+// EnforceRetention runs one retention pass over every partition now (in
+// a replicated log, over those whose replica leads: SetAppliesRetention).
+// The background pass calls it every Options.RetentionCheckInterval.
 func (l *Log) EnforceRetention() (RetentionResult, error) {
 	l.mu.RLock()
 	var parts []*Partition
@@ -624,6 +625,9 @@ func (l *Log) EnforceRetention() (RetentionResult, error) {
 	var firstErr error
 	nowMs := l.now().UnixMilli()
 	for _, p := range parts {
+		if l.replicated && !p.appliesRetention.Load() {
+			continue // a follower's copy follows its leader's start (SetAppliesRetention)
+		}
 		res, err := p.enforceRetention(nowMs, retainFrom(shipper, p))
 		total.Segments += res.Segments
 		total.Bytes += res.Bytes

@@ -54,6 +54,10 @@ type Partition struct {
 	leaderEpoch int32
 	epochs      epochCache
 	epochsReady bool // epochs reflects the log (else rebuilt when first needed)
+	// appliesRetention: in a replicated log, this replica leads and so
+	// applies retention itself (SetAppliesRetention); a follower's copy
+	// is cut where its leader's is.
+	appliesRetention atomic.Bool
 
 	// The high watermark (highwatermark.go): hw in memory, changed under
 	// hwmu (a leaf; TruncateTo holds it, under mu, throughout); hwSaved as last

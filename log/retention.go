@@ -91,6 +91,19 @@ func (p *Partition) enforceRetention(nowMs, floor int64) (RetentionResult, error
 	return res, nil
 }
 
+// SetAppliesRetention says whether this replica applies retention.ms and
+// retention.bytes itself. In a replicated log (Options.Replicated) only
+// the leader does, by its own clock and size; a follower's copy is cut
+// where the leader's is (replication moves its start to the leader's log
+// start, up to the high watermark, with DeleteRecords), so replicas never
+// hold different starts, and a follower whose clock runs ahead (or whose
+// copy counts differently) deletes nothing its leader still serves. The
+// replica manager sets it as roles change; until then a replicated log's
+// partitions apply none. A log alone ignores it: each partition is its
+// own leader. Kafka's followers apply retention themselves as well.
+// The disk budget (max.disk.bytes) is the node's own and always applies.
+func (p *Partition) SetAppliesRetention(on bool) { p.appliesRetention.Store(on) }
+
 // detachHeadLocked takes the head segment out of the partition. p.mu is
 // held; deleteSegment removes its files afterwards.
 func (p *Partition) detachHeadLocked(head *segment) {

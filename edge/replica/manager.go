@@ -274,6 +274,7 @@ func (m *Manager) becomeLeaderLocked(st *partState, a Assignment) {
 	l.advanceLocked()
 	l.mu.Unlock()
 	st.leader = l
+	st.p.SetAppliesRetention(true) // a leader's clock and size decide; followers follow its start
 	st.role.Unlock()
 	m.logger.Info("leading partition", "topic", a.Topic, "partition", a.Partition, "leader_epoch", a.LeaderEpoch,
 		"epoch_start_offset", l.epochStart, "high_watermark", st.p.HighWatermark(), "isr", a.ISR)
@@ -294,6 +295,7 @@ func (m *Manager) becomeFollowerLocked(st *partState, a Assignment) {
 		st.leader = nil
 	}
 	st.follow = follow{leader: a.Leader, epoch: a.LeaderEpoch}
+	st.p.SetAppliesRetention(false) // its start follows the leader's (fetcher.followLogStart)
 	st.role.Unlock()
 	m.logger.Info("following partition", "topic", a.Topic, "partition", a.Partition, "leader", a.Leader, "leader_epoch", a.LeaderEpoch)
 	f := m.fetchers[a.Leader]
@@ -316,6 +318,7 @@ func (m *Manager) stopRoleLocked(st *partState) {
 		st.leader = nil
 	}
 	st.follow = follow{leader: -1}
+	st.p.SetAppliesRetention(false)
 	st.role.Unlock()
 }
 

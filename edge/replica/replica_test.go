@@ -102,7 +102,7 @@ func newClusterOn(t *testing.T, lag time.Duration, durable bool, configs map[str
 // its Kafka server; not its replica manager.
 func (c *cluster) openNode(id int32, dir string, fsys flog.FS) *node {
 	t := c.t
-	l, err := flog.Open(flog.Options{Dir: dir, FS: fsys, RetentionCheckInterval: -1, Logger: quiet})
+	l, err := flog.Open(flog.Options{Dir: dir, FS: fsys, RetentionCheckInterval: -1, Replicated: true, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -707,6 +707,46 @@ func TestFollowerBehindLeaderLogStartStartsOver(t *testing.T) {
 	poll(t, "follower 3 to copy the record after the leader's start", func() bool { return p3.EndOffset() == lp.EndOffset() })
 	if p3.StartOffset() != start || p3.EndOffset() != lp.EndOffset() || !bytes.Equal(contents(t, p3), contents(t, lp)) {
 		t.Fatalf("follower 3 holds [%d, %d), leader [%d, %d); or their bytes differ", p3.StartOffset(), p3.EndOffset(), start, lp.EndOffset())
+	}
+}
+
+// Retention is the leader's: a follower's pass deletes nothing of a
+// partition it follows, however its own clock or size says (a follower
+// whose clock runs ahead would otherwise cut records its leader still
+// serves); the leader's pass cuts, and the followers' starts follow its
+// log start.
+func TestRetentionIsTheLeaders(t *testing.T) {
+	c := newCluster(t, 300*time.Millisecond)
+	lp := c.nodes[1].part
+	for i := 0; i < 4; i++ {
+		if code, _ := c.produceRaw(1, 1, "r"+strconv.Itoa(i)); code != 0 {
+			t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+		}
+		if err := lp.Roll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.waitISR(1, 2, 3)
+	for _, id := range []int32{1, 2, 3} {
+		if err := c.nodes[id].log.AlterConfigs(topic, map[string]string{flog.ConfigRetentionBytes: "1"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []int32{2, 3} {
+		poll(t, "the followers to hold every record", func() bool { return c.nodes[id].part.EndOffset() == lp.EndOffset() })
+		if res, err := c.nodes[id].log.EnforceRetention(); err != nil || res.Segments != 0 || c.nodes[id].part.StartOffset() != 0 {
+			t.Fatalf("follower %d's retention pass: %+v, %v, start %d; want nothing deleted", id, res, err, c.nodes[id].part.StartOffset())
+		}
+	}
+	if res, err := c.nodes[1].log.EnforceRetention(); err != nil || res.Segments == 0 {
+		t.Fatalf("the leader's retention pass: %+v, %v; want segments deleted", res, err)
+	}
+	start := lp.StartOffset()
+	if code, _ := c.produceRaw(1, 1, "after"); code != 0 { // a fetch answer carries the new log start
+		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+	for _, id := range []int32{2, 3} {
+		poll(t, "the followers' starts to follow the leader's", func() bool { return c.nodes[id].part.StartOffset() == start })
 	}
 }
 
