@@ -84,6 +84,11 @@
 //     far in the past are believed, as in Kafka: a segment whose newest
 //     record claims 1970 goes at the next pass. Nothing is refused for its
 //     timestamp (Kafka's message.timestamp.*.max.ms are not implemented).
+//     In a replicated log (Options.Replicated) only a partition whose
+//     replica leads applies retention.ms and retention.bytes
+//     (Partition.SetAppliesRetention); a follower's copy is cut where its
+//     leader's is, so a follower's clock never deletes what the leader
+//     serves. Options.Now is the clock of all of it (a test seam for skew).
 //   - segment.ms counts from the wall clock at the first append to a
 //     segment; after a reopen, from its first batch's largest record
 //     timestamp when that is neither missing nor in the future, else from

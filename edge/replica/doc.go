@@ -27,7 +27,13 @@
 //     offsets as the leader has them, its epoch stamps included), cutting
 //     the log back (log.TruncateTo) where the leader says it diverges
 //     (DivergingEpoch) and fetching again, and taking the leader's high
-//     watermark (never above its own end).
+//     watermark (never above its own end) and its log start (up to the
+//     high watermark: what the leader's retention or DeleteRecords cut).
+//   - Which replica applies retention: the leader alone
+//     (log.Partition.SetAppliesRetention as roles change), by its own
+//     clock; a follower whose clock runs ahead deletes nothing early.
+//     Nothing here reads the wall clock: lag and retries are timed on Go's
+//     monotonic clock, and no node's time is compared with another's.
 //   - The high-watermark checkpoint of each partition (periodically and on
 //     Close), so a restarted node never exposes more than was committed.
 //
