@@ -46,6 +46,9 @@ func mochiReceivePacket(s *mqtt.Server, cl *mqtt.Client, pk packets.Packet) erro
 //go:linkname mochiSendLWT github.com/mochi-mqtt/server/v2.(*Server).sendLWT
 func mochiSendLWT(s *mqtt.Server, cl *mqtt.Client)
 
+//go:linkname mochiFlushOutbuf github.com/mochi-mqtt/server/v2.(*Client).flushOutbuf
+func mochiFlushOutbuf(cl *mqtt.Client) error
+
 // mochiInternals are the mochi server's hook list and its delayed wills.
 type mochiInternals struct {
 	hooks       *mqtt.Hooks
@@ -84,6 +87,9 @@ func (s *Server) start(lid string, pc *preConn) (*mqtt.Client, error) {
 	cl := b.NewClient(nil, lid, "", false)
 	cl.Net.Conn, cl.Net.Remote = pc, pc.RemoteAddr().String()
 	pc.w.out = outbound(cl) // written by writeOut while it holds packets (writer.go)
+	// No delivery is written until the client is established: nothing
+	// before its CONNACK, and a resumed session's messages first (attach).
+	pc.w.writing.Store(true)
 	done := make(chan error, 1)
 	go func() { done <- s.establish(lid, cl, pc) }()
 	if err := <-done; err != nil {
@@ -91,6 +97,8 @@ func (s *Server) start(lid string, pc *preConn) (*mqtt.Client, error) {
 		b.Listeners.ClientsWg.Done()
 		return nil, err
 	}
+	pc.w.writing.Store(false)
+	s.kick(cl)
 	s.churn.add()
 	return cl, nil
 }
@@ -106,7 +114,7 @@ func (s *Server) end(cl *mqtt.Client, err error) {
 
 // establish does what mochi's attachClient does up to reading packets:
 // CONNECT decoded and validated, the hooks asked, the session inherited,
-// CONNACK sent, queued messages resent. It runs on a goroutine of its own
+// CONNACK sent, queued messages resent (by ferry, in order: attach). It runs on a goroutine of its own
 // so that the depth it reaches does not stay with the connection.
 func (s *Server) establish(lid string, cl *mqtt.Client, pc *preConn) error {
 	b := s.broker
@@ -149,6 +157,10 @@ func (s *Server) establish(lid string, cl *mqtt.Client, pc *preConn) error {
 	atomic.AddInt64(&b.Info.ClientsConnected, 1) // taken off by end
 	s.mochi.hooks.OnSessionEstablish(cl, pk)
 	present := mochiInheritSession(b, pk, cl)
+	// ferry keeps to the client's Receive Maximum and sends in order
+	// (sessions.go); mochi's send quota would hold messages back and
+	// release them by creation second.
+	cl.State.Inflight.ResetSendQuota(0)
 	b.Clients.Add(cl)
 	// A failure from here on ends the connection as mochi's does: no
 	// will, no OnDisconnect.
@@ -157,11 +169,12 @@ func (s *Server) establish(lid string, cl *mqtt.Client, pc *preConn) error {
 		return fmt.Errorf("ack connection packet: %w", err)
 	}
 	s.mochi.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9]
-	if present {
-		if err := cl.ResendInflightMessages(true); err != nil {
-			atomic.AddInt64(&b.Info.ClientsConnected, -1)
-			return fmt.Errorf("resend inflight: %w", err)
-		}
+	if f := s.beforeResend.Load(); f != nil && present {
+		(*f)(cl)
+	}
+	if err := s.sess.attach(cl, present); err != nil {
+		atomic.AddInt64(&b.Info.ClientsConnected, -1)
+		return fmt.Errorf("resend inflight: %w", err)
 	}
 	s.mochi.hooks.OnSessionEstablished(cl, pk)
 	return nil

@@ -199,16 +199,12 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return ok
 }
 
-// OnSessionEstablish counts the accepted connection (before its CONNACK)
-// and, before mochi takes the session over, takes its queued publishes to
-// resend them in order (sessions.go); a clean start drops the old session.
+// OnSessionEstablish counts the accepted connection (before its CONNACK);
+// a clean start drops the old session.
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.s.metrics.connects.WithLabelValues("accepted").Inc()
 	if pk.Connect.Clean {
-		h.s.sess.discard(cl.ID)
 		h.s.sess.forget(cl.ID)
-	} else {
-		h.s.sess.take(cl.ID)
 	}
 }
 
@@ -218,8 +214,6 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	s := h.s
 	if pk.Connect.Clean {
 		s.dedupe.forget(cl.ID)
-	} else {
-		s.sess.resend(cl)
 	}
 	c := s.conn(cl)
 	if c == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -23,15 +24,21 @@ import (
 // bbolt under that number with its packet id, expiry and protocol
 // version, as are clients, subscriptions and retained messages.
 //
-// mochi keeps a session's outbound messages in a map by packet id and
-// resends them on reconnect sorted by creation time in seconds (cast to 16
-// bits), and its bbolt hook saved them without their packet id: after a
-// restart every message came back with id 0 and the resend failed. So a
-// reconnecting client's queued publishes are taken from mochi before it
-// resends (OnSessionEstablish) and sent by ferry, in sequence order, once
-// the CONNACK is out (OnSessionEstablished); expired ones are dropped, and
-// no more are sent than the client's Receive Maximum allows: the rest
-// follow one per PUBACK or PUBCOMP (OnQosComplete).
+// mochi keeps a session's outbound messages in a map by packet id; it
+// resends them on reconnect, and releases those its send quota (the
+// client's Receive Maximum) held back, ordered by creation time in
+// seconds (cast to 16 bits), so messages of the same second came out
+// shuffled; and its bbolt hook saved them without their packet id, so
+// after a restart every message came back with id 0 and the resend
+// failed. So ferry sends every QoS 1/2 publish itself, in sequence order:
+// mochi's send quota is switched off (establish), the delivery writer
+// hands each one to send, which queues it, and pump writes the queue's
+// head while fewer than the client's Receive Maximum are unacknowledged;
+// each PUBACK or PUBCOMP (OnQosComplete) lets the next go. A resuming
+// session's messages, handed by mochi to the new client, are queued by
+// attach once the CONNACK is out, before the connection's reader and
+// writer start: a message published meanwhile takes its place behind
+// them. Expired messages are dropped.
 type sessions struct {
 	mqtt.HookBase
 	s  *Server
@@ -43,11 +50,13 @@ type sessions struct {
 
 // sessionIndex is one session's queued and in-flight publishes.
 type sessionIndex struct {
-	next    uint64               // the next sequence number
-	ids     map[uint16]queuedRef // packet id → its message
-	pending []packets.Packet     // publishes taken from mochi for ferry to resend, in sequence order
-	backlog []packets.Packet     // resent once the client's Receive Maximum allows
-	held    map[uint16]struct{}  // ids of pending publishes (out of mochi's map meanwhile)
+	next  uint64               // the next sequence number
+	ids   map[uint16]queuedRef // packet id → its message
+	cl    *mqtt.Client         // the connection publishes are sent on (attach); nil while there is none
+	queue []uint16             // packet ids of publishes to send on cl, in sequence order
+	out   map[uint16]struct{}  // outbound flows sent on cl and not complete: counted against its Receive Maximum
+
+	sendMu sync.Mutex // held by the goroutine sending the queue (pump)
 }
 
 type queuedRef struct {
@@ -227,6 +236,7 @@ func (ss *sessions) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) { s
 func (ss *sessions) OnWillSent(cl *mqtt.Client, pk packets.Packet)           { ss.saveClient(cl) }
 
 func (ss *sessions) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	ss.detach(cl)
 	switch {
 	case cl.StopCause() == packets.ErrSessionTakenOver:
 	case expire:
@@ -290,21 +300,18 @@ func (m *queuedMessage) packet() packets.Packet {
 	return pk
 }
 
-// OnQosPublish numbers a publish mochi has just put in flight (or queued)
-// for a client and stores it. Only the first call for a packet id counts:
-// later ones are resends.
+// OnQosPublish numbers a publish mochi has just put in flight for a
+// client, connected or not, and stores it. mochi calls it once per
+// message: ferry never has mochi resend (attach does).
 func (ss *sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
 	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
 		return
 	}
 	ss.mu.Lock()
 	si := ss.sessionLocked(cl.ID)
-	if _, ok := si.ids[pk.PacketID]; ok {
-		ss.mu.Unlock()
-		return
-	}
 	seq := si.next
 	si.next++
+	old, reused := si.ids[pk.PacketID] // mochi reuses only an id it no longer holds: what it held is gone
 	si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
 	ss.mu.Unlock()
 	if ss.db == nil {
@@ -318,6 +325,11 @@ func (ss *sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 		q, err := tx.Bucket(bucketQueues).CreateBucketIfNotExists([]byte(cl.ID))
 		if err != nil {
 			return err
+		}
+		if reused {
+			if err := q.Delete(seqKey(old.seq)); err != nil {
+				return err
+			}
 		}
 		return q.Put(seqKey(seq), b)
 	})
@@ -333,32 +345,43 @@ func (ss *sessions) sessionLocked(id string) *sessionIndex {
 }
 
 // OnQosComplete: a PUBACK or PUBCOMP ended an outbound flow (mochi has
-// removed it from its map); the next held-back publish may go.
+// removed it from its map); the next waiting publish may go.
 func (ss *sessions) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if pk.FixedHeader.Type != packets.Puback && pk.FixedHeader.Type != packets.Pubcomp {
 		return // PUBREL: an inbound QoS 2 flow ended
 	}
+	if cl.IsTakenOver() {
+		return // acknowledged on a connection being taken over: what was handed over is resent
+	}
 	ss.done(cl, pk.PacketID)
-	ss.sendBacklog(cl, 1)
+	ss.pump(cl)
 }
 
 // OnQosDropped: mochi dropped a flow (clean session, expiry, a refusing
-// PUBREC).
-func (ss *sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { ss.done(cl, pk.PacketID) }
-
-// done forgets the publish with packet id, unless mochi still holds one
-// with that id or ferry holds it for resending.
-func (ss *sessions) done(cl *mqtt.Client, id uint16) {
-	if pki, ok := cl.State.Inflight.Get(id); ok && (pki.FixedHeader.Type == packets.Publish || pki.FixedHeader.Type == packets.Pubrel) {
+// PUBREC). A client taken over by a resuming connection drops what it
+// held after handing it over (mochi's inheritClientSession): the session
+// lives on.
+func (ss *sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
 		return
 	}
+	ss.done(cl, pk.PacketID)
+	ss.pump(cl)
+}
+
+// done forgets the publish with packet id, unless mochi still holds one
+// with that id, and frees its place under the client's Receive Maximum.
+func (ss *sessions) done(cl *mqtt.Client, id uint16) {
 	ss.mu.Lock()
 	si := ss.index[cl.ID]
 	if si == nil {
 		ss.mu.Unlock()
 		return
 	}
-	if _, held := si.held[id]; held {
+	if si.cl == cl {
+		delete(si.out, id)
+	}
+	if pki, ok := cl.State.Inflight.Get(id); ok && (pki.FixedHeader.Type == packets.Publish || pki.FixedHeader.Type == packets.Pubrel) {
 		ss.mu.Unlock()
 		return
 	}
@@ -481,147 +504,154 @@ func (ss *sessions) restore() error {
 	return nil
 }
 
-// take removes a resuming session's queued publishes from the client mochi
-// holds for it (the old connection, or the one restored at start) before
-// mochi copies that state to the new connection and resends it in its own
-// order. They are kept, in sequence order, until resend.
-func (ss *sessions) take(id string) {
-	old, ok := ss.s.broker.Clients.Get(id)
+// attach makes cl the connection its session's QoS 1/2 publishes are
+// sent on, once its CONNACK is out and before its reader or delivery
+// writer runs. A resumed session (present) gets back what mochi handed
+// over from its previous client: acknowledgement states resent as mochi
+// would, PUBRELs counted against the client's Receive Maximum, and the
+// publishes, expired ones dropped, queued in sequence order with DUP set.
+// A publish delivered to cl since it took the session over is in that
+// queue at its place, after what was queued before it, however the
+// delivery raced the CONNACK.
+func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
+	now := time.Now().Unix()
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	si := ss.sessionLocked(id)
-	if si.held == nil {
-		si.held = map[uint16]struct{}{}
+	si := ss.sessionLocked(cl.ID)
+	si.cl, si.queue, si.out = cl, nil, map[uint16]struct{}{}
+	var acks []packets.Packet
+	var expired []uint16
+	if present {
+		for _, pk := range cl.State.Inflight.GetAll(false) {
+			switch pk.FixedHeader.Type {
+			case packets.Publish:
+			case packets.Pubrel:
+				si.out[pk.PacketID] = struct{}{}
+				acks = append(acks, pk)
+				continue
+			default:
+				acks = append(acks, pk)
+				continue
+			}
+			ref, ok := si.ids[pk.PacketID]
+			if !ok {
+				ref = queuedRef{seq: si.next, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
+				si.next++
+				si.ids[pk.PacketID] = ref
+			}
+			if pk.Expiry < 0 {
+				pk.Expiry = ref.expiry // mochi marked a publish over its send quota with -1
+			}
+			if pk.Expiry > 0 && pk.Expiry < now {
+				expired = append(expired, pk.PacketID)
+				continue
+			}
+			pk.FixedHeader.Dup = true // it may have been sent before [MQTT-3.3.1-1]
+			cl.State.Inflight.Set(pk)
+			si.queue = append(si.queue, pk.PacketID)
+		}
+		sort.Slice(si.queue, func(i, j int) bool { return si.ids[si.queue[i]].seq < si.ids[si.queue[j]].seq })
 	}
-	if ok {
-		for _, pk := range old.State.Inflight.GetAll(false) {
-			if pk.FixedHeader.Type != packets.Publish {
-				continue // an acknowledgement state: mochi resends it
-			}
-			if ref, ok := si.ids[pk.PacketID]; ok && pk.Expiry < 0 {
-				pk.Expiry = ref.expiry // mochi marks publishes over the send quota with -1
-			}
-			si.held[pk.PacketID] = struct{}{}
-			si.pending = append(si.pending, pk)
-			if old.State.Inflight.Delete(pk.PacketID) {
+	ss.mu.Unlock()
+	for _, id := range expired {
+		if cl.State.Inflight.Delete(id) {
+			atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
+		}
+		ss.s.metrics.expired.Inc()
+		ss.done(cl, id)
+	}
+	// What mochi's ResendInflightMessages does for the rest.
+	for _, pk := range acks {
+		if err := cl.WritePacket(pk); err != nil {
+			return err
+		}
+		if pk.FixedHeader.Type == packets.Puback || pk.FixedHeader.Type == packets.Pubcomp {
+			if cl.State.Inflight.Delete(pk.PacketID) {
+				ss.s.mochi.hooks.OnQosComplete(cl, pk)
 				atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
 			}
 		}
 	}
-	si.pending = append(si.pending, si.backlog...) // what the old connection had not been sent yet
-	si.backlog = nil
-	sort.SliceStable(si.pending, func(i, j int) bool {
-		return si.ids[si.pending[i].PacketID].seq < si.ids[si.pending[j].PacketID].seq
-	})
+	return ss.pump(cl)
 }
 
-// discard drops what take held for a session that starts clean.
-func (ss *sessions) discard(id string) {
+// detach: cl's connection ended; its session's publishes stay with mochi
+// (in flight for an offline client) until the next attach.
+func (ss *sessions) detach(cl *mqtt.Client) {
 	ss.mu.Lock()
-	if si := ss.index[id]; si != nil {
-		si.pending, si.backlog, si.held = nil, nil, nil
+	if si := ss.index[cl.ID]; si != nil && si.cl == cl {
+		si.cl, si.queue, si.out = nil, nil, nil
 	}
 	ss.mu.Unlock()
 }
 
-// resend gives the new connection its session's queued publishes back, in
-// order: expired ones dropped, each with its packet id (a new one only if
-// the new connection already used it meanwhile), DUP set as for any
-// redelivery, and no more than the client's Receive Maximum sent now.
-func (ss *sessions) resend(cl *mqtt.Client) {
-	now := time.Now().Unix()
+// send queues a QoS 1/2 publish mochi put on cl's outbound queue (the
+// delivery writer hands it over) and sends what the client's Receive
+// Maximum allows. The message is the one mochi holds in flight under that
+// packet id; one already queued or sent, or no longer held, is ignored.
+func (ss *sessions) send(cl *mqtt.Client, id uint16) {
 	ss.mu.Lock()
 	si := ss.index[cl.ID]
-	if si == nil || len(si.pending) == 0 {
+	if si == nil || si.cl != cl {
+		ss.mu.Unlock()
+		return // not attached yet (attach finds it in flight) or taken over (the next attach does)
+	}
+	if _, sent := si.out[id]; sent || slices.Contains(si.queue, id) {
 		ss.mu.Unlock()
 		return
 	}
-	pending := si.pending
-	si.pending, si.held = nil, nil
-	var keep []packets.Packet
-	var expired []uint16
-	for _, pk := range pending {
-		ref := si.ids[pk.PacketID]
-		if pk.Expiry > 0 && pk.Expiry < now {
-			expired = append(expired, pk.PacketID)
-			continue
-		}
-		if _, used := cl.State.Inflight.Get(pk.PacketID); used {
-			ss.mu.Unlock()
-			nid, err := cl.NextPacketID()
-			ss.mu.Lock()
-			if err != nil {
-				expired = append(expired, pk.PacketID)
-				continue
-			}
-			delete(si.ids, pk.PacketID)
-			pk.PacketID = uint16(nid)
-			si.ids[pk.PacketID] = ref
-			ss.rewrite(cl.ID, ref.seq, pk)
-		}
-		pk.FixedHeader.Dup = true
-		if cl.State.Inflight.Set(pk) {
-			atomic.AddInt64(&ss.s.broker.Info.Inflight, 1)
-		}
-		keep = append(keep, pk)
+	if cur, ok := cl.State.Inflight.Get(id); !ok || cur.FixedHeader.Type != packets.Publish {
+		ss.mu.Unlock()
+		return
 	}
+	// In sequence order: deliveries from different publishers can reach
+	// the outbound queue in another order than they were numbered.
+	seq := si.ids[id].seq
+	i := len(si.queue)
+	for i > 0 && si.ids[si.queue[i-1]].seq > seq {
+		i--
+	}
+	si.queue = slices.Insert(si.queue, i, id)
 	ss.mu.Unlock()
-	for _, id := range expired {
-		ss.s.metrics.expired.Inc()
-		ss.done(cl, id)
+	ss.pump(cl)
+}
+
+// pump sends cl's queued publishes in order while fewer than the client's
+// Receive Maximum are unacknowledged; an MQTT 3.1.1 client has none. One
+// goroutine at a time sends a session's publishes (sendMu), so they leave
+// in queue order.
+func (ss *sessions) pump(cl *mqtt.Client) error {
+	ss.mu.Lock()
+	si := ss.index[cl.ID]
+	ss.mu.Unlock()
+	if si == nil {
+		return nil
 	}
 	limit := int(cl.Properties.Props.ReceiveMaximum)
 	if limit == 0 {
 		limit = 65535
 	}
-	n := min(limit, len(keep))
-	for _, pk := range keep[:n] {
-		if err := cl.WritePacket(pk); err != nil {
-			ss.s.logger.Debug("mqtt: resending a queued message failed", "client", cl.ID, "err", err)
-		}
-	}
-	ss.mu.Lock()
-	si.backlog = append(si.backlog, keep[n:]...)
-	ss.mu.Unlock()
-}
-
-// rewrite stores a queued message again (its packet id changed).
-func (ss *sessions) rewrite(client string, seq uint64, pk packets.Packet) {
-	if ss.db == nil {
-		return
-	}
-	b, err := json.Marshal(toStored(client, pk))
-	if err != nil {
-		return
-	}
-	ss.update("queued message", func(tx *bbolt.Tx) error {
-		q, err := tx.Bucket(bucketQueues).CreateBucketIfNotExists([]byte(client))
-		if err != nil {
-			return err
-		}
-		return q.Put(seqKey(seq), b)
-	})
-}
-
-// sendBacklog sends up to n publishes held back by the client's Receive
-// Maximum, skipping those mochi dropped meanwhile (expired).
-func (ss *sessions) sendBacklog(cl *mqtt.Client, n int) {
-	for ; n > 0; n-- {
+	si.sendMu.Lock()
+	defer si.sendMu.Unlock()
+	for {
 		ss.mu.Lock()
-		si := ss.index[cl.ID]
-		if si == nil || len(si.backlog) == 0 {
+		if si.cl != cl || len(si.queue) == 0 || len(si.out) >= limit {
 			ss.mu.Unlock()
-			return
+			return nil
 		}
-		pk := si.backlog[0]
-		si.backlog = si.backlog[1:]
+		id := si.queue[0]
+		si.queue = si.queue[1:]
+		pk, ok := cl.State.Inflight.Get(id)
+		if !ok || pk.FixedHeader.Type != packets.Publish {
+			ss.mu.Unlock()
+			continue // expired or dropped meanwhile
+		}
+		si.out[id] = struct{}{}
 		ss.mu.Unlock()
-		if cur, ok := cl.State.Inflight.Get(pk.PacketID); !ok || cur.FixedHeader.Type != packets.Publish {
-			n++
-			continue
-		}
-		if err := cl.WritePacket(pk); err != nil && !errors.Is(err, mqtt.ErrConnectionClosed) {
-			ss.s.logger.Debug("mqtt: sending a queued message failed", "client", cl.ID, "err", err)
+		if err := cl.WritePacket(pk); err != nil {
+			if !errors.Is(err, mqtt.ErrConnectionClosed) {
+				ss.s.logger.Debug("mqtt: sending a queued message failed", "client", cl.ID, "err", err)
+			}
+			return err
 		}
 	}
 }

@@ -69,10 +69,24 @@ func (s *Server) writeOut(cl *mqtt.Client, w *outWriter) {
 	for {
 		select {
 		case pk := <-w.out:
+			if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 {
+				s.sess.send(cl, pk.PacketID) // in session order, within the client's Receive Maximum
+				continue
+			}
 			if err := cl.WritePacket(*pk); err != nil {
 				s.logger.Debug("mqtt: delivery not written", "client", cl.ID, "err", err)
 			}
 		default:
+			// mochi's WritePacket buffers a write while the outbound
+			// queue holds more (the next write takes it along); a
+			// publish queued rather than written (sessions.send) may
+			// have been that next write.
+			cl.Lock()
+			err := mochiFlushOutbuf(cl)
+			cl.Unlock()
+			if err != nil {
+				s.logger.Debug("mqtt: delivery not written", "client", cl.ID, "err", err)
+			}
 			w.writing.Store(false)
 			// A packet queued between the empty receive and the store
 			// found writing set and started nobody.
