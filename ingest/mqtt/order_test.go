@@ -198,3 +198,51 @@ type tlog struct{ t *testing.T }
 
 func (l tlog) Println(v ...interface{})               { l.t.Log(v...) }
 func (l tlog) Printf(format string, v ...interface{}) { l.t.Logf(format, v...) }
+
+// A resumed session's QoS 2 flow waiting for its PUBCOMP counts against
+// the client's Receive Maximum: its PUBREL is resent first, and the next
+// queued message waits for the PUBCOMP, then the rest follow in order.
+// ferry sent the queue's head at once beside the resent PUBREL, two
+// flows for a client that allows one.
+func TestResumedPubrelCountsAgainstReceiveMaximum(t *testing.T) {
+	b := startBroker(t, "", nil)
+	opts := connectOpts{id: "rel", clean: true, sessionExpiry: 3600, receiveMaximum: 1}
+	sub := dialRaw(t, b.addr, 5)
+	sub.connect(opts)
+	sub.subscribe("rel/t", 2, 1)
+	publishBurst(t, b, "relpub", "rel/t", 2, 3)
+	pk := sub.expect(packets.Publish)
+	if string(pk.Payload) != "1" {
+		t.Fatalf("first message %q", pk.Payload)
+	}
+	sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: 5, PacketID: pk.PacketID},
+		(*packets.Packet).PubrecEncode)
+	rel := sub.expect(packets.Pubrel)
+	sub.c.Close() // no PUBCOMP
+	waitFor(t, "rel to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("rel"); return ok && cl.Closed() })
+
+	again := dialRaw(t, b.addr, 5)
+	opts.clean = false
+	if ack := again.connect(opts); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	if got := again.expect(packets.Pubrel); got.PacketID != rel.PacketID {
+		t.Fatalf("PUBREL for %d, want %d", got.PacketID, rel.PacketID)
+	}
+	if got, err := again.tryRead(300 * time.Millisecond); err == nil {
+		t.Fatalf("packet type %d (%q) sent while the client's one flow waits for its PUBCOMP", got.FixedHeader.Type, got.Payload)
+	}
+	again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: 5, PacketID: rel.PacketID},
+		(*packets.Packet).PubcompEncode)
+	for _, want := range []string{"2", "3"} {
+		pk := again.expect(packets.Publish)
+		if string(pk.Payload) != want {
+			t.Fatalf("got %q, want %q", pk.Payload, want)
+		}
+		again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: 5, PacketID: pk.PacketID},
+			(*packets.Packet).PubrecEncode)
+		again.expect(packets.Pubrel)
+		again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: 5, PacketID: pk.PacketID},
+			(*packets.Packet).PubcompEncode)
+	}
+}

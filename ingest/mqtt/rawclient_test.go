@@ -37,6 +37,7 @@ type connectOpts struct {
 	id, user, pass string
 	clean          bool
 	sessionExpiry  uint32
+	receiveMaximum uint16
 }
 
 // connect sends CONNECT and returns the CONNACK.
@@ -56,6 +57,7 @@ func (rc *rawClient) connect(o connectOpts) packets.Packet {
 	if o.sessionExpiry > 0 {
 		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = o.sessionExpiry, true
 	}
+	pk.Properties.ReceiveMaximum = o.receiveMaximum
 	rc.send(pk, (*packets.Packet).ConnectEncode)
 	ack := rc.read()
 	if ack.FixedHeader.Type != packets.Connack {
@@ -137,6 +139,8 @@ func (rc *rawClient) tryRead(timeout time.Duration) (packets.Packet, error) {
 		err = pk.PubackDecode(body)
 	case packets.Pubrec:
 		err = pk.PubrecDecode(body)
+	case packets.Pubrel:
+		err = pk.PubrelDecode(body)
 	case packets.Pubcomp:
 		err = pk.PubcompDecode(body)
 	case packets.Publish:
