@@ -157,6 +157,9 @@ func (s *Server) establish(lid string, cl *mqtt.Client, pc *preConn) error {
 	atomic.AddInt64(&b.Info.ClientsConnected, 1) // taken off by end
 	s.mochi.hooks.OnSessionEstablish(cl, pk)
 	present := mochiInheritSession(b, pk, cl)
+	if f := s.establishHook.Load(); f != nil && present {
+		(*f)("inherited", cl) // the old client taken over, the new one not yet found by publishes
+	}
 	// ferry keeps to the client's Receive Maximum and sends in order
 	// (sessions.go); mochi's send quota would hold messages back and
 	// release them by creation second.
@@ -169,8 +172,8 @@ func (s *Server) establish(lid string, cl *mqtt.Client, pc *preConn) error {
 		return fmt.Errorf("ack connection packet: %w", err)
 	}
 	s.mochi.willDelayed.Delete(cl.ID) // [MQTT-3.1.3-9]
-	if f := s.beforeResend.Load(); f != nil && present {
-		(*f)(cl)
+	if f := s.establishHook.Load(); f != nil && present {
+		(*f)("acked", cl) // between the CONNACK and the resend
 	}
 	if err := s.sess.attach(cl, present); err != nil {
 		atomic.AddInt64(&b.Info.ClientsConnected, -1)

@@ -205,6 +205,8 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.s.metrics.connects.WithLabelValues("accepted").Inc()
 	if pk.Connect.Clean {
 		h.s.sess.forget(cl.ID)
+	} else {
+		h.s.sess.resuming(cl.ID)
 	}
 }
 

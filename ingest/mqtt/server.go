@@ -147,9 +147,9 @@ type Server struct {
 	bufPool     sync.Pool
 	fastPublish bool // QoS 1/2 publishes skip mochi's hook chain (publish.go)
 
-	// beforeResend, if set (by tests), is called between a resumed
-	// session's CONNACK and the resend of its queued messages.
-	beforeResend atomic.Pointer[func(*mqtt.Client)]
+	// establishHook, if set (by tests), is called at named points of a
+	// connection's establishment (establish).
+	establishHook atomic.Pointer[func(point string, cl *mqtt.Client)]
 
 	topics map[string]int32 // the topics the rules, the default rule and presence write to, and their partitions
 }

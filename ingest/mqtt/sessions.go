@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
@@ -56,7 +57,19 @@ type sessionIndex struct {
 	queue []uint16             // packet ids of publishes to send on cl, in sequence order
 	out   map[uint16]struct{}  // outbound flows sent on cl and not complete: counted against its Receive Maximum
 
+	resumed bool           // its last connection resumed it: a stray publish is kept
+	strays  []strayPublish // publishes mochi gave a client taken over, for the next attach
+
 	sendMu sync.Mutex // held by the goroutine sending the queue (pump)
+}
+
+// strayPublish is a publish mochi delivered to a session's client after
+// a resuming connection had taken it over (mochi's publish path found the
+// old client, or it landed between inheritClientSession's copy of the
+// old client's in-flight messages and the new client's registration).
+type strayPublish struct {
+	pk  packets.Packet
+	ref queuedRef
 }
 
 type queuedRef struct {
@@ -307,6 +320,10 @@ func (ss *sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline {
 		return
 	}
+	if cl.IsTakenOver() {
+		ss.stray(cl, pk)
+		return
+	}
 	ss.mu.Lock()
 	si := ss.sessionLocked(cl.ID)
 	seq := si.next
@@ -330,6 +347,94 @@ func (ss *sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 			if err := q.Delete(seqKey(old.seq)); err != nil {
 				return err
 			}
+		}
+		return q.Put(seqKey(seq), b)
+	})
+}
+
+// stray takes a publish mochi has just put in flight for old, a client a
+// new connection took over, which nothing would send: numbered now, it is
+// handed to the session's connection (adopt), at once if it is attached,
+// else by attach. A session that started clean drops it.
+func (ss *sessions) stray(old *mqtt.Client, pk packets.Packet) {
+	if old.State.Inflight.Delete(pk.PacketID) {
+		atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
+	}
+	ss.mu.Lock()
+	si := ss.sessionLocked(old.ID)
+	if !si.resumed {
+		ss.mu.Unlock()
+		return
+	}
+	ref := queuedRef{seq: si.next, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
+	si.next++
+	cl := si.cl
+	if cl == nil || cl == old || cl.IsTakenOver() {
+		si.strays = append(si.strays, strayPublish{pk, ref})
+		ss.mu.Unlock()
+		ss.rewrite(old.ID, ref.seq, pk)
+		return
+	}
+	ss.mu.Unlock()
+	if id, ok := ss.adopt(cl, pk, ref); ok {
+		ss.send(cl, id)
+	}
+}
+
+// adopt gives a stray publish a packet id on cl and puts it in flight
+// there, unless it is there already: mochi copied it over with the rest
+// of the old client's (the same message: the same payload array).
+func (ss *sessions) adopt(cl *mqtt.Client, pk packets.Packet, ref queuedRef) (uint16, bool) {
+	if cur, ok := cl.State.Inflight.Get(pk.PacketID); ok && sameDelivery(cur, pk) {
+		ss.mu.Lock()
+		ss.sessionLocked(cl.ID).ids[pk.PacketID] = ref
+		ss.mu.Unlock()
+		return pk.PacketID, true
+	}
+	id, err := cl.NextPacketID()
+	if err != nil {
+		ss.s.logger.Warn("mqtt: no packet id left for a queued message", "client", cl.ID, "err", err)
+		return 0, false
+	}
+	pk.PacketID, pk.FixedHeader.Dup = uint16(id), false
+	if cl.State.Inflight.Set(pk) {
+		atomic.AddInt64(&ss.s.broker.Info.Inflight, 1)
+	}
+	ss.mu.Lock()
+	ss.sessionLocked(cl.ID).ids[pk.PacketID] = ref
+	ss.mu.Unlock()
+	ss.rewrite(cl.ID, ref.seq, pk)
+	return pk.PacketID, true
+}
+
+// sameDelivery reports whether a and b are one delivery: each has its
+// own copy of the payload (mochi's publishToClient).
+func sameDelivery(a, b packets.Packet) bool {
+	return a.FixedHeader.Type == packets.Publish && a.Created == b.Created && a.TopicName == b.TopicName &&
+		len(a.Payload) == len(b.Payload) && (len(a.Payload) == 0 || unsafe.SliceData(a.Payload) == unsafe.SliceData(b.Payload))
+}
+
+// resuming tells the session layer a connection resumes session id
+// (before mochi's take-over).
+func (ss *sessions) resuming(id string) {
+	ss.mu.Lock()
+	ss.sessionLocked(id).resumed = true
+	ss.mu.Unlock()
+}
+
+// rewrite stores a queued message (again: its packet id changed).
+func (ss *sessions) rewrite(client string, seq uint64, pk packets.Packet) {
+	if ss.db == nil {
+		return
+	}
+	b, err := json.Marshal(toStored(client, pk))
+	if err != nil {
+		return
+	}
+	ss.update("queued message", func(tx *bbolt.Tx) error {
+		q, err := tx.Bucket(bucketQueues).CreateBucketIfNotExists([]byte(client))
+		if err != nil {
+			return err
 		}
 		return q.Put(seqKey(seq), b)
 	})
@@ -517,13 +622,30 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 	now := time.Now().Unix()
 	ss.mu.Lock()
 	si := ss.sessionLocked(cl.ID)
+	ss.mu.Unlock()
+	si.sendMu.Lock() // nothing is sent before the resent PUBRELs
+	ss.mu.Lock()
 	si.cl, si.queue, si.out = cl, nil, map[uint16]struct{}{}
+	strays := si.strays
+	si.strays = nil
+	ss.mu.Unlock()
+	for _, st := range strays {
+		ss.adopt(cl, st.pk, st.ref)
+	}
+	ss.mu.Lock()
 	var acks []packets.Packet
 	var expired []uint16
-	if present {
+	if present || len(strays) > 0 {
+		queued := map[uint16]bool{} // by a stray handed over meanwhile (stray)
+		for _, id := range si.queue {
+			queued[id] = true
+		}
 		for _, pk := range cl.State.Inflight.GetAll(false) {
 			switch pk.FixedHeader.Type {
 			case packets.Publish:
+				if queued[pk.PacketID] {
+					continue
+				}
 			case packets.Pubrel:
 				si.out[pk.PacketID] = struct{}{}
 				acks = append(acks, pk)
@@ -560,18 +682,25 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 		ss.done(cl, id)
 	}
 	// What mochi's ResendInflightMessages does for the rest.
+	var completed []packets.Packet
+	var err error
 	for _, pk := range acks {
-		if err := cl.WritePacket(pk); err != nil {
-			return err
+		if err = cl.WritePacket(pk); err != nil {
+			break
 		}
-		if pk.FixedHeader.Type == packets.Puback || pk.FixedHeader.Type == packets.Pubcomp {
-			if cl.State.Inflight.Delete(pk.PacketID) {
-				ss.s.mochi.hooks.OnQosComplete(cl, pk)
-				atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
-			}
+		if (pk.FixedHeader.Type == packets.Puback || pk.FixedHeader.Type == packets.Pubcomp) && cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
+			completed = append(completed, pk)
 		}
 	}
-	return ss.pump(cl)
+	if err == nil {
+		err = ss.pumpLocked(cl, si)
+	}
+	si.sendMu.Unlock()
+	for _, pk := range completed {
+		ss.s.mochi.hooks.OnQosComplete(cl, pk) // ours pumps: not under sendMu
+	}
+	return err
 }
 
 // detach: cl's connection ended; its session's publishes stay with mochi
@@ -626,12 +755,17 @@ func (ss *sessions) pump(cl *mqtt.Client) error {
 	if si == nil {
 		return nil
 	}
+	si.sendMu.Lock()
+	defer si.sendMu.Unlock()
+	return ss.pumpLocked(cl, si)
+}
+
+// pumpLocked is pump with si.sendMu held.
+func (ss *sessions) pumpLocked(cl *mqtt.Client, si *sessionIndex) error {
 	limit := int(cl.Properties.Props.ReceiveMaximum)
 	if limit == 0 {
 		limit = 65535
 	}
-	si.sendMu.Lock()
-	defer si.sendMu.Unlock()
 	for {
 		ss.mu.Lock()
 		if si.cl != cl || len(si.queue) == 0 || len(si.out) >= limit {
