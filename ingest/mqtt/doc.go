@@ -14,7 +14,9 @@
 // holding up the connection's next publish; the publishes of all
 // connections to a partition are appended and fsynced together, group.go),
 // recognition of retransmitted publishes so a lost PUBACK does not store a
-// message twice, connection limits, and the hand-off of authentication,
+// message twice, the session layer (QoS 1/2 messages for a client stored,
+// restored after a restart and sent in per-session order within its
+// Receive Maximum, also across a reconnect: sessions.go), connection limits, and the hand-off of authentication,
 // ACLs and presence to an Authenticator (the device registry, wired in by
 // the edge node).
 //

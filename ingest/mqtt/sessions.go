@@ -63,6 +63,14 @@ type sessionIndex struct {
 	sendMu sync.Mutex // held by the goroutine sending the queue (pump)
 }
 
+// sent counts an outbound flow sent on si.cl. ss.mu is held.
+func (si *sessionIndex) sent(id uint16) {
+	if si.out == nil {
+		si.out = map[uint16]struct{}{}
+	}
+	si.out[id] = struct{}{}
+}
+
 // strayPublish is a publish mochi delivered to a session's client after
 // a resuming connection had taken it over (mochi's publish path found the
 // old client, or it landed between inheritClientSession's copy of the
@@ -621,11 +629,16 @@ func (ss *sessions) restore() error {
 func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 	now := time.Now().Unix()
 	ss.mu.Lock()
-	si := ss.sessionLocked(cl.ID)
+	si := ss.index[cl.ID]
+	if si == nil && !present {
+		ss.mu.Unlock()
+		return nil // nothing yet (send attaches on the first delivery): most devices never subscribe
+	}
+	si = ss.sessionLocked(cl.ID)
 	ss.mu.Unlock()
 	si.sendMu.Lock() // nothing is sent before the resent PUBRELs
 	ss.mu.Lock()
-	si.cl, si.queue, si.out = cl, nil, map[uint16]struct{}{}
+	si.cl, si.queue, si.out = cl, nil, nil
 	strays := si.strays
 	si.strays = nil
 	ss.mu.Unlock()
@@ -647,7 +660,7 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 					continue
 				}
 			case packets.Pubrel:
-				si.out[pk.PacketID] = struct{}{}
+				si.sent(pk.PacketID)
 				acks = append(acks, pk)
 				continue
 			default:
@@ -720,6 +733,11 @@ func (ss *sessions) detach(cl *mqtt.Client) {
 func (ss *sessions) send(cl *mqtt.Client, id uint16) {
 	ss.mu.Lock()
 	si := ss.index[cl.ID]
+	if si != nil && si.cl == nil && !cl.Closed() && !cl.IsTakenOver() {
+		// The first delivery to a connection attach had nothing for
+		// (the writer runs only once the client is established).
+		si.cl, si.queue, si.out = cl, nil, nil
+	}
 	if si == nil || si.cl != cl {
 		ss.mu.Unlock()
 		return // not attached yet (attach finds it in flight) or taken over (the next attach does)
@@ -779,7 +797,7 @@ func (ss *sessions) pumpLocked(cl *mqtt.Client, si *sessionIndex) error {
 			ss.mu.Unlock()
 			continue // expired or dropped meanwhile
 		}
-		si.out[id] = struct{}{}
+		si.sent(id)
 		ss.mu.Unlock()
 		if err := cl.WritePacket(pk); err != nil {
 			if !errors.Is(err, mqtt.ErrConnectionClosed) {

@@ -21,7 +21,10 @@ import (
 // messages sent on SUBSCRIBE (OnSubscribed), wills (OnWillSent). Told, a
 // client whose queue holds packets gets a
 // writer goroutine, which writes them with mochi's Client.WritePacket (as
-// WriteLoop did) and exits once the queue is empty. The sweep loop looks
+// WriteLoop did; a QoS 1/2 publish goes through the session layer, which
+// sends in sequence order within the client's Receive Maximum:
+// sessions.go) and exits once the queue is empty. No writer starts before
+// the client is established (Server.start). The sweep loop looks
 // at every connected client's queue once a second, for the $SYS topics
 // mochi publishes every 10 s and any path missed.
 
