@@ -466,7 +466,7 @@ func (ss *sessions) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if cl.IsTakenOver() {
 		return // acknowledged on a connection being taken over: what was handed over is resent
 	}
-	ss.done(cl, pk.PacketID)
+	ss.done(cl, pk.PacketID, false)
 	ss.pump(cl)
 }
 
@@ -478,13 +478,14 @@ func (ss *sessions) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 	if cl.IsTakenOver() {
 		return
 	}
-	ss.done(cl, pk.PacketID)
+	ss.done(cl, pk.PacketID, true)
 	ss.pump(cl)
 }
 
 // done forgets the publish with packet id, unless mochi still holds one
-// with that id, and frees its place under the client's Receive Maximum.
-func (ss *sessions) done(cl *mqtt.Client, id uint16) {
+// with that id, and frees its place under the client's Receive Maximum;
+// dropped: it may not have been sent.
+func (ss *sessions) done(cl *mqtt.Client, id uint16, dropped bool) {
 	ss.mu.Lock()
 	si := ss.index[cl.ID]
 	if si == nil {
@@ -497,6 +498,11 @@ func (ss *sessions) done(cl *mqtt.Client, id uint16) {
 	if pki, ok := cl.State.Inflight.Get(id); ok && (pki.FixedHeader.Type == packets.Publish || pki.FixedHeader.Type == packets.Pubrel) {
 		ss.mu.Unlock()
 		return
+	}
+	if dropped && si.cl == cl {
+		// Dropped before it was sent (expired): its id must not stand
+		// in the queue for a later message mochi gives the same id.
+		si.queue = slices.DeleteFunc(si.queue, func(q uint16) bool { return q == id })
 	}
 	ref, ok := si.ids[id]
 	delete(si.ids, id)
@@ -692,7 +698,7 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 			atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
 		}
 		ss.s.metrics.expired.Inc()
-		ss.done(cl, id)
+		ss.done(cl, id, true)
 	}
 	// What mochi's ResendInflightMessages does for the rest.
 	var completed []packets.Packet
