@@ -200,7 +200,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 }
 
 // OnSessionEstablish counts the accepted connection (before its CONNACK);
-// a clean start drops the old session.
+// a clean start drops the old session, a resuming one is marked so that a
+// publish mochi gives the old client meanwhile is kept (sessions.stray).
 func (h *hook) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	h.s.metrics.connects.WithLabelValues("accepted").Inc()
 	if pk.Connect.Clean {

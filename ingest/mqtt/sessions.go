@@ -507,12 +507,19 @@ func (ss *sessions) done(cl *mqtt.Client, id uint16, dropped bool) {
 	ref, ok := si.ids[id]
 	delete(si.ids, id)
 	ss.mu.Unlock()
-	if !ok || ss.db == nil {
+	if ok {
+		ss.unstore(cl.ID, ref.seq)
+	}
+}
+
+// unstore deletes a client's stored message seq.
+func (ss *sessions) unstore(client string, seq uint64) {
+	if ss.db == nil {
 		return
 	}
 	ss.update("message done", func(tx *bbolt.Tx) error {
-		if q := tx.Bucket(bucketQueues).Bucket([]byte(cl.ID)); q != nil {
-			return q.Delete(seqKey(ref.seq))
+		if q := tx.Bucket(bucketQueues).Bucket([]byte(client)); q != nil {
+			return q.Delete(seqKey(seq))
 		}
 		return nil
 	})
@@ -649,12 +656,16 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 	si.strays = nil
 	ss.mu.Unlock()
 	for _, st := range strays {
-		ss.adopt(cl, st.pk, st.ref)
+		if present {
+			ss.adopt(cl, st.pk, st.ref)
+		} else {
+			ss.unstore(cl.ID, st.ref.seq) // for the old session, which mochi dropped (it was clean)
+		}
 	}
 	ss.mu.Lock()
 	var acks []packets.Packet
 	var expired []uint16
-	if present || len(strays) > 0 {
+	if present {
 		queued := map[uint16]bool{} // by a stray handed over meanwhile (stray)
 		for _, id := range si.queue {
 			queued[id] = true
