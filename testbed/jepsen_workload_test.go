@@ -103,7 +103,10 @@ func (w *workload) onAck(r *kgo.Record, err error) {
 	p := tp{r.Topic, r.Partition}
 	w.mu.Lock()
 	w.acked = append(w.acked, op{p, r.Offset, string(r.Value), "producer"})
-	if w.watch[p] && now.After(w.watchAt) {
+	// Only a record handed to the client after the watch began counts:
+	// an acknowledgement the dying leader sent just before the kill, read
+	// after it, says nothing about when the partition is back.
+	if w.watch[p] && r.Timestamp.After(w.watchAt) {
 		w.watch = nil
 		select {
 		case w.watchHit <- now:
@@ -128,8 +131,8 @@ func (w *workload) awaitAcks(n int64, within time.Duration) {
 }
 
 // watchPartitions arms a watch on parts from now: unavailable then waits
-// for the first acknowledgement of any of them after at, and returns how
-// long after at it came (false if not within).
+// for the first acknowledgement of a record of any of them produced after
+// at, and returns how long after at it came (false if not within).
 func (w *workload) watchPartitions(parts []tp, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
