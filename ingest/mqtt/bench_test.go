@@ -32,17 +32,30 @@ func BenchmarkQoS1Ingest(b *testing.B) {
 // connection, so the per-message cost of reading, appending, waiting for
 // durability and acknowledging shows whole. It reports the process's CPU
 // per message (user+system over the run; the client's share is small but
-// included).
+// included). The telemetry topic has 4 partitions (the tests' rule), and
+// in the partitions=1 case one, as a node's default topic has: all the
+// devices then share one group commit (group.go).
 //
 //	go test -run '^$' -bench BenchmarkQoS1OneInFlight -benchtime 20000x -cpuprofile cpu.prof ./ingest/mqtt
 func BenchmarkQoS1OneInFlight(b *testing.B) {
 	for _, devices := range []int{100} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) { benchQoS1(b, devices, 1) })
+		b.Run(fmt.Sprintf("devices=%d,partitions=1", devices), func(b *testing.B) { benchQoS1Parts(b, devices, 1, 1) })
 	}
 }
 
-func benchQoS1(b *testing.B, devices, window int) {
-	br := startBroker(b, "", nil)
+func benchQoS1(b *testing.B, devices, window int) { benchQoS1Parts(b, devices, window, 0) }
+
+// benchQoS1Parts is benchQoS1 with the telemetry topic's partition count
+// (0: the tests' rule's).
+func benchQoS1Parts(b *testing.B, devices, window int, partitions int32) {
+	br := startBroker(b, "", func(o *Options) {
+		if partitions > 0 {
+			r := telemetryRule
+			r.Partitions = partitions
+			o.Rules = []Rule{r}
+		}
+	})
 	payload := []byte(`{"device":"d0042","ts":1458031648545,"temperature":20.48,"humidity":42.332,"light1":185.71}`)
 	var sent atomic.Int64
 	var wg sync.WaitGroup
@@ -50,6 +63,7 @@ func benchQoS1(b *testing.B, devices, window int) {
 	for d := range conns {
 		rc := dialRaw(b, br.addr, 5)
 		rc.connect(connectOpts{id: fmt.Sprintf("d%04d", d), clean: true})
+		rc.c.SetReadDeadline(time.Time{}) // connect's
 		conns[d] = rc.c
 	}
 	b.SetBytes(int64(len(payload)))

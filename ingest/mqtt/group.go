@@ -23,8 +23,8 @@ import (
 // write and one lock for all of it), waits until that batch is durable
 // under the topic's flush policy, and then releases the acknowledgements:
 // every record queued before a commit is acknowledged by the end of it, and
-// records queued while it runs (the fsync, mostly) make up the next one.
-// One-in-flight devices (publish, wait for the PUBACK, publish) then share
+// records queued while it runs (the fsync, mostly) make up the next one,
+// which may wait a little for more (groupPace). One-in-flight devices (publish, wait for the PUBACK, publish) then share
 // one append and one fsync per round instead of each appending on its own.
 //
 // Order: a partition's records are appended in the order they were queued,
@@ -48,6 +48,7 @@ type group struct {
 	next    uint64      // sequence number of the next queued record
 	running bool        // a committer owns the group
 	wake    chan struct{}
+	want    int       // add wakes the committer once cur holds this many records
 	taken   sync.Cond // broadcast when the committer takes cur (with mu)
 	waiting int       // readers waiting in add for cur to be taken
 
@@ -66,6 +67,22 @@ type group struct {
 // groupLinger is how long a committer with nothing queued waits for more
 // before it exits (as conn.drain's drainLinger).
 const groupLinger = 50 * time.Millisecond
+
+// groupPace is the longest a committer waits, after a commit that
+// released acknowledgements, for the next one to gather.
+//
+// A commit takes what was queued during the one before: with one-in-flight
+// devices, the publishes that came while it was fsyncing. Started at once,
+// the next commit would hold only those, while the devices just
+// acknowledged answer a little later and make up a commit of their own;
+// every commit pays an fsync, a wake-up of the flusher and one of the
+// committer. So after a commit that released n acknowledgements the
+// committer waits until n more records are queued (the answers, in a
+// fleet of such devices) or groupPace has passed, whichever is first. It
+// does not wait when the commit released none (QoS 0, or records nobody
+// waits for) or a reader waits for room in the queue; an idle node's lone
+// device answers at once, so the wait ends as soon as its publish comes.
+var groupPace = 300 * time.Microsecond
 
 // Bounds of one appended batch; a commit with more writes several.
 const (
@@ -125,6 +142,7 @@ func (s *Server) group(part *flog.Partition) *group {
 func (g *group) add(rec flog.Record, it groupItem) uint64 {
 	g.mu.Lock()
 	for g.cur.size > 0 && g.cur.size+recordSize(&rec) > maxGroupQueued {
+		g.signal() // a committer waiting for more (run) takes it now
 		g.waiting++
 		g.taken.Wait()
 		g.waiting--
@@ -154,32 +172,41 @@ func (g *group) add(rec flog.Record, it groupItem) uint64 {
 	g.next++
 	start2 := !g.running
 	g.running = true
+	signal := len(b.recs) >= g.want
 	g.mu.Unlock()
 	if start2 {
 		g.s.groupsWg.Add(1)
 		go g.run()
-	} else {
-		select {
-		case g.wake <- struct{}{}:
-		default:
-		}
+	} else if signal {
+		g.signal()
 	}
 	return seq
+}
+
+func (g *group) signal() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
 }
 
 // run is the committer: it commits what is queued until nothing has come
 // for groupLinger (or the server is closing and nothing is queued).
 func (g *group) run() {
 	defer g.s.groupsWg.Done()
-	var linger *time.Timer
+	var linger, pace *time.Timer
 	defer func() {
 		if linger != nil {
 			linger.Stop()
+		}
+		if pace != nil {
+			pace.Stop()
 		}
 	}()
 	for {
 		g.mu.Lock()
 		if len(g.cur.recs) == 0 {
+			g.want = 1
 			g.mu.Unlock()
 			if linger == nil {
 				linger = time.NewTimer(groupLinger)
@@ -201,18 +228,49 @@ func (g *group) run() {
 		}
 		b := g.cur
 		g.cur, g.spare = g.spare, nil
+		g.want = math.MaxInt // the committer looks when it is done
 		first := g.next - uint64(len(b.recs))
 		if g.waiting > 0 {
 			g.taken.Broadcast()
 		}
 		g.mu.Unlock()
 
-		g.commit(b, first)
+		acks := g.commit(b, first)
 		b.reset()
 
 		g.mu.Lock()
 		g.spare = b
+		if acks == 0 || groupPace <= 0 || g.waiting > 0 {
+			g.mu.Unlock()
+			continue
+		}
+		// Pace: the devices just acknowledged are likely to publish
+		// again; wait (at most groupPace) until as many more records
+		// are queued as were acknowledged, so they share the next
+		// fsync with those queued during this one.
+		want := len(g.cur.recs) + acks
+		g.want = want
 		g.mu.Unlock()
+		select {
+		case <-g.wake: // stale: a record queued during the commit
+		default:
+		}
+		g.mu.Lock()
+		more := len(g.cur.recs) < want
+		g.mu.Unlock()
+		if !more {
+			continue
+		}
+		if pace == nil {
+			pace = time.NewTimer(groupPace)
+		} else {
+			pace.Reset(groupPace)
+		}
+		select {
+		case <-g.wake:
+		case <-pace.C:
+		case <-g.s.quit:
+		}
 	}
 }
 
@@ -233,10 +291,11 @@ func (b *groupBatch) reset() {
 
 // commit appends the records of b (numbered from first), waits for their
 // durability if an acknowledgement waits for it, and then releases them.
-func (g *group) commit(b *groupBatch, first uint64) {
+// It returns how many acknowledgements it released.
+func (g *group) commit(b *groupBatch, first uint64) int {
 	s := g.s
 	last := int64(-1)
-	waiting := false
+	waiting := 0
 	for i := 0; i < len(b.recs); {
 		j, size := i, 0
 		for j < len(b.recs) && j-i < maxGroupRecords && (j == i || size+recordSize(&b.recs[j]) <= maxGroupBytes) {
@@ -263,7 +322,7 @@ func (g *group) commit(b *groupBatch, first uint64) {
 		}
 		i = j
 	}
-	if waiting && last >= 0 {
+	if waiting > 0 && last >= 0 {
 		if err := g.part.WaitDurable(s.groupCtx, last); err != nil && g.failedFrom.Load() == math.MaxUint64 {
 			g.failErr.Store(&err)
 			g.failedFrom.Store(first)
@@ -274,6 +333,7 @@ func (g *group) commit(b *groupBatch, first uint64) {
 	close(g.doneCh)
 	g.doneCh = make(chan struct{})
 	g.dmu.Unlock()
+	return waiting
 }
 
 // recordSize estimates a record's encoded size.
@@ -296,7 +356,7 @@ func (g *group) appendRecs(recs []flog.Record) (flog.AppendResult, error) {
 
 // appended settles record k of b (numbered first+k): stored at offset, or
 // refused with err.
-func (g *group) appended(b *groupBatch, k int, first uint64, offset int64, err error, waiting *bool) {
+func (g *group) appended(b *groupBatch, k int, first uint64, offset int64, err error, waiting *int) {
 	s := g.s
 	it := &b.items[k]
 	if err != nil {
@@ -335,7 +395,7 @@ func (g *group) appended(b *groupBatch, k int, first uint64, offset int64, err e
 		close(it.res.done)
 	}
 	if it.c != nil {
-		*waiting = true
+		*waiting++
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -217,4 +218,74 @@ func TestQueuedForACommitIsBounded(t *testing.T) {
 	}
 	release()
 	waitFor(t, "every publish stored", func() bool { return part.EndOffset() == 1+n })
+}
+
+// pacedSetup is groupSetup with the committer's pace set to pace, and the
+// client whose publish is in the held commit: it is the one acknowledged
+// when the commit ends.
+func pacedSetup(t *testing.T, pace time.Duration) (*testBroker, *flog.Partition, *rawClient, func()) {
+	t.Helper()
+	old := groupPace
+	groupPace = pace
+	t.Cleanup(func() { groupPace = old }) // after the broker's committers stop
+	h := &heldFS{release: make(chan struct{})}
+	b := startBrokerFS(t, "", h, nil)
+	var once sync.Once
+	release := func() { once.Do(func() { h.hold.Store(false); close(h.release) }) }
+	t.Cleanup(release)
+	part, err := b.log.Partition("mqtt", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.hold.Store(true)
+	first := dialRaw(t, b.addr, 5)
+	first.connect(connectOpts{id: "first", clean: true})
+	first.publish("other/first", []byte("f1"), 1, 1, false)
+	waitFor(t, "the first commit's fsync held", func() bool { return h.held.Load() == 1 })
+	return b, part, first, release
+}
+
+// TestCommitWaitsForTheAcknowledgedToAnswer: after a commit that released
+// acknowledgements, the next commit waits for the acknowledged devices'
+// next publishes (as many records as it acknowledged) and takes them with
+// those queued during its fsync: one append and one fsync for both, not
+// one each. Every PUBACK still leaves only once its record is durable.
+func TestCommitWaitsForTheAcknowledgedToAnswer(t *testing.T) {
+	b, part, first, release := pacedSetup(t, time.Minute) // only the answer ends the wait
+	other := dialRaw(t, b.addr, 5)
+	other.connect(connectOpts{id: "other", clean: true})
+	other.publish("other/a", []byte("a1"), 1, 1, false)
+	waitFor(t, "the publish queued", func() bool { return b.queued(part) == 1 })
+	release()
+	if pk := first.expect(packets.Puback); pk.PacketID != 1 || part.DurableOffset() < 1 {
+		t.Fatalf("PUBACK %d with durable offset %d", pk.PacketID, part.DurableOffset())
+	}
+	first.publish("other/first", []byte("f2"), 1, 2, false) // the answer
+	for _, rc := range []*rawClient{other, first} {
+		if pk := rc.expect(packets.Puback); pk.ReasonCode != 0 || part.DurableOffset() < 3 {
+			t.Fatalf("PUBACK %d reason %#x with durable offset %d", pk.PacketID, pk.ReasonCode, part.DurableOffset())
+		}
+	}
+	if got := batchSizes(t, part); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+		t.Fatalf("batches of %v records, want [1 2]", got)
+	}
+}
+
+// TestPacedCommitDoesNotWaitForever: when the acknowledged device does not
+// publish again, the records queued meanwhile are committed and
+// acknowledged once the pace has passed.
+func TestPacedCommitDoesNotWaitForever(t *testing.T) {
+	b, part, first, release := pacedSetup(t, 20*time.Millisecond)
+	other := dialRaw(t, b.addr, 5)
+	other.connect(connectOpts{id: "other", clean: true})
+	other.publish("other/a", []byte("a1"), 1, 1, false)
+	waitFor(t, "the publish queued", func() bool { return b.queued(part) == 1 })
+	release()
+	first.expect(packets.Puback)
+	if pk := other.expect(packets.Puback); pk.ReasonCode != 0 || part.DurableOffset() < 2 {
+		t.Fatalf("PUBACK %d reason %#x with durable offset %d", pk.PacketID, pk.ReasonCode, part.DurableOffset())
+	}
+	if got := batchSizes(t, part); len(got) != 2 || got[0] != 1 || got[1] != 1 {
+		t.Fatalf("batches of %v records, want [1 1]", got)
+	}
 }
