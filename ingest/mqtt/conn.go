@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -16,12 +18,17 @@ import (
 // conn is ferry's state for one connected client: who it is, and the
 // acknowledgements it is owed, in the order its publishes arrived.
 //
-// A QoS 1/2 publish is appended at once and its acknowledgement queued;
-// the connection goes on reading. A drain goroutine, running only while
-// acknowledgements are queued and for drainLinger after, waits for each
-// one's record to be durable and writes it, so acknowledgements leave in
-// publish order (MQTT requires that for QoS 1) and one slow fsync never
-// holds up the next append.
+// A QoS 1/2 publish is queued for its partition's group commit (group.go)
+// and its acknowledgement queued here; the connection goes on reading.
+// Acknowledgements leave from the head of the queue, in publish order (MQTT
+// requires that for QoS 1), sent by whoever finds the head due while nobody
+// else sends for the connection (running): usually the acker of the group
+// whose commit made them durable (kick), writing them itself when the
+// socket takes them at once; otherwise a drain goroutine, which also waits
+// for those no commit reports (a retransmission's, waited for on its
+// original's partition) and exits once the head waits for a commit (which
+// kicks the connection again) or the queue is empty. One slow fsync never
+// holds up the next append, and an idle connection holds no goroutine.
 type conn struct {
 	s        *Server
 	cl       *mqtt.Client
@@ -37,31 +44,28 @@ type conn struct {
 	unreleased int // QoS 2 publishes PUBREC'd and waiting for their PUBREL
 	queue      []pendingAck
 	qbuf       []pendingAck  // the queue's array, reused once the queue is empty
-	running    bool          // a drain goroutine owns the queue's head
-	wake       chan struct{} // (1) tells a lingering drain the queue has more
+	running    bool          // a committer or a drain goroutine sends for the connection
 	space      chan struct{} // closed and replaced when the queue shrinks, if waited on
 	waited     bool          // someone waits on space
 	early      []refusal     // refusals of records whose acknowledgement is not queued yet
 
-	// Owned by the running drain goroutine (at most one at a time), kept
-	// so that a drain per message, the one-in-flight client's pattern,
-	// allocates nothing.
+	// Owned by whoever sends (running), kept so that sending allocates
+	// nothing.
 	batch []pendingAck
 	buf   bytes.Buffer
+
+	// The socket, for writes that must not wait (kick); nil when the
+	// connection is not one (TLS, WebSocket). The callback and its
+	// results are made once, as the reader's are.
+	raw        syscall.RawConn
+	onWritable func(fd uintptr) bool
+	wbuf       []byte
+	wn         int
+	werr       error
 }
 
 // maxKeptQueue bounds the queue array a connection keeps between bursts.
 const maxKeptQueue = 64
-
-// drainLinger is how long a drain goroutine waits for the next
-// acknowledgement once its queue is empty before it exits. A client that
-// waits for each PUBACK before its next publish empties the queue every
-// time; a drain started for each publish cost a goroutine start, the
-// growth of its stack to the depth of a socket write, and its exit, per
-// message. Lingering past one group commit (10 ms by default) and the
-// client's round trip keeps one drain per active publisher; an idle
-// connection holds none.
-const drainLinger = 50 * time.Millisecond
 
 // pendingAck is one acknowledgement to send: PUBACK (QoS 1) or PUBREC
 // (QoS 2) with code, once part is durable up to offset, or once record seq
@@ -127,8 +131,17 @@ func (c *conn) refuse(a *pendingAck, code packets.Code) {
 
 func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &conn{s: s, cl: cl, device: device, username: username, v5: cl.Properties.ProtocolVersion == 5,
-		ctx: ctx, cancel: cancel, space: make(chan struct{}), wake: make(chan struct{}, 1)}
+	c := &conn{s: s, cl: cl, device: device, username: username, v5: cl.Properties.ProtocolVersion == 5,
+		ctx: ctx, cancel: cancel, space: make(chan struct{})}
+	if pc, ok := cl.Net.Conn.(*preConn); ok {
+		if sc, ok := pc.Conn.(syscall.Conn); ok {
+			if raw, err := sc.SyscallConn(); err == nil {
+				c.raw = raw
+				c.onWritable = c.writable
+			}
+		}
+	}
+	return c
 }
 
 // inlineClient returns the inline client that delivers this connection's
@@ -185,8 +198,12 @@ func (c *conn) enqueue(a pendingAck) bool {
 	if len(c.queue) == 1 && cap(c.queue) <= maxKeptQueue {
 		c.qbuf = c.queue[:0]
 	}
-	start := !c.running
-	c.running = true
+	// Unless someone sends already, or the head waits for its commit
+	// (which kicks the connection), a drain sends or waits.
+	start := !c.running && c.due(&c.queue[0])
+	if start {
+		c.running = true
+	}
 	c.mu.Unlock()
 	if a.part != nil {
 		// The fsync is asked for now, not when the drain reaches this
@@ -197,13 +214,15 @@ func (c *conn) enqueue(a pendingAck) bool {
 	if start {
 		c.s.acks.Add(1)
 		go c.drain()
-	} else {
-		select {
-		case c.wake <- struct{}{}:
-		default: // a wake-up is pending already
-		}
 	}
 	return true
+}
+
+// due reports whether a queued acknowledgement needs its sender now: it
+// waits for no commit, or its commit is done (even if it failed). c.mu is
+// held.
+func (c *conn) due(a *pendingAck) bool {
+	return a.g == nil || a.g.done.Load() > a.seq
 }
 
 // outstanding returns how many acknowledgements are queued.
@@ -214,40 +233,22 @@ func (c *conn) outstanding() int {
 }
 
 // drain sends queued acknowledgements in order, each once its record is
-// durable, and exits when the queue has stayed empty for drainLinger, the
-// server is closing with the queue empty, or the connection ends (unsent
+// durable, and exits when the queue is empty, its head waits for a commit
+// (which kicks the connection when done), or the connection ends (unsent
 // acknowledgements are then retransmitted by the client and recognised as
-// duplicates). Every acknowledgement that is ready when the head becomes
-// durable (one fsync usually covers many) leaves in the same write.
+// duplicates). Every acknowledgement that is ready when the head is leaves
+// in the same write. The caller made it the connection's sender (running)
+// and counted it in s.acks.
 func (c *conn) drain() {
 	defer c.s.acks.Done()
-	var linger *time.Timer
-	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-	}()
+	c.drainLoop()
+}
+
+func (c *conn) drainLoop() {
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 && c.ctx.Err() == nil {
-			c.mu.Unlock()
-			if linger == nil {
-				linger = time.NewTimer(drainLinger)
-			} else {
-				linger.Reset(drainLinger)
-			}
-			select {
-			case <-c.wake:
-				continue
-			case <-linger.C:
-			case <-c.ctx.Done():
-			case <-c.s.quit:
-			}
-			c.mu.Lock()
-		}
-		if len(c.queue) == 0 || c.ctx.Err() != nil {
-			c.queue = c.qbuf[:0]
-			c.running = false
+		if len(c.queue) == 0 || c.ctx.Err() != nil || !c.due(&c.queue[0]) {
+			c.stopLocked()
 			c.mu.Unlock()
 			return
 		}
@@ -275,31 +276,177 @@ func (c *conn) drain() {
 			}
 			continue
 		}
-		c.mu.Lock()
-		batch := c.batch[:0]
-		for i := range c.queue {
-			a := &c.queue[i]
-			if len(batch) == maxAckBatch || !a.ready() {
-				break
+		if batch := c.readyBatch(); len(batch) > 0 {
+			c.sent(len(batch), c.send(batch, &c.buf))
+		}
+	}
+}
+
+// stopLocked ends the current sender's turn; a connection that ended
+// abandons its queue. c.mu is held.
+func (c *conn) stopLocked() {
+	if len(c.queue) == 0 || c.ctx.Err() != nil {
+		c.queue = c.qbuf[:0]
+	}
+	c.running = false
+}
+
+// readyBatch returns the acknowledgements at the head of the queue that
+// may be sent now (at most maxAckBatch), in the sender's batch slice.
+func (c *conn) readyBatch() []pendingAck {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	batch := c.batch[:0]
+	for i := range c.queue {
+		a := &c.queue[i]
+		if len(batch) == maxAckBatch || !a.ready() {
+			break
+		}
+		batch = append(batch, *a)
+	}
+	if cap(batch) <= maxKeptQueue {
+		c.batch = batch[:0]
+	}
+	return batch
+}
+
+// sent takes n sent acknowledgements off the queue, of which rel are QoS
+// 2 flows now waiting for their PUBREL.
+func (c *conn) sent(n, rel int) {
+	c.mu.Lock()
+	c.queue = c.queue[n:]
+	c.unreleased += rel
+	if c.waited {
+		close(c.space)
+		c.space = make(chan struct{})
+		c.waited = false
+	}
+	c.mu.Unlock()
+}
+
+// kick is told by a group's acker that a commit holding records of this
+// connection is done. Unless someone sends for the connection already, it
+// sends what is ready itself, as long as the client's lock is free and the
+// socket takes the acknowledgements without waiting (a write the socket
+// took only part of is finished by a drain, handed the client's lock);
+// whatever remains due is left to a drain. A slow or stalled client
+// therefore never holds up the acker.
+func (c *conn) kick() {
+	c.mu.Lock()
+	if c.running || len(c.queue) == 0 || !c.due(&c.queue[0]) {
+		c.mu.Unlock()
+		return
+	}
+	c.running = true
+	c.mu.Unlock()
+	for {
+		batch := c.readyBatch()
+		if len(batch) == 0 {
+			break
+		}
+		switch c.trySend(batch) {
+		case sendHanded:
+			return // a drain finishes the write and goes on
+		case sendNotTried:
+			c.mu.Lock()
+			if c.ctx.Err() == nil {
+				c.mu.Unlock()
+				c.s.acks.Add(1)
+				go c.drain()
+				return
 			}
-			batch = append(batch, *a)
+			c.stopLocked()
+			c.mu.Unlock()
+			return
 		}
+	}
+	c.mu.Lock()
+	if len(c.queue) > 0 && c.ctx.Err() == nil && c.due(&c.queue[0]) {
+		// Due but not ready: a failed commit, or a wait on a partition.
 		c.mu.Unlock()
+		c.s.acks.Add(1)
+		go c.drain()
+		return
+	}
+	c.stopLocked()
+	c.mu.Unlock()
+}
 
-		rel := c.send(batch, &c.buf)
-		if cap(batch) <= maxKeptQueue {
-			c.batch = batch[:0]
-		}
+const (
+	sendDone = iota
+	sendNotTried
+	sendHanded
+)
 
-		c.mu.Lock()
-		c.queue = c.queue[len(batch):]
-		c.unreleased += rel
-		if c.waited {
-			close(c.space)
-			c.space = make(chan struct{})
-			c.waited = false
+// trySend writes batch at once if it can without waiting: the client's
+// lock free and the connection a socket. sendNotTried: nothing was done.
+// sendDone: written (or the client is gone) and taken off the queue.
+// sendHanded: the socket took part of it; a drain, given the client's
+// lock, writes the rest.
+func (c *conn) trySend(batch []pendingAck) int {
+	if c.raw == nil || !c.cl.TryLock() {
+		return sendNotTried
+	}
+	rel := c.encode(batch, &c.buf)
+	b := c.buf.Bytes()
+	if c.cl.Closed() || c.cl.Net.Conn == nil {
+		c.cl.Unlock()
+		c.sent(len(batch), rel)
+		return sendDone
+	}
+	c.s.metrics.ackBytes.Add(int64(len(b))) // before the write: a client holding the acknowledgement finds it counted
+	n, err := c.writeNow(b)
+	if err == nil && n < len(b) {
+		c.s.acks.Add(1)
+		go c.finish(b[n:], len(batch), rel)
+		return sendHanded
+	}
+	c.cl.Unlock()
+	if err != nil {
+		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
+	}
+	c.sent(len(batch), rel)
+	return sendDone
+}
+
+// finish writes the rest of a batch trySend began, holding the client's
+// lock it was given, and goes on as the connection's drain.
+func (c *conn) finish(rest []byte, n, rel int) {
+	defer c.s.acks.Done()
+	_, err := c.cl.Net.Conn.Write(rest)
+	c.cl.Unlock()
+	if err != nil {
+		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", n, "err", err)
+	}
+	c.sent(n, rel)
+	c.drainLoop()
+}
+
+// writeNow writes b to the socket once, without waiting for it to be
+// writable: it returns how much it took (0 when it could take nothing).
+func (c *conn) writeNow(b []byte) (int, error) {
+	c.wbuf = b
+	err := c.raw.Write(c.onWritable)
+	n, werr := c.wn, c.werr
+	c.wbuf, c.werr = nil, nil
+	switch {
+	case err != nil:
+		return 0, err
+	case werr == syscall.EAGAIN:
+		return 0, nil
+	case werr != nil:
+		return 0, os.NewSyscallError("write", werr)
+	}
+	return n, nil
+}
+
+// writable is raw.Write's callback: one write, done whatever it took.
+func (c *conn) writable(fd uintptr) bool {
+	for {
+		c.wn, c.werr = syscall.Write(int(fd), c.wbuf)
+		if c.werr != syscall.EINTR {
+			return true
 		}
-		c.mu.Unlock()
 	}
 }
 
@@ -330,6 +477,24 @@ const maxAckBatch = 256
 // PUBREL, which the caller counts as it takes the batch off the queue (so
 // that a flow never counts twice, or not at all, against Receive Maximum).
 func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) (rel int) {
+	rel = c.encode(batch, buf)
+	if c.cl.Closed() || c.cl.Net.Conn == nil {
+		return rel
+	}
+	c.s.metrics.ackBytes.Add(int64(buf.Len())) // before the write: a client holding the acknowledgement finds it counted
+	c.cl.Lock()
+	_, err := c.cl.Net.Conn.Write(buf.Bytes())
+	c.cl.Unlock()
+	if err != nil {
+		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
+	}
+	return rel
+}
+
+// encode puts batch's acknowledgements in buf, recording each successful
+// PUBREC in the client's inflight state, and returns how many QoS 2 flows
+// of an MQTT 5 client now wait for their PUBREL (see send).
+func (c *conn) encode(batch []pendingAck, buf *bytes.Buffer) (rel int) {
 	buf.Reset()
 	now := time.Now()
 	for _, a := range batch {
@@ -343,13 +508,8 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) (rel int) {
 		if a.qos == 2 {
 			typ = packets.Pubrec
 		}
-		pk := packets.Packet{
-			FixedHeader:     packets.FixedHeader{Type: typ},
-			PacketID:        a.id,
-			ReasonCode:      a.code.Code,
-			ProtocolVersion: c.cl.Properties.ProtocolVersion,
-			Created:         now.Unix(),
-		}
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: a.id, ReasonCode: a.code.Code,
+			ProtocolVersion: c.cl.Properties.ProtocolVersion, Created: now.Unix()}
 		if a.code.Code >= packets.ErrUnspecifiedError.Code {
 			pk.Properties.ReasonString = a.code.Reason
 			pk.PubackEncode(buf) // the same encoding serves PUBREC
@@ -365,16 +525,6 @@ func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) (rel int) {
 		buf.Write(t[:])
 		b := buf.Bytes()[n:]
 		b[2], b[3] = byte(a.id>>8), byte(a.id)
-	}
-	if c.cl.Closed() || c.cl.Net.Conn == nil {
-		return rel
-	}
-	c.s.metrics.ackBytes.Add(int64(buf.Len())) // before the write: a client holding the acknowledgement finds it counted
-	c.cl.Lock()
-	_, err := c.cl.Net.Conn.Write(buf.Bytes())
-	c.cl.Unlock()
-	if err != nil {
-		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
 	}
 	return rel
 }

@@ -33,6 +33,11 @@ import (
 // order. A connection's acknowledgements still leave in publish order: its
 // queue (conn.go) holds each one until its record's commit is done.
 //
+// Acknowledgements are written by the group's acker, a second goroutine
+// that lives with the committer: after each commit it tells the
+// connections concerned (conn.kick), which writes them at once when the
+// socket takes them; the committer meanwhile goes on with the next commit.
+//
 // The durable-ack promise is unchanged: a record is acknowledged once
 // Partition.WaitDurable says the batch holding it is durable; a record the
 // log refused gets the refusal (MQTT 5) or a closed connection (3.1.1), and
@@ -61,7 +66,18 @@ type group struct {
 	dmu        sync.Mutex
 	doneCh     chan struct{} // closed and replaced when done advances
 
-	enc []byte // the committer's batch encoding
+	enc     []byte             // the committer's batch encoding
+	touched map[*conn]struct{} // the committer's: connections with records in a commit
+
+	// The connections whose acknowledgements commits released, for the
+	// acker (kickLoop, which lives with the committer): it tells them
+	// (conn.kick, which writes what the socket takes at once) while the
+	// committer goes on with the next commit, so the writes overlap its
+	// append and fsync, without a goroutine wake-up per connection.
+	kmu       sync.Mutex
+	kicks     []*conn
+	kickWake  chan struct{}
+	kickSpare []*conn
 }
 
 // groupLinger is how long a committer with nothing queued waits for more
@@ -130,7 +146,7 @@ func (s *Server) group(part *flog.Partition) *group {
 		return v.(*group)
 	}
 	g := &group{s: s, part: part, cur: new(groupBatch), spare: new(groupBatch), wake: make(chan struct{}, 1),
-		doneCh: make(chan struct{})}
+		doneCh: make(chan struct{}), touched: map[*conn]struct{}{}, kickWake: make(chan struct{}, 1)}
 	g.failedFrom.Store(math.MaxUint64)
 	g.taken.L = &g.mu
 	v, _ := s.groups.LoadOrStore(part, g)
@@ -194,6 +210,8 @@ func (g *group) signal() {
 // for groupLinger (or the server is closing and nothing is queued).
 func (g *group) run() {
 	defer g.s.groupsWg.Done()
+	stop, acked := make(chan struct{}), make(chan struct{})
+	go g.kickLoop(stop, acked)
 	var linger, pace *time.Timer
 	defer func() {
 		if linger != nil {
@@ -202,6 +220,8 @@ func (g *group) run() {
 		if pace != nil {
 			pace.Stop()
 		}
+		close(stop)
+		<-acked
 	}()
 	for {
 		g.mu.Lock()
@@ -333,7 +353,61 @@ func (g *group) commit(b *groupBatch, first uint64) int {
 	close(g.doneCh)
 	g.doneCh = make(chan struct{})
 	g.dmu.Unlock()
+	// The connections whose acknowledgements this commit released, in the
+	// order their records were queued, for the acker.
+	g.kmu.Lock()
+	n := len(g.kicks)
+	for k := range b.items {
+		if c := b.items[k].c; c != nil {
+			if _, ok := g.touched[c]; !ok {
+				g.touched[c] = struct{}{}
+				g.kicks = append(g.kicks, c)
+			}
+		}
+	}
+	more := len(g.kicks) > n
+	g.kmu.Unlock()
+	clear(g.touched)
+	if more {
+		select {
+		case g.kickWake <- struct{}{}:
+		default:
+		}
+	}
 	return waiting
+}
+
+// kickLoop is the acker: it kicks the connections commits released, and
+// returns once stop is closed and none is left.
+func (g *group) kickLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		g.kmu.Lock()
+		list := g.kicks
+		g.kicks, g.kickSpare = g.kickSpare[:0], nil
+		g.kmu.Unlock()
+		for i, c := range list {
+			c.kick()
+			list[i] = nil
+		}
+		g.kmu.Lock()
+		g.kickSpare = list[:0]
+		empty := len(g.kicks) == 0
+		g.kmu.Unlock()
+		if !empty {
+			continue
+		}
+		select {
+		case <-g.kickWake:
+		case <-stop:
+			g.kmu.Lock()
+			empty := len(g.kicks) == 0
+			g.kmu.Unlock()
+			if empty {
+				return
+			}
+		}
+	}
 }
 
 // recordSize estimates a record's encoded size.

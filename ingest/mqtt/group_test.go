@@ -2,7 +2,9 @@ package mqtt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -288,4 +290,74 @@ func TestPacedCommitDoesNotWaitForever(t *testing.T) {
 	if got := batchSizes(t, part); len(got) != 2 || got[0] != 1 || got[1] != 1 {
 		t.Fatalf("batches of %v records, want [1 1]", got)
 	}
+}
+
+// TestStalledClientDoesNotHoldUpOthersAcks: a client that stops reading
+// its socket while it publishes has its acknowledgements pile up (its
+// socket full, its queue growing, its reader held at Receive Maximum),
+// and another client publishing to the same partition still gets each
+// PUBACK: the group's acker never waits on a socket (a QoS 0 publisher
+// keeps the group's committer and acker alive throughout).
+func TestStalledClientDoesNotHoldUpOthersAcks(t *testing.T) {
+	b := startBroker(t, "", nil)
+	stalled := dialRaw(t, b.addr, 4) // MQTT 3.1.1: held at Receive Maximum, not disconnected
+	stalled.c.(*net.TCPConn).SetReadBuffer(2048)
+	stalled.connect(connectOpts{id: "stalled", clean: true})
+	b.clientByID(t, "stalled").Net.Conn.(*preConn).Conn.(*net.TCPConn).SetWriteBuffer(4096)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	pk := encodePacket(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+		TopicName: "other/stalled", Payload: []byte("s"), PacketID: 1})
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			binary.BigEndian.PutUint16(pk[len(pk)-3:], uint16(i%65535+1))
+			if stalled.writeRaw(pk) != nil {
+				return
+			}
+		}
+	}()
+	// A QoS 0 publisher keeps the group's committer (and its acker)
+	// from ending between the stall and the lively client's publishes.
+	keeper := dialRaw(t, b.addr, 5)
+	keeper.connect(connectOpts{id: "keeper", clean: true})
+	k0 := encodePacket(t, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, ProtocolVersion: 5,
+		TopicName: "other/keeper", Payload: []byte("k")})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if keeper.writeRaw(k0) != nil {
+				return
+			}
+		}
+	}()
+	cn := b.srv.conn(b.clientByID(t, "stalled"))
+	waitFor(t, "the stalled client's acknowledgements to pile up", func() bool { return cn.outstanding() >= 1000 })
+	rc := dialRaw(t, b.addr, 5)
+	rc.connect(connectOpts{id: "lively", clean: true})
+	for i := 1; i <= 20; i++ {
+		rc.publish("other/lively", []byte("l"), 1, uint16(i), false)
+		pk, err := rc.tryRead(10 * time.Second)
+		if err != nil || pk.FixedHeader.Type != packets.Puback || pk.PacketID != uint16(i) {
+			t.Fatalf("publish %d: %+v %v", i, pk.FixedHeader, err)
+		}
+	}
+}
+
+// encodePacket encodes a PUBLISH.
+func encodePacket(t *testing.T, pk packets.Packet) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := pk.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

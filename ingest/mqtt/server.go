@@ -376,6 +376,7 @@ func (s *Server) Close() error {
 		}
 		s.pubMu.Lock() // wait for publishes being handled
 		s.pubMu.Unlock()
+		waitTimeout(&s.groupsWg, 10*time.Second) // the last commits, whose ackers send or hand over their acknowledgements
 		waitTimeout(&s.acks, 10*time.Second)
 		s.drainClients()
 		s.broker.Close()
