@@ -81,7 +81,7 @@ type group struct {
 }
 
 // groupLinger is how long a committer with nothing queued waits for more
-// before it exits (as conn.drain's drainLinger).
+// before it exits.
 const groupLinger = 50 * time.Millisecond
 
 // groupPace is the longest a committer waits, after a commit that

@@ -280,8 +280,8 @@ func TestNoLocal(t *testing.T) {
 	}
 }
 
-// A connection's drain goroutine outlives its empty queue only by
-// drainLinger: one that stopped publishing holds none.
+// A connection that stopped publishing holds no drain goroutine (nor
+// anyone sending for it).
 func TestDrainEndsAfterLinger(t *testing.T) {
 	b := startBroker(t, "", nil)
 	c := b.connect(t, &paho.Connect{ClientID: "d7", CleanStart: true}, nil)
