@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -463,14 +462,7 @@ func countRecords(t *testing.T, ctx context.Context, addrs []string, topic strin
 // checks every event arrived.
 func runKafkajsTutorial(t *testing.T, ctx context.Context, addr string) {
 	t.Helper()
-	node := requireTool(t, "node")
-	dir, _ := filepath.Abs("kafkajs")
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("kafkajs is not installed in %s (make deps runs npm ci there): %v", dir, err)
-		}
-		t.Skipf("kafkajs not installed in %s (make deps installs it)", dir)
-	}
+	node, dir := requireKafkajs(t)
 	cmd := exec.CommandContext(ctx, node, "tutorial.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "FERRY_BROKER="+addr, "EVENTS=20")

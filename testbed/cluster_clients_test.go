@@ -1,0 +1,405 @@
+package testbed
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Replicated partitions seen from clients the Jepsen suite does not use
+// (it drives everything with franz-go): kafkajs and librdkafka (kcat), each
+// with its idempotent producer through a leader's kill -9, then reading
+// back what it was told was acknowledged; kafkajs' group commits through
+// the kill of the group's coordinator; kcat's view of replicas, ISR,
+// leaders and end offsets, and a consumer reading only below the high
+// watermark. Three `ferry full` processes, RF 3, min ISR 2.
+
+// rf3Cluster starts three nodes whose topics default to RF 3, min ISR 2.
+func rf3Cluster(t *testing.T) (*jepsenCluster, context.Context) {
+	t.Helper()
+	c := newJepsenCluster(t, 3, netLoopback, "--default-replication-factor", "3", "--min-insync-replicas", "2")
+	c.startAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c, ctx
+}
+
+// requireKafkajs is node and testbed/kafkajs (its node_modules installed),
+// failing under CI=true where either is missing.
+func requireKafkajs(t *testing.T) (node, dir string) {
+	t.Helper()
+	node = requireTool(t, "node")
+	dir, _ = filepath.Abs("kafkajs")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "kafkajs")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kafkajs is not installed in %s (make deps runs npm ci there): %v", dir, err)
+		}
+		t.Skipf("kafkajs not installed in %s (make deps installs it)", dir)
+	}
+	return node, dir
+}
+
+// delivered is one record a client said was acknowledged: its sequence
+// number (the value), partition and offset.
+type delivered struct {
+	Seq int   `json:"ack"`
+	P   int32 `json:"p"`
+	O   int64 `json:"o"`
+}
+
+// streamed is a client process whose stdout or stderr the test reads as
+// it runs, collecting what it reports delivered and failed.
+type streamed struct {
+	t      *testing.T
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	mu     sync.Mutex
+	acks   []delivered
+	failed []int
+	notes  []string // lines that were neither
+	exited chan error
+}
+
+func (s *streamed) ackCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.acks)
+}
+
+// awaitAcks waits until n more records than now are acknowledged.
+func (s *streamed) awaitAcks(n int, within time.Duration) {
+	s.t.Helper()
+	want := s.ackCount() + n
+	deadline := time.Now().Add(within)
+	for s.ackCount() < want {
+		select {
+		case err := <-s.exited:
+			s.t.Fatalf("%s exited early: %v\n%s", s.name, err, s.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: %d acknowledged, want %d within %s\n%s", s.name, s.ackCount(), want, within, s.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *streamed) log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	notes := s.notes
+	if len(notes) > 40 {
+		notes = notes[len(notes)-40:]
+	}
+	return strings.Join(notes, "\n")
+}
+
+// finish closes stdin and waits for the process to flush and exit.
+func (s *streamed) finish(within time.Duration) {
+	s.t.Helper()
+	s.stdin.Close()
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			s.t.Fatalf("%s: %v\n%s", s.name, err, s.log())
+		}
+	case <-time.After(within):
+		s.t.Fatalf("%s did not exit within %s of its input's end\n%s", s.name, within, s.log())
+	}
+}
+
+// start runs cmd, handing each line of out (its stdout or stderr) to parse
+// under s.mu.
+func (s *streamed) start(out func() (io.ReadCloser, error), parse func(line string)) {
+	s.t.Helper()
+	var err error
+	if s.stdin, err = s.cmd.StdinPipe(); err != nil {
+		s.t.Fatal(err)
+	}
+	r, err := out()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.exited = make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			s.mu.Lock()
+			parse(sc.Text())
+			s.mu.Unlock()
+		}
+		s.exited <- s.cmd.Wait()
+	}()
+	s.t.Cleanup(func() { s.cmd.Process.Kill() })
+}
+
+// startKafkajsProducer runs failover.js's producer against brokers until
+// finish.
+func startKafkajsProducer(t *testing.T, ctx context.Context, brokers []string, topic string) *streamed {
+	t.Helper()
+	node, dir := requireKafkajs(t)
+	cmd := exec.CommandContext(ctx, node, "failover.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MODE=produce", "FERRY_BROKERS="+strings.Join(brokers, ","), "TOPIC="+topic)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	s := &streamed{t: t, name: "kafkajs producer", cmd: cmd}
+	s.start(cmd.StdoutPipe, func(line string) {
+		var l struct {
+			delivered
+			Fail       []int  `json:"fail"`
+			Unreported []int  `json:"unreported"`
+			Err        string `json:"err"`
+		}
+		l.Seq = -1
+		switch {
+		case json.Unmarshal([]byte(line), &l) != nil:
+			s.notes = append(s.notes, line)
+		case l.Fail != nil || l.Unreported != nil:
+			// Neither acknowledged: each may be absent (or present once).
+			s.failed = append(s.failed, l.Fail...)
+			s.failed = append(s.failed, l.Unreported...)
+			s.notes = append(s.notes, line)
+		case l.Seq >= 0:
+			s.acks = append(s.acks, l.delivered)
+		}
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kafkajs producer stderr:\n%s", errOut.String())
+		}
+	})
+	return s
+}
+
+// seen is one record a consumer read.
+type seen struct {
+	P int32 `json:"p"`
+	O int64 `json:"o"`
+	V int   `json:"v"`
+}
+
+// kafkajsConsume runs failover.js's consumer in group until it has read
+// every partition up to ends, and returns what it read.
+func kafkajsConsume(t *testing.T, ctx context.Context, brokers []string, topic, group string, ends map[int32]int64) []seen {
+	t.Helper()
+	node, dir := requireKafkajs(t)
+	endsJSON, _ := json.Marshal(ends)
+	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, node, "failover.js")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MODE=consume", "FERRY_BROKERS="+strings.Join(brokers, ","), "TOPIC="+topic,
+		"GROUP="+group, "ENDS="+string(endsJSON))
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kafkajs consumer in %s: %v\nstderr:\n%s", group, err, errOut.String())
+	}
+	var got []seen
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var s seen
+		if json.Unmarshal(sc.Bytes(), &s) == nil {
+			got = append(got, s)
+		}
+	}
+	return got
+}
+
+// checkDelivered is what a client read back against what it was told:
+// every acknowledged record at its offset, no value twice, values rising
+// with offsets in each partition, nothing read that was never sent.
+func checkDelivered(acks []delivered, failed []int, read []seen) []string {
+	var problems []string
+	at := map[int32]map[int64]int{}
+	where := map[int][]string{}
+	for _, r := range read {
+		if at[r.P] == nil {
+			at[r.P] = map[int64]int{}
+		}
+		if v, dup := at[r.P][r.O]; dup && v != r.V {
+			problems = append(problems, fmt.Sprintf("partition %d offset %d read as %d and as %d", r.P, r.O, v, r.V))
+		}
+		if _, dup := at[r.P][r.O]; !dup {
+			at[r.P][r.O] = r.V
+			where[r.V] = append(where[r.V], fmt.Sprintf("%d@%d", r.P, r.O))
+		}
+	}
+	sent := map[int]bool{}
+	for _, a := range acks {
+		sent[a.Seq] = true
+		if v, ok := at[a.P][a.O]; !ok {
+			problems = append(problems, fmt.Sprintf("acknowledged %d at %d@%d: missing", a.Seq, a.P, a.O))
+		} else if v != a.Seq {
+			problems = append(problems, fmt.Sprintf("acknowledged %d at %d@%d: %d is there", a.Seq, a.P, a.O, v))
+		}
+	}
+	for _, f := range failed {
+		sent[f] = true
+	}
+	for v, places := range where {
+		if len(places) > 1 {
+			problems = append(problems, fmt.Sprintf("%d read %d times: %v", v, len(places), places))
+		}
+		if !sent[v] {
+			problems = append(problems, fmt.Sprintf("%d read at %v, never sent (or sent after the client was stopped)", v, places))
+		}
+	}
+	for p, offs := range at {
+		keys := make([]int64, 0, len(offs))
+		for o := range offs {
+			keys = append(keys, o)
+		}
+		slices.Sort(keys)
+		for i := 1; i < len(keys); i++ {
+			if offs[keys[i]] <= offs[keys[i-1]] {
+				problems = append(problems, fmt.Sprintf("partition %d out of order: %d at %d after %d at %d", p, offs[keys[i]], keys[i], offs[keys[i-1]], keys[i-1]))
+			}
+		}
+	}
+	slices.Sort(problems)
+	return problems
+}
+
+// clusterEnds are topic's high watermarks (retried while leaders move).
+func clusterEnds(t *testing.T, ctx context.Context, addrs []string, topic string) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	out := map[int32]int64{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("end offsets of %s: %v", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestKafkajsThroughLeaderKill: kafkajs' idempotent producer (acks -1,
+// its default retries) sends numbered records to a 3-partition RF 3 topic
+// while the leader of partition 0 is killed -9 and restarted; a kafkajs
+// consumer group then reads everything: each acknowledged record once, at
+// the offset kafkajs reported, in order. Then the group's coordinator (the
+// leader of its __consumer_offsets partition) is killed -9 and a new
+// consumer in the group resumes from the committed offsets, not from the
+// start.
+func TestKafkajsThroughLeaderKill(t *testing.T) {
+	requireKafkajs(t)
+	c, ctx := rf3Cluster(t)
+	const topic, group = "kjs", "kjs-readers"
+	createRF3(t, ctx, c, topic, 3)
+
+	prod := startKafkajsProducer(t, ctx, c.kafka, topic)
+	prod.awaitAcks(300, 30*time.Second)
+	md, err := c.metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := int(md[0].Leader - 1)
+	c.kill9(victim)
+	t.Logf("killed node %d, leader of %s-0, after %d acknowledgements", victim+1, topic, prod.ackCount())
+	prod.awaitAcks(300, 30*time.Second)
+	c.start(victim)
+	c.awaitInSync(ctx, topic)
+	prod.awaitAcks(300, 30*time.Second)
+	prod.finish(30 * time.Second)
+
+	ends := clusterEnds(t, ctx, c.kafkaAddrs(), topic)
+	read := kafkajsConsume(t, ctx, c.kafkaAddrs(), topic, group, ends)
+	t.Logf("kafkajs: %d acknowledged, %d failed, %d read back up to %v", len(prod.acks), len(prod.failed), len(read), ends)
+	failOn(t, checkDelivered(prod.acks, prod.failed, read))
+
+	// kafkajs committed where it stopped reading: the end of each
+	// partition.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		t.Fatalf("offsets of %s: %v", group, err)
+	}
+	for p, end := range ends {
+		if o, ok := committed.Lookup(topic, p); !ok || o.At != end {
+			t.Fatalf("%s committed %+v for %s-%d, want the end %d", group, o, topic, p, end)
+		}
+	}
+	coords := adm.FindGroupCoordinators(ctx, group)
+	coord := int(coords[group].NodeID - 1)
+	if coords[group].Err != nil || coord < 0 || coord > 2 {
+		t.Fatalf("coordinator of %s: %+v", group, coords[group])
+	}
+	c.kill9(coord)
+	t.Logf("killed node %d, coordinator of %s", coord+1, group)
+
+	// More records, so that resuming and starting over differ in what is
+	// read first, then a new member of the group.
+	pr, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	const more = 30
+	var acks []delivered
+	for i := range more {
+		seq := 1_000_000 + i
+		r := &kgo.Record{Topic: topic, Partition: int32(i % 3), Value: []byte(strconv.Itoa(seq))}
+		res := pr.ProduceSync(ctx, r)
+		if err := res.FirstErr(); err != nil {
+			t.Fatalf("producing after the coordinator's kill: %v", err)
+		}
+		acks = append(acks, delivered{seq, r.Partition, r.Offset})
+	}
+	ends2 := clusterEnds(t, ctx, c.kafkaAddrs(), topic)
+	resumed := kafkajsConsume(t, ctx, c.kafkaAddrs(), topic, group, ends2)
+	first := map[int32]int64{}
+	for _, r := range resumed {
+		if o, ok := first[r.P]; !ok || r.O < o {
+			first[r.P] = r.O
+		}
+	}
+	for p, end := range ends {
+		if first[p] != end {
+			t.Errorf("the new member of %s started %s-%d at %d, want the committed %d (read %d records)", group, topic, p, first[p], end, len(resumed))
+		}
+	}
+	failOn(t, checkDelivered(acks, nil, resumed))
+}
