@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,6 +75,9 @@ type streamed struct {
 	failed []int
 	notes  []string // lines that were neither
 	exited chan error
+	// stop and fed, when set: a goroutine feeds stdin until stop is
+	// closed, then closes fed.
+	stop, fed chan struct{}
 }
 
 func (s *streamed) ackCount() int {
@@ -113,6 +117,10 @@ func (s *streamed) log() string {
 // finish closes stdin and waits for the process to flush and exit.
 func (s *streamed) finish(within time.Duration) {
 	s.t.Helper()
+	if s.stop != nil {
+		close(s.stop)
+		<-s.fed
+	}
 	s.stdin.Close()
 	select {
 	case err := <-s.exited:
@@ -402,4 +410,336 @@ func TestKafkajsThroughLeaderKill(t *testing.T) {
 		}
 	}
 	failOn(t, checkDelivered(acks, nil, resumed))
+}
+
+// kcatDelivered and kcatFailed are the delivery reports of kcat -vvv (librdkafka's dr_msg_cb):
+// per partition in the order the messages were produced.
+var (
+	kcatDelivered = regexp.MustCompile(`^% Message delivered to partition (\d+) \(offset (\d+)\)`)
+	kcatFailed    = regexp.MustCompile(`^% Delivery failed for message: (.*)`)
+)
+
+// kcatArgs are the flags of every kcat run: the brokers, and a socket
+// timeout shorter than librdkafka's 60 s.
+func kcatArgs(brokers []string, args ...string) []string {
+	return append([]string{"-b", strings.Join(brokers, ","), "-X", "socket.timeout.ms=10000"}, args...)
+}
+
+// startKcatProducer runs `kcat -P` with librdkafka's idempotent producer
+// (acks=all) into one partition of topic, fed one numbered line every
+// 2 ms until finish. The nth delivery report is the record numbered n: with
+// idempotence, librdkafka reports a partition's messages in order.
+func startKcatProducer(t *testing.T, ctx context.Context, kcat string, brokers []string, topic string, partition int32) *streamed {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, kcat, kcatArgs(brokers, "-P", "-t", topic, "-p", strconv.Itoa(int(partition)),
+		"-X", "acks=all", "-X", "enable.idempotence=true", "-vvv")...)
+	s := &streamed{t: t, name: "kcat -P", cmd: cmd, stop: make(chan struct{}), fed: make(chan struct{})}
+	s.start(cmd.StderrPipe, func(line string) {
+		n := len(s.acks) + len(s.failed)
+		if m := kcatDelivered.FindStringSubmatch(line); m != nil {
+			p, _ := strconv.Atoi(m[1])
+			o, _ := strconv.ParseInt(m[2], 10, 64)
+			s.acks = append(s.acks, delivered{n, int32(p), o})
+		} else if kcatFailed.MatchString(line) {
+			s.failed = append(s.failed, n)
+			s.notes = append(s.notes, line)
+		} else {
+			s.notes = append(s.notes, line)
+		}
+	})
+	go func() {
+		defer close(s.fed)
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for seq := 0; ; seq++ {
+			select {
+			case <-s.stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := fmt.Fprintf(s.stdin, "%d\n", seq); err != nil {
+				return
+			}
+		}
+	}()
+	return s
+}
+
+// kcatTopic is a topic as `kcat -L -J` shows it.
+type kcatTopic struct {
+	Topic      string `json:"topic"`
+	Partitions []struct {
+		Partition int32 `json:"partition"`
+		Leader    int32 `json:"leader"`
+		Replicas  []struct {
+			ID int32 `json:"id"`
+		} `json:"replicas"`
+		ISRs []struct {
+			ID int32 `json:"id"`
+		} `json:"isrs"`
+	} `json:"partitions"`
+}
+
+// kcatPartition is one partition of kcatTopic, its replicas and ISR as
+// sorted ids.
+type kcatPartition struct {
+	Leader        int32
+	Replicas, ISR []int32
+}
+
+// kcatMetadata is topic's partitions as `kcat -L -J` through addr shows
+// them.
+func kcatMetadata(t *testing.T, ctx context.Context, kcat, addr, topic string) (map[int32]kcatPartition, error) {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, "-L", "-J", "-t", topic)...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("kcat -L: %w", err)
+	}
+	var md struct {
+		Topics []kcatTopic `json:"topics"`
+	}
+	if err := json.Unmarshal(out, &md); err != nil {
+		return nil, fmt.Errorf("kcat -L -J: %w\n%s", err, out)
+	}
+	got := map[int32]kcatPartition{}
+	for _, tp := range md.Topics {
+		if tp.Topic != topic {
+			continue
+		}
+		for _, p := range tp.Partitions {
+			kp := kcatPartition{Leader: p.Leader}
+			for _, r := range p.Replicas {
+				kp.Replicas = append(kp.Replicas, r.ID)
+			}
+			for _, r := range p.ISRs {
+				kp.ISR = append(kp.ISR, r.ID)
+			}
+			slices.Sort(kp.Replicas)
+			slices.Sort(kp.ISR)
+			got[p.Partition] = kp
+		}
+	}
+	return got, nil
+}
+
+// awaitKcatMetadata polls `kcat -L` through addr until cond holds of
+// topic's partitions, and returns them.
+func awaitKcatMetadata(t *testing.T, ctx context.Context, kcat, addr, topic, what string, cond func(map[int32]kcatPartition) bool) map[int32]kcatPartition {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := kcatMetadata(t, ctx, kcat, addr, topic)
+		if err == nil && cond(md) {
+			return md
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kcat -L through %s: not %s within 30 s: %v %v", addr, what, md, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var kcatOffset = regexp.MustCompile(`\[(\d+)\] offset (-?\d+)`)
+
+// kcatEnd is `kcat -Q` of the latest offset (ListOffsets -1) of one
+// partition, asked through addr.
+func kcatEnd(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32) int64 {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, "-Q", "-t", fmt.Sprintf("%s:%d:-1", topic, partition))...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat -Q through %s: %v\n%s", addr, err, out)
+	}
+	m := kcatOffset.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("kcat -Q through %s: no offset in %q", addr, out)
+	}
+	o, _ := strconv.ParseInt(string(m[2]), 10, 64)
+	return o
+}
+
+// kcatRead is `kcat -C -e` of one partition from the beginning through
+// addr: everything up to the end a fetch shows it (the high watermark),
+// with librdkafka's default fetch.wait.max.ms.
+func kcatRead(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32) []seen {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, kcat, kcatArgs([]string{addr}, "-C", "-t", topic, "-p", strconv.Itoa(int(partition)),
+		"-o", "beginning", "-e", "-q", "-f", `%p %o %s\n`)...).Output()
+	if err != nil {
+		t.Fatalf("kcat -C through %s: %v\n%s", addr, err, out)
+	}
+	var got []seen
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var s seen
+		if line == "" {
+			continue
+		}
+		if _, err := fmt.Sscanf(line, "%d %d %d", &s.P, &s.O, &s.V); err != nil {
+			t.Fatalf("kcat -C: line %q: %v", line, err)
+		}
+		got = append(got, s)
+	}
+	return got
+}
+
+// TestKcatThroughLeaderKill: librdkafka's idempotent producer (kcat -P,
+// acks=all) into a partition of an RF 3 topic while its leader is killed
+// -9 and restarted. kcat -L shows every replica and ISR, then the new
+// leader and the shrunk ISR, then the ISR whole again; kcat -Q through
+// every node gives the high watermark; kcat -C reads every record a
+// delivery report acknowledged, once, at its offset, and nothing else.
+func TestKcatThroughLeaderKill(t *testing.T) {
+	kcat := requireTool(t, "kcat")
+	c, ctx := rf3Cluster(t)
+	const topic = "kc"
+	createRF3(t, ctx, c, topic, 3)
+	full := func(md map[int32]kcatPartition) bool {
+		for _, p := range md {
+			if p.Leader <= 0 || !slices.Equal(p.Replicas, []int32{1, 2, 3}) || !slices.Equal(p.ISR, []int32{1, 2, 3}) {
+				return false
+			}
+		}
+		return len(md) == 3
+	}
+	md := awaitKcatMetadata(t, ctx, kcat, c.kafka[0], topic, "three partitions, replicas and ISR 1,2,3", full)
+
+	prod := startKcatProducer(t, ctx, kcat, c.kafka, topic, 0)
+	prod.awaitAcks(300, 30*time.Second)
+	victim := md[0].Leader
+	c.kill9(int(victim - 1))
+	t.Logf("killed node %d, leader of %s-0, after %d delivery reports", victim, topic, prod.ackCount())
+	prod.awaitAcks(300, 30*time.Second)
+	survivor := c.kafka[int(victim)%3]
+	awaitKcatMetadata(t, ctx, kcat, survivor, topic, fmt.Sprintf("led elsewhere, without %d in the ISR", victim), func(md map[int32]kcatPartition) bool {
+		for _, p := range md {
+			if p.Leader <= 0 || p.Leader == victim || slices.Contains(p.ISR, victim) || len(p.ISR) != 2 || len(p.Replicas) != 3 {
+				return false
+			}
+		}
+		return len(md) == 3
+	})
+	c.start(int(victim - 1))
+	awaitKcatMetadata(t, ctx, kcat, survivor, topic, "in sync again", full)
+	prod.awaitAcks(300, 30*time.Second)
+	prod.finish(30 * time.Second)
+
+	end := clusterEnds(t, ctx, c.kafkaAddrs(), topic)[0]
+	for i, addr := range c.kafka {
+		if got := kcatEnd(t, ctx, kcat, addr, topic, 0); got != end {
+			t.Errorf("kcat -Q through node %d: %s-0 ends at %d, want the high watermark %d", i+1, topic, got, end)
+		}
+	}
+	read := kcatRead(t, ctx, kcat, survivor, topic, 0)
+	t.Logf("kcat: %d acknowledged, %d failed, %d read back up to %d", len(prod.acks), len(prod.failed), len(read), end)
+	if int64(len(read)) != end {
+		t.Errorf("kcat -C -e read %d records, want the %d below the high watermark", len(read), end)
+	}
+	failOn(t, checkDelivered(prod.acks, prod.failed, read))
+}
+
+// kcatProduce runs `kcat -P` of lines into one partition through addr,
+// with librdkafka config props, and returns its delivery reports.
+func kcatProduce(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32, lines []string, props ...string) []delivered {
+	t.Helper()
+	args := []string{"-P", "-t", topic, "-p", strconv.Itoa(int(partition)), "-vvv"}
+	for _, p := range props {
+		args = append(args, "-X", p)
+	}
+	cmd := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, args...)...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat -P %v: %v\n%s", props, err, out)
+	}
+	var got []delivered
+	for i, line := range strings.Split(string(out), "\n") {
+		if m := kcatDelivered.FindStringSubmatch(line); m != nil {
+			o, _ := strconv.ParseInt(m[2], 10, 64)
+			got = append(got, delivered{i, partition, o})
+		} else if kcatFailed.MatchString(line) {
+			t.Fatalf("kcat -P %v: %s\n%s", props, line, out)
+		}
+	}
+	if len(got) != len(lines) {
+		t.Fatalf("kcat -P %v: %d delivery reports for %d lines\n%s", props, len(got), len(lines), out)
+	}
+	return got
+}
+
+// TestKcatReadsOnlyBelowHighWatermark: with both followers of a partition
+// paused (SIGSTOP), records its leader takes with acks=1 are in its log
+// but not committed: kcat -Q answers the high watermark, not the log end,
+// and kcat -C -e (librdkafka's default fetch.wait.max.ms) reads only below
+// it; once the followers resume, both show the rest.
+func TestKcatReadsOnlyBelowHighWatermark(t *testing.T) {
+	kcat := requireTool(t, "kcat")
+	c, ctx := rf3Cluster(t)
+	const topic = "hw"
+	createRF3(t, ctx, c, topic, 1)
+	md, err := c.metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := int(md[0].Leader - 1)
+	addr := c.kafka[leader]
+	nums := func(from, to int) []string {
+		var out []string
+		for i := from; i < to; i++ {
+			out = append(out, strconv.Itoa(i))
+		}
+		return out
+	}
+	kcatProduce(t, ctx, kcat, addr, topic, 0, nums(0, 10), "acks=all", "enable.idempotence=true")
+	if end := kcatEnd(t, ctx, kcat, addr, topic, 0); end != 10 {
+		t.Fatalf("kcat -Q: %s-0 ends at %d after 10 acknowledged with acks=all", topic, end)
+	}
+
+	var followers []int
+	for i := range 3 {
+		if i != leader {
+			followers = append(followers, i)
+			c.pause(i)
+		}
+	}
+	t.Cleanup(func() {
+		for _, i := range followers {
+			if c.procs[i] != nil {
+				c.resume(i)
+			}
+		}
+	})
+	// acks=1: answered once the leader appended (as Kafka), the high
+	// watermark still where the followers left it.
+	acked := kcatProduce(t, ctx, kcat, addr, topic, 0, nums(10, 15), "acks=1", "message.timeout.ms=20000")
+	if acked[len(acked)-1].O != 14 {
+		t.Fatalf("kcat -P acks=1: delivered at %v, want offsets 10..14", acked)
+	}
+	if end := kcatEnd(t, ctx, kcat, addr, topic, 0); end != 10 {
+		t.Errorf("kcat -Q with the followers paused: %s-0 ends at %d, want the high watermark 10 (the log ends at 15)", topic, end)
+	}
+	read := kcatRead(t, ctx, kcat, addr, topic, 0)
+	if len(read) != 10 || read[9].O != 9 {
+		t.Errorf("kcat -C -e with the followers paused read %v, want offsets 0..9", read)
+	}
+
+	for _, i := range followers {
+		c.resume(i)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for kcatEnd(t, ctx, kcat, addr, topic, 0) != 15 {
+		if time.Now().After(deadline) {
+			t.Fatalf("kcat -Q: %s-0 not at 15 within 30 s of the followers' resuming", topic)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	read = kcatRead(t, ctx, kcat, addr, topic, 0)
+	var want []delivered
+	for i := range 15 {
+		want = append(want, delivered{i, 0, int64(i)})
+	}
+	failOn(t, checkDelivered(want, nil, read))
+	if len(read) != 15 {
+		t.Errorf("kcat -C -e read %d records once committed, want 15", len(read))
+	}
 }
