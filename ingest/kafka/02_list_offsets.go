@@ -23,13 +23,29 @@ import (
 //     Timestamps are the records' (a batch header that disagrees is not
 //     believed); a record without one (-1) is never the answer.
 //   - UNKNOWN_TOPIC_OR_PARTITION for unknown topics and partitions.
+//   - A replicated partition (Kafka's Partition.fetchOffsetForTimestamp):
+//     answered only by its leader (NOT_LEADER_OR_FOLLOWER elsewhere, unless
+//     ReplicaID is -2, Kafka's debugging replica); CurrentLeaderEpoch (v4+)
+//     fenced as Fetch does (FENCED_LEADER_EPOCH if older,
+//     UNKNOWN_LEADER_EPOCH if newer); a lookup by time (and -3) finds only
+//     records below the high watermark, -1/-1 if none; while a new
+//     leader's high watermark is still below the start of its epoch,
+//     latest, and a lookup by time that finds nothing committed, answer
+//     OFFSET_NOT_AVAILABLE (retriable), so no client sees the end go back;
+//     LeaderEpoch is the epoch of the offset answered (latest: the
+//     leader's), -1 with no offset.
 //
 // Version notes:
 //   - v1: single offset (v0's OldStyleOffsets are not served)
-//   - v2: IsolationLevel (ignored: no transactions); v4: LeaderEpoch
+//   - v2: IsolationLevel (ignored: no transactions); v4: LeaderEpoch,
+//     CurrentLeaderEpoch
 //   - v6: flexible; v7: max timestamp (-3); v8: earliest local (-4)
 
 func init() { register(2, 1, 8, serveListOffsets) }
+
+// debugReplicaID is ListOffsets' ReplicaID of a debugging client, which
+// any replica answers (Kafka's DEBUGGING_REPLICA_ID).
+const debugReplicaID = -2
 
 func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListOffsetsRequest)
@@ -47,33 +63,93 @@ func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) 
 				continue
 			}
 			p, err := s.partition(rt.Topic, rp.Partition)
-			if err == nil {
+			switch {
+			case err != nil:
+				sp.ErrorCode = errorCode(err)
+			case s.opts.Replication != nil && req.ReplicaID != debugReplicaID:
+				sp.ErrorCode = s.listReplicated(p, rt.Topic, rp, &sp)
+			default:
 				switch rp.Timestamp {
-				case -2:
+				case -2, -4: // -4: every record is local (no tiered storage)
 					sp.Offset = p.StartOffset()
 				case -3:
 					sp.Offset, sp.Timestamp, err = p.MaxTimestamp()
-				case -4:
-					sp.Offset = p.StartOffset()
 				case -1:
 					sp.Offset = p.EndOffset()
-					if s.opts.Replication != nil {
-						// Replicated: the latest offset is the high
-						// watermark, what consumers may read up to.
-						if rl, ok := s.opts.Replication.Leader(rt.Topic, rp.Partition); ok {
-							sp.Offset = rl.HighWatermark()
-						} else {
-							err = flog.ErrNotLeader
-						}
-					}
 				default:
 					sp.Offset, sp.Timestamp, err = p.OffsetForTime(rp.Timestamp)
 				}
+				sp.ErrorCode = errorCode(err)
 			}
-			sp.ErrorCode = errorCode(err)
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
 	return resp, nil
+}
+
+// listReplicated answers one partition of a ListOffsets of a replicated
+// partition as its leader (see above), and returns the error code.
+func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOffsetsRequestTopicPartition, sp *kmsg.ListOffsetsResponseTopicPartition) int16 {
+	rl, ok := s.opts.Replication.Leader(topic, rp.Partition)
+	if !ok {
+		return kerr.NotLeaderForPartition.Code
+	}
+	epoch := rl.LeaderEpoch()
+	switch {
+	case rp.CurrentLeaderEpoch < 0:
+	case rp.CurrentLeaderEpoch < epoch:
+		return kerr.FencedLeaderEpoch.Code
+	case rp.CurrentLeaderEpoch > epoch:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+	hw := rl.HighWatermark()
+	epochs := p.LeaderEpochs()
+	// The epoch this leader's records start at: where the cache notes it,
+	// else the end (it has appended nothing yet).
+	epochStart := p.EndOffset()
+	if n := len(epochs); n > 0 && epochs[n-1].Epoch == epoch {
+		epochStart = epochs[n-1].StartOffset
+	}
+	lagging := hw < epochStart
+	var err error
+	switch rp.Timestamp {
+	case -1:
+		if lagging {
+			return kerr.OffsetNotAvailable.Code
+		}
+		sp.Offset, sp.LeaderEpoch = hw, epoch
+		return 0
+	case -2, -4:
+		sp.Offset = p.StartOffset()
+	case -3:
+		sp.Offset, sp.Timestamp, err = p.MaxTimestamp()
+	default:
+		sp.Offset, sp.Timestamp, err = p.OffsetForTime(rp.Timestamp)
+	}
+	if err != nil {
+		return errorCode(err)
+	}
+	if rp.Timestamp != -2 && rp.Timestamp != -4 && sp.Offset >= hw {
+		// Not committed: as if no record were there yet.
+		if lagging {
+			return kerr.OffsetNotAvailable.Code
+		}
+		sp.Offset, sp.Timestamp = -1, -1
+	}
+	sp.LeaderEpoch = epochOf(epochs, sp.Offset)
+	return 0
+}
+
+// epochOf is the leader epoch whose records hold offset, -1 if none does
+// (or offset is -1).
+func epochOf(epochs []flog.EpochEntry, offset int64) int32 {
+	e := int32(-1)
+	for _, en := range epochs {
+		if offset < 0 || en.StartOffset > offset {
+			break
+		}
+		e = en.Epoch
+	}
+	return e
 }

@@ -20,6 +20,7 @@ type fakeReplication struct {
 	log     *flog.Log
 	epoch   int32
 	hw      atomic.Int64
+	follows atomic.Bool // leads nothing: a follower of every partition
 	mu      sync.Mutex
 	fetched map[int32]int64
 }
@@ -30,6 +31,9 @@ type fakeLeader struct {
 }
 
 func (r *fakeReplication) Leader(topic string, partition int32) (ReplicaLeader, bool) {
+	if r.follows.Load() {
+		return nil, false
+	}
 	p, err := r.log.Partition(topic, partition)
 	if err != nil {
 		return nil, false
@@ -185,4 +189,78 @@ func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
 	if off := lo.Topics[0].Partitions[0].Offset; off != 4 {
 		t.Fatalf("ListOffsets(latest) = %d, want the high watermark 4", off)
 	}
+}
+
+// ListOffsets of a replicated partition answers as Kafka's leader does:
+// only the leader, fenced by CurrentLeaderEpoch; lookups by time find only
+// committed records; a new leader whose high watermark lags the start of
+// its epoch answers OFFSET_NOT_AVAILABLE rather than an end that went back;
+// each offset with the leader epoch of its records.
+func TestListOffsetsOfReplicatedPartition(t *testing.T) {
+	repl := &fakeReplication{epoch: 3, fetched: map[int32]int64{}}
+	b := startBroker(t, func(o *Options) { o.Replication = repl })
+	repl.log = b.log
+	if _, err := b.log.CreateTopic("r", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := b.log.Partition("r", 0)
+	p.SetLeaderEpoch(2)
+	for _, ts := range []int64{1000, 2000} { // epoch 2: offsets 0-3
+		p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a"), Timestamp: ts}, {Value: []byte("b"), Timestamp: ts}}))
+	}
+	p.SetLeaderEpoch(3)
+	p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("c"), Timestamp: 3000}, {Value: []byte("d"), Timestamp: 3000}})) // epoch 3: 4-5
+	repl.hw.Store(4)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	list := func(replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
+		t.Helper()
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.ReplicaID = replica
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = "r"
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Timestamp, rp.CurrentLeaderEpoch = ts, current
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxT(t), cl.SeedBrokers()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0]
+	}
+	type want struct {
+		code   int16
+		offset int64
+		epoch  int32
+	}
+	check := func(what string, got kmsg.ListOffsetsResponseTopicPartition, w want) {
+		t.Helper()
+		if got.ErrorCode != w.code || w.code == 0 && (got.Offset != w.offset || got.LeaderEpoch != w.epoch) {
+			t.Errorf("%s: error %d, offset %d, epoch %d; want %+v", what, got.ErrorCode, got.Offset, got.LeaderEpoch, w)
+		}
+	}
+	check("latest", list(-1, 3, -1), want{0, 4, 3})
+	check("earliest", list(-1, -1, -2), want{0, 0, 2})
+	check("by a committed time", list(-1, -1, 1500), want{0, 2, 2})
+	check("by a time only uncommitted records reach", list(-1, -1, 2500), want{0, -1, -1})
+	check("max timestamp, uncommitted", list(-1, -1, -3), want{0, -1, -1})
+	check("an older current epoch", list(-1, 2, -1), want{code: kerr.FencedLeaderEpoch.Code})
+	check("a newer current epoch", list(-1, 4, -1), want{code: kerr.UnknownLeaderEpoch.Code})
+
+	// A new leader (epoch 3 starts at 4) whose high watermark is still
+	// below its epoch's start.
+	repl.hw.Store(3)
+	check("latest, lagging", list(-1, 3, -1), want{code: kerr.OffsetNotAvailable.Code})
+	check("by a committed time, lagging", list(-1, -1, 1500), want{0, 2, 2})
+	check("by an uncommitted time, lagging", list(-1, -1, 2500), want{code: kerr.OffsetNotAvailable.Code})
+
+	repl.follows.Store(true)
+	check("a follower, earliest", list(-1, -1, -2), want{code: kerr.NotLeaderForPartition.Code})
+	check("a follower, by time", list(-1, -1, 1500), want{code: kerr.NotLeaderForPartition.Code})
+	check("a follower, to the debugging replica", list(-2, -1, -2), want{0, 0, 0})
 }
