@@ -73,6 +73,7 @@ type streamed struct {
 	mu     sync.Mutex
 	acks   []delivered
 	failed []int
+	read   []seen   // a consumer's records
 	notes  []string // lines that were neither
 	exited chan error
 	// stop and fed, when set: a goroutine feeds stdin until stop is
@@ -465,6 +466,60 @@ func startKcatProducer(t *testing.T, ctx context.Context, kcat string, brokers [
 	return s
 }
 
+// startKcatTail runs `kcat -C` of one partition from the beginning, no
+// group, until the test ends, collecting what it reads.
+func startKcatTail(t *testing.T, ctx context.Context, kcat string, brokers []string, topic string, partition int32) *streamed {
+	return startKcatTailAt(t, ctx, kcat, brokers, topic, partition, "beginning", nil)
+}
+
+// startKcatTailAt is startKcatTail from offset ("beginning", "end", a
+// number), its stderr's lines written to errOut (nil: kept for a failed
+// test's log).
+func startKcatTailAt(t *testing.T, ctx context.Context, kcat string, brokers []string, topic string, partition int32, offset string, errOut io.Writer) *streamed {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, kcat, kcatArgs(brokers, "-C", "-t", topic, "-p", strconv.Itoa(int(partition)),
+		"-o", offset, "-u", "-f", `%p %o %s\n`)...)
+	var errBuf bytes.Buffer
+	if errOut == nil {
+		errOut = &errBuf
+	}
+	cmd.Stderr = errOut
+	s := &streamed{t: t, name: "kcat -C", cmd: cmd}
+	s.start(cmd.StdoutPipe, func(line string) {
+		var r seen
+		if _, err := fmt.Sscanf(line, "%d %d %d", &r.P, &r.O, &r.V); err != nil {
+			s.notes = append(s.notes, line)
+			return
+		}
+		s.read = append(s.read, r)
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kcat -C stderr:\n%s", errBuf.String())
+		}
+	})
+	return s
+}
+
+// readUpTo waits until the consumer has read offset end-1.
+func (s *streamed) readUpTo(end int64, within time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s.mu.Lock()
+		done := end == 0 || slices.ContainsFunc(s.read, func(r seen) bool { return r.O == end-1 })
+		n := len(s.read)
+		s.mu.Unlock()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: read %d records, not up to %d within %s\n%s", s.name, n, end, within, s.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // kcatTopic is a topic as `kcat -L -J` shows it.
 type kcatTopic struct {
 	Topic      string `json:"topic"`
@@ -557,6 +612,22 @@ func kcatEnd(t *testing.T, ctx context.Context, kcat, addr, topic string, partit
 	return o
 }
 
+// kcatOffsetForTime is `kcat -Q` of the first offset at or after
+// timestamp ms (ListOffsets by time), -1 for none.
+func kcatOffsetForTime(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32, ms int64) int64 {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, "-Q", "-t", fmt.Sprintf("%s:%d:%d", topic, partition, ms))...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kcat -Q through %s: %v\n%s", addr, err, out)
+	}
+	m := kcatOffset.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("kcat -Q through %s: no offset in %q", addr, out)
+	}
+	o, _ := strconv.ParseInt(string(m[2]), 10, 64)
+	return o
+}
+
 // kcatRead is `kcat -C -e` of one partition from the beginning through
 // addr: everything up to the end a fetch shows it (the high watermark),
 // with librdkafka's default fetch.wait.max.ms.
@@ -605,6 +676,7 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 	md := awaitKcatMetadata(t, ctx, kcat, c.kafka[0], topic, "three partitions, replicas and ISR 1,2,3", full)
 
 	prod := startKcatProducer(t, ctx, kcat, c.kafka, topic, 0)
+	tail := startKcatTail(t, ctx, kcat, c.kafka, topic, 0)
 	prod.awaitAcks(300, 30*time.Second)
 	victim := md[0].Leader
 	c.kill9(int(victim - 1))
@@ -636,6 +708,34 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 		t.Errorf("kcat -C -e read %d records, want the %d below the high watermark", len(read), end)
 	}
 	failOn(t, checkDelivered(prod.acks, prod.failed, read))
+
+	// The consumer that read through the failover (librdkafka validates
+	// its position with OffsetForLeaderEpoch after a leader change): each
+	// offset once, each as it is now (nothing it saw was cut), up to the
+	// end.
+	tail.readUpTo(end, 30*time.Second)
+	tail.mu.Lock()
+	observed := slices.Clone(tail.read)
+	tail.mu.Unlock()
+	now := map[int64]int{}
+	for _, r := range read {
+		now[r.O] = r.V
+	}
+	var problems []string
+	seenAt := map[int64]bool{}
+	for _, r := range observed {
+		if seenAt[r.O] {
+			problems = append(problems, fmt.Sprintf("kcat -C read offset %d twice", r.O))
+		}
+		seenAt[r.O] = true
+		if v, ok := now[r.O]; !ok || v != r.V {
+			problems = append(problems, fmt.Sprintf("kcat -C read %d at offset %d, which now holds %d (present: %v)", r.V, r.O, v, ok))
+		}
+	}
+	if int64(len(seenAt)) != end {
+		problems = append(problems, fmt.Sprintf("kcat -C read %d distinct offsets through the failover, want %d", len(seenAt), end))
+	}
+	failOn(t, problems)
 }
 
 // kcatProduce runs `kcat -P` of lines into one partition through addr,
@@ -711,12 +811,18 @@ func TestKcatReadsOnlyBelowHighWatermark(t *testing.T) {
 	})
 	// acks=1: answered once the leader appended (as Kafka), the high
 	// watermark still where the followers left it.
+	uncommittedFrom := time.Now().UnixMilli()
 	acked := kcatProduce(t, ctx, kcat, addr, topic, 0, nums(10, 15), "acks=1", "message.timeout.ms=20000")
 	if acked[len(acked)-1].O != 14 {
 		t.Fatalf("kcat -P acks=1: delivered at %v, want offsets 10..14", acked)
 	}
 	if end := kcatEnd(t, ctx, kcat, addr, topic, 0); end != 10 {
 		t.Errorf("kcat -Q with the followers paused: %s-0 ends at %d, want the high watermark 10 (the log ends at 15)", topic, end)
+	}
+	// A lookup by time finds only committed records (Kafka's
+	// lastFetchableOffset): none is at or after uncommittedFrom yet.
+	if o := kcatOffsetForTime(t, ctx, kcat, addr, topic, 0, uncommittedFrom); o != -1 {
+		t.Errorf("kcat -Q by a time only uncommitted records reach: offset %d, want -1 (none committed)", o)
 	}
 	read := kcatRead(t, ctx, kcat, addr, topic, 0)
 	if len(read) != 10 || read[9].O != 9 {
@@ -733,6 +839,9 @@ func TestKcatReadsOnlyBelowHighWatermark(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if o := kcatOffsetForTime(t, ctx, kcat, addr, topic, 0, uncommittedFrom); o != 10 {
+		t.Errorf("kcat -Q by time once committed: offset %d, want 10", o)
+	}
 	read = kcatRead(t, ctx, kcat, addr, topic, 0)
 	var want []delivered
 	for i := range 15 {
@@ -742,4 +851,174 @@ func TestKcatReadsOnlyBelowHighWatermark(t *testing.T) {
 	if len(read) != 15 {
 		t.Errorf("kcat -C -e read %d records once committed, want 15", len(read))
 	}
+}
+
+// kcatGroupRead is `kcat -G group topic -e`: librdkafka's balanced
+// consumer reading from the group's committed offsets (the earliest where
+// there are none) to the end of every partition, then closing, which
+// commits what it read.
+func kcatGroupRead(t *testing.T, ctx context.Context, kcat string, brokers []string, group, topic string) []seen {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, kcat, kcatArgs(brokers, "-G", group, "-X", "auto.offset.reset=earliest", "-e", "-q",
+		"-f", `%p %o %s\n`, topic)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat -G %s: %v\n%s", group, err, errOut.String())
+	}
+	var got []seen
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var s seen
+		if line == "" {
+			continue
+		}
+		if _, err := fmt.Sscanf(line, "%d %d %d", &s.P, &s.O, &s.V); err != nil {
+			t.Fatalf("kcat -G: line %q: %v", line, err)
+		}
+		got = append(got, s)
+	}
+	return got
+}
+
+// produceNumbered produces values from..to-1 round-robin over partitions
+// with acks=all and returns where each went.
+func produceNumbered(t *testing.T, ctx context.Context, addrs []string, topic string, partitions, from, to int) []delivered {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	for seq := from; seq < to; seq++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(seq % partitions), Value: []byte(strconv.Itoa(seq))})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("producing %d..%d: %v", from, to-1, err)
+	}
+	var out []delivered
+	for i, r := range recs {
+		out = append(out, delivered{from + i, r.Partition, r.Offset})
+	}
+	return out
+}
+
+// TestKcatGroupThroughCoordinatorKill: librdkafka's consumer group (kcat
+// -G) reads a 3-partition RF 3 topic to its end and commits on close; the
+// group's coordinator is killed -9; a new kcat -G in the group reads only
+// what came after, from the committed offsets, on the new coordinator.
+func TestKcatGroupThroughCoordinatorKill(t *testing.T) {
+	kcat := requireTool(t, "kcat")
+	c, ctx := rf3Cluster(t)
+	const topic, group = "kg", "kg-readers"
+	createRF3(t, ctx, c, topic, 3)
+	acks := produceNumbered(t, ctx, c.kafka, topic, 3, 0, 300)
+	failOn(t, checkDelivered(acks, nil, kcatGroupRead(t, ctx, kcat, c.kafka, group, topic)))
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		t.Fatalf("offsets of %s: %v", group, err)
+	}
+	for p := range int32(3) {
+		if o, ok := committed.Lookup(topic, p); !ok || o.At != 100 {
+			t.Fatalf("kcat -G committed %+v for %s-%d, want the end, 100", o, topic, p)
+		}
+	}
+	coord := adm.FindGroupCoordinators(ctx, group)[group]
+	if coord.Err != nil || coord.NodeID < 1 || coord.NodeID > 3 {
+		t.Fatalf("coordinator of %s: %+v", group, coord)
+	}
+	c.kill9(int(coord.NodeID - 1))
+	t.Logf("killed node %d, coordinator of %s", coord.NodeID, group)
+
+	more := produceNumbered(t, ctx, c.kafkaAddrs(), topic, 3, 300, 330)
+	resumed := kcatGroupRead(t, ctx, kcat, c.kafkaAddrs(), group, topic)
+	if len(resumed) != 30 {
+		t.Errorf("the new kcat -G in %s read %d records, want the 30 after its committed offsets", group, len(resumed))
+	}
+	failOn(t, checkDelivered(more, nil, resumed))
+}
+
+// syncBuffer is a bytes.Buffer written by a process and read by the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// killLeader kills -9 the leader of topic's partition 0, waits for
+// another to lead it at a newer epoch, restarts the node and waits for
+// every replica in sync.
+func killLeader(t *testing.T, ctx context.Context, c *jepsenCluster, topic string) {
+	t.Helper()
+	md, err := c.metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := md[0]
+	c.kill9(int(old.Leader - 1))
+	c.waitFor("a new leader of "+topic+"-0", func() bool {
+		md, err := c.metadata(ctx, topic)
+		return err == nil && md[0].Leader > 0 && md[0].Leader != old.Leader && md[0].Epoch > old.Epoch
+	})
+	c.start(int(old.Leader - 1))
+	c.awaitInSync(ctx, topic)
+}
+
+// TestKcatTailFromEndThroughLeaderKills: a librdkafka consumer that
+// starts at the end of a partition (ListOffsets latest, on a partition
+// whose leader changed once) reads, through a second leader change,
+// exactly what is produced after it started, and reports no truncation.
+// (librdkafka from 2.1 validates its position after a leader change with
+// OffsetForLeaderEpoch for the epoch ListOffsets gave it, KIP-320; the
+// epochs ListOffsets answers are checked in ingest/kafka's
+// TestListOffsetsOfReplicatedPartition.)
+func TestKcatTailFromEndThroughLeaderKills(t *testing.T) {
+	kcat := requireTool(t, "kcat")
+	c, ctx := rf3Cluster(t)
+	const topic = "ep"
+	createRF3(t, ctx, c, topic, 1)
+	produceNumbered(t, ctx, c.kafka, topic, 1, 0, 100)
+	killLeader(t, ctx, c, topic) // epoch 1
+	produceNumbered(t, ctx, c.kafka, topic, 1, 100, 200)
+
+	var errOut syncBuffer
+	tail := startKcatTailAt(t, ctx, kcat, c.kafka, topic, 0, "end", &errOut)
+	c.waitFor("kcat -C -o end at the end", func() bool { return strings.Contains(errOut.String(), "Reached end of topic") })
+	killLeader(t, ctx, c, topic) // epoch 2: kcat validates its position
+	acks := produceNumbered(t, ctx, c.kafka, topic, 1, 200, 300)
+	tail.readUpTo(300, 30*time.Second)
+	tail.mu.Lock()
+	read := slices.Clone(tail.read)
+	tail.mu.Unlock()
+	problems := checkDelivered(acks, nil, read)
+	if len(read) != 100 {
+		problems = append(problems, fmt.Sprintf("kcat -C -o end read %d records, want the 100 produced after it started", len(read)))
+	}
+	if strings.Contains(errOut.String(), "truncat") {
+		problems = append(problems, "kcat -C saw a truncation:\n"+errOut.String())
+	}
+	failOn(t, problems)
 }
