@@ -54,11 +54,14 @@ func newController(p proposer, now func() time.Time, sessionTimeout time.Duratio
 // follower (zero when never): the previous controller is the one broker
 // whose silence this node has itself observed, so its session runs from
 // then instead of from now. Every other broker gets a fresh session
-// timeout, as in Kafka's KRaft.
+// timeout, as in Kafka's KRaft, and so does the previous controller when
+// that contact is a session timeout old or more (a quorum that was lost
+// and has healed: this node has not been watching it, and it may well be
+// alive) or lies in the future.
 func (c *controller) reset(prev int32, prevContact time.Time) {
 	c.mu.Lock()
 	c.lastSeen = map[int32]time.Time{}
-	if prev >= 0 && !prevContact.IsZero() && prevContact.Before(c.now()) {
+	if now := c.now(); prev >= 0 && !prevContact.IsZero() && prevContact.Before(now) && now.Sub(prevContact) < c.sessionTimeout {
 		c.lastSeen[prev] = prevContact
 	}
 	c.mu.Unlock()

@@ -266,13 +266,30 @@ func TestNewControllerTimesThePreviousControllerFromLastContact(t *testing.T) {
 	if im.Brokers[2].Fenced || im.Brokers[3].Fenced {
 		t.Fatal("a broker the new controller has not timed yet was fenced")
 	}
-	// A last contact in the future (clock trouble) or none at all is a
-	// fresh grace period, as for everyone else.
-	c.reset(2, now.Add(time.Hour))
-	c.reset(3, time.Time{})
-	now = now.Add(2 * time.Second)
-	c.tick(ctx)
-	if im := p.image(); im.Brokers[2].Fenced || im.Brokers[3].Fenced {
-		t.Fatal("fenced within the grace period")
+	// A last contact in the future (clock trouble), none at all, or one a
+	// session timeout old or more (a lost quorum healed: nobody watched
+	// the old controller meanwhile) is a fresh grace period, as for
+	// everyone else.
+	for name, contact := range map[string]func() time.Time{
+		"future": func() time.Time { return now.Add(time.Hour) },
+		"none":   func() time.Time { return time.Time{} },
+		"stale":  func() time.Time { return now.Add(-10 * time.Second) },
+	} {
+		c.heartbeat(ctx, Heartbeat{Broker: 2, Incarnation: 2, Endpoints: map[string]string{"kafka": "x"}})
+		if p.image().Brokers[2].Fenced {
+			t.Fatalf("%s: broker 2 fenced before the reset", name)
+		}
+		c.reset(2, contact())
+		c.tick(ctx)
+		now = now.Add(2 * time.Second)
+		c.tick(ctx)
+		if p.image().Brokers[2].Fenced {
+			t.Fatalf("%s last contact: fenced within the grace period", name)
+		}
+		now = now.Add(1500 * time.Millisecond)
+		c.tick(ctx)
+		if !p.image().Brokers[2].Fenced {
+			t.Fatalf("%s last contact: not fenced after the grace period", name)
+		}
 	}
 }
