@@ -45,7 +45,9 @@ type metrics struct {
 	preconnectV      *prometheus.CounterVec        // connections ended before CONNECT reached the hook, by reason
 	preconnect       map[string]prometheus.Counter // its children
 	subDenied        prometheus.Counter            // subscribe ACL refusals, at SUBSCRIBE and at delivery
-	expired          prometheus.Counter            // queued QoS 1/2 messages dropped at resend, their expiry passed
+	queuedDropped    *prometheus.CounterVec        // queued QoS 1/2 messages dropped unsent, by reason
+	expired          prometheus.Counter            // its child: their MQTT 5 message expiry passed
+	tooLarge         prometheus.Counter            // its child: over the client's Maximum Packet Size
 	sessionStoreErrs prometheus.Counter            // failed writes to the session store
 	bridgeUp         *prometheus.GaugeVec          // by bridge
 	received         prometheus.CounterFunc        // bytes from clients (the broker's count)
@@ -87,11 +89,13 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 			Help: "MQTT connections closed before their CONNECT was accepted or refused, by reason (timeout, packet_too_large, malformed, protocol_error, closed)."}, []string{"reason"}),
 		subDenied: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_subscribe_denied_total",
 			Help: "Subscribe ACL refusals: SUBSCRIBE filters refused, and messages withheld from a subscriber whose ACL no longer allows their topic."}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_queued_expired_total",
-			Help: "Queued QoS 1/2 messages not sent to a reconnecting client because their MQTT 5 message expiry had passed."}),
+		queuedDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_mqtt_queued_dropped_total",
+			Help: "Queued QoS 1/2 messages for subscribers dropped unsent, by reason (expired: their MQTT 5 message expiry passed; packet_too_large: over the client's Maximum Packet Size)."}, []string{"reason"}),
 		sessionStoreErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_mqtt_session_store_errors_total",
 			Help: "Failed writes to the MQTT session store (sessions, subscriptions, queued and retained messages)."}),
 	}
+	m.expired = m.queuedDropped.WithLabelValues("expired")
+	m.tooLarge = m.queuedDropped.WithLabelValues("packet_too_large")
 	m.preconnect = map[string]prometheus.Counter{}
 	for _, r := range preReasons {
 		m.preconnect[r] = m.preconnectV.WithLabelValues(r)
@@ -114,7 +118,7 @@ func newMetrics(reg prometheus.Registerer, info func() *system.Info) (*metrics, 
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connections, m.connects, m.disconnects, m.publishes, m.bytesIn, m.ackWait, m.presenceErrs, m.bridgeUp,
-			m.received, m.sent, m.delivered, m.pending, m.preconnectV, m.subDenied, m.expired, m.sessionStoreErrs} {
+			m.received, m.sent, m.delivered, m.pending, m.preconnectV, m.subDenied, m.queuedDropped, m.sessionStoreErrs} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -256,3 +256,66 @@ func TestResumedPubrelCountsAgainstReceiveMaximum(t *testing.T) {
 			(*packets.Packet).PubcompEncode)
 	}
 }
+
+// publishQoS1 publishes payload to topic at QoS 1 from pub (id) and waits
+// for its PUBACK; expiry > 0 sets its MQTT 5 message expiry interval.
+func publishQoS1(t *testing.T, pub *rawClient, topic string, payload []byte, id uint16, expiry uint32) {
+	t.Helper()
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
+		TopicName: topic, Payload: payload, PacketID: id}
+	pk.Properties.MessageExpiryInterval = expiry
+	pub.send(pk, (*packets.Packet).PublishEncode)
+	pub.expect(packets.Puback)
+}
+
+// expectPayload reads the next packet, a PUBLISH of want, and
+// acknowledges it.
+func (rc *rawClient) expectPayload(want string) {
+	rc.t.Helper()
+	pk := rc.expect(packets.Publish)
+	if string(pk.Payload) != want {
+		rc.t.Fatalf("got %q, want %q", pk.Payload, want)
+	}
+	rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: pk.PacketID},
+		(*packets.Packet).PubackEncode)
+}
+
+// A QoS 1 message larger than the subscriber's Maximum Packet Size is
+// discarded as if it had been sent [MQTT-3.1.2-25], counted, and the
+// queue goes on: live, with Receive Maximum 1, and for a persistent
+// session resumed with such a message queued. ferry counted the message
+// it could not write against the Receive Maximum forever (nothing more
+// was delivered) and a resume with one queued failed every time.
+func TestOversizedMessageSkipped(t *testing.T) {
+	b := startBroker(t, "", nil)
+	opts := connectOpts{id: "tiny", clean: true, sessionExpiry: 3600, receiveMaximum: 1, maxPacketSize: 64}
+	sub := dialRaw(t, b.addr, 5)
+	sub.connect(opts)
+	sub.subscribe("tiny/t", 1, 1)
+	pub := dialRaw(t, b.addr, 5)
+	pub.connect(connectOpts{id: "tiny-pub", clean: true})
+	big := bytes.Repeat([]byte("x"), 200)
+
+	publishQoS1(t, pub, "tiny/t", big, 1, 0)
+	publishQoS1(t, pub, "tiny/t", []byte("small"), 2, 0)
+	sub.expectPayload("small")
+	if got := testutilToFloat(b.srv.metrics.tooLarge); got != 1 {
+		t.Errorf("queued messages dropped as too large: %v, want 1", got)
+	}
+
+	sub.c.Close()
+	waitFor(t, "tiny to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("tiny"); return ok && cl.Closed() })
+	publishQoS1(t, pub, "tiny/t", big, 3, 0)
+	publishQoS1(t, pub, "tiny/t", []byte("small again"), 4, 0)
+	again := dialRaw(t, b.addr, 5)
+	opts.clean = false
+	if ack := again.connect(opts); !ack.SessionPresent || ack.ReasonCode != 0 {
+		t.Fatalf("CONNACK session present %v, reason %#x", ack.SessionPresent, ack.ReasonCode)
+	}
+	again.expectPayload("small again")
+	if got := testutilToFloat(b.srv.metrics.tooLarge); got != 2 {
+		t.Errorf("queued messages dropped as too large: %v, want 2", got)
+	}
+	cl := b.clientByID(t, "tiny")
+	waitFor(t, "every flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
+}

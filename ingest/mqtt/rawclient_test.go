@@ -38,6 +38,7 @@ type connectOpts struct {
 	clean          bool
 	sessionExpiry  uint32
 	receiveMaximum uint16
+	maxPacketSize  uint32 // the client's Maximum Packet Size (MQTT 5); 0: none
 }
 
 // connect sends CONNECT and returns the CONNACK.
@@ -58,6 +59,7 @@ func (rc *rawClient) connect(o connectOpts) packets.Packet {
 		pk.Properties.SessionExpiryInterval, pk.Properties.SessionExpiryIntervalFlag = o.sessionExpiry, true
 	}
 	pk.Properties.ReceiveMaximum = o.receiveMaximum
+	pk.Properties.MaximumPacketSize = o.maxPacketSize
 	rc.send(pk, (*packets.Packet).ConnectEncode)
 	ack := rc.read()
 	if ack.FixedHeader.Type != packets.Connack {

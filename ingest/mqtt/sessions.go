@@ -816,11 +816,31 @@ func (ss *sessions) pumpLocked(cl *mqtt.Client, si *sessionIndex) error {
 		}
 		si.sent(id)
 		ss.mu.Unlock()
-		if err := cl.WritePacket(pk); err != nil {
+		err := cl.WritePacket(pk)
+		if errors.Is(err, packets.ErrPacketTooLarge) {
+			ss.discard(cl, id)
+			continue
+		}
+		if err != nil {
 			if !errors.Is(err, mqtt.ErrConnectionClosed) {
 				ss.s.logger.Debug("mqtt: sending a queued message failed", "client", cl.ID, "err", err)
 			}
 			return err
 		}
 	}
+}
+
+// discard ends the flow of a publish larger than the client's Maximum
+// Packet Size, which WritePacket refused (nothing of it was written): the
+// server discards it as if it had completed sending it [MQTT-3.1.2-25],
+// so it leaves mochi's in-flight map and the session, and frees its place
+// under the client's Receive Maximum. si.sendMu is held (by pumpLocked).
+func (ss *sessions) discard(cl *mqtt.Client, id uint16) {
+	if cl.State.Inflight.Delete(id) {
+		atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
+	}
+	ss.s.metrics.tooLarge.Inc()
+	ss.s.logger.Debug("mqtt: queued message larger than the client's maximum packet size discarded",
+		"client", cl.ID, "max", cl.Properties.Props.MaximumPacketSize)
+	ss.done(cl, id, true)
 }
