@@ -319,3 +319,41 @@ func TestOversizedMessageSkipped(t *testing.T) {
 	cl := b.clientByID(t, "tiny")
 	waitFor(t, "every flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
 }
+
+// A message sent and not yet acknowledged does not expire: its flow goes
+// on (MQTT 5 message expiry is for messages not yet sent), and it counts
+// against the client's Receive Maximum until its PUBACK. ferry's expiry
+// freed its place, and the next message went to a client holding one
+// unacknowledged message with a Receive Maximum of 1.
+func TestSentMessageDoesNotExpire(t *testing.T) {
+	b := startBroker(t, "", nil)
+	sub := dialRaw(t, b.addr, 5)
+	sub.connect(connectOpts{id: "hold", clean: true, receiveMaximum: 1})
+	sub.subscribe("hold/t", 1, 1)
+	pub := dialRaw(t, b.addr, 5)
+	pub.connect(connectOpts{id: "hold-pub", clean: true})
+	publishQoS1(t, pub, "hold/t", []byte("1"), 1, 1)
+	publishQoS1(t, pub, "hold/t", []byte("2"), 2, 0)
+
+	first := sub.expect(packets.Publish)
+	if string(first.Payload) != "1" {
+		t.Fatalf("first message %q", first.Payload)
+	}
+	cl := b.clientByID(t, "hold")
+	held, ok := cl.State.Inflight.Get(first.PacketID)
+	if !ok || held.Expiry == 0 {
+		t.Fatalf("message 1 in flight %v, expiry %d", ok, held.Expiry)
+	}
+	waitFor(t, "message 1's expiry to pass", func() bool { return time.Now().Unix() > held.Expiry })
+	b.srv.sweep(time.Now().Unix()) // the once-a-second sweep, at least once past the expiry
+	if got, err := sub.tryRead(300 * time.Millisecond); err == nil {
+		t.Fatalf("packet type %d (%q) sent while the client's one flow waits for its PUBACK", got.FixedHeader.Type, got.Payload)
+	}
+	if _, ok := cl.State.Inflight.Get(first.PacketID); !ok {
+		t.Fatal("message 1, sent, expired before its PUBACK")
+	}
+	sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: first.PacketID},
+		(*packets.Packet).PubackEncode)
+	sub.expectPayload("2")
+	waitFor(t, "every flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
+}

@@ -500,8 +500,9 @@ func (ss *sessions) done(cl *mqtt.Client, id uint16, dropped bool) {
 		return
 	}
 	if dropped && si.cl == cl {
-		// Dropped before it was sent (expired): its id must not stand
-		// in the queue for a later message mochi gives the same id.
+		// A dropped flow may not have been sent (expired while queued:
+		// clearExpired keeps what was sent): its id must not stand in
+		// the queue for a later message mochi gives the same id.
 		si.queue = slices.DeleteFunc(si.queue, func(q uint16) bool { return q == id })
 	}
 	ref, ok := si.ids[id]
@@ -509,6 +510,42 @@ func (ss *sessions) done(cl *mqtt.Client, id uint16, dropped bool) {
 	ss.mu.Unlock()
 	if ok {
 		ss.unstore(cl.ID, ref.seq)
+	}
+}
+
+// clearExpired drops cl's in-flight flows past their MQTT 5 message
+// expiry (or the server's maximum), as mochi's ClearExpiredInflights does,
+// except a publish sent on cl and not yet acknowledged: expiry is for a
+// message not yet sent [MQTT-3.3.2-5]; once its PUBLISH is out the flow
+// completes, and it counts against the client's Receive Maximum until it
+// does. ss.mu held across the check and the delete: pump either sent it
+// first (kept) or finds it gone.
+func (ss *sessions) clearExpired(cl *mqtt.Client, now, maxExpiry int64) {
+	var dropped []packets.Packet
+	ss.mu.Lock()
+	si := ss.index[cl.ID]
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		expired := pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now
+		enforced := maxExpiry > 0 && now-pk.Created > maxExpiry
+		if !expired && !enforced {
+			continue
+		}
+		if si != nil && si.cl == cl {
+			if _, sent := si.out[pk.PacketID]; sent {
+				continue
+			}
+		}
+		if cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
+			dropped = append(dropped, pk)
+		}
+	}
+	ss.mu.Unlock()
+	for _, pk := range dropped {
+		if pk.FixedHeader.Type == packets.Publish {
+			ss.s.metrics.expired.Inc()
+		}
+		ss.s.mochi.hooks.OnQosDropped(cl, pk) // ours pumps
 	}
 }
 

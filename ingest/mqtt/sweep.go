@@ -92,7 +92,8 @@ func (s *Server) sweepLoop() {
 // sweep does what mochi's clearExpiredClients and clearExpiredInflights
 // did, for the clients that need it: an offline session past its expiry
 // interval is forgotten, and in-flight messages past their MQTT 5 expiry
-// are dropped (mochi's Client.ClearExpiredInflights tells the hooks).
+// are dropped, unless already sent and not yet acknowledged
+// (sessions.clearExpired, which tells the hooks).
 func (s *Server) sweep(now int64) {
 	maxExpiry := s.broker.Options.Capabilities.MaximumMessageExpiryInterval
 	var gone []*mqtt.Client
@@ -103,7 +104,7 @@ func (s *Server) sweep(now int64) {
 			continue
 		}
 		if cl.State.Inflight.Len() > 0 {
-			cl.ClearExpiredInflights(now, maxExpiry)
+			s.sess.clearExpired(cl, now, maxExpiry)
 		}
 		expire := int64(s.broker.Options.Capabilities.MaximumSessionExpiryInterval)
 		if cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryIntervalFlag {
@@ -125,7 +126,7 @@ func (s *Server) sweep(now int64) {
 	s.conns.Range(func(k, _ any) bool {
 		cl := k.(*mqtt.Client)
 		if cl.State.Inflight.Len() > 0 {
-			cl.ClearExpiredInflights(now, maxExpiry)
+			s.sess.clearExpired(cl, now, maxExpiry)
 		}
 		s.kick(cl) // deliveries no hook told of ($SYS)
 		return true
