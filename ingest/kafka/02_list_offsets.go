@@ -30,8 +30,9 @@ import (
 //     UNKNOWN_LEADER_EPOCH if newer); a lookup by time (and -3) finds only
 //     records below the high watermark, -1/-1 if none; while a new
 //     leader's high watermark is still below the start of its epoch,
-//     latest, and a lookup by time that finds nothing committed, answer
-//     OFFSET_NOT_AVAILABLE (retriable), so no client sees the end go back;
+//     latest, and a lookup by time (or -3) that finds nothing committed
+//     (no record at all included), answer OFFSET_NOT_AVAILABLE
+//     (retriable), so no client sees the end go back;
 //     LeaderEpoch is the epoch of the offset answered (latest: the
 //     leader's), -1 with no offset.
 //
@@ -130,8 +131,10 @@ func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOff
 	if err != nil {
 		return errorCode(err)
 	}
-	if rp.Timestamp != -2 && rp.Timestamp != -4 && sp.Offset >= hw {
-		// Not committed: as if no record were there yet.
+	if rp.Timestamp != -2 && rp.Timestamp != -4 && (sp.Offset < 0 || sp.Offset >= hw) {
+		// No committed record answers (none at all, -1, or only ones not
+		// committed yet): as Kafka's leader, which keeps only an offset
+		// below the high watermark and else, while lagging, fails.
 		if lagging {
 			return kerr.OffsetNotAvailable.Code
 		}

@@ -217,12 +217,12 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	list := func(replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
+	listIn := func(topic string, replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
 		t.Helper()
 		req := kmsg.NewPtrListOffsetsRequest()
 		req.ReplicaID = replica
 		rt := kmsg.NewListOffsetsRequestTopic()
-		rt.Topic = "r"
+		rt.Topic = topic
 		rp := kmsg.NewListOffsetsRequestTopicPartition()
 		rp.Timestamp, rp.CurrentLeaderEpoch = ts, current
 		rt.Partitions = append(rt.Partitions, rp)
@@ -232,6 +232,10 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 			t.Fatal(err)
 		}
 		return resp.Topics[0].Partitions[0]
+	}
+	list := func(replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
+		t.Helper()
+		return listIn("r", replica, current, ts)
 	}
 	type want struct {
 		code   int16
@@ -249,6 +253,7 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	check("by a committed time", list(-1, -1, 1500), want{0, 2, 2})
 	check("by a time only uncommitted records reach", list(-1, -1, 2500), want{0, -1, -1})
 	check("max timestamp, uncommitted", list(-1, -1, -3), want{0, -1, -1})
+	check("by a time past the end", list(-1, -1, 9000), want{0, -1, -1})
 	check("an older current epoch", list(-1, 2, -1), want{code: kerr.FencedLeaderEpoch.Code})
 	check("a newer current epoch", list(-1, 4, -1), want{code: kerr.UnknownLeaderEpoch.Code})
 
@@ -258,6 +263,20 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	check("latest, lagging", list(-1, 3, -1), want{code: kerr.OffsetNotAvailable.Code})
 	check("by a committed time, lagging", list(-1, -1, 1500), want{0, 2, 2})
 	check("by an uncommitted time, lagging", list(-1, -1, 2500), want{code: kerr.OffsetNotAvailable.Code})
+	// No record at all reaches the time: nothing committed either.
+	check("by a time past the end, lagging", list(-1, -1, 9000), want{code: kerr.OffsetNotAvailable.Code})
+	// No record carries a timestamp: max timestamp finds none.
+	if _, err := b.log.CreateTopic("n", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	pn, _ := b.log.Partition("n", 0)
+	pn.SetLeaderEpoch(2)
+	for range 4 { // epoch 2: 0-3; epoch 3 starts at 4, above the high watermark
+		pn.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a"), Timestamp: -1}}))
+	}
+	pn.SetLeaderEpoch(3)
+	pn.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("b"), Timestamp: -1}}))
+	check("max timestamp, none carried, lagging", listIn("n", -1, -1, -3), want{code: kerr.OffsetNotAvailable.Code})
 
 	repl.follows.Store(true)
 	check("a follower, earliest", list(-1, -1, -2), want{code: kerr.NotLeaderForPartition.Code})
