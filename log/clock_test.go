@@ -111,7 +111,7 @@ func TestClockJumpsBackwards(t *testing.T) {
 // to it they are fifteen minutes old, past retention.ms of ten. As a
 // follower it deletes nothing (its copy is cut where its leader's is); the
 // same replica leading applies retention by its own clock, as Kafka's
-// leaders do. A log alone applies retention whatever the flag says.
+// leaders do, to what is committed. A log alone applies retention whatever the flag says.
 func TestReplicatedRetentionOnlyByTheLeader(t *testing.T) {
 	leaderTime := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	clock := &fakeClock{}
@@ -136,9 +136,61 @@ func TestReplicatedRetentionOnlyByTheLeader(t *testing.T) {
 			t.Fatalf("a log alone: start %d after retention, want 3 (its clock says the records are 15 min old)", p.StartOffset())
 		}
 		p.SetAppliesRetention(true)
+		if replicated {
+			p.AdvanceHighWatermark(3) // a leader deletes only committed records
+		}
 		if _, err := l.EnforceRetention(); err != nil || p.StartOffset() != 3 {
 			t.Fatalf("replicated %v, leading: start %d, %v; want 3", replicated, p.StartOffset(), err)
 		}
 		l.Close()
+	}
+}
+
+// A leader of a replicated partition applies retention only below its
+// high watermark (Kafka's UnifiedLog.deletableSegments): a segment goes
+// only when every record of it is committed, the active one only when the
+// high watermark is at the end. Records stamped 1970 are all past
+// retention.ms; with the high watermark inside the second of three
+// segments, only the first goes, and the high watermark stays where the
+// followers are rather than jumping to the new start.
+func TestReplicatedRetentionStopsAtTheHighWatermark(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	clock := &fakeClock{}
+	clock.set(t0)
+	l := openTestLog(t, Options{Now: clock.now, Replicated: true, Logger: quietLogger})
+	if _, err := l.CreateTopic("t", 1, map[string]string{ConfigSegmentMs: "60000", ConfigRetentionMs: "600000"}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := l.Partition("t", 0)
+	for i := range 3 { // segments [0,2) [2,4) [4,6), the last active
+		clock.set(t0.Add(time.Duration(i) * 2 * time.Minute))
+		if _, err := p.Append(testBatch(2, 1000, "old")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(p.Segments()); n != 3 {
+		t.Fatalf("%d segments, want 3", n)
+	}
+	p.SetAppliesRetention(true)
+	p.AdvanceHighWatermark(3)
+	if _, err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if start, hw := p.StartOffset(), p.HighWatermark(); start != 2 || hw != 3 {
+		t.Fatalf("after a pass with the high watermark at 3: start %d, high watermark %d; want 2, 3", start, hw)
+	}
+	p.AdvanceHighWatermark(4) // the second segment committed; the active one not
+	if _, err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if start, hw := p.StartOffset(), p.HighWatermark(); start != 4 || hw != 4 {
+		t.Fatalf("after a pass with the high watermark at 4: start %d, high watermark %d; want 4, 4", start, hw)
+	}
+	p.AdvanceHighWatermark(6) // all committed: the active segment rolls and goes too
+	if _, err := l.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	if start, end := p.StartOffset(), p.EndOffset(); start != 6 || end != 6 {
+		t.Fatalf("after a pass with the high watermark at the end: start %d, end %d; want 6, 6", start, end)
 	}
 }

@@ -86,7 +86,11 @@
 //     timestamp (Kafka's message.timestamp.*.max.ms are not implemented).
 //     In a replicated log (Options.Replicated) only a partition whose
 //     replica leads applies retention.ms and retention.bytes
-//     (Partition.SetAppliesRetention); a follower's copy is cut where its
+//     (Partition.SetAppliesRetention), and only segments whose records
+//     are all below the high watermark (the active one only when the high
+//     watermark is at the end, as Kafka's UnifiedLog.deletableSegments),
+//     so the start, and with it the high watermark, never passes records
+//     the followers do not hold; a follower's copy is cut where its
 //     leader's is, so a follower's clock never deletes what the leader
 //     serves. Options.Now is the clock of all of it (a test seam for skew).
 //   - segment.ms counts from the wall clock at the first append to a

@@ -611,7 +611,8 @@ func retainFrom(s Shipper, p *Partition) int64 {
 }
 
 // EnforceRetention runs one retention pass over every partition now (in
-// a replicated log, over those whose replica leads: SetAppliesRetention).
+// a replicated log, over those whose replica leads: SetAppliesRetention,
+// and only below the high watermark).
 // The background pass calls it every Options.RetentionCheckInterval.
 func (l *Log) EnforceRetention() (RetentionResult, error) {
 	l.mu.RLock()
@@ -628,7 +629,16 @@ func (l *Log) EnforceRetention() (RetentionResult, error) {
 		if l.replicated && !p.appliesRetention.Load() {
 			continue // a follower's copy follows its leader's start (SetAppliesRetention)
 		}
-		res, err := p.enforceRetention(nowMs, retainFrom(shipper, p))
+		floor := retainFrom(shipper, p)
+		if l.replicated {
+			// A leader deletes only committed records (Kafka's
+			// UnifiedLog.deletableSegments): a segment whose records
+			// are not all below the high watermark stays, else the
+			// start, and so HighWatermark, would pass records no
+			// follower holds, releasing their acks=all waits.
+			floor = min(floor, p.HighWatermark())
+		}
+		res, err := p.enforceRetention(nowMs, floor)
 		total.Segments += res.Segments
 		total.Bytes += res.Bytes
 		if err != nil && !errors.Is(err, ErrClosed) && firstErr == nil {

@@ -93,7 +93,8 @@ func (p *Partition) enforceRetention(nowMs, floor int64) (RetentionResult, error
 
 // SetAppliesRetention says whether this replica applies retention.ms and
 // retention.bytes itself. In a replicated log (Options.Replicated) only
-// the leader does, by its own clock and size; a follower's copy is cut
+// the leader does, by its own clock and size, and only below the high
+// watermark (EnforceRetention); a follower's copy is cut
 // where the leader's is (replication moves its start to the leader's log
 // start, up to the high watermark, with DeleteRecords), so replicas never
 // hold different starts, and a follower whose clock runs ahead (or whose

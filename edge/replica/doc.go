@@ -31,7 +31,9 @@
 //     high watermark: what the leader's retention or DeleteRecords cut).
 //   - Which replica applies retention: the leader alone
 //     (log.Partition.SetAppliesRetention as roles change), by its own
-//     clock; a follower whose clock runs ahead deletes nothing early.
+//     clock, and only below the high watermark (an uncommitted record
+//     stays, so retention never releases acks=all); a follower whose
+//     clock runs ahead deletes nothing early.
 //     Nothing here reads the wall clock: lag and retries are timed on Go's
 //     monotonic clock, and no node's time is compared with another's.
 //   - The high-watermark checkpoint of each partition (periodically and on

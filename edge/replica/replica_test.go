@@ -732,6 +732,8 @@ func TestRetentionIsTheLeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The leader deletes only what is committed.
+	poll(t, "every record to be committed", func() bool { return lp.HighWatermark() == lp.EndOffset() })
 	for _, id := range []int32{2, 3} {
 		poll(t, "the followers to hold every record", func() bool { return c.nodes[id].part.EndOffset() == lp.EndOffset() })
 		if res, err := c.nodes[id].log.EnforceRetention(); err != nil || res.Segments != 0 || c.nodes[id].part.StartOffset() != 0 {
@@ -747,6 +749,46 @@ func TestRetentionIsTheLeaders(t *testing.T) {
 	}
 	for _, id := range []int32{2, 3} {
 		poll(t, "the followers' starts to follow the leader's", func() bool { return c.nodes[id].part.StartOffset() == start })
+	}
+}
+
+// The leader's retention never deletes what the followers do not hold
+// yet: a record stamped 1970, past retention.ms, appended while both
+// followers are stalled, stays, and the high watermark stays below it, so
+// acks=all is not released for it (a wait for it runs out); once the
+// followers hold it, retention deletes it.
+func TestRetentionKeepsUncommittedRecords(t *testing.T) {
+	c := newCluster(t, 30*time.Second)
+	lp := c.nodes[1].part
+	c.nodes[2].stopManager()
+	c.nodes[3].stopManager()
+	code, base := c.produceRaw(1, 1, "old") // Timestamp 0: 1970
+	if code != 0 {
+		t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+	}
+	if err := c.nodes[1].log.AlterConfigs(topic, map[string]string{flog.ConfigRetentionMs: "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.nodes[1].log.EnforceRetention(); err != nil {
+		t.Fatal(err)
+	}
+	rl, ok := replication{c.nodes[1]}.Leader(topic, 0)
+	if !ok {
+		t.Fatal("node 1 does not lead t-0")
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+	defer cancel()
+	if err := rl.WaitCommitted(ctx, base); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("acks=all wait for the uncommitted record: %v, want it to run out", err)
+	}
+	if start, hw := lp.StartOffset(), lp.HighWatermark(); start > base || hw > base {
+		t.Fatalf("after the leader's retention pass: start %d, high watermark %d; want the uncommitted record at %d kept, above both", start, hw, base)
+	}
+	c.nodes[2].startManager()
+	c.nodes[3].startManager()
+	poll(t, "the record to be committed", func() bool { return lp.HighWatermark() == lp.EndOffset() })
+	if _, err := c.nodes[1].log.EnforceRetention(); err != nil || lp.StartOffset() != lp.EndOffset() {
+		t.Fatalf("retention once committed: start %d, end %d, %v; want everything deleted", lp.StartOffset(), lp.EndOffset(), err)
 	}
 }
 
