@@ -149,11 +149,21 @@ torture: deps
 FUZZTIME ?= 60s
 FUZZTIME_BRIEF ?= 3s
 FUZZ_PKGS := ./log/ ./ingest/kafka/ ./ingest/mqtt/ ./devices/ ./mirror/wire/ ./configs/
+# Go 1.26's fuzz coordinator can fail a target with a bare "context
+# deadline exceeded" as -fuzztime ends under CPU load, with no failing
+# input (golang/go#75804, fixed in Go 1.27). Such a run is reported and
+# not counted; any other failure, or any new input written under
+# testdata/fuzz, fails the rule.
 fuzz:
-	@for pkg in $(FUZZ_PKGS); do \
+	@out=$$(mktemp); trap 'rm -f $$out' EXIT; \
+	for pkg in $(FUZZ_PKGS); do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$t ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$pkg || exit 1; \
+			if $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 100x $$pkg >$$out 2>&1; then cat $$out; continue; fi; \
+			cat $$out; \
+			if grep -q '^    context deadline exceeded$$' $$out && [ "$$(grep -c '^    ' $$out)" = 1 ] && [ -z "$$(git status --porcelain -- $$pkg/testdata/fuzz/$$t)" ]; then \
+				echo "== $$t: Go's fuzz-deadline race (golang/go#75804), no failing input: not counted"; \
+			else exit 1; fi; \
 		done; \
 	done
 
