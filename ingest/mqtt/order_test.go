@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"go.etcd.io/bbolt"
 )
 
 // slowSub is a paho MQTT 5 subscriber that acknowledges a message only
@@ -356,4 +358,140 @@ func TestSentMessageDoesNotExpire(t *testing.T) {
 		(*packets.Packet).PubackEncode)
 	sub.expectPayload("2")
 	waitFor(t, "every flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
+}
+
+// sendUnacked connects id (a persistent session, Receive Maximum 1),
+// subscribes it to topic, publishes "1" there with a 1 s expiry and
+// further messages payload → expiry, and has the client receive "1",
+// leave it unacknowledged and disconnect. It returns "1" as delivered.
+func sendUnacked(t *testing.T, b *testBroker, id, topic string, more ...struct {
+	payload string
+	expiry  uint32
+}) packets.Packet {
+	t.Helper()
+	sub := dialRaw(t, b.addr, 5)
+	sub.connect(connectOpts{id: id, clean: true, sessionExpiry: 3600, receiveMaximum: 1})
+	sub.subscribe(topic, 1, 1)
+	pub := dialRaw(t, b.addr, 5)
+	pub.connect(connectOpts{id: id + "-pub", clean: true})
+	publishQoS1(t, pub, topic, []byte("1"), 1, 1)
+	for i, m := range more {
+		publishQoS1(t, pub, topic, []byte(m.payload), uint16(i+2), m.expiry)
+	}
+	first := sub.expect(packets.Publish)
+	if string(first.Payload) != "1" || first.Properties.MessageExpiryInterval != 1 {
+		t.Fatalf("first message %q, expiry interval %d", first.Payload, first.Properties.MessageExpiryInterval)
+	}
+	sub.c.Close()
+	waitFor(t, id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(id); return ok && cl.Closed() })
+	return first
+}
+
+// sweepPast waits until expiry (unix seconds) has passed and runs the
+// once-a-second expiry sweep.
+func sweepPast(t *testing.T, b *testBroker, expiry int64) {
+	t.Helper()
+	waitFor(t, "the message expiry to pass", func() bool { return time.Now().Unix() > expiry })
+	b.srv.sweep(time.Now().Unix())
+}
+
+// resumeExpectResent reconnects id's session and expects first, resent
+// with DUP, and acknowledges it.
+func resumeExpectResent(t *testing.T, b *testBroker, id string, first packets.Packet) *rawClient {
+	t.Helper()
+	again := dialRaw(t, b.addr, 5)
+	if ack := again.connect(connectOpts{id: id, sessionExpiry: 3600, receiveMaximum: 1}); !ack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	got, err := again.tryRead(5 * time.Second)
+	if err != nil || got.FixedHeader.Type != packets.Publish {
+		t.Fatalf("no message resent (packet type %d, %v): the one sent and unacknowledged expired", got.FixedHeader.Type, err)
+	}
+	if string(got.Payload) != "1" || !got.FixedHeader.Dup || got.PacketID != first.PacketID {
+		t.Fatalf("resent %q DUP %v id %d, want \"1\" DUP true id %d", got.Payload, got.FixedHeader.Dup, got.PacketID, first.PacketID)
+	}
+	again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: got.PacketID},
+		(*packets.Packet).PubackEncode)
+	return again
+}
+
+// A message whose onward delivery started (its PUBLISH sent, not yet
+// acknowledged) does not expire when its client disconnects: its flow
+// completes, resent with DUP on the next connection [MQTT-3.3.2-5]. ferry
+// forgot what it had sent when the connection ended, and the sweep (or
+// the resume) dropped the message as expired.
+func TestSentMessageResentAfterExpiry(t *testing.T) {
+	b := startBroker(t, "", nil)
+	first := sendUnacked(t, b, "resend", "resend/t")
+	held, ok := b.clientByID(t, "resend").State.Inflight.Get(first.PacketID)
+	if !ok || held.Expiry == 0 {
+		t.Fatalf("message 1 in flight %v, expiry %d", ok, held.Expiry)
+	}
+	sweepPast(t, b, held.Expiry)
+	resumeExpectResent(t, b, "resend", first)
+	cl := b.clientByID(t, "resend")
+	waitFor(t, "the flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
+}
+
+// So across a restart of the server, graceful or a crash (the store as a
+// kill -9 would leave it: its last committed state, copied while the
+// server runs): the mark that delivery started is stored with the
+// message. Restored without it, the message expired.
+func TestSentMessageResentAfterRestartAndExpiry(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "graceful", true: "crash"}[crash], func(t *testing.T) {
+			dir := t.TempDir()
+			a := startBroker(t, dir, nil)
+			first := sendUnacked(t, a, "resend-r", "resend/r")
+			held, ok := a.clientByID(t, "resend-r").State.Inflight.Get(first.PacketID)
+			if !ok || held.Expiry == 0 {
+				t.Fatalf("message 1 in flight %v, expiry %d", ok, held.Expiry)
+			}
+			if crash {
+				dir = t.TempDir()
+				err := a.srv.sess.db.View(func(tx *bbolt.Tx) error {
+					return tx.CopyFile(filepath.Join(dir, "mqtt-sessions.db"), 0o600)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				a.stop(t, nil)
+			}
+
+			b := startBroker(t, dir, nil)
+			sweepPast(t, b, held.Expiry)
+			resumeExpectResent(t, b, "resend-r", first)
+			cl := b.clientByID(t, "resend-r")
+			waitFor(t, "the flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
+		})
+	}
+}
+
+// Only the message sent is kept: one queued behind it and never sent
+// still expires, and one that has not expired is delivered with what
+// remains of its expiry interval [MQTT-3.3.2-6].
+func TestUnsentMessageStillExpires(t *testing.T) {
+	b := startBroker(t, "", nil)
+	first := sendUnacked(t, b, "resend-q", "resend/q",
+		struct {
+			payload string
+			expiry  uint32
+		}{"2", 1},
+		struct {
+			payload string
+			expiry  uint32
+		}{"3", 60})
+	cl := b.clientByID(t, "resend-q")
+	held, _ := cl.State.Inflight.Get(first.PacketID)
+	sweepPast(t, b, held.Expiry)
+	waitFor(t, "message 2 to expire", func() bool { return cl.State.Inflight.Len() == 2 })
+	again := resumeExpectResent(t, b, "resend-q", first)
+	got := again.expect(packets.Publish)
+	if string(got.Payload) != "3" {
+		t.Fatalf("got %q after the resent message, want \"3\" (\"2\" expired unsent)", got.Payload)
+	}
+	if iv := got.Properties.MessageExpiryInterval; iv == 0 || iv >= 60 {
+		t.Fatalf("message 3's expiry interval %d, want what remains of 60 s", iv)
+	}
 }

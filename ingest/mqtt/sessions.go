@@ -39,7 +39,10 @@ import (
 // session's messages, handed by mochi to the new client, are queued by
 // attach once the CONNACK is out, before the connection's reader and
 // writer start: a message published meanwhile takes its place behind
-// them. Expired messages are dropped.
+// them. Expired messages are dropped, unless their onward delivery had
+// started: a message whose PUBLISH was written is marked sent (markSent,
+// in the store too) and never expires; its flow completes, resent with
+// DUP on the next connection, after a restart as well [MQTT-3.3.2-5].
 type sessions struct {
 	mqtt.HookBase
 	s  *Server
@@ -84,6 +87,7 @@ type queuedRef struct {
 	seq    uint64
 	expiry int64 // unix seconds; 0: none
 	v5     bool
+	sent   bool // its onward delivery started (markSent): it no longer expires
 }
 
 // queuedMessage is a stored publish: mochi's storage form with what it
@@ -92,6 +96,7 @@ type queuedMessage struct {
 	storage.Message
 	Expiry  int64 `json:"expiry,omitempty"`
 	Version byte  `json:"version,omitempty"`
+	Sent    bool  `json:"sent,omitempty"` // its PUBLISH was (or was about to be) written (markSent)
 }
 
 var (
@@ -515,11 +520,12 @@ func (ss *sessions) done(cl *mqtt.Client, id uint16, dropped bool) {
 
 // clearExpired drops cl's in-flight flows past their MQTT 5 message
 // expiry (or the server's maximum), as mochi's ClearExpiredInflights does,
-// except a publish sent on cl and not yet acknowledged: expiry is for a
-// message not yet sent [MQTT-3.3.2-5]; once its PUBLISH is out the flow
-// completes, and it counts against the client's Receive Maximum until it
-// does. ss.mu held across the check and the delete: pump either sent it
-// first (kept) or finds it gone.
+// except a publish sent and not yet acknowledged, on cl or on an earlier
+// connection of its session (marked sent): expiry is for a message not
+// yet sent [MQTT-3.3.2-5]; once its PUBLISH is out the flow completes,
+// and it counts against the client's Receive Maximum until it does.
+// ss.mu held across the check and the delete: pump either sent it first
+// (kept) or finds it gone.
 func (ss *sessions) clearExpired(cl *mqtt.Client, now, maxExpiry int64) {
 	var dropped []packets.Packet
 	ss.mu.Lock()
@@ -530,9 +536,12 @@ func (ss *sessions) clearExpired(cl *mqtt.Client, now, maxExpiry int64) {
 		if !expired && !enforced {
 			continue
 		}
-		if si != nil && si.cl == cl {
-			if _, sent := si.out[pk.PacketID]; sent {
+		if si != nil {
+			if _, sent := si.out[pk.PacketID]; sent && si.cl == cl {
 				continue
+			}
+			if ref, ok := si.ids[pk.PacketID]; ok && ref.sent {
+				continue // sent on an earlier connection: resent on the next (attach)
 			}
 		}
 		if cl.State.Inflight.Delete(pk.PacketID) {
@@ -547,6 +556,44 @@ func (ss *sessions) clearExpired(cl *mqtt.Client, now, maxExpiry int64) {
 		}
 		ss.s.mochi.hooks.OnQosDropped(cl, pk) // ours pumps
 	}
+}
+
+// markSent records in the store that the onward delivery of a client's
+// message seq has started: once its PUBLISH may have reached the client,
+// the flow must complete [MQTT-3.3.2-5] (resent with DUP on the next
+// connection, after a restart too), whatever its expiry. Written before
+// the PUBLISH, so a crash between the two keeps a message maybe never
+// sent rather than drop one maybe sent. A message no longer stored (its
+// flow ended, its session was forgotten) is left so. Only messages that
+// can expire are marked: for the rest the mark changes nothing, and it
+// costs a store write per delivery.
+func (ss *sessions) markSent(client string, seq uint64) {
+	if ss.db == nil {
+		return
+	}
+	ss.update("message sent", func(tx *bbolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(client))
+		if q == nil {
+			return nil
+		}
+		v := q.Get(seqKey(seq))
+		if v == nil {
+			return nil
+		}
+		var m queuedMessage
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.Sent {
+			return nil
+		}
+		m.Sent = true
+		b, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return q.Put(seqKey(seq), b)
+	})
 }
 
 // unstore deletes a client's stored message seq.
@@ -641,7 +688,7 @@ func (ss *sessions) restore() error {
 				if cl.State.Inflight.Set(pk) {
 					atomic.AddInt64(&b.Info.Inflight, 1)
 				}
-				si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
+				si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5, sent: m.Sent}
 				si.next = max(si.next, seq+1)
 				queued++
 				return nil
@@ -672,7 +719,8 @@ func (ss *sessions) restore() error {
 // writer runs. A resumed session (present) gets back what mochi handed
 // over from its previous client: acknowledgement states resent as mochi
 // would, PUBRELs counted against the client's Receive Maximum, and the
-// publishes, expired ones dropped, queued in sequence order with DUP set.
+// publishes, expired ones never sent dropped, queued in sequence order
+// with DUP set (so those sent before, which come first).
 // A publish delivered to cl since it took the session over is in that
 // queue at its place, after what was queued before it, however the
 // delivery raced the CONNACK.
@@ -730,7 +778,7 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 			if pk.Expiry < 0 {
 				pk.Expiry = ref.expiry // mochi marked a publish over its send quota with -1
 			}
-			if pk.Expiry > 0 && pk.Expiry < now {
+			if pk.Expiry > 0 && pk.Expiry < now && !ref.sent {
 				expired = append(expired, pk.PacketID)
 				continue
 			}
@@ -852,7 +900,15 @@ func (ss *sessions) pumpLocked(cl *mqtt.Client, si *sessionIndex) error {
 			continue // expired or dropped meanwhile
 		}
 		si.sent(id)
+		ref, mark := si.ids[id]
+		if mark = mark && !ref.sent; mark {
+			ref.sent = true
+			si.ids[id] = ref
+		}
 		ss.mu.Unlock()
+		if mark && (pk.Expiry > 0 || ss.s.broker.Options.Capabilities.MaximumMessageExpiryInterval > 0) {
+			ss.markSent(cl.ID, ref.seq) // before the write: a crash between the two resends it, never drops it
+		}
 		err := cl.WritePacket(pk)
 		if errors.Is(err, packets.ErrPacketTooLarge) {
 			ss.discard(cl, id)
