@@ -495,3 +495,73 @@ func TestUnsentMessageStillExpires(t *testing.T) {
 		t.Fatalf("message 3's expiry interval %d, want what remains of 60 s", iv)
 	}
 }
+
+// A QoS 2 flow whose PUBREC came goes on with the PUBREL after a restart
+// of the server, graceful or a crash, whatever the message's expiry: the
+// PUBREC is stored before the PUBREL is sent. ferry restored the PUBLISH
+// and sent it again, which a client done with that packet id takes for a
+// new message.
+func TestReleasedQoS2FlowResumesWithPubrelAfterRestart(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "graceful", true: "crash"}[crash], func(t *testing.T) {
+			dir := t.TempDir()
+			a := startBroker(t, dir, nil)
+			opts := connectOpts{id: "rel-r", clean: true, sessionExpiry: 3600, receiveMaximum: 1}
+			sub := dialRaw(t, a.addr, 5)
+			sub.connect(opts)
+			sub.subscribe("rel/r", 2, 1)
+			pub := dialRaw(t, a.addr, 5)
+			pub.connect(connectOpts{id: "rel-r-pub", clean: true})
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 2}, ProtocolVersion: 5,
+				TopicName: "rel/r", Payload: []byte("1"), PacketID: 1}
+			pk.Properties.MessageExpiryInterval = 1
+			pub.send(pk, (*packets.Packet).PublishEncode)
+			pub.pubrel(pub.expect(packets.Pubrec).PacketID)
+			pub.expect(packets.Pubcomp)
+
+			got := sub.expect(packets.Publish)
+			sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: 5, PacketID: got.PacketID},
+				(*packets.Packet).PubrecEncode)
+			sub.expect(packets.Pubrel)
+			sub.c.Close() // no PUBCOMP
+			waitFor(t, "rel-r to disconnect", func() bool { cl, ok := a.srv.broker.Clients.Get("rel-r"); return ok && cl.Closed() })
+			if crash {
+				dir = t.TempDir()
+				err := a.srv.sess.db.View(func(tx *bbolt.Tx) error {
+					return tx.CopyFile(filepath.Join(dir, "mqtt-sessions.db"), 0o600)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				a.stop(t, nil)
+			}
+
+			b := startBroker(t, dir, nil)
+			sweepPast(t, b, time.Now().Unix()+1)
+			again := dialRaw(t, b.addr, 5)
+			opts.clean = false
+			if ack := again.connect(opts); !ack.SessionPresent {
+				t.Fatal("session not present")
+			}
+			rel, err := again.tryRead(5 * time.Second)
+			if err != nil || rel.FixedHeader.Type != packets.Pubrel || rel.PacketID != got.PacketID {
+				t.Fatalf("got packet type %d id %d (%v), want PUBREL %d", rel.FixedHeader.Type, rel.PacketID, err, got.PacketID)
+			}
+			again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: 5, PacketID: rel.PacketID},
+				(*packets.Packet).PubcompEncode)
+			cl := b.clientByID(t, "rel-r")
+			waitFor(t, "the flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
+			var stored int
+			b.srv.sess.db.View(func(tx *bbolt.Tx) error {
+				if q := tx.Bucket(bucketQueues).Bucket([]byte("rel-r")); q != nil {
+					stored = q.Stats().KeyN
+				}
+				return nil
+			})
+			if stored != 0 {
+				t.Fatalf("%d messages still stored after the flow completed", stored)
+			}
+		})
+	}
+}

@@ -97,6 +97,9 @@ type queuedMessage struct {
 	Expiry  int64 `json:"expiry,omitempty"`
 	Version byte  `json:"version,omitempty"`
 	Sent    bool  `json:"sent,omitempty"` // its PUBLISH was (or was about to be) written (markSent)
+	// Released: the client's PUBREC came for this QoS 2 publish; what is
+	// in flight is ferry's PUBREL, restored as one (OnPacketRead).
+	Released bool `json:"released,omitempty"`
 }
 
 var (
@@ -113,7 +116,7 @@ func (ss *sessions) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnRetainMessage, mqtt.OnWillSent, mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped,
-		mqtt.OnClientExpired, mqtt.OnRetainedExpired, mqtt.StoredClients, mqtt.StoredSubscriptions:
+		mqtt.OnClientExpired, mqtt.OnRetainedExpired, mqtt.StoredClients, mqtt.StoredSubscriptions, mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -568,10 +571,56 @@ func (ss *sessions) clearExpired(cl *mqtt.Client, now, maxExpiry int64) {
 // can expire are marked: for the rest the mark changes nothing, and it
 // costs a store write per delivery.
 func (ss *sessions) markSent(client string, seq uint64) {
+	ss.mark("message sent", client, seq, func(m *queuedMessage) bool {
+		if m.Sent {
+			return false
+		}
+		m.Sent = true
+		return true
+	})
+}
+
+// OnPacketRead stores that a PUBREC came for a QoS 2 publish mochi holds
+// for the client, before mochi answers it with PUBREL (and holds that in
+// its place): after a restart the flow goes on with the PUBREL, never the
+// PUBLISH again, which the client, done with that packet id once it sends
+// PUBCOMP, would take for a new message. A crash before mochi's PUBREL is
+// written resends the PUBREL, which the client answers (its PUBREC went
+// out) [MQTT-4.3.3].
+func (ss *sessions) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Pubrec || ss.db == nil ||
+		pk.ReasonCode >= packets.ErrUnspecifiedError.Code || !pk.ReasonCodeValid() {
+		return pk, nil // mochi drops a refused flow (OnQosDropped)
+	}
+	if cur, ok := cl.State.Inflight.Get(pk.PacketID); !ok || cur.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	ss.mu.Lock()
+	var ref queuedRef
+	si, ok := ss.index[cl.ID]
+	if ok {
+		ref, ok = si.ids[pk.PacketID]
+	}
+	ss.mu.Unlock()
+	if ok {
+		ss.mark("message released", cl.ID, ref.seq, func(m *queuedMessage) bool {
+			if m.Released {
+				return false
+			}
+			m.Sent, m.Released = true, true
+			return true
+		})
+	}
+	return pk, nil
+}
+
+// mark changes a client's stored message seq (set reports whether it
+// changed it); a message no longer stored is left so.
+func (ss *sessions) mark(what, client string, seq uint64, set func(*queuedMessage) bool) {
 	if ss.db == nil {
 		return
 	}
-	ss.update("message sent", func(tx *bbolt.Tx) error {
+	ss.update(what, func(tx *bbolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(client))
 		if q == nil {
 			return nil
@@ -584,10 +633,9 @@ func (ss *sessions) markSent(client string, seq uint64) {
 		if err := json.Unmarshal(v, &m); err != nil {
 			return err
 		}
-		if m.Sent {
+		if !set(&m) {
 			return nil
 		}
-		m.Sent = true
 		b, err := json.Marshal(m)
 		if err != nil {
 			return err
@@ -685,6 +733,10 @@ func (ss *sessions) restore() error {
 				}
 				seq := binary.BigEndian.Uint64(k)
 				pk := m.packet()
+				if m.Released { // what mochi's processPubrec holds in its place
+					pk = packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1},
+						PacketID: m.PacketID, Created: m.Created}
+				}
 				if cl.State.Inflight.Set(pk) {
 					atomic.AddInt64(&b.Info.Inflight, 1)
 				}
