@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,11 @@ type conn struct {
 	cancel   context.CancelFunc
 	inline   *mqtt.Client  // made on the first QoS 1/2 publish; see Server.deliver
 	scratch  recordScratch // builds this connection's records (its read goroutine only)
+
+	// established is set once the connection's session is inherited and
+	// resent (Server.establish): until then mochi may still replace the
+	// client's state, so the sweep leaves it alone.
+	established atomic.Bool
 
 	mu         sync.Mutex
 	unreleased int // QoS 2 publishes PUBREC'd and waiting for their PUBREL

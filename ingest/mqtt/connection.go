@@ -179,6 +179,9 @@ func (s *Server) establish(lid string, cl *mqtt.Client, pc *preConn) error {
 		atomic.AddInt64(&b.Info.ClientsConnected, -1)
 		return fmt.Errorf("resend inflight: %w", err)
 	}
+	if c, ok := s.conns.Load(cl); ok {
+		c.(*conn).established.Store(true)
+	}
 	s.mochi.hooks.OnSessionEstablished(cl, pk)
 	return nil
 }

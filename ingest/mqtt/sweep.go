@@ -123,8 +123,11 @@ func (s *Server) sweep(now int64) {
 			s.broker.Clients.Delete(cl.ID) // [MQTT-4.1.0-2]
 		}
 	}
-	s.conns.Range(func(k, _ any) bool {
+	s.conns.Range(func(k, v any) bool {
 		cl := k.(*mqtt.Client)
+		if !v.(*conn).established.Load() {
+			return true // mochi may still be handing it the old session's state
+		}
 		if cl.State.Inflight.Len() > 0 {
 			s.sess.clearExpired(cl, now, maxExpiry)
 		}
