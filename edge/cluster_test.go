@@ -36,7 +36,7 @@ func freeLoopbackAddrs(t *testing.T, n int) []string {
 	var out []string
 	seen := map[int]bool{}
 	for len(out) < n {
-		port := 20000 + rand.IntN(12000)
+		port := 20000 + rand.IntN(6000) // 20000-25999; testbed draws 26000-31999
 		if seen[port] {
 			continue
 		}

@@ -74,7 +74,7 @@ func freePorts(t testing.TB, n int) []string {
 	var out []string
 	seen := map[int]bool{}
 	for len(out) < n {
-		port := 20000 + rand.IntN(12000)
+		port := 26000 + rand.IntN(6000) // 26000-31999; edge's tests draw 20000-25999
 		if seen[port] {
 			continue
 		}
