@@ -600,20 +600,11 @@ var kcatOffset = regexp.MustCompile(`\[(\d+)\] offset (-?\d+)`)
 // partition, asked through addr.
 func kcatEnd(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32) int64 {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, "-Q", "-t", fmt.Sprintf("%s:%d:-1", topic, partition))...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kcat -Q through %s: %v\n%s", addr, err, out)
-	}
-	m := kcatOffset.FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("kcat -Q through %s: no offset in %q", addr, out)
-	}
-	o, _ := strconv.ParseInt(string(m[2]), 10, 64)
-	return o
+	return kcatOffsetForTime(t, ctx, kcat, addr, topic, partition, -1)
 }
 
 // kcatOffsetForTime is `kcat -Q` of the first offset at or after
-// timestamp ms (ListOffsets by time), -1 for none.
+// timestamp ms (ListOffsets by time; -1 asks for the latest), -1 for none.
 func kcatOffsetForTime(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32, ms int64) int64 {
 	t.Helper()
 	out, err := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, "-Q", "-t", fmt.Sprintf("%s:%d:%d", topic, partition, ms))...).CombinedOutput()

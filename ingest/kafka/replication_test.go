@@ -82,11 +82,10 @@ func replicaListener(t *testing.T, srv *Server) string {
 	return ln.Addr().String()
 }
 
-// A follower's fetch is served only on a replica connection: there it
-// reads past the high watermark, reports the follower's offset and is told
-// where its log diverges; on the client listener it is refused, and a
-// consumer reads below the high watermark only.
-func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
+// startReplicatedBroker starts a broker led by a fake replica manager (at
+// leader epoch 3) with topic "r" of one partition, which it returns.
+func startReplicatedBroker(t *testing.T) (*testBroker, *fakeReplication, *flog.Partition) {
+	t.Helper()
 	repl := &fakeReplication{epoch: 3, fetched: map[int32]int64{}}
 	b := startBroker(t, func(o *Options) { o.Replication = repl })
 	repl.log = b.log
@@ -94,6 +93,15 @@ func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := b.log.Partition("r", 0)
+	return b, repl, p
+}
+
+// A follower's fetch is served only on a replica connection: there it
+// reads past the high watermark, reports the follower's offset and is told
+// where its log diverges; on the client listener it is refused, and a
+// consumer reads below the high watermark only.
+func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
+	b, repl, p := startReplicatedBroker(t)
 	p.SetLeaderEpoch(2)
 	for i := 0; i < 2; i++ { // epoch 2: offsets 0-3
 		p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a")}, {Value: []byte("b")}}))
@@ -197,13 +205,7 @@ func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
 // its epoch answers OFFSET_NOT_AVAILABLE rather than an end that went back;
 // each offset with the leader epoch of its records.
 func TestListOffsetsOfReplicatedPartition(t *testing.T) {
-	repl := &fakeReplication{epoch: 3, fetched: map[int32]int64{}}
-	b := startBroker(t, func(o *Options) { o.Replication = repl })
-	repl.log = b.log
-	if _, err := b.log.CreateTopic("r", 1, nil); err != nil {
-		t.Fatal(err)
-	}
-	p, _ := b.log.Partition("r", 0)
+	b, repl, p := startReplicatedBroker(t)
 	p.SetLeaderEpoch(2)
 	for _, ts := range []int64{1000, 2000} { // epoch 2: offsets 0-3
 		p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a"), Timestamp: ts}, {Value: []byte("b"), Timestamp: ts}}))

@@ -229,8 +229,7 @@ func TestSubscribeACLRecheckedAtDelivery(t *testing.T) {
 				t.Helper()
 				pk := sub.expect(packets.Publish)
 				if pk.FixedHeader.Qos > 0 {
-					sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: pk.PacketID},
-						(*packets.Packet).PubackEncode)
+					sub.puback(pk.PacketID)
 				}
 				return pk.TopicName + " " + string(pk.Payload)
 			}

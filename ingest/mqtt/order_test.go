@@ -147,15 +147,12 @@ func expectInOrderRaw(t *testing.T, rc *rawClient, from, to int) {
 			}
 			i++
 			if pk.FixedHeader.Qos == 1 {
-				rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: rc.version, PacketID: pk.PacketID},
-					(*packets.Packet).PubackEncode)
+				rc.puback(pk.PacketID)
 			} else {
-				rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: rc.version, PacketID: pk.PacketID},
-					(*packets.Packet).PubrecEncode)
+				rc.pubrec(pk.PacketID)
 			}
 		case packets.Pubrel:
-			rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: rc.version, PacketID: pk.PacketID},
-				(*packets.Packet).PubcompEncode)
+			rc.pubcomp(pk.PacketID)
 		default:
 			t.Fatalf("packet type %d while waiting for message %d", pk.FixedHeader.Type, i)
 		}
@@ -259,8 +256,7 @@ func TestResumedPubrelCountsAgainstReceiveMaximum(t *testing.T) {
 	if string(pk.Payload) != "1" {
 		t.Fatalf("first message %q", pk.Payload)
 	}
-	sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: 5, PacketID: pk.PacketID},
-		(*packets.Packet).PubrecEncode)
+	sub.pubrec(pk.PacketID)
 	rel := sub.expect(packets.Pubrel)
 	sub.c.Close() // no PUBCOMP
 	waitFor(t, "rel to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("rel"); return ok && cl.Closed() })
@@ -276,18 +272,15 @@ func TestResumedPubrelCountsAgainstReceiveMaximum(t *testing.T) {
 	if got, err := again.tryRead(300 * time.Millisecond); err == nil {
 		t.Fatalf("packet type %d (%q) sent while the client's one flow waits for its PUBCOMP", got.FixedHeader.Type, got.Payload)
 	}
-	again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: 5, PacketID: rel.PacketID},
-		(*packets.Packet).PubcompEncode)
+	again.pubcomp(rel.PacketID)
 	for _, want := range []string{"2", "3"} {
 		pk := again.expect(packets.Publish)
 		if string(pk.Payload) != want {
 			t.Fatalf("got %q, want %q", pk.Payload, want)
 		}
-		again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: 5, PacketID: pk.PacketID},
-			(*packets.Packet).PubrecEncode)
+		again.pubrec(pk.PacketID)
 		again.expect(packets.Pubrel)
-		again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: 5, PacketID: pk.PacketID},
-			(*packets.Packet).PubcompEncode)
+		again.pubcomp(pk.PacketID)
 	}
 }
 
@@ -310,8 +303,7 @@ func (rc *rawClient) expectPayload(want string) {
 	if string(pk.Payload) != want {
 		rc.t.Fatalf("got %q, want %q", pk.Payload, want)
 	}
-	rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: pk.PacketID},
-		(*packets.Packet).PubackEncode)
+	rc.puback(pk.PacketID)
 }
 
 // A QoS 1 message larger than the subscriber's Maximum Packet Size is
@@ -386,8 +378,7 @@ func TestSentMessageDoesNotExpire(t *testing.T) {
 	if _, ok := cl.State.Inflight.Get(first.PacketID); !ok {
 		t.Fatal("message 1, sent, expired before its PUBACK")
 	}
-	sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: first.PacketID},
-		(*packets.Packet).PubackEncode)
+	sub.puback(first.PacketID)
 	sub.expectPayload("2")
 	waitFor(t, "every flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
 }
@@ -442,8 +433,7 @@ func resumeExpectResent(t *testing.T, b *testBroker, id string, first packets.Pa
 	if string(got.Payload) != "1" || !got.FixedHeader.Dup || got.PacketID != first.PacketID {
 		t.Fatalf("resent %q DUP %v id %d, want \"1\" DUP true id %d", got.Payload, got.FixedHeader.Dup, got.PacketID, first.PacketID)
 	}
-	again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: 5, PacketID: got.PacketID},
-		(*packets.Packet).PubackEncode)
+	again.puback(got.PacketID)
 	return again
 }
 
@@ -479,17 +469,7 @@ func TestSentMessageResentAfterRestartAndExpiry(t *testing.T) {
 			if !ok || held.Expiry == 0 {
 				t.Fatalf("message 1 in flight %v, expiry %d", ok, held.Expiry)
 			}
-			if crash {
-				dir = t.TempDir()
-				err := a.srv.sess.db.View(func(tx *bbolt.Tx) error {
-					return tx.CopyFile(filepath.Join(dir, "mqtt-sessions.db"), 0o600)
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				a.stop(t, nil)
-			}
+			dir = stopOrCrash(t, a, dir, crash)
 
 			b := startBroker(t, dir, nil)
 			sweepPast(t, b, held.Expiry)
@@ -552,22 +532,11 @@ func TestReleasedQoS2FlowResumesWithPubrelAfterRestart(t *testing.T) {
 			pub.expect(packets.Pubcomp)
 
 			got := sub.expect(packets.Publish)
-			sub.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: 5, PacketID: got.PacketID},
-				(*packets.Packet).PubrecEncode)
+			sub.pubrec(got.PacketID)
 			sub.expect(packets.Pubrel)
 			sub.c.Close() // no PUBCOMP
 			waitFor(t, "rel-r to disconnect", func() bool { cl, ok := a.srv.broker.Clients.Get("rel-r"); return ok && cl.Closed() })
-			if crash {
-				dir = t.TempDir()
-				err := a.srv.sess.db.View(func(tx *bbolt.Tx) error {
-					return tx.CopyFile(filepath.Join(dir, "mqtt-sessions.db"), 0o600)
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				a.stop(t, nil)
-			}
+			dir = stopOrCrash(t, a, dir, crash)
 
 			b := startBroker(t, dir, nil)
 			sweepPast(t, b, time.Now().Unix()+1)
@@ -580,8 +549,7 @@ func TestReleasedQoS2FlowResumesWithPubrelAfterRestart(t *testing.T) {
 			if err != nil || rel.FixedHeader.Type != packets.Pubrel || rel.PacketID != got.PacketID {
 				t.Fatalf("got packet type %d id %d (%v), want PUBREL %d", rel.FixedHeader.Type, rel.PacketID, err, got.PacketID)
 			}
-			again.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: 5, PacketID: rel.PacketID},
-				(*packets.Packet).PubcompEncode)
+			again.pubcomp(rel.PacketID)
 			cl := b.clientByID(t, "rel-r")
 			waitFor(t, "the flow to complete", func() bool { return cl.State.Inflight.Len() == 0 })
 			waitFor(t, "the message's record to be deleted", func() bool {
@@ -596,4 +564,23 @@ func TestReleasedQoS2FlowResumesWithPubrelAfterRestart(t *testing.T) {
 			})
 		})
 	}
+}
+
+// stopOrCrash ends broker a, on dir: a graceful stop, or for crash the
+// state a kill -9 would leave (a copy of its session store taken while it
+// runs). It returns the directory the next broker starts on.
+func stopOrCrash(t *testing.T, a *testBroker, dir string, crash bool) string {
+	t.Helper()
+	if !crash {
+		a.stop(t, nil)
+		return dir
+	}
+	copyDir := t.TempDir()
+	err := a.srv.sess.db.View(func(tx *bbolt.Tx) error {
+		return tx.CopyFile(filepath.Join(copyDir, "mqtt-sessions.db"), 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return copyDir
 }

@@ -80,6 +80,24 @@ func (rc *rawClient) pubrel(id uint16) {
 		(*packets.Packet).PubrelEncode)
 }
 
+func (rc *rawClient) puback(id uint16) {
+	rc.t.Helper()
+	rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: rc.version, PacketID: id},
+		(*packets.Packet).PubackEncode)
+}
+
+func (rc *rawClient) pubrec(id uint16) {
+	rc.t.Helper()
+	rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, ProtocolVersion: rc.version, PacketID: id},
+		(*packets.Packet).PubrecEncode)
+}
+
+func (rc *rawClient) pubcomp(id uint16) {
+	rc.t.Helper()
+	rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubcomp}, ProtocolVersion: rc.version, PacketID: id},
+		(*packets.Packet).PubcompEncode)
+}
+
 func (rc *rawClient) subscribe(filter string, qos byte, id uint16) packets.Packet {
 	rc.t.Helper()
 	rc.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, ProtocolVersion: rc.version, PacketID: id,
