@@ -175,10 +175,16 @@ func (c *clusterProcs) view(i int) (clusterView, bool) {
 
 func (c *clusterProcs) waitFor(what string, cond func() bool) time.Duration {
 	c.t.Helper()
+	return c.waitForWithin(45*time.Second, what, cond)
+}
+
+// waitForWithin is waitFor with its own deadline.
+func (c *clusterProcs) waitForWithin(within time.Duration, what string, cond func() bool) time.Duration {
+	c.t.Helper()
 	start := time.Now()
 	for !cond() {
-		if time.Since(start) > 45*time.Second {
-			c.t.Fatalf("timed out waiting for %s", what)
+		if time.Since(start) > within {
+			c.t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

@@ -201,18 +201,6 @@ func (c *jepsenCluster) leaders(ctx context.Context, topic string) map[int32]int
 	return out
 }
 
-// waitForWithin is waitFor with its own deadline.
-func (c *jepsenCluster) waitForWithin(within time.Duration, what string, cond func() bool) {
-	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 // replicaStart is where node i's copy of p starts, read from its files
 // (the node may be running): the larger of its first segment's base
 // offset and its log-start-offset-checkpoint, as the log takes it; -1 if
