@@ -286,12 +286,8 @@ func (s *Server) replicaFetch(topic string, p *flog.Partition, rp kmsg.FetchRequ
 	sp.LogStartOffset = p.StartOffset()
 	sp.HighWatermark = rl.HighWatermark()
 	sp.LastStableOffset = sp.HighWatermark
-	switch epoch := rl.LeaderEpoch(); {
-	case rp.CurrentLeaderEpoch < 0:
-	case rp.CurrentLeaderEpoch < epoch:
-		return nil, kerr.FencedLeaderEpoch.Code
-	case rp.CurrentLeaderEpoch > epoch:
-		return nil, kerr.UnknownLeaderEpoch.Code
+	if code := fenceLeaderEpoch(rp.CurrentLeaderEpoch, rl.LeaderEpoch()); code != 0 {
+		return nil, code
 	}
 	if follower < 0 {
 		return rl, 0

@@ -70,17 +70,7 @@ func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) 
 			case s.opts.Replication != nil && req.ReplicaID != debugReplicaID:
 				sp.ErrorCode = s.listReplicated(p, rt.Topic, rp, &sp)
 			default:
-				switch rp.Timestamp {
-				case -2, -4: // -4: every record is local (no tiered storage)
-					sp.Offset = p.StartOffset()
-				case -3:
-					sp.Offset, sp.Timestamp, err = p.MaxTimestamp()
-				case -1:
-					sp.Offset = p.EndOffset()
-				default:
-					sp.Offset, sp.Timestamp, err = p.OffsetForTime(rp.Timestamp)
-				}
-				sp.ErrorCode = errorCode(err)
+				sp.ErrorCode = errorCode(listLocal(p, rp.Timestamp, &sp))
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -97,12 +87,8 @@ func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOff
 		return kerr.NotLeaderForPartition.Code
 	}
 	epoch := rl.LeaderEpoch()
-	switch {
-	case rp.CurrentLeaderEpoch < 0:
-	case rp.CurrentLeaderEpoch < epoch:
-		return kerr.FencedLeaderEpoch.Code
-	case rp.CurrentLeaderEpoch > epoch:
-		return kerr.UnknownLeaderEpoch.Code
+	if code := fenceLeaderEpoch(rp.CurrentLeaderEpoch, epoch); code != 0 {
+		return code
 	}
 	hw := rl.HighWatermark()
 	epochs := p.LeaderEpochs()
@@ -113,22 +99,14 @@ func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOff
 		epochStart = epochs[n-1].StartOffset
 	}
 	lagging := hw < epochStart
-	var err error
-	switch rp.Timestamp {
-	case -1:
+	if rp.Timestamp == -1 {
 		if lagging {
 			return kerr.OffsetNotAvailable.Code
 		}
 		sp.Offset, sp.LeaderEpoch = hw, epoch
 		return 0
-	case -2, -4:
-		sp.Offset = p.StartOffset()
-	case -3:
-		sp.Offset, sp.Timestamp, err = p.MaxTimestamp()
-	default:
-		sp.Offset, sp.Timestamp, err = p.OffsetForTime(rp.Timestamp)
 	}
-	if err != nil {
+	if err := listLocal(p, rp.Timestamp, sp); err != nil {
 		return errorCode(err)
 	}
 	if rp.Timestamp != -2 && rp.Timestamp != -4 && (sp.Offset < 0 || sp.Offset >= hw) {
@@ -142,6 +120,23 @@ func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOff
 	}
 	sp.LeaderEpoch = epochOf(epochs, sp.Offset)
 	return 0
+}
+
+// listLocal answers one ListOffsets timestamp from p's own log: -2 and
+// -4 its start (every record is local: no tiered storage), -1 its end, -3
+// its largest timestamp, else the first record at or after the time.
+func listLocal(p *flog.Partition, ts int64, sp *kmsg.ListOffsetsResponseTopicPartition) (err error) {
+	switch ts {
+	case -2, -4:
+		sp.Offset = p.StartOffset()
+	case -1:
+		sp.Offset = p.EndOffset()
+	case -3:
+		sp.Offset, sp.Timestamp, err = p.MaxTimestamp()
+	default:
+		sp.Offset, sp.Timestamp, err = p.OffsetForTime(ts)
+	}
+	return err
 }
 
 // epochOf is the leader epoch whose records hold offset, -1 if none does

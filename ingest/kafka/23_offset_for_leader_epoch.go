@@ -82,12 +82,8 @@ func (s *Server) endOffsetForEpoch(topic string, rp kmsg.OffsetForLeaderEpochReq
 	if pv, ok := s.cluster.Partition(topic, rp.Partition); ok {
 		current = pv.LeaderEpoch
 	}
-	switch {
-	case rp.CurrentLeaderEpoch < 0:
-	case rp.CurrentLeaderEpoch < current:
-		return -1, -1, kerr.FencedLeaderEpoch.Code
-	case rp.CurrentLeaderEpoch > current:
-		return -1, -1, kerr.UnknownLeaderEpoch.Code
+	if code := fenceLeaderEpoch(rp.CurrentLeaderEpoch, current); code != 0 {
+		return -1, -1, code
 	}
 	if rp.LeaderEpoch < 0 {
 		return -1, -1, 0 // UNDEFINED, as Kafka answers it

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	flog "ferry/log"
+
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // Replication is this node's replica manager as the front end sees it
@@ -70,4 +72,20 @@ func (s *Server) ServeReplica(nc net.Conn) {
 	}
 	defer s.untrack(c)
 	c.serve()
+}
+
+// fenceLeaderEpoch checks a request's CurrentLeaderEpoch against the
+// partition's leader epoch as Kafka's leader does for Fetch, ListOffsets
+// and OffsetForLeaderEpoch: -1 (not sent) passes, an older one is
+// FENCED_LEADER_EPOCH, a newer one UNKNOWN_LEADER_EPOCH (the client knows
+// metadata this node does not yet). It returns 0 when it passes.
+func fenceLeaderEpoch(current, leader int32) int16 {
+	switch {
+	case current < 0:
+	case current < leader:
+		return kerr.FencedLeaderEpoch.Code
+	case current > leader:
+		return kerr.UnknownLeaderEpoch.Code
+	}
+	return 0
 }
