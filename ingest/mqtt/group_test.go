@@ -184,7 +184,7 @@ func TestQoS1PublishSkipsMochisHookChain(t *testing.T) {
 	if err := b.srv.broker.AddHook(new(onPublishHook), nil); err != nil {
 		t.Fatal(err)
 	}
-	if soleOnPublish(b.srv.mochi.hooks, b.srv.hook) {
+	if soleHook(b.srv.mochi.hooks, b.srv.hook, mqtt.OnPublish) {
 		t.Fatal("another hook's OnPublish not noticed")
 	}
 }

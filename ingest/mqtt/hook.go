@@ -165,6 +165,14 @@ func peerCN(c net.Conn) string {
 // A PUBREL (or that retransmission) ends a QoS 2 flow's count against
 // Receive Maximum.
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.packetRead(cl, &pk)
+	return pk, nil
+}
+
+// packetRead is OnPacketRead's work, on the packet in place: handlePacket
+// calls it directly when ferry's hook is the only one that reads packets
+// (the chain would copy the ~870-byte packet twice per hook).
+func (h *hook) packetRead(cl *mqtt.Client, pk *packets.Packet) {
 	switch {
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && pk.FixedHeader.Dup:
 		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
@@ -180,7 +188,6 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 			}
 		}
 	}
-	return pk, nil
 }
 
 // OnPacketEncode tells an MQTT 5 client in its CONNACK the largest packet

@@ -40,13 +40,13 @@ func receiveQuota(in *mqtt.Inflight) int32 {
 	return atomic.LoadInt32((*int32)(unsafe.Add(unsafe.Pointer(in), receiveQuotaOffset)))
 }
 
-// soleOnPublish reports whether ferry's hook is the only one of hooks
-// that takes OnPublish, so that calling it directly is what mochi's chain
-// would do.
-func soleOnPublish(hooks *mqtt.Hooks, ours mqtt.Hook) bool {
+// soleHook reports whether ours is the only one of hooks that takes the
+// event (mqtt.OnPublish, say), so that calling it directly is what mochi's
+// chain would do.
+func soleHook(hooks *mqtt.Hooks, ours mqtt.Hook, event byte) bool {
 	n := 0
 	for _, h := range hooks.GetAll() {
-		if h.Provides(mqtt.OnPublish) {
+		if h.Provides(event) {
 			if h != ours {
 				return false
 			}

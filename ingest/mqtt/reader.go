@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -211,15 +212,47 @@ func (pr *packetReader) readDirect(p []byte) (int, error) {
 func (s *Server) readLoop(cl *mqtt.Client, pc *preConn) error {
 	pc.reader.init(pc.Conn)
 	defer pc.reader.release()
+	var ka keepalive
 	for {
 		if cl.Closed() {
 			return nil
 		}
-		keepaliveDeadline(cl)
+		ka.renew(cl)
 		if err := s.readPacket(cl, pc); err != nil {
 			return err
 		}
 	}
+}
+
+// keepalive renews a connection's deadline before each packet is read
+// ([MQTT-3.1.2-22]: one and a half keepalives without a packet end the
+// connection), but moves it only once per slack: each move is a lock and a
+// timer change in the runtime, and a one-in-flight device sends a packet
+// every few hundred microseconds. The deadline is set slack beyond one and
+// a half keepalives, so it never comes early: a silent client is
+// disconnected between 1.5 × keepalive and that plus slack (a quarter
+// keepalive, at most a second).
+type keepalive struct {
+	set time.Time // when the deadline was last moved (zero: never)
+}
+
+func (k *keepalive) renew(cl *mqtt.Client) {
+	sec := cl.State.Keepalive
+	if sec == 0 {
+		if !k.set.IsZero() {
+			cl.Net.Conn.SetDeadline(time.Time{})
+			k.set = time.Time{}
+		}
+		return
+	}
+	ka := time.Duration(sec) * time.Second
+	slack := min(ka/4, time.Second)
+	now := time.Now()
+	if !k.set.IsZero() && now.Sub(k.set) < slack {
+		return
+	}
+	k.set = now
+	cl.Net.Conn.SetDeadline(now.Add(ka + ka/2 + slack))
 }
 
 // readPacket reads one packet and has it handled. An idle connection's
@@ -301,8 +334,9 @@ func (s *Server) handlePacket(cl *mqtt.Client, fh packets.FixedHeader, body []by
 	if err != nil {
 		return err
 	}
-	pk, err = s.mochi.hooks.OnPacketRead(cl, pk)
-	if err != nil {
+	if s.solePacketRead {
+		s.hook.packetRead(cl, &pk)
+	} else if pk, err = s.mochi.hooks.OnPacketRead(cl, pk); err != nil {
 		return err
 	}
 	if pk.FixedHeader.Type == packets.Publish && s.publishQoS(cl, pk) {
