@@ -158,6 +158,31 @@ func TestRefusedRecordInASharedAppend(t *testing.T) {
 	}
 }
 
+// onPacketReadHook is another hook that reads every packet.
+type onPacketReadHook struct{ mqtt.HookBase }
+
+func (onPacketReadHook) ID() string           { return "reader" }
+func (onPacketReadHook) Provides(b byte) bool { return b == mqtt.OnPacketRead }
+
+// TestOwnPacketReadHooksCalledDirectly: ferry's two OnPacketRead hooks
+// (the connection hook and the session store) are called without mochi's
+// chain; with a third, the chain runs. That the direct calls do what the
+// chain did for the packets they act on (PUBREC, PUBREL, a retransmitted
+// QoS 2 PUBLISH) is TestReleasedQoS2FlowResumesWithPubrelAfterRestart's,
+// TestQoS2ExactlyOnce's and TestReceiveMaximumCountsUnreleasedQoS2's.
+func TestOwnPacketReadHooksCalledDirectly(t *testing.T) {
+	b := startBroker(t, "", nil)
+	if !b.srv.ownPacketRead {
+		t.Fatal("packets go through mochi's OnPacketRead chain")
+	}
+	if err := b.srv.broker.AddHook(new(onPacketReadHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	if onlyHooks(b.srv.mochi.hooks, mqtt.OnPacketRead, b.srv.hook, b.srv.sess) {
+		t.Fatal("another hook's OnPacketRead not noticed")
+	}
+}
+
 // onPublishHook is another hook that sees publishes.
 type onPublishHook struct{ mqtt.HookBase }
 
@@ -184,7 +209,7 @@ func TestQoS1PublishSkipsMochisHookChain(t *testing.T) {
 	if err := b.srv.broker.AddHook(new(onPublishHook), nil); err != nil {
 		t.Fatal(err)
 	}
-	if soleHook(b.srv.mochi.hooks, b.srv.hook, mqtt.OnPublish) {
+	if onlyHooks(b.srv.mochi.hooks, mqtt.OnPublish, b.srv.hook) {
 		t.Fatal("another hook's OnPublish not noticed")
 	}
 }

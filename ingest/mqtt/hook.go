@@ -169,9 +169,8 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, nil
 }
 
-// packetRead is OnPacketRead's work, on the packet in place: handlePacket
-// calls it directly when ferry's hook is the only one that reads packets
-// (the chain would copy the ~870-byte packet twice per hook).
+// packetRead is OnPacketRead's work, on the packet in place
+// (Server.packetRead calls it directly).
 func (h *hook) packetRead(cl *mqtt.Client, pk *packets.Packet) {
 	switch {
 	case pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos == 2 && pk.FixedHeader.Dup:

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"reflect"
+	"slices"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -40,20 +41,20 @@ func receiveQuota(in *mqtt.Inflight) int32 {
 	return atomic.LoadInt32((*int32)(unsafe.Add(unsafe.Pointer(in), receiveQuotaOffset)))
 }
 
-// soleHook reports whether ours is the only one of hooks that takes the
-// event (mqtt.OnPublish, say), so that calling it directly is what mochi's
-// chain would do.
-func soleHook(hooks *mqtt.Hooks, ours mqtt.Hook, event byte) bool {
+// onlyHooks reports whether every hook of hooks that takes the event
+// (mqtt.OnPublish, say) is one of ours, and one does: calling ours
+// directly is then what mochi's chain would do.
+func onlyHooks(hooks *mqtt.Hooks, event byte, ours ...mqtt.Hook) bool {
 	n := 0
 	for _, h := range hooks.GetAll() {
 		if h.Provides(event) {
-			if h != ours {
+			if !slices.Contains(ours, h) {
 				return false
 			}
 			n++
 		}
 	}
-	return n == 1
+	return n > 0
 }
 
 // publishQoS handles a QoS 1/2 PUBLISH read from cl as mochi's

@@ -285,6 +285,20 @@ func (s *Server) readPacket(cl *mqtt.Client, pc *preConn) error {
 	return s.handlePacket(cl, fh, body)
 }
 
+// packetRead does what ferry's own OnPacketRead hooks do with pk, when
+// they are the only ones (ownPacketRead): the chain would copy the
+// ~870-byte packet in and out of each hook for every packet, while the
+// session store acts only on PUBREC and the hook on PUBREL and a
+// retransmitted QoS 2 PUBLISH. Both give the packet back unchanged.
+func (s *Server) packetRead(cl *mqtt.Client, pk *packets.Packet) {
+	switch pk.FixedHeader.Type {
+	case packets.Pubrec:
+		s.sess.OnPacketRead(cl, *pk)
+	case packets.Publish, packets.Pubrel:
+		s.hook.packetRead(cl, pk)
+	}
+}
+
 // handlePacket decodes a packet and gives it to the hooks (OnPacketRead)
 // and mochi's packet handling. It is kept out of readPacket so that the
 // packet's large struct is not in the frame of a waiting reader.
@@ -334,8 +348,8 @@ func (s *Server) handlePacket(cl *mqtt.Client, fh packets.FixedHeader, body []by
 	if err != nil {
 		return err
 	}
-	if s.solePacketRead {
-		s.hook.packetRead(cl, &pk)
+	if s.ownPacketRead {
+		s.packetRead(cl, &pk)
 	} else if pk, err = s.mochi.hooks.OnPacketRead(cl, pk); err != nil {
 		return err
 	}

@@ -129,24 +129,24 @@ type Server struct {
 	churn   churnTracker   // connects and disconnects, for releasing memory once they settle (quiet.go)
 	writers sync.WaitGroup // delivery writers (writer.go)
 
-	conns          sync.Map // *mqtt.Client → *conn
-	closing        atomic.Bool
-	pubMu          sync.RWMutex    // held shared by publishes in flight, exclusively by Close
-	acks           sync.WaitGroup  // acknowledgement drains
-	groups         sync.Map        // *flog.Partition → *group: group commit of publishes (group.go)
-	groupsWg       sync.WaitGroup  // the groups' committers
-	groupCtx       context.Context // ends once Close no longer waits for commits
-	groupCancel    context.CancelFunc
-	bridges        []*bridge
-	done           chan struct{}
-	quit           chan struct{} // closed when Close begins: lingering drains leave
-	once           sync.Once
-	lnMu           sync.Mutex
-	lnSeq          int
-	lnIDs          []string // every listener added to the broker
-	bufPool        sync.Pool
-	fastPublish    bool // QoS 1/2 publishes skip mochi's hook chain (publish.go)
-	solePacketRead bool // ferry's hook is the only OnPacketRead: called directly (handlePacket)
+	conns         sync.Map // *mqtt.Client → *conn
+	closing       atomic.Bool
+	pubMu         sync.RWMutex    // held shared by publishes in flight, exclusively by Close
+	acks          sync.WaitGroup  // acknowledgement drains
+	groups        sync.Map        // *flog.Partition → *group: group commit of publishes (group.go)
+	groupsWg      sync.WaitGroup  // the groups' committers
+	groupCtx      context.Context // ends once Close no longer waits for commits
+	groupCancel   context.CancelFunc
+	bridges       []*bridge
+	done          chan struct{}
+	quit          chan struct{} // closed when Close begins: lingering drains leave
+	once          sync.Once
+	lnMu          sync.Mutex
+	lnSeq         int
+	lnIDs         []string // every listener added to the broker
+	bufPool       sync.Pool
+	fastPublish   bool // QoS 1/2 publishes skip mochi's hook chain (publish.go)
+	ownPacketRead bool // the OnPacketRead hooks are ferry's own: called directly (handlePacket)
 
 	// establishHook, if set (by tests), is called at named points of a
 	// connection's establishment (establish).
@@ -256,8 +256,8 @@ func New(opts Options) (*Server, error) {
 		sess.Stop()
 		return nil, err
 	}
-	s.fastPublish = receiveQuotaOffset != 0 && soleHook(s.mochi.hooks, s.hook, mqtt.OnPublish)
-	s.solePacketRead = soleHook(s.mochi.hooks, s.hook, mqtt.OnPacketRead)
+	s.fastPublish = receiveQuotaOffset != 0 && onlyHooks(s.mochi.hooks, mqtt.OnPublish, s.hook)
+	s.ownPacketRead = onlyHooks(s.mochi.hooks, mqtt.OnPacketRead, s.hook, s.sess)
 	if err := s.broker.Serve(); err != nil {
 		s.broker.Close()
 		return nil, fmt.Errorf("mqtt: starting broker: %w", err)
