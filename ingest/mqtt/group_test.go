@@ -158,12 +158,6 @@ func TestRefusedRecordInASharedAppend(t *testing.T) {
 	}
 }
 
-// onPacketReadHook is another hook that reads every packet.
-type onPacketReadHook struct{ mqtt.HookBase }
-
-func (onPacketReadHook) ID() string           { return "reader" }
-func (onPacketReadHook) Provides(b byte) bool { return b == mqtt.OnPacketRead }
-
 // TestOwnPacketReadHooksCalledDirectly: ferry's two OnPacketRead hooks
 // (the connection hook and the session store) are called without mochi's
 // chain; with a third, the chain runs. That the direct calls do what the
@@ -175,7 +169,7 @@ func TestOwnPacketReadHooksCalledDirectly(t *testing.T) {
 	if !b.srv.ownPacketRead {
 		t.Fatal("packets go through mochi's OnPacketRead chain")
 	}
-	if err := b.srv.broker.AddHook(new(onPacketReadHook), nil); err != nil {
+	if err := b.srv.broker.AddHook(&otherHook{event: mqtt.OnPacketRead}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if onlyHooks(b.srv.mochi.hooks, mqtt.OnPacketRead, b.srv.hook, b.srv.sess) {
@@ -183,11 +177,14 @@ func TestOwnPacketReadHooksCalledDirectly(t *testing.T) {
 	}
 }
 
-// onPublishHook is another hook that sees publishes.
-type onPublishHook struct{ mqtt.HookBase }
+// otherHook is a hook other than ferry's that takes one event.
+type otherHook struct {
+	mqtt.HookBase
+	event byte
+}
 
-func (onPublishHook) ID() string           { return "other" }
-func (onPublishHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (*otherHook) ID() string             { return "other" }
+func (h *otherHook) Provides(b byte) bool { return b == h.event }
 
 // TestQoS1PublishSkipsMochisHookChain: with ferry's hook the only one
 // that sees publishes, a QoS 1 publish is handled without mochi's hook
@@ -206,7 +203,7 @@ func TestQoS1PublishSkipsMochisHookChain(t *testing.T) {
 	if n := b.count("telemetry"); n != 1 {
 		t.Fatalf("%d records", n)
 	}
-	if err := b.srv.broker.AddHook(new(onPublishHook), nil); err != nil {
+	if err := b.srv.broker.AddHook(&otherHook{event: mqtt.OnPublish}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if onlyHooks(b.srv.mochi.hooks, mqtt.OnPublish, b.srv.hook) {
