@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,9 +144,14 @@ func BenchmarkMQTTIngestLight(b *testing.B) {
 // publish's write to its PUBACK. For ferry the log is read back: every
 // PUBACKed publish must be in it.
 //
+// MQTT_BENCH_FLUSH=never (or always) creates ferry's telemetry topic with
+// that flush.policy before the node starts: what the fsync costs, for
+// comparison only (under never a PUBACK is not a durable acknowledgement).
+//
 //	go test -run '^$' -bench BenchmarkMQTTOneInFlight -benchtime=1x ./testbed
 func BenchmarkMQTTOneInFlight(b *testing.B) {
 	mosq := mosquittoBinary(b)
+	flush := os.Getenv("MQTT_BENCH_FLUSH")
 	raiseNofile(b)
 	rows := roomClimateRows(b)
 	dur := time.Duration(envInt("MQTT_BENCH_SECONDS", 6)) * time.Second
@@ -152,7 +159,7 @@ func BenchmarkMQTTOneInFlight(b *testing.B) {
 		for _, broker := range []string{"ferry", "mosquitto"} {
 			b.Run(fmt.Sprintf("devices=%d/broker=%s", n, broker), func(b *testing.B) {
 				logLoad(b)
-				addr, pid, fp := startBenchBroker(b, broker, mosq)
+				addr, pid, fp := startOneInFlightBroker(b, broker, mosq, flush)
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 				defer cancel()
 				conns := make([]*idleClient, n)
@@ -266,4 +273,20 @@ func readPuback(r *bufio.Reader, id uint16) error {
 		return fmt.Errorf("PUBACK reason %#x", body[2])
 	}
 	return nil
+}
+
+// startOneInFlightBroker is startBenchBroker, ferry's telemetry topic
+// created first with flush.policy=flush when flush is set.
+func startOneInFlightBroker(b *testing.B, broker, mosq, flush string) (string, int, *ferryProc) {
+	if broker != "ferry" || flush == "" {
+		return startBenchBroker(b, broker, mosq)
+	}
+	dir := b.TempDir()
+	if out, err := exec.Command(ferryBinary(b), "topics", "create", "telemetry", "--partitions", "1",
+		"--config", "flush.policy="+flush, "--data-dir", dir, "--create-data-dir").CombinedOutput(); err != nil {
+		b.Fatalf("topics create: %v\n%s", err, out)
+	}
+	b.Logf("ferry's telemetry topic: flush.policy=%s", flush)
+	fp := startEdge(b, dir)
+	return fp.mqttAddr, fp.cmd.Process.Pid, fp
 }
