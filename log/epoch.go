@@ -438,6 +438,24 @@ func (p *Partition) LeaderEpochs() []EpochEntry {
 	return out
 }
 
+// EpochForOffset is the leader epoch whose records hold offset, -1 if
+// none does (or offset is negative): Kafka's epochForOffset.
+func (p *Partition) EpochForOffset(offset int64) (int32, error) {
+	e := int32(-1)
+	if offset < 0 {
+		return e, nil
+	}
+	err := p.readEpochs(func() {
+		for _, en := range p.epochs.entries {
+			if en.StartOffset > offset {
+				break
+			}
+			e = en.Epoch
+		}
+	})
+	return e, err
+}
+
 // EndOffsetForEpoch answers Kafka's OffsetForLeaderEpoch for one
 // partition: the largest epoch at or below epoch this log knows, and the
 // offset where it ended (the start of the next epoch, or the end offset if

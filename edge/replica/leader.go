@@ -86,6 +86,9 @@ func (l *Leader) LeaderEpoch() int32 { return l.epoch }
 // HighWatermark is the partition's committed end.
 func (l *Leader) HighWatermark() int64 { return l.p.HighWatermark() }
 
+// EpochStartOffset is the end offset when this node became leader.
+func (l *Leader) EpochStartOffset() int64 { return l.epochStart }
+
 // Append appends a producer's batch as leader, holding the leadership
 // meanwhile. With acksAll it refuses (flog.ErrNotEnoughReplicas) while the
 // in-sync set is below min.insync.replicas, appending nothing.

@@ -68,9 +68,15 @@ func serveListOffsets(s *Server, _ context.Context, c *conn, kreq kmsg.Request) 
 			case err != nil:
 				sp.ErrorCode = errorCode(err)
 			case s.opts.Replication != nil && req.ReplicaID != debugReplicaID:
-				sp.ErrorCode = s.listReplicated(p, rt.Topic, rp, &sp)
+				if sp.ErrorCode = s.listReplicated(p, rt.Topic, rp, &sp); sp.ErrorCode != 0 {
+					sp.LeaderEpoch = -1 // as Kafka's error answers
+				}
 			default:
-				sp.ErrorCode = errorCode(listLocal(p, rp.Timestamp, &sp))
+				err := listLocal(p, rp.Timestamp, &sp)
+				if err == nil && s.opts.Replication != nil { // a debugging client: each offset with its records' epoch
+					sp.LeaderEpoch, err = p.EpochForOffset(sp.Offset)
+				}
+				sp.ErrorCode = errorCode(err)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
@@ -91,14 +97,7 @@ func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOff
 		return code
 	}
 	hw := rl.HighWatermark()
-	epochs := p.LeaderEpochs()
-	// The epoch this leader's records start at: where the cache notes it,
-	// else the end (it has appended nothing yet).
-	epochStart := p.EndOffset()
-	if n := len(epochs); n > 0 && epochs[n-1].Epoch == epoch {
-		epochStart = epochs[n-1].StartOffset
-	}
-	lagging := hw < epochStart
+	lagging := hw < rl.EpochStartOffset()
 	if rp.Timestamp == -1 {
 		if lagging {
 			return kerr.OffsetNotAvailable.Code
@@ -113,12 +112,16 @@ func (s *Server) listReplicated(p *flog.Partition, topic string, rp kmsg.ListOff
 		// No committed record answers (none at all, -1, or only ones not
 		// committed yet): as Kafka's leader, which keeps only an offset
 		// below the high watermark and else, while lagging, fails.
+		sp.Offset, sp.Timestamp = -1, -1
 		if lagging {
 			return kerr.OffsetNotAvailable.Code
 		}
-		sp.Offset, sp.Timestamp = -1, -1
 	}
-	sp.LeaderEpoch = epochOf(epochs, sp.Offset)
+	e, err := p.EpochForOffset(sp.Offset)
+	if err != nil {
+		return errorCode(err)
+	}
+	sp.LeaderEpoch = e
 	return 0
 }
 
@@ -137,17 +140,4 @@ func listLocal(p *flog.Partition, ts int64, sp *kmsg.ListOffsetsResponseTopicPar
 		sp.Offset, sp.Timestamp, err = p.OffsetForTime(ts)
 	}
 	return err
-}
-
-// epochOf is the leader epoch whose records hold offset, -1 if none does
-// (or offset is -1).
-func epochOf(epochs []flog.EpochEntry, offset int64) int32 {
-	e := int32(-1)
-	for _, en := range epochs {
-		if offset < 0 || en.StartOffset > offset {
-			break
-		}
-		e = en.Epoch
-	}
-	return e
 }

@@ -48,6 +48,11 @@ type ReplicaLeader interface {
 	FollowerFetched(replica int32, fetchOffset, logStart int64) error
 	// HighWatermark is the committed end: consumers read below it.
 	HighWatermark() int64
+	// EpochStartOffset is the log's end offset when this node became
+	// leader at LeaderEpoch (Kafka's leaderEpochStartOffset): until the
+	// high watermark reaches it, the leader is catching up on what the
+	// previous leader committed.
+	EpochStartOffset() int64
 	// WaitCommitted waits until the high watermark passes offset (nil),
 	// the in-sync set falls below min.insync.replicas first
 	// (flog.ErrNotEnoughReplicasAfterAppend), the leadership ends

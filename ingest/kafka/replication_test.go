@@ -20,7 +20,8 @@ type fakeReplication struct {
 	log     *flog.Log
 	epoch   int32
 	hw      atomic.Int64
-	follows atomic.Bool // leads nothing: a follower of every partition
+	start   atomic.Int64 // EpochStartOffset
+	follows atomic.Bool  // leads nothing: a follower of every partition
 	mu      sync.Mutex
 	fetched map[int32]int64
 }
@@ -51,7 +52,8 @@ func (l fakeLeader) FollowerFetched(replica int32, off, logStart int64) error {
 	l.r.fetched[replica] = off
 	return nil
 }
-func (l fakeLeader) HighWatermark() int64 { return l.r.hw.Load() }
+func (l fakeLeader) HighWatermark() int64    { return l.r.hw.Load() }
+func (l fakeLeader) EpochStartOffset() int64 { return l.r.start.Load() }
 func (l fakeLeader) WaitCommitted(ctx context.Context, off int64) error {
 	<-ctx.Done()
 	return ctx.Err()
@@ -212,6 +214,7 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	}
 	p.SetLeaderEpoch(3)
 	p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("c"), Timestamp: 3000}, {Value: []byte("d"), Timestamp: 3000}})) // epoch 3: 4-5
+	repl.start.Store(4)                                                                                                          // this node became leader at epoch 3 with its log ending at 4
 	repl.hw.Store(4)
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.addr))
@@ -246,7 +249,10 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	}
 	check := func(what string, got kmsg.ListOffsetsResponseTopicPartition, w want) {
 		t.Helper()
-		if got.ErrorCode != w.code || w.code == 0 && (got.Offset != w.offset || got.LeaderEpoch != w.epoch) {
+		if w.code != 0 {
+			w.offset, w.epoch = -1, -1 // an error answers no offset and leader epoch -1, as Kafka's
+		}
+		if got.ErrorCode != w.code || got.Offset != w.offset || got.LeaderEpoch != w.epoch {
 			t.Errorf("%s: error %d, offset %d, epoch %d; want %+v", what, got.ErrorCode, got.Offset, got.LeaderEpoch, w)
 		}
 	}
@@ -283,5 +289,5 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	repl.follows.Store(true)
 	check("a follower, earliest", list(-1, -1, -2), want{code: kerr.NotLeaderForPartition.Code})
 	check("a follower, by time", list(-1, -1, 1500), want{code: kerr.NotLeaderForPartition.Code})
-	check("a follower, to the debugging replica", list(-2, -1, -2), want{0, 0, 0})
+	check("a follower, to the debugging replica", list(-2, -1, -2), want{0, 0, 2})
 }
