@@ -43,7 +43,7 @@ func (l *Log) EnforceBudget() (freed int64, blocked bool) {
 	}
 	shipper := l.shipper
 	l.mu.RUnlock()
-	freed = l.dropRounds(parts, func(p *Partition) (int64, error) { return p.dropHeadForBudget(retainFrom(shipper, p), nil) })
+	freed = l.dropRounds(parts, func(p *Partition) (int64, error) { return p.dropHeadForBudget(l.deleteFloor(shipper, p), nil) })
 	if l.Size() > l.maxDisk && l.policy == BudgetDropOldest {
 		freed += l.dropPinned(parts, shipper)
 	}

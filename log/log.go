@@ -610,6 +610,19 @@ func retainFrom(s Shipper, p *Partition) int64 {
 	return s.RetainFrom(p.topic, p.id)
 }
 
+// deleteFloor is the lowest offset of p a pass that deletes from the head
+// must keep: what the shipper pins and, in a replicated log, the high
+// watermark. A leader deletes only committed records (Kafka's
+// UnifiedLog.deletableSegments): else the start, and so HighWatermark,
+// would pass records no follower holds, releasing their acks=all waits.
+func (l *Log) deleteFloor(s Shipper, p *Partition) int64 {
+	floor := retainFrom(s, p)
+	if l.replicated {
+		floor = min(floor, p.HighWatermark())
+	}
+	return floor
+}
+
 // EnforceRetention runs one retention pass over every partition now (in
 // a replicated log, over those whose replica leads: SetAppliesRetention,
 // and only below the high watermark).
@@ -629,16 +642,7 @@ func (l *Log) EnforceRetention() (RetentionResult, error) {
 		if l.replicated && !p.appliesRetention.Load() {
 			continue // a follower's copy follows its leader's start (SetAppliesRetention)
 		}
-		floor := retainFrom(shipper, p)
-		if l.replicated {
-			// A leader deletes only committed records (Kafka's
-			// UnifiedLog.deletableSegments): a segment whose records
-			// are not all below the high watermark stays, else the
-			// start, and so HighWatermark, would pass records no
-			// follower holds, releasing their acks=all waits.
-			floor = min(floor, p.HighWatermark())
-		}
-		res, err := p.enforceRetention(nowMs, floor)
+		res, err := p.enforceRetention(nowMs, l.deleteFloor(shipper, p))
 		total.Segments += res.Segments
 		total.Bytes += res.Bytes
 		if err != nil && !errors.Is(err, ErrClosed) && firstErr == nil {

@@ -17,9 +17,11 @@ import (
 //   - Moves each partition's log start offset to the offset given
 //     (log.Log.DeleteRecords: persisted, so a restart keeps it), -1
 //     meaning the high watermark (the end offset, as ListOffsets -1
-//     answers), and answers the log start after it (the low watermark).
-//     An offset at or below the log start changes nothing; one past the
-//     end, or below -1, is OFFSET_OUT_OF_RANGE. Consumers fetching below
+//     answers; in a replicated cluster the leader's high watermark, so
+//     only committed records go, as Kafka's deleteRecordsOnLeader), and
+//     answers the log start after it (the low watermark). An offset at or
+//     below the log start changes nothing; one past the high watermark,
+//     or below -1, is OFFSET_OUT_OF_RANGE. Consumers fetching below
 //     the new start get OFFSET_OUT_OF_RANGE; ListOffsets' earliest is it.
 //     Records it removes before the mirror shipped them are told to the
 //     center as a gap, as drop-oldest losses are.
@@ -64,13 +66,24 @@ func serveDeleteRecords(s *Server, ctx context.Context, c *conn, kreq kmsg.Reque
 				err = errOffsetsTopic // the coordinators move its start (snapshots)
 			}
 			if err == nil {
-				off := rp.Offset
-				if off == -1 {
-					off = p.EndOffset()
+				off, end := rp.Offset, p.EndOffset()
+				if s.opts.Replication != nil {
+					// A leader deletes only committed records, as Kafka's
+					// deleteRecordsOnLeader: its end is the high watermark.
+					if rl, ok := s.opts.Replication.Leader(rt.Topic, rp.Partition); !ok {
+						err = flog.ErrNotLeader
+					} else {
+						end = rl.HighWatermark()
+					}
 				}
-				if off < 0 {
+				if off == -1 {
+					off = end
+				}
+				switch {
+				case err != nil:
+				case off < 0 || off > end:
 					err = fmt.Errorf("%w: offset %d", flog.ErrOffsetOutOfRange, off)
-				} else {
+				default:
 					sp.LowWatermark, err = s.log.DeleteRecords(ctx, rt.Topic, rp.Partition, off)
 				}
 			}

@@ -187,3 +187,41 @@ func TestDeleteRecordsNotLeaderAndACL(t *testing.T) {
 		}
 	})
 }
+
+// TestDeleteRecordsOfReplicatedPartition: a leader deletes only committed
+// records, as Kafka's deleteRecordsOnLeader: -1 means its high watermark,
+// an offset above it is OFFSET_OUT_OF_RANGE, and a follower answers
+// NOT_LEADER_OR_FOLLOWER.
+func TestDeleteRecordsOfReplicatedPartition(t *testing.T) {
+	b, repl, p := startReplicatedBroker(t)
+	for range 3 { // offsets 0-5
+		p.Append(flog.AppendBatch(nil, []flog.Record{{Value: []byte("a")}, {Value: []byte("b")}}))
+	}
+	repl.hw.Store(4)
+	adm := kadm.NewClient(b.client(t))
+	ctx := ctxT(t)
+	del := func(off int64) (kadm.DeleteRecordsResponse, error) {
+		t.Helper()
+		offs := kadm.Offsets{}
+		offs.AddOffset("r", 0, off, -1)
+		resp, err := adm.DeleteRecords(ctx, offs)
+		if err != nil {
+			return kadm.DeleteRecordsResponse{}, err
+		}
+		r, _ := resp.Lookup("r", 0)
+		return r, r.Err
+	}
+	if _, err := del(5); !errors.Is(err, kerr.OffsetOutOfRange) {
+		t.Fatalf("above the high watermark: %v, want OFFSET_OUT_OF_RANGE", err)
+	}
+	if r, err := del(-1); err != nil || r.LowWatermark != 4 {
+		t.Fatalf("-1: %+v %v, want the high watermark 4", r, err)
+	}
+	if p.StartOffset() != 4 {
+		t.Fatalf("log start %d, want 4", p.StartOffset())
+	}
+	repl.follows.Store(true)
+	if _, err := del(4); !errors.Is(err, kerr.NotLeaderForPartition) {
+		t.Fatalf("a follower: %v, want NOT_LEADER_OR_FOLLOWER", err)
+	}
+}
