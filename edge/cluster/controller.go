@@ -61,7 +61,8 @@ func newController(p proposer, now func() time.Time, sessionTimeout time.Duratio
 func (c *controller) reset(prev int32, prevContact time.Time) {
 	c.mu.Lock()
 	c.lastSeen = map[int32]time.Time{}
-	if now := c.now(); prev >= 0 && !prevContact.IsZero() && prevContact.Before(now) && now.Sub(prevContact) < c.sessionTimeout {
+	// A zero contact's age saturates far above any session timeout.
+	if age := c.now().Sub(prevContact); prev >= 0 && age > 0 && age < c.sessionTimeout {
 		c.lastSeen[prev] = prevContact
 	}
 	c.mu.Unlock()

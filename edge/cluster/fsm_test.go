@@ -270,11 +270,15 @@ func TestNewControllerTimesThePreviousControllerFromLastContact(t *testing.T) {
 	// session timeout old or more (a lost quorum healed: nobody watched
 	// the old controller meanwhile) is a fresh grace period, as for
 	// everyone else.
-	for name, contact := range map[string]func() time.Time{
-		"future": func() time.Time { return now.Add(time.Hour) },
-		"none":   func() time.Time { return time.Time{} },
-		"stale":  func() time.Time { return now.Add(-10 * time.Second) },
+	for _, tc := range []struct {
+		name    string
+		contact func() time.Time
+	}{
+		{"future", func() time.Time { return now.Add(time.Hour) }},
+		{"none", func() time.Time { return time.Time{} }},
+		{"stale", func() time.Time { return now.Add(-10 * time.Second) }},
 	} {
+		name, contact := tc.name, tc.contact
 		c.heartbeat(ctx, Heartbeat{Broker: 2, Incarnation: 2, Endpoints: map[string]string{"kafka": "x"}})
 		if p.image().Brokers[2].Fenced {
 			t.Fatalf("%s: broker 2 fenced before the reset", name)
