@@ -345,6 +345,7 @@ func (c *conn) kick() {
 	}
 	c.running = true
 	c.mu.Unlock()
+send:
 	for {
 		batch := c.readyBatch()
 		if len(batch) == 0 {
@@ -354,21 +355,13 @@ func (c *conn) kick() {
 		case sendHanded:
 			return // a drain finishes the write and goes on
 		case sendNotTried:
-			c.mu.Lock()
-			if c.ctx.Err() == nil {
-				c.mu.Unlock()
-				c.s.acks.Add(1)
-				go c.drain()
-				return
-			}
-			c.stopLocked()
-			c.mu.Unlock()
-			return
+			break send // the head is due: a drain sends it
 		}
 	}
 	c.mu.Lock()
 	if len(c.queue) > 0 && c.ctx.Err() == nil && c.due(&c.queue[0]) {
-		// Due but not ready: a failed commit, or a wait on a partition.
+		// Not sent here, or due but not ready: a failed commit, or a
+		// wait on a partition.
 		c.mu.Unlock()
 		c.s.acks.Add(1)
 		go c.drain()

@@ -66,8 +66,7 @@ type group struct {
 	dmu        sync.Mutex
 	doneCh     chan struct{} // closed and replaced when done advances
 
-	enc     []byte             // the committer's batch encoding
-	touched map[*conn]struct{} // the committer's: connections with records in a commit
+	enc []byte // the committer's batch encoding
 
 	// The connections whose acknowledgements commits released, for the
 	// acker (kickLoop, which lives with the committer): it tells them
@@ -146,7 +145,7 @@ func (s *Server) group(part *flog.Partition) *group {
 		return v.(*group)
 	}
 	g := &group{s: s, part: part, cur: new(groupBatch), spare: new(groupBatch), wake: make(chan struct{}, 1),
-		doneCh: make(chan struct{}), touched: map[*conn]struct{}{}, kickWake: make(chan struct{}, 1)}
+		doneCh: make(chan struct{}), kickWake: make(chan struct{}, 1)}
 	g.failedFrom.Store(math.MaxUint64)
 	g.taken.L = &g.mu
 	v, _ := s.groups.LoadOrStore(part, g)
@@ -212,14 +211,14 @@ func (g *group) run() {
 	defer g.s.groupsWg.Done()
 	stop, acked := make(chan struct{}), make(chan struct{})
 	go g.kickLoop(stop, acked)
-	var linger, pace *time.Timer
+	// Armed by Reset when needed (Go 1.23 timers: a stopped timer's
+	// channel holds nothing stale).
+	linger, pace := time.NewTimer(groupLinger), time.NewTimer(groupPace)
+	linger.Stop()
+	pace.Stop()
 	defer func() {
-		if linger != nil {
-			linger.Stop()
-		}
-		if pace != nil {
-			pace.Stop()
-		}
+		linger.Stop()
+		pace.Stop()
 		close(stop)
 		<-acked
 	}()
@@ -228,11 +227,7 @@ func (g *group) run() {
 		if len(g.cur.recs) == 0 {
 			g.want = 1
 			g.mu.Unlock()
-			if linger == nil {
-				linger = time.NewTimer(groupLinger)
-			} else {
-				linger.Reset(groupLinger)
-			}
+			linger.Reset(groupLinger)
 			select {
 			case <-g.wake:
 				continue
@@ -268,24 +263,17 @@ func (g *group) run() {
 		// again; wait (at most groupPace) until as many more records
 		// are queued as were acknowledged, so they share the next
 		// fsync with those queued during this one.
+		// A wake-up already sent is stale (a pace that ended by its
+		// timer, say); one sent from now on is for want, or from a
+		// reader that waits for room, which add signals under g.mu.
+		select {
+		case <-g.wake:
+		default:
+		}
 		want := len(g.cur.recs) + acks
 		g.want = want
 		g.mu.Unlock()
-		select {
-		case <-g.wake: // stale: a record queued during the commit
-		default:
-		}
-		g.mu.Lock()
-		more := len(g.cur.recs) < want
-		g.mu.Unlock()
-		if !more {
-			continue
-		}
-		if pace == nil {
-			pace = time.NewTimer(groupPace)
-		} else {
-			pace.Reset(groupPace)
-		}
+		pace.Reset(groupPace)
 		select {
 		case <-g.wake:
 		case <-pace.C:
@@ -354,20 +342,20 @@ func (g *group) commit(b *groupBatch, first uint64) int {
 	g.doneCh = make(chan struct{})
 	g.dmu.Unlock()
 	// The connections whose acknowledgements this commit released, in the
-	// order their records were queued, for the acker.
+	// order their records were queued, for the acker. A run of one
+	// connection's records is one kick; a connection kicked again finds
+	// its acknowledgements sent and returns at once.
 	g.kmu.Lock()
 	n := len(g.kicks)
+	var prev *conn
 	for k := range b.items {
-		if c := b.items[k].c; c != nil {
-			if _, ok := g.touched[c]; !ok {
-				g.touched[c] = struct{}{}
-				g.kicks = append(g.kicks, c)
-			}
+		if c := b.items[k].c; c != nil && c != prev {
+			g.kicks = append(g.kicks, c)
+			prev = c
 		}
 	}
 	more := len(g.kicks) > n
 	g.kmu.Unlock()
-	clear(g.touched)
 	if more {
 		select {
 		case g.kickWake <- struct{}{}:
