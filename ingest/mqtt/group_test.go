@@ -158,16 +158,20 @@ func TestRefusedRecordInASharedAppend(t *testing.T) {
 	}
 }
 
-// TestOwnPacketReadHooksCalledDirectly: ferry's two OnPacketRead hooks
-// (the connection hook and the session store) are called without mochi's
-// chain; with a third, the chain runs. That the direct calls do what the
-// chain did for the packets they act on (PUBREC, PUBREL, a retransmitted
-// QoS 2 PUBLISH) is TestReleasedQoS2FlowResumesWithPubrelAfterRestart's,
-// TestQoS2ExactlyOnce's and TestReceiveMaximumCountsUnreleasedQoS2's.
-func TestOwnPacketReadHooksCalledDirectly(t *testing.T) {
+// TestOnlyHooks: onlyHooks, by which New checks that ferry's two
+// OnPacketRead hooks (the connection hook and the session store) are the
+// only ones, since handlePacket calls them itself, notices a third. What
+// the direct calls do for the packets they act on (PUBREC, PUBREL, a
+// retransmitted QoS 2 PUBLISH) is checked by
+// TestReleasedQoS2FlowResumesWithPubrelAfterRestart,
+// TestQoS2ExactlyOnce and TestReceiveMaximumCountsUnreleasedQoS2.
+func TestOnlyHooks(t *testing.T) {
 	b := startBroker(t, "", nil)
-	if !b.srv.ownPacketRead {
-		t.Fatal("packets go through mochi's OnPacketRead chain")
+	if !onlyHooks(b.srv.mochi.hooks, mqtt.OnPacketRead, b.srv.hook, b.srv.sess) {
+		t.Fatal("a server's OnPacketRead hooks are not only ferry's")
+	}
+	if onlyHooks(b.srv.mochi.hooks, mqtt.OnPacketRead, b.srv.hook) {
+		t.Fatal("the session store's OnPacketRead not noticed")
 	}
 	if err := b.srv.broker.AddHook(&otherHook{event: mqtt.OnPacketRead}, nil); err != nil {
 		t.Fatal(err)

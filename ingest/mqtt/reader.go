@@ -239,11 +239,7 @@ type keepalive struct {
 func (k *keepalive) renew(cl *mqtt.Client) {
 	sec := cl.State.Keepalive
 	if sec == 0 {
-		if !k.set.IsZero() {
-			cl.Net.Conn.SetDeadline(time.Time{})
-			k.set = time.Time{}
-		}
-		return
+		return // fixed at CONNECT, whose handling cleared the deadline (establish)
 	}
 	ka := time.Duration(sec) * time.Second
 	slack := min(ka/4, time.Second)
@@ -285,11 +281,11 @@ func (s *Server) readPacket(cl *mqtt.Client, pc *preConn) error {
 	return s.handlePacket(cl, fh, body)
 }
 
-// packetRead does what ferry's own OnPacketRead hooks do with pk, when
-// they are the only ones (ownPacketRead): the chain would copy the
-// ~870-byte packet in and out of each hook for every packet, while the
-// session store acts only on PUBREC and the hook on PUBREL and a
-// retransmitted QoS 2 PUBLISH. Both give the packet back unchanged.
+// packetRead does what ferry's OnPacketRead hooks, the only ones (New
+// checks), do with pk, instead of mochi's chain, which would copy the
+// ~870-byte packet in and out of each hook for every packet: the session
+// store acts only on PUBREC and the hook on PUBREL and a retransmitted
+// QoS 2 PUBLISH. Both give the packet back unchanged.
 func (s *Server) packetRead(cl *mqtt.Client, pk *packets.Packet) {
 	switch pk.FixedHeader.Type {
 	case packets.Pubrec:
@@ -348,11 +344,7 @@ func (s *Server) handlePacket(cl *mqtt.Client, fh packets.FixedHeader, body []by
 	if err != nil {
 		return err
 	}
-	if s.ownPacketRead {
-		s.packetRead(cl, &pk)
-	} else if pk, err = s.mochi.hooks.OnPacketRead(cl, pk); err != nil {
-		return err
-	}
+	s.packetRead(cl, &pk)
 	if pk.FixedHeader.Type == packets.Publish && s.publishQoS(cl, pk) {
 		return nil
 	}

@@ -129,24 +129,23 @@ type Server struct {
 	churn   churnTracker   // connects and disconnects, for releasing memory once they settle (quiet.go)
 	writers sync.WaitGroup // delivery writers (writer.go)
 
-	conns         sync.Map // *mqtt.Client → *conn
-	closing       atomic.Bool
-	pubMu         sync.RWMutex    // held shared by publishes in flight, exclusively by Close
-	acks          sync.WaitGroup  // acknowledgement drains
-	groups        sync.Map        // *flog.Partition → *group: group commit of publishes (group.go)
-	groupsWg      sync.WaitGroup  // the groups' committers
-	groupCtx      context.Context // ends once Close no longer waits for commits
-	groupCancel   context.CancelFunc
-	bridges       []*bridge
-	done          chan struct{}
-	quit          chan struct{} // closed when Close begins: lingering drains leave
-	once          sync.Once
-	lnMu          sync.Mutex
-	lnSeq         int
-	lnIDs         []string // every listener added to the broker
-	bufPool       sync.Pool
-	fastPublish   bool // QoS 1/2 publishes skip mochi's hook chain (publish.go)
-	ownPacketRead bool // the OnPacketRead hooks are ferry's own: called directly (handlePacket)
+	conns       sync.Map // *mqtt.Client → *conn
+	closing     atomic.Bool
+	pubMu       sync.RWMutex    // held shared by publishes in flight, exclusively by Close
+	acks        sync.WaitGroup  // acknowledgement drains
+	groups      sync.Map        // *flog.Partition → *group: group commit of publishes (group.go)
+	groupsWg    sync.WaitGroup  // the groups' committers
+	groupCtx    context.Context // ends once Close no longer waits for commits
+	groupCancel context.CancelFunc
+	bridges     []*bridge
+	done        chan struct{}
+	quit        chan struct{} // closed when Close begins: committers and the sweep leave
+	once        sync.Once
+	lnMu        sync.Mutex
+	lnSeq       int
+	lnIDs       []string // every listener added to the broker
+	bufPool     sync.Pool
+	fastPublish bool // QoS 1/2 publishes skip mochi's hook chain (publish.go)
 
 	// establishHook, if set (by tests), is called at named points of a
 	// connection's establishment (establish).
@@ -257,7 +256,11 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.fastPublish = receiveQuotaOffset != 0 && onlyHooks(s.mochi.hooks, mqtt.OnPublish, s.hook)
-	s.ownPacketRead = onlyHooks(s.mochi.hooks, mqtt.OnPacketRead, s.hook, s.sess)
+	if !onlyHooks(s.mochi.hooks, mqtt.OnPacketRead, s.hook, s.sess) {
+		// handlePacket calls ferry's two read hooks itself (packetRead).
+		sess.Stop()
+		return nil, errors.New("mqtt: a hook other than ferry's reads packets")
+	}
 	if err := s.broker.Serve(); err != nil {
 		s.broker.Close()
 		return nil, fmt.Errorf("mqtt: starting broker: %w", err)

@@ -86,8 +86,7 @@ type strayPublish struct {
 type queuedRef struct {
 	seq    uint64
 	expiry int64 // unix seconds; 0: none
-	v5     bool
-	sent   bool // its onward delivery started (markSent): it no longer expires
+	sent   bool  // its onward delivery started (markSent): it no longer expires
 }
 
 // queuedMessage is a stored publish: mochi's storage form with what it
@@ -345,7 +344,7 @@ func (ss *sessions) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ 
 	seq := si.next
 	si.next++
 	old, reused := si.ids[pk.PacketID] // mochi reuses only an id it no longer holds: what it held is gone
-	si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
+	si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry}
 	ss.mu.Unlock()
 	if ss.db == nil {
 		return
@@ -382,7 +381,7 @@ func (ss *sessions) stray(old *mqtt.Client, pk packets.Packet) {
 		ss.mu.Unlock()
 		return
 	}
-	ref := queuedRef{seq: si.next, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
+	ref := queuedRef{seq: si.next, expiry: pk.Expiry}
 	si.next++
 	cl := si.cl
 	if cl == nil || cl == old || cl.IsTakenOver() {
@@ -740,7 +739,7 @@ func (ss *sessions) restore() error {
 				if cl.State.Inflight.Set(pk) {
 					atomic.AddInt64(&b.Info.Inflight, 1)
 				}
-				si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5, sent: m.Sent}
+				si.ids[pk.PacketID] = queuedRef{seq: seq, expiry: pk.Expiry, sent: m.Sent}
 				si.next = max(si.next, seq+1)
 				queued++
 				return nil
@@ -823,7 +822,7 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 			}
 			ref, ok := si.ids[pk.PacketID]
 			if !ok {
-				ref = queuedRef{seq: si.next, expiry: pk.Expiry, v5: pk.ProtocolVersion == 5}
+				ref = queuedRef{seq: si.next, expiry: pk.Expiry}
 				si.next++
 				si.ids[pk.PacketID] = ref
 			}
