@@ -51,6 +51,7 @@ type conn struct {
 	queue      []pendingAck
 	qbuf       []pendingAck  // the queue's array, reused once the queue is empty
 	running    bool          // a committer or a drain goroutine sends for the connection
+	lingering  bool          // the drain waits for the next acknowledgement (wake)
 	space      chan struct{} // closed and replaced when the queue shrinks, if waited on
 	waited     bool          // someone waits on space
 	early      []refusal     // refusals of records whose acknowledgement is not queued yet
@@ -59,6 +60,10 @@ type conn struct {
 	// nothing.
 	batch []pendingAck
 	buf   bytes.Buffer
+
+	// wake tells a lingering drain that the head is due (a connection
+	// that is not a socket: its drain writes every acknowledgement).
+	wake chan struct{}
 
 	// The socket, for writes that must not wait (kick); nil when the
 	// connection is not one (TLS, WebSocket). The callback and its
@@ -147,7 +152,36 @@ func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
 			}
 		}
 	}
+	if c.raw == nil {
+		c.wake = make(chan struct{}, 1)
+	}
 	return c
+}
+
+// drainLinger is how long the drain of a connection that is not a socket
+// (TLS, WebSocket) waits for the next acknowledgement before it exits. No
+// acker can write such a connection's acknowledgements without waiting,
+// so its drain writes them all; a one-in-flight device would otherwise
+// start a drain goroutine per publish (its start, its stack grown to the
+// depth of a TLS write, its exit).
+const drainLinger = 50 * time.Millisecond
+
+// startDrain starts a drain goroutine, the connection's sender (the
+// caller set running).
+func (c *conn) startDrain() {
+	c.s.acks.Add(1)
+	c.s.drains.Add(1)
+	go c.drain()
+}
+
+// wakeLocked wakes a lingering drain if the head is due. c.mu is held.
+func (c *conn) wakeLocked() {
+	if c.lingering && len(c.queue) > 0 && c.due(&c.queue[0]) {
+		select {
+		case c.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // inlineClient returns the inline client that delivers this connection's
@@ -210,6 +244,7 @@ func (c *conn) enqueue(a pendingAck) bool {
 	if start {
 		c.running = true
 	}
+	c.wakeLocked()
 	c.mu.Unlock()
 	if a.part != nil {
 		// The fsync is asked for now, not when the drain reaches this
@@ -218,8 +253,7 @@ func (c *conn) enqueue(a pendingAck) bool {
 		a.part.SyncSoon(a.offset)
 	}
 	if start {
-		c.s.acks.Add(1)
-		go c.drain()
+		c.startDrain()
 	}
 	return true
 }
@@ -251,13 +285,42 @@ func (c *conn) drain() {
 }
 
 func (c *conn) drainLoop() {
+	var linger *time.Timer
+	defer func() {
+		if linger != nil {
+			linger.Stop()
+		}
+	}()
+	lingered := false
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.ctx.Err() != nil || !c.due(&c.queue[0]) {
-			c.stopLocked()
+			if c.wake == nil || lingered || c.ctx.Err() != nil {
+				c.stopLocked()
+				c.mu.Unlock()
+				return
+			}
+			c.lingering = true
 			c.mu.Unlock()
-			return
+			if linger == nil {
+				linger = time.NewTimer(drainLinger)
+			} else {
+				linger.Reset(drainLinger)
+			}
+			select {
+			case <-c.wake:
+			case <-linger.C:
+				lingered = true
+			case <-c.ctx.Done():
+			case <-c.s.quit:
+				lingered = true
+			}
+			c.mu.Lock()
+			c.lingering = false
+			c.mu.Unlock()
+			continue
 		}
+		lingered = false
 		head := c.queue[0]
 		c.mu.Unlock()
 
@@ -340,6 +403,7 @@ func (c *conn) sent(n, rel int) {
 func (c *conn) kick() {
 	c.mu.Lock()
 	if c.running || len(c.queue) == 0 || !c.due(&c.queue[0]) {
+		c.wakeLocked()
 		c.mu.Unlock()
 		return
 	}
@@ -363,8 +427,7 @@ send:
 		// Not sent here, or due but not ready: a failed commit, or a
 		// wait on a partition.
 		c.mu.Unlock()
-		c.s.acks.Add(1)
-		go c.drain()
+		c.startDrain()
 		return
 	}
 	c.stopLocked()

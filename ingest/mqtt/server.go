@@ -133,6 +133,7 @@ type Server struct {
 	closing     atomic.Bool
 	pubMu       sync.RWMutex    // held shared by publishes in flight, exclusively by Close
 	acks        sync.WaitGroup  // acknowledgement drains
+	drains      atomic.Int64    // drain goroutines started (tests)
 	groups      sync.Map        // *flog.Partition → *group: group commit of publishes (group.go)
 	groupsWg    sync.WaitGroup  // the groups' committers
 	groupCtx    context.Context // ends once Close no longer waits for commits

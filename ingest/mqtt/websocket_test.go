@@ -232,6 +232,41 @@ func TestWebsocketPublishQoS1(t *testing.T) {
 	}
 }
 
+// A one-in-flight device over WebSocket (a connection that is not a socket:
+// its drain writes every acknowledgement) is served by one lingering drain,
+// not a drain goroutine per publish; the drain exits once the device
+// stops.
+func TestWebsocketOneInFlightOneDrain(t *testing.T) {
+	b := startBroker(t, "", nil)
+	c := paho.NewClient(paho.ClientConfig{Conn: dialWS(t, startWebsocket(t, b))})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if ack, err := c.Connect(ctx, &paho.Connect{ClientID: "wsone", CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatalf("connect: %v (connack %+v)", err, ack)
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	const n = 20
+	for i := range n {
+		resp, err := c.Publish(ctx, &paho.Publish{Topic: "factory/x/wsone/telemetry", QoS: 1, Payload: []byte{byte(i)}})
+		if err != nil || resp.ReasonCode != 0 {
+			t.Fatalf("publish %d: %+v %v", i, resp, err)
+		}
+	}
+	if d := b.srv.drains.Load(); d > n/4 {
+		t.Fatalf("%d drains started for %d one-in-flight publishes, want a few", d, n)
+	}
+	cn, ok := b.srv.conns.Load(b.clientByID(t, "wsone"))
+	if !ok {
+		t.Fatal("no connection state")
+	}
+	waitFor(t, "the lingering drain to end", func() bool {
+		c := cn.(*conn)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return !c.running
+	})
+}
+
 // An upgrade request trickled in and never finished is cut off after the
 // CONNECT timeout too (the HTTP server's header timeout), and a request
 // that is not an upgrade is answered and its connection closed: no
