@@ -145,11 +145,8 @@ func newConn(s *Server, cl *mqtt.Client, device, username string) *conn {
 	c := &conn{s: s, cl: cl, device: device, username: username, v5: cl.Properties.ProtocolVersion == 5,
 		ctx: ctx, cancel: cancel, space: make(chan struct{})}
 	if pc, ok := cl.Net.Conn.(*preConn); ok {
-		if sc, ok := pc.Conn.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				c.raw = raw
-				c.onWritable = c.writable
-			}
+		if c.raw = rawSocket(pc.Conn); c.raw != nil {
+			c.onWritable = c.writable
 		}
 	}
 	if c.raw == nil {
@@ -346,7 +343,7 @@ func (c *conn) drainLoop() {
 			continue
 		}
 		if batch := c.readyBatch(); len(batch) > 0 {
-			c.sent(len(batch), c.send(batch, &c.buf))
+			c.send(batch)
 		}
 	}
 }
@@ -449,14 +446,12 @@ func (c *conn) trySend(batch []pendingAck) int {
 	if c.raw == nil || !c.cl.TryLock() {
 		return sendNotTried
 	}
-	rel := c.encode(batch, &c.buf)
-	b := c.buf.Bytes()
-	if c.cl.Closed() || c.cl.Net.Conn == nil {
+	rel, b := c.encodeFor(batch)
+	if b == nil {
 		c.cl.Unlock()
-		c.sent(len(batch), rel)
+		c.wrote(nil, len(batch), rel)
 		return sendDone
 	}
-	c.s.metrics.ackBytes.Add(int64(len(b))) // before the write: a client holding the acknowledgement finds it counted
 	n, err := c.writeNow(b)
 	if err == nil && n < len(b) {
 		c.s.acks.Add(1)
@@ -464,10 +459,7 @@ func (c *conn) trySend(batch []pendingAck) int {
 		return sendHanded
 	}
 	c.cl.Unlock()
-	if err != nil {
-		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
-	}
-	c.sent(len(batch), rel)
+	c.wrote(err, len(batch), rel)
 	return sendDone
 }
 
@@ -477,10 +469,7 @@ func (c *conn) finish(rest []byte, n, rel int) {
 	defer c.s.acks.Done()
 	_, err := c.cl.Net.Conn.Write(rest)
 	c.cl.Unlock()
-	if err != nil {
-		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", n, "err", err)
-	}
-	c.sent(n, rel)
+	c.wrote(err, n, rel)
 	c.drainLoop()
 }
 
@@ -504,12 +493,8 @@ func (c *conn) writeNow(b []byte) (int, error) {
 
 // writable is raw.Write's callback: one write, done whatever it took.
 func (c *conn) writable(fd uintptr) bool {
-	for {
-		c.wn, c.werr = syscall.Write(int(fd), c.wbuf)
-		if c.werr != syscall.EINTR {
-			return true
-		}
-	}
+	c.wn, c.werr = writeFD(fd, c.wbuf)
+	return true
 }
 
 // successAcks are mochi's encodings of a successful PUBACK (index 1) and
@@ -531,31 +516,46 @@ var successAcks = func() (t [3][4]byte) {
 const maxAckBatch = 256
 
 // send writes acknowledgements in one write: PUBACK (QoS 1) or PUBREC
-// (QoS 2). A successful PUBREC is recorded in the client's inflight state
-// first, so mochi answers the PUBREL with PUBCOMP. The write takes the
-// client's lock, as mochi's own writes do.
-//
-// It returns how many QoS 2 flows of an MQTT 5 client now wait for their
-// PUBREL, which the caller counts as it takes the batch off the queue (so
-// that a flow never counts twice, or not at all, against Receive Maximum).
-func (c *conn) send(batch []pendingAck, buf *bytes.Buffer) (rel int) {
-	rel = c.encode(batch, buf)
+// (QoS 2), and takes them off the queue. A successful PUBREC is recorded
+// in the client's inflight state first, so mochi answers the PUBREL with
+// PUBCOMP. The write takes the client's lock, as mochi's own writes do.
+func (c *conn) send(batch []pendingAck) {
+	rel, b := c.encodeFor(batch)
+	var err error
+	if b != nil {
+		c.cl.Lock()
+		_, err = c.cl.Net.Conn.Write(b)
+		c.cl.Unlock()
+	}
+	c.wrote(err, len(batch), rel)
+}
+
+// encodeFor encodes batch into c.buf (see encode) and returns the bytes
+// to write, counted as sent (before the write: a client holding the
+// acknowledgement finds it counted), or nil when the client is gone.
+func (c *conn) encodeFor(batch []pendingAck) (rel int, b []byte) {
+	rel = c.encode(batch, &c.buf)
 	if c.cl.Closed() || c.cl.Net.Conn == nil {
-		return rel
+		return rel, nil
 	}
-	c.s.metrics.ackBytes.Add(int64(buf.Len())) // before the write: a client holding the acknowledgement finds it counted
-	c.cl.Lock()
-	_, err := c.cl.Net.Conn.Write(buf.Bytes())
-	c.cl.Unlock()
+	c.s.metrics.ackBytes.Add(int64(c.buf.Len()))
+	return rel, c.buf.Bytes()
+}
+
+// wrote takes n written acknowledgements off the queue, rel of them QoS 2
+// flows now waiting for their PUBREL (counted here, once, against Receive
+// Maximum). A failed write is only logged: the client retransmits and is
+// recognised.
+func (c *conn) wrote(err error, n, rel int) {
 	if err != nil {
-		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", len(batch), "err", err)
+		c.s.logger.Debug("mqtt: acknowledgements not sent", "client", c.cl.ID, "count", n, "err", err)
 	}
-	return rel
+	c.sent(n, rel)
 }
 
 // encode puts batch's acknowledgements in buf, recording each successful
 // PUBREC in the client's inflight state, and returns how many QoS 2 flows
-// of an MQTT 5 client now wait for their PUBREL (see send).
+// of an MQTT 5 client now wait for their PUBREL (see wrote).
 func (c *conn) encode(batch []pendingAck, buf *bytes.Buffer) (rel int) {
 	buf.Reset()
 	now := time.Now()

@@ -51,13 +51,21 @@ type packetReader struct {
 }
 
 func (pr *packetReader) init(c net.Conn) {
-	*pr = packetReader{conn: c}
+	*pr = packetReader{conn: c, raw: rawSocket(c)}
+	if pr.raw != nil {
+		pr.onReadable = pr.readable
+	}
+}
+
+// rawSocket is c's socket, for reads and writes that must not wait; nil
+// when c is not one (TLS, WebSocket).
+func rawSocket(c net.Conn) syscall.RawConn {
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
-			pr.raw = raw
-			pr.onReadable = pr.readable
+			return raw
 		}
 	}
+	return nil
 }
 
 // readable reads the socket fd once it may have bytes: into pr.into, or
@@ -142,6 +150,16 @@ func (pr *packetReader) fill() error {
 func readFD(fd uintptr, p []byte) (int, error) {
 	for {
 		n, err := syscall.Read(int(fd), p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+// writeFD writes fd once, again if a signal interrupted it.
+func writeFD(fd uintptr, p []byte) (int, error) {
+	for {
+		n, err := syscall.Write(int(fd), p)
 		if err != syscall.EINTR {
 			return n, err
 		}
