@@ -184,19 +184,7 @@ func TestFollowerFetchServedOnlyOnReplicaConnection(t *testing.T) {
 	}
 
 	// ListOffsets(latest) is the high watermark.
-	cl := b.client(t)
-	req := kmsg.NewPtrListOffsetsRequest()
-	rt := kmsg.NewListOffsetsRequestTopic()
-	rt.Topic = "r"
-	rp := kmsg.NewListOffsetsRequestTopicPartition()
-	rp.Timestamp = -1
-	rt.Partitions = append(rt.Partitions, rp)
-	req.Topics = append(req.Topics, rt)
-	lo, err := req.RequestWith(ctxT(t), cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if off := lo.Topics[0].Partitions[0].Offset; off != 4 {
+	if off := listOffsets(t, b.client(t), "r", -1, -1, -1).Offset; off != 4 {
 		t.Fatalf("ListOffsets(latest) = %d, want the high watermark 4", off)
 	}
 }
@@ -224,19 +212,7 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	defer cl.Close()
 	listIn := func(topic string, replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
 		t.Helper()
-		req := kmsg.NewPtrListOffsetsRequest()
-		req.ReplicaID = replica
-		rt := kmsg.NewListOffsetsRequestTopic()
-		rt.Topic = topic
-		rp := kmsg.NewListOffsetsRequestTopicPartition()
-		rp.Timestamp, rp.CurrentLeaderEpoch = ts, current
-		rt.Partitions = append(rt.Partitions, rp)
-		req.Topics = append(req.Topics, rt)
-		resp, err := req.RequestWith(ctxT(t), cl.SeedBrokers()[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.Topics[0].Partitions[0]
+		return listOffsets(t, cl.SeedBrokers()[0], topic, replica, current, ts)
 	}
 	list := func(replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
 		t.Helper()
@@ -290,4 +266,23 @@ func TestListOffsetsOfReplicatedPartition(t *testing.T) {
 	check("a follower, earliest", list(-1, -1, -2), want{code: kerr.NotLeaderForPartition.Code})
 	check("a follower, by time", list(-1, -1, 1500), want{code: kerr.NotLeaderForPartition.Code})
 	check("a follower, to the debugging replica", list(-2, -1, -2), want{0, 0, 2})
+}
+
+// listOffsets asks r one ListOffsets of partition 0 of topic, from replica
+// (-1: a client), with CurrentLeaderEpoch current, for timestamp ts.
+func listOffsets(t *testing.T, r kmsg.Requestor, topic string, replica, current int32, ts int64) kmsg.ListOffsetsResponseTopicPartition {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = replica
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp, rp.CurrentLeaderEpoch = ts, current
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0]
 }

@@ -207,6 +207,12 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 	}
 }
 
+// awaitClosed waits until the broker has client id, disconnected.
+func (b *testBroker) awaitClosed(t testing.TB, id string) {
+	t.Helper()
+	waitFor(t, id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(id); return ok && cl.Closed() })
+}
+
 func (b *testBroker) clientByID(t testing.TB, id string) *mqtt.Client {
 	t.Helper()
 	cl, ok := b.srv.broker.Clients.Get(id)

@@ -67,7 +67,7 @@ func TestOfflineSessionExpires(t *testing.T) {
 		rc.connect(o)
 		rc.subscribe("s/"+o.id, 1, 1)
 		rc.c.Close()
-		waitFor(t, o.id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(o.id); return ok && cl.Closed() })
+		b.awaitClosed(t, o.id)
 	}
 	waitFor(t, "the short session to expire", func() bool { _, ok := b.srv.broker.Clients.Get("short"); return !ok })
 	if _, ok := b.srv.broker.Clients.Get("long"); !ok {

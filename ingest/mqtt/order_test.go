@@ -194,7 +194,7 @@ func publishDuringResume(t *testing.T, point string, qos byte) {
 		t.Fatal(err)
 	}
 	sub.c.Disconnect(&paho.Disconnect{})
-	waitFor(t, id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(id); return ok && cl.Closed() })
+	b.awaitClosed(t, id)
 
 	pub := dialRaw(t, b.addr, 5)
 	pub.connect(connectOpts{id: "pub" + id, clean: true})
@@ -259,7 +259,7 @@ func TestResumedPubrelCountsAgainstReceiveMaximum(t *testing.T) {
 	sub.pubrec(pk.PacketID)
 	rel := sub.expect(packets.Pubrel)
 	sub.c.Close() // no PUBCOMP
-	waitFor(t, "rel to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("rel"); return ok && cl.Closed() })
+	b.awaitClosed(t, "rel")
 
 	again := dialRaw(t, b.addr, 5)
 	opts.clean = false
@@ -330,7 +330,7 @@ func TestOversizedMessageSkipped(t *testing.T) {
 	}
 
 	sub.c.Close()
-	waitFor(t, "tiny to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("tiny"); return ok && cl.Closed() })
+	b.awaitClosed(t, "tiny")
 	publishQoS1(t, pub, "tiny/t", big, 3, 0)
 	publishQoS1(t, pub, "tiny/t", []byte("small again"), 4, 0)
 	again := dialRaw(t, b.addr, 5)
@@ -406,7 +406,7 @@ func sendUnacked(t *testing.T, b *testBroker, id, topic string, more ...struct {
 		t.Fatalf("first message %q, expiry interval %d", first.Payload, first.Properties.MessageExpiryInterval)
 	}
 	sub.c.Close()
-	waitFor(t, id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(id); return ok && cl.Closed() })
+	b.awaitClosed(t, id)
 	return first
 }
 
@@ -535,7 +535,7 @@ func TestReleasedQoS2FlowResumesWithPubrelAfterRestart(t *testing.T) {
 			sub.pubrec(got.PacketID)
 			sub.expect(packets.Pubrel)
 			sub.c.Close() // no PUBCOMP
-			waitFor(t, "rel-r to disconnect", func() bool { cl, ok := a.srv.broker.Clients.Get("rel-r"); return ok && cl.Closed() })
+			a.awaitClosed(t, "rel-r")
 			dir = stopOrCrash(t, a, dir, crash)
 
 			b := startBroker(t, dir, nil)

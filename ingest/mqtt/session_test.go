@@ -23,7 +23,7 @@ func TestPersistentSessionAcrossRestart(t *testing.T) {
 		t.Fatalf("SUBACK %v", ack.ReasonCodes)
 	}
 	rc.c.Close()
-	waitFor(t, "ops to disconnect", func() bool { cl, ok := a.srv.broker.Clients.Get("ops"); return ok && cl.Closed() })
+	a.awaitClosed(t, "ops")
 	a.stop(t, nil)
 
 	b := startBroker(t, dir, nil)
@@ -104,7 +104,7 @@ func queueForOffline(t *testing.T, b *testBroker, id string, version byte, n int
 		t.Fatalf("SUBACK %v", ack.ReasonCodes)
 	}
 	rc.c.Close()
-	waitFor(t, id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(id); return ok && cl.Closed() })
+	b.awaitClosed(t, id)
 	pub := dialRaw(t, b.addr, 5)
 	pub.connect(connectOpts{id: "pub-" + id, clean: true})
 	for i := 1; i <= n; i++ {
@@ -141,7 +141,7 @@ func resumeAndExpect(t *testing.T, b *testBroker, id string, version byte, n int
 		t.Fatalf("%s: unexpected packet after the queue: %+v", id, pk)
 	}
 	rc.c.Close()
-	waitFor(t, id+" to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get(id); return ok && cl.Closed() })
+	b.awaitClosed(t, id)
 	again := dialRaw(t, b.addr, version)
 	again.connect(connectOpts{id: id, clean: false, sessionExpiry: 3600})
 	if pk, err := again.tryRead(300 * time.Millisecond); err == nil {
@@ -216,14 +216,10 @@ func TestQueuedMessageExpires(t *testing.T) {
 	rc.connect(connectOpts{id: "exp-q", clean: false, sessionExpiry: 3600})
 	rc.subscribe("q/exp-q", 1, 1)
 	rc.c.Close()
-	waitFor(t, "exp-q to disconnect", func() bool { cl, ok := b.srv.broker.Clients.Get("exp-q"); return ok && cl.Closed() })
+	b.awaitClosed(t, "exp-q")
 	pub := dialRaw(t, b.addr, 5)
 	pub.connect(connectOpts{id: "exp-qpub", clean: true})
-	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 5,
-		TopicName: "q/exp-q", Payload: []byte("short-lived"), PacketID: 1}
-	pk.Properties.MessageExpiryInterval = 1
-	pub.send(pk, (*packets.Packet).PublishEncode)
-	pub.expect(packets.Puback)
+	publishQoS1(t, pub, "q/exp-q", []byte("short-lived"), 1, 1)
 	pub.publish("q/exp-q", []byte("kept"), 1, 2, false)
 	pub.expect(packets.Puback)
 	cl := b.clientByID(t, "exp-q")
