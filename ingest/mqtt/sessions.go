@@ -16,6 +16,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 )
 
@@ -841,11 +842,7 @@ func (ss *sessions) attach(cl *mqtt.Client, present bool) error {
 	}
 	ss.mu.Unlock()
 	for _, id := range expired {
-		if cl.State.Inflight.Delete(id) {
-			atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
-		}
-		ss.s.metrics.expired.Inc()
-		ss.done(cl, id, true)
+		ss.drop(cl, id, ss.s.metrics.expired)
 	}
 	// What mochi's ResendInflightMessages does for the rest.
 	var completed []packets.Packet
@@ -980,11 +977,16 @@ func (ss *sessions) pumpLocked(cl *mqtt.Client, si *sessionIndex) error {
 // so it leaves mochi's in-flight map and the session, and frees its place
 // under the client's Receive Maximum. si.sendMu is held (by pumpLocked).
 func (ss *sessions) discard(cl *mqtt.Client, id uint16) {
+	ss.s.logger.Debug("mqtt: queued message larger than the client's maximum packet size discarded",
+		"client", cl.ID, "max", cl.Properties.Props.MaximumPacketSize)
+	ss.drop(cl, id, ss.s.metrics.tooLarge)
+}
+
+// drop ends queued message id of cl unsent, counted in why.
+func (ss *sessions) drop(cl *mqtt.Client, id uint16, why prometheus.Counter) {
 	if cl.State.Inflight.Delete(id) {
 		atomic.AddInt64(&ss.s.broker.Info.Inflight, -1)
 	}
-	ss.s.metrics.tooLarge.Inc()
-	ss.s.logger.Debug("mqtt: queued message larger than the client's maximum packet size discarded",
-		"client", cl.ID, "max", cl.Properties.Props.MaximumPacketSize)
+	why.Inc()
 	ss.done(cl, id, true)
 }
