@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Replicated partitions seen from clients the Jepsen suite does not use
@@ -648,9 +650,12 @@ func kcatRead(t *testing.T, ctx context.Context, kcat, addr, topic string, parti
 // TestKcatThroughLeaderKill: librdkafka's idempotent producer (kcat -P,
 // acks=all) into a partition of an RF 3 topic while its leader is killed
 // -9 and restarted. kcat -L shows every replica and ISR, then the new
-// leader and the shrunk ISR, then the ISR whole again; kcat -Q through
-// every node gives the high watermark; kcat -C reads every record a
-// delivery report acknowledged, once, at its offset, and nothing else.
+// leader and the shrunk ISR, then the ISR whole again; kcat -Q gives the
+// high watermark (librdkafka asks the leader whatever -b names), and a
+// ListOffsets sent to each node itself is answered by the leader alone,
+// the followers answering NOT_LEADER_OR_FOLLOWER; kcat -C reads every
+// record a delivery report acknowledged, once, at its offset, and nothing
+// else.
 func TestKcatThroughLeaderKill(t *testing.T) {
 	kcat := requireTool(t, "kcat")
 	c, ctx := rf3Cluster(t)
@@ -688,11 +693,14 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 	prod.finish(30 * time.Second)
 
 	end := clusterEnds(t, ctx, c.kafkaAddrs(), topic)[0]
-	for i, addr := range c.kafka {
-		if got := kcatEnd(t, ctx, kcat, addr, topic, 0); got != end {
-			t.Errorf("kcat -Q through node %d: %s-0 ends at %d, want the high watermark %d", i+1, topic, got, end)
-		}
+	if got := kcatEnd(t, ctx, kcat, survivor, topic, 0); got != end {
+		t.Errorf("kcat -Q: %s-0 ends at %d, want the high watermark %d", topic, got, end)
 	}
+	now0, err := c.metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failOn(t, latestFromEveryNode(t, ctx, c.kafka, topic, 0, now0[0].Leader, end))
 	read := kcatRead(t, ctx, kcat, survivor, topic, 0)
 	t.Logf("kcat: %d acknowledged, %d failed, %d read back up to %d", len(prod.acks), len(prod.failed), len(read), end)
 	if int64(len(read)) != end {
@@ -729,8 +737,55 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 	failOn(t, problems)
 }
 
+// latestFromEveryNode sends ListOffsets (latest, -1) for topic's
+// partition to each node itself, not routed to its leader as a client
+// would: the leader (node id leader; addrs[i] is node i+1) must answer
+// end, every other node NOT_LEADER_OR_FOLLOWER.
+func latestFromEveryNode(t *testing.T, ctx context.Context, addrs []string, topic string, partition, leader int32, end int64) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var problems []string
+	for i := range addrs {
+		id := int32(i + 1)
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = partition
+		rp.Timestamp = -1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		rt.Partitions = append(rt.Partitions, rp)
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.Topics = append(req.Topics, rt)
+		kresp, err := cl.Broker(int(id)).Request(ctx, req)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("ListOffsets to node %d: %v", id, err))
+			continue
+		}
+		resp := kresp.(*kmsg.ListOffsetsResponse)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			problems = append(problems, fmt.Sprintf("ListOffsets to node %d: answered %+v", id, resp.Topics))
+			continue
+		}
+		got := resp.Topics[0].Partitions[0]
+		switch {
+		case id == leader && (got.ErrorCode != 0 || got.Offset != end):
+			problems = append(problems, fmt.Sprintf("ListOffsets latest of %s-%d to node %d, its leader: offset %d, error %v; want the high watermark %d",
+				topic, partition, id, got.Offset, kerr.ErrorForCode(got.ErrorCode), end))
+		case id != leader && got.ErrorCode != kerr.NotLeaderForPartition.Code:
+			problems = append(problems, fmt.Sprintf("ListOffsets latest of %s-%d to node %d, a follower: offset %d, error %v; want NOT_LEADER_OR_FOLLOWER",
+				topic, partition, id, got.Offset, kerr.ErrorForCode(got.ErrorCode)))
+		}
+	}
+	return problems
+}
+
 // kcatProduce runs `kcat -P` of lines into one partition through addr,
-// with librdkafka config props, and returns its delivery reports.
+// with librdkafka config props, and returns its delivery reports, each
+// with its message's index in lines as Seq (librdkafka reports one
+// partition's messages in the order they were produced).
 func kcatProduce(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32, lines []string, props ...string) []delivered {
 	t.Helper()
 	args := []string{"-P", "-t", topic, "-p", strconv.Itoa(int(partition)), "-vvv"}
@@ -744,10 +799,10 @@ func kcatProduce(t *testing.T, ctx context.Context, kcat, addr, topic string, pa
 		t.Fatalf("kcat -P %v: %v\n%s", props, err, out)
 	}
 	var got []delivered
-	for i, line := range strings.Split(string(out), "\n") {
+	for _, line := range strings.Split(string(out), "\n") {
 		if m := kcatDelivered.FindStringSubmatch(line); m != nil {
 			o, _ := strconv.ParseInt(m[2], 10, 64)
-			got = append(got, delivered{i, partition, o})
+			got = append(got, delivered{len(got), partition, o})
 		} else if kcatFailed.MatchString(line) {
 			t.Fatalf("kcat -P %v: %s\n%s", props, line, out)
 		}
