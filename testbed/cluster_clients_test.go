@@ -238,6 +238,32 @@ func kafkajsConsume(t *testing.T, ctx context.Context, brokers []string, topic, 
 	return got
 }
 
+// parseSeen is one line of kcat -C's `-f '%p %o %s\n'`: partition,
+// offset, value.
+func parseSeen(line string) (seen, error) {
+	var r seen
+	_, err := fmt.Sscanf(line, "%d %d %d", &r.P, &r.O, &r.V)
+	return r, err
+}
+
+// parseSeenLines is every line of the output of a kcat -C that ran to its
+// end (`-e`), failing on a line that is not a record.
+func parseSeenLines(t *testing.T, what string, out []byte) []seen {
+	t.Helper()
+	var got []seen
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		r, err := parseSeen(line)
+		if err != nil {
+			t.Fatalf("%s: line %q: %v", what, line, err)
+		}
+		got = append(got, r)
+	}
+	return got
+}
+
 // checkDelivered is what a client read back against what it was told:
 // every acknowledged record at its offset, no value twice, values rising
 // with offsets in each partition, nothing read that was never sent.
@@ -355,50 +381,13 @@ func TestKafkajsThroughLeaderKill(t *testing.T) {
 
 	// kafkajs committed where it stopped reading: the end of each
 	// partition.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	committed, err := adm.FetchOffsets(ctx, group)
-	if err == nil {
-		err = committed.Error()
-	}
-	if err != nil {
-		t.Fatalf("offsets of %s: %v", group, err)
-	}
-	for p, end := range ends {
-		if o, ok := committed.Lookup(topic, p); !ok || o.At != end {
-			t.Fatalf("%s committed %+v for %s-%d, want the end %d", group, o, topic, p, end)
-		}
-	}
-	coords := adm.FindGroupCoordinators(ctx, group)
-	coord := int(coords[group].NodeID - 1)
-	if coords[group].Err != nil || coord < 0 || coord > 2 {
-		t.Fatalf("coordinator of %s: %+v", group, coords[group])
-	}
-	c.kill9(coord)
-	t.Logf("killed node %d, coordinator of %s", coord+1, group)
+	killCoordinatorOfCommitted(t, ctx, c, group, topic, ends)
 
 	// More records, so that resuming and starting over differ in what is
-	// read first, then a new member of the group.
-	pr, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	const more = 30
-	var acks []delivered
-	for i := range more {
-		seq := 1_000_000 + i
-		r := &kgo.Record{Topic: topic, Partition: int32(i % 3), Value: []byte(strconv.Itoa(seq))}
-		res := pr.ProduceSync(ctx, r)
-		if err := res.FirstErr(); err != nil {
-			t.Fatalf("producing after the coordinator's kill: %v", err)
-		}
-		acks = append(acks, delivered{seq, r.Partition, r.Offset})
-	}
+	// read first, then a new member of the group. Uncompressed: kafkajs
+	// has no snappy codec (kgo's default) and its consumer, failing to
+	// decode, would stop without a word.
+	acks := produceNumbered(t, ctx, c.kafkaAddrs(), topic, 3, 1_000_000, 1_000_030, kgo.ProducerBatchCompression(kgo.NoCompression()))
 	ends2 := clusterEnds(t, ctx, c.kafkaAddrs(), topic)
 	resumed := kafkajsConsume(t, ctx, c.kafkaAddrs(), topic, group, ends2)
 	first := map[int32]int64{}
@@ -488,8 +477,8 @@ func startKcatTailAt(t *testing.T, ctx context.Context, kcat string, brokers []s
 	cmd.Stderr = errOut
 	s := &streamed{t: t, name: "kcat -C", cmd: cmd}
 	s.start(cmd.StdoutPipe, func(line string) {
-		var r seen
-		if _, err := fmt.Sscanf(line, "%d %d %d", &r.P, &r.O, &r.V); err != nil {
+		r, err := parseSeen(line)
+		if err != nil {
 			s.notes = append(s.notes, line)
 			return
 		}
@@ -581,19 +570,22 @@ func kcatMetadata(t *testing.T, ctx context.Context, kcat, addr, topic string) (
 
 // awaitKcatMetadata polls `kcat -L` through addr until cond holds of
 // topic's partitions, and returns them.
-func awaitKcatMetadata(t *testing.T, ctx context.Context, kcat, addr, topic, what string, cond func(map[int32]kcatPartition) bool) map[int32]kcatPartition {
+func awaitKcatMetadata(t *testing.T, ctx context.Context, c *jepsenCluster, kcat, addr, topic, what string, cond func(map[int32]kcatPartition) bool) map[int32]kcatPartition {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		md, err := kcatMetadata(t, ctx, kcat, addr, topic)
-		if err == nil && cond(md) {
-			return md
+	var md map[int32]kcatPartition
+	var err error
+	done := false
+	defer func() {
+		if !done { // waitForWithin failed the test: what kcat showed last
+			t.Logf("kcat -L through %s last showed %v (error %v)", addr, md, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kcat -L through %s: not %s within 30 s: %v %v", addr, what, md, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	}()
+	c.waitForWithin(30*time.Second, fmt.Sprintf("kcat -L through %s to show %s %s", addr, topic, what), func() bool {
+		md, err = kcatMetadata(t, ctx, kcat, addr, topic)
+		return err == nil && cond(md)
+	})
+	done = true
+	return md
 }
 
 var kcatOffset = regexp.MustCompile(`\[(\d+)\] offset (-?\d+)`)
@@ -609,16 +601,24 @@ func kcatEnd(t *testing.T, ctx context.Context, kcat, addr, topic string, partit
 // timestamp ms (ListOffsets by time; -1 asks for the latest), -1 for none.
 func kcatOffsetForTime(t *testing.T, ctx context.Context, kcat, addr, topic string, partition int32, ms int64) int64 {
 	t.Helper()
+	o, err := kcatQuery(ctx, kcat, addr, topic, partition, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// kcatQuery is kcatOffsetForTime's `kcat -Q`, its failure an error.
+func kcatQuery(ctx context.Context, kcat, addr, topic string, partition int32, ms int64) (int64, error) {
 	out, err := exec.CommandContext(ctx, kcat, kcatArgs([]string{addr}, "-Q", "-t", fmt.Sprintf("%s:%d:%d", topic, partition, ms))...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("kcat -Q through %s: %v\n%s", addr, err, out)
+		return 0, fmt.Errorf("kcat -Q through %s: %w\n%s", addr, err, out)
 	}
 	m := kcatOffset.FindSubmatch(out)
 	if m == nil {
-		t.Fatalf("kcat -Q through %s: no offset in %q", addr, out)
+		return 0, fmt.Errorf("kcat -Q through %s: no offset in %q", addr, out)
 	}
-	o, _ := strconv.ParseInt(string(m[2]), 10, 64)
-	return o
+	return strconv.ParseInt(string(m[2]), 10, 64)
 }
 
 // kcatRead is `kcat -C -e` of one partition from the beginning through
@@ -633,18 +633,7 @@ func kcatRead(t *testing.T, ctx context.Context, kcat, addr, topic string, parti
 	if err != nil {
 		t.Fatalf("kcat -C through %s: %v\n%s", addr, err, out)
 	}
-	var got []seen
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		var s seen
-		if line == "" {
-			continue
-		}
-		if _, err := fmt.Sscanf(line, "%d %d %d", &s.P, &s.O, &s.V); err != nil {
-			t.Fatalf("kcat -C: line %q: %v", line, err)
-		}
-		got = append(got, s)
-	}
-	return got
+	return parseSeenLines(t, "kcat -C", out)
 }
 
 // TestKcatThroughLeaderKill: librdkafka's idempotent producer (kcat -P,
@@ -669,7 +658,7 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 		}
 		return len(md) == 3
 	}
-	md := awaitKcatMetadata(t, ctx, kcat, c.kafka[0], topic, "three partitions, replicas and ISR 1,2,3", full)
+	md := awaitKcatMetadata(t, ctx, c, kcat, c.kafka[0], topic, "three partitions, replicas and ISR 1,2,3", full)
 
 	prod := startKcatProducer(t, ctx, kcat, c.kafka, topic, 0)
 	tail := startKcatTail(t, ctx, kcat, c.kafka, topic, 0)
@@ -679,7 +668,7 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 	t.Logf("killed node %d, leader of %s-0, after %d delivery reports", victim, topic, prod.ackCount())
 	prod.awaitAcks(300, 30*time.Second)
 	survivor := c.kafka[int(victim)%3]
-	awaitKcatMetadata(t, ctx, kcat, survivor, topic, fmt.Sprintf("led elsewhere, without %d in the ISR", victim), func(md map[int32]kcatPartition) bool {
+	awaitKcatMetadata(t, ctx, c, kcat, survivor, topic, fmt.Sprintf("led elsewhere, without %d in the ISR", victim), func(md map[int32]kcatPartition) bool {
 		for _, p := range md {
 			if p.Leader <= 0 || p.Leader == victim || slices.Contains(p.ISR, victim) || len(p.ISR) != 2 || len(p.Replicas) != 3 {
 				return false
@@ -688,7 +677,7 @@ func TestKcatThroughLeaderKill(t *testing.T) {
 		return len(md) == 3
 	})
 	c.start(int(victim - 1))
-	awaitKcatMetadata(t, ctx, kcat, survivor, topic, "in sync again", full)
+	awaitKcatMetadata(t, ctx, c, kcat, survivor, topic, "in sync again", full)
 	prod.awaitAcks(300, 30*time.Second)
 	prod.finish(30 * time.Second)
 
@@ -878,13 +867,10 @@ func TestKcatReadsOnlyBelowHighWatermark(t *testing.T) {
 	for _, i := range followers {
 		c.resume(i)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for kcatEnd(t, ctx, kcat, addr, topic, 0) != 15 {
-		if time.Now().After(deadline) {
-			t.Fatalf("kcat -Q: %s-0 not at 15 within 30 s of the followers' resuming", topic)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	c.waitForWithin(30*time.Second, fmt.Sprintf("kcat -Q to show %s-0 ending at 15 once the followers resumed", topic), func() bool {
+		end, err := kcatQuery(ctx, kcat, addr, topic, 0, -1)
+		return err == nil && end == 15
+	})
 	if o := kcatOffsetForTime(t, ctx, kcat, addr, topic, 0, uncommittedFrom); o != 10 {
 		t.Errorf("kcat -Q by time once committed: offset %d, want 10", o)
 	}
@@ -914,25 +900,15 @@ func kcatGroupRead(t *testing.T, ctx context.Context, kcat string, brokers []str
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("kcat -G %s: %v\n%s", group, err, errOut.String())
 	}
-	var got []seen
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
-		var s seen
-		if line == "" {
-			continue
-		}
-		if _, err := fmt.Sscanf(line, "%d %d %d", &s.P, &s.O, &s.V); err != nil {
-			t.Fatalf("kcat -G: line %q: %v", line, err)
-		}
-		got = append(got, s)
-	}
-	return got
+	return parseSeenLines(t, "kcat -G", out.Bytes())
 }
 
 // produceNumbered produces values from..to-1 round-robin over partitions
-// with acks=all and returns where each went.
-func produceNumbered(t *testing.T, ctx context.Context, addrs []string, topic string, partitions, from, to int) []delivered {
+// with acks=all (and the client options opts) and returns where each
+// went.
+func produceNumbered(t *testing.T, ctx context.Context, addrs []string, topic string, partitions, from, to int, opts ...kgo.Opt) []delivered {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...), kgo.RecordPartitioner(kgo.ManualPartitioner())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -963,6 +939,20 @@ func TestKcatGroupThroughCoordinatorKill(t *testing.T) {
 	acks := produceNumbered(t, ctx, c.kafka, topic, 3, 0, 300)
 	failOn(t, checkDelivered(acks, nil, kcatGroupRead(t, ctx, kcat, c.kafka, group, topic)))
 
+	killCoordinatorOfCommitted(t, ctx, c, group, topic, map[int32]int64{0: 100, 1: 100, 2: 100})
+
+	more := produceNumbered(t, ctx, c.kafkaAddrs(), topic, 3, 300, 330)
+	resumed := kcatGroupRead(t, ctx, kcat, c.kafkaAddrs(), group, topic)
+	if len(resumed) != 30 {
+		t.Errorf("the new kcat -G in %s read %d records, want the 30 after its committed offsets", group, len(resumed))
+	}
+	failOn(t, checkDelivered(more, nil, resumed))
+}
+
+// killCoordinatorOfCommitted checks that group committed ends[p] for
+// each partition p of topic, then kills -9 the group's coordinator.
+func killCoordinatorOfCommitted(t *testing.T, ctx context.Context, c *jepsenCluster, group, topic string, ends map[int32]int64) {
+	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.kafkaAddrs()...))
 	if err != nil {
 		t.Fatal(err)
@@ -976,24 +966,17 @@ func TestKcatGroupThroughCoordinatorKill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("offsets of %s: %v", group, err)
 	}
-	for p := range int32(3) {
-		if o, ok := committed.Lookup(topic, p); !ok || o.At != 100 {
-			t.Fatalf("kcat -G committed %+v for %s-%d, want the end, 100", o, topic, p)
+	for p, end := range ends {
+		if o, ok := committed.Lookup(topic, p); !ok || o.At != end {
+			t.Fatalf("%s committed %+v for %s-%d, want the end %d", group, o, topic, p, end)
 		}
 	}
 	coord := adm.FindGroupCoordinators(ctx, group)[group]
-	if coord.Err != nil || coord.NodeID < 1 || coord.NodeID > 3 {
+	if coord.Err != nil || coord.NodeID < 1 || int(coord.NodeID) > len(c.procs) {
 		t.Fatalf("coordinator of %s: %+v", group, coord)
 	}
 	c.kill9(int(coord.NodeID - 1))
 	t.Logf("killed node %d, coordinator of %s", coord.NodeID, group)
-
-	more := produceNumbered(t, ctx, c.kafkaAddrs(), topic, 3, 300, 330)
-	resumed := kcatGroupRead(t, ctx, kcat, c.kafkaAddrs(), group, topic)
-	if len(resumed) != 30 {
-		t.Errorf("the new kcat -G in %s read %d records, want the 30 after its committed offsets", group, len(resumed))
-	}
-	failOn(t, checkDelivered(more, nil, resumed))
 }
 
 // syncBuffer is a bytes.Buffer written by a process and read by the test.

@@ -438,30 +438,11 @@ func TestClusterOfProcesses(t *testing.T) {
 }
 
 // countRecords sums the end offsets of topic's partitions through addrs
-// (retrying while a leader is being elected, as a client would).
+// (clusterEnds: retrying while a leader is being elected, as a client
+// would).
 func countRecords(t *testing.T, ctx context.Context, addrs []string, topic string) int {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err == nil {
-			n := 0
-			ends.Each(func(o kadm.ListedOffset) { n += int(o.Offset) })
-			return n
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("end offsets of %s: %v", topic, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return int(sumEnds(clusterEnds(t, ctx, addrs, topic)))
 }
 
 // runKafkajsTutorial runs testbed/kafkajs/tutorial.js against addr and

@@ -66,6 +66,15 @@ const consume = async () => {
   const ends = JSON.parse(process.env.ENDS)
   const need = new Set(Object.keys(ends).filter((p) => ends[p] > 0).map(Number))
   const consumer = kafka.consumer({ groupId: process.env.GROUP })
+  // A crash kafkajs does not restart from (e.g. a batch it cannot decode)
+  // stops the consumer; without this the process would then exit 0, the
+  // promise below never settled, having read nothing.
+  consumer.on(consumer.events.CRASH, ({ payload }) => {
+    if (!payload.restart) {
+      console.error(payload.error)
+      process.exit(1)
+    }
+  })
   await consumer.connect()
   await consumer.subscribe({ topic, fromBeginning: true })
   await new Promise((resolve) => {
