@@ -172,7 +172,7 @@ func startKafkajsProducer(t *testing.T, ctx context.Context, brokers []string, t
 	cmd := exec.CommandContext(ctx, node, "failover.js")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "MODE=produce", "FERRY_BROKERS="+strings.Join(brokers, ","), "TOPIC="+topic)
-	var errOut bytes.Buffer
+	var errOut syncBuffer // the process may still write while a cleanup reads it
 	cmd.Stderr = &errOut
 	s := &streamed{t: t, name: "kafkajs producer", cmd: cmd}
 	s.start(cmd.StdoutPipe, func(line string) {
@@ -470,7 +470,7 @@ func startKcatTailAt(t *testing.T, ctx context.Context, kcat string, brokers []s
 	t.Helper()
 	cmd := exec.CommandContext(ctx, kcat, kcatArgs(brokers, "-C", "-t", topic, "-p", strconv.Itoa(int(partition)),
 		"-o", offset, "-u", "-f", `%p %o %s\n`)...)
-	var errBuf bytes.Buffer
+	var errBuf syncBuffer // the process may still write while a cleanup reads it
 	if errOut == nil {
 		errOut = &errBuf
 	}
