@@ -28,8 +28,9 @@ import (
 // socket takes them at once; otherwise a drain goroutine, which also waits
 // for those no commit reports (a retransmission's, waited for on its
 // original's partition) and exits once the head waits for a commit (which
-// kicks the connection again) or the queue is empty. One slow fsync never
-// holds up the next append, and an idle connection holds no goroutine.
+// kicks the connection again) or the queue is empty (for a connection that
+// is not a socket, drainLinger after it). One slow fsync never holds up
+// the next append, and an idle connection holds no goroutine.
 type conn struct {
 	s        *Server
 	cl       *mqtt.Client
