@@ -125,10 +125,18 @@ func (c *clusterProcs) startAll() {
 	c.t.Helper()
 	done := make(chan int, len(c.procs))
 	for i := range c.procs {
-		go func() { c.start(i); done <- i }() // each waits for its ready line
+		// Each waits for its ready line; a start that fails ends its
+		// goroutine (t.Fatalf's Goexit), which still says it is done.
+		go func() {
+			defer func() { done <- i }()
+			c.start(i)
+		}()
 	}
 	for range c.procs {
 		<-done
+	}
+	if c.t.Failed() {
+		c.t.FailNow() // a node did not start (said above)
 	}
 	c.waitFor("every broker registered and unfenced", func() bool {
 		for i := range c.procs {
